@@ -1,0 +1,41 @@
+"""The data config a model carries: everything needed to turn a photo into its input tensor."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Input geometry and normalisation of a model (timm's "pretrained_cfg" in miniature).
+
+    Args:
+        input_size: (height, width) of the network input in pixels.
+        mean: per-channel mean subtracted after scaling pixels to [0, 1].
+        std: per-channel standard deviation divided by after that.
+        interpolation: resize filter name ("bilinear" or "bicubic").
+    """
+
+    input_size: tuple[int, int] = (224, 224)
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    interpolation: str = "bilinear"
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DataConfig:
+        return cls(
+            input_size=tuple(d.get("input_size", (224, 224))),
+            mean=tuple(d.get("mean", (0.485, 0.456, 0.406))),
+            std=tuple(d.get("std", (0.229, 0.224, 0.225))),
+            interpolation=d.get("interpolation", "bilinear"),
+            extra=dict(d.get("extra", {})),
+        )
+
+    def replace(self, **kw) -> DataConfig:
+        d = self.to_dict()
+        d.update(kw)
+        return DataConfig.from_dict(d)
