@@ -1,0 +1,134 @@
+"""Self-describing model files: safetensors weights + one JSON header, no pickle anywhere.
+
+The JSON (stored in the safetensors metadata under "fashionlens") holds the schema version, the model
+spec (backbone name and kwargs, heads, landmark branch), label names per head, the data config and
+how the label graph was built. Graph buffers (adjacency, embeddings) are ordinary tensors of the
+state dict. Loading needs the file alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from fashionlens.data.config import DataConfig
+from fashionlens.models.fashion_net import FashionNet, build_model
+
+SCHEMA_VERSION = 1
+_META_KEY = "fashionlens"
+
+
+class CheckpointError(ValueError):
+    """A model file that is missing, truncated, tampered with or of an unknown schema."""
+
+
+@dataclass
+class ModelInfo:
+    """Everything about a model except its weights."""
+
+    spec: dict
+    label_names: dict[str, list[str]]
+    data_config: DataConfig
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "spec": self.spec,
+                "label_names": self.label_names,
+                "data_config": self.data_config.to_dict(),
+                "extra": self.extra,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "<model>") -> ModelInfo:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{source}: model header is not valid JSON ({e})") from None
+        version = d.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise CheckpointError(f"{source}: schema_version {version!r}, this fashionlens reads {SCHEMA_VERSION}")
+        for key in ("spec", "label_names", "data_config"):
+            if key not in d:
+                raise CheckpointError(f"{source}: model header has no {key!r}")
+        return cls(d["spec"], d["label_names"], DataConfig.from_dict(d["data_config"]), d.get("extra", {}))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model(model: FashionNet, info: ModelInfo, path: str | Path, half: bool = False) -> Path:
+    """Save weights + header as one safetensors file, atomically."""
+    from safetensors.torch import save
+
+    tensors = {}
+    for name, t in model.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        if half and t.is_floating_point() and "num_batches_tracked" not in name:
+            t = t.half()
+        tensors[name] = t.clone()
+    info.spec = model.spec
+    atomic_write_bytes(path, save(tensors, metadata={_META_KEY: info.to_json()}))
+    return Path(path)
+
+
+def read_info(path: str | Path) -> ModelInfo:
+    """Read only the header of a model file."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"model file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types for corrupt headers
+        raise CheckpointError(f"{path}: not a readable safetensors model file ({e})") from None
+    if _META_KEY not in meta:
+        raise CheckpointError(f"{path}: safetensors file without a fashionlens header (not a fashionlens model)")
+    return ModelInfo.from_json(meta[_META_KEY], str(path))
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[FashionNet, ModelInfo]:
+    """Rebuild the model from the file alone and load its weights (cast back to float32)."""
+    from safetensors.torch import load_file
+
+    info = read_info(path)
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except Exception as e:
+        raise CheckpointError(f"{path}: weights are truncated or corrupt ({e})") from None
+    model = build_model(info.spec, pretrained=False)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not match the model spec (missing {missing[:5]}, unexpected {unexpected[:5]})")
+    for name, t in tensors.items():
+        if t.shape != own[name].shape:
+            raise CheckpointError(f"{path}: tensor {name} has shape {tuple(t.shape)}, expected {tuple(own[name].shape)}")
+        if t.is_floating_point():
+            tensors[name] = t.float()
+    model.load_state_dict(tensors)
+    return model.to(device).eval(), info

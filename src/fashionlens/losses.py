@@ -1,0 +1,71 @@
+"""Losses of every head, returned as a dict of named terms that the engine weights, sums and logs."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def gaussian_targets(landmarks: torch.Tensor, size: tuple[int, int], sigma: float) -> torch.Tensor:
+    """Gaussian heatmaps (B, L, h, w) with peak 1 at each landmark.
+
+    Args:
+        landmarks: (B, L, 2) as (x, y) normalised to [0, 1].
+        size: (h, w) of the heatmaps.
+        sigma: standard deviation in heatmap pixels.
+    """
+    h, w = size
+    ys = (torch.arange(h, device=landmarks.device, dtype=landmarks.dtype) + 0.5)[:, None]  # (h, 1)
+    xs = (torch.arange(w, device=landmarks.device, dtype=landmarks.dtype) + 0.5)[None, :]  # (1, w)
+    cx = (landmarks[..., 0] * w)[..., None, None]  # (B, L, 1, 1)
+    cy = (landmarks[..., 1] * h)[..., None, None]
+    return torch.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * sigma**2))
+
+
+def heatmap_loss(pred: torch.Tensor, landmarks: torch.Tensor, visible: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Mean squared error between predicted and Gaussian heatmaps over visible landmarks only."""
+    target = gaussian_targets(landmarks, pred.shape[-2:], sigma)  # (B, L, h, w)
+    per_map = ((pred.float() - target) ** 2).mean(dim=(2, 3))  # (B, L)
+    mask = visible.float()
+    return (per_map * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def weighted_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None, pos_weight: torch.Tensor | None) -> torch.Tensor:
+    """Binary cross-entropy with per-attribute positive weights; unknown entries (mask 0) ignored."""
+    loss = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), pos_weight=pos_weight, reduction="none")
+    if mask is None:
+        return loss.mean()
+    return (loss * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def pos_weight_from_targets(targets: torch.Tensor, mask: torch.Tensor | None = None, max_weight: float = 100.0) -> torch.Tensor:
+    """pos_weight[c] = negatives / positives of attribute c in the training set, clipped to [1, max]."""
+    targets = targets.float()
+    valid = torch.ones_like(targets) if mask is None else mask.float()
+    pos = (targets * valid).sum(0)
+    neg = ((1 - targets) * valid).sum(0)
+    return (neg / pos.clamp_min(1.0)).clamp(1.0, max_weight)
+
+
+def compute_losses(
+    outputs: dict[str, torch.Tensor],
+    batch: dict[str, torch.Tensor],
+    pos_weight: torch.Tensor | None = None,
+    heatmap_sigma: float = 1.5,
+) -> dict[str, torch.Tensor]:
+    """One unweighted loss term per head whose target is in the batch.
+
+    "category": cross-entropy; "labels": BCE; "attributes": weighted BCE over known entries;
+    "landmarks": heatmap L2 over visible landmarks. A head without targets in this batch is skipped,
+    so one model can learn from data sets that label different heads.
+    """
+    losses: dict[str, torch.Tensor] = {}
+    if "category" in outputs and "category" in batch:
+        losses["category"] = F.cross_entropy(outputs["category"].float(), batch["category"])
+    if "labels" in outputs and "labels" in batch:
+        losses["labels"] = F.binary_cross_entropy_with_logits(outputs["labels"].float(), batch["labels"].float())
+    if "attributes" in outputs and "attributes" in batch:
+        losses["attributes"] = weighted_bce(outputs["attributes"], batch["attributes"], batch.get("attributes_mask"), pos_weight)
+    if "heatmaps" in outputs and "landmarks" in batch:
+        losses["landmarks"] = heatmap_loss(outputs["heatmaps"], batch["landmarks"], batch["landmark_visible"], heatmap_sigma)
+    return losses

@@ -1,0 +1,164 @@
+"""Experiment configs: YAML files merged over documented defaults, with ``key=value`` overrides.
+
+Every key a config may hold is in ``DEFAULTS`` below; an unknown key is an error that names it, so a
+typo never silently trains the wrong experiment.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULTS: dict[str, Any] = {
+    "experiment": "experiment",
+    "seed": 0,
+    "data": {
+        "format": "ccp",  # ccp | multilabel | image_folder | deepfashion
+        "path": None,  # data root or annotation file; env FASHIONLENS_DATA overrides when unset
+        "images_root": None,  # multilabel: folder the image paths are relative to
+        "label_list": None,  # multilabel: file with one label name per line
+        "top_labels": None,  # keep the n most frequent main labels (seed B top-5 / top-7)
+        "split_fractions": [0.7, 0.1, 0.2],  # train / val / test, seeded, stratified
+        "split_seed": 0,
+        "limit": None,  # use only the first n training images (smoke tests)
+        "input_size": None,  # [H, W]; default: the backbone's
+        "batch_size": 16,
+        "num_workers": "auto",
+        "bad_images": "skip",  # skip | fail
+        "crop_margin": 0.1,  # deepfashion: relative margin around the bounding box
+    },
+    "model": {
+        "backbone": "efficientnet_lite0",
+        "pretrained": True,  # true | false | path to a weights file
+        "backbone_kwargs": {},
+        "heads": {},  # name -> {kind, pool, conv_channels, dropout, gcn_hidden}
+        "landmarks": None,  # {num_glem, num_upsample, fuse} for seed A's landmark branch
+    },
+    "labels": {
+        "graph": {"kind": "cooccurrence", "tau": 0.4, "p": 0.2},  # or kind: identity
+        "embeddings": {"provider": "glove", "path": None, "aliases": {}},
+    },
+    "loss": {
+        "weights": {"category": 1.0, "labels": 1.0, "attributes": 1.0, "landmarks": 1.0},
+        "attribute_pos_weight": "frequency",  # frequency | none
+        "heatmap_sigma": 1.5,
+    },
+    "optim": {
+        "name": "adam",  # adam | adamw | sgd
+        "lr": 1.0e-4,  # backbone (and landmark branch)
+        "head_lr": 1.0e-3,  # heads (GCN included)
+        "weight_decay": 0.0,
+        "momentum": 0.9,
+        "scheduler": "cosine",  # cosine | step | none
+        "step_size": 5,
+        "gamma": 0.1,
+        "grad_clip": 10.0,
+        "freeze_backbone": False,  # linear-probe style: train the heads only
+    },
+    "trainer": {
+        "max_epochs": 10,
+        "precision": "32-true",  # 32-true | bf16-mixed | 16-mixed
+        "accelerator": "auto",
+        "devices": "auto",
+        "num_nodes": 1,
+        "strategy": "auto",  # auto | ddp | ddp_spawn ...
+        "log_every_n_steps": 10,
+        "limit_train_batches": None,
+        "limit_val_batches": None,
+        "monitor": None,  # metric that picks the best checkpoint; default per task
+        "deterministic": False,
+    },
+}
+
+
+class ConfigError(ValueError):
+    """A config key or value that fashionlens does not understand."""
+
+
+def _merge(base: dict, update: dict, where: str) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if key not in base:
+            raise ConfigError(f"unknown config key {where}{key!r}; known keys here: {', '.join(sorted(base))}")
+        free_form = key in ("heads", "backbone_kwargs", "aliases", "landmarks") or base[key] is None
+        if isinstance(base[key], dict) and isinstance(value, dict) and not free_form:
+            out[key] = _merge(base[key], value, f"{where}{key}.")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"optim.lr=3e-4"`` -> (["optim", "lr"], 3e-4); values are parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.sub=value")
+    key, value = text.split("=", 1)
+    parsed = yaml.safe_load(value)
+    if isinstance(parsed, str):  # YAML 1.1 reads "3e-4" as a string
+        try:
+            parsed = float(parsed)
+        except ValueError:
+            pass
+    return key.strip().split("."), parsed
+
+
+_FREE_FORM = (("model", "heads"), ("model", "backbone_kwargs"), ("model", "landmarks"), ("labels", "embeddings", "aliases"))
+
+
+def apply_override(cfg: dict, keys: list[str], value: Any) -> None:
+    """Set ``cfg[k1][k2]... = value``; keys must exist except inside free-form sections."""
+    free = any(tuple(keys[: len(prefix)]) == prefix and len(keys) > len(prefix) for prefix in _FREE_FORM)
+    node = cfg
+    for i, key in enumerate(keys):
+        last = i == len(keys) - 1
+        if key not in node and not free:
+            raise ConfigError(f"unknown config key {'.'.join(keys[: i + 1])!r}")
+        if last:
+            node[key] = value
+        else:
+            if node.get(key) is None:
+                node[key] = {}
+            node = node[key]
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
+    """Defaults, then the YAML file (which may name a ``base:`` file it extends), then overrides."""
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        cfg = _merge(cfg, _read_yaml_with_base(Path(path)), "")
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        apply_override(cfg, keys, value)
+    if cfg["data"]["path"] is None and os.environ.get("FASHIONLENS_DATA"):
+        cfg["data"]["path"] = os.environ["FASHIONLENS_DATA"]
+    return cfg
+
+
+def _read_yaml_with_base(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({e})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    parent = _read_yaml_with_base((path.parent / base).resolve())
+    return _deep_update(parent, raw)
+
+
+def _deep_update(base: dict, update: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_update(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
