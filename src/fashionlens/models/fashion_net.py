@@ -38,6 +38,7 @@ class FashionNet(nn.Module):
             ``num_upsample`` (heatmap resolution = feature resolution x 2^num_upsample) and ``fuse``.
         backbone_kwargs: passed to the backbone builder (e.g. ``input_size``).
         pretrained: backbone weights: False, True (its default source) or a local file path.
+        backbone_module: an already built backbone of that name (saves building it twice).
 
     Example:
         >>> net = FashionNet("test_tiny", heads={"labels": {"num_classes": 5, "kind": "linear"}})
@@ -52,6 +53,7 @@ class FashionNet(nn.Module):
         landmarks: dict | None = None,
         backbone_kwargs: dict | None = None,
         pretrained: bool | str = False,
+        backbone_module: nn.Module | None = None,
     ):
         super().__init__()
         if not heads and not landmarks:
@@ -65,7 +67,7 @@ class FashionNet(nn.Module):
             "heads": copy.deepcopy(heads),
             "landmarks": None if landmarks is None else {**_LANDMARK_DEFAULTS, **landmarks},
         }
-        self.backbone = create_backbone(backbone, pretrained=pretrained, **self._spec["backbone_kwargs"])
+        self.backbone = backbone_module or create_backbone(backbone, pretrained=pretrained, **self._spec["backbone_kwargs"])
         channels = self.backbone.out_channels
         lm = self._spec["landmarks"]
         self.fuse = bool(lm and lm["fuse"])

@@ -1,0 +1,142 @@
+"""From the ``data`` section of a config to train/val/test datasets and loaders.
+
+Splits are seeded and made once here; the same function serves training and evaluation, so a
+checkpoint evaluated later sees exactly the validation/test images it was not trained on.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from fashionlens.data.config import DataConfig
+
+
+class DataPathError(ValueError):
+    """No data path was given, or it does not exist."""
+
+
+@dataclass
+class DataBundle:
+    """Datasets of every split plus what the model and reports need to know about the labels."""
+
+    datasets: dict[str, Dataset]
+    label_names: dict[str, list[str]]  # head name -> names
+    train_targets: dict[str, np.ndarray]  # head name -> training targets (for graphs, pos_weight)
+    paths: dict[str, list[str]]  # split -> image path per dataset index
+    attribute_groups: np.ndarray | None = None
+    attribute_masks: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def resolve_data_path(cfg: dict) -> Path:
+    path = cfg["data"]["path"]
+    fmt = cfg["data"]["format"]
+    if not path:
+        hint = {"ccp": "the Clothing Co-Parsing folder (photos/, annotations/, label_list.mat)",
+                "deepfashion": "the DeepFashion Category and Attribute Prediction root (img/, Anno/, Eval/)",
+                "image_folder": "a folder with train/<class>/*.jpg",
+                "multilabel": "a CSV or JSONL file (image,main,labels)"}.get(fmt, "the data")
+        raise DataPathError(f"no data path: pass --data PATH (or data.path=..., or env FASHIONLENS_DATA) pointing at {hint}")
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataPathError(f"data path does not exist: {p}")
+    return p
+
+
+def build_data(cfg: dict, data_config: DataConfig, splits=("train", "val", "test")) -> DataBundle:
+    """Read the configured data set, split it and wrap each split in a Dataset."""
+    fmt = cfg["data"]["format"]
+    root = resolve_data_path(cfg)
+    if fmt in ("ccp", "multilabel"):
+        return _multilabel_bundle(cfg, root, data_config, splits)
+    if fmt == "image_folder":
+        return _image_folder_bundle(cfg, root, data_config, splits)
+    if fmt == "deepfashion":
+        from fashionlens.train.deepfashion_data import deepfashion_bundle
+
+        return deepfashion_bundle(cfg, root, data_config, splits)
+    raise ValueError(f"data.format must be ccp, multilabel, image_folder or deepfashion, got {fmt!r}")
+
+
+def _multilabel_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -> DataBundle:
+    from fashionlens.data.ccp import read_ccp
+    from fashionlens.data.datasets import MultiLabelDataset
+    from fashionlens.data.multilabel import read_multilabel, select_top_labels, split_dataset
+    from fashionlens.data.transforms import build_transforms
+
+    d = cfg["data"]
+    if d["format"] == "ccp":
+        full = read_ccp(root)
+    else:
+        full = read_multilabel(root, images_root=d["images_root"], label_list=d["label_list"])
+    if d["top_labels"]:
+        full = select_top_labels(full, int(d["top_labels"]))
+    parts = split_dataset(full, tuple(d["split_fractions"]), seed=int(d["split_seed"]))
+    if d["limit"]:
+        parts["train"] = parts["train"].subset(range(min(int(d["limit"]), len(parts["train"]))))
+    datasets, paths = {}, {}
+    for split in splits:
+        if split not in parts or len(parts[split]) == 0:
+            continue
+        tf = build_transforms(data_config, train=split == "train")
+        datasets[split] = MultiLabelDataset(parts[split], tf, data_config, bad_images=d["bad_images"])
+        paths[split] = [str(s.path) for s in parts[split].samples]
+    return DataBundle(datasets, {"labels": list(full.label_names)}, {"labels": parts["train"].targets()}, paths)
+
+
+def _image_folder_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -> DataBundle:
+    """train/ is the training split; validation/ (or val/) the validation split, else a seeded 10%."""
+    from fashionlens.data.datasets import ClassificationDataset
+    from fashionlens.data.image_folder import read_image_folder
+    from fashionlens.data.transforms import build_transforms
+
+    d = cfg["data"]
+    train = read_image_folder(root, "train")
+    parts = {"train": train}
+    val_dir = next((n for n in ("validation", "val") if (root / n).is_dir()), None)
+    if val_dir:
+        parts["val"] = read_image_folder(root, val_dir, class_names=train.class_names)
+    else:
+        order = np.random.default_rng(int(d["split_seed"])).permutation(len(train))
+        cut = max(1, len(train) // 10)
+        parts["val"], parts["train"] = train.subset(order[:cut]), train.subset(sorted(order[cut:]))
+    if (root / "test").is_dir():
+        parts["test"] = read_image_folder(root, "test", class_names=train.class_names)
+    if d["limit"]:
+        parts["train"] = parts["train"].subset(range(min(int(d["limit"]), len(parts["train"]))))
+    datasets, paths = {}, {}
+    for split in splits:
+        if split in parts:
+            tf = build_transforms(data_config, train=split == "train")
+            datasets[split] = ClassificationDataset(parts[split], tf, data_config, bad_images=d["bad_images"])
+            paths[split] = [str(p) for p, _ in parts[split].samples]
+    return DataBundle(datasets, {"category": list(train.class_names)}, {"category": parts["train"].targets()}, paths)
+
+
+def num_workers(setting) -> int:
+    """"auto" = one worker per CPU core this process may use, leaving one for the main process."""
+    if setting != "auto":
+        return int(setting)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(cores - 1, 8)) if cores > 1 else 0
+
+
+def make_loader(dataset: Dataset, batch_size: int, workers, train: bool, seed: int = 0) -> DataLoader:
+    """A DataLoader; under DDP, Lightning replaces the sampler with a sharding DistributedSampler."""
+    n = num_workers(workers)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train,
+        drop_last=train and len(dataset) > batch_size,
+        num_workers=n,
+        persistent_workers=n > 0,
+        pin_memory=torch.cuda.is_available(),
+        generator=torch.Generator().manual_seed(seed) if train else None,
+    )

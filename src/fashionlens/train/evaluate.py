@@ -1,0 +1,107 @@
+"""``fashionlens evaluate``: model file(s) + data -> metrics.json, report.md, predictions.csv, plots."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+
+from fashionlens.checkpoint import atomic_write_bytes, load_model
+from fashionlens.train.config import load_config
+from fashionlens.train.data import build_data, make_loader
+from fashionlens.train.fit import write_json
+from fashionlens.train.report import markdown_report, plot_correlation, plot_per_label_recall
+from fashionlens.train.task import FashionTask
+
+
+def config_for_model(info, data_path: str | Path, batch_size: int, overrides: list[str] | None = None) -> dict:
+    """A config that rebuilds the data exactly as the model saw it (format, split, label subset)."""
+    cfg = load_config(None, overrides)
+    for key, value in info.extra.get("data", {}).items():
+        cfg["data"][key] = value
+    cfg["data"]["path"] = str(data_path)
+    cfg["data"]["batch_size"] = batch_size
+    cfg["data"]["input_size"] = list(info.data_config.input_size)
+    return cfg
+
+
+def evaluate_model(path: str | Path, data: str | Path, split: str = "val", batch_size: int = 32,
+                   trainer_kwargs: dict | None = None, overrides: list[str] | None = None) -> tuple[dict, dict]:
+    """Evaluate one model file on one split; returns (report, gathered outputs incl. paths)."""
+    model, info = load_model(path)
+    cfg = config_for_model(info, data, batch_size, overrides)
+    bundle = build_data(cfg, info.data_config, splits=("train", split))
+    if split not in bundle.datasets:
+        raise ValueError(f"the data has no {split!r} split (it has {sorted(bundle.datasets)})")
+    groups = np.asarray(info.extra["attribute_groups"]) if "attribute_groups" in info.extra else bundle.attribute_groups
+    task = FashionTask(model, info.label_names, cfg["optim"], cfg["loss"], attribute_groups=groups)
+    kw = {"accelerator": "auto", "devices": 1, "logger": False, "enable_model_summary": False, **(trainer_kwargs or {})}
+    trainer = L.Trainer(**kw)
+    trainer.test(task, make_loader(bundle.datasets[split], batch_size, cfg["data"]["num_workers"], False), verbose=False)
+    gathered = dict(task.last_outputs)
+    gathered["paths"] = np.asarray([bundle.paths[split][i] for i in gathered["index"].astype(int)])
+    gathered["train_targets"] = bundle.train_targets
+    return task.last_report, {"outputs": gathered, "info": info, "trainer": trainer}
+
+
+def evaluate(paths: list[str | Path], data: str | Path, out_dir: str | Path, split: str = "val",
+             batch_size: int = 32, overrides: list[str] | None = None) -> dict[str, dict]:
+    """Evaluate each model; write one report with a row per model; return {model name: report}."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    reports: dict[str, dict] = {}
+    for path in paths:
+        report, ctx = evaluate_model(path, data, split, batch_size, overrides=overrides)
+        if not ctx["trainer"].is_global_zero:
+            continue
+        name = model_name(path, ctx["info"])
+        reports[name] = report
+        sub = out if len(paths) == 1 else out / name
+        sub.mkdir(parents=True, exist_ok=True)
+        write_predictions(sub / "predictions.csv", ctx["outputs"], ctx["info"].label_names)
+        write_plots(sub, report, ctx["outputs"], ctx["info"].label_names, name)
+    if reports:
+        write_json(out / "metrics.json", {"split": split, "data": str(data), "models": reports})
+        text = markdown_report(reports, f"fashionlens evaluation ({split} split of {data})")
+        atomic_write_bytes(out / "report.md", text.encode())
+    return reports
+
+
+def model_name(path: str | Path, info) -> str:
+    p = Path(path)
+    exp = info.extra.get("experiment")
+    return exp if exp and exp != "experiment" else (p.parent.name if p.stem == "model" else p.stem)
+
+
+def write_predictions(path: Path, outputs: dict, label_names: dict[str, list[str]], top: int = 5) -> None:
+    """One row per image: path, then for each head its top predictions and its true labels."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    heads = [h for h in ("category", "labels", "attributes") if f"{h}_scores" in outputs]
+    writer.writerow(["image"] + [c for h in heads for c in (f"{h}_predicted", f"{h}_true")])
+    for row, image in enumerate(outputs["paths"]):
+        cells = [image]
+        for h in heads:
+            names = label_names[h]
+            scores = outputs[f"{h}_scores"][row]
+            order = np.argsort(-scores, kind="stable")[:top]
+            cells.append("|".join(f"{names[i]}:{scores[i]:.3f}" for i in order))
+            t = outputs[f"{h}_targets"][row]
+            cells.append(names[int(t)] if h == "category" else "|".join(names[i] for i in np.flatnonzero(t > 0)))
+        writer.writerow(cells)
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def write_plots(out: Path, report: dict, outputs: dict, label_names: dict[str, list[str]], name: str) -> None:
+    if "labels" in report:
+        from fashionlens.labels import cooccurrence
+
+        targets = outputs["train_targets"]["labels"]
+        counts, nums = cooccurrence(targets)
+        conditional = np.divide(counts, nums[:, None], out=np.zeros_like(counts, dtype=np.float64), where=nums[:, None] > 0)
+        np.fill_diagonal(conditional, 1.0)
+        plot_correlation(conditional, label_names["labels"], out / "label_correlation.png", f"Label correlation P(j|i), training split ({name})")
+        plot_per_label_recall(report["labels"]["per_label_top2_all"], out / "per_label_recall.png", f"Per-label top-2 all-recall ({name})")

@@ -1,0 +1,227 @@
+"""``fashionlens train``: config -> data -> model -> Lightning fit -> model.safetensors + report.
+
+Read top to bottom: :func:`train` is the whole recipe; the helpers below it build the pieces.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from fashionlens.checkpoint import ModelInfo, atomic_write_bytes, save_model
+from fashionlens.losses import pos_weight_from_targets
+from fashionlens.models.fashion_net import FashionNet
+from fashionlens.models.heads import GCNClassifier
+from fashionlens.models.registry import create_backbone
+from fashionlens.train.data import DataBundle, build_data, make_loader
+from fashionlens.train.task import FashionTask
+
+MIN_FREE_BYTES = 200 * 1024 * 1024
+
+
+class OutputDirError(OSError):
+    """The output directory cannot be written, or the disk is (nearly) full."""
+
+
+def train(cfg: dict, out_dir: str | Path, resume: bool = True) -> dict:
+    """Train the configured model; returns the validation report of the best epoch.
+
+    Writes to ``out_dir``: ``config.yaml`` (resolved), ``checkpoints/last.ckpt`` (resume state:
+    weights, optimiser, scheduler, epoch, step), ``model.safetensors`` (best weights, self-describing),
+    ``metrics.json`` + ``report.md`` (validation), CSV and TensorBoard logs.
+    """
+    out = Path(out_dir)
+    check_output_dir(out)
+    L.seed_everything(int(cfg["seed"]), workers=True)
+    backbone = create_backbone(cfg["model"]["backbone"], pretrained=cfg["model"]["pretrained"], **_backbone_kwargs(cfg))
+    data_config = backbone.data_config
+    bundle = build_data(cfg, data_config)
+    model, info = build_model_for_data(cfg, bundle, backbone)
+    task = make_task(cfg, model, bundle)
+    _write_config(cfg, out)
+
+    monitor, mode = monitor_metric(cfg, bundle)
+    ckpt_dir = out / "checkpoints"
+    callbacks = [
+        ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_last=False, every_n_epochs=1, save_top_k=1, enable_version_counter=False),
+        ExportBest(out / "model.safetensors", info, monitor, mode),
+    ]
+    trainer = make_trainer(cfg, out, callbacks)
+    d = cfg["data"]
+    train_loader = make_loader(bundle.datasets["train"], d["batch_size"], d["num_workers"], True, cfg["seed"])
+    val_loader = make_loader(bundle.datasets["val"], d["batch_size"], d["num_workers"], False)
+    last = ckpt_dir / "last.ckpt"
+    trainer.fit(task, train_loader, val_loader, ckpt_path=str(last) if resume and last.is_file() else None)
+    report = callbacks[1].best_report or task.last_report
+    if trainer.is_global_zero:
+        _report_bad_files(bundle)
+        write_json(out / "metrics.json", {"split": "val", "monitor": monitor, "best": callbacks[1].best_value, "report": report})
+    return report
+
+
+def _backbone_kwargs(cfg: dict) -> dict:
+    kw = dict(cfg["model"]["backbone_kwargs"])
+    if cfg["data"]["input_size"]:
+        kw["input_size"] = tuple(cfg["data"]["input_size"])
+    return kw
+
+
+def build_model_for_data(cfg: dict, bundle: DataBundle, backbone: torch.nn.Module) -> tuple[FashionNet, ModelInfo]:
+    """Size the heads from the data, build the label graph and embeddings for GCN heads."""
+    heads = {}
+    graph_extra = {}
+    embeddings = {}
+    for name, head_cfg in cfg["model"]["heads"].items():
+        if name not in bundle.label_names:
+            raise ValueError(f"model.heads.{name}: the {cfg['data']['format']} data has no {name!r} targets "
+                             f"(it has {sorted(bundle.label_names)})")
+        kw = {"kind": "linear", **(head_cfg or {}), "num_classes": len(bundle.label_names[name])}
+        if kw["kind"] == "gcn":
+            emb, adjacency, graph_extra[name] = label_graph_inputs(cfg, bundle.label_names[name], bundle.train_targets[name])
+            kw["embed_dim"] = int(emb.shape[1])
+            embeddings[name] = (emb, adjacency)
+        heads[name] = kw
+    landmarks = cfg["model"]["landmarks"]
+    model = FashionNet(cfg["model"]["backbone"], heads, landmarks, _backbone_kwargs(cfg), backbone_module=backbone)
+    for name, (emb, adjacency) in embeddings.items():
+        clf = model.heads[name].classifier
+        assert isinstance(clf, GCNClassifier)
+        clf.embeddings.copy_(torch.as_tensor(emb))
+        clf.adjacency.copy_(torch.as_tensor(adjacency))
+    extra = {"graph": graph_extra, "data": {k: cfg["data"][k] for k in ("format", "top_labels", "split_fractions", "split_seed", "crop_margin")},
+             "experiment": cfg["experiment"]}
+    if bundle.attribute_groups is not None:
+        extra["attribute_groups"] = [int(g) for g in bundle.attribute_groups]
+    label_names = {k: v for k, v in bundle.label_names.items() if k in heads}
+    return model, ModelInfo(model.spec, label_names, backbone.data_config, extra)
+
+
+def label_graph_inputs(cfg: dict, names: list[str], targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Word embeddings (C, d) and the normalised co-occurrence adjacency (C, C) for a GCN head."""
+    from fashionlens.labels import build_label_graph, label_embeddings
+
+    g = cfg["labels"]["graph"]
+    e = cfg["labels"]["embeddings"]
+    emb = label_embeddings(names, provider=e["provider"], path=e["path"], aliases=e["aliases"] or None)
+    graph = build_label_graph(targets, tau=g["tau"], p=g["p"], kind=g["kind"])
+    extra = {"kind": g["kind"], "tau": g["tau"], "p": g["p"], "num_edges": int(graph.num_edges),
+             "embeddings": e["provider"], "embed_dim": int(emb.shape[1])}
+    return emb, graph.adjacency, extra
+
+
+def make_task(cfg: dict, model: FashionNet, bundle: DataBundle) -> FashionTask:
+    pos_weight = None
+    if "attributes" in model.heads and cfg["loss"]["attribute_pos_weight"] == "frequency":
+        mask = None if bundle.attribute_masks is None else torch.as_tensor(bundle.attribute_masks)
+        pos_weight = pos_weight_from_targets(torch.as_tensor(bundle.train_targets["attributes"]), mask)
+    return FashionTask(model, bundle.label_names, cfg["optim"], cfg["loss"], pos_weight, bundle.attribute_groups,
+                       int(cfg["trainer"]["max_epochs"]))
+
+
+def monitor_metric(cfg: dict, bundle: DataBundle) -> tuple[str, str]:
+    if cfg["trainer"]["monitor"]:
+        name = cfg["trainer"]["monitor"]
+        return name, "min" if "NE" in name or "loss" in name else "max"
+    heads = cfg["model"]["heads"]
+    if "labels" in heads:
+        return "val/mAP", "max"
+    if "attributes" in heads:
+        return "val/attr_top3", "max"
+    if "category" in heads:
+        return ("val/cat_top3", "max") if cfg["data"]["format"] == "deepfashion" else ("val/cat_top1", "max")
+    return "val/lm_NE", "min"
+
+
+def make_trainer(cfg: dict, out: Path, callbacks: list[Callback]) -> L.Trainer:
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    t = cfg["trainer"]
+    return L.Trainer(
+        default_root_dir=out,
+        max_epochs=int(t["max_epochs"]),
+        precision=t["precision"],
+        accelerator=t["accelerator"],
+        devices=t["devices"],
+        num_nodes=int(t["num_nodes"]),
+        strategy=t["strategy"],
+        gradient_clip_val=cfg["optim"]["grad_clip"] or None,
+        log_every_n_steps=int(t["log_every_n_steps"]),
+        limit_train_batches=t["limit_train_batches"],
+        limit_val_batches=t["limit_val_batches"],
+        deterministic=bool(t["deterministic"]),
+        callbacks=callbacks,
+        logger=[CSVLogger(out, name="logs", version=""), TensorBoardLogger(out, name="tensorboard", version="")],
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+    )
+
+
+class ExportBest(Callback):
+    """Export ``model.safetensors`` (rank 0, atomically) whenever the monitored metric improves."""
+
+    def __init__(self, path: Path, info: ModelInfo, monitor: str, mode: str):
+        self.path, self.info, self.monitor, self.mode = Path(path), info, monitor, mode
+        self.best_value: float | None = None
+        self.best_report: dict | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: FashionTask) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics[self.monitor])
+        better = self.best_value is None or (value > self.best_value if self.mode == "max" else value < self.best_value)
+        if not better or not np.isfinite(value):
+            return
+        self.best_value, self.best_report = value, pl_module.last_report
+        if trainer.is_global_zero:
+            self.info.extra["best"] = {"epoch": trainer.current_epoch, self.monitor: value}
+            save_model(pl_module.model, self.info, self.path)
+
+    def state_dict(self) -> dict:
+        return {"best_value": self.best_value}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_value = state.get("best_value")
+
+
+def check_output_dir(out: Path) -> None:
+    """Fail before training, not after hours of it, when results could not be written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as e:
+        raise OutputDirError(f"output directory {out} is not writable: {e}") from None
+    free = shutil.disk_usage(out).free
+    if free < MIN_FREE_BYTES:
+        raise OutputDirError(f"only {free / 2**20:.0f} MiB free under {out}; need at least {MIN_FREE_BYTES / 2**20:.0f} MiB")
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=2, default=_json_default).encode())
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o).__name__)
+
+
+def _write_config(cfg: dict, out: Path) -> None:
+    import yaml
+
+    atomic_write_bytes(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False).encode())
+
+
+def _report_bad_files(bundle: DataBundle) -> None:
+    bad = sorted({str(p) for ds in bundle.datasets.values() for p in getattr(ds, "bad_files", ())})
+    if bad:
+        print(f"skipped {len(bad)} unreadable image(s): " + ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))

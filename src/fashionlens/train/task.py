@@ -1,0 +1,225 @@
+"""The LightningModule: one training/evaluation step for every FashionNet configuration.
+
+Lightning does the engine work (DDP, mixed precision, checkpoint/resume, progress bar, logging).
+This module only says how a batch becomes losses and how outputs become metrics. Evaluation
+outputs are gathered with ``ScoreCollector`` (a torchmetrics Metric with "cat" reduction), so under
+DDP the metrics are computed once over all ranks' images, not averaged per rank.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import numpy as np
+import torch
+
+from fashionlens.losses import compute_losses
+from fashionlens.metrics import ScoreCollector, classification_report, deepfashion_report, multilabel_report
+from fashionlens.models.fashion_net import FashionNet
+from fashionlens.models.glem import heatmaps_to_landmarks
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+def collector_keys(model: FashionNet) -> list[str]:
+    keys = ["index"]
+    for head in model.heads:
+        keys += [f"{head}_scores", f"{head}_targets"]
+    if "attributes" in model.heads:
+        keys.append("attributes_mask")
+    if model.spec["landmarks"]:
+        keys += ["landmarks_pred", "landmarks_target", "landmarks_visible"]
+    return keys
+
+
+class FashionTask(L.LightningModule):
+    """Train and evaluate a FashionNet.
+
+    Args:
+        model: the network.
+        label_names: head name -> class/label names (for reports).
+        optim: the ``optim`` section of the config.
+        loss: the ``loss`` section of the config.
+        pos_weight: per-attribute positive weights for the weighted BCE (or None).
+        attribute_groups: attribute type (1..5) per attribute, for per-type recall.
+        max_epochs: for the learning-rate schedule.
+    """
+
+    def __init__(
+        self,
+        model: FashionNet,
+        label_names: dict[str, list[str]],
+        optim: dict,
+        loss: dict,
+        pos_weight: torch.Tensor | None = None,
+        attribute_groups: np.ndarray | None = None,
+        max_epochs: int = 1,
+    ):
+        super().__init__()
+        self.model = model
+        self.label_names = label_names
+        self.optim_cfg = optim
+        self.loss_cfg = loss
+        self.max_epochs = max_epochs
+        self.attribute_groups = attribute_groups
+        self.register_buffer("pos_weight", pos_weight if pos_weight is not None else torch.empty(0), persistent=False)
+        self.val_scores = ScoreCollector(collector_keys(model))
+        self.test_scores = ScoreCollector(collector_keys(model))
+        self.last_report: dict = {}
+        self.last_outputs: dict[str, np.ndarray] = {}
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model(images)
+
+    # -- training ---------------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        if self.optim_cfg.get("freeze_backbone"):
+            self.model.backbone.eval()  # keep frozen BatchNorm statistics
+        outputs = self.model(batch["image"])
+        terms = compute_losses(outputs, batch, self.pos_weight if self.pos_weight.numel() else None, self.loss_cfg["heatmap_sigma"])
+        weights = self.loss_cfg["weights"]
+        total = sum(weights.get(name, 1.0) * value for name, value in terms.items())
+        if not torch.isfinite(total):
+            raise NonFiniteLossError(
+                f"non-finite loss at epoch {self.current_epoch}, step {self.global_step}: "
+                + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+                + ". The last good checkpoint is kept; lower optim.lr or check the data."
+            )
+        bs = batch["image"].shape[0]
+        for name, value in terms.items():
+            self.log(f"train/loss_{name}", value, batch_size=bs)
+        self.log("train/loss", total, prog_bar=True, batch_size=bs)
+        return total
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def _collect(self, batch: dict, collector: ScoreCollector) -> None:
+        outputs = self.model(batch["image"])
+        found = {"index": batch["index"]}
+        for head in self.model.heads:
+            logits = outputs[head].float()
+            found[f"{head}_scores"] = logits.softmax(-1) if head == "category" else logits.sigmoid()
+            found[f"{head}_targets"] = batch[head]
+        if "attributes" in self.model.heads:
+            found["attributes_mask"] = batch.get("attributes_mask", torch.ones_like(batch["attributes"]))
+        if "heatmaps" in outputs:
+            found["landmarks_pred"] = heatmaps_to_landmarks(outputs["heatmaps"].float())
+            found["landmarks_target"] = batch["landmarks"]
+            found["landmarks_visible"] = batch["landmark_visible"]
+        collector.update(**found)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._collect(batch, self.val_scores)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._collect(batch, self.test_scores)
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish(self.val_scores, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self._finish(self.test_scores, "test")
+
+    def _finish(self, collector: ScoreCollector, stage: str) -> None:
+        if self.trainer.sanity_checking:
+            collector.reset()
+            return
+        gathered = {k: v.cpu().numpy() for k, v in collector.compute().items()}
+        collector.reset()
+        # DDP samplers pad the last batch by repeating images: keep one copy of each index.
+        _, first = np.unique(gathered["index"], return_index=True)
+        gathered = {k: v[first] for k, v in gathered.items()}
+        self.last_outputs = gathered
+        self.last_report = build_report(gathered, self.label_names, self.attribute_groups)
+        for name, value in flatten_headline(self.last_report).items():
+            self.log(f"{stage}/{name}", value, sync_dist=False, rank_zero_only=False)
+
+    # -- optimisation -----------------------------------------------------------------------------
+    def configure_optimizers(self):
+        cfg = self.optim_cfg
+        head_params = [p for n, p in self.model.named_parameters() if n.startswith("heads.")]
+        body_params = [p for n, p in self.model.named_parameters() if not n.startswith("heads.")]
+        if cfg.get("freeze_backbone"):
+            for p in self.model.backbone.parameters():
+                p.requires_grad_(False)
+            body_params = [p for p in body_params if p.requires_grad]
+        groups = [{"params": head_params, "lr": cfg["head_lr"]}]
+        if body_params:
+            groups.append({"params": body_params, "lr": cfg["lr"]})
+        optimizer = _make_optimizer(groups, cfg)
+        scheduler = _make_scheduler(optimizer, cfg, self.max_epochs)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def _make_optimizer(groups: list[dict], cfg: dict) -> torch.optim.Optimizer:
+    name = cfg["name"].lower()
+    if name == "adam":
+        return torch.optim.Adam(groups, weight_decay=cfg["weight_decay"])
+    if name == "adamw":
+        return torch.optim.AdamW(groups, weight_decay=cfg["weight_decay"])
+    if name == "sgd":
+        return torch.optim.SGD(groups, momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+    raise ValueError(f"optim.name must be adam, adamw or sgd, got {cfg['name']!r}")
+
+
+def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, max_epochs: int):
+    kind = (cfg.get("scheduler") or "none").lower()
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda e: 0.5 * (1 + math.cos(math.pi * min(e, max_epochs) / max(max_epochs, 1)))
+        )
+    if kind == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, cfg["step_size"], cfg["gamma"])
+    if kind in ("none", ""):
+        return None
+    raise ValueError(f"optim.scheduler must be cosine, step or none, got {kind!r}")
+
+
+def build_report(gathered: dict[str, np.ndarray], label_names: dict[str, list[str]], attribute_groups=None) -> dict:
+    """The full metrics report for whichever heads were evaluated."""
+    report: dict = {"num_images": int(len(gathered["index"]))}
+    if "labels_scores" in gathered:
+        report["labels"] = multilabel_report(gathered["labels_scores"], gathered["labels_targets"], label_names["labels"])
+    if "category_scores" in gathered:
+        report["category"] = classification_report(
+            gathered["category_scores"], gathered["category_targets"].astype(np.int64), label_names["category"]
+        )
+    if "attributes_scores" in gathered or "landmarks_pred" in gathered:
+        attr_targets = None
+        if "attributes_targets" in gathered:
+            # unknown (mask 0) entries are neither positive nor negative in the protocol
+            attr_targets = np.where(gathered["attributes_mask"] > 0, gathered["attributes_targets"], 0)
+        report["deepfashion"] = deepfashion_report(
+            attr_scores=gathered.get("attributes_scores"),
+            attr_targets=attr_targets,
+            attr_groups=attribute_groups,
+            lm_pred=gathered.get("landmarks_pred"),
+            lm_target=gathered.get("landmarks_target"),
+            lm_visible=None if "landmarks_visible" not in gathered else gathered["landmarks_visible"] > 0,
+        )
+    return report
+
+
+def flatten_headline(report: dict) -> dict[str, float]:
+    """The few scalars worth logging every epoch (and monitoring for the best checkpoint)."""
+    out: dict[str, float] = {}
+    if "labels" in report:
+        r = report["labels"]
+        out["mAP"] = r["mAP"]
+        out["CF1"] = r["prf"]["CF1"]
+        out["OF1"] = r["prf"]["OF1"]
+        out.update({k: v for k, v in r["topk"].items()})
+    if "category" in report:
+        out.update({f"cat_{k}": v for k, v in report["category"].items() if k.startswith("top")})
+    if "deepfashion" in report:
+        d = report["deepfashion"]
+        if "attributes" in d:
+            out["attr_top3"] = d["attributes"]["all"]["top3"]
+            out["attr_top5"] = d["attributes"]["all"]["top5"]
+        if "landmarks" in d:
+            out["lm_NE"] = d["landmarks"]["NE"]
+    return {k: float(v) for k, v in out.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
