@@ -1,0 +1,98 @@
+"""Clothing Co-Parsing (CCP) image-level tags, read from the data set's native layout.
+
+Layout::
+
+    root/label_list.mat                    variable ``label_list``: 1 x 59 cell array of names
+    root/photos/NNNN.jpg
+    root/annotations/image-level/NNNN.mat  variable ``tags``: indices into ``label_list``
+
+The tags are **0-based** indices (checked on the released files: the values span 0..58, and every
+photo carries 0 = ``null``, 19 = ``hair`` and 41 = ``skin``, the three non-clothing labels). Those
+three are dropped, leaving 56 clothing and accessory labels; the vocabulary keeps all 56 in
+``label_list`` order even when some never occur. CCP has no main label.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+
+from fashionlens.data.multilabel import DataFormatError, LabelledSet, Sample
+
+DROPPED_LABELS = ("null", "skin", "hair")
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+def read_ccp_label_list(path: str | Path) -> list[str]:
+    """The 59 label names of ``label_list.mat``, in index order."""
+    path = Path(path)
+    try:
+        cells = scipy.io.loadmat(path, variable_names=["label_list"])["label_list"]
+    except (OSError, ValueError, KeyError) as e:
+        raise DataFormatError(f"{path.name}: cannot read variable 'label_list' ({e}) (file {path})") from None
+    return [str(np.asarray(c).ravel()[0]) if np.asarray(c).size else "" for c in np.asarray(cells).ravel()]
+
+
+def _read_tags(path: Path, num_labels: int) -> list[int]:
+    try:
+        tags = scipy.io.loadmat(path, variable_names=["tags"])["tags"]
+    except (OSError, ValueError, KeyError) as e:
+        raise DataFormatError(f"{path.name}: cannot read variable 'tags' ({e}) (file {path})") from None
+    indices = sorted({int(t) for t in np.asarray(tags).ravel()})
+    if indices and (indices[0] < 0 or indices[-1] >= num_labels):
+        raise DataFormatError(
+            f"{path.name}: field 'tags': index out of range {indices}; expected 0-based indices "
+            f"below {num_labels} (file {path})"
+        )
+    return indices
+
+
+def _photo_index(folder: Path) -> dict[str, Path]:
+    """Photo file by stem, from one directory listing (fast: no per-file stat)."""
+    if not folder.is_dir():
+        raise DataFormatError(f"photos folder not found: {folder}")
+    return {
+        os.path.splitext(e.name)[0]: Path(e.path)
+        for e in os.scandir(folder)
+        if os.path.splitext(e.name)[1].lower() in PHOTO_EXTENSIONS
+    }
+
+
+def read_ccp(root: str | Path, drop: Sequence[str] = DROPPED_LABELS) -> LabelledSet:
+    """Read CCP's image-level annotations as a multi-label data set.
+
+    Photos without an annotation are skipped (CCP's pixel-level subset has none); an annotation
+    without a photo is an error. An annotated photo whose tags are all dropped keeps an empty label
+    set (one such photo in the released data).
+
+    Args:
+        root: the CCP folder (``photos/``, ``annotations/image-level/``, ``label_list.mat``).
+        drop: label names removed from the vocabulary and from every image.
+
+    Returns:
+        The data set (``main`` is None everywhere), sorted by file name.
+
+    Raises:
+        DataFormatError: missing folders or files, unreadable ``.mat``, out-of-range tag index.
+    """
+    root = Path(root)
+    names = read_ccp_label_list(root / "label_list.mat")
+    ann_dir = root / "annotations" / "image-level"
+    if not ann_dir.is_dir():
+        raise DataFormatError(f"annotation folder not found: {ann_dir}")
+    photos = _photo_index(root / "photos")
+    dropped = set(drop)
+    samples = []
+    for ann in sorted(Path(e.path) for e in os.scandir(ann_dir) if e.name.endswith(".mat")):
+        photo = photos.get(ann.stem)
+        if photo is None:
+            raise DataFormatError(f"{ann.name}: annotation without a photo; expected {root / 'photos' / ann.stem}.jpg")
+        labels = tuple(names[i] for i in _read_tags(ann, len(names)) if names[i] not in dropped)
+        samples.append(Sample(photo, labels, None))
+    if not samples:
+        raise DataFormatError(f"no annotations (*.mat) in {ann_dir}")
+    return LabelledSet(samples, [n for n in names if n not in dropped], root)

@@ -1,0 +1,404 @@
+"""Multi-label data sets: one documented file format, top-n label selection and a stratified split.
+
+The format (see ``docs/formats.md``) is a CSV with the header ``image,main,labels`` or a JSONL file
+with one ``{"image": ..., "main": ..., "labels": [...]}`` object per line. ``labels`` is a
+``|``-separated list in CSV; ``main`` may be empty (no main label) and is added to the labels when
+missing there. Image paths are relative to the file's folder, or to ``images_root`` when given.
+
+Example:
+    >>> ds = read_multilabel("styles.csv")                    # doctest: +SKIP
+    >>> top5 = select_top_labels(ds, 5)                       # doctest: +SKIP
+    >>> splits = split_dataset(top5, (0.7, 0.1, 0.2), seed=0)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REQUIRED_CSV_COLUMNS = ("image", "labels")
+LABEL_SEPARATOR = "|"
+MAX_LISTED_MISSING = 5
+
+
+class DataFormatError(ValueError):
+    """A malformed data file; the message names ``file:line``, the field and what was expected."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image and its labels.
+
+    Args:
+        path: absolute path of the image file.
+        labels: label names, main label included, without duplicates.
+        main: the main label, or None when the data set has none.
+    """
+
+    path: Path
+    labels: tuple[str, ...]
+    main: str | None = None
+
+
+@dataclass
+class LabelledSet:
+    """A multi-label data set: samples plus the label vocabulary that fixes the target order.
+
+    Args:
+        samples: the images and their labels.
+        label_names: the vocabulary; column ``c`` of :meth:`targets` is ``label_names[c]``.
+        root: the folder relative paths were resolved against (informational).
+    """
+
+    samples: list[Sample]
+    label_names: list[str]
+    root: Path
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def label_index(self) -> dict[str, int]:
+        """Map each label name to its column."""
+        return {name: i for i, name in enumerate(self.label_names)}
+
+    def targets(self) -> np.ndarray:
+        """Multi-hot targets, float32 of shape (N, C)."""
+        index = self.label_index()
+        out = np.zeros((len(self.samples), len(self.label_names)), dtype=np.float32)
+        for row, sample in enumerate(self.samples):
+            out[row, [index[name] for name in sample.labels]] = 1.0
+        return out
+
+    def main_indices(self) -> np.ndarray:
+        """Column of each sample's main label, int64 of shape (N,); -1 where there is none."""
+        index = self.label_index()
+        return np.array([index.get(s.main, -1) if s.main else -1 for s in self.samples], dtype=np.int64)
+
+    def has_main(self) -> bool:
+        """True when at least one sample has a main label."""
+        return any(s.main is not None for s in self.samples)
+
+    def subset(self, indices: Iterable[int]) -> LabelledSet:
+        """The samples at ``indices`` (in that order), with the same vocabulary and root."""
+        return LabelledSet([self.samples[i] for i in indices], list(self.label_names), self.root)
+
+
+# ----------------------------------------------------------------------------------------- reading
+
+
+@dataclass
+class _Row:
+    line: int
+    image: str
+    main: str | None
+    labels: list[str]
+
+
+def _fail(path: Path, line: int | None, message: str) -> DataFormatError:
+    where = f"{path.name}:{line}" if line is not None else path.name
+    return DataFormatError(f"{where}: {message} (file {path})")
+
+
+def _split_labels(text: str) -> list[str]:
+    return [t.strip() for t in text.split(LABEL_SEPARATOR) if t.strip()]
+
+
+def _parse_csv(path: Path) -> list[_Row]:
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise _fail(path, 1, "empty file; expected the header 'image,main,labels'")
+        columns = [h.strip().lower() for h in header]
+        for name in REQUIRED_CSV_COLUMNS:
+            if name not in columns:
+                raise _fail(path, 1, f"missing column '{name}' in header {header}; expected 'image,main,labels'")
+        col = {name: columns.index(name) for name in ("image", "main", "labels") if name in columns}
+        rows = []
+        for fields in reader:
+            if not fields or all(not x.strip() for x in fields):
+                continue
+            if len(fields) != len(columns):
+                raise _fail(path, reader.line_num, f"expected {len(columns)} fields {columns}, got {len(fields)}")
+            main = fields[col["main"]].strip() if "main" in col else ""
+            labels = _split_labels(fields[col["labels"]])
+            rows.append(_Row(reader.line_num, fields[col["image"]].strip(), main or None, labels))
+    return rows
+
+
+def _parse_json_line(path: Path, line: int, text: str) -> _Row:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _fail(path, line, f"bad JSON ({e.msg} at column {e.colno}); expected one object per line") from None
+    if not isinstance(obj, dict):
+        raise _fail(path, line, f"expected a JSON object, got {type(obj).__name__}")
+    for key in ("image", "labels"):
+        if key not in obj:
+            raise _fail(path, line, f"missing field '{key}'; expected keys image, main, labels")
+    image, main, labels = obj["image"], obj.get("main"), obj["labels"]
+    if not isinstance(image, str):
+        raise _fail(path, line, f"field 'image': expected a string, got {type(image).__name__}")
+    if main is not None and not isinstance(main, str):
+        raise _fail(path, line, f"field 'main': expected a string or null, got {type(main).__name__}")
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise _fail(path, line, "field 'labels': expected a list of strings")
+    return _Row(line, image.strip(), (main or "").strip() or None, [x.strip() for x in labels if x.strip()])
+
+
+def _parse_jsonl(path: Path) -> list[_Row]:
+    with open(path, encoding="utf-8") as f:
+        return [_parse_json_line(path, n, text) for n, text in enumerate(f, start=1) if text.strip()]
+
+
+def read_label_list(path: str | Path) -> list[str]:
+    """Read a vocabulary file: one label name per line (blank lines ignored, duplicates refused)."""
+    path = Path(path)
+    names: list[str] = []
+    with open(path, encoding="utf-8") as f:
+        for n, text in enumerate(f, start=1):
+            name = text.strip()
+            if not name:
+                continue
+            if name in names:
+                raise _fail(path, n, f"label '{name}' listed twice; expected unique names")
+            names.append(name)
+    if not names:
+        raise _fail(path, None, "no label names; expected one name per line")
+    return names
+
+
+def _rows_to_samples(path: Path, rows: list[_Row], base: Path, vocab: list[str] | None) -> list[Sample]:
+    known = set(vocab) if vocab is not None else None
+    seen: dict[Path, int] = {}
+    samples = []
+    for row in rows:
+        if not row.image:
+            raise _fail(path, row.line, "empty field 'image'; expected an image path")
+        image_path = Path(os.path.abspath(base / row.image))
+        if image_path in seen:
+            raise _fail(path, row.line, f"field 'image': duplicate row for '{row.image}' (first on line {seen[image_path]})")
+        seen[image_path] = row.line
+        labels = list(dict.fromkeys(([row.main] if row.main and row.main not in row.labels else []) + row.labels))
+        if known is not None:
+            for field, names in (("main", [row.main] if row.main else []), ("labels", labels)):
+                unknown = [x for x in names if x not in known]
+                if unknown:
+                    raise _fail(path, row.line, f"field '{field}': unknown label(s) {unknown}; expected names from the label list")
+        samples.append(Sample(image_path, tuple(labels), row.main))
+    return samples
+
+
+def _check_images(path: Path, rows: list[_Row], samples: list[Sample]) -> None:
+    missing = [(row.line, s.path) for row, s in zip(rows, samples, strict=True) if not s.path.is_file()]
+    if missing:
+        listed = "; ".join(f"line {line}: {p}" for line, p in missing[:MAX_LISTED_MISSING])
+        more = f" and {len(missing) - MAX_LISTED_MISSING} more" if len(missing) > MAX_LISTED_MISSING else ""
+        raise _fail(path, missing[0][0], f"{len(missing)} image file(s) not found: {listed}{more}")
+
+
+def read_multilabel(
+    path: str | Path,
+    images_root: str | Path | None = None,
+    label_list: str | Path | Sequence[str] | None = None,
+    check_images: bool = True,
+) -> LabelledSet:
+    """Read a multi-label data set from a CSV (``image,main,labels``) or JSONL file.
+
+    Args:
+        path: the ``.csv`` or ``.jsonl`` file.
+        images_root: folder image paths are relative to (default: the file's folder).
+        label_list: a vocabulary file (one name per line) or a list of names. The vocabulary then
+            has that order and an unknown label is an error. Default: the sorted set of names used.
+        check_images: verify that every image file exists.
+
+    Returns:
+        The data set, image paths made absolute.
+
+    Raises:
+        DataFormatError: malformed file, unknown label, duplicate image or missing image files;
+            the message names ``file:line``, the field and what was expected.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".jsonl", ".ndjson"):
+        raise _fail(path, None, f"unknown extension '{path.suffix}'; expected .csv or .jsonl")
+    rows = _parse_csv(path) if suffix == ".csv" else _parse_jsonl(path)
+    if not rows:
+        raise _fail(path, None, "no samples; expected at least one row after the header")
+    if isinstance(label_list, (str, Path)):
+        vocab: list[str] | None = read_label_list(label_list)
+    else:
+        vocab = list(label_list) if label_list is not None else None
+    base = Path(images_root) if images_root is not None else path.parent
+    samples = _rows_to_samples(path, rows, base, vocab)
+    if check_images:
+        _check_images(path, rows, samples)
+    if vocab is None:
+        vocab = sorted({name for s in samples for name in s.labels})
+    return LabelledSet(samples, vocab, Path(os.path.abspath(base)))
+
+
+# ----------------------------------------------------------------------------------------- writing
+
+
+def _relative(image: Path, folder: Path) -> str:
+    try:
+        return Path(os.path.relpath(image, folder)).as_posix()
+    except ValueError:  # another drive on Windows
+        return str(image)
+
+
+def _render(dataset: LabelledSet, folder: Path, jsonl: bool) -> str:
+    buf = io.StringIO()
+    writer = None if jsonl else csv.writer(buf, lineterminator="\n")
+    if writer is not None:
+        writer.writerow(["image", "main", "labels"])
+    for s in dataset.samples:
+        bad = [x for x in s.labels if LABEL_SEPARATOR in x]
+        if bad:
+            raise ValueError(f"label names {bad} contain the separator '{LABEL_SEPARATOR}'")
+        image = _relative(s.path, folder)
+        if writer is None:
+            buf.write(json.dumps({"image": image, "main": s.main, "labels": list(s.labels)}) + "\n")
+        else:
+            writer.writerow([image, s.main or "", LABEL_SEPARATOR.join(s.labels)])
+    return buf.getvalue()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_multilabel(dataset: LabelledSet, path: str | Path, label_list_path: str | Path | None = None) -> None:
+    """Write a data set as CSV or JSONL (by extension), atomically (temp file + ``os.replace``).
+
+    Image paths are written relative to the file's folder so that :func:`read_multilabel` reads
+    the same absolute paths back.
+
+    Args:
+        dataset: the data set.
+        path: a ``.csv`` or ``.jsonl`` file.
+        label_list_path: also write the vocabulary there (keeps labels that no image uses).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".jsonl", ".ndjson"):
+        raise ValueError(f"{path}: unknown extension '{path.suffix}'; expected .csv or .jsonl")
+    _atomic_write(path, _render(dataset, path.parent.absolute(), jsonl=suffix != ".csv"))
+    if label_list_path is not None:
+        _atomic_write(Path(label_list_path), "".join(f"{name}\n" for name in dataset.label_names))
+
+
+# -------------------------------------------------------------------------------- protocol steps
+
+
+def _most_frequent(counts: Counter, n: int) -> list[str]:
+    return [name for name, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+
+
+def select_top_labels(dataset: LabelledSet, n: int) -> LabelledSet:
+    """Keep the images of the ``n`` most frequent labels and restrict the vocabulary to them.
+
+    With main labels (seed B's top-5 / top-7 protocol): the n most frequent *main* labels (ties
+    broken by name) are kept, with the images whose main label is one of them; their sub labels
+    outside the n are dropped. Without main labels: the n most frequent labels overall, and the
+    images that have at least one of them. The vocabulary keeps its original order.
+
+    Args:
+        dataset: the data set.
+        n: number of labels to keep (all of them when fewer exist).
+
+    Returns:
+        A new data set.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if dataset.has_main():
+        top = set(_most_frequent(Counter(s.main for s in dataset.samples if s.main), n))
+        keep = [s for s in dataset.samples if s.main in top]
+    else:
+        top = set(_most_frequent(Counter(x for s in dataset.samples for x in s.labels), n))
+        keep = [s for s in dataset.samples if top.intersection(s.labels)]
+    samples = [Sample(s.path, tuple(x for x in s.labels if x in top), s.main) for s in keep]
+    return LabelledSet(samples, [x for x in dataset.label_names if x in top], dataset.root)
+
+
+def _strata(dataset: LabelledSet, stratify: str | None) -> list[str]:
+    """One group key per sample: its main label, else its rarest label (see split_dataset)."""
+    if stratify is None:
+        return [""] * len(dataset)
+    if stratify not in ("main", "rarest"):
+        raise ValueError(f"stratify must be 'main', 'rarest' or None, got {stratify!r}")
+    counts = Counter(x for s in dataset.samples for x in s.labels)
+    order = dataset.label_index()
+    keys = []
+    for s in dataset.samples:
+        if stratify == "main" and s.main:
+            keys.append(f"main:{s.main}")
+        elif s.labels:
+            keys.append(f"rarest:{min(s.labels, key=lambda x: (counts[x], order.get(x, -1), x))}")
+        else:
+            keys.append("none")
+    return keys
+
+
+def split_dataset(
+    dataset: LabelledSet,
+    fractions: Sequence[float] = (0.7, 0.1, 0.2),
+    seed: int = 0,
+    stratify: str | None = "main",
+) -> dict[str, LabelledSet]:
+    """Seeded, stratified train / val / test split (seed B: 70 / 10 / 20).
+
+    Samples are grouped by their main label (``stratify="main"``). A sample without a main label,
+    or every sample with ``stratify="rarest"``, is grouped by its *rarest* label (fewest images in
+    the whole set, ties by vocabulary order), so rare labels are spread over the splits before
+    common ones; images without labels form one group; ``stratify=None`` is one group. Each group is
+    shuffled and cut by systematic sampling at a seeded random offset: a group of g images gets
+    ``g * fraction`` of each split up to +-1, and tiny groups land in a split with probability
+    equal to its fraction, so the overall fractions stay right in expectation.
+
+    Args:
+        dataset: the data set.
+        fractions: (train, val, test) fractions, non-negative, summing to 1.
+        seed: the split is a pure function of the data set order and this seed.
+        stratify: "main", "rarest" or None.
+
+    Returns:
+        ``{"train", "val", "test"}`` subsets: disjoint, complete, each in the original order.
+    """
+    fr = np.asarray(fractions, dtype=np.float64)
+    if fr.shape != (3,) or (fr < 0).any() or abs(fr.sum() - 1.0) > 1e-6:
+        raise ValueError(f"fractions must be 3 non-negative numbers summing to 1, got {tuple(fractions)}")
+    bounds = np.cumsum(fr / fr.sum())
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[int]] = {}
+    for i, key in enumerate(_strata(dataset, stratify)):
+        groups.setdefault(key, []).append(i)
+    assignment = np.zeros(len(dataset), dtype=np.int64)
+    for key in sorted(groups):
+        members = rng.permutation(np.asarray(groups[key]))
+        g = len(members)
+        positions = (np.arange(g) + rng.random()) / g  # (g,) in [0, 1)
+        assignment[members] = np.minimum(np.searchsorted(bounds, positions, side="right"), 2)
+    return {
+        name: dataset.subset(np.flatnonzero(assignment == k).tolist())
+        for k, name in enumerate(("train", "val", "test"))
+    }

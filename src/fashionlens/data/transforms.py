@@ -1,0 +1,169 @@
+"""Explicit train / eval image presets derived from a model's :class:`DataConfig`.
+
+Eval resizes the *whole* photo to ``cfg.input_size`` (H, W), without a centre crop: garments and
+accessories (shoes, hats, bags) often sit at the border of fashion photos, and a crop would cut
+exactly the labels being predicted. The aspect ratio is therefore not preserved at eval time.
+
+Train takes a random crop of 60-100 % of the area whose aspect ratio is the photo's own (times a
+mild jitter), resizes it to (H, W), flips it horizontally half of the time and jitters brightness,
+contrast and saturation. Keeping the photo's aspect in the crop means the final resize stretches
+shapes by the same factor as the eval resize does, so train and eval images look alike.
+
+Both are plain picklable callables (PIL image -> float tensor (3, H, W)), usable in DataLoader
+workers; randomness comes from torch's generator, which DataLoader seeds per worker.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fashionlens.data.config import DataConfig
+
+_FILTERS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+def pil_filter(name: str) -> Image.Resampling:
+    """The PIL resampling filter called ``name`` ("bilinear", "bicubic", "nearest", "lanczos")."""
+    try:
+        return _FILTERS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown interpolation {name!r}; expected one of {sorted(_FILTERS)}") from None
+
+
+def draft_size(cfg: DataConfig) -> tuple[int, int]:
+    """(width, height) to pass to ``load_image(..., draft_size=...)`` for this config.
+
+    JPEG draft mode then decodes at the smallest DCT scale still at least the network input.
+    """
+    height, width = cfg.input_size
+    return int(width), int(height)
+
+
+def to_normalized_tensor(img: Image.Image, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """RGB PIL image -> float32 (3, H, W), scaled to [0, 1] then ``(x - mean) / std``."""
+    x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)  # (3, H, W) uint8
+    return x.float().div_(255.0).sub_(mean).div_(std)
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601 luma of x (3, H, W) -> (1, H, W)."""
+    return (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]).unsqueeze(0)
+
+
+class EvalTransform:
+    """Resize the whole image to ``size`` (H, W), no crop; to tensor; normalise.
+
+    Args:
+        size: (height, width) of the output.
+        mean: per-channel mean, in [0, 1] units.
+        std: per-channel standard deviation.
+        interpolation: resize filter name.
+    """
+
+    def __init__(self, size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...],
+                 interpolation: str = "bilinear"):
+        self.size = (int(size[0]), int(size[1]))
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self.filter = pil_filter(interpolation)
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        height, width = self.size
+        img = img.convert("RGB") if img.mode != "RGB" else img
+        if img.size != (width, height):
+            img = img.resize((width, height), self.filter)
+        return to_normalized_tensor(img, self.mean, self.std)
+
+    def __repr__(self) -> str:
+        return f"EvalTransform(size={self.size}, filter={self.filter.name})"
+
+
+class TrainTransform(EvalTransform):
+    """Random crop (area ``scale``, photo aspect x ``ratio_jitter``) -> resize -> flip -> colour jitter.
+
+    Args:
+        size: (height, width) of the output.
+        mean: per-channel mean, in [0, 1] units.
+        std: per-channel standard deviation.
+        interpolation: resize filter name.
+        scale: range of the crop's area as a fraction of the photo's.
+        ratio_jitter: the crop's aspect is the photo's times a log-uniform factor in
+            ``[1 / ratio_jitter, ratio_jitter]``.
+        flip_p: probability of a horizontal flip.
+        jitter: maximum relative change of brightness, contrast and saturation.
+    """
+
+    def __init__(self, size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...],
+                 interpolation: str = "bilinear", scale: tuple[float, float] = (0.6, 1.0),
+                 ratio_jitter: float = 1.15, flip_p: float = 0.5, jitter: float = 0.2):
+        super().__init__(size, mean, std, interpolation)
+        self.scale, self.ratio_jitter, self.flip_p, self.jitter = scale, ratio_jitter, flip_p, jitter
+
+    def _uniform(self, low: float, high: float) -> float:
+        return low + (high - low) * float(torch.rand(()))
+
+    def crop_box(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """A random (left, top, right, bottom) box inside a ``width`` x ``height`` photo."""
+        area = self._uniform(*self.scale) * width * height
+        log_j = math.log(self.ratio_jitter)
+        aspect = width / height * math.exp(self._uniform(-log_j, log_j))
+        w = min(width, max(1, round(math.sqrt(area * aspect))))
+        h = min(height, max(1, round(math.sqrt(area / aspect))))
+        left = int(torch.randint(0, width - w + 1, ()))
+        top = int(torch.randint(0, height - h + 1, ()))
+        return left, top, left + w, top + h
+
+    def _colour_jitter(self, x: torch.Tensor) -> torch.Tensor:
+        """Brightness, then contrast, then saturation, on x (3, H, W) in [0, 1]."""
+        b, c, s = (self._uniform(1 - self.jitter, 1 + self.jitter) for _ in range(3))
+        x = x.mul_(b)
+        mean_gray = _gray(x).mean()
+        x = mean_gray + (x - mean_gray) * c
+        gray = _gray(x)  # (1, H, W)
+        x = gray + (x - gray) * s
+        return x.clamp_(0.0, 1.0)
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        height, width = self.size
+        img = img.convert("RGB") if img.mode != "RGB" else img
+        img = img.resize((width, height), self.filter, box=self.crop_box(*img.size))
+        x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
+        if float(torch.rand(())) < self.flip_p:
+            x = x.flip(-1)
+        if self.jitter > 0:
+            x = self._colour_jitter(x)
+        return x.sub_(self.mean).div_(self.std)
+
+    def __repr__(self) -> str:
+        return (f"TrainTransform(size={self.size}, scale={self.scale}, ratio_jitter={self.ratio_jitter}, "
+                f"flip_p={self.flip_p}, jitter={self.jitter}, filter={self.filter.name})")
+
+
+def build_transforms(cfg: DataConfig, train: bool) -> Callable[[Image.Image], torch.Tensor]:
+    """The train or eval preset for a model's data config.
+
+    Args:
+        cfg: input size (H, W), mean, std and interpolation of the model.
+        train: random crop / flip / colour jitter when True; plain resize when False.
+
+    Returns:
+        A callable mapping an RGB PIL image to a float32 tensor of shape (3, H, W).
+
+    Example:
+        >>> from fashionlens.data.config import DataConfig
+        >>> t = build_transforms(DataConfig(input_size=(32, 24)), train=False)
+        >>> tuple(t(Image.new("RGB", (50, 70))).shape)
+        (3, 32, 24)
+    """
+    kwargs = dict(size=cfg.input_size, mean=cfg.mean, std=cfg.std, interpolation=cfg.interpolation)
+    return TrainTransform(**kwargs) if train else EvalTransform(**kwargs)
