@@ -91,6 +91,9 @@ def heatmaps_to_landmarks(heatmaps: torch.Tensor) -> torch.Tensor:
     yi, xi = ys.long() + 1, xs.long() + 1
     dx = padded[bi, li, yi, xi + 1] - padded[bi, li, yi, xi - 1]
     dy = padded[bi, li, yi + 1, xi] - padded[bi, li, yi - 1, xi]
+    # no refinement on the border, where one neighbour does not exist
+    dx = torch.where((xs > 0) & (xs < w - 1), dx, torch.zeros_like(dx))
+    dy = torch.where((ys > 0) & (ys < h - 1), dy, torch.zeros_like(dy))
     xs = xs + 0.25 * torch.sign(dx)
     ys = ys + 0.25 * torch.sign(dy)
     return torch.stack([(xs + 0.5) / w, (ys + 0.5) / h], dim=-1)

