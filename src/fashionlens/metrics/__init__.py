@@ -1,1 +1,40 @@
-"""fashionlens.metrics."""
+"""fashionlens.metrics: each metric once as a pure function, report bundles, and a DDP collector.
+
+See ``docs/metrics.md`` for the exact definitions.
+"""
+
+from fashionlens.metrics.collector import ScoreCollector
+from fashionlens.metrics.functional import (
+    attribute_recall_at_k,
+    average_precision,
+    landmark_detection_rate,
+    landmark_normalized_error,
+    mean_average_precision,
+    multilabel_prf,
+    per_label_topk_recall,
+    topk_accuracy,
+    topk_recall,
+)
+from fashionlens.metrics.reports import (
+    ATTRIBUTE_TYPES,
+    classification_report,
+    deepfashion_report,
+    multilabel_report,
+)
+
+__all__ = [
+    "ATTRIBUTE_TYPES",
+    "ScoreCollector",
+    "attribute_recall_at_k",
+    "average_precision",
+    "classification_report",
+    "deepfashion_report",
+    "landmark_detection_rate",
+    "landmark_normalized_error",
+    "mean_average_precision",
+    "multilabel_prf",
+    "multilabel_report",
+    "per_label_topk_recall",
+    "topk_accuracy",
+    "topk_recall",
+]
