@@ -121,6 +121,70 @@ def synth_deepfashion(
     typer.echo(f"wrote {out}: {summary}")
 
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+def expand_inputs(items: list[str]) -> list[str]:
+    """Files as given, folders searched recursively for images, globs expanded; order kept."""
+    import glob
+
+    found: list[str] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found += sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        elif any(ch in item for ch in "*?["):
+            found += sorted(glob.glob(item, recursive=True))
+        else:
+            found.append(item)
+    return found
+
+
+@app.command()
+def predict(
+    paths: Annotated[list[str], typer.Argument(help="image files, folders or globs")],
+    model: Annotated[str, typer.Option("--model", help="shipped model name or model file")] = "fashionlens-lite",
+    top_k: Annotated[int, typer.Option("--top-k", help="categories/tags/attributes per image")] = 5,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="tag threshold (default: the model's)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | json | csv")] = "table",
+    out: Annotated[Path | None, typer.Option("--out", help="write to this file instead of stdout")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+) -> None:
+    """Tag photos with a trained model; unreadable images are reported and skipped."""
+    from fashionlens.inference.output import format_predictions
+    from fashionlens.inference.predictor import load_model
+
+    if fmt not in ("table", "json", "csv"):
+        _fail(f"--format must be table, json or csv, got {fmt!r}")
+    files = expand_inputs(paths)
+    if not files:
+        _fail("no images found in " + " ".join(paths))
+    try:
+        predictor = load_model(model, batch_size=batch_size)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    results = []
+    from tqdm import tqdm
+
+    with tqdm(total=len(files), unit="img", disable=len(files) < 2 * batch_size, file=sys.stderr) as bar:
+        for pred in predictor.iter_predict(files, top_k=top_k, threshold=threshold):
+            if pred.error:
+                typer.secho(f"skipped {pred.source}: {pred.error}", fg=typer.colors.YELLOW, err=True)
+            else:
+                results.append(pred)
+            bar.update(1)
+    text = format_predictions(results, fmt)
+    if out:
+        from fashionlens.checkpoint import atomic_write_bytes
+
+        atomic_write_bytes(out, text.encode())
+        typer.echo(f"wrote {len(results)} predictions to {out}", err=True)
+    else:
+        typer.echo(text)
+    if len(results) < len(files):
+        typer.echo(f"{len(files) - len(results)} of {len(files)} images could not be read", err=True)
+
+
 @app.command("models")
 def list_models() -> None:
     """List the registered backbones."""

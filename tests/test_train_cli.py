@@ -1,0 +1,102 @@
+"""End to end through the CLI: train -> model.safetensors -> evaluate -> reports, on tiny data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from fashionlens.checkpoint import read_info
+from fashionlens.cli import app
+from fashionlens.train.config import ConfigError, load_config
+
+runner = CliRunner()
+
+
+def _config(tmp_path, head_kind="gcn", provider="onehot", **extra):
+    cfg = {
+        "experiment": f"colours_{head_kind}",
+        "data": {"format": "multilabel", "input_size": [32, 32], "batch_size": 16, "num_workers": 0},
+        "model": {"backbone": "test_tiny", "pretrained": False, "heads": {"labels": {"kind": head_kind, "pool": "max", "gcn_hidden": 16}}},
+        "labels": {"embeddings": {"provider": provider}, "graph": {"tau": 0.3}},
+        "optim": {"lr": 3.0e-3, "head_lr": 3.0e-3, "scheduler": "none"},
+        "trainer": {"max_epochs": 6, "accelerator": "cpu", "log_every_n_steps": 1},
+        **extra,
+    }
+    path = tmp_path / f"{head_kind}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _train(tmp_path, colour_csv, head_kind, provider="onehot"):
+    out = tmp_path / f"run_{head_kind}"
+    result = runner.invoke(app, ["train", str(_config(tmp_path, head_kind, provider)), "--data", str(colour_csv), "--out", str(out)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return out, result
+
+
+def test_train_then_evaluate_gcn(tmp_path, colour_csv):
+    out, result = _train(tmp_path, colour_csv, "gcn")
+    assert "val/mAP" in result.output
+    model = out / "model.safetensors"
+    info = read_info(model)
+    assert info.label_names["labels"] == ["blue", "green", "red", "yellow"]
+    assert info.extra["graph"]["tau"] == 0.3 and info.extra["graph"]["embed_dim"] == 4
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    assert (out / "logs" / "metrics.csv").is_file()
+
+    ev = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", str(model), "--data", str(colour_csv), "--out", str(ev), "--split", "test"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    metrics = json.loads((ev / "metrics.json").read_text())
+    report = metrics["models"]["colours_gcn"]["labels"]
+    # 4 colours, 1-2 per image: chance mAP is about 0.4; the colour squares are easy to learn
+    assert report["mAP"] > 0.6, report["mAP"]
+    text = (ev / "report.md").read_text()
+    assert "Top-2 all" in text and "ML-GCN (published)" in text
+    assert (ev / "label_correlation.png").stat().st_size > 1000
+    assert (ev / "per_label_recall.png").stat().st_size > 1000
+    rows = (ev / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "image,labels_predicted,labels_true"
+    assert len(rows) - 1 == metrics["models"]["colours_gcn"]["num_images"]
+
+
+def test_evaluate_several_models_gives_one_row_each(tmp_path, colour_csv):
+    gcn, _ = _train(tmp_path, colour_csv, "gcn")
+    lin, _ = _train(tmp_path, colour_csv, "linear")
+    ev = tmp_path / "cmp"
+    result = runner.invoke(app, ["evaluate", str(gcn / "model.safetensors"), str(lin / "model.safetensors"),
+                                 "--data", str(colour_csv), "--out", str(ev)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    text = (ev / "report.md").read_text()
+    assert "| colours_gcn |" in text and "| colours_linear |" in text
+
+
+def test_train_without_data_says_what_to_pass(tmp_path, monkeypatch):
+    monkeypatch.delenv("FASHIONLENS_DATA", raising=False)
+    result = runner.invoke(app, ["train", str(_config(tmp_path)), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "--data PATH" in result.output
+
+
+def test_unknown_config_key_is_named(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("optim: {lrate: 0.1}\n")
+    with pytest.raises(ConfigError, match="optim.*lrate"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="'trainer.max_epoch'"):
+        load_config(None, ["trainer.max_epoch=3"])
+    cfg = load_config(None, ["optim.lr=3e-4", "model.heads.labels.kind=gcn"])
+    assert cfg["optim"]["lr"] == pytest.approx(3e-4) and cfg["model"]["heads"]["labels"]["kind"] == "gcn"
+
+
+def test_shipped_configs_parse():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    assert len(configs) >= 10
+    for path in configs:
+        cfg = load_config(path)
+        assert cfg["model"]["heads"] or cfg["model"]["landmarks"], path
