@@ -101,6 +101,7 @@ def test_malformed_csv(tmp_path: Path, case: str) -> None:
     with pytest.raises(DataFormatError) as err:
         read_multilabel(path, label_list=label_list)
     assert f"bad.csv:{line}" in str(err.value) and field in str(err.value)
+    assert err.value.line == line and err.value.path == str(path)
 
 
 MALFORMED_JSONL = {

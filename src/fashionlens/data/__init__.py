@@ -9,10 +9,10 @@ for one class per image); :func:`build_transforms` derives the train / eval pres
 from fashionlens.data.ccp import read_ccp
 from fashionlens.data.config import DataConfig
 from fashionlens.data.datasets import ClassificationDataset, MultiLabelDataset
+from fashionlens.data.errors import DataFormatError
 from fashionlens.data.image_folder import ClassificationSet, read_image_folder
 from fashionlens.data.images import BadImageError, load_image
 from fashionlens.data.multilabel import (
-    DataFormatError,
     LabelledSet,
     Sample,
     read_label_list,

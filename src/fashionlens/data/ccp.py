@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from fashionlens.data.multilabel import DataFormatError, LabelledSet, Sample
+from fashionlens.data.errors import DataFormatError
+from fashionlens.data.multilabel import LabelledSet, Sample
 
 DROPPED_LABELS = ("null", "skin", "hair")
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -33,7 +34,7 @@ def read_ccp_label_list(path: str | Path) -> list[str]:
     try:
         cells = scipy.io.loadmat(path, variable_names=["label_list"])["label_list"]
     except (OSError, ValueError, KeyError) as e:
-        raise DataFormatError(f"{path.name}: cannot read variable 'label_list' ({e}) (file {path})") from None
+        raise DataFormatError(path, None, f"cannot read variable 'label_list' ({e})") from None
     return [str(np.asarray(c).ravel()[0]) if np.asarray(c).size else "" for c in np.asarray(cells).ravel()]
 
 
@@ -41,12 +42,11 @@ def _read_tags(path: Path, num_labels: int) -> list[int]:
     try:
         tags = scipy.io.loadmat(path, variable_names=["tags"])["tags"]
     except (OSError, ValueError, KeyError) as e:
-        raise DataFormatError(f"{path.name}: cannot read variable 'tags' ({e}) (file {path})") from None
+        raise DataFormatError(path, None, f"cannot read variable 'tags' ({e})") from None
     indices = sorted({int(t) for t in np.asarray(tags).ravel()})
     if indices and (indices[0] < 0 or indices[-1] >= num_labels):
         raise DataFormatError(
-            f"{path.name}: field 'tags': index out of range {indices}; expected 0-based indices "
-            f"below {num_labels} (file {path})"
+            path, None, f"field 'tags': index out of range {indices}; expected 0-based indices below {num_labels}"
         )
     return indices
 
@@ -90,7 +90,7 @@ def read_ccp(root: str | Path, drop: Sequence[str] = DROPPED_LABELS) -> Labelled
     for ann in sorted(Path(e.path) for e in os.scandir(ann_dir) if e.name.endswith(".mat")):
         photo = photos.get(ann.stem)
         if photo is None:
-            raise DataFormatError(f"{ann.name}: annotation without a photo; expected {root / 'photos' / ann.stem}.jpg")
+            raise DataFormatError(ann, None, f"annotation without a photo; expected {root / 'photos' / ann.stem}.jpg")
         labels = tuple(names[i] for i in _read_tags(ann, len(names)) if names[i] not in dropped)
         samples.append(Sample(photo, labels, None))
     if not samples:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionlens.data.multilabel import DataFormatError
+from fashionlens.data.errors import DataFormatError
 
 logger = logging.getLogger(__name__)
 

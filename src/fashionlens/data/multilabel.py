@@ -25,13 +25,22 @@ from pathlib import Path
 
 import numpy as np
 
+from fashionlens.data.errors import DataFormatError
+
+__all__ = [
+    "DataFormatError",
+    "LabelledSet",
+    "Sample",
+    "read_label_list",
+    "read_multilabel",
+    "select_top_labels",
+    "split_dataset",
+    "write_multilabel",
+]
+
 REQUIRED_CSV_COLUMNS = ("image", "labels")
 LABEL_SEPARATOR = "|"
 MAX_LISTED_MISSING = 5
-
-
-class DataFormatError(ValueError):
-    """A malformed data file; the message names ``file:line``, the field and what was expected."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +113,8 @@ class _Row:
 
 
 def _fail(path: Path, line: int | None, message: str) -> DataFormatError:
-    where = f"{path.name}:{line}" if line is not None else path.name
-    return DataFormatError(f"{where}: {message} (file {path})")
+    """The shared error: its text is ``path:line: message`` (``path: message`` without a line)."""
+    return DataFormatError(path, line, message)
 
 
 def _split_labels(text: str) -> list[str]:
@@ -318,7 +327,7 @@ def select_top_labels(dataset: LabelledSet, n: int) -> LabelledSet:
 
     With main labels (seed B's top-5 / top-7 protocol): the n most frequent *main* labels (ties
     broken by name) are kept, with the images whose main label is one of them; their sub labels
-    outside the n are dropped. Without main labels: the n most frequent labels overall, and the
+    outside the n are dropped (as are images without a main label). Without any main label: the n most frequent labels overall, and the
     images that have at least one of them. The vocabulary keeps its original order.
 
     Args:
