@@ -7,7 +7,9 @@ instead of averaging per-rank metric values (which is wrong for mAP, recall@k, .
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torchmetrics import Metric
@@ -68,4 +70,16 @@ class ScoreCollector(Metric):
             if isinstance(state, list) and not state:
                 raise RuntimeError("ScoreCollector.compute() called before any update(): nothing collected")
             out[key] = dim_zero_cat(state)
+        self._shapes = {key: value.shape for key, value in out.items()}
         return out
+
+    def _wrap_compute(self, compute: Callable) -> Callable:
+        # torchmetrics squeezes every one-element result to 0-d; a collector must keep shapes like (1, 1)
+        wrapped = super()._wrap_compute(compute)
+
+        @functools.wraps(compute)
+        def keep_shapes(*args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+            out = wrapped(*args, **kwargs)
+            return {key: value.reshape(self._shapes[key]) for key, value in out.items()}
+
+        return keep_shapes

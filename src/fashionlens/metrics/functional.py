@@ -86,6 +86,23 @@ def _as_binary(x: Any, name: str, shape: tuple[int, ...], like: str = "scores") 
     return arr == 1
 
 
+def _as_labels(labels: Any, scores_shape: tuple[int, ...]) -> np.ndarray:
+    """Return ``labels`` as an int64 array ``(N,)`` of class indices valid for ``scores_shape``."""
+    n, c = scores_shape
+    y = _to_numpy(labels, "labels")
+    if y.shape != (n,):
+        raise ValueError(
+            f"labels must have shape ({n},) to match scores {tuple(scores_shape)}, got {tuple(y.shape)}"
+        )
+    if y.dtype.kind not in "iu":
+        if y.dtype.kind != "f" or not np.array_equal(y, np.round(y)):
+            raise ValueError(f"labels must be integer class indices, got dtype {y.dtype}")
+        y = y.astype(np.int64)
+    if y.size and (y.min() < 0 or y.max() >= c):
+        raise ValueError(f"labels must lie in [0, {c}), found [{y.min()}, {y.max()}]")
+    return y.astype(np.int64, copy=False)
+
+
 def _check_k(k: int) -> int:
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -172,17 +189,7 @@ def topk_accuracy(scores: ArrayLike, labels: ArrayLike, k: int) -> float:
         (0.0, 1.0)
     """
     s = _as_scores(scores)
-    y = _to_numpy(labels, "labels")
-    if y.shape != (s.shape[0],):
-        raise ValueError(
-            f"labels must have shape ({s.shape[0]},) to match scores {tuple(s.shape)}, got {tuple(y.shape)}"
-        )
-    if y.dtype.kind not in "iu":
-        if y.dtype.kind != "f" or not np.array_equal(y, np.round(y)):
-            raise ValueError(f"labels must be integer class indices, got dtype {y.dtype}")
-        y = y.astype(np.int64)
-    if y.size and (y.min() < 0 or y.max() >= s.shape[1]):
-        raise ValueError(f"labels must lie in [0, {s.shape[1]}), found [{y.min()}, {y.max()}]")
+    y = _as_labels(labels, s.shape)
     hit = _topk_mask(s, _check_k(k))[np.arange(s.shape[0]), y]
     return _fraction(hit.sum(), hit.size)
 

@@ -16,6 +16,7 @@ import numpy as np
 from fashionlens.metrics.functional import (
     ArrayLike,
     _as_binary,
+    _as_labels,
     _as_scores,
     _to_numpy,
     attribute_recall_at_k,
@@ -132,7 +133,7 @@ def classification_report(
     s = _as_scores(scores)
     names = _check_names(label_names, s.shape[1], "scores")
     out: dict[str, Any] = {f"top{k}": topk_accuracy(s, labels, k) for k in ks if k <= s.shape[1]}
-    y = _to_numpy(labels, "labels").astype(np.int64)  # validated by topk_accuracy above
+    y = _as_labels(labels, s.shape)
     num = s.shape[1]
     confusion = np.zeros((num, num), dtype=np.int64)
     np.add.at(confusion, (y, s.argmax(axis=1)), 1)  # argmax takes the first (lowest) index on ties
