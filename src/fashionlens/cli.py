@@ -50,6 +50,8 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("eval"),
     split: Annotated[str, typer.Option("--split", help="val | test | train")] = "val",
     batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+    fmt: Annotated[str | None, typer.Option("--format", help="data format if not the model's own "
+                                            "(ccp | multilabel | image_folder | deepfashion)")] = None,
 ) -> None:
     """Evaluate model(s): writes metrics.json, report.md, predictions.csv and plots to OUT."""
     from fashionlens.checkpoint import CheckpointError
@@ -57,8 +59,8 @@ def evaluate(
     from fashionlens.train.evaluate import evaluate as run_evaluate
 
     try:
-        reports = run_evaluate(checkpoints, data, out, split, batch_size)
-    except (CheckpointError, DataPathError, FileNotFoundError) as e:
+        reports = run_evaluate(checkpoints, data, out, split, batch_size, data_format=fmt)
+    except (CheckpointError, DataPathError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
     if reports:
         typer.echo((out / "report.md").read_text())

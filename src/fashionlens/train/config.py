@@ -17,7 +17,8 @@ DEFAULTS: dict[str, Any] = {
     "experiment": "experiment",
     "seed": 0,
     "data": {
-        "format": "ccp",  # ccp | multilabel | image_folder | deepfashion
+        "format": "ccp",  # ccp | multilabel | image_folder | deepfashion | mixed
+        "sources": {},  # mixed: name -> data settings of one source (format, path, ...), one loader each
         "path": None,  # data root or annotation file; env FASHIONLENS_DATA overrides when unset
         "images_root": None,  # multilabel: folder the image paths are relative to
         "label_list": None,  # multilabel: file with one label name per line
@@ -84,7 +85,7 @@ def _merge(base: dict, update: dict, where: str) -> dict:
     for key, value in update.items():
         if key not in base:
             raise ConfigError(f"unknown config key {where}{key!r}; known keys here: {', '.join(sorted(base))}")
-        free_form = key in ("heads", "backbone_kwargs", "aliases", "landmarks") or base[key] is None
+        free_form = key in ("heads", "backbone_kwargs", "aliases", "landmarks", "sources") or base[key] is None
         if isinstance(base[key], dict) and isinstance(value, dict) and not free_form:
             out[key] = _merge(base[key], value, f"{where}{key}.")
         else:
@@ -106,7 +107,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), parsed
 
 
-_FREE_FORM = (("model", "heads"), ("model", "backbone_kwargs"), ("model", "landmarks"), ("labels", "embeddings", "aliases"))
+_FREE_FORM = (("data", "sources"), ("model", "heads"), ("model", "backbone_kwargs"), ("model", "landmarks"), ("labels", "embeddings", "aliases"))
 
 
 def apply_override(cfg: dict, keys: list[str], value: Any) -> None:

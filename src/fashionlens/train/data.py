@@ -31,7 +31,7 @@ class DataBundle:
     paths: dict[str, list[str]]  # split -> image path per dataset index
     attribute_groups: np.ndarray | None = None
     attribute_masks: np.ndarray | None = None
-    extra: dict = field(default_factory=dict)
+    sources: dict[str, DataBundle] = field(default_factory=dict)  # format "mixed": one bundle per source
 
 
 def resolve_data_path(cfg: dict) -> Path:
@@ -52,6 +52,8 @@ def resolve_data_path(cfg: dict) -> Path:
 def build_data(cfg: dict, data_config: DataConfig, splits=("train", "val", "test")) -> DataBundle:
     """Read the configured data set, split it and wrap each split in a Dataset."""
     fmt = cfg["data"]["format"]
+    if fmt == "mixed":
+        return _mixed_bundle(cfg, data_config, splits)
     root = resolve_data_path(cfg)
     if fmt in ("ccp", "multilabel"):
         return _multilabel_bundle(cfg, root, data_config, splits)
@@ -62,6 +64,36 @@ def build_data(cfg: dict, data_config: DataConfig, splits=("train", "val", "test
 
         return deepfashion_bundle(cfg, root, data_config, splits)
     raise ValueError(f"data.format must be ccp, multilabel, image_folder or deepfashion, got {fmt!r}")
+
+
+def source_config(cfg: dict, name: str) -> dict:
+    """The config of one source of a "mixed" data section: its settings over the shared ones."""
+    import copy
+
+    sub = copy.deepcopy(cfg)
+    settings = cfg["data"]["sources"][name]
+    unknown = set(settings) - set(cfg["data"])
+    if unknown:
+        raise ValueError(f"data.sources.{name}: unknown key(s) {sorted(unknown)}")
+    sub["data"].update(settings)
+    sub["data"]["sources"] = {}
+    return sub
+
+
+def _mixed_bundle(cfg: dict, data_config: DataConfig, splits) -> DataBundle:
+    """Several data sets, each labelling different heads; training draws one sub-batch from each."""
+    if not cfg["data"]["sources"]:
+        raise ValueError("data.format: mixed needs data.sources (name -> {format, path, ...})")
+    sources = {name: build_data(source_config(cfg, name), data_config, splits) for name in cfg["data"]["sources"]}
+    label_names: dict[str, list[str]] = {}
+    train_targets: dict[str, np.ndarray] = {}
+    for name, b in sources.items():
+        clash = set(label_names) & set(b.label_names)
+        if clash:
+            raise ValueError(f"data.sources.{name} labels head(s) {sorted(clash)} that another source labels too")
+        label_names.update(b.label_names)
+        train_targets.update(b.train_targets)
+    return DataBundle({}, label_names, train_targets, {}, sources=sources)
 
 
 def _multilabel_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -> DataBundle:

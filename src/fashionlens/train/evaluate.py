@@ -17,11 +17,20 @@ from fashionlens.train.report import markdown_report, plot_correlation, plot_per
 from fashionlens.train.task import FashionTask
 
 
-def config_for_model(info, data_path: str | Path, batch_size: int, overrides: list[str] | None = None) -> dict:
-    """A config that rebuilds the data exactly as the model saw it (format, split, label subset)."""
+def config_for_model(info, data_path: str | Path, batch_size: int, overrides: list[str] | None = None,
+                     data_format: str | None = None) -> dict:
+    """A config that rebuilds the data exactly as the model saw it (format, split, label subset).
+
+    ``data_format`` evaluates a model on data of another format (e.g. one source of a model trained
+    on several): only the heads that data has targets for are evaluated.
+    """
     cfg = load_config(None, overrides)
-    for key, value in info.extra.get("data", {}).items():
-        cfg["data"][key] = value
+    saved = info.extra.get("data", {})
+    if data_format and data_format != saved.get("format"):
+        saved = {**saved.get("sources", {}).get(data_format, {}), "format": data_format}
+    for key, value in saved.items():
+        if key in cfg["data"]:
+            cfg["data"][key] = value
     cfg["data"]["path"] = str(data_path)
     cfg["data"]["batch_size"] = batch_size
     cfg["data"]["input_size"] = list(info.data_config.input_size)
@@ -29,10 +38,11 @@ def config_for_model(info, data_path: str | Path, batch_size: int, overrides: li
 
 
 def evaluate_model(path: str | Path, data: str | Path, split: str = "val", batch_size: int = 32,
-                   trainer_kwargs: dict | None = None, overrides: list[str] | None = None) -> tuple[dict, dict]:
+                   trainer_kwargs: dict | None = None, overrides: list[str] | None = None,
+                   data_format: str | None = None) -> tuple[dict, dict]:
     """Evaluate one model file on one split; returns (report, gathered outputs incl. paths)."""
     model, info = load_model(path)
-    cfg = config_for_model(info, data, batch_size, overrides)
+    cfg = config_for_model(info, data, batch_size, overrides, data_format)
     bundle = build_data(cfg, info.data_config, splits=("train", split))
     if split not in bundle.datasets:
         raise ValueError(f"the data has no {split!r} split (it has {sorted(bundle.datasets)})")
@@ -42,19 +52,23 @@ def evaluate_model(path: str | Path, data: str | Path, split: str = "val", batch
     trainer = L.Trainer(**kw)
     trainer.test(task, make_loader(bundle.datasets[split], batch_size, cfg["data"]["num_workers"], False), verbose=False)
     gathered = dict(task.last_outputs)
-    gathered["paths"] = np.asarray([bundle.paths[split][i] for i in gathered["index"].astype(int)])
+    if not gathered:
+        raise ValueError(f"the model's heads {sorted(info.label_names)} have no targets in this {cfg['data']['format']} data")
+    index = next(v for k, v in gathered.items() if k.endswith("_index")).astype(int)
+    gathered["index"] = index
+    gathered["paths"] = np.asarray([bundle.paths[split][i] for i in index])
     gathered["train_targets"] = bundle.train_targets
     return task.last_report, {"outputs": gathered, "info": info, "trainer": trainer}
 
 
 def evaluate(paths: list[str | Path], data: str | Path, out_dir: str | Path, split: str = "val",
-             batch_size: int = 32, overrides: list[str] | None = None) -> dict[str, dict]:
+             batch_size: int = 32, overrides: list[str] | None = None, data_format: str | None = None) -> dict[str, dict]:
     """Evaluate each model; write one report with a row per model; return {model name: report}."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     reports: dict[str, dict] = {}
     for path in paths:
-        report, ctx = evaluate_model(path, data, split, batch_size, overrides=overrides)
+        report, ctx = evaluate_model(path, data, split, batch_size, overrides=overrides, data_format=data_format)
         if not ctx["trainer"].is_global_zero:
             continue
         name = model_name(path, ctx["info"])
@@ -80,7 +94,8 @@ def write_predictions(path: Path, outputs: dict, label_names: dict[str, list[str
     """One row per image: path, then for each head its top predictions and its true labels."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    heads = [h for h in ("category", "labels", "attributes") if f"{h}_scores" in outputs]
+    heads = [h for h in ("category", "labels", "attributes")
+             if f"{h}_scores" in outputs and np.array_equal(outputs[f"{h}_index"], outputs["index"])]
     writer.writerow(["image"] + [c for h in heads for c in (f"{h}_predicted", f"{h}_true")])
     for row, image in enumerate(outputs["paths"]):
         cells = [image]

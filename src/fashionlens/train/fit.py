@@ -53,9 +53,7 @@ def train(cfg: dict, out_dir: str | Path, resume: bool = True) -> dict:
         ExportBest(out / "model.safetensors", info, monitor, mode),
     ]
     trainer = make_trainer(cfg, out, callbacks)
-    d = cfg["data"]
-    train_loader = make_loader(bundle.datasets["train"], d["batch_size"], d["num_workers"], True, cfg["seed"])
-    val_loader = make_loader(bundle.datasets["val"], d["batch_size"], d["num_workers"], False)
+    train_loader, val_loader = make_loaders(cfg, bundle)
     last = ckpt_dir / "last.ckpt"
     trainer.fit(task, train_loader, val_loader, ckpt_path=str(last) if resume and last.is_file() else None)
     report = callbacks[1].best_report or task.last_report
@@ -63,6 +61,24 @@ def train(cfg: dict, out_dir: str | Path, resume: bool = True) -> dict:
         _report_bad_files(bundle)
         write_json(out / "metrics.json", {"split": "val", "monitor": monitor, "best": callbacks[1].best_value, "report": report})
     return report
+
+
+def make_loaders(cfg: dict, bundle: DataBundle):
+    """Train and val loaders; for mixed data, a CombinedLoader of one loader per source."""
+    from lightning.pytorch.utilities import CombinedLoader
+
+    from fashionlens.train.data import source_config
+
+    if not bundle.sources:
+        d = cfg["data"]
+        train = make_loader(bundle.datasets["train"], d["batch_size"], d["num_workers"], True, cfg["seed"])
+        return train, make_loader(bundle.datasets["val"], d["batch_size"], d["num_workers"], False)
+    trains, vals = {}, []
+    for name, sub in bundle.sources.items():
+        d = source_config(cfg, name)["data"]
+        trains[name] = make_loader(sub.datasets["train"], d["batch_size"], d["num_workers"], True, cfg["seed"])
+        vals.append(make_loader(sub.datasets["val"], d["batch_size"], d["num_workers"], False))
+    return CombinedLoader(trains, mode="max_size_cycle"), vals
 
 
 def _backbone_kwargs(cfg: dict) -> dict:
@@ -94,12 +110,23 @@ def build_model_for_data(cfg: dict, bundle: DataBundle, backbone: torch.nn.Modul
         assert isinstance(clf, GCNClassifier)
         clf.embeddings.copy_(torch.as_tensor(emb))
         clf.adjacency.copy_(torch.as_tensor(adjacency))
-    extra = {"graph": graph_extra, "data": {k: cfg["data"][k] for k in ("format", "top_labels", "split_fractions", "split_seed", "crop_margin")},
-             "experiment": cfg["experiment"]}
+    extra = {"graph": graph_extra, "data": data_description(cfg), "experiment": cfg["experiment"]}
     if bundle.attribute_groups is not None:
         extra["attribute_groups"] = [int(g) for g in bundle.attribute_groups]
     label_names = {k: v for k, v in bundle.label_names.items() if k in heads}
     return model, ModelInfo(model.spec, label_names, backbone.data_config, extra)
+
+
+_SPLIT_KEYS = ("format", "top_labels", "split_fractions", "split_seed", "crop_margin")
+
+
+def data_description(cfg: dict) -> dict:
+    """What the evaluator needs to rebuild the same splits (no paths: data moves between machines)."""
+    d = cfg["data"]
+    out = {k: d[k] for k in _SPLIT_KEYS}
+    if d["format"] == "mixed":
+        out["sources"] = {s.get("format", d["format"]): {k: s.get(k, d[k]) for k in _SPLIT_KEYS} for s in d["sources"].values()}
+    return out
 
 
 def label_graph_inputs(cfg: dict, names: list[str], targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -222,6 +249,7 @@ def _write_config(cfg: dict, out: Path) -> None:
 
 
 def _report_bad_files(bundle: DataBundle) -> None:
-    bad = sorted({str(p) for ds in bundle.datasets.values() for p in getattr(ds, "bad_files", ())})
+    bundles = list(bundle.sources.values()) or [bundle]
+    bad = sorted({str(p) for b in bundles for ds in b.datasets.values() for p in getattr(ds, "bad_files", ())})
     if bad:
         print(f"skipped {len(bad)} unreadable image(s): " + ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))

@@ -24,15 +24,18 @@ class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss."""
 
 
-def collector_keys(model: FashionNet) -> list[str]:
-    keys = ["index"]
-    for head in model.heads:
-        keys += [f"{head}_scores", f"{head}_targets"]
-    if "attributes" in model.heads:
-        keys.append("attributes_mask")
+def collector_groups(model: FashionNet) -> dict[str, list[str]]:
+    """One collector per head (plus landmarks): a batch updates only the heads it has targets for."""
+    groups = {head: ["index", f"{head}_scores", f"{head}_targets"] for head in model.heads}
+    if "attributes" in groups:
+        groups["attributes"].append("attributes_mask")
     if model.spec["landmarks"]:
-        keys += ["landmarks_pred", "landmarks_target", "landmarks_visible"]
-    return keys
+        groups["landmarks"] = ["index", "landmarks_pred", "landmarks_target", "landmarks_visible"]
+    return groups
+
+
+def _collectors(model: FashionNet) -> torch.nn.ModuleDict:
+    return torch.nn.ModuleDict({g: ScoreCollector(keys) for g, keys in collector_groups(model).items()})
 
 
 class FashionTask(L.LightningModule):
@@ -66,8 +69,8 @@ class FashionTask(L.LightningModule):
         self.max_epochs = max_epochs
         self.attribute_groups = attribute_groups
         self.register_buffer("pos_weight", pos_weight if pos_weight is not None else torch.empty(0), persistent=False)
-        self.val_scores = ScoreCollector(collector_keys(model))
-        self.test_scores = ScoreCollector(collector_keys(model))
+        self.val_scores = _collectors(model)
+        self.test_scores = _collectors(model)
         self.last_report: dict = {}
         self.last_outputs: dict[str, np.ndarray] = {}
 
@@ -75,7 +78,7 @@ class FashionTask(L.LightningModule):
         return self.model(images)
 
     # -- training ---------------------------------------------------------------------------------
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def _train_one(self, batch: dict, source: str) -> torch.Tensor:
         if self.optim_cfg.get("freeze_backbone"):
             self.model.backbone.eval()  # keep frozen BatchNorm statistics
         outputs = self.model(batch["image"])
@@ -91,29 +94,39 @@ class FashionTask(L.LightningModule):
         bs = batch["image"].shape[0]
         for name, value in terms.items():
             self.log(f"train/loss_{name}", value, batch_size=bs)
-        self.log("train/loss", total, prog_bar=True, batch_size=bs)
+        self.log(f"train/loss{'_' + source if source else ''}", total, prog_bar=True, batch_size=bs)
         return total
 
     # -- evaluation -------------------------------------------------------------------------------
-    def _collect(self, batch: dict, collector: ScoreCollector) -> None:
-        outputs = self.model(batch["image"])
-        found = {"index": batch["index"]}
-        for head in self.model.heads:
-            logits = outputs[head].float()
-            found[f"{head}_scores"] = logits.softmax(-1) if head == "category" else logits.sigmoid()
-            found[f"{head}_targets"] = batch[head]
-        if "attributes" in self.model.heads:
-            found["attributes_mask"] = batch.get("attributes_mask", torch.ones_like(batch["attributes"]))
-        if "heatmaps" in outputs:
-            found["landmarks_pred"] = heatmaps_to_landmarks(outputs["heatmaps"].float())
-            found["landmarks_target"] = batch["landmarks"]
-            found["landmarks_visible"] = batch["landmark_visible"]
-        collector.update(**found)
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        if "image" not in batch:  # several data sets at once (CombinedLoader): one sub-batch each
+            return sum(self._train_one(sub, name) for name, sub in batch.items() if sub is not None)
+        return self._train_one(batch, "")
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def _collect(self, batch: dict, collectors: torch.nn.ModuleDict) -> None:
+        outputs = self.model(batch["image"])
+        index = batch["index"]
+        for head in self.model.heads:
+            if head not in batch:
+                continue
+            logits = outputs[head].float()
+            scores = logits.softmax(-1) if head == "category" else logits.sigmoid()
+            found = {"index": index, f"{head}_scores": scores, f"{head}_targets": batch[head]}
+            if head == "attributes":
+                found["attributes_mask"] = batch.get("attributes_mask", torch.ones_like(batch["attributes"]))
+            collectors[head].update(**found)
+        if "heatmaps" in outputs and "landmarks" in batch:
+            collectors["landmarks"].update(
+                index=index,
+                landmarks_pred=heatmaps_to_landmarks(outputs["heatmaps"].float()),
+                landmarks_target=batch["landmarks"],
+                landmarks_visible=batch["landmark_visible"],
+            )
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._collect(batch, self.val_scores)
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._collect(batch, self.test_scores)
 
     def on_validation_epoch_end(self) -> None:
@@ -122,19 +135,23 @@ class FashionTask(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._finish(self.test_scores, "test")
 
-    def _finish(self, collector: ScoreCollector, stage: str) -> None:
-        if self.trainer.sanity_checking:
+    def _finish(self, collectors: torch.nn.ModuleDict, stage: str) -> None:
+        gathered: dict[str, np.ndarray] = {}
+        for group, collector in collectors.items():
+            if collector.update_count == 0 or self.trainer.sanity_checking:
+                collector.reset()
+                continue
+            values = {k: v.cpu().numpy() for k, v in collector.compute().items()}
             collector.reset()
+            # DDP samplers pad the last batch by repeating images: keep one copy of each index.
+            _, first = np.unique(values["index"], return_index=True)
+            gathered.update({(f"{group}_index" if k == "index" else k): v[first] for k, v in values.items()})
+        if not gathered:
             return
-        gathered = {k: v.cpu().numpy() for k, v in collector.compute().items()}
-        collector.reset()
-        # DDP samplers pad the last batch by repeating images: keep one copy of each index.
-        _, first = np.unique(gathered["index"], return_index=True)
-        gathered = {k: v[first] for k, v in gathered.items()}
         self.last_outputs = gathered
         self.last_report = build_report(gathered, self.label_names, self.attribute_groups)
         for name, value in flatten_headline(self.last_report).items():
-            self.log(f"{stage}/{name}", value, sync_dist=False, rank_zero_only=False)
+            self.log(f"{stage}/{name}", value)
 
     # -- optimisation -----------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -181,7 +198,8 @@ def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, max_epochs: int
 
 def build_report(gathered: dict[str, np.ndarray], label_names: dict[str, list[str]], attribute_groups=None) -> dict:
     """The full metrics report for whichever heads were evaluated."""
-    report: dict = {"num_images": int(len(gathered["index"]))}
+    counts = [len(v) for k, v in gathered.items() if k.endswith("_index")]
+    report: dict = {"num_images": int(max(counts, default=0))}
     if "labels_scores" in gathered:
         report["labels"] = multilabel_report(gathered["labels_scores"], gathered["labels_targets"], label_names["labels"])
     if "category_scores" in gathered:
