@@ -560,6 +560,8 @@ def test_classification_report():
     assert report["confusion"] == [[0, 0, 0, 0], [0, 0, 0, 1], [0, 1, 0, 0], [1, 0, 0, 0]]
     assert report["per_class_recall"] == {"a": None, "b": 0.0, "c": 0.0, "d": 0.0}
     assert report["num_images"] == 3
+    with pytest.raises(ValueError, match=r"\[0, 4\)"):  # labels checked even when no top-k applies
+        classification_report(CAT_SCORES, np.array([0, 1, 7]), ["a", "b", "c", "d"], ks=(5,))
 
 
 def test_deepfashion_report_parts():
