@@ -12,9 +12,10 @@ The index is a struct of numpy arrays (289,222 images x 1000 attributes is 289 M
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,7 +51,7 @@ ANNO_FILES = {
     "landmarks": "Anno/list_landmarks.txt",
     "partition": "Eval/list_eval_partition.txt",
 }
-_CHUNK_BYTES = 64 << 20  # list_attr_img.txt is parsed in pieces of about this size
+_CHUNK_BYTES = 4 << 20  # rows are read and parsed in pieces of about this size
 
 
 @dataclass
@@ -109,70 +110,168 @@ class DeepFashionIndex:
 # ----------------------------------------------------------------------------- list files
 
 
-def _read_rows(path: Path) -> tuple[list[str], np.ndarray]:
-    """Non-blank data rows (from line 3) and their 1-based line numbers, after checking line 1."""
-    if not path.is_file():
-        raise DataFormatError(path, None, "file not found")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    rows, linenos = [], []
-    for i, line in enumerate(lines[2:], start=3):
-        if line.strip():
-            rows.append(line)
-            linenos.append(i)
-    _check_count(path, lines[0] if lines else "", len(rows))
-    return rows, np.asarray(linenos, dtype=np.int64)
-
-
-def _check_count(path: Path, first_line: str, n_rows: int) -> None:
+def _check_count(path: Path, first_line: str, n_rows: int | None) -> int:
+    """Line 1 must be an integer equal to the number of (non-blank) rows; returns it."""
     try:
         expected = int(first_line.strip())
     except ValueError:
         raise DataFormatError(path, 1, f"expected the number of entries, found {first_line.strip()!r}") from None
-    if expected != n_rows:
+    if n_rows is not None and expected != n_rows:
         raise DataFormatError(path, 1, f"count line says {expected} entries, found {n_rows} rows")
+    return expected
 
 
-def _name_value_table(path: Path, what: str, n_values: int | None = None) -> tuple[list[str], list[list[str]], np.ndarray]:
-    """Split ``name v1 v2 ...`` rows; every row must have ``n_values`` values (any equal count if None)."""
-    rows, linenos = _read_rows(path)
-    names, values = [], []
-    for row, lineno in zip(rows, linenos, strict=True):
-        name, *vals = row.split()
-        want = n_values if n_values is not None else (len(values[0]) if values else len(vals))
-        if len(vals) != want:
-            raise DataFormatError(path, int(lineno), f"expected {want} {what} after the image name, found {len(vals)}")
-        names.append(name)
-        values.append(vals)
-    return names, values, linenos
+def _parse_rows(path: Path, parse_chunk: Callable[[list[bytes], list[int]], Any]) -> tuple[list[str], list[Any], np.ndarray]:
+    """Read ``name values...`` rows in chunks of about 64 MB.
+
+    Returns the image names, ``parse_chunk(rests, linenos)`` of every chunk (``rests``: the text
+    after each name, ending in a newline) and the 1-based line number of every row.
+    """
+    if not path.is_file():
+        raise DataFormatError(path, None, "file not found")
+    names: list[str] = []
+    outs, linenos = [], []
+    with open(path, "rb") as f:
+        first = f.readline().decode("utf-8", "replace")
+        _check_count(path, first, None)
+        f.readline()  # column names
+        lineno = 3
+        while lines := f.readlines(_CHUNK_BYTES):
+            rests, rows = [], []
+            for i, line in enumerate(lines, start=lineno):
+                parts = line.split(None, 1)
+                if parts:
+                    names.append(parts[0].decode("utf-8"))
+                    rest = parts[1] if len(parts) == 2 else b"\n"
+                    rests.append(rest if rest.endswith(b"\n") else rest + b"\n")
+                    rows.append(i)
+            lineno += len(lines)
+            outs.append(parse_chunk(rests, rows))
+            linenos += rows
+    _check_count(path, first, len(names))
+    return names, outs, np.asarray(linenos, dtype=np.int64)
 
 
-def _to_ints(path: Path, values: list[list[str]], linenos: np.ndarray, what: str) -> np.ndarray:
-    """(N, K) string tokens -> int64, naming the first row that is not all integers."""
-    try:
-        return np.asarray(values, dtype=np.str_).reshape(len(values), -1).astype(np.int64)
-    except ValueError:
-        for row, lineno in zip(values, linenos, strict=True):
-            bad = [v for v in row if not v.lstrip("+-").isdigit()]
-            if bad:
-                raise DataFormatError(path, int(lineno), f"expected integer {what}, found {bad[0]!r}") from None
-        raise
+def _row_starts(b: np.ndarray) -> np.ndarray:
+    newlines = np.flatnonzero(b == 10)
+    return np.concatenate([[0], newlines[:-1] + 1])
+
+
+def _tokens_per_row(b: np.ndarray) -> np.ndarray:
+    """Token count of every newline-terminated row of the byte buffer ``b``."""
+    ws = b <= 32
+    starts = np.empty(b.size, dtype=bool)
+    starts[0] = not ws[0]
+    np.logical_and(~ws[1:], ws[:-1], out=starts[1:])
+    return np.add.reduceat(starts, _row_starts(b), dtype=np.int64)
+
+
+def _fast_ints(rests: list[bytes], n_values: int) -> np.ndarray | None:
+    """(rows, n_values) int64 if every row is exactly ``n_values`` integers, else None."""
+    buf = b"".join(rests)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            vals = np.fromstring(buf, dtype=np.int64, sep=" ")
+        except (ValueError, DeprecationWarning):
+            return None
+    if vals.size != len(rests) * n_values or not rests:
+        return None if rests else np.zeros((0, n_values), np.int64)
+    if (_tokens_per_row(np.frombuffer(buf, np.uint8)) != n_values).any():
+        return None
+    return vals.reshape(len(rests), n_values)
+
+
+def _sign_digits(rests: list[bytes], n_values: int) -> np.ndarray | None:
+    """Fast path for attribute rows: exactly ``n_values`` tokens from {1, -1, 0}; else None.
+
+    Works on the raw bytes (about 3,000 per row) with a handful of whole-array passes and one
+    boolean compress. numpy compares much faster against ``np.uint8`` scalars than Python ints.
+    """
+    b = np.frombuffer(b"".join(rests), dtype=np.uint8)
+    n_rows = len(rests)
+    if not n_rows:
+        return np.zeros((0, n_values), np.int8)
+    u8 = np.uint8
+    not_ws, minus, newline = b > u8(32), b == u8(45), b == u8(10)
+    digit = (b - u8(48)) < u8(2)  # "0" or "1" (other bytes wrap around to >= 2)
+    n_digits, n_minus = np.count_nonzero(digit), np.count_nonzero(minus)
+    if np.count_nonzero(not_ws) != n_digits + n_minus:
+        return None  # some other character
+    # Tokens are "-"? digit: the only adjacent non-space pair allowed is ("-", digit), and every
+    # "-" is followed by a digit.
+    minus_digit = minus[:-1] & digit[1:]
+    if np.count_nonzero(minus_digit) != n_minus or ((not_ws[:-1] & not_ws[1:]) != minus_digit).any():
+        return None
+    val = b.view(np.int8) - np.int8(48)  # 0 / 1 at the digits
+    val[1:] -= (val[1:] & minus[:-1].view(np.int8)) << 1  # 1 after "-" -> -1
+    val[newline] = 100  # row marker
+    seq = val[digit | newline]  # (n_rows * (n_values + 1),): each row's values then its marker
+    if seq.size != n_rows * (n_values + 1):
+        return None
+    seq = seq.reshape(n_rows, n_values + 1)
+    if (seq[:, -1] != 100).any():
+        return None  # some row has the wrong number of values
+    return np.ascontiguousarray(seq[:, :n_values])
+
+
+def _slow_ints(path: Path, rests: list[bytes], linenos: list[int], n_values: int | None, what: str,
+               width: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Row by row, naming the first bad line. ``n_values`` None: any count up to ``width`` (zero-padded).
+
+    Returns the (rows, n_values or width) int64 values and each row's token count.
+    """
+    out = np.zeros((len(rests), n_values or width), dtype=np.int64)
+    lengths = np.zeros(len(rests), dtype=np.int64)
+    for k, (rest, lineno) in enumerate(zip(rests, linenos, strict=True)):
+        tokens = rest.split()
+        if (n_values is not None and len(tokens) != n_values) or len(tokens) > out.shape[1]:
+            want = n_values if n_values is not None else f"at most {width}"
+            raise DataFormatError(path, lineno, f"expected {want} {what} after the image name, found {len(tokens)}")
+        try:
+            out[k, : len(tokens)] = [int(t) for t in tokens]
+        except ValueError:
+            bad = next(t for t in tokens if not t.lstrip(b"+-").isdigit())
+            raise DataFormatError(path, lineno, f"expected integer {what}, found {bad.decode(errors='replace')!r}") from None
+        lengths[k] = len(tokens)
+    return out, lengths
+
+
+def _int_file(path: Path, n_values: int, what: str, fast=_fast_ints, value_range: tuple[int, int] | None = None,
+              dtype=np.int64) -> tuple[list[str], np.ndarray, np.ndarray]:  # fmt: skip
+    """Every row ``name`` + ``n_values`` integers -> names, (N, n_values) values, line numbers."""
+
+    def chunk(rests: list[bytes], linenos: list[int]) -> np.ndarray:
+        vals = fast(rests, n_values)
+        if vals is None:  # unusual formatting or an error: row by row, with exact messages
+            vals = _slow_ints(path, rests, linenos, n_values, what)[0]
+        if value_range is not None:
+            _check_range(path, np.asarray(linenos), vals, *value_range, what)
+        return vals.astype(dtype, copy=False)
+
+    names, outs, linenos = _parse_rows(path, chunk)
+    return names, (np.concatenate(outs) if outs else np.zeros((0, n_values), dtype)), linenos
 
 
 def _check_range(path: Path, linenos: np.ndarray, vals: np.ndarray, lo: int, hi: int, what: str) -> None:
-    bad = np.flatnonzero((vals < lo) | (vals > hi))
+    bad = np.flatnonzero(((vals < lo) | (vals > hi)).reshape(len(vals), -1).any(axis=1))
     if bad.size:
         i = int(bad[0])
-        raise DataFormatError(path, int(linenos[i]), f"{what} must be in {lo}..{hi}, found {vals[i]}")
+        raise DataFormatError(path, int(linenos[i]), f"{what} must be in {lo}..{hi}, found {vals[i].tolist()}")
 
 
 def _vocabulary(path: Path, max_type: int, what: str) -> tuple[np.ndarray, np.ndarray]:
     """``list_category_cloth.txt`` / ``list_attr_cloth.txt``: names (may contain spaces) and types."""
-    rows, linenos = _read_rows(path)
+    if not path.is_file():
+        raise DataFormatError(path, None, "file not found")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    rows = [(i, line) for i, line in enumerate(lines[2:], start=3) if line.strip()]
+    _check_count(path, lines[0] if lines else "", len(rows))
     names, types = [], []
-    for row, lineno in zip(rows, linenos, strict=True):
+    for lineno, row in rows:
         parts = row.rsplit(maxsplit=1)  # names contain spaces: the type is the last token
         if len(parts) != 2 or not parts[1].isdigit() or not 1 <= int(parts[1]) <= max_type:
-            raise DataFormatError(path, int(lineno), f"expected '<{what} name> <type 1..{max_type}>', found {row.strip()!r}")
+            raise DataFormatError(path, lineno, f"expected '<{what} name> <type 1..{max_type}>', found {row.strip()!r}")
         names.append(parts[0].strip())
         types.append(int(parts[1]))
     return np.asarray(names, dtype=object), np.asarray(types, dtype=np.int8)
@@ -181,69 +280,71 @@ def _vocabulary(path: Path, max_type: int, what: str) -> tuple[np.ndarray, np.nd
 # ----------------------------------------------------------------------------- per-image files
 
 
-def _parse_category_img(path: Path, n_categories: int) -> tuple[list[str], np.ndarray]:
-    names, values, linenos = _name_value_table(path, "category label", 1)
-    labels = _to_ints(path, values, linenos, "category label")[:, 0]
-    _check_range(path, linenos, labels, 1, n_categories, "category label")
-    return names, labels - 1
+def _parse_category_img(path: Path, n_categories: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    names, labels, linenos = _int_file(path, 1, "category label")
+    _check_range(path, linenos, labels[:, 0], 1, n_categories, "category label")
+    return names, labels[:, 0] - 1, linenos
 
 
 def _parse_bbox(path: Path) -> tuple[list[str], np.ndarray]:
-    names, values, linenos = _name_value_table(path, "bbox coordinates (x_1 y_1 x_2 y_2)", 4)
-    bbox = _to_ints(path, values, linenos, "bbox coordinates").astype(np.int32)
+    names, bbox, linenos = _int_file(path, 4, "bbox coordinates (x_1 y_1 x_2 y_2)")
     bad = np.flatnonzero((bbox[:, 2] <= bbox[:, 0]) | (bbox[:, 3] <= bbox[:, 1]))
     if bad.size:
         i = int(bad[0])
         raise DataFormatError(path, int(linenos[i]), f"expected x_1 < x_2 and y_1 < y_2, found {bbox[i].tolist()}")
-    return names, bbox
+    return names, bbox.astype(np.int32)
+
+
+def _parse_attr_img(path: Path, n_attr: int) -> tuple[list[str], np.ndarray]:
+    names, vals, _ = _int_file(path, n_attr, "attribute values", _sign_digits, (-1, 1), np.int8)
+    return names, vals
 
 
 def _parse_partition(path: Path) -> tuple[list[str], np.ndarray]:
-    names, values, linenos = _name_value_table(path, "evaluation status", 1)
-    part = np.asarray([v[0] for v in values], dtype="<U5")
+    names, outs, linenos = _parse_rows(path, lambda rests, _: [r.strip().decode("utf-8") for r in rests])
+    part = np.asarray([p for chunk in outs for p in chunk], dtype=object)
     bad = np.flatnonzero(~np.isin(part, PARTITIONS))
     if bad.size:
         i = int(bad[0])
-        raise DataFormatError(path, int(linenos[i]), f"expected train/val/test, found {values[i][0]!r}")
-    return names, part
+        raise DataFormatError(path, int(linenos[i]), f"expected evaluation status train/val/test, found {part[i]!r}")
+    return names, part.astype("<U5")
 
 
 def _parse_landmarks(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """-> names, clothes_type (N,), landmarks (N, 8, 2), visibility (N, 8)."""
-    rows, linenos = _read_rows(path)
-    names, tokens = [], []
-    for row in rows:
-        name, *vals = row.split()
-        names.append(name)
-        tokens.append(vals)
-    width = max((len(t) for t in tokens), default=1)
-    # Rows are "clothes_type [variation_type] (v x y)*": 1 mod 3 tokens, or 2 mod 3 with FLD's variation_type.
-    padded = [t + ["0"] * (width - len(t)) for t in tokens]
-    table = _to_ints(path, padded, linenos, "landmark values").reshape(len(rows), width)
-    lengths = np.asarray([len(t) for t in tokens], dtype=np.int64)
-    has_variation = lengths % 3 == 2
+    width = 26  # clothes_type, FLD's optional variation_type, 8 (visibility, x, y) triples
+
+    def chunk(rests: list[bytes], linenos: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        vals = _fast_ints(rests, 25)  # the usual case: every row zero-padded to 8 triples
+        if vals is not None:
+            return np.pad(vals, ((0, 0), (0, 1))), np.full(len(rests), 25, dtype=np.int64)
+        return _slow_ints(path, rests, linenos, None, "landmark values", width)
+
+    names, outs, linenos = _parse_rows(path, chunk)
+    table = np.concatenate([o[0] for o in outs]) if outs else np.zeros((0, width), np.int64)
+    lengths = np.concatenate([o[1] for o in outs]) if outs else np.zeros(0, np.int64)
+    # Rows are "clothes_type [variation_type] (v x y)*": 1 mod 3 values, or 2 mod 3 with variation_type.
     bad = np.flatnonzero(lengths % 3 == 0)
     if bad.size:
         i = int(bad[0])
         raise DataFormatError(path, int(linenos[i]), f"expected clothes_type [variation_type] then (visibility, x, y) triples, found {lengths[i]} values")
     clothes = table[:, 0]
-    known = np.isin(clothes, list(CLOTHES_TYPE_SLOTS))
-    if not known.all():
-        i = int(np.flatnonzero(~known)[0])
+    unknown = np.flatnonzero(~np.isin(clothes, list(CLOTHES_TYPE_SLOTS)))
+    if unknown.size:
+        i = int(unknown[0])
         raise DataFormatError(path, int(linenos[i]), f"unknown clothes type {clothes[i]} (expected 1 upper, 2 lower, 3 full body)")
-    return names, clothes.astype(np.int8), *_slot_landmarks(path, linenos, table, lengths, has_variation)
+    return names, clothes.astype(np.int8), *_slot_landmarks(path, linenos, table, lengths)
 
 
-def _slot_landmarks(path, linenos, table, lengths, has_variation) -> tuple[np.ndarray, np.ndarray]:
+def _slot_landmarks(path: Path, linenos: np.ndarray, table: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Map each row's (v, x, y) triples onto the 8 fixed slots by clothes type."""
     n = len(table)
     landmarks = np.zeros((n, 8, 2), dtype=np.float32)
     visibility = np.full((n, 8), 2, dtype=np.int8)
-    for skip in (False, True):  # rows without / with the variation_type column
-        rows_v = has_variation == skip
-        start = 2 if skip else 1
+    has_variation = lengths % 3 == 2
+    for start in (1, 2):  # rows without / with the variation_type column
         for ctype, slots in CLOTHES_TYPE_SLOTS.items():
-            rows = np.flatnonzero(rows_v & (table[:, 0] == ctype))
+            rows = np.flatnonzero((has_variation == (start == 2)) & (table[:, 0] == ctype))
             if not rows.size:
                 continue
             short = rows[lengths[rows] < start + 3 * len(slots)]
@@ -251,80 +352,12 @@ def _slot_landmarks(path, linenos, table, lengths, has_variation) -> tuple[np.nd
                 i = int(short[0])
                 raise DataFormatError(path, int(linenos[i]), f"clothes type {ctype} needs {len(slots)} (visibility, x, y) triples, found {(lengths[i] - start) // 3}")
             trip = table[rows, start : start + 3 * len(slots)].reshape(-1, len(slots), 3)
-            vis_ok = np.isin(trip[..., 0], (0, 1, 2))
-            if not vis_ok.all():
-                i = int(rows[np.flatnonzero(~vis_ok.all(axis=1))[0]])
-                raise DataFormatError(path, int(linenos[i]), "landmark visibility must be 0, 1 or 2")
+            bad_vis = np.flatnonzero(~np.isin(trip[..., 0], (0, 1, 2)).all(axis=1))
+            if bad_vis.size:
+                raise DataFormatError(path, int(linenos[rows[bad_vis[0]]]), "landmark visibility must be 0, 1 or 2")
             visibility[np.ix_(rows, slots)] = trip[..., 0]
             landmarks[np.ix_(rows, slots)] = trip[..., 1:]
     return landmarks, visibility
-
-
-def _parse_attr_img(path: Path, n_attr: int) -> tuple[list[str], np.ndarray]:
-    """``list_attr_img.txt``: (N,) names and (N, n_attr) int8 values, vectorised per chunk."""
-    if not path.is_file():
-        raise DataFormatError(path, None, "file not found")
-    names: list[str] = []
-    chunks: list[np.ndarray] = []
-    with open(path, "rb") as f:
-        first = f.readline().decode("utf-8", "replace")
-        f.readline()  # header
-        lineno = 3
-        while lines := f.readlines(_CHUNK_BYTES):
-            chunk_names, rests, linenos = [], [], []
-            for i, line in enumerate(lines, start=lineno):
-                parts = line.split(None, 1)
-                if parts:
-                    chunk_names.append(parts[0].decode("utf-8"))
-                    rests.append(parts[1] if len(parts) == 2 else b"")
-                    linenos.append(i)
-            lineno += len(lines)
-            vals = _sign_digits(b" " + b"\n".join(r.rstrip() for r in rests) + b"\n", len(rests), n_attr)
-            if vals is None:  # something unusual: parse slowly, with exact error messages
-                vals = _attr_rows_slow(path, rests, linenos, n_attr)
-            names.extend(chunk_names)
-            chunks.append(vals)
-    _check_count(path, first, len(names))
-    return names, np.concatenate(chunks) if chunks else np.zeros((0, n_attr), np.int8)
-
-
-def _sign_digits(buf: bytes, n_rows: int, n_values: int) -> np.ndarray | None:
-    """Fast path: rows of exactly ``n_values`` tokens from {1, -1, 0}; None if anything differs."""
-    b = np.frombuffer(buf, dtype=np.uint8)
-    digits = np.flatnonzero((b >= 48) & (b <= 57))
-    newlines = np.flatnonzero(b == 10)
-    if digits.size != n_rows * n_values or newlines.size != n_rows:
-        return None
-    if n_rows and n_values:
-        per_row = digits.reshape(n_rows, n_values)
-        if not ((per_row[:, -1] < newlines).all() and (per_row[1:, 0] > newlines[:-1]).all()):
-            return None
-    d, prev = b[digits], b[digits - 1]
-    neg = prev == 45  # "-"
-    is_space = (b == 32) | (b == 10) | (b == 9) | (b == 13)
-    n_other = b.size - int(np.count_nonzero(is_space))
-    if (d > 49).any() or not is_space[digits + 1].all() or n_other != digits.size + int(neg.sum()):
-        return None  # a digit other than 0/1, a multi-digit token, or a stray character
-    vals = (d - 48).astype(np.int8)
-    np.negative(vals, out=vals, where=neg)
-    return vals.reshape(n_rows, n_values)
-
-
-def _attr_rows_slow(path: Path, rests: list[bytes], linenos: list[int], n_attr: int) -> np.ndarray:
-    out = np.empty((len(rests), n_attr), dtype=np.int8)
-    for k, (rest, lineno) in enumerate(zip(rests, linenos, strict=True)):
-        tokens = rest.split()
-        if len(tokens) != n_attr:
-            raise DataFormatError(path, lineno, f"expected {n_attr} attribute values, found {len(tokens)}")
-        try:
-            row = [int(t) for t in tokens]
-        except ValueError:
-            bad = next(t for t in tokens if not t.lstrip(b"+-").isdigit())
-            raise DataFormatError(path, lineno, f"expected attribute values 1/-1/0, found {bad.decode(errors='replace')!r}") from None
-        if any(v not in (-1, 0, 1) for v in row):
-            raise DataFormatError(path, lineno, "attribute values must be 1, -1 or 0")
-        out[k] = row
-    return out
 
 
 # ----------------------------------------------------------------------------- joining
@@ -377,7 +410,7 @@ def read_deepfashion(
     p = {k: root / v for k, v in ANNO_FILES.items()}
     cat_names, cat_types = _vocabulary(p["category_cloth"], 3, "category")
     attr_names, attr_types = _vocabulary(p["attr_cloth"], 5, "attribute")
-    master, category = _parse_category_img(p["category_img"], len(cat_names))
+    master, category, master_lines = _parse_category_img(p["category_img"], len(cat_names))
 
     def aligned(key: str, names: list[str], *arrays: np.ndarray) -> list[np.ndarray]:
         order = _align(master, names, p[key], p["category_img"])
@@ -395,16 +428,15 @@ def read_deepfashion(
     )  # fmt: skip
     rows = np.arange(len(index)) if partition is None else np.flatnonzero(part == partition)
     if check_images:
-        _check_images(root, index.image_names[rows], rows, p["category_img"])
+        _check_images(root, index.image_names[rows], master_lines[rows], p["category_img"])
     return index if partition is None else index.subset(rows)
 
 
-def _check_images(root: Path, names: np.ndarray, rows: np.ndarray, anno: Path) -> None:
-    missing = [(int(r), n) for r, n in zip(rows, names, strict=True) if not (root / n).is_file()]
+def _check_images(root: Path, names: np.ndarray, linenos: np.ndarray, anno: Path) -> None:
+    missing = [(int(line), n) for line, n in zip(linenos, names, strict=True) if not (root / n).is_file()]
     if missing:
-        _, linenos = _read_rows(anno)
         shown = ", ".join(n for _, n in missing[:5])
-        raise DataFormatError(anno, int(linenos[missing[0][0]]), f"{len(missing)} image files not found under {root}: {shown}")
+        raise DataFormatError(anno, missing[0][0], f"{len(missing)} image files not found under {root}: {shown}")
 
 
 # ----------------------------------------------------------------------------- torch dataset
