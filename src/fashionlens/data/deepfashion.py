@@ -26,14 +26,8 @@ from fashionlens.data.errors import DataFormatError
 from fashionlens.data.images import BadImageError, load_image
 from fashionlens.data.landmark_transforms import JointTransform, build_joint_transforms
 
-__all__ = [
-    "CLOTHES_TYPE_SLOTS",
-    "LANDMARK_NAMES",
-    "DataFormatError",
-    "DeepFashionDataset",
-    "DeepFashionIndex",
-    "read_deepfashion",
-]
+__all__ = ["CLOTHES_TYPE_SLOTS", "LANDMARK_NAMES", "DataFormatError", "DeepFashionDataset", "DeepFashionIndex",
+           "read_deepfashion"]  # fmt: skip
 
 LANDMARK_NAMES = (
     "left_collar", "right_collar", "left_sleeve", "right_sleeve",
@@ -152,22 +146,10 @@ def _parse_rows(path: Path, parse_chunk: Callable[[list[bytes], list[int]], Any]
     return names, outs, np.asarray(linenos, dtype=np.int64)
 
 
-def _row_starts(b: np.ndarray) -> np.ndarray:
-    newlines = np.flatnonzero(b == 10)
-    return np.concatenate([[0], newlines[:-1] + 1])
-
-
-def _tokens_per_row(b: np.ndarray) -> np.ndarray:
-    """Token count of every newline-terminated row of the byte buffer ``b``."""
-    ws = b <= 32
-    starts = np.empty(b.size, dtype=bool)
-    starts[0] = not ws[0]
-    np.logical_and(~ws[1:], ws[:-1], out=starts[1:])
-    return np.add.reduceat(starts, _row_starts(b), dtype=np.int64)
-
-
 def _fast_ints(rests: list[bytes], n_values: int) -> np.ndarray | None:
     """(rows, n_values) int64 if every row is exactly ``n_values`` integers, else None."""
+    if not rests:
+        return np.zeros((0, n_values), np.int64)
     buf = b"".join(rests)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -175,11 +157,14 @@ def _fast_ints(rests: list[bytes], n_values: int) -> np.ndarray | None:
             vals = np.fromstring(buf, dtype=np.int64, sep=" ")
         except (ValueError, DeprecationWarning):
             return None
-    if vals.size != len(rests) * n_values or not rests:
-        return None if rests else np.zeros((0, n_values), np.int64)
-    if (_tokens_per_row(np.frombuffer(buf, np.uint8)) != n_values).any():
+    b = np.frombuffer(buf, np.uint8)
+    not_ws, newline = b > np.uint8(32), b == np.uint8(10)
+    token_start = not_ws.copy()
+    token_start[1:] &= ~not_ws[:-1]
+    seq = newline[token_start | newline]  # per row: n_values False (its tokens), then True
+    if vals.size != len(rests) * n_values or seq.size != len(rests) * (n_values + 1):
         return None
-    return vals.reshape(len(rests), n_values)
+    return vals.reshape(len(rests), n_values) if seq.reshape(len(rests), -1)[:, -1].all() else None
 
 
 def _sign_digits(rests: list[bytes], n_values: int) -> np.ndarray | None:
@@ -253,11 +238,16 @@ def _int_file(path: Path, n_values: int, what: str, fast=_fast_ints, value_range
     return names, (np.concatenate(outs) if outs else np.zeros((0, n_values), dtype)), linenos
 
 
+def _fail_first(path: Path, linenos: np.ndarray, bad: np.ndarray, message: Callable[[int], str]) -> None:
+    """Raise a DataFormatError for the first row i where ``bad`` (N,) is True."""
+    rows = np.flatnonzero(bad)
+    if rows.size:
+        raise DataFormatError(path, int(linenos[rows[0]]), message(int(rows[0])))
+
+
 def _check_range(path: Path, linenos: np.ndarray, vals: np.ndarray, lo: int, hi: int, what: str) -> None:
-    bad = np.flatnonzero(((vals < lo) | (vals > hi)).reshape(len(vals), -1).any(axis=1))
-    if bad.size:
-        i = int(bad[0])
-        raise DataFormatError(path, int(linenos[i]), f"{what} must be in {lo}..{hi}, found {vals[i].tolist()}")
+    bad = ((vals < lo) | (vals > hi)).reshape(len(vals), -1).any(axis=1)
+    _fail_first(path, linenos, bad, lambda i: f"{what} must be in {lo}..{hi}, found {vals[i].tolist()}")
 
 
 def _vocabulary(path: Path, max_type: int, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -288,10 +278,8 @@ def _parse_category_img(path: Path, n_categories: int) -> tuple[list[str], np.nd
 
 def _parse_bbox(path: Path) -> tuple[list[str], np.ndarray]:
     names, bbox, linenos = _int_file(path, 4, "bbox coordinates (x_1 y_1 x_2 y_2)")
-    bad = np.flatnonzero((bbox[:, 2] <= bbox[:, 0]) | (bbox[:, 3] <= bbox[:, 1]))
-    if bad.size:
-        i = int(bad[0])
-        raise DataFormatError(path, int(linenos[i]), f"expected x_1 < x_2 and y_1 < y_2, found {bbox[i].tolist()}")
+    bad = (bbox[:, 2] <= bbox[:, 0]) | (bbox[:, 3] <= bbox[:, 1])
+    _fail_first(path, linenos, bad, lambda i: f"expected x_1 < x_2 and y_1 < y_2, found {bbox[i].tolist()}")
     return names, bbox.astype(np.int32)
 
 
@@ -303,10 +291,8 @@ def _parse_attr_img(path: Path, n_attr: int) -> tuple[list[str], np.ndarray]:
 def _parse_partition(path: Path) -> tuple[list[str], np.ndarray]:
     names, outs, linenos = _parse_rows(path, lambda rests, _: [r.strip().decode("utf-8") for r in rests])
     part = np.asarray([p for chunk in outs for p in chunk], dtype=object)
-    bad = np.flatnonzero(~np.isin(part, PARTITIONS))
-    if bad.size:
-        i = int(bad[0])
-        raise DataFormatError(path, int(linenos[i]), f"expected evaluation status train/val/test, found {part[i]!r}")
+    bad = ~np.isin(part, PARTITIONS)
+    _fail_first(path, linenos, bad, lambda i: f"expected evaluation status train/val/test, found {part[i]!r}")
     return names, part.astype("<U5")
 
 
@@ -324,15 +310,10 @@ def _parse_landmarks(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.
     table = np.concatenate([o[0] for o in outs]) if outs else np.zeros((0, width), np.int64)
     lengths = np.concatenate([o[1] for o in outs]) if outs else np.zeros(0, np.int64)
     # Rows are "clothes_type [variation_type] (v x y)*": 1 mod 3 values, or 2 mod 3 with variation_type.
-    bad = np.flatnonzero(lengths % 3 == 0)
-    if bad.size:
-        i = int(bad[0])
-        raise DataFormatError(path, int(linenos[i]), f"expected clothes_type [variation_type] then (visibility, x, y) triples, found {lengths[i]} values")
+    _fail_first(path, linenos, lengths % 3 == 0, lambda i: f"expected clothes_type [variation_type] then (visibility, x, y) triples, found {lengths[i]} values")
     clothes = table[:, 0]
-    unknown = np.flatnonzero(~np.isin(clothes, list(CLOTHES_TYPE_SLOTS)))
-    if unknown.size:
-        i = int(unknown[0])
-        raise DataFormatError(path, int(linenos[i]), f"unknown clothes type {clothes[i]} (expected 1 upper, 2 lower, 3 full body)")
+    unknown = ~np.isin(clothes, list(CLOTHES_TYPE_SLOTS))
+    _fail_first(path, linenos, unknown, lambda i: f"unknown clothes type {clothes[i]} (expected 1 upper, 2 lower, 3 full body)")
     return names, clothes.astype(np.int8), *_slot_landmarks(path, linenos, table, lengths)
 
 
