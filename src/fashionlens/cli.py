@@ -52,17 +52,26 @@ def evaluate(
     batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
     fmt: Annotated[str | None, typer.Option("--format", help="data format if not the model's own "
                                             "(ccp | multilabel | image_folder | deepfashion)")] = None,
+    devices: Annotated[str, typer.Option("--devices", help="devices per node (e.g. 2 under torchrun)")] = "1",
+    strategy: Annotated[str, typer.Option("--strategy", help="auto | ddp (multi-process, e.g. launched by torchrun)")] = "auto",
+    accelerator: Annotated[str, typer.Option("--accelerator", help="auto | cpu | gpu")] = "auto",
 ) -> None:
-    """Evaluate model(s): writes metrics.json, report.md, predictions.csv and plots to OUT."""
+    """Evaluate model(s): writes metrics.json, report.md, predictions.csv and plots to OUT.
+
+    Under DDP (e.g. ``torchrun --nproc_per_node 2 -m fashionlens.cli evaluate ... --devices 2
+    --strategy ddp``) each rank evaluates a shard, the outputs are gathered before any metric is
+    computed, and only rank 0 writes files.
+    """
     from fashionlens.checkpoint import CheckpointError
     from fashionlens.train.data import DataPathError
     from fashionlens.train.evaluate import evaluate as run_evaluate
 
     try:
-        reports = run_evaluate(checkpoints, data, out, split, batch_size, data_format=fmt)
+        trainer_kwargs = {"devices": int(devices) if devices.isdigit() else devices, "strategy": strategy, "accelerator": accelerator}
+        reports = run_evaluate(checkpoints, data, out, split, batch_size, data_format=fmt, trainer_kwargs=trainer_kwargs)
     except (CheckpointError, DataPathError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
-    if reports:
+    if reports:  # empty on ranks other than 0
         typer.echo((out / "report.md").read_text())
         typer.echo(f"written: {out}/metrics.json, report.md, predictions.csv, plots")
 

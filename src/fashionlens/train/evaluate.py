@@ -62,13 +62,14 @@ def evaluate_model(path: str | Path, data: str | Path, split: str = "val", batch
 
 
 def evaluate(paths: list[str | Path], data: str | Path, out_dir: str | Path, split: str = "val",
-             batch_size: int = 32, overrides: list[str] | None = None, data_format: str | None = None) -> dict[str, dict]:
+             batch_size: int = 32, overrides: list[str] | None = None, data_format: str | None = None,
+             trainer_kwargs: dict | None = None) -> dict[str, dict]:
     """Evaluate each model; write one report with a row per model; return {model name: report}."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     reports: dict[str, dict] = {}
     for path in paths:
-        report, ctx = evaluate_model(path, data, split, batch_size, overrides=overrides, data_format=data_format)
+        report, ctx = evaluate_model(path, data, split, batch_size, trainer_kwargs, overrides, data_format)
         if not ctx["trainer"].is_global_zero:
             continue
         name = model_name(path, ctx["info"])
