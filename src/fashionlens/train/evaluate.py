@@ -13,7 +13,7 @@ from fashionlens.checkpoint import atomic_write_bytes, load_model
 from fashionlens.train.config import load_config
 from fashionlens.train.data import build_data, make_loader
 from fashionlens.train.fit import write_json
-from fashionlens.train.report import markdown_report, plot_correlation, plot_per_label_recall
+from fashionlens.train.report import markdown_report, plot_correlation, plot_landmarks, plot_per_label_recall
 from fashionlens.train.task import FashionTask
 
 
@@ -58,7 +58,32 @@ def evaluate_model(path: str | Path, data: str | Path, split: str = "val", batch
     gathered["index"] = index
     gathered["paths"] = np.asarray([bundle.paths[split][i] for i in index])
     gathered["train_targets"] = bundle.train_targets
-    return task.last_report, {"outputs": gathered, "info": info, "trainer": trainer}
+    report = task.last_report
+    if "landmarks_target" in gathered and "train" in bundle.datasets:
+        report["deepfashion"]["landmarks"]["NE_mean_baseline"] = mean_landmark_baseline(bundle.datasets["train"], gathered)
+    return report, {"outputs": gathered, "info": info, "trainer": trainer, "dataset": bundle.datasets[split]}
+
+
+def mean_landmark_baseline(train_dataset, gathered: dict, max_images: int = 2000, seed: int = 0) -> float:
+    """NE of always predicting the mean training landmark (per slot): the bar a model must clear.
+
+    The mean is taken over visible landmarks of up to ``max_images`` training samples, in the same
+    normalised input coordinates the model predicts in.
+    """
+    from fashionlens.metrics import landmark_normalized_error
+
+    rng = np.random.default_rng(seed)
+    rows = rng.permutation(len(train_dataset))[:max_images]
+    sums, counts = np.zeros((8, 2)), np.zeros(8)
+    for i in rows:
+        sample = train_dataset[int(i)]
+        vis = sample["landmark_visible"].numpy() > 0
+        sums[vis] += sample["landmarks"].numpy()[vis]
+        counts += vis
+    mean = sums / np.maximum(counts, 1)[:, None]
+    pred = np.broadcast_to(mean, gathered["landmarks_target"].shape)
+    _, ne = landmark_normalized_error(pred, gathered["landmarks_target"], gathered["landmarks_visible"] > 0)
+    return float(ne)
 
 
 def evaluate(paths: list[str | Path], data: str | Path, out_dir: str | Path, split: str = "val",
@@ -78,6 +103,8 @@ def evaluate(paths: list[str | Path], data: str | Path, out_dir: str | Path, spl
         sub.mkdir(parents=True, exist_ok=True)
         write_predictions(sub / "predictions.csv", ctx["outputs"], ctx["info"].label_names)
         write_plots(sub, report, ctx["outputs"], ctx["info"].label_names, name)
+        if "landmarks_pred" in ctx["outputs"]:
+            plot_landmarks(ctx["dataset"], ctx["outputs"], ctx["info"].data_config, sub / "landmarks.png", name)
     if reports:
         write_json(out / "metrics.json", {"split": split, "data": str(data), "models": reports})
         text = markdown_report(reports, f"fashionlens evaluation ({split} split of {data})")

@@ -81,11 +81,15 @@ def deepfashion_tables(runs: dict[str, dict], category: dict[str, dict]) -> list
     if lm:
         out += ["", "## Landmarks (normalised error, lower is better)", ""]
         slots = ["L collar", "R collar", "L sleeve", "R sleeve", "L waist", "R waist", "L hem", "R hem"]
-        rows = [[n, f"{v['NE']:.4f}", pct(v.get("detection_rate"))] + [f"{x:.4f}" if x == x else "n/a" for x in v["NE_per_landmark"]]
-                for n, v in lm.items()]
-        out += _table(["Model", "NE", "Det. rate"] + slots, rows)
+        rows = [[n, f"{v['NE']:.4f}", _ne(v.get("NE_mean_baseline")), pct(v.get("detection_rate"))]
+                + [_ne(x) for x in v["NE_per_landmark"]] for n, v in lm.items()]
+        out += _table(["Model", "NE", "NE of mean landmark", "Det. rate"] + slots, rows)
         out += ["", "Published NE: FashionNet 0.0872, Wang et al. 0.0484, Liu & Lu 0.0474, GLE 0.0393."]
     return out
+
+
+def _ne(x) -> str:
+    return "n/a" if x is None or x != x else f"{x:.4f}"
 
 
 def markdown_report(reports: dict[str, dict], title: str) -> str:
@@ -144,4 +148,29 @@ def plot_per_label_recall(per_label: dict[str, dict], path: Path, title: str) ->
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_landmarks(dataset, outputs: dict, data_config, path: Path, title: str, n: int = 8) -> None:
+    """Predicted (red x) vs true (green o, visible only) landmarks on the first ``n`` evaluated inputs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    idx = outputs["landmarks_index"].astype(int)[:n]
+    mean, std = np.asarray(data_config.mean), np.asarray(data_config.std)
+    fig, axes = plt.subplots(1, len(idx), figsize=(2.2 * len(idx), 2.6), squeeze=False)
+    for ax, row, i in zip(axes[0], range(len(idx)), idx, strict=True):
+        img = dataset[int(i)]["image"].numpy().transpose(1, 2, 0) * std + mean  # (H, W, 3) in [0, 1]
+        h, w = img.shape[:2]
+        ax.imshow(np.clip(img, 0, 1))
+        true, pred = outputs["landmarks_target"][row], outputs["landmarks_pred"][row]
+        vis = outputs["landmarks_visible"][row] > 0
+        ax.scatter(true[vis, 0] * w, true[vis, 1] * h, s=28, facecolors="none", edgecolors="lime", linewidths=1.5)
+        ax.scatter(pred[vis, 0] * w, pred[vis, 1] * h, s=28, marker="x", c="red", linewidths=1.5)
+        ax.axis("off")
+    fig.suptitle(f"{title}: predicted (x) vs true (o) landmarks", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)
