@@ -95,6 +95,29 @@ def data_stats(
     typer.echo(format_stats(multilabel_stats(dataset)))
 
 
+@data_app.command("check")
+def data_check(
+    path: Annotated[Path, typer.Argument(help="DeepFashion root, multi-label CSV/JSONL, CCP folder or image folder")],
+    fmt: Annotated[str, typer.Option("--format", help="auto | deepfashion | multilabel | ccp | image_folder")] = "auto",
+    images: Annotated[bool, typer.Option("--images/--no-images", help="also check the image files (headers)")] = True,
+    label_list: Annotated[Path | None, typer.Option("--label-list", help="multilabel: report labels not in this file")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="threads reading image headers")] = 4,
+) -> None:
+    """List every problem of a data set (file:line, what was expected); exit code 1 if any error."""
+    from fashionlens.data.check import FORMATS, run_check
+
+    if fmt not in FORMATS:
+        _fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if not path.exists():
+        _fail(f"path does not exist: {path}")
+    result = run_check(path, fmt, check_images=images, label_list=label_list, workers=workers)
+    for problem in result.problems:
+        typer.secho(str(problem), fg=typer.colors.RED if problem.severity == "error" else typer.colors.YELLOW)
+    typer.echo(f"{result.summary()} (format: {result.fmt})")
+    if result.errors:
+        raise typer.Exit(1)
+
+
 def _read_any(path: Path, fmt: str):
     from fashionlens.data.ccp import read_ccp
     from fashionlens.data.image_folder import read_image_folder

@@ -23,8 +23,8 @@ from torch.utils.data import Dataset
 
 from fashionlens.data.config import DataConfig
 from fashionlens.data.errors import DataFormatError
-from fashionlens.data.images import BadImageError, load_image
-from fashionlens.data.landmark_transforms import JointTransform, build_joint_transforms
+from fashionlens.data.images import BadImageError, load_image_and_orientation, upright_annotations
+from fashionlens.data.landmark_transforms import FLIP_PAIRS, JointTransform, build_joint_transforms
 
 __all__ = ["CLOTHES_TYPE_SLOTS", "LANDMARK_NAMES", "DataFormatError", "DeepFashionDataset", "DeepFashionIndex",
            "read_deepfashion"]  # fmt: skip
@@ -470,22 +470,25 @@ class DeepFashionDataset(Dataset):
         for k in range(n):
             j = (int(i) + k) % n
             path = self.root / str(self.index.image_names[j])
+            if str(path) in self.bad_files:
+                continue
             try:
-                image = load_image(path)
+                image, orientation = load_image_and_orientation(path)
             except BadImageError as e:
                 if self.bad_images == "fail":
                     raise
-                if str(path) not in self.bad_files:
-                    warnings.warn(f"skipping unreadable image {e}", stacklevel=2)
-                    self.bad_files[str(path)] = e.reason
+                warnings.warn(f"skipping unreadable image {e}", stacklevel=2)
+                self.bad_files[str(path)] = e.reason
                 continue
-            return self._sample(j, image)
-        raise RuntimeError(f"no readable image in the data set ({len(self.bad_files)} bad files)")
+            return self._sample(j, image, orientation)
+        raise BadImageError(str(self.root), f"no readable image in the data set ({len(self.bad_files)} bad files)")
 
-    def _sample(self, j: int, image) -> dict[str, torch.Tensor | int]:
+    def _sample(self, j: int, image, orientation: int = 1) -> dict[str, torch.Tensor | int]:
         idx = self.index
         # DeepFashion gives integer pixel indices; +0.5 = pixel centres (landmark_transforms' convention).
-        image_t, lm, vis = self.transform(image, idx.landmarks[j] + 0.5, idx.landmark_visible[j], idx.bbox[j])
+        lm, vis, bbox = upright_annotations(idx.landmarks[j] + 0.5, idx.landmark_visible[j], idx.bbox[j],
+                                            orientation, image.size, FLIP_PAIRS)  # EXIF: same rotation
+        image_t, lm, vis = self.transform(image, lm, vis, bbox)
         attrs = torch.from_numpy(idx.attributes[j].astype(np.float32))  # (A,) in {1, -1, 0}
         return {
             "image": image_t,  # (3, H, W)
@@ -496,3 +499,4 @@ class DeepFashionDataset(Dataset):
             "landmark_visible": vis.float(),  # (8,)
             "index": j,
         }
+

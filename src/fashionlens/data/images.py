@@ -12,11 +12,21 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 # Pixels above which an image is refused as a probable decompression bomb (PIL's own default,
 # about 9.5k x 9.5k); PIL would only warn below twice this, fashionlens refuses.
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+
+EXIF_ORIENTATION = 0x0112
+# EXIF orientation -> the transpose that makes the stored pixels upright (as ImageOps.exif_transpose).
+_EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}  # fmt: skip
+MIRRORING_ORIENTATIONS = frozenset({2, 4, 5, 7})
 
 
 class BadImageError(ValueError):
@@ -59,9 +69,11 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         hi = max(arr.max(), 1.0)
         scale = 65535.0 if hi > 255 else 255.0
         img = Image.fromarray((arr / scale * 255.0).clip(0, 255).astype(np.uint8))
-    if img.mode == "P":
+    if img.mode in ("P", "PA"):
         img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA"):
+    if img.mode == "La":  # premultiplied alpha: PIL converts it to LA only
+        img = img.convert("LA")
+    if img.mode in ("RGBA", "LA", "RGBa"):
         background = Image.new("RGB", img.size, (255, 255, 255))
         background.paste(img.convert("RGBA"), mask=img.convert("RGBA").split()[-1])
         return background
@@ -82,11 +94,28 @@ def load_image(src: ImageSource, draft_size: tuple[int, int] | None = None) -> I
     Raises:
         BadImageError: empty, truncated, not an image, or larger than ``MAX_IMAGE_PIXELS``.
     """
+    return load_image_and_orientation(src, draft_size)[0]
+
+
+def load_image_and_orientation(
+    src: ImageSource, draft_size: tuple[int, int] | None = None
+) -> tuple[Image.Image, int]:
+    """:func:`load_image`, also returning the EXIF orientation (1..8) that was applied.
+
+    Callers whose annotations refer to the *stored* pixel grid (DeepFashion boxes and landmarks)
+    move them with :func:`orient_points` so that they stay on the same image content.
+
+    Returns:
+        (upright RGB image, EXIF orientation: 1 = none, 2..8 as in the EXIF standard).
+
+    Raises:
+        BadImageError: as :func:`load_image`.
+    """
     name = _describe(src)
     if isinstance(src, np.ndarray):
-        return _array_to_pil(src, name)
+        return _array_to_pil(src, name), 1
     if isinstance(src, Image.Image):
-        return _to_rgb(ImageOps.exif_transpose(src))
+        return _oriented_rgb(src, name)
     if isinstance(src, (str, Path)):
         path = Path(src)
         if not path.is_file():
@@ -107,7 +136,26 @@ def load_image(src: ImageSource, draft_size: tuple[int, int] | None = None) -> I
             fp.close()
 
 
-def _decode(fp: BinaryIO, name: str, draft_size: tuple[int, int] | None) -> Image.Image:
+def _orientation(img: Image.Image) -> int:
+    try:
+        value = int(img.getexif().get(EXIF_ORIENTATION, 1))
+    except (TypeError, ValueError, OSError, SyntaxError):  # corrupt EXIF: treat as upright
+        return 1
+    return value if value in _EXIF_TRANSPOSE else 1
+
+
+def _oriented_rgb(img: Image.Image, name: str) -> tuple[Image.Image, int]:
+    """Apply the EXIF orientation (if any) and convert to RGB."""
+    orientation = _orientation(img)
+    if orientation != 1:
+        img = img.transpose(_EXIF_TRANSPOSE[orientation])
+    try:
+        return _to_rgb(img), orientation
+    except ValueError as e:  # a mode PIL cannot convert
+        raise BadImageError(name, f"unsupported image mode {img.mode!r} ({e})") from None
+
+
+def _decode(fp: BinaryIO, name: str, draft_size: tuple[int, int] | None) -> tuple[Image.Image, int]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -118,8 +166,7 @@ def _decode(fp: BinaryIO, name: str, draft_size: tuple[int, int] | None) -> Imag
             if draft_size is not None and img.format == "JPEG":
                 img.draft("RGB", draft_size)
             img.load()
-            img = ImageOps.exif_transpose(img)
-            return _to_rgb(img)
+            return _oriented_rgb(img, name)
     except BadImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -128,3 +175,64 @@ def _decode(fp: BinaryIO, name: str, draft_size: tuple[int, int] | None) -> Imag
         raise BadImageError(name, "not an image file PIL can identify") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise BadImageError(name, f"cannot decode image ({e})") from None
+
+
+def orient_points(points: np.ndarray, orientation: int, stored_size: tuple[int, int]) -> np.ndarray:
+    """Move points given on the stored pixel grid onto the upright (EXIF-transposed) image.
+
+    Points are continuous pixel coordinates (pixel ``i`` spans ``[i, i + 1)``), so the map is
+    exact: e.g. orientation 6 (rotate 90 degrees clockwise) sends ``(x, y)`` to ``(H - y, x)``.
+
+    Args:
+        points: (..., 2) x, y on the stored grid.
+        orientation: EXIF orientation 1..8 (from :func:`load_image_and_orientation`).
+        stored_size: (width, height) of the stored pixel grid (before transposing).
+
+    Returns:
+        (..., 2) float32 x, y on the upright image.
+    """
+    w, h = stored_size
+    p = np.asarray(points, dtype=np.float32)
+    x, y = p[..., 0], p[..., 1]
+    new = {
+        1: (x, y), 2: (w - x, y), 3: (w - x, h - y), 4: (x, h - y),
+        5: (y, x), 6: (h - y, x), 7: (h - y, w - x), 8: (y, w - x),
+    }.get(int(orientation), (x, y))  # fmt: skip
+    return np.stack(new, axis=-1).astype(np.float32)
+
+
+def upright_annotations(
+    landmarks: np.ndarray, visible: np.ndarray, bbox: np.ndarray, orientation: int, upright_size: tuple[int, int],
+    flip_pairs: tuple[tuple[int, int], ...] = (),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Move stored-grid annotations onto the EXIF-oriented image that :func:`load_image` returns.
+
+    Used by DeepFashionDataset: DeepFashion's boxes and landmarks index the *stored* pixel grid
+    (the released JPEGs carry no EXIF orientation). If a file does carry one, the image is shown
+    upright, so the box and the landmarks get the same rotation / mirror and stay on the same
+    garment points. A mirroring
+    orientation (2, 4, 5, 7) also swaps each left/right slot pair, exactly as a horizontal flip does.
+
+    Args:
+        landmarks: (L, 2) continuous x, y on the stored grid.
+        visible: (L,) bool.
+        bbox: (4,) x1 y1 x2 y2 on the stored grid.
+        orientation: EXIF orientation 1..8.
+        upright_size: (width, height) of the oriented image.
+        flip_pairs: left/right landmark slot pairs swapped by a mirroring orientation.
+
+    Returns:
+        landmarks (L, 2), visible (L,) and bbox (4,) on the upright image.
+    """
+    if orientation == 1:
+        return landmarks, visible, bbox
+    w, h = upright_size
+    stored = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+    lm = orient_points(landmarks, orientation, stored)
+    corners = orient_points(np.asarray(bbox, dtype=np.float32).reshape(2, 2), orientation, stored)  # (2, 2)
+    box = np.concatenate([corners.min(axis=0), corners.max(axis=0)])
+    vis = np.asarray(visible).copy()
+    if orientation in MIRRORING_ORIENTATIONS:
+        for a, b in flip_pairs:
+            lm[[a, b]], vis[[a, b]] = lm[[b, a]], vis[[b, a]]
+    return lm, vis, box
