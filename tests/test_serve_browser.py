@@ -1,0 +1,141 @@
+"""The page end to end in a real headless Chromium: upload, drop, results, landmarks, API key, screenshot.
+
+Needs Debian's ``chromium`` (``apt-get install chromium``) and the ``playwright`` Python package; the
+browser is the system one (``executable_path``), never a downloaded one. Skips when either is absent.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+# Waits use selectors, not wait_for_function: the page's CSP (no 'unsafe-eval') blocks string predicates.
+pytest.importorskip("uvicorn")
+
+from fashionlens.inference.predictor import load_model  # noqa: E402
+from fashionlens.serve.app import create_app  # noqa: E402
+from serve_fixtures import CATEGORY_NAMES, make_tiny_model, photo_bytes, serve_in_thread  # noqa: E402
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+VIEWPORT = {"width": 1100, "height": 760}
+CATEGORY_BAR_RGB = (0x25, 0x63, 0xEB)  # --category in style.css
+LANDMARK_RGB = (0xF9, 0x73, 0x16)  # --landmark in style.css
+SCREENSHOT_COPY = Path("/tmp/fashionlens_serve_page.png")  # for a person to look at
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory):
+    return load_model(make_tiny_model(tmp_path_factory.mktemp("browser") / "tiny.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    page = browser.new_page(viewport=VIEWPORT)
+    page.problems = []  # console errors (e.g. CSP violations) and uncaught exceptions
+    page.on("console", lambda msg: msg.type == "error" and page.problems.append(msg.text))
+    page.on("pageerror", lambda exc: page.problems.append(str(exc)))
+    yield page
+    page.close()
+
+
+def _has_colour(pixels: np.ndarray, rgb: tuple[int, int, int], tol: int = 6) -> bool:
+    return bool((np.abs(pixels.astype(int) - np.array(rgb)).max(axis=-1) <= tol).any())
+
+
+def _check_screenshot(png: bytes, photo_box: dict) -> None:
+    img = Image.open(io.BytesIO(png))
+    assert img.format == "PNG" and img.size == (VIEWPORT["width"], VIEWPORT["height"])
+    pixels = np.asarray(img.convert("RGB"))
+    assert pixels.reshape(-1, 3).std(axis=0).max() > 10, "screenshot is (nearly) uniform"
+    outside = pixels.copy()  # the bar colour must come from the bars, not from the photo
+    x0, y0 = int(photo_box["x"]), int(photo_box["y"])
+    outside[y0 : y0 + int(photo_box["height"]) + 1, x0 : x0 + int(photo_box["width"]) + 1] = 0
+    assert _has_colour(outside, CATEGORY_BAR_RGB), "no category bar colour in the screenshot"
+    assert _has_colour(pixels, LANDMARK_RGB), "no landmark dot colour in the screenshot"
+
+
+def test_upload_shows_predictions_and_landmarks(predictor, page, tmp_path):
+    photo = tmp_path / "summer-dress.jpg"
+    photo.write_bytes(photo_bytes("JPEG", size=(240, 320), seed=3))
+    with serve_in_thread(create_app(predictor)) as base:
+        page.goto(base + "/")
+        page.wait_for_selector("#model-info:has-text('test_tiny')")
+        assert page.locator("#api-key-row").is_hidden()
+        page.set_input_files("#files", str(photo))
+        page.wait_for_selector(".card .head-category .bar.category", timeout=15_000)
+        page.wait_for_selector(".card svg circle.landmark")
+        card = page.locator(".card")
+        assert card.count() == 1 and card.locator("h2").inner_text() == "summer-dress.jpg"
+        assert sorted(card.locator(".head-category .name").all_inner_texts()) == sorted(CATEGORY_NAMES)
+        widths = [card.locator(".bar.category").nth(i).bounding_box()["width"] for i in range(3)]
+        assert all(w > 0 for w in widths) and widths == sorted(widths, reverse=True)
+        assert card.locator(".head-tag").count() == 1
+        img_box = card.locator(".photo img").bounding_box()
+        dots = card.locator("svg circle.landmark")
+        assert dots.count() == 8
+        for i in range(8):
+            box = dots.nth(i).bounding_box()
+            cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            assert img_box["x"] - 1 <= cx <= img_box["x"] + img_box["width"] + 1
+            assert img_box["y"] - 1 <= cy <= img_box["y"] + img_box["height"] + 1
+        assert "1 of 1 photo analysed" in page.locator("#status").inner_text()
+        png = page.screenshot()
+    SCREENSHOT_COPY.write_bytes(png)
+    _check_screenshot(png, img_box)
+    assert page.problems == []
+
+
+DROP_JS = """([files]) => {
+  const dt = new DataTransfer();
+  for (const [name, type, b64] of files) {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    dt.items.add(new File([bytes], name, { type }));
+  }
+  document.getElementById('drop').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true }));
+}"""
+
+
+def _drop(page, files: list[tuple[str, str, bytes]]) -> None:
+    page.evaluate(DROP_JS, [[[n, t, base64.b64encode(b).decode()] for n, t, b in files]])
+
+
+def test_drop_several_with_api_key_and_a_bad_file(predictor, page):
+    good = photo_bytes("PNG", size=(120, 160), seed=1)
+    files = [("a.png", "image/png", good), ("notes.txt", "text/plain", b"<b>not</b> a photo"),
+             ("c.png", "image/png", good)]
+    with serve_in_thread(create_app(predictor, api_key="k-123")) as base:
+        page.goto(base + "/")
+        page.wait_for_selector("#api-key-row:not([hidden])")
+        _drop(page, files[:1])  # no key yet: the card shows the 401 message
+        page.wait_for_selector(".card .error")
+        assert "API key" in page.locator(".card .error").inner_text()
+        page.fill("#api-key", "k-123")
+        _drop(page, files)
+        page.wait_for_selector("#status:has-text('2 of 3 photos analysed')", timeout=15_000)
+        cards = page.locator(".card")
+        assert cards.count() == 3
+        assert cards.nth(0).locator(".bar.category").count() == 3
+        assert "not an image" in cards.nth(1).locator(".error").inner_text()
+        assert cards.nth(1).locator("b").count() == 0  # the filename/content is never parsed as HTML
+        assert cards.nth(2).locator("svg circle.landmark").count() == 8
+        assert "2 of 3 photos analysed" in page.locator("#status").inner_text()
+    assert page.problems == [] or all("401" in p for p in page.problems)
+
