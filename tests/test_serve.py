@@ -143,6 +143,15 @@ def test_oversized_upload_stops_at_the_limit(make_client):
     assert_alive(client)
 
 
+def test_request_byte_limit_bounds_many_files_under_the_file_limit(make_client):
+    client = make_client(max_upload_bytes=100_000)
+    limit = client.get("/healthz").json()["limits"]["max_request_bytes"]
+    files = [("files", (f"{i}.jpg", b"\xff\xd8\xff" + bytes(90_000), "image/jpeg")) for i in range(6)]
+    assert 6 * 90_000 > limit
+    assert_error(client.post("/v1/predict", files=files), (413,))
+    assert_alive(client)
+
+
 @pytest.mark.parametrize("content_type, body", [
     ("multipart/form-data; boundary=XyZ", b"this is not multipart at all\r\n\r\n"),
     ("multipart/form-data; boundary=XyZ", b"--XyZ\r\nContent-Disposition: form-data; name=\"files\"; "
@@ -279,5 +288,5 @@ def test_serve_command_binds_loopback_by_default(monkeypatch, tmp_path):
     health = client.get("/healthz").json()
     assert health["model"] == "m" and health["api_key_required"] is True
     assert health["limits"]["max_upload_bytes"] == 512 * 1024
-    serve_app.serve_command(host="0.0.0.0", port=9999, model=str(model))
-    assert calls["host"] == "0.0.0.0" and calls["port"] == 9999
+    serve_app.serve_command(host="0.0.0.0", port=9999, model=str(model), max_queue=0)
+    assert calls["host"] == "0.0.0.0" and calls["port"] == 9999 and calls["limit_concurrency"] == 66

@@ -121,7 +121,10 @@ def test_drop_several_with_api_key_and_a_bad_file(predictor, page):
     good = photo_bytes("PNG", size=(120, 160), seed=1)
     files = [("a.png", "image/png", good), ("notes.txt", "text/plain", b"<b>not</b> a photo"),
              ("c.png", "image/png", good)]
-    with serve_in_thread(create_app(predictor, api_key="k-123")) as base:
+    # max_files=2: the page must split the three photos into two requests.
+    with serve_in_thread(create_app(predictor, api_key="k-123", max_files=2)) as base:
+        posts = []
+        page.on("request", lambda req: req.method == "POST" and posts.append(req.url))
         page.goto(base + "/")
         page.wait_for_selector("#api-key-row:not([hidden])")
         _drop(page, files[:1])  # no key yet: the card shows the 401 message
@@ -137,5 +140,6 @@ def test_drop_several_with_api_key_and_a_bad_file(predictor, page):
         assert cards.nth(1).locator("b").count() == 0  # the filename/content is never parsed as HTML
         assert cards.nth(2).locator("svg circle.landmark").count() == 8
         assert "2 of 3 photos analysed" in page.locator("#status").inner_text()
+        assert len(posts) == 3 and all("/v1/predict?top_k=5" in url for url in posts)  # 1 refused + 2 batches
     assert page.problems == [] or all("401" in p for p in page.problems)
 

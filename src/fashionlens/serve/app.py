@@ -62,7 +62,11 @@ class UploadError(Exception):
 
 @dataclass
 class Limits:
-    """Bounds on one request; ``max_request_bytes`` defaults to room for ``max_files`` full files."""
+    """Bounds on one request.
+
+    ``max_request_bytes`` defaults to room for 4 files at the size limit (memory held by a server is
+    at most about (max_concurrency + max_queue) x max_request_bytes); clients split larger batches.
+    """
 
     max_upload_bytes: int = 10 * MiB
     max_files: int = 16
@@ -73,7 +77,7 @@ class Limits:
         if self.max_upload_bytes < 1 or self.max_files < 1:
             raise ValueError("max_upload_bytes and max_files must be >= 1")
         if self.max_request_bytes is None:
-            self.max_request_bytes = self.max_files * (self.max_upload_bytes + 4096) + 65536
+            self.max_request_bytes = min(self.max_files, 4) * (self.max_upload_bytes + 4096) + 65536
 
 
 @dataclass
@@ -325,6 +329,33 @@ def _add_page_routes(app: FastAPI) -> None:
         return FileResponse(STATIC_DIR / name, media_type=STATIC_FILES[name], headers={"Cache-Control": "no-cache"})
 
 
+def _add_api_routes(app: FastAPI, predictor: Predictor, gate: _Gate, limits: Limits, name: str,
+                    api_key: str | None) -> None:
+    """``GET /healthz`` and ``POST /v1/predict`` (behind the optional API key)."""
+    has_landmarks = bool(predictor.info.spec.get("landmarks"))
+
+    async def require_key(x_api_key: str | None = Header(None, description="the API key, when the service has one")) -> None:
+        if api_key is not None and not hmac.compare_digest((x_api_key or "").encode(), api_key.encode()):
+            raise UploadError(401, "missing or wrong API key (header X-API-Key)")
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        """Liveness and what the model predicts."""
+        return {"status": "ok", "model": name, "heads": predictor.heads, "landmarks": has_landmarks,
+                "api_key_required": api_key is not None,
+                "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_files": limits.max_files,
+                           "max_request_bytes": limits.max_request_bytes}}
+
+    @app.post("/v1/predict", dependencies=[Depends(require_key)], openapi_extra=_PREDICT_OPENAPI)
+    async def predict(request: Request, top_k: int = Query(5, ge=1, le=50),
+                      threshold: float | None = Query(None, ge=0.0, le=1.0)) -> dict:
+        """Predict every uploaded photo (multipart field ``files``); one record per photo, in order."""
+        async with gate.admit():
+            uploads = await read_uploads(request, limits)
+            records = await predict_uploads(predictor, gate, uploads, top_k, threshold)
+        return {"model": name, "results": records}
+
+
 def create_app(predictor: Predictor, api_key: str | None = None, max_upload_bytes: int = 10 * MiB,
                max_files: int = 16, max_concurrency: int = 2, max_queue: int = 16,
                model_name: str | None = None, read_timeout_s: float = 30.0) -> FastAPI:
@@ -343,7 +374,6 @@ def create_app(predictor: Predictor, api_key: str | None = None, max_upload_byte
     limits = Limits(max_upload_bytes, max_files, read_timeout_s=read_timeout_s)
     gate = _Gate(max_concurrency, max_queue)
     name = model_name or predictor.info.extra.get("name") or predictor.info.spec.get("backbone", "model")
-    has_landmarks = bool(predictor.info.spec.get("landmarks"))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -354,33 +384,14 @@ def create_app(predictor: Predictor, api_key: str | None = None, max_upload_byte
                   description="Fashion image recognition: categories, tags, attributes and landmarks.")
     _install_error_handlers(app)
     _add_page_routes(app)
+    _add_api_routes(app, predictor, gate, limits, name, api_key)
     app.add_middleware(_SecurityHeaders)
-
-    async def require_key(x_api_key: str | None = Header(None, description="the API key, when the service has one")) -> None:
-        if api_key is not None and not hmac.compare_digest((x_api_key or "").encode(), api_key.encode()):
-            raise UploadError(401, "missing or wrong API key (header X-API-Key)")
-
-    @app.get("/healthz")
-    async def healthz() -> dict:
-        """Liveness and what the model predicts."""
-        return {"status": "ok", "model": name, "heads": predictor.heads, "landmarks": has_landmarks,
-                "api_key_required": api_key is not None,
-                "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_files": limits.max_files}}
-
-    @app.post("/v1/predict", dependencies=[Depends(require_key)], openapi_extra=_PREDICT_OPENAPI)
-    async def predict(request: Request, top_k: int = Query(5, ge=1, le=50),
-                      threshold: float | None = Query(None, ge=0.0, le=1.0)) -> dict:
-        """Predict every uploaded photo (multipart field ``files``); one record per photo, in order."""
-        async with gate.admit():
-            uploads = await read_uploads(request, limits)
-            records = await predict_uploads(predictor, gate, uploads, top_k, threshold)
-        return {"model": name, "results": records}
-
     return app
 
 
 def serve_command(host: str = "127.0.0.1", port: int = 8000, model: str = "fashionlens-lite",
-                  api_key: str | None = None, max_upload_mb: float = 10.0, max_concurrency: int = 2) -> None:
+                  api_key: str | None = None, max_upload_mb: float = 10.0, max_concurrency: int = 2,
+                  max_queue: int = 16) -> None:
     """Load ``model`` and serve it with uvicorn until interrupted (the ``fashionlens serve`` command).
 
     Args:
@@ -390,6 +401,7 @@ def serve_command(host: str = "127.0.0.1", port: int = 8000, model: str = "fashi
         api_key: require this key in the ``X-API-Key`` header of ``POST /v1/predict``.
         max_upload_mb: largest accepted file, in MiB.
         max_concurrency: inference calls running at once.
+        max_queue: requests allowed to wait beyond those running; more get 503 + Retry-After.
     """
     import uvicorn
 
@@ -397,8 +409,8 @@ def serve_command(host: str = "127.0.0.1", port: int = 8000, model: str = "fashi
 
     predictor = load_model(model)
     app = create_app(predictor, api_key=api_key, max_upload_bytes=int(max_upload_mb * MiB),
-                     max_concurrency=max_concurrency, model_name=Path(model).stem)
+                     max_concurrency=max_concurrency, max_queue=max_queue, model_name=Path(model).stem)
     if host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
         log.warning("serving on %s without an API key: anyone who can reach it can use it", host)
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False, timeout_keep_alive=5,
-                limit_concurrency=64 + 4 * max_concurrency)
+                limit_concurrency=64 + max_concurrency + max_queue)

@@ -4,7 +4,10 @@
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
-const state = { limits: { max_files: 16, max_upload_bytes: 10 * 1024 * 1024 }, urls: [] };
+const state = {
+  limits: { max_files: 16, max_upload_bytes: 10 * 1024 * 1024, max_request_bytes: 40 * 1024 * 1024 },
+  urls: [],
+};
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -150,10 +153,29 @@ async function handleFiles(fileList) {
   const queue = items.filter((it) => !tooBig.includes(it));
   setStatus(`Analysing ${queue.length} photo${queue.length === 1 ? "" : "s"}…`);
   let done = 0;
-  for (let i = 0; i < queue.length; i += state.limits.max_files) {
-    done += await sendBatch(queue.slice(i, i + state.limits.max_files));
-  }
+  for (const batch of batches(queue)) done += await sendBatch(batch);
   setStatus(`${done} of ${files.length} photo${files.length === 1 ? "" : "s"} analysed.`, done < files.length);
+}
+
+// Requests within the server's limits: at most max_files photos and (with room for the multipart
+// framing) max_request_bytes each.
+function batches(items) {
+  const out = [];
+  let current = [];
+  let bytes = 0;
+  for (const item of items) {
+    const size = item.file.size + 4096;
+    if (current.length && (current.length >= state.limits.max_files ||
+        bytes + size > state.limits.max_request_bytes - 65536)) {
+      out.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(item);
+    bytes += size;
+  }
+  if (current.length) out.push(current);
+  return out;
 }
 
 function setUpDrop() {
