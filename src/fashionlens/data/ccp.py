@@ -28,22 +28,39 @@ DROPPED_LABELS = ("null", "skin", "hair")
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
+def _load_variable(path: Path, name: str) -> np.ndarray:
+    """One variable of a MATLAB file; a corrupt file or a missing variable is a DataFormatError."""
+    try:
+        return np.asarray(scipy.io.loadmat(path, variable_names=[name])[name])
+    except KeyError:
+        raise DataFormatError(path, None, f"cannot read variable '{name}' (not in the file)") from None
+    # scipy reports corrupt or unsupported files with many types (MatReadError, NotImplementedError
+    # for v7.3 HDF5 files, zlib.error, struct.error, ...): all mean "not a readable .mat file".
+    except Exception as e:  # noqa: BLE001
+        raise DataFormatError(path, None, f"cannot read variable '{name}' ({type(e).__name__}: {e})") from None
+
+
+def _cell_text(path: Path, cell) -> str:
+    value = np.asarray(cell).ravel()
+    if not value.size:
+        return ""
+    if not isinstance(value[0], str):
+        raise DataFormatError(path, None, f"variable 'label_list': expected a cell array of names, found {value[0]!r}")
+    return str(value[0])
+
+
 def read_ccp_label_list(path: str | Path) -> list[str]:
     """The 59 label names of ``label_list.mat``, in index order."""
     path = Path(path)
-    try:
-        cells = scipy.io.loadmat(path, variable_names=["label_list"])["label_list"]
-    except (OSError, ValueError, KeyError) as e:
-        raise DataFormatError(path, None, f"cannot read variable 'label_list' ({e})") from None
-    return [str(np.asarray(c).ravel()[0]) if np.asarray(c).size else "" for c in np.asarray(cells).ravel()]
+    return [_cell_text(path, c) for c in _load_variable(path, "label_list").ravel()]
 
 
 def _read_tags(path: Path, num_labels: int) -> list[int]:
-    try:
-        tags = scipy.io.loadmat(path, variable_names=["tags"])["tags"]
-    except (OSError, ValueError, KeyError) as e:
-        raise DataFormatError(path, None, f"cannot read variable 'tags' ({e})") from None
-    indices = sorted({int(t) for t in np.asarray(tags).ravel()})
+    tags = _load_variable(path, "tags")
+    if tags.dtype.kind not in "iub" and not (tags.dtype.kind == "f" and np.isfinite(tags).all()
+                                            and (tags == np.round(tags)).all()):  # fmt: skip
+        raise DataFormatError(path, None, f"field 'tags': expected integer label indices, found {tags.dtype} {tags.ravel()[:5]}")
+    indices = sorted({int(t) for t in tags.ravel()})
     if indices and (indices[0] < 0 or indices[-1] >= num_labels):
         raise DataFormatError(
             path, None, f"field 'tags': index out of range {indices}; expected 0-based indices below {num_labels}"

@@ -106,10 +106,10 @@ class DeepFashionIndex:
 
 def _check_count(path: Path, first_line: str, n_rows: int | None) -> int:
     """Line 1 must be an integer equal to the number of (non-blank) rows; returns it."""
-    try:
-        expected = int(first_line.strip())
-    except ValueError:
-        raise DataFormatError(path, 1, f"expected the number of entries, found {first_line.strip()!r}") from None
+    text = first_line.strip(" \t\r\n\v\f")  # ASCII whitespace and digits only, like the rows
+    if not (text.isascii() and text.isdigit()):
+        raise DataFormatError(path, 1, f"expected the number of entries, found {text[:60]!r}")
+    expected = int(text)
     if n_rows is not None and expected != n_rows:
         raise DataFormatError(path, 1, f"count line says {expected} entries, found {n_rows} rows")
     return expected
@@ -135,7 +135,7 @@ def _parse_rows(path: Path, parse_chunk: Callable[[list[bytes], list[int]], Any]
             for i, line in enumerate(lines, start=lineno):
                 parts = line.split(None, 1)
                 if parts:
-                    names.append(parts[0].decode("utf-8"))
+                    names.append(_utf8(path, i, parts[0]))
                     rest = parts[1] if len(parts) == 2 else b"\n"
                     rests.append(rest if rest.endswith(b"\n") else rest + b"\n")
                     rows.append(i)
@@ -144,6 +144,23 @@ def _parse_rows(path: Path, parse_chunk: Callable[[list[bytes], list[int]], Any]
             linenos += rows
     _check_count(path, first, len(names))
     return names, outs, np.asarray(linenos, dtype=np.int64)
+
+
+def _utf8(path: Path, lineno: int, name: bytes) -> str:
+    try:
+        return name.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataFormatError(path, lineno, f"{name[:60]!r} is not valid UTF-8") from None
+
+
+_I32 = 1 << 31  # values must fit in int32 (numpy's fast parser silently clamps huge ones)
+
+
+def _int_or_none(token: bytes) -> int | None:
+    try:
+        return int(token)
+    except ValueError:
+        return None
 
 
 def _fast_ints(rests: list[bytes], n_values: int) -> np.ndarray | None:
@@ -164,6 +181,8 @@ def _fast_ints(rests: list[bytes], n_values: int) -> np.ndarray | None:
     seq = newline[token_start | newline]  # per row: n_values False (its tokens), then True
     if vals.size != len(rests) * n_values or seq.size != len(rests) * (n_values + 1):
         return None
+    if vals.size and not (-_I32 <= vals.min() and vals.max() < _I32):
+        return None  # the slow path names the line
     return vals.reshape(len(rests), n_values) if seq.reshape(len(rests), -1)[:, -1].all() else None
 
 
@@ -213,11 +232,11 @@ def _slow_ints(path: Path, rests: list[bytes], linenos: list[int], n_values: int
         if (n_values is not None and len(tokens) != n_values) or len(tokens) > out.shape[1]:
             want = n_values if n_values is not None else f"at most {width}"
             raise DataFormatError(path, lineno, f"expected {want} {what} after the image name, found {len(tokens)}")
-        try:
-            out[k, : len(tokens)] = [int(t) for t in tokens]
-        except ValueError:
-            bad = next(t for t in tokens if not t.lstrip(b"+-").isdigit())
-            raise DataFormatError(path, lineno, f"expected integer {what}, found {bad.decode(errors='replace')!r}") from None
+        values = [_int_or_none(t) for t in tokens]
+        bad = next((t for t, v in zip(tokens, values, strict=True) if v is None or not -_I32 <= v < _I32), None)
+        if bad is not None:
+            raise DataFormatError(path, lineno, f"expected integer {what} (32-bit), found {bad[:60].decode(errors='replace')!r}")
+        out[k, : len(tokens)] = values
         lengths[k] = len(tokens)
     return out, lengths
 
@@ -246,6 +265,8 @@ def _fail_first(path: Path, linenos: np.ndarray, bad: np.ndarray, message: Calla
 
 
 def _check_range(path: Path, linenos: np.ndarray, vals: np.ndarray, lo: int, hi: int, what: str) -> None:
+    if not len(vals):
+        return
     bad = ((vals < lo) | (vals > hi)).reshape(len(vals), -1).any(axis=1)
     _fail_first(path, linenos, bad, lambda i: f"{what} must be in {lo}..{hi}, found {vals[i].tolist()}")
 
@@ -254,15 +275,16 @@ def _vocabulary(path: Path, max_type: int, what: str) -> tuple[np.ndarray, np.nd
     """``list_category_cloth.txt`` / ``list_attr_cloth.txt``: names (may contain spaces) and types."""
     if not path.is_file():
         raise DataFormatError(path, None, "file not found")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = path.read_bytes().split(b"\n")  # bytes, like the other list files
     rows = [(i, line) for i, line in enumerate(lines[2:], start=3) if line.strip()]
-    _check_count(path, lines[0] if lines else "", len(rows))
+    _check_count(path, lines[0].decode("utf-8", "replace"), len(rows))
     names, types = [], []
     for lineno, row in rows:
         parts = row.rsplit(maxsplit=1)  # names contain spaces: the type is the last token
         if len(parts) != 2 or not parts[1].isdigit() or not 1 <= int(parts[1]) <= max_type:
-            raise DataFormatError(path, lineno, f"expected '<{what} name> <type 1..{max_type}>', found {row.strip()!r}")
-        names.append(parts[0].strip())
+            found = row.strip().decode("utf-8", "replace")
+            raise DataFormatError(path, lineno, f"expected '<{what} name> <type 1..{max_type}>', found {found!r}")
+        names.append(_utf8(path, lineno, parts[0].strip()))
         types.append(int(parts[1]))
     return np.asarray(names, dtype=object), np.asarray(types, dtype=np.int8)
 
@@ -289,7 +311,7 @@ def _parse_attr_img(path: Path, n_attr: int) -> tuple[list[str], np.ndarray]:
 
 
 def _parse_partition(path: Path) -> tuple[list[str], np.ndarray]:
-    names, outs, linenos = _parse_rows(path, lambda rests, _: [r.strip().decode("utf-8") for r in rests])
+    names, outs, linenos = _parse_rows(path, lambda rests, _: [r.strip().decode("utf-8", "replace") for r in rests])
     part = np.asarray([p for chunk in outs for p in chunk], dtype=object)
     bad = ~np.isin(part, PARTITIONS)
     _fail_first(path, linenos, bad, lambda i: f"expected evaluation status train/val/test, found {part[i]!r}")

@@ -121,26 +121,42 @@ def _split_labels(text: str) -> list[str]:
     return [t.strip() for t in text.split(LABEL_SEPARATOR) if t.strip()]
 
 
+def _read_text(path: Path) -> str:
+    """The file as text: UTF-8 (a leading byte-order mark, as Excel writes, is dropped)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise _fail(path, line, f"invalid UTF-8 at byte {e.start}; expected a UTF-8 text file") from None
+
+
 def _parse_csv(path: Path) -> list[_Row]:
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise _fail(path, 1, "empty file; expected the header 'image,main,labels'")
-        columns = [h.strip().lower() for h in header]
-        for name in REQUIRED_CSV_COLUMNS:
-            if name not in columns:
-                raise _fail(path, 1, f"missing column '{name}' in header {header}; expected 'image,main,labels'")
-        col = {name: columns.index(name) for name in ("image", "main", "labels") if name in columns}
-        rows = []
-        for fields in reader:
-            if not fields or all(not x.strip() for x in fields):
-                continue
-            if len(fields) != len(columns):
-                raise _fail(path, reader.line_num, f"expected {len(columns)} fields {columns}, got {len(fields)}")
-            main = fields[col["main"]].strip() if "main" in col else ""
-            labels = _split_labels(fields[col["labels"]])
-            rows.append(_Row(reader.line_num, fields[col["image"]].strip(), main or None, labels))
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    try:
+        return _csv_rows(path, reader)
+    except csv.Error as e:
+        raise _fail(path, reader.line_num, f"malformed CSV ({e})") from None
+
+
+def _csv_rows(path: Path, reader) -> list[_Row]:
+    header = next(reader, None)
+    if header is None:
+        raise _fail(path, 1, "empty file; expected the header 'image,main,labels'")
+    columns = [h.strip().lower() for h in header]
+    for name in REQUIRED_CSV_COLUMNS:
+        if name not in columns:
+            raise _fail(path, 1, f"missing column '{name}' in header {header}; expected 'image,main,labels'")
+    col = {name: columns.index(name) for name in ("image", "main", "labels") if name in columns}
+    rows = []
+    for fields in reader:
+        if not fields or all(not x.strip() for x in fields):
+            continue
+        if len(fields) != len(columns):
+            raise _fail(path, reader.line_num, f"expected {len(columns)} fields {columns}, got {len(fields)}")
+        main = fields[col["main"]].strip() if "main" in col else ""
+        labels = _split_labels(fields[col["labels"]])
+        rows.append(_Row(reader.line_num, fields[col["image"]].strip(), main or None, labels))
     return rows
 
 
@@ -149,6 +165,8 @@ def _parse_json_line(path: Path, line: int, text: str) -> _Row:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise _fail(path, line, f"bad JSON ({e.msg} at column {e.colno}); expected one object per line") from None
+    except (ValueError, RecursionError) as e:  # e.g. an integer of over 4300 digits, absurd nesting
+        raise _fail(path, line, f"bad JSON ({type(e).__name__}: {str(e)[:80]}); expected one object per line") from None
     if not isinstance(obj, dict):
         raise _fail(path, line, f"expected a JSON object, got {type(obj).__name__}")
     for key in ("image", "labels"):
@@ -165,22 +183,21 @@ def _parse_json_line(path: Path, line: int, text: str) -> _Row:
 
 
 def _parse_jsonl(path: Path) -> list[_Row]:
-    with open(path, encoding="utf-8") as f:
-        return [_parse_json_line(path, n, text) for n, text in enumerate(f, start=1) if text.strip()]
+    lines = io.StringIO(_read_text(path), newline=None)
+    return [_parse_json_line(path, n, text) for n, text in enumerate(lines, start=1) if text.strip()]
 
 
 def read_label_list(path: str | Path) -> list[str]:
     """Read a vocabulary file: one label name per line (blank lines ignored, duplicates refused)."""
     path = Path(path)
     names: list[str] = []
-    with open(path, encoding="utf-8") as f:
-        for n, text in enumerate(f, start=1):
-            name = text.strip()
-            if not name:
-                continue
-            if name in names:
-                raise _fail(path, n, f"label '{name}' listed twice; expected unique names")
-            names.append(name)
+    for n, text in enumerate(io.StringIO(_read_text(path), newline=None), start=1):
+        name = text.strip()
+        if not name:
+            continue
+        if name in names:
+            raise _fail(path, n, f"label '{name}' listed twice; expected unique names")
+        names.append(name)
     if not names:
         raise _fail(path, None, "no label names; expected one name per line")
     return names
