@@ -219,6 +219,25 @@ def predict(
         typer.echo(f"{len(files) - len(results)} of {len(files)} images could not be read", err=True)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="interface to bind (127.0.0.1 keeps it on this machine)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    model: Annotated[str, typer.Option("--model", help="shipped model name or model file")] = "fashionlens-lite",
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="FASHIONLENS_API_KEY",
+                                                help="require this X-API-Key on /v1/predict")] = None,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="largest accepted photo, MiB")] = 10.0,
+    max_concurrency: Annotated[int, typer.Option("--max-concurrency", help="inference calls at once")] = 2,
+) -> None:
+    """Serve a model over HTTP: POST /v1/predict, GET /healthz, and an upload page at /."""
+    from fashionlens.serve.app import serve_command
+
+    try:
+        serve_command(host, port, model, api_key, max_upload_mb, max_concurrency)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+
+
 @app.command("models")
 def list_models() -> None:
     """List the registered backbones."""

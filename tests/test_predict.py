@@ -1,0 +1,154 @@
+"""Predictor API and the predict / serve commands, on a tiny model with every kind of head."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import fashionlens
+from fashionlens.checkpoint import ModelInfo, save_model
+from fashionlens.cli import app
+from fashionlens.data.config import DataConfig
+from fashionlens.models import FashionNet
+
+runner = CliRunner()
+CATEGORIES = ["dress", "hat", "pants"]
+TAGS = ["bag", "belt", "shoes", "skirt"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    torch.manual_seed(0)
+    net = FashionNet("test_tiny", heads={"category": {"num_classes": 3}, "labels": {"num_classes": 4}}, landmarks={"fuse": True})
+    info = ModelInfo(net.spec, {"category": CATEGORIES, "labels": TAGS}, DataConfig(input_size=(32, 32)), {"threshold": 0.3})
+    return save_model(net.eval(), info, tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(root / f"p{i}.jpg")
+    (root / "sub").mkdir()
+    Image.fromarray(rng.integers(0, 255, (20, 50, 3), dtype=np.uint8)).save(root / "sub" / "q.png")
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return root
+
+
+def test_predictor_accepts_every_input_kind(tiny_model, photos):
+    predictor = fashionlens.load_model(tiny_model)
+    path = photos / "p0.jpg"
+    pil = Image.open(path)
+    inputs = [str(path), path, pil, np.asarray(pil), path.read_bytes()]
+    preds = predictor.predict(inputs, top_k=2)
+    assert len(preds) == 5
+    first = preds[0].to_dict()
+    for p in preds[1:]:
+        d = p.to_dict()
+        assert [c["label"] for c in d["category"]] == [c["label"] for c in first["category"]]
+        assert d["category"][0]["score"] == pytest.approx(first["category"][0]["score"], abs=1e-5)
+    assert len(first["category"]) == 2 and first["category"][0]["score"] >= first["category"][1]["score"]
+    assert first["tag_threshold"] == 0.3  # the model's own threshold
+    assert all(t["score"] >= 0.3 for t in first["tags"])
+    assert len(first["landmarks"]) == 8
+    w, h = first["image_size"]
+    assert (w, h) == (30, 40)
+    assert all(0 <= lm["x"] <= w and 0 <= lm["y"] <= h for lm in first["landmarks"])
+    json.dumps([p.to_dict() for p in preds])
+
+
+def test_predictor_batches_give_the_same_scores(tiny_model, photos):
+    files = sorted(str(p) for p in photos.glob("p*.jpg"))
+    one = fashionlens.load_model(tiny_model, batch_size=1).predict(files)
+    many = fashionlens.load_model(tiny_model, batch_size=32).predict(files)
+    for a, b in zip(one, many, strict=True):
+        assert a.category[0].label == b.category[0].label
+        assert a.category[0].score == pytest.approx(b.category[0].score, abs=1e-5)
+
+
+def test_predict_cli_json_over_files_folders_and_globs(tiny_model, photos):
+    result = runner.invoke(app, ["predict", str(photos), str(photos / "p*.jpg"), "--model", str(tiny_model),
+                                 "--format", "json", "--top-k", "1", "--threshold", "0.0"])
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.stdout)
+    paths = [r["path"] for r in records]
+    assert len(records) == 4 + 3  # folder (3 jpg + 1 png, broken skipped) + glob (3 jpg)
+    assert str(photos / "sub" / "q.png") in paths
+    assert all(len(r["category"]) == 1 and len(r["tags"]) <= 1 and len(r["landmarks"]) == 8 for r in records)
+    assert "broken.jpg" in result.stderr and "skipped" in result.stderr
+
+
+def test_predict_cli_table_csv_and_out(tiny_model, photos, tmp_path):
+    result = runner.invoke(app, ["predict", str(photos / "p0.jpg"), "--model", str(tiny_model)])
+    assert result.exit_code == 0 and "category:" in result.stdout
+    out = tmp_path / "preds.csv"
+    result = runner.invoke(app, ["predict", str(photos / "p0.jpg"), str(photos / "p1.jpg"), "--model", str(tiny_model),
+                                 "--format", "csv", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = out.read_text().splitlines()
+    assert rows[0].startswith("path,category") and len(rows) == 3
+
+
+def test_predict_cli_errors(tiny_model, tmp_path):
+    result = runner.invoke(app, ["predict", str(tmp_path / "nothing*.jpg"), "--model", str(tiny_model)])
+    assert result.exit_code == 2 and "no images found" in result.output
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
+    result = runner.invoke(app, ["predict", str(tmp_path / "a.jpg"), "--model", "no-such-model"])
+    assert result.exit_code == 2 and "no model named" in result.output
+    result = runner.invoke(app, ["predict", str(tmp_path / "a.jpg"), "--model", str(tiny_model), "--format", "xml"])
+    assert result.exit_code == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_command_starts_and_answers(tiny_model, photos):
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "fashionlens.cli", "serve", "--port", str(port), "--model", str(tiny_model),
+                             "--max-upload-mb", "1", "--max-concurrency", "1", "--api-key", "k3y"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        health = None
+        for _ in range(120):
+            try:
+                health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read())
+                break
+            except OSError:
+                time.sleep(0.25)
+        assert health and health["status"] == "ok" and health["api_key_required"] is True
+        body, ctype = _multipart((photos / "p0.jpg").read_bytes())
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/predict", data=body, headers={"Content-Type": ctype, "X-API-Key": "k3y"})
+        result = json.loads(urllib.request.urlopen(req, timeout=30).read())
+        assert result["results"][0]["category"][0]["label"] in CATEGORIES
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def _multipart(data: bytes) -> tuple[bytes, str]:
+    boundary = "fashionlensboundary"
+    buf = io.BytesIO()
+    buf.write(f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"p0.jpg\"\r\n"
+              "Content-Type: image/jpeg\r\n\r\n".encode())
+    buf.write(data + f"\r\n--{boundary}--\r\n".encode())
+    return buf.getvalue(), f"multipart/form-data; boundary={boundary}"
+
+
+def test_serve_cli_with_a_missing_model_exits_2():
+    result = runner.invoke(app, ["serve", "--model", "/nonexistent/model.safetensors", "--port", "1"])
+    assert result.exit_code == 2 and "not found" in result.output
