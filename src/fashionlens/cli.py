@@ -183,6 +183,8 @@ def predict(
     fmt: Annotated[str, typer.Option("--format", help="table | json | csv")] = "table",
     out: Annotated[Path | None, typer.Option("--out", help="write to this file instead of stdout")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+    backend: Annotated[str, typer.Option("--backend", help="auto | torch | onnx (auto: ONNX Runtime on the CPU "
+                                         "when measured faster)")] = "auto",
 ) -> None:
     """Tag photos with a trained model; unreadable images are reported and skipped."""
     from fashionlens.inference.output import format_predictions
@@ -194,8 +196,8 @@ def predict(
     if not files:
         _fail("no images found in " + " ".join(paths))
     try:
-        predictor = load_model(model, batch_size=batch_size)
-    except (FileNotFoundError, ValueError) as e:
+        predictor = load_model(model, batch_size=batch_size, backend=backend)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
         _fail(str(e))
     results = []
     from tqdm import tqdm
@@ -236,6 +238,47 @@ def serve(
         serve_command(host, port, model, api_key, max_upload_mb, max_concurrency)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
+
+
+@app.command("export")
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="model file (model.safetensors)")],
+    fmt: Annotated[str, typer.Option("--format", help="export format (onnx)")] = "onnx",
+    out: Annotated[Path | None, typer.Option("--out", help="output file (default: CHECKPOINT with .onnx)")] = None,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (>= 18)")] = 18,
+    static_batch: Annotated[bool, typer.Option("--static-batch", help="fixed batch size 2 instead of dynamic")] = False,
+) -> None:
+    """Export a model to ONNX (header included), checked against PyTorch with ONNX Runtime."""
+    if fmt != "onnx":
+        _fail(f"--format must be onnx, got {fmt!r}")
+    try:
+        from fashionlens.checkpoint import CheckpointError
+        from fashionlens.inference.export import ExportError, export_onnx
+    except ImportError as e:
+        _fail(f"ONNX export needs the onnx, onnxscript and onnxruntime packages ({e})")
+    target = out or checkpoint.with_suffix(".onnx")
+    try:
+        export_onnx(checkpoint, target, opset=opset, dynamic_batch=not static_batch)
+    except (CheckpointError, ExportError, ValueError) as e:
+        _fail(str(e))
+    typer.echo(f"wrote {target} (outputs checked against PyTorch with ONNX Runtime)")
+
+
+@app.command("bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             add_help_option=False)
+def bench(ctx: typer.Context) -> None:
+    """Run the benchmark suite (bench/run.py of a source checkout); all arguments are passed on."""
+    import runpy
+
+    script = Path(__file__).resolve().parents[2] / "bench" / "run.py"
+    if not script.is_file():
+        _fail(f"bench/run.py not found at {script}: the benchmarks live in the source checkout")
+    saved = sys.argv
+    sys.argv = [str(script), *ctx.args]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = saved
 
 
 @app.command("models")

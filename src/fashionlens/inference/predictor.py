@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import itertools
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -13,11 +17,14 @@ from fashionlens.checkpoint import ModelInfo
 from fashionlens.checkpoint import load_model as load_model_file
 from fashionlens.data.images import BadImageError, ImageSource, load_image
 from fashionlens.data.transforms import build_transforms, draft_size
+from fashionlens.inference.onnx_runner import cpu_cores, onnxruntime_available
 from fashionlens.models.glem import heatmaps_to_landmarks
 
 LANDMARK_NAMES = ("left_collar", "right_collar", "left_sleeve", "right_sleeve",
                   "left_waistline", "right_waistline", "left_hem", "right_hem")
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
+BACKENDS = ("auto", "torch", "onnx")
+Runner = Callable[[torch.Tensor], dict[str, np.ndarray]]  # batch (B, 3, H, W) -> outputs (B, ...)
 
 
 @dataclass
@@ -79,14 +86,19 @@ class Predictor:
         >>> predictor.predict(["photo.jpg"])[0].to_dict()       # doctest: +SKIP
     """
 
-    def __init__(self, model: torch.nn.Module, info: ModelInfo, device: str = "cpu", batch_size: int = 32):
-        self.model = model.to(device).eval().to(memory_format=torch.channels_last)
+    def __init__(self, model: torch.nn.Module | None, info: ModelInfo, device: str = "cpu", batch_size: int = 32,
+                 runner: Runner | None = None, backend: str | None = None, workers: int | None = None):
+        if model is None and runner is None:
+            raise ValueError("a Predictor needs a model or a runner")
+        self.model = None if model is None else model.to(device).eval().to(memory_format=torch.channels_last)
         self.info = info
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.transform = build_transforms(info.data_config, train=False)
         self._draft = draft_size(info.data_config)
-        self.runner = self._torch_forward
+        self.runner: Runner = runner or self._torch_forward
+        self.backend = backend or ("torch" if runner is None else "custom")
+        self.workers = workers or min(cpu_cores(), 4)  # threads decoding images (PIL releases the GIL)
 
     @property
     def heads(self) -> list[str]:
@@ -110,29 +122,33 @@ class Predictor:
 
     def iter_predict(self, images: Iterable[ImageSource], top_k: int = 5, threshold: float | None = None,
                      names: Sequence[str] | None = None) -> Iterator[Prediction]:
-        """Like :meth:`predict`, streaming results batch by batch (for progress bars)."""
-        pending: list[tuple[str, torch.Tensor, tuple[int, int]]] = []
-        for i, src in enumerate(images):
-            name = names[i] if names is not None else (str(src) if isinstance(src, (str, Path)) else f"<image {i}>")
-            try:
-                tensor, size = self.preprocess(src)
-            except BadImageError as e:
-                yield from self._flush(pending, top_k, threshold)
-                pending = []
-                yield Prediction(source=name, error=e.reason)
-                continue
-            pending.append((name, tensor, size))
-            if len(pending) == self.batch_size:
-                yield from self._flush(pending, top_k, threshold)
-                pending = []
-        yield from self._flush(pending, top_k, threshold)
+        """Like :meth:`predict`, streaming results batch by batch (for progress bars).
 
-    def _flush(self, pending, top_k: int, threshold: float | None) -> Iterator[Prediction]:
-        if not pending:
-            return
-        outputs = self.runner(torch.stack([t for _, t, _ in pending]))
-        for row, (name, _, size) in enumerate(pending):
-            yield self._decode(outputs, row, name, size, top_k, threshold)
+        Each batch of ``batch_size`` images is decoded by ``workers`` threads, then run as one batch.
+        """
+        indexed = enumerate(images)
+        with ThreadPoolExecutor(self.workers) as pool:
+            while chunk := list(itertools.islice(indexed, self.batch_size)):
+                named = [(names[i] if names is not None else _source_name(src, i), src) for i, src in chunk]
+                loaded = list(pool.map(self._try_preprocess, [src for _, src in named]) if len(named) > 1
+                              else map(self._try_preprocess, [src for _, src in named]))
+                yield from self._run_chunk([name for name, _ in named], loaded, top_k, threshold)
+
+    def _try_preprocess(self, src: ImageSource) -> tuple[torch.Tensor, tuple[int, int]] | BadImageError:
+        try:
+            return self.preprocess(src)
+        except BadImageError as e:
+            return e
+
+    def _run_chunk(self, names: list[str], loaded: list, top_k: int, threshold: float | None) -> Iterator[Prediction]:
+        good = [i for i, item in enumerate(loaded) if not isinstance(item, BadImageError)]
+        outputs = self.runner(torch.stack([loaded[i][0] for i in good])) if good else {}
+        rows = {i: row for row, i in enumerate(good)}
+        for i, (name, item) in enumerate(zip(names, loaded, strict=True)):
+            if isinstance(item, BadImageError):
+                yield Prediction(source=name, error=item.reason)
+            else:
+                yield self._decode(outputs, rows[i], name, item[1], top_k, threshold)
 
     def tag_threshold(self, threshold: float | None) -> float:
         return threshold if threshold is not None else float(self.info.extra.get("threshold", 0.5))
@@ -157,6 +173,10 @@ class Predictor:
             pred.landmarks = [Landmark(LANDMARK_NAMES[i] if i < 8 else f"landmark_{i}", float(x * w), float(y * h), float(p))
                               for i, ((x, y), p) in enumerate(zip(xy, peak, strict=True))]
         return pred
+
+
+def _source_name(src: ImageSource, i: int) -> str:
+    return str(src) if isinstance(src, (str, Path)) else f"<image {i}>"
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -187,7 +207,86 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     raise FileNotFoundError(f"no model named {str(name_or_path)!r}: not a file, and shipped models are {available or 'none'}")
 
 
-def load_model(name_or_path: str | Path = "fashionlens-lite", device: str = "cpu", batch_size: int = 32) -> Predictor:
-    """Load a shipped model by name or a model file into a :class:`Predictor`."""
-    model, info = load_model_file(resolve_model_path(name_or_path), device=device)
+def load_model(name_or_path: str | Path = "fashionlens-lite", device: str = "cpu", batch_size: int = 32,
+               backend: str = "auto") -> Predictor:
+    """Load a shipped model by name or a model file (``.safetensors`` or ``.onnx``) into a :class:`Predictor`.
+
+    Args:
+        name_or_path: a shipped model name or a model file.
+        device: "cpu" or a torch device (the ONNX path runs on the CPU only).
+        batch_size: images per forward pass.
+        backend: "torch" (eager PyTorch, channels-last), "onnx" (ONNX Runtime; a ``.safetensors``
+            model is exported once to :func:`fashionlens.inference.export.cache_dir`) or "auto":
+            ONNX Runtime on the CPU when it is installed and was measured faster for this model
+            (measured once, at export, and remembered), else PyTorch.
+
+    Raises:
+        ValueError: unknown backend, or a backend the file or device cannot serve.
+        CheckpointError: the model file is missing, corrupt or was tampered with.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    path = resolve_model_path(name_or_path)
+    on_cpu = torch.device(device).type == "cpu"
+    if path.suffix == ".onnx":
+        if backend == "torch" or not on_cpu:
+            raise ValueError(f"{path}: an .onnx model runs with backend 'onnx' on the CPU only "
+                             "(use the .safetensors file for PyTorch)")
+        return _onnx_predictor(path, batch_size)
+    if backend == "onnx" and not on_cpu:
+        raise ValueError("backend 'onnx' runs on the CPU only; use backend 'torch' for other devices")
+    if backend == "onnx" or (backend == "auto" and on_cpu and onnxruntime_available()):
+        onnx_path = _cached_export(path, required=backend == "onnx")
+        if onnx_path is not None and (backend == "onnx" or _onnx_is_faster(path, onnx_path, batch_size)):
+            return _onnx_predictor(onnx_path, batch_size)
+    model, info = load_model_file(path, device=device)
     return Predictor(model, info, device=device, batch_size=batch_size)
+
+
+def _onnx_predictor(onnx_path: Path, batch_size: int) -> Predictor:
+    from fashionlens.inference.onnx_runner import OnnxRunner, read_onnx_model
+
+    proto, info = read_onnx_model(onnx_path)
+    return Predictor(None, info, batch_size=batch_size, runner=OnnxRunner(proto), backend="onnx")
+
+
+def _cached_export(path: Path, required: bool) -> Path | None:
+    """The cached ONNX export of ``path``; ``None`` (with a warning) if "auto" cannot export it."""
+    from fashionlens.inference.export import cached_onnx
+
+    if required:
+        return cached_onnx(path)
+    try:
+        return cached_onnx(path)
+    except Exception as e:  # noqa: BLE001 - "auto" falls back to PyTorch whatever went wrong
+        warnings.warn(f"ONNX export of {path} failed, using PyTorch ({type(e).__name__}: {e})", stacklevel=3)
+        return None
+
+
+def _onnx_is_faster(path: Path, onnx_path: Path, batch_size: int) -> bool:
+    """Time both backends once per model, machine and library versions; remember the answer."""
+    import onnxruntime
+
+    from fashionlens.inference.export import read_sidecar, write_sidecar
+
+    key = f"torch{torch.__version__}-ort{onnxruntime.__version__}-cores{cpu_cores()}-b{min(batch_size, 8)}"
+    notes = read_sidecar(onnx_path)
+    if key not in notes:
+        onnx_pred = _onnx_predictor(onnx_path, batch_size)
+        model, info = load_model_file(path)
+        batch = torch.randn(min(batch_size, 8), 3, *info.data_config.input_size)
+        timings = {name: _best_time(runner, batch) for name, runner in
+                   (("torch", Predictor(model, info).runner), ("onnx", onnx_pred.runner))}
+        notes[key] = {"seconds_per_batch": timings, "onnx_faster": timings["onnx"] < timings["torch"]}
+        write_sidecar(onnx_path, notes)
+    return bool(notes[key]["onnx_faster"])
+
+
+def _best_time(runner: Runner, batch: torch.Tensor, repeats: int = 3) -> float:
+    runner(batch)  # warm-up: allocations, kernel selection
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        runner(batch)
+        best = min(best, time.perf_counter() - start)
+    return best
