@@ -166,4 +166,7 @@ def build_transforms(cfg: DataConfig, train: bool) -> Callable[[Image.Image], to
         (3, 32, 24)
     """
     kwargs = dict(size=cfg.input_size, mean=cfg.mean, std=cfg.std, interpolation=cfg.interpolation)
-    return TrainTransform(**kwargs) if train else EvalTransform(**kwargs)
+    if not train:
+        return EvalTransform(**kwargs)
+    # cfg.extra["crop_scale"]: multi-label photos need milder crops (a crop can cut a labelled item off)
+    return TrainTransform(**kwargs, scale=tuple(cfg.extra.get("crop_scale", (0.6, 1.0))))

@@ -64,13 +64,19 @@ class GCNClassifier(nn.Module):
         self.register_buffer("embeddings", embeddings)
         self.gc1 = GraphConvolution(embed_dim, hidden)
         self.gc2 = GraphConvolution(hidden, in_features)
+        # ML-GCN's init gives logits with a standard deviation of several units on max-pooled
+        # features, which saturates the sigmoid and wrecks a pretrained backbone in the first steps;
+        # start the label classifiers small instead (the GCN still learns their scale).
+        self.gc2.weight.data.mul_(0.1)
+        # A per-label bias (not in ML-GCN) lets the head start at the label priors (set_prior).
+        self.bias = nn.Parameter(torch.zeros(num_classes))
 
     def label_classifiers(self) -> torch.Tensor:  # (C, D)
         h = F.leaky_relu(self.gc1(self.embeddings, self.adjacency), 0.2)
         return self.gc2(h, self.adjacency)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, D) -> (B, C)
-        return x @ self.label_classifiers().t()
+        return x @ self.label_classifiers().t() + self.bias
 
 
 class RecognitionHead(nn.Module):
@@ -104,6 +110,8 @@ class RecognitionHead(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         if kind == "linear":
             self.classifier: nn.Module = nn.Linear(features, num_classes)
+            nn.init.normal_(self.classifier.weight, std=0.01)  # small start: predictions begin at the bias
+            nn.init.zeros_(self.classifier.bias)
         elif kind == "gcn":
             if embed_dim <= 0:
                 raise ValueError("a gcn head needs embed_dim > 0 (the width of the label embeddings)")
@@ -111,6 +119,12 @@ class RecognitionHead(nn.Module):
         else:
             raise ValueError(f"head kind must be 'linear' or 'gcn', got {kind!r}")
         self.kind = kind
+
+    def set_prior(self, frequencies, softmax: bool = False) -> None:
+        """Start every output at its training prior: bias = log(p / (1 - p)), or log p for softmax."""
+        p = torch.as_tensor(frequencies, dtype=torch.float32).clamp(1e-4, 1 - 1e-4)
+        with torch.no_grad():
+            self.classifier.bias.copy_(torch.log(p) if softmax else torch.log(p / (1 - p)))
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, D)
         return self.dropout(self.pool(self.conv(x)))

@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
         "num_workers": "auto",
         "bad_images": "skip",  # skip | fail
         "crop_margin": 0.1,  # deepfashion: relative margin around the bounding box
+        "crop_scale": [0.6, 1.0],  # training crops: area range as a fraction of the photo
     },
     "model": {
         "backbone": "efficientnet_lite0",
@@ -59,6 +60,7 @@ DEFAULTS: dict[str, Any] = {
         "gamma": 0.1,
         "grad_clip": 10.0,
         "freeze_backbone": False,  # linear-probe style: train the heads only
+        "freeze_bn": False,  # keep the backbone's BatchNorm statistics (fine-tuning with small batches)
     },
     "trainer": {
         "max_epochs": 10,

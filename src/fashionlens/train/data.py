@@ -52,6 +52,7 @@ def resolve_data_path(cfg: dict) -> Path:
 def build_data(cfg: dict, data_config: DataConfig, splits=("train", "val", "test")) -> DataBundle:
     """Read the configured data set, split it and wrap each split in a Dataset."""
     fmt = cfg["data"]["format"]
+    data_config = data_config.replace(extra={**data_config.extra, "crop_scale": list(cfg["data"]["crop_scale"])})
     if fmt == "mixed":
         return _mixed_bundle(cfg, data_config, splits)
     root = resolve_data_path(cfg)
@@ -160,15 +161,19 @@ def num_workers(setting) -> int:
 
 
 def make_loader(dataset: Dataset, batch_size: int, workers, train: bool, seed: int = 0) -> DataLoader:
-    """A DataLoader; under DDP, Lightning replaces the sampler with a sharding DistributedSampler."""
+    """A DataLoader; for training, a resumable one whose order depends only on (seed, epoch).
+
+    The training loader can continue an interrupted epoch after the batches already trained on
+    (see :mod:`fashionlens.train.resume`). Under DDP, Lightning rebuilds its batch sampler around a
+    sharding DistributedSampler.
+    """
+    from fashionlens.train.resume import EpochShuffleSampler, ResumableBatchSampler, ResumableDataLoader
+
     n = num_workers(workers)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=train,
-        drop_last=train and len(dataset) > batch_size,
-        num_workers=n,
-        persistent_workers=n > 0,
-        pin_memory=torch.cuda.is_available(),
-        generator=torch.Generator().manual_seed(seed) if train else None,
-    )
+    common = {"num_workers": n, "persistent_workers": n > 0, "pin_memory": torch.cuda.is_available()}
+    if not train:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False, **common)
+    drop_last = len(dataset) > batch_size
+    batches = ResumableBatchSampler(EpochShuffleSampler(len(dataset), seed), batch_size, drop_last)
+    # own generator: creating an iterator draws the workers' base seed from it, not from the global RNG
+    return ResumableDataLoader(dataset, batch_sampler=batches, generator=torch.Generator().manual_seed(seed), **common)

@@ -105,6 +105,9 @@ def build_model_for_data(cfg: dict, bundle: DataBundle, backbone: torch.nn.Modul
         heads[name] = kw
     landmarks = cfg["model"]["landmarks"]
     model = FashionNet(cfg["model"]["backbone"], heads, landmarks, _backbone_kwargs(cfg), backbone_module=backbone)
+    for name in heads:
+        model.heads[name].set_prior(label_frequencies(bundle.train_targets[name], len(bundle.label_names[name]), name == "category"),
+                                    softmax=name == "category")
     for name, (emb, adjacency) in embeddings.items():
         clf = model.heads[name].classifier
         assert isinstance(clf, GCNClassifier)
@@ -127,6 +130,13 @@ def data_description(cfg: dict) -> dict:
     if d["format"] == "mixed":
         out["sources"] = {s.get("format", d["format"]): {k: s.get(k, d[k]) for k in _SPLIT_KEYS} for s in d["sources"].values()}
     return out
+
+
+def label_frequencies(targets: np.ndarray, num_classes: int, single_label: bool) -> np.ndarray:
+    """Training frequency of each class (single-label) or label (multi-label)."""
+    if single_label:
+        return np.bincount(np.asarray(targets, dtype=np.int64), minlength=num_classes) / max(len(targets), 1)
+    return np.asarray(targets, dtype=np.float64).mean(axis=0)
 
 
 def label_graph_inputs(cfg: dict, names: list[str], targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:

@@ -77,10 +77,14 @@ class FashionTask(L.LightningModule):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model(images)
 
+    def on_train_epoch_start(self) -> None:
+        if self.optim_cfg.get("freeze_bn") or self.optim_cfg.get("freeze_backbone"):
+            for module in self.model.backbone.modules():  # Lightning set train mode; keep BN statistics
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
     # -- training ---------------------------------------------------------------------------------
     def _train_one(self, batch: dict, source: str) -> torch.Tensor:
-        if self.optim_cfg.get("freeze_backbone"):
-            self.model.backbone.eval()  # keep frozen BatchNorm statistics
         outputs = self.model(batch["image"])
         terms = compute_losses(outputs, batch, self.pos_weight if self.pos_weight.numel() else None, self.loss_cfg["heatmap_sigma"])
         weights = self.loss_cfg["weights"]
