@@ -217,3 +217,12 @@ def test_cli_export_errors(tiny, tmp_path, args, message):
     assert code == 2 and message in err
     code, _, err = _cli("export", tmp_path / "missing.safetensors")
     assert code == 2 and "not found" in err
+
+
+def test_cli_bench_passes_arguments_on(capfd):
+    code, _, _ = _cli("bench", "--help")
+    assert code == 0
+    assert "fashionlens benchmarks" in capfd.readouterr().out
+    code, _, _ = _cli("bench", "--models", "alexnet")
+    assert code == 2
+    assert "unknown model(s)" in capfd.readouterr().err

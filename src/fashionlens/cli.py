@@ -267,18 +267,15 @@ def export(
 @app.command("bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
              add_help_option=False)
 def bench(ctx: typer.Context) -> None:
-    """Run the benchmark suite (bench/run.py of a source checkout); all arguments are passed on."""
-    import runpy
+    """Run the benchmark suite (bench/run.py of a source checkout, in a subprocess); arguments are passed on."""
+    import subprocess
 
     script = Path(__file__).resolve().parents[2] / "bench" / "run.py"
     if not script.is_file():
         _fail(f"bench/run.py not found at {script}: the benchmarks live in the source checkout")
-    saved = sys.argv
-    sys.argv = [str(script), *ctx.args]
-    try:
-        runpy.run_path(str(script), run_name="__main__")
-    finally:
-        sys.argv = saved
+    code = subprocess.run([sys.executable, str(script), *ctx.args], check=False).returncode
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("models")
