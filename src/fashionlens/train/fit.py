@@ -20,6 +20,7 @@ from fashionlens.models.fashion_net import FashionNet
 from fashionlens.models.heads import GCNClassifier
 from fashionlens.models.registry import create_backbone
 from fashionlens.train.data import DataBundle, build_data, make_loader
+from fashionlens.train.resume import AtomicCheckpointIO, RngStateCallback
 from fashionlens.train.task import FashionTask
 
 MIN_FREE_BYTES = 200 * 1024 * 1024
@@ -33,8 +34,17 @@ def train(cfg: dict, out_dir: str | Path, resume: bool = True) -> dict:
     """Train the configured model; returns the validation report of the best epoch.
 
     Writes to ``out_dir``: ``config.yaml`` (resolved), ``checkpoints/last.ckpt`` (resume state:
-    weights, optimiser, scheduler, epoch, step), ``model.safetensors`` (best weights, self-describing),
-    ``metrics.json`` + ``report.md`` (validation), CSV and TensorBoard logs.
+    weights, optimiser, scheduler, epoch, step, data position, RNG states; rewritten atomically every
+    epoch and every ``trainer.checkpoint_every_n_steps`` steps), ``model.safetensors`` (best weights,
+    self-describing), ``metrics.json`` + ``report.md`` (validation), CSV and TensorBoard logs.
+
+    With ``resume`` and an existing ``last.ckpt``, training continues where that checkpoint left off,
+    mid-epoch included, and ends as an uninterrupted run would (see :mod:`fashionlens.train.resume`).
+
+    Raises:
+        OutputDirError: ``out_dir`` is not writable or its disk is nearly full (before any training).
+        CheckpointError: ``last.ckpt`` exists but is truncated or corrupt.
+        NonFiniteLossError: the loss or the weights became NaN/inf; the last good files are kept.
     """
     out = Path(out_dir)
     check_output_dir(out)
@@ -48,19 +58,32 @@ def train(cfg: dict, out_dir: str | Path, resume: bool = True) -> dict:
 
     monitor, mode = monitor_metric(cfg, bundle)
     ckpt_dir = out / "checkpoints"
-    callbacks = [
-        ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_last=False, every_n_epochs=1, save_top_k=1, enable_version_counter=False),
-        ExportBest(out / "model.safetensors", info, monitor, mode),
-    ]
+    export = ExportBest(out / "model.safetensors", info, monitor, mode)
+    every_n_steps = int(cfg["trainer"].get("checkpoint_every_n_steps", 0) or 0)
+    callbacks = [export, RngStateCallback(), *checkpoint_callbacks(ckpt_dir, every_n_steps)]
     trainer = make_trainer(cfg, out, callbacks)
     train_loader, val_loader = make_loaders(cfg, bundle)
     last = ckpt_dir / "last.ckpt"
-    trainer.fit(task, train_loader, val_loader, ckpt_path=str(last) if resume and last.is_file() else None)
-    report = callbacks[1].best_report or task.last_report
+    # weights_only: last.ckpt holds tensors and plain data only, so loading it never runs pickled code
+    trainer.fit(task, train_loader, val_loader, ckpt_path=str(last) if resume and last.is_file() else None, weights_only=True)
+    report = export.best_report or task.last_report
     if trainer.is_global_zero:
         _report_bad_files(bundle)
-        write_json(out / "metrics.json", {"split": "val", "monitor": monitor, "best": callbacks[1].best_value, "report": report})
+        write_json(out / "metrics.json", {"split": "val", "monitor": monitor, "best": export.best_value, "report": report})
     return report
+
+
+def checkpoint_callbacks(ckpt_dir: Path, every_n_steps: int = 0) -> list[ModelCheckpoint]:
+    """Callbacks that keep ``ckpt_dir/last.ckpt`` current: after every epoch and every n steps.
+
+    Lightning wants epoch and step triggers on separate ``ModelCheckpoint`` callbacks; both write the
+    same file, atomically (see :class:`AtomicCheckpointIO`). ``every_n_steps`` 0: per epoch only.
+    """
+    common = {"dirpath": ckpt_dir, "filename": "last", "save_last": False, "save_top_k": 1, "enable_version_counter": False}
+    callbacks = [ModelCheckpoint(every_n_epochs=1, **common)]
+    if every_n_steps > 0:
+        callbacks.append(ModelCheckpoint(every_n_train_steps=every_n_steps, every_n_epochs=0, **common))
+    return callbacks
 
 
 def make_loaders(cfg: dict, bundle: DataBundle):
@@ -193,6 +216,7 @@ def make_trainer(cfg: dict, out: Path, callbacks: list[Callback]) -> L.Trainer:
         limit_val_batches=t["limit_val_batches"],
         deterministic=bool(t["deterministic"]),
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
         logger=[CSVLogger(out, name="logs", version=""), TensorBoardLogger(out, name="tensorboard", version="")],
         num_sanity_val_steps=0,
         enable_model_summary=False,
@@ -220,21 +244,26 @@ class ExportBest(Callback):
             save_model(pl_module.model, self.info, self.path)
 
     def state_dict(self) -> dict:
-        return {"best_value": self.best_value}
+        # the report as JSON text: plain data, so the checkpoint loads with weights_only=True
+        report = None if self.best_report is None else json.dumps(self.best_report, default=_json_default)
+        return {"best_value": self.best_value, "best_report": report}
 
     def load_state_dict(self, state: dict) -> None:
         self.best_value = state.get("best_value")
+        report = state.get("best_report")
+        self.best_report = None if report is None else json.loads(report)
 
 
 def check_output_dir(out: Path) -> None:
     """Fail before training, not after hours of it, when results could not be written."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as e:
-        raise OutputDirError(f"output directory {out} is not writable: {e}") from None
+    for folder in (out, out / "checkpoints"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / ".write-test"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as e:
+            raise OutputDirError(f"output directory {folder} is not writable: {e}") from None
     free = shutil.disk_usage(out).free
     if free < MIN_FREE_BYTES:
         raise OutputDirError(f"only {free / 2**20:.0f} MiB free under {out}; need at least {MIN_FREE_BYTES / 2**20:.0f} MiB")
