@@ -15,6 +15,7 @@ import textwrap
 from collections import namedtuple
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -186,6 +187,54 @@ def test_sigkill_mid_epoch_then_resume_ends_like_an_uninterrupted_run(tmp_path, 
     assert final_got["global_step"] == final_expected["global_step"] == 3 * STEPS_PER_EPOCH
     for name, value in final_expected["state_dict"].items():
         torch.testing.assert_close(final_got["state_dict"][name], value, rtol=0, atol=1e-6, msg=name)
+
+
+class _Crash(Exception):
+    pass
+
+
+def _crash_at_step(monkeypatch, step: int) -> None:
+    """Fail before step ``step`` runs (Lightning saves no checkpoint on an exception, like on SIGKILL)."""
+    real = task_module.FashionTask.training_step
+
+    def crashing_step(self, batch, batch_idx):
+        if self.global_step == step:
+            raise _Crash(f"crash at step {step}")
+        return real(self, batch, batch_idx)
+
+    monkeypatch.setattr(task_module.FashionTask, "training_step", crashing_step)
+
+
+def test_mid_epoch_resume_keeps_batchnorm_frozen_and_earlier_logs(tmp_path, colour_csv, monkeypatch):
+    cfg = _config(tmp_path, colour_csv, every_n_steps=4, max_epochs=1)
+    cfg["optim"]["freeze_bn"] = True
+    out = tmp_path / "run"
+    _crash_at_step(monkeypatch, 6)
+    with pytest.raises(_Crash):
+        fit_module.train(cfg, out)
+    monkeypatch.undo()
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    logged_before = (out / "logs" / "metrics.csv").read_text()
+
+    fit_module.train(cfg, out)  # resumes at epoch 0, batch 4: Lightning skips on_train_epoch_start
+    state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == STEPS_PER_EPOCH
+    stats = {k: v for k, v in state["state_dict"].items() if k.endswith(("running_mean", "running_var"))}
+    assert stats and all(torch.equal(v, torch.zeros_like(v) if k.endswith("mean") else torch.ones_like(v)) for k, v in stats.items())
+    # Lightning's CSVLogger deletes metrics.csv when it starts; the resumed run keeps it aside
+    assert (out / "logs" / "metrics.1.csv").read_text() == logged_before
+    assert (out / "logs" / "metrics.csv").is_file()
+
+
+def test_best_report_survives_a_resume(tmp_path):
+    net = FashionNet("test_tiny", heads={"labels": {"num_classes": 4, "kind": "linear"}})
+    info = ModelInfo(net.spec, {"labels": list("abcd")}, DataConfig(input_size=(32, 32)))
+    saved = fit_module.ExportBest(tmp_path / "m.safetensors", info, "val/mAP", "max")
+    saved.best_value, saved.best_report = 0.75, {"labels": {"mAP": np.float64(0.75), "AP": np.array([0.5, 1.0])}}
+    state = pickle.loads(pickle.dumps(saved.state_dict()))
+    resumed = fit_module.ExportBest(tmp_path / "m.safetensors", info, "val/mAP", "max")
+    resumed.load_state_dict(state)
+    assert resumed.best_value == 0.75 and resumed.best_report == {"labels": {"mAP": 0.75, "AP": [0.5, 1.0]}}
 
 
 def test_sampler_order_depends_only_on_seed_and_epoch_and_resumes_mid_epoch():

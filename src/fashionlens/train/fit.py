@@ -63,9 +63,11 @@ def train(cfg: dict, out_dir: str | Path, resume: bool = True) -> dict:
     callbacks = [export, RngStateCallback(), *checkpoint_callbacks(ckpt_dir, every_n_steps)]
     trainer = make_trainer(cfg, out, callbacks)
     train_loader, val_loader = make_loaders(cfg, bundle)
-    last = ckpt_dir / "last.ckpt"
+    last = ckpt_dir / "last.ckpt" if resume and (ckpt_dir / "last.ckpt").is_file() else None
+    if last and trainer.is_global_zero:
+        keep_previous_logs(out / "logs")
     # weights_only: last.ckpt holds tensors and plain data only, so loading it never runs pickled code
-    trainer.fit(task, train_loader, val_loader, ckpt_path=str(last) if resume and last.is_file() else None, weights_only=True)
+    trainer.fit(task, train_loader, val_loader, ckpt_path=last and str(last), weights_only=True)
     report = export.best_report or task.last_report
     if trainer.is_global_zero:
         _report_bad_files(bundle)
@@ -267,6 +269,17 @@ def check_output_dir(out: Path) -> None:
     free = shutil.disk_usage(out).free
     if free < MIN_FREE_BYTES:
         raise OutputDirError(f"only {free / 2**20:.0f} MiB free under {out}; need at least {MIN_FREE_BYTES / 2**20:.0f} MiB")
+
+
+def keep_previous_logs(log_dir: Path) -> Path | None:
+    """Move ``metrics.csv`` aside before a resumed run: Lightning's CSVLogger deletes it otherwise."""
+    metrics = log_dir / "metrics.csv"
+    if not metrics.is_file():
+        return None
+    n = 1
+    while (log_dir / f"metrics.{n}.csv").exists():
+        n += 1
+    return metrics.rename(log_dir / f"metrics.{n}.csv")
 
 
 def write_json(path: Path, obj) -> None:

@@ -78,6 +78,13 @@ class FashionTask(L.LightningModule):
         return self.model(images)
 
     def on_train_epoch_start(self) -> None:
+        self._freeze_batchnorm_if_configured()
+
+    def on_train_start(self) -> None:
+        # a run resumed mid-epoch continues that epoch without on_train_epoch_start (Lightning 2.x)
+        self._freeze_batchnorm_if_configured()
+
+    def _freeze_batchnorm_if_configured(self) -> None:
         if self.optim_cfg.get("freeze_bn") or self.optim_cfg.get("freeze_backbone"):
             for module in self.model.backbone.modules():  # Lightning set train mode; keep BN statistics
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
