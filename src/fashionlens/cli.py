@@ -28,16 +28,18 @@ def train(
     no_resume: Annotated[bool, typer.Option("--no-resume", help="start over even if OUT has a last checkpoint")] = False,
 ) -> None:
     """Train a model; writes model.safetensors, metrics.json and logs to OUT."""
+    from fashionlens.checkpoint import CheckpointError
     from fashionlens.train.config import ConfigError, load_config
     from fashionlens.train.data import DataPathError
     from fashionlens.train.fit import OutputDirError
     from fashionlens.train.fit import train as run_train
+    from fashionlens.train.task import NonFiniteLossError
 
     try:
         cfg = load_config(config, list(overrides or []) + ([f"data.path={data}"] if data else []))
         out_dir = out or Path("runs") / cfg["experiment"]
         report = run_train(cfg, out_dir, resume=not no_resume)
-    except (ConfigError, DataPathError, OutputDirError, FileNotFoundError) as e:
+    except (ConfigError, DataPathError, OutputDirError, FileNotFoundError, CheckpointError, NonFiniteLossError) as e:
         _fail(str(e))
     typer.echo(f"model: {out_dir / 'model.safetensors'}")
     _print_headline(report)

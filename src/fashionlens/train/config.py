@@ -70,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
         "num_nodes": 1,
         "strategy": "auto",  # auto | ddp | ddp_spawn ...
         "log_every_n_steps": 10,
+        "checkpoint_every_n_steps": 50,  # also rewrite checkpoints/last.ckpt every n training steps (0: per epoch only)
         "limit_train_batches": None,
         "limit_val_batches": None,
         "monitor": None,  # metric that picks the best checkpoint; default per task
