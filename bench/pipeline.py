@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from PIL import Image
 
 from fashionlens.data.config import DataConfig
@@ -32,7 +33,21 @@ def _rate(fn: Callable[[Path], object], files: list[Path]) -> float:
 
 
 def pipeline_rates(files: list[Path], interpolation: str = "bilinear") -> dict[str, float]:
-    """images/s of one worker for: plain PIL, and fashionlens decode (+/- draft) + eval/train transforms."""
+    """images/s of one worker for: plain PIL, and fashionlens decode (+/- draft) + eval/train transforms.
+
+    Runs with one torch thread, as in a DataLoader worker (DataLoader sets it so): with the default
+    (one thread per core) the normalisation's tensor ops fork onto every core and, on a loaded
+    machine, wait for the busiest one.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _rates(files, interpolation)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _rates(files: list[Path], interpolation: str) -> dict[str, float]:
     cfg = DataConfig(input_size=SIZE_HW, interpolation=interpolation)
     height, width = SIZE_HW
     eval_t = build_transforms(cfg, train=False)
