@@ -661,18 +661,18 @@ def test_score_collector_gathers_all_ranks():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    # fork, not spawn: spawned workers would re-import this module (sklearn, hypothesis...), ~10 s
-    ctx = mp.get_context("fork")
+    # spawn, not fork: forking a process whose OpenMP pools earlier tests started can deadlock
+    ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
     workers = mp.start_processes(
-        _collect_on_rank, args=(2, port, queue), nprocs=2, start_method="fork", join=False
+        _collect_on_rank, args=(2, port, queue), nprocs=2, start_method="spawn", join=False
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while not workers.join(timeout=1):  # raises if a worker raised
         if time.monotonic() > deadline:
             for process in workers.processes:
                 process.kill()
-            pytest.fail("DDP workers did not finish within 60 s")
+            pytest.fail("DDP workers did not finish within 180 s")
     results = sorted(queue.get() for _ in range(2))
     # every rank gets the concatenation over both ranks (rank-major), not only its own samples
     assert results == [(0, [0.0, 10.0, 11.0], (3, 3)), (1, [0.0, 10.0, 11.0], (3, 3))]
