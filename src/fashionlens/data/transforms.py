@@ -50,9 +50,15 @@ def draft_size(cfg: DataConfig) -> tuple[int, int]:
 
 
 def to_normalized_tensor(img: Image.Image, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """RGB PIL image -> float32 (3, H, W), scaled to [0, 1] then ``(x - mean) / std``."""
-    x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)  # (3, H, W) uint8
-    return x.float().div_(255.0).sub_(mean).div_(std)
+    """RGB PIL image -> float32 (3, H, W), scaled to [0, 1] then ``(x - mean) / std``.
+
+    Computed in numpy: torch would split these small element-wise ops over its intra-op threads,
+    which on a busy machine costs far more than the arithmetic (measured 7x slower on 2 cores).
+    """
+    scale = (1.0 / (255.0 * std.numpy().reshape(1, 1, 3))).astype(np.float32)
+    shift = (mean.numpy().reshape(1, 1, 3) / std.numpy().reshape(1, 1, 3)).astype(np.float32)
+    x = np.asarray(img, dtype=np.float32) * scale - shift  # (H, W, 3)
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
