@@ -169,3 +169,14 @@ def test_truncated_or_tampered_checkpoint_gives_clear_error(tmp_path):
         read_info(tmp_path / "junk.safetensors")
     with pytest.raises(CheckpointError, match="not found"):
         load_model(tmp_path / "missing.safetensors")
+
+
+def test_detached_head_learns_without_moving_the_backbone():
+    net = FashionNet("test_tiny", heads={"labels": {"num_classes": 3, "detach": True}, "category": {"num_classes": 2}})
+    out = net(torch.randn(2, 3, 32, 32))
+    out["labels"].sum().backward()
+    assert all(p.grad is None for p in net.backbone.parameters())
+    assert net.heads["labels"].classifier.weight.grad is not None
+    out = net(torch.randn(2, 3, 32, 32))
+    out["category"].sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.backbone.parameters())

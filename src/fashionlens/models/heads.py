@@ -90,6 +90,8 @@ class RecognitionHead(nn.Module):
         conv_channels: 0 for none, else the width of a 3x3 conv-BN-ReLU block before pooling.
         dropout: dropout before the classifier.
         embed_dim, gcn_hidden: for kind="gcn".
+        detach: read the features without back-propagating into them (the head learns, the backbone
+            is shaped only by the other heads).
     """
 
     def __init__(
@@ -102,8 +104,10 @@ class RecognitionHead(nn.Module):
         dropout: float = 0.0,
         embed_dim: int = 0,
         gcn_hidden: int = 1024,
+        detach: bool = False,
     ):
         super().__init__()
+        self.detach = detach
         self.conv = conv_bn_relu(in_channels, conv_channels) if conv_channels else nn.Identity()
         features = conv_channels or in_channels
         self.pool = GlobalPool(pool)
@@ -127,6 +131,8 @@ class RecognitionHead(nn.Module):
             self.classifier.bias.copy_(torch.log(p) if softmax else torch.log(p / (1 - p)))
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, D)
+        if self.detach:
+            x = x.detach()
         return self.dropout(self.pool(self.conv(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, num_classes)
