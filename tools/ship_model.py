@@ -1,0 +1,46 @@
+"""Turn a trained model into a shipped one: calibrate the tag threshold on the validation split, save fp16.
+
+    python tools/ship_model.py runs/fashionlens-lite/model.safetensors --ccp ../shared/data/ccp \
+        --out src/fashionlens/weights/fashionlens-lite.safetensors
+
+The tag threshold is the one that maximises OF1 on the CCP *validation* split (the split the model
+was selected on; the test split is never looked at). It is stored in the model header, where the
+Predictor reads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from fashionlens.checkpoint import load_model, save_model
+from fashionlens.metrics import multilabel_prf
+from fashionlens.train.evaluate import evaluate_model
+
+
+def calibrate_threshold(model_path: str, ccp: str) -> tuple[float, float]:
+    _, ctx = evaluate_model(model_path, ccp, split="val", data_format="ccp", trainer_kwargs={"enable_progress_bar": False})
+    scores, targets = ctx["outputs"]["labels_scores"], ctx["outputs"]["labels_targets"]
+    grid = np.round(np.arange(0.05, 0.95, 0.025), 3)
+    of1 = [multilabel_prf(scores, targets, threshold=float(t))["OF1"] for t in grid]
+    best = int(np.argmax(of1))
+    return float(grid[best]), float(of1[best])
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model")
+    ap.add_argument("--ccp", required=True, help="Clothing Co-Parsing root (for the threshold)")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    threshold, of1 = calibrate_threshold(args.model, args.ccp)
+    model, info = load_model(args.model)
+    info.extra["threshold"] = threshold
+    info.extra["threshold_selection"] = f"max OF1 on the CCP validation split: {of1:.4f}"
+    save_model(model, info, args.out, half=True)
+    print(f"threshold {threshold} (val OF1 {of1:.4f}); wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
