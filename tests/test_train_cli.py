@@ -101,3 +101,22 @@ def test_shipped_configs_parse():
     for path in configs:
         cfg = load_config(path)
         assert cfg["model"]["heads"] or cfg["model"]["landmarks"], path
+
+
+def test_bad_images_are_reported_before_training(tmp_path, colour_csv):
+    """skip: each bad file reported once and counted, training runs; fail: stops naming the file."""
+    lines = colour_csv.read_text().splitlines()
+    root = colour_csv.parent
+    rows = [lines[0]] + [f"{root / ln.split(',', 1)[0]},{ln.split(',', 1)[1]}" for ln in lines[1:61]]
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    rows.append(f"{tmp_path / 'broken.jpg'},red,red")
+    csv_path = tmp_path / "with_bad.csv"
+    csv_path.write_text("\n".join(rows) + "\n")
+    cfg = _config(tmp_path, "linear")
+    result = runner.invoke(app, ["train", str(cfg), "--data", str(csv_path), "--out", str(tmp_path / "skip"), "trainer.max_epochs=1"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "broken.jpg" in result.output and "1 of 61 images are unreadable" in result.output
+    result = runner.invoke(app, ["train", str(cfg), "--data", str(csv_path), "--out", str(tmp_path / "fail"),
+                                 "trainer.max_epochs=1", "data.bad_images=fail"])
+    assert result.exit_code == 2 and "broken.jpg" in result.output
+    assert not (tmp_path / "fail" / "model.safetensors").exists()

@@ -29,6 +29,7 @@ def train(
 ) -> None:
     """Train a model; writes model.safetensors, metrics.json and logs to OUT."""
     from fashionlens.checkpoint import CheckpointError
+    from fashionlens.data.images import BadImageError
     from fashionlens.train.config import ConfigError, load_config
     from fashionlens.train.data import DataPathError
     from fashionlens.train.fit import OutputDirError
@@ -39,7 +40,8 @@ def train(
         cfg = load_config(config, list(overrides or []) + ([f"data.path={data}"] if data else []))
         out_dir = out or Path("runs") / cfg["experiment"]
         report = run_train(cfg, out_dir, resume=not no_resume)
-    except (ConfigError, DataPathError, OutputDirError, FileNotFoundError, CheckpointError, NonFiniteLossError) as e:
+    except (ConfigError, DataPathError, OutputDirError, FileNotFoundError, CheckpointError, NonFiniteLossError,
+            BadImageError) as e:
         _fail(str(e))
     typer.echo(f"model: {out_dir / 'model.safetensors'}")
     _print_headline(report)

@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
         "batch_size": 16,
         "num_workers": "auto",
         "bad_images": "skip",  # skip | fail
+        "prescan": True,  # probe every image header before training and report the bad ones
         "crop_margin": 0.1,  # deepfashion: relative margin around the bounding box
         "crop_scale": [0.6, 1.0],  # training crops: area range as a fraction of the photo
     },

@@ -52,6 +52,7 @@ def train(cfg: dict, out_dir: str | Path, resume: bool = True) -> dict:
     backbone = create_backbone(cfg["model"]["backbone"], pretrained=cfg["model"]["pretrained"], **_backbone_kwargs(cfg))
     data_config = backbone.data_config
     bundle = build_data(cfg, data_config)
+    prescanned = prescan_images(bundle, cfg["data"]["bad_images"], cfg["data"]["num_workers"]) if cfg["data"]["prescan"] else {}
     model, info = build_model_for_data(cfg, bundle, backbone)
     task = make_task(cfg, model, bundle)
     _write_config(cfg, out)
@@ -70,7 +71,7 @@ def train(cfg: dict, out_dir: str | Path, resume: bool = True) -> dict:
     trainer.fit(task, train_loader, val_loader, ckpt_path=last and str(last), weights_only=True)
     report = export.best_report or task.last_report
     if trainer.is_global_zero:
-        _report_bad_files(bundle)
+        _report_bad_files(bundle, prescanned)
         write_json(out / "metrics.json", {"split": "val", "monitor": monitor, "best": export.best_value, "report": report})
     return report
 
@@ -300,8 +301,30 @@ def _write_config(cfg: dict, out: Path) -> None:
     atomic_write_bytes(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False).encode())
 
 
-def _report_bad_files(bundle: DataBundle) -> None:
+def prescan_images(bundle: DataBundle, policy: str, workers) -> dict[str, str]:
+    """Probe every image header before training: "fail" stops at once naming the file; "skip"
+    reports each bad file once and how many there are (DataLoader workers skip them later, and
+    their own counts never reach the main process)."""
+    from fashionlens.data.check import scan_images
+    from fashionlens.data.images import BadImageError
+    from fashionlens.train.data import num_workers
+
     bundles = list(bundle.sources.values()) or [bundle]
-    bad = sorted({str(p) for b in bundles for ds in b.datasets.values() for p in getattr(ds, "bad_files", ())})
+    paths = list(dict.fromkeys(p for b in bundles for split in b.paths.values() for p in split))
+    bad = scan_images(paths, workers=max(1, num_workers(workers)))
+    if bad and policy == "fail":
+        path, reason = next(iter(bad.items()))
+        raise BadImageError(path, f"{reason} (data.bad_images=fail; {len(bad)} bad image(s) in all)")
+    for path, reason in bad.items():
+        print(f"unreadable image, will be skipped: {path}: {reason}")
+    if bad:
+        print(f"{len(bad)} of {len(paths)} images are unreadable and will be skipped (data.bad_images=skip)")
+    return bad
+
+
+def _report_bad_files(bundle: DataBundle, prescanned: dict[str, str] | None = None) -> None:
+    bundles = list(bundle.sources.values()) or [bundle]
+    bad = sorted({str(p) for b in bundles for ds in b.datasets.values() for p in getattr(ds, "bad_files", ())}
+                 | set(prescanned or {}))
     if bad:
         print(f"skipped {len(bad)} unreadable image(s): " + ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
