@@ -57,7 +57,6 @@ def _config(tmp_path: Path, colour_csv: Path, every_n_steps: int = 4, max_epochs
     path = tmp_path / f"tiny_{max_epochs}.yaml"
     path.write_text(yaml.safe_dump(_settings(colour_csv, max_epochs)))
     cfg = load_config(path)
-    # TODO: a plain config key once config.DEFAULTS has trainer.checkpoint_every_n_steps
     cfg["trainer"]["checkpoint_every_n_steps"] = every_n_steps
     return cfg
 
