@@ -180,3 +180,58 @@ def test_detached_head_learns_without_moving_the_backbone():
     out = net(torch.randn(2, 3, 32, 32))
     out["category"].sum().backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.backbone.parameters())
+
+
+def test_grad_scale_scales_only_the_gradient_into_the_features():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    grads = {}
+    for scale in (1.0, 0.1):
+        torch.manual_seed(1)
+        net = FashionNet("test_tiny", heads={"labels": {"num_classes": 3, "grad_scale": scale}})
+        out = net(x)
+        out["labels"].sum().backward()
+        grads[scale] = ([p.grad.clone() for p in net.backbone.parameters()], net.heads["labels"].classifier.weight.grad.clone(),
+                        out["labels"].detach())
+    torch.testing.assert_close(grads[0.1][2], grads[1.0][2])  # forward unchanged
+    torch.testing.assert_close(grads[0.1][1], grads[1.0][1])  # the head itself learns at full rate
+    for scaled, full in zip(grads[0.1][0], grads[1.0][0], strict=True):
+        torch.testing.assert_close(scaled, 0.1 * full)
+    with pytest.raises(ValueError, match="grad_scale"):
+        FashionNet("test_tiny", heads={"labels": {"num_classes": 3, "grad_scale": 2.0}})
+
+
+def test_freeze_stages_skips_the_early_blocks_and_keeps_the_output():
+    torch.manual_seed(0)
+    bb = create_backbone("efficientnet_lite0", pretrained=False).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        before = bb(x)
+    bb.freeze_stages(3)
+    out = bb(x)
+    torch.testing.assert_close(out, before)
+    out.sum().backward()
+    m = bb.body.model
+    assert all(p.grad is None and not p.requires_grad for p in m.conv_stem.parameters())
+    assert all(p.grad is None for b in m.blocks[:3] for p in b.parameters())
+    assert all(p.grad is not None for b in m.blocks[3:] for p in b.parameters())
+    with pytest.raises(ValueError, match="freeze_stages"):
+        create_backbone("test_tiny").freeze_stages(1)
+    with pytest.raises(ValueError, match=r"\[0, 7\]"):
+        bb.freeze_stages(9)
+
+
+def test_channels_last_task_gives_the_same_outputs():
+    from fashionlens.train.config import DEFAULTS
+    from fashionlens.train.task import FashionTask
+
+    torch.manual_seed(0)
+    net = FashionNet("basic_cnn", heads={"category": {"num_classes": 4}}).eval()
+    x = torch.randn(2, 3, 48, 32)
+    with torch.no_grad():
+        plain = net(x)["category"]
+        task = FashionTask(net, {"category": list("abcd")}, DEFAULTS["optim"], DEFAULTS["loss"], channels_last=True)
+        task.setup("fit")
+        fast = task(x)["category"]
+    assert next(p for p in net.parameters() if p.dim() == 4).is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)

@@ -40,6 +40,17 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, C, H/s, W/s)
         return self.body(x)
 
+    def freeze_stages(self, n: int) -> None:
+        """Freeze the stem and the first ``n`` stages: no gradients, and no backward pass through them.
+
+        Fine-tuning on a CPU pays most for the early, high-resolution stages; their generic ImageNet
+        features are also the ones least worth changing on a few thousand photos.
+        """
+        freeze = getattr(self.body, "freeze_stages", None)
+        if freeze is None:
+            raise ValueError(f"optim.freeze_stages: backbone {type(self.body).__name__} has no stages to freeze; use 0")
+        freeze(int(n))
+
 
 class _TimmFeatures(nn.Module):
     """A timm classifier used up to its last feature map (no pooling, no classifier)."""
@@ -47,9 +58,30 @@ class _TimmFeatures(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+        self.frozen_stages = 0
+
+    def freeze_stages(self, n: int) -> None:
+        blocks = getattr(self.model, "blocks", None)
+        if blocks is None or not hasattr(self.model, "conv_stem"):
+            raise ValueError(f"optim.freeze_stages is supported for EfficientNet-style backbones, not {type(self.model).__name__}")
+        if not 0 <= n <= len(blocks):
+            raise ValueError(f"optim.freeze_stages must be in [0, {len(blocks)}], got {n}")
+        self.frozen_stages = n
+        for module in (self.model.conv_stem, self.model.bn1, *blocks[:n]):
+            for p in module.parameters():
+                p.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_features(x)
+        if not self.frozen_stages:
+            return self.model.forward_features(x)
+        m = self.model
+        with torch.no_grad():  # frozen stages: nothing to back-propagate into, so build no graph
+            x = m.bn1(m.conv_stem(x))
+            for block in m.blocks[: self.frozen_stages]:
+                x = block(x)
+        for block in m.blocks[self.frozen_stages :]:
+            x = block(x)
+        return m.bn2(m.conv_head(x))
 
 
 def _load_local(body: nn.Module, pretrained: bool | str, name: str) -> None:

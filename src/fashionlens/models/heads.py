@@ -79,6 +79,19 @@ class GCNClassifier(nn.Module):
         return x @ self.label_classifiers().t() + self.bias
 
 
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward; the backward pass multiplies the gradient by a constant."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad * ctx.scale, None
+
+
 class RecognitionHead(nn.Module):
     """Optional conv block (seed A's per-head conv5-like layers) -> global pool -> classifier.
 
@@ -91,7 +104,9 @@ class RecognitionHead(nn.Module):
         dropout: dropout before the classifier.
         embed_dim, gcn_hidden: for kind="gcn".
         detach: read the features without back-propagating into them (the head learns, the backbone
-            is shaped only by the other heads).
+            is shaped only by the other heads). Same as ``grad_scale=0``.
+        grad_scale: multiply the gradient this head sends into the shared features (1: plain
+            fine-tuning; 0.1: the head shapes the backbone gently; 0: detached).
     """
 
     def __init__(
@@ -105,9 +120,13 @@ class RecognitionHead(nn.Module):
         embed_dim: int = 0,
         gcn_hidden: int = 1024,
         detach: bool = False,
+        grad_scale: float = 1.0,
     ):
         super().__init__()
-        self.detach = detach
+        if not 0.0 <= float(grad_scale) <= 1.0:
+            raise ValueError(f"head grad_scale must be in [0, 1], got {grad_scale!r}")
+        self.grad_scale = 0.0 if detach else float(grad_scale)
+        self.detach = self.grad_scale == 0.0
         self.conv = conv_bn_relu(in_channels, conv_channels) if conv_channels else nn.Identity()
         features = conv_channels or in_channels
         self.pool = GlobalPool(pool)
@@ -133,6 +152,8 @@ class RecognitionHead(nn.Module):
     def pooled(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, D)
         if self.detach:
             x = x.detach()
+        elif self.grad_scale != 1.0 and x.requires_grad:
+            x = _ScaleGrad.apply(x, self.grad_scale)
         return self.dropout(self.pool(self.conv(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, num_classes)

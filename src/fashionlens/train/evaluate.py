@@ -47,7 +47,8 @@ def evaluate_model(path: str | Path, data: str | Path, split: str = "val", batch
     if split not in bundle.datasets:
         raise ValueError(f"the data has no {split!r} split (it has {sorted(bundle.datasets)})")
     groups = np.asarray(info.extra["attribute_groups"]) if "attribute_groups" in info.extra else bundle.attribute_groups
-    task = FashionTask(model, info.label_names, cfg["optim"], cfg["loss"], attribute_groups=groups)
+    task = FashionTask(model, info.label_names, cfg["optim"], cfg["loss"], attribute_groups=groups,
+                       channels_last=bool(cfg["trainer"]["channels_last"]))
     kw = {"accelerator": "auto", "devices": 1, "logger": False, "enable_model_summary": False, **(trainer_kwargs or {})}
     trainer = L.Trainer(**kw)
     trainer.test(task, make_loader(bundle.datasets[split], batch_size, cfg["data"]["num_workers"], False), verbose=False)

@@ -184,7 +184,7 @@ def make_task(cfg: dict, model: FashionNet, bundle: DataBundle) -> FashionTask:
         mask = None if bundle.attribute_masks is None else torch.as_tensor(bundle.attribute_masks)
         pos_weight = pos_weight_from_targets(torch.as_tensor(bundle.train_targets["attributes"]), mask)
     return FashionTask(model, bundle.label_names, cfg["optim"], cfg["loss"], pos_weight, bundle.attribute_groups,
-                       int(cfg["trainer"]["max_epochs"]))
+                       int(cfg["trainer"]["max_epochs"]), channels_last=bool(cfg["trainer"]["channels_last"]))
 
 
 def monitor_metric(cfg: dict, bundle: DataBundle) -> tuple[str, str]:

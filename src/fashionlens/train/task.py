@@ -49,6 +49,7 @@ class FashionTask(L.LightningModule):
         pos_weight: per-attribute positive weights for the weighted BCE (or None).
         attribute_groups: attribute type (1..5) per attribute, for per-type recall.
         max_epochs: for the learning-rate schedule.
+        channels_last: run the network in NHWC memory format (much faster convolutions on CPU).
     """
 
     def __init__(
@@ -60,9 +61,11 @@ class FashionTask(L.LightningModule):
         pos_weight: torch.Tensor | None = None,
         attribute_groups: np.ndarray | None = None,
         max_epochs: int = 1,
+        channels_last: bool = False,
     ):
         super().__init__()
         self.model = model
+        self.channels_last = channels_last
         self.label_names = label_names
         self.optim_cfg = optim
         self.loss_cfg = loss
@@ -75,7 +78,14 @@ class FashionTask(L.LightningModule):
         self.last_outputs: dict[str, np.ndarray] = {}
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.model(images)
+        return self.model(self._layout(images))
+
+    def setup(self, stage: str) -> None:
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    def _layout(self, images: torch.Tensor) -> torch.Tensor:
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
     def on_train_epoch_start(self) -> None:
         self._freeze_batchnorm_if_configured()
@@ -92,7 +102,7 @@ class FashionTask(L.LightningModule):
 
     # -- training ---------------------------------------------------------------------------------
     def _train_one(self, batch: dict, source: str) -> torch.Tensor:
-        outputs = self.model(batch["image"])
+        outputs = self(batch["image"])
         terms = compute_losses(outputs, batch, self.pos_weight if self.pos_weight.numel() else None, self.loss_cfg["heatmap_sigma"])
         weights = self.loss_cfg["weights"]
         total = sum(weights.get(name, 1.0) * value for name, value in terms.items())
@@ -115,7 +125,7 @@ class FashionTask(L.LightningModule):
         return self._train_one(batch, "")
 
     def _collect(self, batch: dict, collectors: torch.nn.ModuleDict) -> None:
-        outputs = self.model(batch["image"])
+        outputs = self(batch["image"])
         index = batch["index"]
         for head in self.model.heads:
             if head not in batch:
@@ -172,7 +182,9 @@ class FashionTask(L.LightningModule):
         if cfg.get("freeze_backbone"):
             for p in self.model.backbone.parameters():
                 p.requires_grad_(False)
-            body_params = [p for p in body_params if p.requires_grad]
+        elif cfg.get("freeze_stages"):
+            self.model.backbone.freeze_stages(int(cfg["freeze_stages"]))
+        body_params = [p for p in body_params if p.requires_grad]
         groups = [{"params": head_params, "lr": cfg["head_lr"]}]
         if body_params:
             groups.append({"params": body_params, "lr": cfg["lr"]})
