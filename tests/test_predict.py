@@ -152,3 +152,12 @@ def _multipart(data: bytes) -> tuple[bytes, str]:
 def test_serve_cli_with_a_missing_model_exits_2():
     result = runner.invoke(app, ["serve", "--model", "/nonexistent/model.safetensors", "--port", "1"])
     assert result.exit_code == 2 and "not found" in result.output
+
+
+def test_prefetching_keeps_order_and_bad_images_across_batches(tiny_model, photos):
+    files = sorted(str(p) for p in photos.glob("p*.jpg"))
+    sources = [files[0], str(photos / "broken.jpg"), files[1], files[2], files[0]]
+    preds = fashionlens.load_model(tiny_model, batch_size=2).predict(sources)
+    assert [p.source for p in preds] == sources
+    assert [p.error is not None for p in preds] == [False, True, False, False, False]
+    assert preds[4].category[0].score == pytest.approx(preds[0].category[0].score, abs=1e-6)

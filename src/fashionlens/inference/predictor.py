@@ -124,15 +124,20 @@ class Predictor:
                      names: Sequence[str] | None = None) -> Iterator[Prediction]:
         """Like :meth:`predict`, streaming results batch by batch (for progress bars).
 
-        Each batch of ``batch_size`` images is decoded by ``workers`` threads, then run as one batch.
+        Each batch of ``batch_size`` images is decoded by ``workers`` threads, then run as one batch;
+        the next batch is decoded while the network runs on the current one.
         """
         indexed = enumerate(images)
+        pending: tuple[list[str], list] | None = None
         with ThreadPoolExecutor(self.workers) as pool:
             while chunk := list(itertools.islice(indexed, self.batch_size)):
-                named = [(names[i] if names is not None else _source_name(src, i), src) for i, src in chunk]
-                loaded = list(pool.map(self._try_preprocess, [src for _, src in named]) if len(named) > 1
-                              else map(self._try_preprocess, [src for _, src in named]))
-                yield from self._run_chunk([name for name, _ in named], loaded, top_k, threshold)
+                names_here = [names[i] if names is not None else _source_name(src, i) for i, src in chunk]
+                futures = [pool.submit(self._try_preprocess, src) for _, src in chunk]
+                if pending is not None:
+                    yield from self._run_chunk(pending[0], [f.result() for f in pending[1]], top_k, threshold)
+                pending = (names_here, futures)
+            if pending is not None:
+                yield from self._run_chunk(pending[0], [f.result() for f in pending[1]], top_k, threshold)
 
     def _try_preprocess(self, src: ImageSource) -> tuple[torch.Tensor, tuple[int, int]] | BadImageError:
         try:
