@@ -34,9 +34,9 @@ class ModelCase:
 
 
 CASES = {c.key: c for c in [
-    ModelCase("lite", "shipped: EfficientNet-Lite0 + category(10) + ML-GCN labels(56), 256x192",
+    ModelCase("lite", "shipped: EfficientNet-Lite0 + category(10) + ML-GCN labels(56), 320x224",
               "efficientnet_lite0", {"category": {"num_classes": 10, "dropout": 0.2},
-                                     "labels": {"num_classes": 56, **_GCN}}, (256, 192)),
+                                     "labels": {"num_classes": 56, **_GCN}}, (320, 224)),
     ModelCase("seedA", "seed A: VGG-19 conv4 + GLEM + fused category(50)/attributes(1000), 224",
               "vgg19_conv4", {"category": {"num_classes": 50, "conv_channels": 512},
                               "attributes": {"num_classes": 1000, "conv_channels": 512}}, (224, 224),
