@@ -235,3 +235,15 @@ def test_channels_last_task_gives_the_same_outputs():
         fast = task(x)["category"]
     assert next(p for p in net.parameters() if p.dim() == 4).is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+
+
+def test_layer_norm_head_is_invariant_to_the_feature_scale():
+    torch.manual_seed(0)
+    net = FashionNet("test_tiny", heads={"labels": {"num_classes": 3, "norm": "layer"}}).eval()
+    feats = torch.rand(2, net.backbone.out_channels, 4, 4)
+    head = net.heads["labels"]
+    torch.testing.assert_close(head(feats * 5.0), head(feats), atol=1e-3, rtol=1e-3)  # up to LayerNorm's eps
+    plain = FashionNet("test_tiny", heads={"labels": {"num_classes": 3}}).eval().heads["labels"]
+    assert (plain(feats * 5.0) - plain(feats)).abs().max() > 1e-2  # without the norm the scale matters
+    with pytest.raises(ValueError, match="norm"):
+        FashionNet("test_tiny", heads={"labels": {"num_classes": 3, "norm": "batch"}})

@@ -107,6 +107,9 @@ class RecognitionHead(nn.Module):
             is shaped only by the other heads). Same as ``grad_scale=0``.
         grad_scale: multiply the gradient this head sends into the shared features (1: plain
             fine-tuning; 0.1: the head shapes the backbone gently; 0: detached).
+        norm: "none" or "layer": LayerNorm on the pooled features before the classifier. The head
+            then cannot lower every score at once by shrinking all features, the shortcut a
+            multi-label loss with mostly negative labels takes into dead ReLU6 features.
     """
 
     def __init__(
@@ -121,6 +124,7 @@ class RecognitionHead(nn.Module):
         gcn_hidden: int = 1024,
         detach: bool = False,
         grad_scale: float = 1.0,
+        norm: str = "none",
     ):
         super().__init__()
         if not 0.0 <= float(grad_scale) <= 1.0:
@@ -130,6 +134,9 @@ class RecognitionHead(nn.Module):
         self.conv = conv_bn_relu(in_channels, conv_channels) if conv_channels else nn.Identity()
         features = conv_channels or in_channels
         self.pool = GlobalPool(pool)
+        if norm not in ("none", "layer"):
+            raise ValueError(f"head norm must be 'none' or 'layer', got {norm!r}")
+        self.norm = nn.LayerNorm(features) if norm == "layer" else nn.Identity()
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         if kind == "linear":
             self.classifier: nn.Module = nn.Linear(features, num_classes)
@@ -154,7 +161,7 @@ class RecognitionHead(nn.Module):
             x = x.detach()
         elif self.grad_scale != 1.0 and x.requires_grad:
             x = _ScaleGrad.apply(x, self.grad_scale)
-        return self.dropout(self.pool(self.conv(x)))
+        return self.dropout(self.norm(self.pool(self.conv(x))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, num_classes)
         return self.classifier(self.pooled(x))
