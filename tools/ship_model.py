@@ -3,6 +3,9 @@
     python tools/ship_model.py runs/fashionlens-lite/model.safetensors --ccp ../shared/data/ccp \
         --out src/fashionlens/weights/fashionlens-lite.safetensors
 
+``--weights RUN/checkpoints/last.ckpt`` ships the weights of that Lightning checkpoint (e.g. the final
+epoch) in the model file's architecture instead of the epoch the run's monitor picked.
+
 The tag threshold is the one that maximises OF1 on the CCP *validation* split (the split the model
 was selected on; the test split is never looked at). It is stored in the model header, where the
 Predictor reads it.
@@ -11,8 +14,11 @@ Predictor reads it.
 from __future__ import annotations
 
 import argparse
+import tempfile
+from pathlib import Path
 
 import numpy as np
+import torch
 
 from fashionlens.checkpoint import load_model, save_model
 from fashionlens.metrics import multilabel_prf
@@ -28,14 +34,30 @@ def calibrate_threshold(model_path: str, ccp: str) -> tuple[float, float]:
     return float(grid[best]), float(of1[best])
 
 
+def load_lightning_weights(model: torch.nn.Module, ckpt_path: str) -> int:
+    """Load the ``model.*`` weights of a fashionlens Lightning checkpoint; returns its epoch."""
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    weights = {k.removeprefix("model."): v for k, v in state["state_dict"].items() if k.startswith("model.")}
+    model.load_state_dict(weights, strict=True)
+    return int(state["epoch"])
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
     ap.add_argument("--ccp", required=True, help="Clothing Co-Parsing root (for the threshold)")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--weights", default=None, help="a Lightning checkpoint (last.ckpt) whose weights to ship")
     args = ap.parse_args(argv)
-    threshold, of1 = calibrate_threshold(args.model, args.ccp)
-    model, info = load_model(args.model)
+    model_path = args.model
+    if args.weights:
+        model, info = load_model(args.model)
+        epoch = load_lightning_weights(model, args.weights)
+        info.extra["best"] = {"epoch": epoch, "note": f"weights of {Path(args.weights).name} (epoch {epoch})"}
+        model_path = str(Path(tempfile.mkdtemp()) / "model.safetensors")
+        save_model(model, info, model_path)
+    threshold, of1 = calibrate_threshold(model_path, args.ccp)
+    model, info = load_model(model_path)
     info.extra["threshold"] = threshold
     info.extra["threshold_selection"] = f"max OF1 on the CCP validation split: {of1:.4f}"
     save_model(model, info, args.out, half=True)
