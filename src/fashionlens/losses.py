@@ -52,16 +52,17 @@ def compute_losses(
     batch: dict[str, torch.Tensor],
     pos_weight: torch.Tensor | None = None,
     heatmap_sigma: float = 1.5,
+    label_smoothing: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """One unweighted loss term per head whose target is in the batch.
 
-    "category": cross-entropy; "labels": BCE; "attributes": weighted BCE over known entries;
+    "category": cross-entropy (with ``label_smoothing``); "labels": BCE; "attributes": weighted BCE over known entries;
     "landmarks": heatmap L2 over visible landmarks. A head without targets in this batch is skipped,
     so one model can learn from data sets that label different heads.
     """
     losses: dict[str, torch.Tensor] = {}
     if "category" in outputs and "category" in batch:
-        losses["category"] = F.cross_entropy(outputs["category"].float(), batch["category"])
+        losses["category"] = F.cross_entropy(outputs["category"].float(), batch["category"], label_smoothing=label_smoothing)
     if "labels" in outputs and "labels" in batch:
         losses["labels"] = F.binary_cross_entropy_with_logits(outputs["labels"].float(), batch["labels"].float())
     if "attributes" in outputs and "attributes" in batch:
