@@ -247,3 +247,24 @@ def test_layer_norm_head_is_invariant_to_the_feature_scale():
     assert (plain(feats * 5.0) - plain(feats)).abs().max() > 1e-2  # without the norm the scale matters
     with pytest.raises(ValueError, match="norm"):
         FashionNet("test_tiny", heads={"labels": {"num_classes": 3, "norm": "batch"}})
+
+
+def test_flip_tta_averages_the_photo_and_its_mirror_in_eval_only(tmp_path):
+    torch.manual_seed(0)
+    plain = FashionNet("test_tiny", heads={"category": {"num_classes": 3}, "labels": {"num_classes": 2}})
+    tta = FashionNet("test_tiny", heads={"category": {"num_classes": 3}, "labels": {"num_classes": 2}}, tta="flip")
+    tta.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 32, 24)
+    plain.eval(), tta.eval()
+    with torch.no_grad():
+        a, b, got = plain(x), plain(x.flip(-1)), tta(x)
+    for k in ("category", "labels"):
+        torch.testing.assert_close(got[k], (a[k] + b[k]) / 2)
+        assert not torch.allclose(a[k], b[k])  # the mirror image does change the logits here
+    tta.train()
+    torch.testing.assert_close(tta(x)["category"].detach(), plain.train()(x)["category"].detach())
+    path = save_model(tta, ModelInfo(tta.spec, {"category": list("abc"), "labels": list("xy")}, DataConfig((32, 24))),
+                      tmp_path / "m.safetensors")
+    assert load_model(path)[0].tta == "flip"
+    with pytest.raises(ValueError, match="landmark"):
+        FashionNet("test_tiny", heads={"category": {"num_classes": 3}}, landmarks={"num_landmarks": 8}, tta="flip")

@@ -3,7 +3,8 @@
     python tools/ship_model.py runs/fashionlens-lite/model.safetensors --ccp ../shared/data/ccp \
         --out src/fashionlens/weights/fashionlens-lite.safetensors
 
-``--weights RUN/checkpoints/last.ckpt`` ships the weights of that Lightning checkpoint (e.g. the final
+``--tta flip`` stores flip test-time augmentation in the model (see ``FashionNet``); the threshold
+is then calibrated with it. ``--weights RUN/checkpoints/last.ckpt`` ships the weights of that Lightning checkpoint (e.g. the final
 epoch) in the model file's architecture instead of the epoch the run's monitor picked.
 
 The tag threshold is the one that maximises OF1 on the CCP *validation* split (the split the model
@@ -22,6 +23,7 @@ import torch
 
 from fashionlens.checkpoint import load_model, save_model
 from fashionlens.metrics import multilabel_prf
+from fashionlens.models import build_model
 from fashionlens.train.evaluate import evaluate_model
 
 
@@ -48,12 +50,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ccp", required=True, help="Clothing Co-Parsing root (for the threshold)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--weights", default=None, help="a Lightning checkpoint (last.ckpt) whose weights to ship")
+    ap.add_argument("--tta", choices=["none", "flip"], default=None, help="store this test-time augmentation in the model")
     args = ap.parse_args(argv)
     model_path = args.model
-    if args.weights:
+    if args.weights or args.tta:
         model, info = load_model(args.model)
-        epoch = load_lightning_weights(model, args.weights)
-        info.extra["best"] = {"epoch": epoch, "note": f"weights of {Path(args.weights).name} (epoch {epoch})"}
+        if args.weights:
+            epoch = load_lightning_weights(model, args.weights)
+            info.extra["best"] = {"epoch": epoch, "note": f"weights of {Path(args.weights).name} (epoch {epoch})"}
+        if args.tta:
+            info.spec = {**info.spec, "tta": args.tta}
+            rebuilt = build_model(info.spec)
+            rebuilt.load_state_dict(model.state_dict())
+            model = rebuilt
         model_path = str(Path(tempfile.mkdtemp()) / "model.safetensors")
         save_model(model, info, model_path)
     threshold, of1 = calibrate_threshold(model_path, args.ccp)

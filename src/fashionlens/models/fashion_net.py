@@ -33,12 +33,15 @@ class FashionNet(nn.Module):
         backbone: a registered backbone name (see ``fashionlens.models.list_backbones``).
         heads: head name ("category", "labels" or "attributes") -> RecognitionHead kwargs
             (``num_classes`` required; ``kind``, ``pool``, ``conv_channels``, ``dropout``,
-            ``embed_dim``, ``gcn_hidden`` optional).
+            ``embed_dim``, ``gcn_hidden``, ``detach``, ``grad_scale``, ``norm`` optional).
         landmarks: None for no landmark branch, else ``num_landmarks``, ``num_glem`` (stacked GLEMs),
             ``num_upsample`` (heatmap resolution = feature resolution x 2^num_upsample) and ``fuse``.
         backbone_kwargs: passed to the backbone builder (e.g. ``input_size``).
         pretrained: backbone weights: False, True (its default source) or a local file path.
         backbone_module: an already built backbone of that name (saves building it twice).
+        tta: "none", or "flip": in eval mode the outputs are the mean logits of each photo and its
+            horizontal mirror (2x the compute; training is unchanged). Stored in the spec, so a
+            model file, its ONNX export and ``fashionlens evaluate`` all use it.
 
     Example:
         >>> net = FashionNet("test_tiny", heads={"labels": {"num_classes": 5, "kind": "linear"}})
@@ -54,6 +57,7 @@ class FashionNet(nn.Module):
         backbone_kwargs: dict | None = None,
         pretrained: bool | str = False,
         backbone_module: nn.Module | None = None,
+        tta: str = "none",
     ):
         super().__init__()
         if not heads and not landmarks:
@@ -61,12 +65,19 @@ class FashionNet(nn.Module):
         unknown = set(heads) - set(HEAD_NAMES)
         if unknown:
             raise ValueError(f"unknown head(s) {sorted(unknown)}; heads are {HEAD_NAMES}")
+        if tta not in ("none", "flip"):
+            raise ValueError(f"tta must be 'none' or 'flip', got {tta!r}")
+        if tta == "flip" and landmarks:
+            raise ValueError("tta='flip' is for models without a landmark branch (flipped heatmaps would need left/right swaps)")
+        self.tta = tta
         self._spec = {
             "backbone": backbone,
             "backbone_kwargs": dict(backbone_kwargs or {}),
             "heads": copy.deepcopy(heads),
             "landmarks": None if landmarks is None else {**_LANDMARK_DEFAULTS, **landmarks},
         }
+        if tta != "none":
+            self._spec["tta"] = tta
         self.backbone = backbone_module or create_backbone(backbone, pretrained=pretrained, **self._spec["backbone_kwargs"])
         channels = self.backbone.out_channels
         lm = self._spec["landmarks"]
@@ -87,6 +98,13 @@ class FashionNet(nn.Module):
         return self.backbone.data_config
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.tta == "flip" and not self.training:  # average the logits of the photo and its mirror image
+            out = self._forward(torch.cat([x, x.flip(-1)]))
+            n = x.shape[0]
+            return {k: (v[:n] + v[n:]) / 2 for k, v in out.items()}
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.backbone(x)  # (B, C, h, w)
         out: dict[str, torch.Tensor] = {}
         head_in = feats
@@ -108,4 +126,5 @@ def build_model(spec: dict, pretrained: bool | str = False) -> FashionNet:
         landmarks=spec.get("landmarks"),
         backbone_kwargs=spec.get("backbone_kwargs"),
         pretrained=pretrained,
+        tta=spec.get("tta", "none"),
     )
