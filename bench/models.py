@@ -134,11 +134,21 @@ def infer(run: Callable, size: tuple[int, int], batch: int, iters: int, device: 
     return t, mem.mib
 
 
-def train_step_timing(case: ModelCase, batch: int, iters: int, device: str) -> tuple[Timing, float]:
-    """One optimisation step (forward, summed losses, backward, AdamW step) per call, eager fp32."""
+def train_step_timing(case: ModelCase, batch: int, iters: int, device: str, channels_last: bool = False,
+                      freeze_stages: int = 0) -> tuple[Timing, float]:
+    """One optimisation step (forward, summed losses, backward, AdamW step) per call, fp32.
+
+    ``channels_last`` and ``freeze_stages`` are the training switches ``trainer.channels_last`` and
+    ``optim.freeze_stages`` (the stem and the first n EfficientNet stages: no gradient, no backward).
+    """
     net = build(case).to(device).train()
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    if freeze_stages:
+        net.backbone.freeze_stages(freeze_stages)
     x = torch.randn(batch, 3, *case.size, device=device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
