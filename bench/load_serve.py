@@ -40,6 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=8, help="concurrent client threads")
     p.add_argument("--timeout", type=float, default=60.0, help="stop sending after this many seconds")
     p.add_argument("--model", default=None, help="model file (default: a tiny random test model)")
+    p.add_argument("--photo", default=None, help="a real JPEG to send as the good JPEG (default: a generated 320x240 one)")
     p.add_argument("--bad-every", type=int, default=4, help="every Nth request is a bad upload")
     p.add_argument("--max-upload-mb", type=float, default=1.0, help="server upload limit")
     p.add_argument("--server-concurrency", type=int, default=2, help="server inference concurrency")
@@ -47,11 +48,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def build_payloads(max_upload_mb: float) -> dict[str, tuple[str, bytes, str]]:
-    """Named uploads: two good photos and four kinds of bad upload."""
+def build_payloads(max_upload_mb: float, photo: str | None = None) -> dict[str, tuple[str, bytes, str]]:
+    """Named uploads: two good photos (the JPEG from ``photo`` when given) and four kinds of bad upload."""
     oversized = b"\xff\xd8\xff" + os.urandom(int(max_upload_mb * 1024 * 1024 * 1.5))
+    jpeg = Path(photo).read_bytes() if photo else photo_bytes("JPEG", size=(320, 240), seed=1)
     return {
-        "good_jpeg": ("photo.jpg", photo_bytes("JPEG", size=(320, 240), seed=1), "image/jpeg"),
+        "good_jpeg": ("photo.jpg", jpeg, "image/jpeg"),
         "good_png": ("photo.png", photo_bytes("PNG", size=(200, 260), seed=2), "image/png"),
         "bad_empty": ("empty.jpg", b"", "image/jpeg"),
         "bad_not_image": ("notes.txt", b"certainly not a photo " * 20, "text/plain"),
@@ -60,8 +62,9 @@ def build_payloads(max_upload_mb: float) -> dict[str, tuple[str, bytes, str]]:
     }
 
 
-def request_plan(n: int, bad_every: int) -> list[str]:
-    goods, bads = ["good_jpeg", "good_png"], ["bad_empty", "bad_not_image", "bad_oversized", "bad_truncated"]
+def request_plan(n: int, bad_every: int, jpeg_only: bool = False) -> list[str]:
+    goods = ["good_jpeg"] if jpeg_only else ["good_jpeg", "good_png"]
+    bads = ["bad_empty", "bad_not_image", "bad_oversized", "bad_truncated"]
     plan, g, b = [], 0, 0
     for i in range(n):
         if bad_every > 0 and i % bad_every == bad_every - 1:
@@ -172,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         model = args.model or str(make_tiny_model(Path(tmp) / "tiny.safetensors"))
         proc, base = start_server(model, args)
         try:
-            results, wall = run_load(base, request_plan(args.requests, args.bad_every),
-                                     build_payloads(args.max_upload_mb), args)
+            results, wall = run_load(base, request_plan(args.requests, args.bad_every, jpeg_only=bool(args.photo)),
+                                     build_payloads(args.max_upload_mb, args.photo), args)
             alive = httpx.get(base + "/healthz", timeout=5).status_code == 200
             rss = peak_rss_mib(proc.pid)
         finally:
