@@ -7,8 +7,11 @@ landmark-aware clothing recognition (seed A) and ML-GCN multi-label style recogn
 __version__ = "0.1.0"
 
 
-def load_model(name_or_path="fashionlens-lite", device: str = "cpu", batch_size: int = 32):
-    """Load a shipped model by name, or a model file, into a :class:`~fashionlens.inference.Predictor`."""
+def load_model(name_or_path="fashionlens-lite", device: str = "cpu", batch_size: int = 32, backend: str = "auto"):
+    """Load a shipped model by name, or a model file, into a :class:`~fashionlens.inference.Predictor`.
+
+    ``backend``: "auto" (ONNX Runtime on the CPU when measured faster, else PyTorch), "torch" or "onnx".
+    """
     from fashionlens.inference.predictor import load_model as _load
 
-    return _load(name_or_path, device=device, batch_size=batch_size)
+    return _load(name_or_path, device=device, batch_size=batch_size, backend=backend)
