@@ -56,10 +56,12 @@ def section_e2e(report, args, ceiling: float) -> None:
         path = Path(tmp) / "fashionlens-lite.safetensors"
         shutil.copyfile(shipped, path)
         for name, pred in _e2e_predictors(path).items():
-            pred.predict(files[:8])  # warm-up
-            start = time.perf_counter()
-            preds = pred.predict(files, top_k=1)
-            ips = len(files) / (time.perf_counter() - start)
+            pred.predict(files[: pred.batch_size])  # warm-up at the timed batch shape (ORT plans memory per shape)
+            ips = 0.0
+            for _ in range(2 if args.quick else 3):  # best of: this machine is shared
+                start = time.perf_counter()
+                preds = pred.predict(files, top_k=1)
+                ips = max(ips, len(files) / (time.perf_counter() - start))
             tops[name] = [p.category[0].label for p in preds]
             base = rows[0][1] if rows else ips
             rows.append([name, ips, ips / base, flops * ips / ceiling, pred.backend])
