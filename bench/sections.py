@@ -14,7 +14,6 @@ from models import CASES, build, flops_per_image, train_step_timing
 from pipeline import SIZE_HW, find_jpegs, pipeline_rates
 from scaling import gcn_label_scaling, input_size_scaling
 
-from fashionlens.checkpoint import load_model as load_checkpoint
 from fashionlens.inference.predictor import Predictor, load_model, resolve_model_path
 from fashionlens.models import build_model
 
@@ -46,16 +45,16 @@ def section_e2e(report, args, ceiling: float) -> None:
     if not files:
         report.add("End to end", "skipped: no JPEGs under ../shared/data/ccp/photos")
         return
-    shipped = resolve_model_path("fashionlens-lite")
-    model, info = load_checkpoint(shipped)
-    size = tuple(info.data_config.input_size)
-    flops = flops_per_image(model.float().eval(), size)
     rows, tops = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["FASHIONLENS_CACHE"] = str(Path(tmp) / "cache")  # a fresh ONNX export, timed apart
         path = Path(tmp) / "fashionlens-lite.safetensors"
-        shutil.copyfile(shipped, path)
-        for name, pred in _e2e_predictors(path).items():
+        shutil.copyfile(resolve_model_path("fashionlens-lite"), path)
+        predictors = _e2e_predictors(path)
+        baseline = next(iter(predictors.values()))
+        size = tuple(baseline.info.data_config.input_size)
+        flops = flops_per_image(baseline.model, size)
+        for name, pred in predictors.items():
             pred.predict(files[: pred.batch_size])  # warm-up at the timed batch shape (ORT plans memory per shape)
             ips = 0.0
             for _ in range(2 if args.quick else 3):  # best of: this machine is shared

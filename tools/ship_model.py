@@ -52,21 +52,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--weights", default=None, help="a Lightning checkpoint (last.ckpt) whose weights to ship")
     ap.add_argument("--tta", choices=["none", "flip"], default=None, help="store this test-time augmentation in the model")
     args = ap.parse_args(argv)
-    model_path = args.model
-    if args.weights or args.tta:
-        model, info = load_model(args.model)
-        if args.weights:
-            epoch = load_lightning_weights(model, args.weights)
-            info.extra["best"] = {"epoch": epoch, "note": f"weights of {Path(args.weights).name} (epoch {epoch})"}
-        if args.tta:
-            info.spec = {**info.spec, "tta": args.tta}
-            rebuilt = build_model(info.spec)
-            rebuilt.load_state_dict(model.state_dict())
-            model = rebuilt
-        model_path = str(Path(tempfile.mkdtemp()) / "model.safetensors")
-        save_model(model, info, model_path)
-    threshold, of1 = calibrate_threshold(model_path, args.ccp)
-    model, info = load_model(model_path)
+    model, info = load_model(args.model)
+    if args.weights:
+        epoch = load_lightning_weights(model, args.weights)
+        info.extra["best"] = {"epoch": epoch, "note": f"weights of {Path(args.weights).name} (epoch {epoch})"}
+    if args.tta:
+        rebuilt = build_model({**model.spec, "tta": args.tta})
+        rebuilt.load_state_dict(model.state_dict())
+        model = rebuilt
+    with tempfile.TemporaryDirectory() as tmp:  # calibrate on these weights (saved in fp16 below)
+        model_path = save_model(model, info, Path(tmp) / "model.safetensors")
+        threshold, of1 = calibrate_threshold(str(model_path), args.ccp)
     info.extra["threshold"] = threshold
     info.extra["threshold_selection"] = f"max OF1 on the CCP validation split: {of1:.4f}"
     save_model(model, info, args.out, half=True)

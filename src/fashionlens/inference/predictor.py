@@ -6,7 +6,7 @@ import itertools
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -128,16 +128,17 @@ class Predictor:
         the next batch is decoded while the network runs on the current one.
         """
         indexed = enumerate(images)
-        pending: tuple[list[str], list] | None = None
+        pending: list[tuple[str, Future]] = []  # the batch submitted last, decoding in the pool
         with ThreadPoolExecutor(self.workers) as pool:
-            while chunk := list(itertools.islice(indexed, self.batch_size)):
-                names_here = [names[i] if names is not None else _source_name(src, i) for i, src in chunk]
-                futures = [pool.submit(self._try_preprocess, src) for _, src in chunk]
-                if pending is not None:
-                    yield from self._run_chunk(pending[0], [f.result() for f in pending[1]], top_k, threshold)
-                pending = (names_here, futures)
-            if pending is not None:
-                yield from self._run_chunk(pending[0], [f.result() for f in pending[1]], top_k, threshold)
+            while True:
+                chunk = list(itertools.islice(indexed, self.batch_size))
+                submitted = [(names[i] if names is not None else _source_name(src, i), pool.submit(self._try_preprocess, src))
+                             for i, src in chunk]
+                if pending:
+                    yield from self._run_chunk([n for n, _ in pending], [f.result() for _, f in pending], top_k, threshold)
+                if not submitted:
+                    return
+                pending = submitted
 
     def _try_preprocess(self, src: ImageSource) -> tuple[torch.Tensor, tuple[int, int]] | BadImageError:
         try:

@@ -130,7 +130,6 @@ class RecognitionHead(nn.Module):
         if not 0.0 <= float(grad_scale) <= 1.0:
             raise ValueError(f"head grad_scale must be in [0, 1], got {grad_scale!r}")
         self.grad_scale = 0.0 if detach else float(grad_scale)
-        self.detach = self.grad_scale == 0.0
         self.conv = conv_bn_relu(in_channels, conv_channels) if conv_channels else nn.Identity()
         features = conv_channels or in_channels
         self.pool = GlobalPool(pool)
@@ -157,7 +156,7 @@ class RecognitionHead(nn.Module):
             self.classifier.bias.copy_(torch.log(p) if softmax else torch.log(p / (1 - p)))
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, D)
-        if self.detach:
+        if self.grad_scale == 0.0:
             x = x.detach()
         elif self.grad_scale != 1.0 and x.requires_grad:
             x = _ScaleGrad.apply(x, self.grad_scale)
