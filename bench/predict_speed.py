@@ -8,10 +8,9 @@ Real CCP JPEGs from ../shared/data/ccp/photos; one warm-up at the timed batch sh
 from __future__ import annotations
 
 import argparse
-import time
 
 from _common import machine_facts, markdown_table
-from pipeline import find_jpegs
+from pipeline import find_jpegs, predict_rate
 
 from fashionlens.inference.predictor import load_model
 
@@ -28,12 +27,7 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
     for backend in ("auto", "torch"):
         for batch in (1, 32):
             pred = load_model(args.model, backend=backend, batch_size=batch)
-            pred.predict(files[:batch])
-            best = 0.0
-            for _ in range(2):
-                start = time.perf_counter()
-                pred.predict(files)
-                best = max(best, len(files) / (time.perf_counter() - start))
+            best, _ = predict_rate(pred, files, passes=2)
             rows.append([pred.backend, batch, round(best, 1)])
     print("\n".join(f"- {k}: {v}" for k, v in machine_facts().items()))
     print(f"- {len(files)} photos; model {args.model}\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from _common import markdown_table, time_call
 from models import CASES, build, flops_per_image, train_step_timing
-from pipeline import SIZE_HW, find_jpegs, pipeline_rates
+from pipeline import SIZE_HW, find_jpegs, pipeline_rates, predict_rate
 from scaling import gcn_label_scaling, input_size_scaling
 
 from fashionlens.inference.predictor import Predictor, load_model, resolve_model_path
@@ -55,12 +55,7 @@ def section_e2e(report, args, ceiling: float) -> None:
         size = tuple(baseline.info.data_config.input_size)
         flops = flops_per_image(baseline.model, size)
         for name, pred in predictors.items():
-            pred.predict(files[: pred.batch_size])  # warm-up at the timed batch shape (ORT plans memory per shape)
-            ips = 0.0
-            for _ in range(2 if args.quick else 3):  # best of: this machine is shared
-                start = time.perf_counter()
-                preds = pred.predict(files, top_k=1)
-                ips = max(ips, len(files) / (time.perf_counter() - start))
+            ips, preds = predict_rate(pred, files, passes=2 if args.quick else 3, top_k=1)
             tops[name] = [p.category[0].label for p in preds]
             base = rows[0][1] if rows else ips
             rows.append([name, ips, ips / base, flops * ips / ceiling, pred.backend])
