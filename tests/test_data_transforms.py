@@ -149,3 +149,59 @@ def test_classification_dataset(tmp_path: Path) -> None:
     assert ds[2]["index"] == 0  # bad last file wraps around to the first good one
     batch = torch.utils.data.default_collate([ds[i] for i in range(3)])
     assert batch["image"].shape == (3, 3, 40, 32) and batch["category"].tolist() == [0, 1, 0]
+
+
+LETTERBOX = DataConfig(input_size=(40, 32), mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.5), resize="letterbox")
+
+
+def test_letterbox_keeps_a_landscape_photo_undistorted() -> None:
+    # 64 x 48 landscape photo into a 32 wide x 40 high input: scaled by 1/2 to 32 x 24, bands of 8 rows
+    img = Image.new("RGB", (64, 48), (255, 255, 255))
+    out = build_transforms(LETTERBOX, train=False)(img)
+    assert out.shape == (3, 40, 32)
+    pixels = out * torch.tensor(LETTERBOX.std).view(3, 1, 1) + torch.tensor(LETTERBOX.mean).view(3, 1, 1)
+    torch.testing.assert_close(pixels[:, 8:32], torch.ones(3, 24, 32), atol=1e-5, rtol=0)
+    pad = torch.tensor([round(255 * m) / 255 for m in LETTERBOX.mean]).view(3, 1, 1)
+    for band in (pixels[:, :8], pixels[:, 32:]):  # mean-colour padding: (almost) zero after normalising
+        torch.testing.assert_close(band, pad.expand_as(band), atol=1e-5, rtol=0)
+
+
+def test_letterbox_squashes_nothing_when_the_aspect_already_matches() -> None:
+    img = Image.effect_noise((64, 80), 60).convert("RGB")  # 4:5, the input's own aspect
+    a = build_transforms(LETTERBOX, train=False)(img)
+    b = build_transforms(CFG, train=False)(img)
+    assert torch.equal(a, b)
+
+
+def test_letterbox_training_crops_are_padded_not_stretched() -> None:
+    torch.manual_seed(0)
+    t = build_transforms(LETTERBOX.replace(extra={"crop_scale": [0.9, 1.0]}), train=True)
+    t.jitter = 0.0
+    img = Image.new("RGB", (120, 60), (255, 255, 255))  # 2:1 landscape: crops stay about 2:1
+    for _ in range(5):
+        pixels = t(img) * torch.tensor(LETTERBOX.std).view(3, 1, 1) + torch.tensor(LETTERBOX.mean).view(3, 1, 1)
+        white_rows = int((pixels.min(0).values.min(1).values > 0.99).sum())
+        assert 12 <= white_rows <= 20, white_rows  # about 32 / 2 = 16 rows of photo, the rest padding
+
+
+def test_letterbox_box_and_input_to_photo_invert_each_other() -> None:
+    from fashionlens.data.transforms import input_to_photo, letterbox_box
+
+    assert letterbox_box(400, 300, (320, 224)) == (0, 76, 224, 168)  # hand-worked: 224 / 400 = 0.56
+    assert letterbox_box(300, 600, (320, 224)) == (32, 0, 160, 320)  # tall photo: bands left and right
+    for cfg in (LETTERBOX, CFG):
+        width, height = 640, 200
+        photo = torch.tensor([[0.0, 0.0], [320.0, 100.0], [640.0, 200.0], [17.0, 150.0]]).numpy()
+        if cfg.resize == "letterbox":
+            left, top, w, h = letterbox_box(width, height, cfg.input_size)
+            normalised = (photo * [w / width, h / height] + [left, top]) / [cfg.input_size[1], cfg.input_size[0]]
+        else:
+            normalised = photo / [width, height]
+        torch.testing.assert_close(torch.from_numpy(input_to_photo(normalised, (width, height), cfg)),
+                                   torch.from_numpy(photo).double())
+
+
+def test_unknown_resize_mode_is_named() -> None:
+    with pytest.raises(ValueError, match="resize must be one of"):
+        DataConfig(resize="crop")
+    assert DataConfig.from_dict({"input_size": [8, 8]}).resize == "squash"  # models saved before the option

@@ -161,3 +161,26 @@ def test_prefetching_keeps_order_and_bad_images_across_batches(tiny_model, photo
     assert [p.source for p in preds] == sources
     assert [p.error is not None for p in preds] == [False, True, False, False, False]
     assert preds[4].category[0].score == pytest.approx(preds[0].category[0].score, abs=1e-6)
+
+
+def test_letterbox_model_pads_landscape_photos_and_maps_landmarks_back(tmp_path, photos):
+    from fashionlens.data.transforms import letterbox_box
+
+    torch.manual_seed(0)
+    net = FashionNet("test_tiny", heads={"category": {"num_classes": 3}}, landmarks={"fuse": True}).eval()
+    cfg = DataConfig(input_size=(32, 32), resize="letterbox")
+    path = save_model(net, ModelInfo(net.spec, {"category": CATEGORIES}, cfg, {}), tmp_path / "lb.safetensors")
+    predictor = fashionlens.load_model(path, backend="torch")
+    photo = Image.open(photos / "sub" / "q.png").convert("RGB")  # 50 x 20 landscape
+    pred = predictor.predict([photo])[0]
+    left, top, w, h = letterbox_box(50, 20, (32, 32))
+    assert (left, top, w, h) == (0, 9, 32, 13)  # 20 * 32 / 50 = 12.8 rows, (32 - 13) // 2 above
+    canvas = Image.new("RGB", (32, 32), tuple(round(255 * m) for m in cfg.mean))  # the same input by hand
+    canvas.paste(photo.resize((w, h), Image.Resampling.BILINEAR), (left, top))
+    x = (torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255).permute(2, 0, 1) - torch.tensor(cfg.mean).view(3, 1, 1))
+    x = x / torch.tensor(cfg.std).view(3, 1, 1)
+    with torch.no_grad():
+        probs = net(x[None])["category"].softmax(-1)[0]
+    assert pred.category[0].label == CATEGORIES[int(probs.argmax())]
+    assert pred.category[0].score == pytest.approx(float(probs.max()), abs=1e-5)
+    assert len(pred.landmarks) == 8 and all(0 <= lm.x <= 50 and 0 <= lm.y <= 20 for lm in pred.landmarks)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+RESIZE_MODES = ("squash", "letterbox")
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -14,13 +16,21 @@ class DataConfig:
         mean: per-channel mean subtracted after scaling pixels to [0, 1].
         std: per-channel standard deviation divided by after that.
         interpolation: resize filter name ("bilinear" or "bicubic").
+        resize: how a photo becomes ``input_size``: "squash" stretches it to fill the input (the
+            aspect ratio is lost: a landscape photo in a portrait input is squeezed sideways);
+            "letterbox" scales it to fit inside and pads the rest with the mean colour.
     """
 
     input_size: tuple[int, int] = (224, 224)
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     interpolation: str = "bilinear"
+    resize: str = "squash"
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -32,6 +42,7 @@ class DataConfig:
             mean=tuple(d.get("mean", (0.485, 0.456, 0.406))),
             std=tuple(d.get("std", (0.229, 0.224, 0.225))),
             interpolation=d.get("interpolation", "bilinear"),
+            resize=d.get("resize", "squash"),  # models saved before letterboxing existed squash
             extra=dict(d.get("extra", {})),
         )
 

@@ -205,6 +205,9 @@ def build_joint_transforms(cfg: DataConfig, train: bool, margin: float = 0.1) ->
         >>> t.flip_p, t.jitter_scale
         (0.0, 0.0)
     """
+    if cfg.resize != "squash":
+        raise ValueError(f"DeepFashion training crops the bounding box and squashes it to the input; "
+                         f"data.resize={cfg.resize!r} is not supported with landmarks (use squash)")
     common = dict(size=cfg.input_size, mean=cfg.mean, std=cfg.std, interpolation=cfg.interpolation, margin=margin)
     if not train:
         return JointTransform(**common)

@@ -2,10 +2,13 @@
 
 Eval resizes the *whole* photo to ``cfg.input_size`` (H, W), without a centre crop: garments and
 accessories (shoes, hats, bags) often sit at the border of fashion photos, and a crop would cut
-exactly the labels being predicted. The aspect ratio is therefore not preserved at eval time.
+exactly the labels being predicted. With ``cfg.resize == "squash"`` (the default) the photo is
+stretched to fill the input, so its aspect ratio is lost; with ``"letterbox"`` it is scaled to fit
+inside the input and centred on a mean-colour canvas (:func:`letterbox_box`), so a landscape photo
+in a portrait input keeps its shape (a pair of shorts squeezed sideways looks like trousers).
 
 Train takes a random crop of 60-100 % of the area whose aspect ratio is the photo's own (times a
-mild jitter), resizes it to (H, W), flips it horizontally half of the time and jitters brightness,
+mild jitter), resizes it to (H, W) the same way as eval does, flips it horizontally half of the time and jitters brightness,
 contrast and saturation. Keeping the photo's aspect in the crop means the final resize stretches
 shapes by the same factor as the eval resize does, so train and eval images look alike.
 
@@ -22,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fashionlens.data.config import DataConfig
+from fashionlens.data.config import RESIZE_MODES, DataConfig
 
 _FILTERS = {
     "nearest": Image.Resampling.NEAREST,
@@ -47,6 +50,50 @@ def draft_size(cfg: DataConfig) -> tuple[int, int]:
     """
     height, width = cfg.input_size
     return int(width), int(height)
+
+
+def letterbox_box(width: int, height: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Where a ``width`` x ``height`` photo lands when letterboxed into ``size`` = (H, W).
+
+    Returns:
+        (left, top, w, h): the photo is resized to w x h and pasted with its top-left corner at
+        (left, top); the rest of the canvas is padding.
+
+    Example:
+        >>> letterbox_box(400, 300, (320, 224))  # landscape photo, portrait input: bands top and bottom
+        (0, 76, 224, 168)
+    """
+    out_h, out_w = size
+    scale = min(out_w / width, out_h / height)
+    w = min(out_w, max(1, round(width * scale)))
+    h = min(out_h, max(1, round(height * scale)))
+    return (out_w - w) // 2, (out_h - h) // 2, w, h
+
+
+def input_to_photo(xy: np.ndarray, photo_size: tuple[int, int], cfg: DataConfig) -> np.ndarray:
+    """Map (..., 2) points (x, y), normalised to [0, 1] over the network input, to photo pixels.
+
+    With letterboxing, a point on the padding is moved to the nearest edge of the photo.
+
+    Args:
+        xy: normalised input coordinates, e.g. landmark heatmap peaks.
+        photo_size: (width, height) of the photo the input was made from.
+        cfg: the model's data config (input size and resize mode).
+
+    Example:
+        >>> cfg = DataConfig(input_size=(320, 224), resize="letterbox")
+        >>> input_to_photo(np.array([[0.5, 76 / 320]]), (400, 300), cfg)  # top edge of the photo's band
+        array([[200.,   0.]])
+    """
+    width, height = photo_size
+    xy = np.asarray(xy, dtype=np.float64)
+    if cfg.resize == "squash":
+        return xy * np.array([width, height])
+    out_h, out_w = cfg.input_size
+    left, top, w, h = letterbox_box(width, height, cfg.input_size)
+    x = (xy[..., 0] * out_w - left) * width / w
+    y = (xy[..., 1] * out_h - top) * height / h
+    return np.stack([np.clip(x, 0, width), np.clip(y, 0, height)], axis=-1)
 
 
 def to_normalized_tensor(img: Image.Image, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -74,24 +121,39 @@ class EvalTransform:
         mean: per-channel mean, in [0, 1] units.
         std: per-channel standard deviation.
         interpolation: resize filter name.
+        resize: "squash" (stretch to fill) or "letterbox" (fit inside, pad with the mean colour).
     """
 
     def __init__(self, size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...],
-                 interpolation: str = "bilinear"):
+                 interpolation: str = "bilinear", resize: str = "squash"):
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
         self.size = (int(size[0]), int(size[1]))
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
         self.filter = pil_filter(interpolation)
+        self.resize = resize
+        self._pad = tuple(round(255 * v) for v in mean)  # normalises to (about) zero
+
+    def fit(self, img: Image.Image, box: tuple[int, int, int, int] | None = None) -> Image.Image:
+        """The region ``box`` of ``img`` (default: all of it) resized to ``size`` by ``self.resize``."""
+        height, width = self.size
+        src_w, src_h = (box[2] - box[0], box[3] - box[1]) if box else img.size
+        if self.resize == "squash" or src_w * height == src_h * width:
+            if box is None and img.size == (width, height):
+                return img
+            return img.resize((width, height), self.filter, box=box)
+        left, top, w, h = letterbox_box(src_w, src_h, self.size)
+        canvas = Image.new("RGB", (width, height), self._pad)
+        canvas.paste(img.resize((w, h), self.filter, box=box), (left, top))
+        return canvas
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        height, width = self.size
         img = img.convert("RGB") if img.mode != "RGB" else img
-        if img.size != (width, height):
-            img = img.resize((width, height), self.filter)
-        return to_normalized_tensor(img, self.mean, self.std)
+        return to_normalized_tensor(self.fit(img), self.mean, self.std)
 
     def __repr__(self) -> str:
-        return f"EvalTransform(size={self.size}, filter={self.filter.name})"
+        return f"EvalTransform(size={self.size}, resize={self.resize}, filter={self.filter.name})"
 
 
 class TrainTransform(EvalTransform):
@@ -102,6 +164,7 @@ class TrainTransform(EvalTransform):
         mean: per-channel mean, in [0, 1] units.
         std: per-channel standard deviation.
         interpolation: resize filter name.
+        resize: "squash" or "letterbox", as in :class:`EvalTransform` (applied to the crop).
         scale: range of the crop's area as a fraction of the photo's.
         ratio_jitter: the crop's aspect is the photo's times a log-uniform factor in
             ``[1 / ratio_jitter, ratio_jitter]``.
@@ -110,9 +173,9 @@ class TrainTransform(EvalTransform):
     """
 
     def __init__(self, size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...],
-                 interpolation: str = "bilinear", scale: tuple[float, float] = (0.6, 1.0),
+                 interpolation: str = "bilinear", resize: str = "squash", scale: tuple[float, float] = (0.6, 1.0),
                  ratio_jitter: float = 1.15, flip_p: float = 0.5, jitter: float = 0.2):
-        super().__init__(size, mean, std, interpolation)
+        super().__init__(size, mean, std, interpolation, resize)
         self.scale, self.ratio_jitter, self.flip_p, self.jitter = scale, ratio_jitter, flip_p, jitter
 
     def _uniform(self, low: float, high: float) -> float:
@@ -140,9 +203,8 @@ class TrainTransform(EvalTransform):
         return x.clamp_(0.0, 1.0)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        height, width = self.size
         img = img.convert("RGB") if img.mode != "RGB" else img
-        img = img.resize((width, height), self.filter, box=self.crop_box(*img.size))
+        img = self.fit(img, box=self.crop_box(*img.size))
         x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
         if float(torch.rand(())) < self.flip_p:
             x = x.flip(-1)
@@ -151,7 +213,7 @@ class TrainTransform(EvalTransform):
         return x.sub_(self.mean).div_(self.std)
 
     def __repr__(self) -> str:
-        return (f"TrainTransform(size={self.size}, scale={self.scale}, ratio_jitter={self.ratio_jitter}, "
+        return (f"TrainTransform(size={self.size}, resize={self.resize}, scale={self.scale}, ratio_jitter={self.ratio_jitter}, "
                 f"flip_p={self.flip_p}, jitter={self.jitter}, filter={self.filter.name})")
 
 
@@ -166,12 +228,12 @@ def build_transforms(cfg: DataConfig, train: bool) -> Callable[[Image.Image], to
         A callable mapping an RGB PIL image to a float32 tensor of shape (3, H, W).
 
     Example:
-        >>> from fashionlens.data.config import DataConfig
+        >>> from fashionlens.data.config import RESIZE_MODES, DataConfig
         >>> t = build_transforms(DataConfig(input_size=(32, 24)), train=False)
         >>> tuple(t(Image.new("RGB", (50, 70))).shape)
         (3, 32, 24)
     """
-    kwargs = dict(size=cfg.input_size, mean=cfg.mean, std=cfg.std, interpolation=cfg.interpolation)
+    kwargs = dict(size=cfg.input_size, mean=cfg.mean, std=cfg.std, interpolation=cfg.interpolation, resize=cfg.resize)
     if not train:
         return EvalTransform(**kwargs)
     # cfg.extra["crop_scale"]: multi-label photos need milder crops (a crop can cut a labelled item off)

@@ -16,7 +16,7 @@ import torch
 from fashionlens.checkpoint import ModelInfo
 from fashionlens.checkpoint import load_model as load_model_file
 from fashionlens.data.images import BadImageError, ImageSource, load_image
-from fashionlens.data.transforms import build_transforms, draft_size
+from fashionlens.data.transforms import build_transforms, draft_size, input_to_photo
 from fashionlens.inference.onnx_runner import cpu_cores, onnxruntime_available
 from fashionlens.models.glem import heatmaps_to_landmarks
 
@@ -175,8 +175,8 @@ class Predictor:
             hm = torch.from_numpy(out["heatmaps"][row : row + 1])
             xy = heatmaps_to_landmarks(hm)[0].numpy()
             peak = hm.flatten(2).amax(-1)[0].numpy()
-            w, h = size
-            pred.landmarks = [Landmark(LANDMARK_NAMES[i] if i < 8 else f"landmark_{i}", float(x * w), float(y * h), float(p))
+            xy = input_to_photo(xy, size, self.info.data_config)
+            pred.landmarks = [Landmark(LANDMARK_NAMES[i] if i < 8 else f"landmark_{i}", float(x), float(y), float(p))
                               for i, ((x, y), p) in enumerate(zip(xy, peak, strict=True))]
         return pred
 

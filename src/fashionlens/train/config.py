@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
         "split_seed": 0,
         "limit": None,  # use only the first n training images (smoke tests)
         "input_size": None,  # [H, W]; default: the backbone's
+        "resize": "squash",  # squash | letterbox: how a photo becomes input_size (kept by the model)
         "batch_size": 16,
         "num_workers": "auto",
         "bad_images": "skip",  # skip | fail
