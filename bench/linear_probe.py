@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--backbone", default="efficientnet_lite0")
     ap.add_argument("--input-size", type=int, nargs=2, default=[224, 160], metavar=("H", "W"))
     ap.add_argument("--resize", default="squash", choices=["squash", "letterbox"], help="how a photo becomes the input")
+    ap.add_argument("--max-stretch", type=float, default=1.0, help="letterbox: stretch by up to this, then pad")
     ap.add_argument("--out", default=None, help="write the report as JSON here")
     args = ap.parse_args(argv)
 
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     t0 = time.perf_counter()
     backbone = create_backbone(args.backbone, pretrained=True, input_size=tuple(args.input_size)).eval()
-    backbone.data_config = backbone.data_config.replace(resize=args.resize)
+    backbone.data_config = backbone.data_config.replace(resize=args.resize, max_stretch=args.max_stretch)
     cfg = load_config(None, [f"data.format={args.format}", f"data.path={args.data}", "data.num_workers=0"])
     bundle = build_data(cfg, backbone.data_config, splits=("train", "val"))
     for split in ("train", "val"):
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         report = classification_report(clf.predict_proba(x_va), y_va[head], bundle.label_names[head])
         headline = {k: v for k, v in report.items() if k.startswith("top")}
-    result = {"probe": f"{args.backbone} frozen, logistic regression", "format": args.format, "input_size": args.input_size, "resize": args.resize,
+    result = {"probe": f"{args.backbone} frozen, logistic regression", "format": args.format, "input_size": args.input_size, "resize": args.resize, "max_stretch": args.max_stretch,
               "train_images": len(x_tr), "val_images": len(x_va), "headline": headline, "seconds": time.perf_counter() - t0,
               "machine": f"{platform.platform()}, {torch.get_num_threads()} threads"}
     print(json.dumps(result, indent=2))

@@ -189,11 +189,12 @@ def test_letterbox_box_and_input_to_photo_invert_each_other() -> None:
 
     assert letterbox_box(400, 300, (320, 224)) == (0, 76, 224, 168)  # hand-worked: 224 / 400 = 0.56
     assert letterbox_box(300, 600, (320, 224)) == (32, 0, 160, 320)  # tall photo: bands left and right
-    for cfg in (LETTERBOX, CFG):
+    assert letterbox_box(550, 825, (320, 224), max_stretch=1.15) == (0, 0, 224, 320)  # 2:3 within 1.15x of 10:7
+    for cfg in (LETTERBOX, LETTERBOX.replace(max_stretch=1.3), CFG):
         width, height = 640, 200
         photo = torch.tensor([[0.0, 0.0], [320.0, 100.0], [640.0, 200.0], [17.0, 150.0]]).numpy()
         if cfg.resize == "letterbox":
-            left, top, w, h = letterbox_box(width, height, cfg.input_size)
+            left, top, w, h = letterbox_box(width, height, cfg.input_size, cfg.max_stretch)
             normalised = (photo * [w / width, h / height] + [left, top]) / [cfg.input_size[1], cfg.input_size[0]]
         else:
             normalised = photo / [width, height]
@@ -204,4 +205,18 @@ def test_letterbox_box_and_input_to_photo_invert_each_other() -> None:
 def test_unknown_resize_mode_is_named() -> None:
     with pytest.raises(ValueError, match="resize must be one of"):
         DataConfig(resize="crop")
-    assert DataConfig.from_dict({"input_size": [8, 8]}).resize == "squash"  # models saved before the option
+    with pytest.raises(ValueError, match="max_stretch"):
+        DataConfig(resize="letterbox", max_stretch=0.5)
+    old = DataConfig.from_dict({"input_size": [8, 8]})  # a model saved before the options existed
+    assert (old.resize, old.max_stretch) == ("squash", 1.0)
+
+
+def test_max_stretch_stretches_a_little_and_pads_the_rest() -> None:
+    # 64 x 48 landscape into 32 x 40: stretched 1.25x to 64 x 60, fitted to 32 x 30, bands of 5 rows
+    cfg = LETTERBOX.replace(max_stretch=1.25)
+    pixels = build_transforms(cfg, train=False)(Image.new("RGB", (64, 48), (255, 255, 255)))
+    pixels = pixels * torch.tensor(cfg.std).view(3, 1, 1) + torch.tensor(cfg.mean).view(3, 1, 1)
+    white_rows = (pixels.min(0).values.min(1).values > 0.99).nonzero().flatten().tolist()
+    assert white_rows == list(range(5, 35))
+    portrait = Image.effect_noise((60, 80), 60).convert("RGB")  # 4:3 vs the input's 5:4: within 1.25x, squashed
+    assert torch.equal(build_transforms(cfg, train=False)(portrait), build_transforms(CFG, train=False)(portrait))

@@ -19,6 +19,9 @@ class DataConfig:
         resize: how a photo becomes ``input_size``: "squash" stretches it to fill the input (the
             aspect ratio is lost: a landscape photo in a portrait input is squeezed sideways);
             "letterbox" scales it to fit inside and pads the rest with the mean colour.
+        max_stretch: letterbox only: first stretch the photo towards the input's aspect ratio by up
+            to this factor, then pad what remains (1.0: never stretch; 1.15: a 2:3 photo fills a
+            320 x 224 input, a 4:3 landscape photo is stretched 1.15x and padded).
     """
 
     input_size: tuple[int, int] = (224, 224)
@@ -26,11 +29,14 @@ class DataConfig:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     interpolation: str = "bilinear"
     resize: str = "squash"
+    max_stretch: float = 1.0
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.resize not in RESIZE_MODES:
             raise ValueError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
+        if not self.max_stretch >= 1.0:
+            raise ValueError(f"max_stretch must be a number >= 1.0, got {self.max_stretch!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,6 +49,7 @@ class DataConfig:
             std=tuple(d.get("std", (0.229, 0.224, 0.225))),
             interpolation=d.get("interpolation", "bilinear"),
             resize=d.get("resize", "squash"),  # models saved before letterboxing existed squash
+            max_stretch=float(d.get("max_stretch", 1.0)),
             extra=dict(d.get("extra", {})),
         )
 

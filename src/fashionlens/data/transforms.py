@@ -52,18 +52,26 @@ def draft_size(cfg: DataConfig) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def letterbox_box(width: int, height: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+def letterbox_box(width: int, height: int, size: tuple[int, int], max_stretch: float = 1.0) -> tuple[int, int, int, int]:
     """Where a ``width`` x ``height`` photo lands when letterboxed into ``size`` = (H, W).
+
+    The photo is first stretched towards the input's aspect ratio by at most ``max_stretch``, then
+    scaled to fit inside the input; the rest is padding.
 
     Returns:
         (left, top, w, h): the photo is resized to w x h and pasted with its top-left corner at
-        (left, top); the rest of the canvas is padding.
+        (left, top); (0, 0, W, H) when it fills the input.
 
     Example:
         >>> letterbox_box(400, 300, (320, 224))  # landscape photo, portrait input: bands top and bottom
         (0, 76, 224, 168)
+        >>> letterbox_box(400, 300, (320, 224), max_stretch=1.25)  # 1.25x taller first: 224 x 210
+        (0, 55, 224, 210)
     """
     out_h, out_w = size
+    mismatch = (height / width) / (out_h / out_w)  # > 1: the photo is taller than the input
+    stretch = min(max(mismatch, 1.0 / max_stretch), max_stretch)
+    height = height / stretch  # the stretched photo's height, in the photo's width units
     scale = min(out_w / width, out_h / height)
     w = min(out_w, max(1, round(width * scale)))
     h = min(out_h, max(1, round(height * scale)))
@@ -90,7 +98,7 @@ def input_to_photo(xy: np.ndarray, photo_size: tuple[int, int], cfg: DataConfig)
     if cfg.resize == "squash":
         return xy * np.array([width, height])
     out_h, out_w = cfg.input_size
-    left, top, w, h = letterbox_box(width, height, cfg.input_size)
+    left, top, w, h = letterbox_box(width, height, cfg.input_size, cfg.max_stretch)
     x = (xy[..., 0] * out_w - left) * width / w
     y = (xy[..., 1] * out_h - top) * height / h
     return np.stack([np.clip(x, 0, width), np.clip(y, 0, height)], axis=-1)
@@ -122,28 +130,30 @@ class EvalTransform:
         std: per-channel standard deviation.
         interpolation: resize filter name.
         resize: "squash" (stretch to fill) or "letterbox" (fit inside, pad with the mean colour).
+        max_stretch: letterbox only: stretch towards the input's aspect by up to this, then pad.
     """
 
     def __init__(self, size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...],
-                 interpolation: str = "bilinear", resize: str = "squash"):
+                 interpolation: str = "bilinear", resize: str = "squash", max_stretch: float = 1.0):
         if resize not in RESIZE_MODES:
             raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
         self.size = (int(size[0]), int(size[1]))
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
         self.filter = pil_filter(interpolation)
-        self.resize = resize
+        self.resize, self.max_stretch = resize, max_stretch
         self._pad = tuple(round(255 * v) for v in mean)  # normalises to (about) zero
 
     def fit(self, img: Image.Image, box: tuple[int, int, int, int] | None = None) -> Image.Image:
         """The region ``box`` of ``img`` (default: all of it) resized to ``size`` by ``self.resize``."""
         height, width = self.size
         src_w, src_h = (box[2] - box[0], box[3] - box[1]) if box else img.size
-        if self.resize == "squash" or src_w * height == src_h * width:
+        left, top, w, h = (0, 0, width, height) if self.resize == "squash" else \
+            letterbox_box(src_w, src_h, self.size, self.max_stretch)
+        if (w, h) == (width, height):
             if box is None and img.size == (width, height):
                 return img
             return img.resize((width, height), self.filter, box=box)
-        left, top, w, h = letterbox_box(src_w, src_h, self.size)
         canvas = Image.new("RGB", (width, height), self._pad)
         canvas.paste(img.resize((w, h), self.filter, box=box), (left, top))
         return canvas
@@ -153,7 +163,7 @@ class EvalTransform:
         return to_normalized_tensor(self.fit(img), self.mean, self.std)
 
     def __repr__(self) -> str:
-        return f"EvalTransform(size={self.size}, resize={self.resize}, filter={self.filter.name})"
+        return f"EvalTransform(size={self.size}, resize={self.resize}, max_stretch={self.max_stretch}, filter={self.filter.name})"
 
 
 class TrainTransform(EvalTransform):
@@ -164,7 +174,7 @@ class TrainTransform(EvalTransform):
         mean: per-channel mean, in [0, 1] units.
         std: per-channel standard deviation.
         interpolation: resize filter name.
-        resize: "squash" or "letterbox", as in :class:`EvalTransform` (applied to the crop).
+        resize, max_stretch: as in :class:`EvalTransform`, applied to the crop.
         scale: range of the crop's area as a fraction of the photo's.
         ratio_jitter: the crop's aspect is the photo's times a log-uniform factor in
             ``[1 / ratio_jitter, ratio_jitter]``.
@@ -173,9 +183,10 @@ class TrainTransform(EvalTransform):
     """
 
     def __init__(self, size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...],
-                 interpolation: str = "bilinear", resize: str = "squash", scale: tuple[float, float] = (0.6, 1.0),
-                 ratio_jitter: float = 1.15, flip_p: float = 0.5, jitter: float = 0.2):
-        super().__init__(size, mean, std, interpolation, resize)
+                 interpolation: str = "bilinear", resize: str = "squash", max_stretch: float = 1.0,
+                 scale: tuple[float, float] = (0.6, 1.0), ratio_jitter: float = 1.15, flip_p: float = 0.5,
+                 jitter: float = 0.2):
+        super().__init__(size, mean, std, interpolation, resize, max_stretch)
         self.scale, self.ratio_jitter, self.flip_p, self.jitter = scale, ratio_jitter, flip_p, jitter
 
     def _uniform(self, low: float, high: float) -> float:
@@ -233,7 +244,8 @@ def build_transforms(cfg: DataConfig, train: bool) -> Callable[[Image.Image], to
         >>> tuple(t(Image.new("RGB", (50, 70))).shape)
         (3, 32, 24)
     """
-    kwargs = dict(size=cfg.input_size, mean=cfg.mean, std=cfg.std, interpolation=cfg.interpolation, resize=cfg.resize)
+    kwargs = dict(size=cfg.input_size, mean=cfg.mean, std=cfg.std, interpolation=cfg.interpolation,
+                  resize=cfg.resize, max_stretch=cfg.max_stretch)
     if not train:
         return EvalTransform(**kwargs)
     # cfg.extra["crop_scale"]: multi-label photos need milder crops (a crop can cut a labelled item off)

@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
         "limit": None,  # use only the first n training images (smoke tests)
         "input_size": None,  # [H, W]; default: the backbone's
         "resize": "squash",  # squash | letterbox: how a photo becomes input_size (kept by the model)
+        "max_stretch": 1.0,  # letterbox: stretch towards the input's aspect by up to this, then pad
         "batch_size": 16,
         "num_workers": "auto",
         "bad_images": "skip",  # skip | fail
