@@ -5,12 +5,15 @@ accessories (shoes, hats, bags) often sit at the border of fashion photos, and a
 exactly the labels being predicted. With ``cfg.resize == "squash"`` (the default) the photo is
 stretched to fill the input, so its aspect ratio is lost; with ``"letterbox"`` it is scaled to fit
 inside the input and centred on a mean-colour canvas (:func:`letterbox_box`), so a landscape photo
-in a portrait input keeps its shape (a pair of shorts squeezed sideways looks like trousers).
+in a portrait input keeps its shape (a pair of shorts squeezed sideways looks like trousers);
+``cfg.max_stretch`` lets letterboxing stretch a photo a little first, so that only photos far from
+the input's shape are padded.
 
 Train takes a random crop of 60-100 % of the area whose aspect ratio is the photo's own (times a
-mild jitter), resizes it to (H, W) the same way as eval does, flips it horizontally half of the time and jitters brightness,
-contrast and saturation. Keeping the photo's aspect in the crop means the final resize stretches
-shapes by the same factor as the eval resize does, so train and eval images look alike.
+mild jitter), resizes it to (H, W) the same way as eval does, flips it horizontally half of the
+time and jitters brightness, contrast and saturation. Keeping the photo's aspect in the crop means
+the final resize stretches shapes by the same factor as the eval resize does, so train and eval
+images look alike.
 
 Both are plain picklable callables (PIL image -> float tensor (3, H, W)), usable in DataLoader
 workers; randomness comes from torch's generator, which DataLoader seeds per worker.
@@ -224,7 +227,7 @@ class TrainTransform(EvalTransform):
         return x.sub_(self.mean).div_(self.std)
 
     def __repr__(self) -> str:
-        return (f"TrainTransform(size={self.size}, resize={self.resize}, scale={self.scale}, ratio_jitter={self.ratio_jitter}, "
+        return (f"TrainTransform(size={self.size}, resize={self.resize}, max_stretch={self.max_stretch}, scale={self.scale}, ratio_jitter={self.ratio_jitter}, "
                 f"flip_p={self.flip_p}, jitter={self.jitter}, filter={self.filter.name})")
 
 
@@ -239,7 +242,7 @@ def build_transforms(cfg: DataConfig, train: bool) -> Callable[[Image.Image], to
         A callable mapping an RGB PIL image to a float32 tensor of shape (3, H, W).
 
     Example:
-        >>> from fashionlens.data.config import RESIZE_MODES, DataConfig
+        >>> from fashionlens.data.config import DataConfig
         >>> t = build_transforms(DataConfig(input_size=(32, 24)), train=False)
         >>> tuple(t(Image.new("RGB", (50, 70))).shape)
         (3, 32, 24)
