@@ -120,3 +120,15 @@ def test_bad_images_are_reported_before_training(tmp_path, colour_csv):
                                  "trainer.max_epochs=1", "data.bad_images=fail"])
     assert result.exit_code == 2 and "broken.jpg" in result.output
     assert not (tmp_path / "fail" / "model.safetensors").exists()
+
+
+def test_letterbox_setting_travels_from_config_to_the_model_header(tmp_path, colour_csv):
+    out = tmp_path / "run_lb"
+    args = ["train", str(_config(tmp_path, "linear")), "--data", str(colour_csv), "--out", str(out),
+            "trainer.max_epochs=1", "data.resize=letterbox", "data.max_stretch=1.2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    cfg = read_info(out / "model.safetensors").data_config
+    assert (cfg.resize, cfg.max_stretch) == ("letterbox", 1.2)
+    bad = runner.invoke(app, [*args[:6], "data.resize=crop"])
+    assert bad.exit_code != 0 and "resize must be one of" in bad.output + repr(bad.exception)
