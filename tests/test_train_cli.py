@@ -130,5 +130,7 @@ def test_letterbox_setting_travels_from_config_to_the_model_header(tmp_path, col
     assert result.exit_code == 0, result.output + repr(result.exception)
     cfg = read_info(out / "model.safetensors").data_config
     assert (cfg.resize, cfg.max_stretch) == ("letterbox", 1.2)
-    bad = runner.invoke(app, [*args[:6], "data.resize=crop"])
-    assert bad.exit_code != 0 and "resize must be one of" in bad.output + repr(bad.exception)
+    for override, message in (("data.resize=crop", "data.resize must be one of squash, letterbox, got 'crop'"),
+                              ("data.max_stretch=0.5", "data.max_stretch must be a number >= 1, got 0.5")):
+        bad = runner.invoke(app, [*args[:6], override])
+        assert bad.exit_code == 2 and message in bad.output, bad.output
