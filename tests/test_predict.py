@@ -184,3 +184,23 @@ def test_letterbox_model_pads_landscape_photos_and_maps_landmarks_back(tmp_path,
     assert pred.category[0].label == CATEGORIES[int(probs.argmax())]
     assert pred.category[0].score == pytest.approx(float(probs.max()), abs=1e-5)
     assert len(pred.landmarks) == 8 and all(0 <= lm.x <= 50 and 0 <= lm.y <= 20 for lm in pred.landmarks)
+
+
+def test_image_size_and_landmarks_refer_to_the_photo_not_its_draft_decode(tiny_model, tmp_path):
+    # a 32 x 32 input lets libjpeg decode this 400 x 200 JPEG at 1/8 scale (draft mode); EXIF 6 = upright 200 x 400
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (400, 200), (200, 40, 40)).save(tmp_path / "big.jpg", exif=exif)
+    Image.new("RGB", (400, 200), (200, 40, 40)).save(tmp_path / "plain.jpg")
+    predictor = fashionlens.load_model(tiny_model, backend="torch")
+    assert max(predictor.preprocess(tmp_path / "plain.jpg")[0].shape) == 32
+    rotated, plain = predictor.predict([tmp_path / "big.jpg", tmp_path / "plain.jpg"])
+    assert rotated.image_size == (200, 400) and plain.image_size == (400, 200)
+    for pred in (rotated, plain):
+        w, h = pred.image_size
+        assert all(0 <= lm.x <= w and 0 <= lm.y <= h for lm in pred.landmarks)
+    # decoded in full (a PIL image is not drafted), the one-colour photo gives the same input: same landmarks
+    full = predictor.predict([Image.open(tmp_path / "plain.jpg").convert("RGB")])[0]
+    assert full.image_size == (400, 200)
+    for a, b in zip(plain.landmarks, full.landmarks, strict=True):
+        assert (a.x, a.y) == pytest.approx((b.x, b.y), abs=1e-3)

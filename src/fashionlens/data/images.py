@@ -20,6 +20,7 @@ MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 
 
 EXIF_ORIENTATION = 0x0112
+FULL_SIZE_KEY = "fashionlens_full_size"  # Image.info key: (width, height) before draft-mode decoding
 # EXIF orientation -> the transpose that makes the stored pixels upright (as ImageOps.exif_transpose).
 _EXIF_TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -166,7 +167,9 @@ def _decode(fp: BinaryIO, name: str, draft_size: tuple[int, int] | None) -> tupl
             if draft_size is not None and img.format == "JPEG":
                 img.draft("RGB", draft_size)
             img.load()
-            return _oriented_rgb(img, name)
+            out, orientation = _oriented_rgb(img, name)
+            out.info[FULL_SIZE_KEY] = (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # upright
+            return out, orientation
     except BadImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -175,6 +178,15 @@ def _decode(fp: BinaryIO, name: str, draft_size: tuple[int, int] | None) -> tupl
         raise BadImageError(name, "not an image file PIL can identify") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise BadImageError(name, f"cannot decode image ({e})") from None
+
+
+def photo_size(img: Image.Image) -> tuple[int, int]:
+    """(width, height) of the upright photo ``img`` was decoded from.
+
+    Draft-mode decoding (``load_image(..., draft_size=...)``) returns a JPEG at 1/2, 1/4 or 1/8 of
+    its size; positions reported to users (landmarks) must refer to the photo itself.
+    """
+    return tuple(img.info.get(FULL_SIZE_KEY, img.size))
 
 
 def orient_points(points: np.ndarray, orientation: int, stored_size: tuple[int, int]) -> np.ndarray:

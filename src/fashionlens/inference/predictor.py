@@ -15,7 +15,7 @@ import torch
 
 from fashionlens.checkpoint import ModelInfo
 from fashionlens.checkpoint import load_model as load_model_file
-from fashionlens.data.images import BadImageError, ImageSource, load_image
+from fashionlens.data.images import BadImageError, ImageSource, load_image, photo_size
 from fashionlens.data.transforms import build_transforms, draft_size, input_to_photo
 from fashionlens.inference.onnx_runner import cpu_cores, onnxruntime_available
 from fashionlens.models.glem import heatmaps_to_landmarks
@@ -111,7 +111,7 @@ class Predictor:
 
     def preprocess(self, src: ImageSource) -> tuple[torch.Tensor, tuple[int, int]]:
         img = load_image(src, draft_size=self._draft)
-        return self.transform(img), img.size
+        return self.transform(img), photo_size(img)
 
     def predict(self, images: ImageSource | Sequence[ImageSource], top_k: int = 5, threshold: float | None = None,
                 names: Sequence[str] | None = None) -> list[Prediction]:
