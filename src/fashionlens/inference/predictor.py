@@ -36,7 +36,7 @@ class ScoredLabel:
 @dataclass
 class Landmark:
     name: str
-    x: float  # pixels in the original image
+    x: float  # pixels in the original (upright, full-resolution) image
     y: float
     score: float  # heatmap peak value
 
@@ -51,7 +51,7 @@ class Prediction:
     tag_threshold: float | None = None
     attributes: list[ScoredLabel] | None = None
     landmarks: list[Landmark] | None = None
-    image_size: tuple[int, int] | None = None  # (width, height)
+    image_size: tuple[int, int] | None = None  # (width, height) of the upright photo, full resolution
     error: str | None = None
 
     def to_dict(self) -> dict:
