@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         report = classification_report(clf.predict_proba(x_va), y_va[head], bundle.label_names[head])
         headline = {k: v for k, v in report.items() if k.startswith("top")}
-    result = {"probe": f"{args.backbone} frozen, logistic regression", "format": args.format, "input_size": args.input_size, "resize": args.resize, "max_stretch": args.max_stretch,
+    result = {"probe": f"{args.backbone} frozen, logistic regression", "format": args.format, "input_size": args.input_size,
+              "resize": args.resize, "max_stretch": args.max_stretch,
               "train_images": len(x_tr), "val_images": len(x_va), "headline": headline, "seconds": time.perf_counter() - t0,
               "machine": f"{platform.platform()}, {torch.get_num_threads()} threads"}
     print(json.dumps(result, indent=2))

@@ -7,6 +7,14 @@ from dataclasses import asdict, dataclass, field
 RESIZE_MODES = ("squash", "letterbox")
 
 
+def check_resize(resize: str, max_stretch: float) -> None:
+    """Raise ValueError unless ``resize`` is a known mode and ``max_stretch`` a number >= 1."""
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
+    if isinstance(max_stretch, bool) or not isinstance(max_stretch, (int, float)) or max_stretch < 1:
+        raise ValueError(f"max_stretch must be a number >= 1, got {max_stretch!r}")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Input geometry and normalisation of a model (timm's "pretrained_cfg" in miniature).
@@ -33,10 +41,7 @@ class DataConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.resize not in RESIZE_MODES:
-            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
-        if not self.max_stretch >= 1.0:
-            raise ValueError(f"max_stretch must be a number >= 1.0, got {self.max_stretch!r}")
+        check_resize(self.resize, self.max_stretch)
 
     def to_dict(self) -> dict:
         return asdict(self)

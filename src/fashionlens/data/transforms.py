@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fashionlens.data.config import RESIZE_MODES, DataConfig
+from fashionlens.data.config import DataConfig, check_resize
 
 _FILTERS = {
     "nearest": Image.Resampling.NEAREST,
@@ -138,8 +138,7 @@ class EvalTransform:
 
     def __init__(self, size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...],
                  interpolation: str = "bilinear", resize: str = "squash", max_stretch: float = 1.0):
-        if resize not in RESIZE_MODES:
-            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
+        check_resize(resize, max_stretch)
         self.size = (int(size[0]), int(size[1]))
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)

@@ -151,13 +151,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def _check_data_values(data: dict) -> None:
     """Values the data section must have before anything is built, named by their key."""
-    from fashionlens.data.config import RESIZE_MODES
+    from fashionlens.data.config import check_resize
 
-    if data["resize"] not in RESIZE_MODES:
-        raise ConfigError(f"data.resize must be one of {', '.join(RESIZE_MODES)}, got {data['resize']!r}")
-    stretch = data["max_stretch"]
-    if isinstance(stretch, bool) or not isinstance(stretch, (int, float)) or stretch < 1:
-        raise ConfigError(f"data.max_stretch must be a number >= 1, got {stretch!r}")
+    try:
+        check_resize(data["resize"], data["max_stretch"])
+    except ValueError as e:
+        raise ConfigError(f"data.{e}") from None
 
 
 def _read_yaml_with_base(path: Path) -> dict:

@@ -51,7 +51,7 @@ def train(cfg: dict, out_dir: str | Path, resume: bool = True) -> dict:
     L.seed_everything(int(cfg["seed"]), workers=True)
     backbone = create_backbone(cfg["model"]["backbone"], pretrained=cfg["model"]["pretrained"], **_backbone_kwargs(cfg))
     backbone.data_config = data_config = backbone.data_config.replace(
-        resize=cfg["data"]["resize"], max_stretch=float(cfg["data"]["max_stretch"]))
+        resize=cfg["data"]["resize"], max_stretch=cfg["data"]["max_stretch"])
     bundle = build_data(cfg, data_config)
     prescanned = prescan_images(bundle, cfg["data"]["bad_images"], cfg["data"]["num_workers"]) if cfg["data"]["prescan"] else {}
     model, info = build_model_for_data(cfg, bundle, backbone)
