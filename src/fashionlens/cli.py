@@ -89,20 +89,22 @@ def _print_headline(report: dict) -> None:
 
 @data_app.command("stats")
 def data_stats(
-    path: Annotated[Path, typer.Argument(help="CCP folder, multi-label CSV/JSONL, or image folder")],
-    fmt: Annotated[str, typer.Option("--format", help="auto | ccp | multilabel | image_folder")] = "auto",
+    path: Annotated[Path, typer.Argument(help="CCP folder, clothing-dataset folder, multi-label CSV/JSONL, or image folder")],
+    fmt: Annotated[str, typer.Option("--format", help="auto | ccp | clothing_dataset | multilabel | image_folder")] = "auto",
 ) -> None:
     """Label counts and a co-occurrence summary of a data set."""
     from fashionlens.data.stats import format_stats, multilabel_stats
 
-    dataset = _read_any(path, fmt)
+    dataset, notes = _read_any(path, fmt)
     typer.echo(format_stats(multilabel_stats(dataset)))
+    for note in notes:
+        typer.echo(note)
 
 
 @data_app.command("check")
 def data_check(
     path: Annotated[Path, typer.Argument(help="DeepFashion root, multi-label CSV/JSONL, CCP folder or image folder")],
-    fmt: Annotated[str, typer.Option("--format", help="auto | deepfashion | multilabel | ccp | image_folder")] = "auto",
+    fmt: Annotated[str, typer.Option("--format", help="auto | deepfashion | multilabel | ccp | clothing_dataset | image_folder")] = "auto",
     images: Annotated[bool, typer.Option("--images/--no-images", help="also check the image files (headers)")] = True,
     label_list: Annotated[Path | None, typer.Option("--label-list", help="multilabel: report labels not in this file")] = None,
     workers: Annotated[int, typer.Option("--workers", help="threads reading image headers")] = 4,
@@ -123,24 +125,32 @@ def data_check(
 
 
 def _read_any(path: Path, fmt: str):
-    from fashionlens.data.ccp import read_ccp
+    """The data set at ``path`` and notes on what its reader did (annotation kinds, skipped rows)."""
+    from fashionlens.data.ccp import MIN_MASK_PIXELS, read_ccp_parts
+    from fashionlens.data.check import detect_format
+    from fashionlens.data.clothing_dataset import read_clothing_dataset
     from fashionlens.data.image_folder import read_image_folder
-    from fashionlens.data.multilabel import read_multilabel
+    from fashionlens.data.multilabel import LabelledSet, read_multilabel
 
     if not path.exists():
         _fail(f"path does not exist: {path}")
-    if fmt == "auto":
-        if path.is_file():
-            fmt = "multilabel"
-        elif (path / "label_list.mat").is_file():
-            fmt = "ccp"
-        else:
-            fmt = "image_folder"
-    readers = {"ccp": read_ccp, "multilabel": read_multilabel, "image_folder": read_image_folder}
-    if fmt not in readers:
-        _fail(f"--format must be auto, ccp, multilabel or image_folder, got {fmt!r}")
+    formats = ("ccp", "clothing_dataset", "multilabel", "image_folder")
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt not in formats:
+        _fail(f"--format must be auto, {', '.join(formats)}, got {fmt!r}")
     try:
-        return readers[fmt](path)
+        if fmt == "ccp":
+            parts = read_ccp_parts(path)
+            samples = sorted((s for p in parts.values() for s in p.samples), key=lambda s: s.path.name)
+            kinds = ", ".join(f"{len(p)} {k}" for k, p in parts.items())
+            first = next(iter(parts.values()))
+            return LabelledSet(samples, first.label_names, path), [
+                f"\nannotations: {kinds} (a mask label is a tag from {MIN_MASK_PIXELS} pixels)"]
+        if fmt == "clothing_dataset":
+            ds = read_clothing_dataset(path)
+            skipped = ", ".join(f"{k} {v}" for k, v in sorted(ds.skipped.items())) or "none"
+            return ds.data, [f"\nskipped rows: {skipped}; kids' clothes: {int(ds.kids.sum())} of {len(ds)}"]
+        return (read_multilabel(path) if fmt == "multilabel" else read_image_folder(path)), []
     except ValueError as e:
         _fail(str(e))
 

@@ -6,7 +6,7 @@ for one class per image); :func:`build_transforms` derives the train / eval pres
 (via :func:`load_image`) into dict samples for a DataLoader.
 """
 
-from fashionlens.data.ccp import read_ccp
+from fashionlens.data.ccp import read_ccp, read_ccp_parts
 from fashionlens.data.config import DataConfig
 from fashionlens.data.datasets import ClassificationDataset, MultiLabelDataset
 from fashionlens.data.errors import DataFormatError
@@ -39,6 +39,7 @@ __all__ = [
     "load_image",
     "multilabel_stats",
     "read_ccp",
+    "read_ccp_parts",
     "read_image_folder",
     "read_label_list",
     "read_multilabel",

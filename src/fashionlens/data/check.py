@@ -23,7 +23,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from fashionlens.data import multilabel as ml
-from fashionlens.data.ccp import _read_tags, read_ccp_label_list
+from fashionlens.data.ccp import ANNOTATION_KINDS, _read_tags, read_ccp_label_list, read_ccp_mask
 from fashionlens.data.deepfashion import ANNO_FILES, CLOTHES_TYPE_SLOTS, LANDMARK_NAMES, PARTITIONS
 from fashionlens.data.errors import DataFormatError
 from fashionlens.data.image_folder import read_image_folder
@@ -32,7 +32,7 @@ from fashionlens.data.images import MAX_IMAGE_PIXELS
 __all__ = ["FORMATS", "CheckResult", "Problem", "check_dataset", "detect_format", "probe_image", "run_check",
            "scan_images"]  # fmt: skip
 
-FORMATS = ("auto", "deepfashion", "multilabel", "ccp", "image_folder")
+FORMATS = ("auto", "deepfashion", "multilabel", "ccp", "clothing_dataset", "image_folder")
 SPLIT_FOLDERS = ("train", "val", "validation", "test")
 _JPEG_TAIL_BYTES = 1024  # the end-of-image marker must appear in the file's last KB
 
@@ -174,7 +174,8 @@ def _check_images(
 
 
 def detect_format(path: str | Path) -> str:
-    """``Anno/`` -> deepfashion, ``label_list.mat`` -> ccp, a file -> multilabel, else image_folder."""
+    """``Anno/`` -> deepfashion, ``label_list.mat`` -> ccp, ``images.csv`` -> clothing_dataset, a file -> multilabel,
+    else image_folder."""
     path = Path(path)
     if path.is_file():
         return "multilabel"
@@ -182,6 +183,8 @@ def detect_format(path: str | Path) -> str:
         return "deepfashion"
     if (path / "label_list.mat").is_file():
         return "ccp"
+    if (path / "images.csv").is_file():
+        return "clothing_dataset"
     return "image_folder"
 
 
@@ -199,7 +202,7 @@ def run_check(
         result.add(path, None, "file", "path does not exist")
         return result
     checkers = {"deepfashion": _check_deepfashion, "multilabel": _check_multilabel, "ccp": _check_ccp,
-                "image_folder": _check_image_folder}  # fmt: skip
+                "clothing_dataset": _check_clothing, "image_folder": _check_image_folder}  # fmt: skip
     checkers[fmt](path, result, check_images, label_list=label_list, workers=workers)
     return result
 
@@ -299,6 +302,7 @@ def _check_multilabel(path: Path, result: CheckResult, check_images: bool, label
 
 
 def _check_ccp(root: Path, result: CheckResult, check_images: bool, label_list=None, workers: int = 0) -> None:
+    """Both annotation kinds: tags (image-level) and masks (pixel-level: readable, ids in range, photo size)."""
     label_file = root / "label_list.mat"
     result.files.add(str(label_file))
     try:
@@ -306,27 +310,86 @@ def _check_ccp(root: Path, result: CheckResult, check_images: bool, label_list=N
     except DataFormatError as e:
         result.add(label_file, None, "file", e.message)
         names = None
-    ann_dir, photo_dir = root / "annotations" / "image-level", root / "photos"
-    for folder in (ann_dir, photo_dir):
-        if not folder.is_dir():
-            result.add(folder, None, "file", "folder not found")
-    if not ann_dir.is_dir() or not photo_dir.is_dir():
+    ann_root, photo_dir = root / "annotations", root / "photos"
+    folders = [ann_root / k for k in ANNOTATION_KINDS if (ann_root / k).is_dir()]
+    if not folders:
+        result.add(ann_root / "image-level", None, "file", "folder not found (nor annotations/pixel-level)")
+    if not photo_dir.is_dir():
+        result.add(photo_dir, None, "file", "folder not found")
+    if not folders or not photo_dir.is_dir():
         return
     photos = {os.path.splitext(e.name)[0]: Path(e.path) for e in os.scandir(photo_dir) if e.is_file()}
     images = []
-    for ann in sorted(p for p in ann_dir.iterdir() if p.suffix == ".mat"):
-        result.files.add(str(ann))
-        try:
-            tags = _read_tags(ann, 1 << 30)  # parse only; the range is checked below
-        except DataFormatError as e:
-            result.add(ann, None, "value", e.message)
-            tags = []
-        if names is not None and [t for t in tags if not 0 <= t < len(names)]:
-            result.add(ann, None, "label", f"tag indices {tags} outside 0..{len(names) - 1} (label_list.mat)")
-        if ann.stem not in photos:
-            result.add(ann, None, "missing_image", f"annotation without a photo; expected {photo_dir / ann.stem}.jpg")
+    for folder in folders:
+        anns = sorted(p for p in folder.iterdir() if p.suffix == ".mat")
+        result.files.update(str(a) for a in anns)
+        check = partial(_ccp_tags if folder.name == "image-level" else _ccp_mask, names=names, photos=photos)
+        for ann, problem in zip(anns, _map(check, anns, workers), strict=True):
+            if problem:
+                result.add(ann, None, *problem)
+            if ann.stem not in photos:
+                result.add(ann, None, "missing_image", f"annotation without a photo; expected {photo_dir / ann.stem}.jpg")
+            else:
+                images.append((photos[ann.stem], photos[ann.stem], None))
+    if check_images:
+        _check_images(result, images, workers)
+
+
+def _ccp_tags(ann: Path, names: list[str] | None, photos: dict[str, Path]) -> tuple[str, str] | None:
+    try:
+        tags = _read_tags(ann, 1 << 30)  # parse only; the range is checked below
+    except DataFormatError as e:
+        return "value", e.message
+    if names is not None and [t for t in tags if not 0 <= t < len(names)]:
+        return "label", f"tag indices {tags} outside 0..{len(names) - 1} (label_list.mat)"
+    return None
+
+
+def _ccp_mask(ann: Path, names: list[str] | None, photos: dict[str, Path]) -> tuple[str, str] | None:
+    """A readable 2-D mask, ids within label_list, the size of its photo (the header is read even with --no-images)."""
+    try:
+        read_ccp_mask(ann, len(names) if names is not None else 256, photos.get(ann.stem))
+    except DataFormatError as e:
+        kind = "label" if "out of range" in e.message else "size" if "pixels but its photo" in e.message else "value"
+        return kind, e.message
+    return None
+
+
+# ----------------------------------------------------------------------------- clothing dataset
+
+
+def _check_clothing(root: Path, result: CheckResult, check_images: bool, label_list=None, workers: int = 0) -> None:
+    """images.csv rows (fields, duplicates, skipped labels as info) and their image files."""
+    from fashionlens.data.clothing_dataset import SKIPPED_LABELS, image_files, read_clothing_rows
+
+    csv_path = root / "images.csv"
+    result.files.add(str(csv_path))
+    try:
+        rows = read_clothing_rows(csv_path)
+    except DataFormatError as e:
+        result.add(csv_path, e.line, "value", e.message)
+        return
+    try:
+        files = image_files(root / "images")
+    except DataFormatError as e:
+        result.add(root / "images", None, "file", e.message)
+        return
+    seen: dict[str, int] = {}
+    images, skipped = [], 0
+    for r in rows:
+        if r.image in seen:
+            result.add(csv_path, r.line, "duplicate", f"image {r.image!r} is listed twice (first on line {seen[r.image]})")
+            continue
+        seen[r.image] = r.line
+        if r.label in SKIPPED_LABELS:
+            skipped += 1
+        elif r.image not in files:
+            result.add(csv_path, r.line, "missing_image", f"no image file for {r.image!r} in {root / 'images'}")
         else:
-            images.append((photos[ann.stem], photos[ann.stem], None))
+            images.append((files[r.image], csv_path, r.line))
+    if skipped:
+        result.add(csv_path, None, "skipped", f"{skipped} rows labelled {'/'.join(SKIPPED_LABELS)} are skipped by the reader",
+                   "warning")
     if check_images:
         _check_images(result, images, workers)
 

@@ -31,6 +31,7 @@ __all__ = [
     "DataFormatError",
     "LabelledSet",
     "Sample",
+    "concat_splits",
     "read_label_list",
     "read_multilabel",
     "select_top_labels",
@@ -428,3 +429,14 @@ def split_dataset(
         name: dataset.subset(np.flatnonzero(assignment == k).tolist())
         for k, name in enumerate(("train", "val", "test"))
     }
+
+
+def concat_splits(splits: Sequence[dict[str, LabelledSet]]) -> dict[str, LabelledSet]:
+    """Join the splits of several data sets with the same vocabulary: ``{"train": a + b, ...}``."""
+    first = splits[0]
+    for other in splits[1:]:
+        if list(other["train"].label_names) != list(first["train"].label_names):
+            raise ValueError("concat_splits: the data sets have different label vocabularies")
+    return {name: LabelledSet([s for part in splits for s in part[name].samples], list(first[name].label_names),
+                              first[name].root) for name in first}
+

@@ -17,7 +17,7 @@ DEFAULTS: dict[str, Any] = {
     "experiment": "experiment",
     "seed": 0,
     "data": {
-        "format": "ccp",  # ccp | multilabel | image_folder | deepfashion | mixed
+        "format": "ccp",  # ccp | multilabel | image_folder | clothing_dataset | deepfashion | mixed
         "sources": {},  # mixed: name -> data settings of one source (format, path, ...), one loader each
         "path": None,  # data root or annotation file; env FASHIONLENS_DATA overrides when unset
         "images_root": None,  # multilabel: folder the image paths are relative to
@@ -35,6 +35,9 @@ DEFAULTS: dict[str, Any] = {
         "prescan": True,  # probe every image header before training and report the bad ones
         "crop_margin": 0.1,  # deepfashion: relative margin around the bounding box
         "crop_scale": [0.6, 1.0],  # training crops: area range as a fraction of the photo
+        "ccp_annotations": "both",  # ccp: both | image-level | pixel-level (each kind is split on its own)
+        "min_mask_pixels": 100,  # ccp pixel-level: a label covering fewer pixels is not a tag
+        "holdout": None,  # clothing_dataset: folder of photos (or file of ids) kept for validation, never trained on
     },
     "model": {
         "backbone": "efficientnet_lite0",

@@ -41,6 +41,7 @@ def resolve_data_path(cfg: dict) -> Path:
         hint = {"ccp": "the Clothing Co-Parsing folder (photos/, annotations/, label_list.mat)",
                 "deepfashion": "the DeepFashion Category and Attribute Prediction root (img/, Anno/, Eval/)",
                 "image_folder": "a folder with train/<class>/*.jpg",
+                "clothing_dataset": "the clothing-dataset folder (images.csv, images/)",
                 "multilabel": "a CSV or JSONL file (image,main,labels)"}.get(fmt, "the data")
         raise DataPathError(f"no data path: pass --data PATH (or data.path=..., or env FASHIONLENS_DATA) pointing at {hint}")
     p = Path(path).expanduser()
@@ -60,11 +61,13 @@ def build_data(cfg: dict, data_config: DataConfig, splits=("train", "val", "test
         return _multilabel_bundle(cfg, root, data_config, splits)
     if fmt == "image_folder":
         return _image_folder_bundle(cfg, root, data_config, splits)
+    if fmt == "clothing_dataset":
+        return _clothing_bundle(cfg, root, data_config, splits)
     if fmt == "deepfashion":
         from fashionlens.train.deepfashion_data import deepfashion_bundle
 
         return deepfashion_bundle(cfg, root, data_config, splits)
-    raise ValueError(f"data.format must be ccp, multilabel, image_folder or deepfashion, got {fmt!r}")
+    raise ValueError(f"data.format must be ccp, multilabel, image_folder, clothing_dataset, deepfashion or mixed, got {fmt!r}")
 
 
 def source_config(cfg: dict, name: str) -> dict:
@@ -98,19 +101,22 @@ def _mixed_bundle(cfg: dict, data_config: DataConfig, splits) -> DataBundle:
 
 
 def _multilabel_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -> DataBundle:
-    from fashionlens.data.ccp import read_ccp
+    from fashionlens.data.ccp import read_ccp_parts
     from fashionlens.data.datasets import MultiLabelDataset
-    from fashionlens.data.multilabel import read_multilabel, select_top_labels, split_dataset
+    from fashionlens.data.multilabel import concat_splits, read_multilabel, select_top_labels, split_dataset
     from fashionlens.data.transforms import build_transforms
 
     d = cfg["data"]
     if d["format"] == "ccp":
-        full = read_ccp(root)
+        # Each annotation kind is split on its own (same seed and fractions), so the image-level
+        # photos keep exactly the split they had before the pixel-level ones were added.
+        kinds = list(read_ccp_parts(root, annotations=d["ccp_annotations"], min_pixels=int(d["min_mask_pixels"])).values())
     else:
-        full = read_multilabel(root, images_root=d["images_root"], label_list=d["label_list"])
+        kinds = [read_multilabel(root, images_root=d["images_root"], label_list=d["label_list"])]
     if d["top_labels"]:
-        full = select_top_labels(full, int(d["top_labels"]))
-    parts = split_dataset(full, tuple(d["split_fractions"]), seed=int(d["split_seed"]))
+        kinds = [select_top_labels(k, int(d["top_labels"])) for k in kinds]
+    parts = concat_splits([split_dataset(k, tuple(d["split_fractions"]), seed=int(d["split_seed"])) for k in kinds])
+    full = kinds[0]
     if d["limit"]:
         parts["train"] = parts["train"].subset(range(min(int(d["limit"]), len(parts["train"]))))
     datasets, paths = {}, {}
@@ -125,9 +131,7 @@ def _multilabel_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -
 
 def _image_folder_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -> DataBundle:
     """train/ is the training split; validation/ (or val/) the validation split, else a seeded 10%."""
-    from fashionlens.data.datasets import ClassificationDataset
     from fashionlens.data.image_folder import read_image_folder
-    from fashionlens.data.transforms import build_transforms
 
     d = cfg["data"]
     train = read_image_folder(root, "train")
@@ -141,15 +145,34 @@ def _image_folder_bundle(cfg: dict, root: Path, data_config: DataConfig, splits)
         parts["val"], parts["train"] = train.subset(order[:cut]), train.subset(sorted(order[cut:]))
     if (root / "test").is_dir():
         parts["test"] = read_image_folder(root, "test", class_names=train.class_names)
+    return _classification_bundle(d, parts, data_config, splits)
+
+
+def _clothing_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -> DataBundle:
+    """images.csv + images/: a seeded split by class; ``data.holdout`` photos are validation only."""
+    from fashionlens.data.clothing_dataset import holdout_ids, read_clothing_dataset, split_clothing
+
+    d = cfg["data"]
+    full = read_clothing_dataset(root)
+    held = holdout_ids(Path(d["holdout"]).expanduser()) if d["holdout"] else None
+    parts = {k: v.data for k, v in split_clothing(full, tuple(d["split_fractions"]), int(d["split_seed"]), held).items()}
+    return _classification_bundle(d, parts, data_config, splits)
+
+
+def _classification_bundle(d: dict, parts: dict, data_config: DataConfig, splits) -> DataBundle:
+    from fashionlens.data.datasets import ClassificationDataset
+    from fashionlens.data.transforms import build_transforms
+
     if d["limit"]:
         parts["train"] = parts["train"].subset(range(min(int(d["limit"]), len(parts["train"]))))
     datasets, paths = {}, {}
     for split in splits:
-        if split in parts:
+        if split in parts and len(parts[split]):
             tf = build_transforms(data_config, train=split == "train")
             datasets[split] = ClassificationDataset(parts[split], tf, data_config, bad_images=d["bad_images"])
             paths[split] = [str(p) for p, _ in parts[split].samples]
-    return DataBundle(datasets, {"category": list(train.class_names)}, {"category": parts["train"].targets()}, paths)
+    train = parts["train"]
+    return DataBundle(datasets, {"category": list(train.class_names)}, {"category": train.targets()}, paths)
 
 
 def num_workers(setting) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import torch
 
 from fashionlens.checkpoint import atomic_write_bytes, load_model
 from fashionlens.train.config import load_config
@@ -46,6 +47,7 @@ def evaluate_model(path: str | Path, data: str | Path, split: str = "val", batch
     bundle = build_data(cfg, info.data_config, splits=("train", split))
     if split not in bundle.datasets:
         raise ValueError(f"the data has no {split!r} split (it has {sorted(bundle.datasets)})")
+    align_targets(bundle, info.label_names, split)
     groups = np.asarray(info.extra["attribute_groups"]) if "attribute_groups" in info.extra else bundle.attribute_groups
     task = FashionTask(model, info.label_names, cfg["optim"], cfg["loss"], attribute_groups=groups,
                        channels_last=bool(cfg["trainer"]["channels_last"]))
@@ -63,6 +65,39 @@ def evaluate_model(path: str | Path, data: str | Path, split: str = "val", batch
     if "landmarks_target" in gathered and "train" in bundle.datasets:
         report["deepfashion"]["landmarks"]["NE_mean_baseline"] = mean_landmark_baseline(bundle.datasets["train"], gathered)
     return report, {"outputs": gathered, "info": info, "trainer": trainer, "dataset": bundle.datasets[split]}
+
+
+def align_targets(bundle, model_names: dict[str, list[str]], split: str) -> None:
+    """Put the data's targets in the model's label order, by name, for the heads both have.
+
+    A data set may spell the same vocabulary in another order (a label list, sorted names) or hold a
+    subset of a model's classes (clothing-small's 10 classes for a 17-class model). Labels the model
+    does not know are an error: scoring them against other columns would be silently wrong.
+    """
+    for head in ("category", "labels"):
+        names = bundle.label_names.get(head)
+        if names is None or head not in model_names or list(names) == list(model_names[head]):
+            continue
+        position = {n: i for i, n in enumerate(model_names[head])}
+        unknown = [n for n in names if n not in position]
+        if unknown or (head == "labels" and len(names) != len(position)):
+            missing = [n for n in model_names[head] if n not in set(names)]
+            raise ValueError(f"the data's {head} names do not match the model's: unknown to the model {unknown[:5]}"
+                             + (f", missing from the data {missing[:5]}" if head == "labels" and missing else ""))
+        order = np.asarray([position[n] for n in names])
+        dataset = bundle.datasets[split]
+        dataset.targets = torch.as_tensor(_reorder(dataset.targets.numpy(), order, head, len(position)))
+        bundle.train_targets[head] = _reorder(np.asarray(bundle.train_targets[head]), order, head, len(position))
+        bundle.label_names[head] = list(model_names[head])
+
+
+def _reorder(targets: np.ndarray, order: np.ndarray, head: str, num: int) -> np.ndarray:
+    """Class indices (N,) or multi-hot columns (N, C) moved to the positions ``order``."""
+    if head == "category":
+        return order[targets]
+    out = np.zeros((len(targets), num), dtype=targets.dtype)
+    out[:, order] = targets
+    return out
 
 
 def mean_landmark_baseline(train_dataset, gathered: dict, max_images: int = 2000, seed: int = 0) -> float:

@@ -147,13 +147,18 @@ def build_model_for_data(cfg: dict, bundle: DataBundle, backbone: torch.nn.Modul
     return model, ModelInfo(model.spec, label_names, backbone.data_config, extra)
 
 
-_SPLIT_KEYS = ("format", "top_labels", "split_fractions", "split_seed", "crop_margin")
+_SPLIT_KEYS = ("format", "top_labels", "split_fractions", "split_seed", "crop_margin", "ccp_annotations", "min_mask_pixels",
+               "holdout")
 
 
 def data_description(cfg: dict) -> dict:
     """What the evaluator needs to rebuild the same splits (no paths: data moves between machines)."""
     d = cfg["data"]
     out = {k: d[k] for k in _SPLIT_KEYS}
+    if d["label_list"]:  # the vocabulary order decides the columns (and ties of the split): keep the names
+        from fashionlens.data.multilabel import read_label_list
+
+        out["label_list"] = list(d["label_list"]) if isinstance(d["label_list"], list) else read_label_list(d["label_list"])
     if d["format"] == "mixed":
         out["sources"] = {s.get("format", d["format"]): {k: s.get(k, d[k]) for k in _SPLIT_KEYS} for s in d["sources"].values()}
     return out
