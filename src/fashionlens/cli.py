@@ -169,6 +169,35 @@ def synth_deepfashion(
     typer.echo(f"wrote {out}: {summary}")
 
 
+@data_app.command("derive-landmarks")
+def derive_landmarks(
+    ccp_root: Annotated[Path, typer.Argument(help="Clothing Co-Parsing folder (photos/, annotations/pixel-level/, label_list.mat)")],
+    out: Annotated[Path, typer.Argument(help="output folder: a DeepFashion Category and Attribute tree (img/, Anno/, Eval/)")],
+    pose: Annotated[bool, typer.Option("--pose", help="refine the points with a human-pose model (pip install 'fashionlens[pose]')")] = False,
+    margin: Annotated[float, typer.Option("--margin", help="crop margin on every side, a fraction of the garment box's longer side")] = 0.1,
+    min_area: Annotated[float, typer.Option("--min-area", help="leave out garments covering less of the photo than this fraction")] = 0.01,
+    split_seed: Annotated[int, typer.Option("--split-seed", help="seed of the CCP reader's split (data.split_seed)")] = 0,
+    bad: Annotated[str, typer.Option("--bad", help="skip | fail: what a bad mask does")] = "skip",
+    workers: Annotated[int, typer.Option("--workers", help="processes")] = 2,
+) -> None:
+    """Write garment crops with landmarks, boxes and colours derived from CCP's masks, in DeepFashion's layout."""
+    from fashionlens.data.derive_tree import derive_landmark_tree
+    from fashionlens.data.errors import DataFormatError
+
+    if bad not in ("skip", "fail"):
+        _fail(f"--bad must be skip or fail, got {bad!r}")
+    if not ccp_root.is_dir():
+        _fail(f"CCP folder not found: {ccp_root}")
+    try:
+        summary = derive_landmark_tree(ccp_root, out, margin=margin, min_area=min_area, pose=pose,
+                                       split_seed=split_seed, bad_masks=bad, workers=workers)
+    except (DataFormatError, ValueError, ImportError) as e:
+        _fail(str(e))
+    typer.echo(f"wrote {out}:")
+    for line in summary.lines():
+        typer.echo(f"  {line}")
+
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
