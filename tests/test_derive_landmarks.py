@@ -74,6 +74,10 @@ def test_dress_points_by_hand():
     # waistline: the narrowest torso row between 25 % and 55 % of rows 20-59 (rows 30-41) is row 38
     assert vis.tolist() == [0] * 8
     assert xy.tolist() == [[27, 20], [33, 20], [8, 26], [52, 26], [23, 38], [37, 38], [16, 59], [44, 59]]
+    # a coat over its top (no skin at the neckline): the collar, sleeves and waist are occluded, the hem not
+    skin[10:20] = False
+    _, vis = derive_landmarks(dress, skin, 3, person=dress | skin)
+    assert vis.tolist() == [1, 1, 1, 1, 1, 1, 0, 0]
 
 
 def _mirror_pairs(xy, vis):

@@ -178,9 +178,11 @@ class _Geometry:
         self.h = self.bottom - self.top + 1
         self.w = self.right - self.left + 1
         self.reach = max(2, round(0.015 * max(g.shape)))  # "touching" = within 1.5 % of the photo size
-        arms = skin & ~_leg_skin(skin, self.person)  # a cuff touches a hand or an arm, never a leg
-        self.skin_near = ndimage.distance_transform_edt(~arms) <= self.reach if arms.any() else np.zeros_like(skin)
         face = _face_skin(skin, self.reach)
+        # a cuff touches a hand or an arm: never a leg, nor the face and neck (an inner layer's top edge
+        # touches the neck while its sleeves are hidden under a coat)
+        arms = skin & ~_leg_skin(skin, self.person) & ~face
+        self.skin_near = ndimage.distance_transform_edt(~arms) <= self.reach if arms.any() else np.zeros_like(skin)
         above = np.zeros_like(skin)
         for k in range(1, self.reach + 1):
             above[k:] |= face[:-k]
@@ -340,6 +342,12 @@ def derive_landmarks(garment: np.ndarray, skin: np.ndarray, clothes_type: int, o
             _lower_hem(geo, cx, pts)
             legs = geo.ys > waist_y + 0.2 * geo.h  # a skirt's hem touches legs, not hands
         _sleeves(geo, cx, neck, legs, pts)
+        if clothes_type == 3 and pts.vis[L_COLLAR] == OCCLUDED:
+            # a dress whose neckline is hidden is covered above (a coat, a sweater): its visible top is
+            # not its waist, and the hands it touches are not at its sleeves
+            for slot in (L_SLEEVE, R_SLEEVE, L_WAIST, R_WAIST):
+                if pts.vis[slot] == VISIBLE:
+                    pts.vis[slot] = OCCLUDED
     _mark_cut_off(pts, g.shape)
     return pts.xy, pts.vis
 

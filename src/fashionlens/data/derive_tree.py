@@ -58,6 +58,7 @@ class Garment:
     landmarks: np.ndarray  # (8, 2) pixel indices in the crop
     visibility: np.ndarray  # (8,) DeepFashion codes
     colours: np.ndarray  # (len(COLOURS),) 1 / -1 / 0
+    origin: tuple[int, int] = (0, 0)  # the crop's top-left corner in the photo
 
 
 @dataclass
@@ -131,7 +132,7 @@ def derive_photo(photo_path: Path, mask: np.ndarray, names: list[str], margin: f
         x1, y1, x2, y2 = region.box
         local = np.where(vis[:, None] < 2, np.round(xy - (left, top)), 0)
         garments.append(Garment(name, stem, region.label, types[region.index], (x1 - left, y1 - top, x2 - left, y2 - top),
-                                local.astype(np.int64), vis, garment_colours(pixels, g)))  # fmt: skip
+                                local.astype(np.int64), vis, garment_colours(pixels, g), (left, top)))  # fmt: skip
     return garments, small
 
 

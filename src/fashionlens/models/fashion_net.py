@@ -18,12 +18,12 @@ import torch
 from torch import nn
 
 from fashionlens.data.config import DataConfig
-from fashionlens.models.glem import GLEM, HeatmapHead
+from fashionlens.models.glem import GLEM, HeatmapHead, conv_bn_relu
 from fashionlens.models.heads import RecognitionHead
 from fashionlens.models.registry import create_backbone
 
 HEAD_NAMES = ("category", "labels", "attributes")
-_LANDMARK_DEFAULTS = {"num_landmarks": 8, "num_glem": 1, "num_upsample": 1, "fuse": True}
+_LANDMARK_DEFAULTS = {"num_landmarks": 8, "num_glem": 1, "num_upsample": 1, "fuse": True, "channels": None}
 
 
 class FashionNet(nn.Module):
@@ -35,7 +35,10 @@ class FashionNet(nn.Module):
             (``num_classes`` required; ``kind``, ``pool``, ``conv_channels``, ``dropout``,
             ``embed_dim``, ``gcn_hidden``, ``detach``, ``grad_scale``, ``norm`` optional).
         landmarks: None for no landmark branch, else ``num_landmarks``, ``num_glem`` (stacked GLEMs),
-            ``num_upsample`` (heatmap resolution = feature resolution x 2^num_upsample) and ``fuse``.
+            ``num_upsample`` (heatmap resolution = feature resolution x 2^num_upsample), ``fuse`` and
+            ``channels``: None (the GLEM works at the backbone's width, as in seed A's 512-channel
+            conv4) or a width the features are first reduced to by a 1x1 conv-BN-ReLU (a 1280-channel
+            EfficientNet map would make each 3x3 GLEM conv 15 M parameters).
         backbone_kwargs: passed to the backbone builder (e.g. ``input_size``).
         pretrained: backbone weights: False, True (its default source) or a local file path.
         backbone_module: an already built backbone of that name (saves building it twice).
@@ -82,10 +85,13 @@ class FashionNet(nn.Module):
         channels = self.backbone.out_channels
         lm = self._spec["landmarks"]
         self.fuse = bool(lm and lm["fuse"])
+        width = channels
         if lm:
-            self.glem = nn.Sequential(*[GLEM(channels) for _ in range(lm["num_glem"])])
-            self.heatmap_head = HeatmapHead(channels, lm["num_landmarks"], lm["num_upsample"])
-        head_in = 2 * channels if self.fuse else channels
+            width = int(lm["channels"] or channels)
+            reduce = [conv_bn_relu(channels, width, 1)] if lm["channels"] else []
+            self.glem = nn.Sequential(*reduce, *[GLEM(width) for _ in range(lm["num_glem"])])
+            self.heatmap_head = HeatmapHead(width, lm["num_landmarks"], lm["num_upsample"])
+        head_in = channels + width if self.fuse else channels
         self.heads = nn.ModuleDict({name: RecognitionHead(head_in, **kw) for name, kw in heads.items()})
 
     @property
@@ -109,10 +115,10 @@ class FashionNet(nn.Module):
         out: dict[str, torch.Tensor] = {}
         head_in = feats
         if self._spec["landmarks"]:
-            context = self.glem(feats)  # (B, C, h, w)
+            context = self.glem(feats)  # (B, C', h, w), C' = landmarks.channels or C
             out["heatmaps"] = self.heatmap_head(context)  # (B, L, h', w')
             if self.fuse:
-                head_in = torch.cat([context, feats], dim=1)  # (B, 2C, h, w)
+                head_in = torch.cat([context, feats], dim=1)  # (B, C' + C, h, w)
         for name, head in self.heads.items():
             out[name] = head(head_in)  # (B, num_classes)
         return out

@@ -178,8 +178,10 @@ class FashionTask(L.LightningModule):
     # -- optimisation -----------------------------------------------------------------------------
     def configure_optimizers(self):
         cfg = self.optim_cfg
-        head_params = [p for n, p in self.model.named_parameters() if n.startswith("heads.")]
-        body_params = [p for n, p in self.model.named_parameters() if not n.startswith("heads.")]
+        # The pretrained backbone gets ``lr``; everything built fresh on top of it (heads, the landmark
+        # branch) gets ``head_lr``.
+        head_params = [p for n, p in self.model.named_parameters() if not n.startswith("backbone.")]
+        body_params = [p for n, p in self.model.named_parameters() if n.startswith("backbone.")]
         if cfg.get("freeze_backbone"):
             for p in self.model.backbone.parameters():
                 p.requires_grad_(False)
