@@ -70,7 +70,8 @@ class LabelServer:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
         self.lines: list[str] = []
         self._queue: queue.Queue = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
         self.url = self._wait_for_url(timeout_s)
 
     def _pump(self) -> None:
@@ -93,6 +94,15 @@ class LabelServer:
                 return found.group(0).rstrip("/")
         self.proc.kill()
         raise RuntimeError("fashionlens label did not start:\n" + "\n".join(self.lines))
+
+    def output(self) -> str:
+        """Everything the process printed (call after it has exited)."""
+        self._pump_thread.join(timeout=10)
+        while not self._queue.empty():
+            line = self._queue.get()
+            if line is not None:
+                self.lines.append(line)
+        return "\n".join(self.lines)
 
     def kill(self) -> None:
         """SIGKILL: no clean-up code runs, as in a crash or a power cut of the process."""

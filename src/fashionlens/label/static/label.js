@@ -268,6 +268,7 @@ function save() {
     photo.record = reply.record;
     photo.skipped = false;
     afterChange(reply);
+    renderCaption();
     setStatus(`Saved ${photo.name}: ${reply.record.labels.join(", ")} (main ${reply.record.main}).`, "good");
     goNext(reply.next);
   });
@@ -279,6 +280,7 @@ function skip() {
     const photo = S.photos[reply.photo];
     photo.skipped = reply.skipped;
     afterChange(reply);
+    renderCaption();
     setStatus(reply.skipped ? `Skipped ${photo.name}.` : `${photo.name} stays labelled.`);
     goNext(reply.next);
   });
