@@ -286,6 +286,7 @@ def test_command_errors_are_one_line(workspace):
         ((photos, "--labels", labels, "--out", out, "--order", "random"), "--order must be one of file, uncertain"),
         ((photos, "--labels", labels, "--out", tmp_path / "l.xlsx"), "expected .csv or .jsonl"),
         ((photos, "--labels", labels, "--out", out, "--model", tmp_path / "missing.safetensors"), "model file not found"),
+        ((photos, "--labels", labels, "--out", out, "--model", tmp_path / "labels.txt"), "labels.txt"),
     ]
     for args, message in cases:
         result = _cli(*args)

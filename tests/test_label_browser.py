@@ -201,7 +201,8 @@ def test_two_tabs_see_each_others_labels(browser, tmp_path):
         _wait_photo(b, 1)
         b.keyboard.press("2")
         b.keyboard.press("Enter")
-        b.wait_for_selector("#progress:has-text('2 of 6 labelled')")
+        _wait_photo(b, 2)  # the next photo is shown once the save (and the merge of A's label) is done
+        assert b.locator("#progress").inner_text() == "2 of 6 labelled"
         b.keyboard.press("g")  # B learnt of A's save (the version jumped) and shows it in its grid
         b.wait_for_selector("#grid figure >> nth=1")
         assert b.locator("#grid .g-main").all_inner_texts() == ["blue", "green"]
@@ -240,3 +241,41 @@ def test_model_suggestions_are_accepted_with_enter(browser, tmp_path):
     row = read_multilabel(tmp_path / "styles.csv").samples[0]
     assert (row.path.name, row.main, list(row.labels)) == (st["photos"][first]["name"], suggestion["main"],
                                                           suggestion["labels"])
+
+
+def test_labels_past_the_ninth_and_an_unreadable_photo(browser, tmp_path):
+    """12 labels: ] moves the digits to labels 10-12; a broken photo says so and can be skipped."""
+    colour_photos(tmp_path / "photos", 2, size=32)
+    (tmp_path / "photos" / "photo01.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    vocab = [f"style{k:02d}" for k in range(1, 13)]
+    write_vocab(tmp_path / "labels.txt", vocab)
+    session = open_session(tmp_path / "photos", tmp_path / "labels.txt", tmp_path / "styles.csv")
+    with serve_in_thread(create_label_app(session)) as base:
+        page = _page(browser)
+        page.goto(base + "/")
+        _wait_photo(page, 0)
+        assert page.locator(".bank").count() == 2 and "labels 1–9" in page.locator("#bank-info").inner_text()
+        page.keyboard.press("2")  # style02
+        page.keyboard.press("]")
+        assert "labels 10–12" in page.locator("#bank-info").inner_text()
+        page.keyboard.press("3")  # style12
+        page.keyboard.press("Shift+1")  # style10, made the main label
+        page.keyboard.press("9")  # past the last label: nothing
+        assert _selected(page) == ("style10", ["style02", "style10", "style12"])
+        page.keyboard.press("[")
+        page.keyboard.press("Escape")  # clears the choice
+        assert _selected(page) == (None, [])
+        page.keyboard.press("Enter")  # nothing chosen: refused with a message, nothing written
+        page.wait_for_selector("#status.bad:has-text('Choose at least one label')")
+        page.keyboard.press("1")
+        page.keyboard.press("Enter")
+        _wait_photo(page, 1)
+        page.wait_for_selector("#photo-error:not([hidden]):has-text('photo01.jpg: cannot show this photo')")
+        page.keyboard.press("s")
+        page.wait_for_selector("#status:has-text('All photos are done: 1 labelled, 1 skipped')")
+        problems = [p for p in page.problems if "422" not in p]  # the refused photo request is logged
+        assert problems == []
+        page.close()
+    session.close()
+    rows = read_multilabel(tmp_path / "styles.csv").samples
+    assert [(s.path.name, s.labels) for s in rows] == [("photo00.jpg", ("style01",))]

@@ -67,12 +67,12 @@ async function mergeState() {
   renderProgress();
 }
 
-function afterChange(reply) {
+async function afterChange(reply) {
   const stale = reply.version !== S.version + 1;
   S.counts = reply.counts;
   S.version = reply.version;
   renderProgress();
-  if (stale) mergeState().catch((err) => setStatus(err.message, "bad"));
+  if (stale) await mergeState(); // before moving on, so the grid and "next" know the other tab's labels
 }
 
 // ------------------------------------------------------------------------------------ rendering
@@ -267,7 +267,7 @@ function save() {
     const photo = S.photos[reply.photo];
     photo.record = reply.record;
     photo.skipped = false;
-    afterChange(reply);
+    await afterChange(reply);
     renderCaption();
     setStatus(`Saved ${photo.name}: ${reply.record.labels.join(", ")} (main ${reply.record.main}).`, "good");
     goNext(reply.next);
@@ -279,7 +279,7 @@ function skip() {
     const reply = await api("/api/skip", { photo: S.cur });
     const photo = S.photos[reply.photo];
     photo.skipped = reply.skipped;
-    afterChange(reply);
+    await afterChange(reply);
     renderCaption();
     setStatus(reply.skipped ? `Skipped ${photo.name}.` : `${photo.name} stays labelled.`);
     goNext(reply.next);
@@ -291,7 +291,7 @@ function undo() {
     const reply = await api("/api/undo", {});
     const photo = S.photos[reply.photo];
     Object.assign(photo, { record: reply.record, skipped: reply.skipped });
-    afterChange(reply);
+    await afterChange(reply);
     closeGrid();
     show(reply.photo);
     const now = reply.record ? `labelled ${reply.record.labels.join(", ")}` : reply.skipped ? "skipped" : "unlabelled";
