@@ -30,6 +30,7 @@ from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from fashionlens.data.image_folder import IMAGE_EXTENSIONS
 from fashionlens.data.images import BadImageError
 from fashionlens.label.photos import (
     THUMB_SIDE,
@@ -84,7 +85,7 @@ def open_session(photos_dir: str | Path, labels: str | Path, out: str | Path, mo
     vocab = read_vocabulary(labels)
     photos = find_photos(photos_dir)
     if not photos.items:
-        raise FileNotFoundError(f"no photos in {photos.root} (looked for {', '.join(('.jpg', '.png', '.webp'))} ...)")
+        raise FileNotFoundError(f"no photos in {photos.root} (looked for {' '.join(IMAGE_EXTENSIONS)} files)")
     store = LabelStore(out, vocab, photos)
     try:
         session = LabelSession(store, list(range(len(photos.items))))
