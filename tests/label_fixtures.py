@@ -114,3 +114,24 @@ class LabelServer:
         if self.proc.poll() is None:
             self.proc.terminate()
         return self.proc.wait(timeout=20)
+
+
+
+class ServerPool:
+    """Starts LabelServers; on exit kills every one still running (a failed test leaves none behind)."""
+
+    def __init__(self):
+        self.started: list[LabelServer] = []
+
+    def start(self, args: list[str]) -> LabelServer:
+        self.started.append(LabelServer(args))
+        return self.started[-1]
+
+    def __enter__(self) -> ServerPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for server in self.started:
+            if server.proc.poll() is None:
+                server.proc.kill()
+                server.proc.wait(timeout=10)

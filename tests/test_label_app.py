@@ -19,10 +19,16 @@ from fashionlens.cli import app as cli_app
 from fashionlens.data.multilabel import read_multilabel
 from fashionlens.label import store as store_mod
 from fashionlens.label.app import create_label_app, open_session
-from label_fixtures import VOCAB, LabelServer, colour_photos, tiny_model, write_vocab
+from label_fixtures import VOCAB, ServerPool, colour_photos, tiny_model, write_vocab
 from serve_fixtures import serve_in_thread
 
 runner = CliRunner()
+
+
+@pytest.fixture
+def start_server():
+    with ServerPool() as pool:
+        yield pool.start
 
 
 @pytest.fixture
@@ -217,12 +223,12 @@ def test_two_tabs_saving_at_once_over_http(tmp_path):
     assert sorted((s.path.name, s.main) for s in data.samples) == sorted((f"photo{i:02d}.jpg", VOCAB[i % 4]) for i in range(32))
 
 
-def test_killed_during_a_burst_of_saves_keeps_every_acknowledged_label(tmp_path):
+def test_killed_during_a_burst_of_saves_keeps_every_acknowledged_label(tmp_path, start_server):
     """SIGKILL while saves are in flight: the file parses and holds every save that got its 200."""
     colour_photos(tmp_path / "photos", 60, size=16)
     write_vocab(tmp_path / "labels.txt")
     out = tmp_path / "labels.csv"
-    server = LabelServer([str(tmp_path / "photos"), "--labels", str(tmp_path / "labels.txt"), "--out", str(out),
+    server = start_server([str(tmp_path / "photos"), "--labels", str(tmp_path / "labels.txt"), "--out", str(out),
                           "--port", "0"])
     acknowledged, lock = {}, threading.Lock()
 
@@ -243,7 +249,7 @@ def test_killed_during_a_burst_of_saves_keeps_every_acknowledged_label(tmp_path)
     data = read_multilabel(out, label_list=VOCAB)
     on_disk = {s.path.name: s.main for s in data.samples}
     assert acknowledged.items() <= on_disk.items()
-    restarted = LabelServer([str(tmp_path / "photos"), "--labels", str(tmp_path / "labels.txt"), "--out", str(out),
+    restarted = start_server([str(tmp_path / "photos"), "--labels", str(tmp_path / "labels.txt"), "--out", str(out),
                              "--port", "0"])
     try:
         st = httpx.get(restarted.url + "/api/state").json()

@@ -24,7 +24,7 @@ from fashionlens.checkpoint import read_info  # noqa: E402
 from fashionlens.cli import app as cli_app  # noqa: E402
 from fashionlens.data.multilabel import read_multilabel  # noqa: E402
 from fashionlens.label.app import create_label_app, open_session  # noqa: E402
-from label_fixtures import VOCAB, LabelServer, colour_photos, tiny_model, write_vocab  # noqa: E402
+from label_fixtures import VOCAB, ServerPool, colour_photos, tiny_model, write_vocab  # noqa: E402
 from serve_fixtures import serve_in_thread  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -34,6 +34,12 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "styles_top5_mlgcn.ya
 SCREENSHOT_COPY = Path("/tmp/fashionlens_label_page.png")  # for a person to look at
 N_PHOTOS = 24
 runner = CliRunner()
+
+
+@pytest.fixture
+def start_server():
+    with ServerPool() as pool:
+        yield pool.start
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +92,7 @@ def _args(tmp_path: Path, *extra: str) -> list[str]:
             "--host", "127.0.0.1", "--port", "0", *extra]
 
 
-def test_keyboard_session_survives_a_kill_and_trains(browser, tmp_path):
+def test_keyboard_session_survives_a_kill_and_trains(browser, tmp_path, start_server):
     truth = colour_photos(tmp_path / "photos", N_PHOTOS)
     names = sorted(truth)
     want = {n: (truth[n][0], tuple(truth[n])) for n in names}
@@ -94,7 +100,7 @@ def test_keyboard_session_survives_a_kill_and_trains(browser, tmp_path):
     out = tmp_path / "styles.csv"
     page = _page(browser)
 
-    server = LabelServer(_args(tmp_path))
+    server = start_server(_args(tmp_path))
     page.goto(server.url + "/")
     _wait_photo(page, 0)
     assert page.locator("#progress").inner_text() == "0 of 24 labelled"
@@ -149,7 +155,7 @@ def test_keyboard_session_survives_a_kill_and_trains(browser, tmp_path):
     page.problems.clear()  # the refused connection is logged by the browser: expected here
 
     # ---- restart: labelling resumes at the first photo neither labelled nor skipped
-    server = LabelServer(_args(tmp_path))
+    server = start_server(_args(tmp_path))
     page.goto(server.url + "/")
     _wait_photo(page, 9)
     assert page.locator("#progress").inner_text() == "8 of 24 labelled · 1 skipped"
@@ -214,11 +220,11 @@ def test_two_tabs_see_each_others_labels(browser, tmp_path):
         [("photo00.jpg", "blue"), ("photo01.jpg", "green")]
 
 
-def test_model_suggestions_are_accepted_with_enter(browser, tmp_path):
+def test_model_suggestions_are_accepted_with_enter(browser, tmp_path, start_server):
     colour_photos(tmp_path / "photos", 8, size=32)
     write_vocab(tmp_path / "labels.txt")
     model = tiny_model(tmp_path / "m.safetensors", ["Red", "green", "BLUE", "magenta"], seed=1)
-    server = LabelServer(_args(tmp_path, "--model", str(model), "--order", "uncertain"))
+    server = start_server(_args(tmp_path, "--model", str(model), "--order", "uncertain"))
     try:
         assert any("3 of 4 labels" in line and "yellow" in line for line in server.lines)
         assert "order: most uncertain first" in server.lines
