@@ -8,10 +8,14 @@ from typing import Annotated
 
 import typer
 
+from fashionlens.label import cli as _label_cli
+
 app = typer.Typer(help="fashionlens: fashion image recognition (landmark-aware recognition, ML-GCN multi-label).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Inspect, check and generate data sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.command("label")(_label_cli.label_command)
+data_app.command("import-labelstudio")(_label_cli.import_labelstudio_command)
 
 
 def _fail(message: str, code: int = 2) -> None:
