@@ -3,6 +3,7 @@
 See ``docs/metrics.md`` for the exact definitions.
 """
 
+from fashionlens.metrics.bootstrap import BootstrapResult, paired_bootstrap
 from fashionlens.metrics.collector import ScoreCollector
 from fashionlens.metrics.functional import (
     attribute_recall_at_k,
@@ -24,6 +25,7 @@ from fashionlens.metrics.reports import (
 
 __all__ = [
     "ATTRIBUTE_TYPES",
+    "BootstrapResult",
     "ScoreCollector",
     "attribute_recall_at_k",
     "average_precision",
@@ -34,6 +36,7 @@ __all__ = [
     "mean_average_precision",
     "multilabel_prf",
     "multilabel_report",
+    "paired_bootstrap",
     "per_label_topk_recall",
     "topk_accuracy",
     "topk_recall",

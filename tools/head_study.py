@@ -1,0 +1,208 @@
+"""Frozen-feature head x loss comparison with seeds (issue 16; results in docs/multilabel-heads.md).
+
+    # 1. cache the backbone's maps of every photo (and its mirror) once
+    python tools/head_study.py cache configs/ccp_heads_lite0.yaml --data ../shared/data/ccp \
+        --out runs/head_study/cache.pt
+    # 2. train every head x loss x seed of a study file on the cache, score the validation split
+    python tools/head_study.py run configs/study_ccp_frozen.yaml --cache runs/head_study/cache.pt \
+        --out runs/head_study/frozen [--split val] [--top-labels 5] [--only mldecoder]
+    # 3. the table (mean +- std over seeds) and the paired bootstrap over photos
+    python tools/head_study.py table runs/head_study/frozen/val/all --out runs/head_study/frozen_val.md
+
+Every finished run is a file (``HEAD__LOSS__sSEED.npz`` with the scores, ``.json`` with the
+metrics): a rerun skips it, so the study resumes after an interruption. The test split is scored
+only when asked (``--split test``), after every choice was made on the validation split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from fashionlens.checkpoint import atomic_write_bytes
+
+HEADLINE = ("mAP", "CF1", "OF1", "top3_any")
+
+
+def headline(report: dict) -> dict[str, float]:
+    """mAP, CF1 and OF1 at 0.5, top-3 any-recall (+ the seed B top-k recalls) of a multilabel report."""
+    return {"mAP": report["mAP"], "CF1": report["prf"]["CF1"], "OF1": report["prf"]["OF1"], **report["topk"]}
+
+
+def read_study(path: Path) -> dict:
+    study = yaml.safe_load(path.read_text())
+    for key in ("heads", "losses", "seeds", "train"):
+        if key not in study:
+            raise SystemExit(f"error: {path}: missing key {key!r} (heads, losses, seeds, train)")
+    return study
+
+
+def cmd_cache(args) -> None:
+    from fashionlens.train.config import load_config
+    from fashionlens.train.frozen import build_feature_cache
+
+    overrides = list(args.overrides or []) + ([f"data.path={args.data}"] if args.data else [])
+    cfg = load_config(args.config, overrides)
+    cache = build_feature_cache(cfg, args.out, batch_size=args.batch_size)
+    sizes = ", ".join(f"{k} {len(v['paths'])}" for k, v in cache.splits.items())
+    print(f"wrote {args.out}: {sizes} photos, {len(cache.label_names)} labels, maps {tuple(cache.splits['train']['features'].shape[2:])}")
+
+
+def _save_run(out: Path, result: dict, settings: dict) -> None:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, scores=result["scores"].astype(np.float32), targets=result["targets"].astype(np.uint8),
+                        paths=np.asarray(result["paths"]))
+    atomic_write_bytes(out.with_suffix(".npz"), buf.getvalue())
+    summary = {"settings": settings, "headline": headline(result["report"]), "seconds": result["seconds"],
+               "AP": result["report"]["AP"]}
+    atomic_write_bytes(out.with_suffix(".json"), json.dumps(summary, indent=1).encode())
+
+
+def cmd_run(args) -> None:
+    from fashionlens.train.frozen import FeatureCache, train_head_on_cache
+
+    study = read_study(args.study)
+    cache = FeatureCache.load(args.cache)
+    subset = "all"
+    if args.top_labels:
+        cache, subset = cache.restrict_to_top_labels(args.top_labels), f"top{args.top_labels}"
+        print(f"top-{args.top_labels} labels: {', '.join(cache.label_names)}; "
+              + ", ".join(f"{k} {len(v['paths'])}" for k, v in cache.splits.items()))
+    out_dir = args.out / args.split / subset
+    train = study["train"]
+    for head_name, head in study["heads"].items():
+        if args.only and head_name not in args.only:
+            continue
+        for loss_name, loss in study["losses"].items():
+            for seed in study["seeds"]:
+                out = out_dir / f"{head_name}__{loss_name}__s{seed}"
+                if out.with_suffix(".json").is_file():
+                    continue
+                lr = study.get("lr", {}).get(head_name, train["lr"])
+                settings = {"head": head, "loss": loss, "seed": seed, **train, "lr": lr, "split": args.split, "subset": subset}
+                result = train_head_on_cache(cache, head, loss, seed=seed, epochs=train["epochs"], lr=lr,
+                                             weight_decay=train.get("weight_decay", 1e-4), batch_size=train.get("batch_size", 32),
+                                             eval_split=args.split, labels_cfg=study.get("labels"), progress=False)
+                _save_run(out, result, settings)
+                h = headline(result["report"])
+                print(f"{head_name:12s} {loss_name:5s} seed {seed}: " + "  ".join(f"{k} {h[k]:.4f}" for k in HEADLINE)
+                      + f"  ({result['seconds']:.0f} s)", flush=True)
+
+
+def load_results(folder: Path) -> dict[tuple[str, str], list[dict]]:
+    """(head, loss) -> runs (settings, headline, scores, targets, paths), sorted by seed."""
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for path in sorted(folder.glob("*.json")):
+        head, loss, _ = path.stem.split("__")
+        summary = json.loads(path.read_text())
+        with np.load(path.with_suffix(".npz")) as z:
+            summary.update(scores=z["scores"], targets=z["targets"], paths=list(z["paths"]))
+        runs.setdefault((head, loss), []).append(summary)
+    if not runs:
+        raise SystemExit(f"error: no results (*.json) in {folder}")
+    for group in runs.values():
+        group.sort(key=lambda r: r["settings"]["seed"])
+    return runs
+
+
+def _metric_fns(columns: tuple[str, ...]) -> dict:
+    from fashionlens.metrics import multilabel_prf, topk_recall
+    from fashionlens.metrics.functional import mean_average_precision
+
+    fns = {"mAP": mean_average_precision, "CF1": lambda s, t: multilabel_prf(s, t)["CF1"],
+           "OF1": lambda s, t: multilabel_prf(s, t)["OF1"]}
+    for k in (1, 2, 3):
+        for mode in ("all", "any"):
+            fns[f"top{k}_{mode}"] = lambda s, t, k=k, mode=mode: topk_recall(s, t, k, mode)
+    return {c: fns[c] for c in columns}
+
+
+def summary_table(runs: dict, columns: tuple[str, ...]) -> tuple[list[str], tuple[str, str]]:
+    """Markdown rows: mean +- sample std over seeds per (head, loss); and the best (head, loss) by mAP."""
+    lines = ["| head | loss | seeds | " + " | ".join(columns) + " | s/run |", "|---" * (len(columns) + 4) + "|"]
+    means = {}
+    for key, group in runs.items():
+        cells = []
+        for c in columns:
+            v = np.array([r["headline"][c] for r in group], dtype=float)
+            cells.append(f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}")
+            if c == "mAP":
+                means[key] = v.mean()
+        secs = np.mean([r["seconds"] for r in group])
+        lines.append(f"| {key[0]} | {key[1]} | {len(group)} | " + " | ".join(cells) + f" | {secs:.0f} |")
+    return lines, max(means, key=means.get)
+
+
+def bootstrap_lines(runs: dict, best: tuple[str, str], columns: tuple[str, ...], resamples: int) -> list[str]:
+    """Paired bootstrap over photos (seed-averaged metrics): the best (head, loss) against the others."""
+    from fashionlens.metrics import paired_bootstrap
+
+    keys = [best] + [k for k in runs if k != best and k[0] in ("linear", "gcn")] + \
+           [k for k in runs if k != best and k[0] not in ("linear", "gcn")]
+    paths = runs[best][0]["paths"]
+    for k in keys:
+        if any(r["paths"] != paths for r in runs[k]):
+            raise SystemExit(f"error: {k} was scored on other photos than {best}")
+    targets = runs[best][0]["targets"]
+    lines = [f"Paired bootstrap over the {len(paths)} photos ({resamples} rounds, each run's metric on the same "
+             f"resampled photos, averaged over seeds): {best[0]} + {best[1]} minus each other head x loss, "
+             "95 % interval, and the share of rounds in which it was not better.", "",
+             "| minus | " + " | ".join(f"Δ{c} [95 % CI] (p)" for c in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    results = {c: paired_bootstrap(fn, [[r["scores"] for r in runs[k]] for k in keys], targets, resamples, seed=0)
+               for c, fn in _metric_fns(columns).items()}
+    for m, key in enumerate(keys[1:], start=1):
+        cells = []
+        for c in columns:
+            d = results[c].difference(0, m)
+            cells.append(f"{d['delta']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] ({d['p_not_better']:.3f})")
+        lines.append(f"| {key[0]} + {key[1]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def cmd_table(args) -> None:
+    text = []
+    for folder in args.results:
+        runs = load_results(folder)
+        subset = next(iter(runs.values()))[0]["settings"]["subset"]
+        columns = HEADLINE if subset == "all" else ("mAP", "top1_any", "top2_all", "top2_any", "top3_all", "top3_any")
+        rows, best = summary_table(runs, columns)
+        text += [f"### {folder}", "", *rows, "", f"Best by mean mAP: **{best[0]} + {best[1]}**.", ""]
+        text += bootstrap_lines(runs, best, columns[:4] if subset == "all" else ("mAP", "top1_any", "top2_all", "top3_any"),
+                                args.resamples) + [""]
+    out = "\n".join(text)
+    print(out)
+    if args.out:
+        atomic_write_bytes(args.out, out.encode())
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("cache", help="cache the backbone's feature maps of every photo and its mirror")
+    c.add_argument("config", type=Path)
+    c.add_argument("--data", default=None)
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("overrides", nargs="*", help="key=value config overrides")
+    r = sub.add_parser("run", help="train every head x loss x seed of a study file on the cache")
+    r.add_argument("study", type=Path)
+    r.add_argument("--cache", type=Path, required=True)
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--split", default="val", choices=["val", "test"])
+    r.add_argument("--top-labels", type=int, default=None, help="keep the n most frequent labels (seed B's protocol)")
+    r.add_argument("--only", nargs="*", default=None, help="only these heads of the study file")
+    t = sub.add_parser("table", help="mean +- std over seeds and the paired bootstrap, as Markdown")
+    t.add_argument("results", type=Path, nargs="+")
+    t.add_argument("--out", type=Path, default=None)
+    t.add_argument("--resamples", type=int, default=2000)
+    args = ap.parse_args(argv)
+    {"cache": cmd_cache, "run": cmd_run, "table": cmd_table}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
