@@ -5,13 +5,16 @@
         --out runs/head_study/cache.pt
     # 2. train every head x loss x seed of a study file on the cache, score the validation split
     python tools/head_study.py run configs/study_ccp_frozen.yaml --cache runs/head_study/cache.pt \
-        --out runs/head_study/frozen [--split val] [--top-labels 5] [--only mldecoder]
-    # 3. the table (mean +- std over seeds) and the paired bootstrap over photos
+        --out runs/head_study/frozen [--top-labels 5] [--only mldecoder]
+    # 3. only at the end: score the test split with the trained heads
+    python tools/head_study.py score runs/head_study/frozen/val/all --cache runs/head_study/cache.pt --split test
+    # 4. the table (mean +- std over seeds) and the paired bootstrap over photos
     python tools/head_study.py table runs/head_study/frozen/val/all --out runs/head_study/frozen_val.md
 
 Every finished run is a file (``HEAD__LOSS__sSEED.npz`` with the scores, ``.json`` with the
-metrics): a rerun skips it, so the study resumes after an interruption. The test split is scored
-only when asked (``--split test``), after every choice was made on the validation split.
+metrics, ``.pt`` with the head's weights): a rerun skips it, so the study resumes after an
+interruption. Runs are scored on the validation split; the test split only by ``score``, with the
+trained heads, after every choice was made on the validation split.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 
 from fashionlens.checkpoint import atomic_write_bytes
@@ -54,6 +58,10 @@ def cmd_cache(args) -> None:
 
 
 def _save_run(out: Path, result: dict, settings: dict) -> None:
+    if "model" in result:  # the trained head, so another split can be scored later without retraining
+        buf = io.BytesIO()
+        torch.save(result["model"].state_dict(), buf)
+        atomic_write_bytes(out.with_suffix(".pt"), buf.getvalue())
     buf = io.BytesIO()
     np.savez_compressed(buf, scores=result["scores"].astype(np.float32), targets=result["targets"].astype(np.uint8),
                         paths=np.asarray(result["paths"]))
@@ -66,14 +74,10 @@ def _save_run(out: Path, result: dict, settings: dict) -> None:
 def cmd_run(args) -> None:
     from fashionlens.train.frozen import FeatureCache, train_head_on_cache
 
+    torch.set_num_threads(args.threads)
     study = read_study(args.study)
-    cache = FeatureCache.load(args.cache)
-    subset = "all"
-    if args.top_labels:
-        cache, subset = cache.restrict_to_top_labels(args.top_labels), f"top{args.top_labels}"
-        print(f"top-{args.top_labels} labels: {', '.join(cache.label_names)}; "
-              + ", ".join(f"{k} {len(v['paths'])}" for k, v in cache.splits.items()))
-    out_dir = args.out / args.split / subset
+    cache, subset = _load_cache(args.cache, args.top_labels)
+    out_dir = args.out / "val" / subset
     train = study["train"]
     for head_name, head in study["heads"].items():
         if args.only and head_name not in args.only:
@@ -84,14 +88,48 @@ def cmd_run(args) -> None:
                 if out.with_suffix(".json").is_file():
                     continue
                 lr = study.get("lr", {}).get(head_name, train["lr"])
-                settings = {"head": head, "loss": loss, "seed": seed, **train, "lr": lr, "split": args.split, "subset": subset}
+                settings = {"head": head, "loss": loss, "seed": seed, **train, "lr": lr, "split": "val", "subset": subset,
+                            "labels": study.get("labels")}
                 result = train_head_on_cache(cache, head, loss, seed=seed, epochs=train["epochs"], lr=lr,
                                              weight_decay=train.get("weight_decay", 1e-4), batch_size=train.get("batch_size", 32),
-                                             eval_split=args.split, labels_cfg=study.get("labels"), progress=False)
+                                             eval_split="val", labels_cfg=study.get("labels"), progress=False)
                 _save_run(out, result, settings)
                 h = headline(result["report"])
                 print(f"{head_name:12s} {loss_name:5s} seed {seed}: " + "  ".join(f"{k} {h[k]:.4f}" for k in HEADLINE)
                       + f"  ({result['seconds']:.0f} s)", flush=True)
+
+
+def _load_cache(path: Path, top_labels: int | None):
+    from fashionlens.train.frozen import FeatureCache
+
+    cache = FeatureCache.load(path)
+    if not top_labels:
+        return cache, "all"
+    cache = cache.restrict_to_top_labels(top_labels)
+    print(f"top-{top_labels} labels: {', '.join(cache.label_names)}; "
+          + ", ".join(f"{k} {len(v['paths'])}" for k, v in cache.splits.items()))
+    return cache, f"top{top_labels}"
+
+
+def cmd_score(args) -> None:
+    """Score another split with the heads a ``run`` trained (the final check on the test split)."""
+    from fashionlens.train.frozen import rebuild_head, score_split
+
+    torch.set_num_threads(args.threads)
+    runs = sorted(args.runs.glob("*.json"))
+    if not runs:
+        raise SystemExit(f"error: no runs (*.json) in {args.runs}")
+    subset = json.loads(runs[0].read_text())["settings"]["subset"]
+    cache, _ = _load_cache(args.cache, None if subset == "all" else int(subset.removeprefix("top")))
+    out_dir = args.runs.parent.parent / args.split / subset
+    for path in runs:
+        summary = json.loads(path.read_text())
+        settings = summary["settings"]
+        state = torch.load(path.with_suffix(".pt"), map_location="cpu", weights_only=True)
+        model = rebuild_head(cache, settings["head"], state, settings.get("labels"))
+        result = {**score_split(model, cache, args.split), "seconds": summary["seconds"]}  # the training time
+        _save_run(out_dir / path.stem, result, {**settings, "split": args.split})
+    print(f"scored {len(runs)} heads on the {args.split} split: {out_dir}")
 
 
 def load_results(folder: Path) -> dict[tuple[str, str], list[dict]]:
@@ -188,20 +226,25 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--data", default=None)
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--batch-size", type=int, default=32)
-    c.add_argument("overrides", nargs="*", help="key=value config overrides")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override")
     r = sub.add_parser("run", help="train every head x loss x seed of a study file on the cache")
     r.add_argument("study", type=Path)
     r.add_argument("--cache", type=Path, required=True)
     r.add_argument("--out", type=Path, required=True)
-    r.add_argument("--split", default="val", choices=["val", "test"])
+    r.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core machine)")
     r.add_argument("--top-labels", type=int, default=None, help="keep the n most frequent labels (seed B's protocol)")
     r.add_argument("--only", nargs="*", default=None, help="only these heads of the study file")
+    s = sub.add_parser("score", help="score another split with the heads a run trained")
+    s.add_argument("runs", type=Path, help="a run folder, e.g. OUT/val/all")
+    s.add_argument("--cache", type=Path, required=True)
+    s.add_argument("--split", default="test", choices=["train", "val", "test"])
+    s.add_argument("--threads", type=int, default=1)
     t = sub.add_parser("table", help="mean +- std over seeds and the paired bootstrap, as Markdown")
     t.add_argument("results", type=Path, nargs="+")
     t.add_argument("--out", type=Path, default=None)
     t.add_argument("--resamples", type=int, default=2000)
     args = ap.parse_args(argv)
-    {"cache": cmd_cache, "run": cmd_run, "table": cmd_table}[args.command](args)
+    {"cache": cmd_cache, "run": cmd_run, "score": cmd_score, "table": cmd_table}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -168,17 +168,18 @@ def train_head_on_cache(cache: FeatureCache, head: dict, loss: dict | None = Non
         progress: show a progress bar over the epochs.
 
     Returns:
-        ``{"report": multilabel_report, "scores": (N, C) probabilities, "targets", "paths", "seconds"}``.
+        ``{"report": multilabel_report, "scores": (N, C) probabilities, "targets", "paths", "seconds", "model"}``.
     """
     import time
 
-    from fashionlens.train.config import DEFAULTS
+    from fashionlens.train.config import DEFAULTS, _merge
     from fashionlens.train.task import _make_optimizer, _make_scheduler
 
     torch.manual_seed(seed)
-    train, evaluate = cache.splits["train"], cache.splits[eval_split]
+    train = cache.splits["train"]
     targets = train["targets"]
-    model = _head_and_embeddings(cache, head, labels_cfg or DEFAULTS["labels"], targets.numpy())
+    model = _head_and_embeddings(cache, head, _merge(DEFAULTS["labels"], labels_cfg or {}, "labels."),
+                                  targets.numpy())
     optim_cfg = {"name": "adamw", "weight_decay": weight_decay, "momentum": 0.9, "scheduler": "cosine"}
     optimizer = _make_optimizer([{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}], optim_cfg)
     scheduler = _make_scheduler(optimizer, optim_cfg, epochs)
@@ -198,10 +199,26 @@ def train_head_on_cache(cache: FeatureCache, head: dict, loss: dict | None = Non
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
         scheduler.step()
-    scores = predict_on_cache(model, evaluate["features"][:, 0], batch_size)
-    report = multilabel_report(scores, evaluate["targets"].numpy(), cache.label_names)
-    return {"report": report, "scores": scores, "targets": evaluate["targets"].numpy(), "paths": list(evaluate["paths"]),
-            "seconds": time.perf_counter() - start}
+    seconds = time.perf_counter() - start
+    return {**score_split(model, cache, eval_split, batch_size), "seconds": seconds, "model": model}
+
+
+def rebuild_head(cache: FeatureCache, head: dict, state: dict, labels_cfg: dict | None = None) -> RecognitionHead:
+    """A head trained by :func:`train_head_on_cache` from its settings and saved weights."""
+    from fashionlens.train.config import DEFAULTS, _merge
+
+    model = _head_and_embeddings(cache, head, _merge(DEFAULTS["labels"], labels_cfg or {}, "labels."),
+                                 cache.splits["train"]["targets"].numpy())
+    model.load_state_dict(state)
+    return model
+
+
+def score_split(model: torch.nn.Module, cache: FeatureCache, split: str, batch_size: int = 64) -> dict:
+    """Scores, targets, paths and the multilabel report of a head on one cached split (the photos, not mirrors)."""
+    part = cache.splits[split]
+    scores = predict_on_cache(model, part["features"][:, 0], batch_size)
+    report = multilabel_report(scores, part["targets"].numpy(), cache.label_names)
+    return {"report": report, "scores": scores, "targets": part["targets"].numpy(), "paths": list(part["paths"])}
 
 
 @torch.no_grad()
