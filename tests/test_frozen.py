@@ -38,8 +38,8 @@ def test_cache_holds_every_photo_and_its_mirror(cache_file, colour_csv):
     train = cache.splits["train"]
     assert train["features"].dtype == torch.float16 and train["features"].shape[1:3] == (2, 32)
     # view 1 is the backbone's map of the mirrored photo (the same test_tiny weights: seeded)
-    from fashionlens.data.transforms import build_transforms
     from fashionlens.data.images import load_image
+    from fashionlens.data.transforms import build_transforms
 
     torch.manual_seed(0)
     backbone = create_backbone("test_tiny", input_size=(32, 32)).eval()

@@ -72,7 +72,7 @@ def _save_run(out: Path, result: dict, settings: dict) -> None:
 
 
 def cmd_run(args) -> None:
-    from fashionlens.train.frozen import FeatureCache, train_head_on_cache
+    from fashionlens.train.frozen import train_head_on_cache
 
     torch.set_num_threads(args.threads)
     study = read_study(args.study)
