@@ -124,3 +124,24 @@ def _cfg_file(tmp_path):
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def test_deepfashion_attributes_cache_keeps_the_unknown_mask(tmp_path):
+    from fashionlens.data.deepfashion import read_deepfashion
+    from fashionlens.data.synth import synth_deepfashion
+
+    tree = tmp_path / "df"
+    synth_deepfashion(tree, n=40, seed=3, image_size=(64, 64))
+    cfg = load_config(None, ["data.format=deepfashion", f"data.path={tree}", "data.input_size=[32, 32]",
+                             "data.num_workers=0", "model.backbone=test_tiny", "model.pretrained=false"])
+    cache = build_feature_cache(cfg, tmp_path / "c.pt", batch_size=8)
+    index = read_deepfashion(tree)
+    assert cache.meta["head"] == "attributes" and cache.label_names == [str(n) for n in index.attribute_names]
+    train = cache.splits["train"]
+    raw = index.subset(index.partition == "train").attributes
+    np.testing.assert_array_equal(train["targets"].numpy(), raw > 0)
+    np.testing.assert_array_equal(train["mask"].numpy(), raw != 0)
+    result = train_head_on_cache(cache, {"kind": "linear"}, {"kind": "asl"}, epochs=2, lr=1e-2, batch_size=8, progress=False)
+    val = cache.splits["val"]
+    np.testing.assert_array_equal(result["targets"], (val["targets"] * val["mask"]).numpy())
+    assert result["scores"].shape == tuple(val["targets"].shape)

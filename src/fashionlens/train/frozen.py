@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from fashionlens.checkpoint import atomic_write_bytes
-from fashionlens.losses import compute_losses
+from fashionlens.losses import compute_losses, pos_weight_from_targets
 from fashionlens.metrics import multilabel_report
 from fashionlens.models.heads import RecognitionHead
 
@@ -38,8 +38,10 @@ class FeatureCache:
     Attributes:
         label_names: the C labels (columns of the targets).
         splits: split -> ``{"features": (N, V, D, h, w) float16 (view 0 the photo, 1 its mirror),
-            "targets": (N, C) float32, "paths": [N photo paths]}``.
-        meta: how the cache was made (backbone, input size, data settings).
+            "targets": (N, C) float32, "paths": [N photo paths]}``, and for attributes ``"mask"``
+            (N, C), 1 where the attribute is known.
+        meta: how the cache was made (backbone, input size, data settings, ``head``: "labels" for
+            tags, "attributes" for DeepFashion-layout attributes).
     """
 
     label_names: list[str]
@@ -74,6 +76,8 @@ class FeatureCache:
             keep = torch.nonzero(targets.sum(1) > 0).flatten()
             splits[split] = {"features": part["features"][keep], "targets": targets[keep],
                              "paths": [part["paths"][i] for i in keep.tolist()]}
+            if "mask" in part:
+                splits[split]["mask"] = part["mask"][keep][:, cols]
         return FeatureCache([self.label_names[i] for i in cols], splits, {**self.meta, "top_labels": n})
 
 
@@ -90,7 +94,6 @@ def build_feature_cache(cfg: dict, out_path: str | Path, batch_size: int = 32, s
     Returns:
         The cache. Unreadable photos are left out (and said so).
     """
-    from fashionlens.data.transforms import build_transforms
     from fashionlens.models.registry import create_backbone
     from fashionlens.train.data import build_data, make_loader
     from fashionlens.train.fit import _backbone_kwargs
@@ -98,22 +101,37 @@ def build_feature_cache(cfg: dict, out_path: str | Path, batch_size: int = 32, s
     backbone = create_backbone(cfg["model"]["backbone"], pretrained=cfg["model"]["pretrained"], **_backbone_kwargs(cfg))
     data_config = backbone.data_config.replace(resize=cfg["data"]["resize"], max_stretch=cfg["data"]["max_stretch"])
     bundle = build_data(cfg, data_config, splits=tuple(splits))
-    if "labels" not in bundle.label_names:
-        raise ValueError(f"the {cfg['data']['format']} data has no multi-label targets to cache")
+    head = next((h for h in ("labels", "attributes") if h in bundle.label_names), None)
+    if head is None:
+        raise ValueError(f"the {cfg['data']['format']} data has no multi-label targets (tags or attributes) to cache")
     backbone.eval()
     cached = {}
     for split, dataset in bundle.datasets.items():
-        dataset.transform = build_transforms(data_config, train=False)  # the training split too: no crops
-        cached[split] = _cache_split(backbone, make_loader(dataset, batch_size, cfg["data"]["num_workers"], False),
-                                     dataset.targets, bundle.paths[split], split)
-    meta = {"backbone": cfg["model"]["backbone"], "input_size": list(data_config.input_size),
+        targets, mask = _eval_targets(dataset, data_config, cfg, head)  # eval transforms, the training split too
+        loader = make_loader(dataset, batch_size, cfg["data"]["num_workers"], False)
+        cached[split] = _cache_split(backbone, loader, targets, mask, bundle.paths[split], split)
+    meta = {"backbone": cfg["model"]["backbone"], "input_size": list(data_config.input_size), "head": head,
             "data": {k: cfg["data"][k] for k in ("format", "split_fractions", "split_seed", "ccp_annotations", "resize")}}
-    cache = FeatureCache(list(bundle.label_names["labels"]), cached, meta)
+    cache = FeatureCache(list(bundle.label_names[head]), cached, meta)
     cache.save(out_path)
     return cache
 
 
-def _cache_split(backbone, loader, targets: torch.Tensor, paths: list[str], split: str) -> dict:
+def _eval_targets(dataset, data_config, cfg: dict, head: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Give the dataset its eval transform (no crops); its (N, C) targets and, for attributes, the known mask."""
+    if head == "labels":
+        from fashionlens.data.transforms import build_transforms
+
+        dataset.transform = build_transforms(data_config, train=False)
+        return dataset.targets.float(), None
+    from fashionlens.data.landmark_transforms import build_joint_transforms
+
+    dataset.transform = build_joint_transforms(data_config, train=False, margin=float(cfg["data"]["crop_margin"]))
+    values = torch.as_tensor(np.asarray(dataset.index.attributes))  # 1 present, -1 absent, 0 unknown
+    return (values > 0).float(), (values != 0).float()
+
+
+def _cache_split(backbone, loader, targets: torch.Tensor, mask: torch.Tensor | None, paths: list[str], split: str) -> dict:
     features, filled = None, torch.zeros(len(paths), dtype=torch.bool)
     for batch in tqdm(loader, desc=f"caching {split}", unit="batch"):
         x, index = batch["image"], batch["index"]
@@ -125,7 +143,10 @@ def _cache_split(backbone, loader, targets: torch.Tensor, paths: list[str], spli
     if not filled.all():
         print(f"{split}: {int((~filled).sum())} unreadable photo(s) left out of the cache")
     keep = torch.nonzero(filled).flatten()
-    return {"features": features[keep], "targets": targets[keep].float(), "paths": [paths[i] for i in keep.tolist()]}
+    part = {"features": features[keep], "targets": targets[keep], "paths": [paths[i] for i in keep.tolist()]}
+    if mask is not None:
+        part["mask"] = mask[keep]
+    return part
 
 
 def _head_and_embeddings(cache: FeatureCache, head: dict, labels_cfg: dict, targets: np.ndarray) -> RecognitionHead:
@@ -183,6 +204,9 @@ def train_head_on_cache(cache: FeatureCache, head: dict, loss: dict | None = Non
     optim_cfg = {"name": "adamw", "weight_decay": weight_decay, "momentum": 0.9, "scheduler": "cosine"}
     optimizer = _make_optimizer([{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}], optim_cfg)
     scheduler = _make_scheduler(optimizer, optim_cfg, epochs)
+    name, mask = cache.meta.get("head", "labels"), train.get("mask")
+    # attributes + BCE: the engine's per-attribute positive weights (loss.attribute_pos_weight: frequency)
+    pos_weight = pos_weight_from_targets(targets, mask) if name == "attributes" else None
     gen = torch.Generator().manual_seed(seed)
     n, start = len(targets), time.perf_counter()
     for _ in tqdm(range(epochs), desc=f"{head.get('kind', 'linear')}", unit="epoch", disable=not progress, leave=False):
@@ -192,9 +216,10 @@ def train_head_on_cache(cache: FeatureCache, head: dict, loss: dict | None = Non
         for i in range(0, n - batch_size + 1 if n > batch_size else n, batch_size):  # drop the last partial batch
             rows = order[i : i + batch_size]
             x = train["features"][rows, views[rows]].float()  # (B, D, h, w)
-            terms = compute_losses({"labels": model(x)}, {"labels": targets[rows]}, multilabel=loss)
+            batch = {name: targets[rows]} if mask is None else {name: targets[rows], f"{name}_mask": mask[rows]}
+            terms = compute_losses({name: model(x)}, batch, pos_weight=pos_weight, multilabel=loss)
             optimizer.zero_grad(set_to_none=True)
-            terms["labels"].backward()
+            terms[name].backward()
             if grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
@@ -217,8 +242,9 @@ def score_split(model: torch.nn.Module, cache: FeatureCache, split: str, batch_s
     """Scores, targets, paths and the multilabel report of a head on one cached split (the photos, not mirrors)."""
     part = cache.splits[split]
     scores = predict_on_cache(model, part["features"][:, 0], batch_size)
-    report = multilabel_report(scores, part["targets"].numpy(), cache.label_names)
-    return {"report": report, "scores": scores, "targets": part["targets"].numpy(), "paths": list(part["paths"])}
+    targets = part["targets"] if "mask" not in part else part["targets"] * part["mask"]  # unknown: not a positive
+    report = multilabel_report(scores, targets.numpy(), cache.label_names)
+    return {"report": report, "scores": scores, "targets": targets.numpy(), "paths": list(part["paths"])}
 
 
 @torch.no_grad()
