@@ -91,6 +91,9 @@ def test_study_tool_runs_resumes_and_tabulates(tmp_path, cache_file, colour_csv,
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study))
     out = tmp_path / "res"
+    tool.main(["run", str(path), "--cache", str(cache_file), "--out", str(out), "--only", "gcn", "--losses", "asl"])
+    done = sorted(p.name for p in (out / "val" / "all").glob("*.json"))
+    assert done == ["gcn__asl__s0.json", "gcn__asl__s1.json"]
     tool.main(["run", str(path), "--cache", str(cache_file), "--out", str(out), "--only", "gcn"])
     done = sorted(p.name for p in (out / "val" / "all").glob("*.json"))
     assert done == ["gcn__asl__s0.json", "gcn__asl__s1.json", "gcn__bce__s0.json", "gcn__bce__s1.json"]
@@ -112,6 +115,19 @@ def test_study_tool_runs_resumes_and_tabulates(tmp_path, cache_file, colour_csv,
     text = table.read_text()
     assert "| linear | bce | 2 |" in text and "Best by mean mAP" in text and "top2_all" in text
     assert text.count("Paired bootstrap over the") == 2
+
+    # a trained head + the (same, seeded) backbone as a model file scores the photos as in the study
+    model = tmp_path / "gcn.safetensors"
+    torch.manual_seed(0)
+    tool.main(["export", str(out / "val" / "all" / "gcn__bce__s1.json"), "--config", str(_cfg_file(tmp_path)),
+               "--out", str(model), "--name", "exported"])
+    from fashionlens.train.evaluate import evaluate_model
+
+    _, ctx = evaluate_model(model, colour_csv, "val", trainer_kwargs={"enable_progress_bar": False})
+    assert ctx["info"].extra["experiment"] == "exported"
+    with np.load(out / "val" / "all" / "gcn__bce__s1.npz") as z:
+        assert list(ctx["outputs"]["paths"]) == list(z["paths"])
+        np.testing.assert_allclose(ctx["outputs"]["labels_scores"], z["scores"], atol=2e-3)
 
     cache_out = tmp_path / "cache2.pt"
     tool.main(["cache", str(_cfg_file(tmp_path)), "--data", str(colour_csv), "--out", str(cache_out), "--batch-size", "32",

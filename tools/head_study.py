@@ -8,7 +8,10 @@
         --out runs/head_study/frozen [--top-labels 5] [--only mldecoder]
     # 3. only at the end: score the test split with the trained heads
     python tools/head_study.py score runs/head_study/frozen/val/all --cache runs/head_study/cache.pt --split test
-    # 4. the table (mean +- std over seeds) and the paired bootstrap over photos
+    # any trained head as a model file (Lite0 + the head), e.g. for fashionlens compare
+    python tools/head_study.py export runs/head_study/frozen/val/all/mldecoder__asl__s0.json \
+        --config configs/ccp_heads_lite0.yaml --out runs/head_study/models/mldecoder-asl.safetensors
+    # 5. the table (mean +- std over seeds) and the paired bootstrap over photos
     python tools/head_study.py table runs/head_study/frozen/val/all --out runs/head_study/frozen_val.md
 
 Every finished run is a file (``HEAD__LOSS__sSEED.npz`` with the scores, ``.json`` with the
@@ -83,6 +86,8 @@ def cmd_run(args) -> None:
         if args.only and head_name not in args.only:
             continue
         for loss_name, loss in study["losses"].items():
+            if args.losses and loss_name not in args.losses:
+                continue
             for seed in study["seeds"]:
                 out = out_dir / f"{head_name}__{loss_name}__s{seed}"
                 if out.with_suffix(".json").is_file():
@@ -130,6 +135,34 @@ def cmd_score(args) -> None:
         result = {**score_split(model, cache, args.split), "seconds": summary["seconds"]}  # the training time
         _save_run(out_dir / path.stem, result, {**settings, "split": args.split})
     print(f"scored {len(runs)} heads on the {args.split} split: {out_dir}")
+
+
+def cmd_export(args) -> None:
+    """A head trained on the cache + the cache's backbone = an ordinary model file (evaluate, compare, predict)."""
+    from fashionlens.checkpoint import ModelInfo, save_model
+    from fashionlens.models import FashionNet, create_backbone
+    from fashionlens.train.config import load_config
+    from fashionlens.train.fit import _backbone_kwargs, data_description
+
+    summary = json.loads(args.run.read_text())
+    state = torch.load(args.run.with_suffix(".pt"), map_location="cpu", weights_only=True)
+    cfg = load_config(args.config)
+    if summary["settings"]["subset"] != "all":
+        cfg["data"]["top_labels"] = int(summary["settings"]["subset"].removeprefix("top"))
+    backbone = create_backbone(cfg["model"]["backbone"], pretrained=cfg["model"]["pretrained"], **_backbone_kwargs(cfg))
+    backbone.data_config = backbone.data_config.replace(resize=cfg["data"]["resize"], max_stretch=cfg["data"]["max_stretch"])
+    names = list(summary["AP"])
+    head = {**summary["settings"]["head"], "num_classes": len(names)}
+    if "classifier.embeddings" in state:
+        head["embed_dim"] = int(state["classifier.embeddings"].shape[1])
+    model = FashionNet(cfg["model"]["backbone"], {"labels": head}, backbone_kwargs=_backbone_kwargs(cfg), backbone_module=backbone)
+    model.heads["labels"].load_state_dict(state)
+    experiment = args.name or args.run.stem.replace("__", "-")
+    info = ModelInfo(model.spec, {"labels": names}, backbone.data_config,
+                     {"data": data_description(cfg), "experiment": experiment,
+                      "note": f"head trained on frozen features (tools/head_study.py): {args.run}"})
+    save_model(model.eval(), info, args.out)
+    print(f"wrote {args.out} ({experiment})")
 
 
 def load_results(folder: Path) -> dict[tuple[str, str], list[dict]]:
@@ -234,17 +267,23 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core machine)")
     r.add_argument("--top-labels", type=int, default=None, help="keep the n most frequent labels (seed B's protocol)")
     r.add_argument("--only", nargs="*", default=None, help="only these heads of the study file")
+    r.add_argument("--losses", nargs="*", default=None, help="only these losses of the study file")
     s = sub.add_parser("score", help="score another split with the heads a run trained")
     s.add_argument("runs", type=Path, help="a run folder, e.g. OUT/val/all")
     s.add_argument("--cache", type=Path, required=True)
     s.add_argument("--split", default="test", choices=["train", "val", "test"])
     s.add_argument("--threads", type=int, default=1)
+    e = sub.add_parser("export", help="a trained head + the cache's backbone as a model file")
+    e.add_argument("run", type=Path, help="a run's .json, e.g. OUT/val/all/mldecoder__asl__s0.json")
+    e.add_argument("--config", type=Path, required=True, help="the config the cache was made with")
+    e.add_argument("--out", type=Path, required=True)
+    e.add_argument("--name", default=None, help="experiment name in the model header")
     t = sub.add_parser("table", help="mean +- std over seeds and the paired bootstrap, as Markdown")
     t.add_argument("results", type=Path, nargs="+")
     t.add_argument("--out", type=Path, default=None)
     t.add_argument("--resamples", type=int, default=2000)
     args = ap.parse_args(argv)
-    {"cache": cmd_cache, "run": cmd_run, "score": cmd_score, "table": cmd_table}[args.command](args)
+    {"cache": cmd_cache, "run": cmd_run, "score": cmd_score, "export": cmd_export, "table": cmd_table}[args.command](args)
 
 
 if __name__ == "__main__":
