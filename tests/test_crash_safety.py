@@ -278,17 +278,21 @@ def test_huge_learning_rate_fails_through_the_cli_and_leaves_finite_files(tmp_pa
     config = tmp_path / "huge_lr.yaml"
     settings = _settings(colour_csv, max_epochs=2)
     settings["optim"].update({"lr": 1.0e12, "head_lr": 1.0e12, "grad_clip": 0})
+    settings["trainer"]["checkpoint_every_n_steps"] = 1
     config.write_text(yaml.safe_dump(settings))
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["train", str(config), "--out", str(out)])
-    assert result.exit_code != 0
-    assert isinstance(result.exception, NonFiniteLossError) or "non-finite" in result.output, result.output
-    message = str(result.exception) + result.output
-    assert "non-finite" in message and "optim.lr" in message
-    last = out / "checkpoints" / "last.ckpt"
-    if last.exists():  # whatever was saved before the failure is finite and loadable
-        state = torch.load(last, weights_only=True)["state_dict"]
-        assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
+    assert result.exit_code == 2, result.output + repr(result.exception)  # a one-line error, not a traceback
+    assert "error: non-finite loss at epoch 0, step 1" in result.output and "optim.lr" in result.output
+    # a checkpoint every step: the one written after the first (finite) step must survive the failure
+    # of the second; no validation ran, so there is no model file to leave behind
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert {"config.yaml", "checkpoints/last.ckpt", "logs/metrics.csv"} <= files, files
+    assert "model.safetensors" not in files and "metrics.json" not in files, files
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["global_step"]) == (0, 1)
+    floats = [t for t in ckpt["state_dict"].values() if t.is_floating_point()]
+    assert floats and all(torch.isfinite(t).all() for t in floats)
 
 
 # -- 4. output directory checked before training ----------------------------------------------------

@@ -135,13 +135,16 @@ def test_missing_rows_and_files_are_reported(tree: Path) -> None:
 
 def test_landmark_slightly_outside_bbox_is_a_warning(tree: Path) -> None:
     idx = read_deepfashion(tree)
-    box = [int(v) for v in idx.bbox[3]]
-    edit_line(tree / "Anno/list_bbox.txt", 6, lambda t: [t[0], str(box[0] + 1), *t[2:]])  # 1 px narrower
-    touching = (idx.landmark_visibility[3] < 2) & (idx.landmarks[3, :, 0] == box[0])
+    j = 3  # line 6 of list_landmarks.txt: "image clothes_type  v x y  v x y ..."
+    tokens = (tree / "Anno/list_landmarks.txt").read_text().splitlines()[5].split()
+    k = next(i + 1 for i in range(2, len(tokens), 3) if tokens[i] != "2")  # x of the first not-cut-off landmark
+    x1, y1, x2, y2 = (int(v) for v in idx.bbox[j])
+    assert x1 >= 2 and 0.05 * max(x2 - x1, y2 - y1) >= 1, "the fixture must allow 1 px left of the box, inside the image"
+    edit_line(tree / "Anno/list_landmarks.txt", 6, lambda t: t[:k] + [str(x1 - 1)] + t[k + 1 :])  # 1 px outside
     result = check(tree)
-    if touching.any():
-        assert result.exit_code == 0 and re.search(r"list_landmarks.txt:6: warning \[landmark\]", result.output)
-    assert "warnings in" in result.output
+    assert result.exit_code == 0, result.output  # a warning only: no error
+    assert re.search(r"list_landmarks.txt:6: warning \[landmark\] .*outside the bbox", result.output), result.output
+    assert f"0 errors, 1 warnings in {N + 7} files" in result.output
 
 
 def test_no_images_skips_image_checks(tree: Path) -> None:

