@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     for i, tile in enumerate(tiles):
         sheet.paste(tile, ((i % cols) * args.width, (i // cols) * cell_h))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(args.out, optimize=True)
+    sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(args.out, optimize=True)  # a third of the bytes
     print(f"wrote {args.out}: {len(tiles)} photos ({', '.join(m.stem for m in chosen)})")
 
 
