@@ -38,6 +38,16 @@ def weighted_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
     return (loss * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+def weighted_mean_bce(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """BCE averaged over *all* entries, each multiplied by its weight (1 without ``weights``).
+
+    Unlike :func:`weighted_bce`'s mask, the weights are not renormalised: a sub-batch of product
+    photos whose implied tags weigh 0.5 contributes half as much as a fully labelled one.
+    """
+    loss = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none")
+    return loss.mean() if weights is None else (loss * weights).mean()
+
+
 def pos_weight_from_targets(targets: torch.Tensor, mask: torch.Tensor | None = None, max_weight: float = 100.0) -> torch.Tensor:
     """pos_weight[c] = negatives / positives of attribute c in the training set, clipped to [1, max]."""
     targets = targets.float()
@@ -57,16 +67,20 @@ def compute_losses(
     """One unweighted loss term per head whose target is in the batch.
 
     "category": cross-entropy (with ``label_smoothing``); "labels": BCE; "attributes": weighted BCE over known entries;
-    "landmarks": heatmap L2 over visible landmarks. A head without targets in this batch is skipped,
+    "landmarks": heatmap L2 over visible landmarks; "visibility": BCE of the landmark visibility logits.
+    A head without targets in this batch is skipped,
     so one model can learn from data sets that label different heads.
     """
     losses: dict[str, torch.Tensor] = {}
     if "category" in outputs and "category" in batch:
         losses["category"] = F.cross_entropy(outputs["category"].float(), batch["category"], label_smoothing=label_smoothing)
     if "labels" in outputs and "labels" in batch:
-        losses["labels"] = F.binary_cross_entropy_with_logits(outputs["labels"].float(), batch["labels"].float())
+        losses["labels"] = weighted_mean_bce(outputs["labels"], batch["labels"], batch.get("labels_mask"))
     if "attributes" in outputs and "attributes" in batch:
         losses["attributes"] = weighted_bce(outputs["attributes"], batch["attributes"], batch.get("attributes_mask"), pos_weight)
     if "heatmaps" in outputs and "landmarks" in batch:
         losses["landmarks"] = heatmap_loss(outputs["heatmaps"], batch["landmarks"], batch["landmark_visible"], heatmap_sigma)
+    if "landmark_visibility" in outputs and "landmark_visible" in batch:
+        losses["visibility"] = F.binary_cross_entropy_with_logits(outputs["landmark_visibility"].float(),
+                                                                  batch["landmark_visible"].float())
     return losses

@@ -106,10 +106,13 @@ class ClassificationDataset(_ImageDataset):
     """
 
     def __init__(self, classification_set: ClassificationSet, transform: Transform | None, cfg: DataConfig,
-                 bad_images: str = "skip"):
+                 bad_images: str = "skip", class_targets: dict[str, torch.Tensor] | None = None):
         super().__init__([p for p, _ in classification_set.samples], transform, cfg, bad_images)
         self.class_names = list(classification_set.class_names)
         self.targets = torch.from_numpy(classification_set.targets())  # (N,) int64
+        # more targets that follow from the class: name -> (K, ...) tensor (e.g. a product photo's implied tags)
+        self.class_targets = class_targets or {}
 
     def _targets(self, index: int) -> dict[str, torch.Tensor]:
-        return {"category": self.targets[index]}
+        k = self.targets[index]
+        return {"category": k, **{name: t[k] for name, t in self.class_targets.items()}}

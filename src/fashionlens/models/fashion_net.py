@@ -23,7 +23,8 @@ from fashionlens.models.heads import RecognitionHead
 from fashionlens.models.registry import create_backbone
 
 HEAD_NAMES = ("category", "labels", "attributes")
-_LANDMARK_DEFAULTS = {"num_landmarks": 8, "num_glem": 1, "num_upsample": 1, "fuse": True, "channels": None}
+_LANDMARK_DEFAULTS = {"num_landmarks": 8, "num_glem": 1, "num_upsample": 1, "fuse": True, "channels": None,
+                      "visibility": False}
 
 
 class FashionNet(nn.Module):
@@ -38,7 +39,9 @@ class FashionNet(nn.Module):
             ``num_upsample`` (heatmap resolution = feature resolution x 2^num_upsample), ``fuse`` and
             ``channels``: None (the GLEM works at the backbone's width, as in seed A's 512-channel
             conv4) or a width the features are first reduced to by a 1x1 conv-BN-ReLU (a 1280-channel
-            EfficientNet map would make each 3x3 GLEM conv 15 M parameters).
+            EfficientNet map would make each 3x3 GLEM conv 15 M parameters), ``visibility``: also
+            predict whether each landmark is visible (a linear layer on the pooled landmark
+            features; output ``landmark_visibility``, logits (B, L)).
         backbone_kwargs: passed to the backbone builder (e.g. ``input_size``).
         pretrained: backbone weights: False, True (its default source) or a local file path.
         backbone_module: an already built backbone of that name (saves building it twice).
@@ -91,6 +94,8 @@ class FashionNet(nn.Module):
             reduce = [conv_bn_relu(channels, width, 1)] if lm["channels"] else []
             self.glem = nn.Sequential(*reduce, *[GLEM(width) for _ in range(lm["num_glem"])])
             self.heatmap_head = HeatmapHead(width, lm["num_landmarks"], lm["num_upsample"])
+            if lm["visibility"]:
+                self.visibility_head = nn.Linear(width, lm["num_landmarks"])
         head_in = channels + width if self.fuse else channels
         self.heads = nn.ModuleDict({name: RecognitionHead(head_in, **kw) for name, kw in heads.items()})
 
@@ -117,6 +122,8 @@ class FashionNet(nn.Module):
         if self._spec["landmarks"]:
             context = self.glem(feats)  # (B, C', h, w), C' = landmarks.channels or C
             out["heatmaps"] = self.heatmap_head(context)  # (B, L, h', w')
+            if self._spec["landmarks"]["visibility"]:
+                out["landmark_visibility"] = self.visibility_head(context.mean(dim=(2, 3)))  # (B, L) logits
             if self.fuse:
                 head_in = torch.cat([context, feats], dim=1)  # (B, C' + C, h, w)
         for name, head in self.heads.items():

@@ -58,16 +58,18 @@ def build_data(cfg: dict, data_config: DataConfig, splits=("train", "val", "test
         return _mixed_bundle(cfg, data_config, splits)
     root = resolve_data_path(cfg)
     if fmt in ("ccp", "multilabel"):
-        return _multilabel_bundle(cfg, root, data_config, splits)
-    if fmt == "image_folder":
-        return _image_folder_bundle(cfg, root, data_config, splits)
-    if fmt == "clothing_dataset":
-        return _clothing_bundle(cfg, root, data_config, splits)
-    if fmt == "deepfashion":
+        bundle = _multilabel_bundle(cfg, root, data_config, splits)
+    elif fmt == "image_folder":
+        bundle = _image_folder_bundle(cfg, root, data_config, splits)
+    elif fmt == "clothing_dataset":
+        bundle = _clothing_bundle(cfg, root, data_config, splits)
+    elif fmt == "deepfashion":
         from fashionlens.train.deepfashion_data import deepfashion_bundle
 
-        return deepfashion_bundle(cfg, root, data_config, splits)
-    raise ValueError(f"data.format must be ccp, multilabel, image_folder, clothing_dataset, deepfashion or mixed, got {fmt!r}")
+        bundle = deepfashion_bundle(cfg, root, data_config, splits)
+    else:
+        raise ValueError(f"data.format must be ccp, multilabel, image_folder, clothing_dataset, deepfashion or mixed, got {fmt!r}")
+    return select_targets(bundle, cfg["data"]["targets"]) if cfg["data"]["targets"] else bundle
 
 
 def source_config(cfg: dict, name: str) -> dict:
@@ -84,20 +86,79 @@ def source_config(cfg: dict, name: str) -> dict:
     return sub
 
 
+TARGET_KEYS = {"category": ("category",), "labels": ("labels", "labels_mask"),
+               "attributes": ("attributes", "attributes_mask"), "landmarks": ("landmarks", "landmark_visible")}
+
+
 def _mixed_bundle(cfg: dict, data_config: DataConfig, splits) -> DataBundle:
-    """Several data sets, each labelling different heads; training draws one sub-batch from each."""
+    """Several data sets, each labelling some heads; training draws one sub-batch from each.
+
+    Two sources may label the same head if they name the same classes (the product photos' implied
+    tags and CCP's tags); the training targets that build label graphs and priors come from the
+    sources that observed them (implied tags are not observations of which tags occur together).
+    """
     if not cfg["data"]["sources"]:
         raise ValueError("data.format: mixed needs data.sources (name -> {format, path, ...})")
     sources = {name: build_data(source_config(cfg, name), data_config, splits) for name in cfg["data"]["sources"]}
-    label_names: dict[str, list[str]] = {}
-    train_targets: dict[str, np.ndarray] = {}
+    merged = DataBundle({}, {}, {}, {}, sources=sources)
     for name, b in sources.items():
-        clash = set(label_names) & set(b.label_names)
-        if clash:
-            raise ValueError(f"data.sources.{name} labels head(s) {sorted(clash)} that another source labels too")
-        label_names.update(b.label_names)
-        train_targets.update(b.train_targets)
-    return DataBundle({}, label_names, train_targets, {}, sources=sources)
+        for head, names in b.label_names.items():
+            if head in merged.label_names and list(merged.label_names[head]) != list(names):
+                raise ValueError(f"data.sources.{name} labels head {head!r} with other names than another source")
+            merged.label_names[head] = list(names)
+        for head, targets in b.train_targets.items():
+            old = merged.train_targets.get(head)
+            merged.train_targets[head] = targets if old is None else np.concatenate([old, targets])
+        if b.attribute_groups is not None:
+            merged.attribute_groups, merged.attribute_masks = b.attribute_groups, b.attribute_masks
+    for name, settings in cfg["data"]["sources"].items():
+        if settings.get("implied_tags"):
+            _attach_implied_tags(name, sources[name], merged.label_names.get("labels"), float(settings["implied_tags"]))
+    return merged
+
+
+def _attach_implied_tags(name: str, bundle: DataBundle, tag_names: list[str] | None, weight: float) -> None:
+    """Give a product-photo source's training photos the tags their class implies (data/product_tags.py)."""
+    from fashionlens.data.product_tags import implied_tag_targets
+
+    if tag_names is None or "train" not in bundle.datasets:
+        raise ValueError(f"data.sources.{name}.implied_tags needs another source that labels tags (e.g. ccp)")
+    dataset = getattr(bundle.datasets["train"], "dataset", bundle.datasets["train"])  # under a SelectTargets
+    targets, weights = implied_tag_targets(bundle.label_names["category"], tag_names, weight)
+    dataset.class_targets = {"labels": torch.from_numpy(targets), "labels_mask": torch.from_numpy(weights)}
+    bundle.label_names["labels"] = list(tag_names)
+
+
+class SelectTargets(Dataset):
+    """A dataset whose samples keep only some targets (a source that labels only some heads)."""
+
+    def __init__(self, dataset: Dataset, heads):
+        self.dataset = dataset
+        self.keep = {"image", "index", *(k for h in heads for k in TARGET_KEYS[h])}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict:
+        return {k: v for k, v in self.dataset[i].items() if k in self.keep}
+
+    def __getattr__(self, name: str):  # bad_files, targets, ... of the wrapped dataset
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def select_targets(bundle: DataBundle, heads) -> DataBundle:
+    """Keep only ``heads`` ("category", "labels", "attributes", "landmarks") of a source's targets."""
+    unknown = sorted(set(heads) - set(TARGET_KEYS))
+    if unknown:
+        raise ValueError(f"data.targets: unknown target(s) {unknown}; known: {sorted(TARGET_KEYS)}")
+    bundle.datasets = {s: SelectTargets(ds, heads) for s, ds in bundle.datasets.items()}
+    bundle.label_names = {h: n for h, n in bundle.label_names.items() if h in heads}
+    bundle.train_targets = {h: t for h, t in bundle.train_targets.items() if h in heads}
+    if "attributes" not in heads:
+        bundle.attribute_groups = bundle.attribute_masks = None
+    return bundle
 
 
 def _multilabel_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -> DataBundle:

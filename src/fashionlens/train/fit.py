@@ -148,7 +148,7 @@ def build_model_for_data(cfg: dict, bundle: DataBundle, backbone: torch.nn.Modul
 
 
 _SPLIT_KEYS = ("format", "top_labels", "split_fractions", "split_seed", "crop_margin", "ccp_annotations", "min_mask_pixels",
-               "holdout")
+               "holdout", "targets")
 
 
 def data_description(cfg: dict) -> dict:
