@@ -75,7 +75,7 @@ def _crash_on_fsync_of(monkeypatch, target: str) -> None:
             raise OSError(28, "No space left on device (simulated)")
         real_fsync(fd)
 
-    monkeypatch.setattr("fashionlens.checkpoint.os.fsync", fsync)
+    monkeypatch.setattr("fashionlens.fileio.os.fsync", fsync)
 
 
 # -- 1. atomic checkpoints --------------------------------------------------------------------------

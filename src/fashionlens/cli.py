@@ -258,7 +258,7 @@ def predict(
             bar.update(1)
     text = format_predictions(results, fmt)
     if out:
-        from fashionlens.checkpoint import atomic_write_bytes
+        from fashionlens.fileio import atomic_write_bytes
 
         atomic_write_bytes(out, text.encode())
         typer.echo(f"wrote {len(results)} predictions to {out}", err=True)

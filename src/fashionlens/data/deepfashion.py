@@ -26,13 +26,16 @@ from fashionlens.data.errors import DataFormatError
 from fashionlens.data.images import BadImageError, load_image_and_orientation, upright_annotations
 from fashionlens.data.landmark_transforms import FLIP_PAIRS, JointTransform, build_joint_transforms
 
-__all__ = ["CLOTHES_TYPE_SLOTS", "LANDMARK_NAMES", "DataFormatError", "DeepFashionDataset", "DeepFashionIndex",
+__all__ = ["ATTRIBUTE_TYPES", "CLOTHES_TYPE_SLOTS", "LANDMARK_NAMES", "DataFormatError", "DeepFashionDataset", "DeepFashionIndex",
            "read_deepfashion"]  # fmt: skip
 
+# The DeepFashion conventions, defined here once: 8 fixed landmark slots, the attribute types of
+# list_attr_cloth.txt (1-based, as in the file), which slots each clothes type fills.
 LANDMARK_NAMES = (
     "left_collar", "right_collar", "left_sleeve", "right_sleeve",
     "left_waistline", "right_waistline", "left_hem", "right_hem",
 )  # fmt: skip
+ATTRIBUTE_TYPES: dict[int, str] = {1: "texture", 2: "fabric", 3: "shape", 4: "part", 5: "style"}
 # Which of the 8 fixed slots each clothes type's landmarks fill, in file order.
 CLOTHES_TYPE_SLOTS = {1: (0, 1, 2, 3, 6, 7), 2: (4, 5, 6, 7), 3: (0, 1, 2, 3, 4, 5, 6, 7)}
 PARTITIONS = ("train", "val", "test")

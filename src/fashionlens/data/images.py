@@ -19,6 +19,22 @@ from PIL import Image, UnidentifiedImageError
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 
 
+def pixel_limit_problem(width: int, height: int) -> str | None:
+    """Why an image of ``width`` x ``height`` is refused (a probable decompression bomb), or None.
+
+    The one pixel-limit check: the decoder, ``data check`` and the web service all call it.
+
+    Example:
+        >>> pixel_limit_problem(640, 480) is None
+        True
+        >>> pixel_limit_problem(20_000, 20_000)
+        'image of 20000x20000 pixels exceeds the limit of 89478485'
+    """
+    if width * height > MAX_IMAGE_PIXELS:
+        return f"image of {width}x{height} pixels exceeds the limit of {MAX_IMAGE_PIXELS}"
+    return None
+
+
 EXIF_ORIENTATION = 0x0112
 FULL_SIZE_KEY = "fashionlens_full_size"  # Image.info key: (width, height) before draft-mode decoding
 # EXIF orientation -> the transpose that makes the stored pixels upright (as ImageOps.exif_transpose).
@@ -162,8 +178,9 @@ def _decode(fp: BinaryIO, name: str, draft_size: tuple[int, int] | None) -> tupl
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(fp)
             w, h = img.size
-            if w * h > MAX_IMAGE_PIXELS:
-                raise BadImageError(name, f"image of {w}x{h} pixels exceeds the limit of {MAX_IMAGE_PIXELS}")
+            too_big = pixel_limit_problem(w, h)
+            if too_big:
+                raise BadImageError(name, too_big)
             if draft_size is not None and img.format == "JPEG":
                 img.draft("RGB", draft_size)
             img.load()

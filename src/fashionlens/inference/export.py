@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from fashionlens.checkpoint import ModelInfo, atomic_write_bytes
+from fashionlens.checkpoint import ModelInfo
 from fashionlens.checkpoint import load_model as load_model_file
+from fashionlens.fileio import atomic_write_bytes
 from fashionlens.inference.onnx_runner import (
     INPUT_NAME,
     META_DIGEST,

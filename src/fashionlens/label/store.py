@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fashionlens.checkpoint import atomic_write_bytes
 from fashionlens.data import multilabel as ml
 from fashionlens.data.errors import DataFormatError
+from fashionlens.fileio import atomic_write_bytes
 from fashionlens.label.photos import PhotoList
 
 try:  # the lock file needs flock (POSIX); elsewhere sessions are not guarded against each other

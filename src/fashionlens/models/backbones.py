@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from fashionlens.data.config import DataConfig
+from fashionlens.models.glem import conv_bn_relu
 from fashionlens.models.pretrained import (
     hub_reachable,
     load_matching,
@@ -175,17 +176,13 @@ def _torchvision_hub_weights(filename: str, name: str) -> dict[str, torch.Tensor
     return torch.load(cached, map_location="cpu", weights_only=True)
 
 
-def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-
-
 @register_backbone
 def basic_cnn(pretrained: bool | str = False, input_size=(224, 224), channels=(32, 64, 128, 256)) -> Backbone:
     """Seed B's basic CNN: blocks of conv-BN-ReLU + 2x2 max-pool, trained from scratch."""
     layers: list[nn.Module] = []
     cin = 3
     for cout in channels:
-        layers += _conv_bn_relu(cin, cout) + [nn.MaxPool2d(2)]
+        layers += [*conv_bn_relu(cin, cout), nn.MaxPool2d(2)]
         cin = cout
     body = nn.Sequential(*layers)
     _load_local(body, pretrained, "basic_cnn")
@@ -197,7 +194,7 @@ def basic_cnn(pretrained: bool | str = False, input_size=(224, 224), channels=(3
 def test_tiny(pretrained: bool | str = False, input_size=(32, 32), channels: int = 32) -> Backbone:
     """Two conv layers, stride 4: for tests (milliseconds per batch on a CPU)."""
     body = nn.Sequential(
-        *_conv_bn_relu(3, channels // 2), nn.MaxPool2d(2), *_conv_bn_relu(channels // 2, channels), nn.MaxPool2d(2)
+        *conv_bn_relu(3, channels // 2), nn.MaxPool2d(2), *conv_bn_relu(channels // 2, channels), nn.MaxPool2d(2)
     )
     _load_local(body, pretrained, "test_tiny")
     cfg = DataConfig(input_size=tuple(input_size), mean=IMAGENET_MEAN, std=IMAGENET_STD)

@@ -36,7 +36,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from fashionlens.data.images import MAX_IMAGE_PIXELS
+from fashionlens.data.images import pixel_limit_problem
 from fashionlens.inference.predictor import Predictor
 
 MiB = 1024 * 1024
@@ -215,8 +215,9 @@ def check_upload(upload: Upload) -> UploadError | None:
         return UploadError(413, f"{name}: image has too many pixels (decompression bomb refused)")
     except Exception as e:  # PIL raises many types for broken headers; all mean "unreadable"
         return UploadError(422, f"{name}: cannot read the image header ({type(e).__name__})")
-    if width * height > MAX_IMAGE_PIXELS:
-        return UploadError(413, f"{name}: image of {width}x{height} pixels exceeds the limit of {MAX_IMAGE_PIXELS}")
+    too_big = pixel_limit_problem(width, height)
+    if too_big:
+        return UploadError(413, f"{name}: {too_big}")
     return None
 
 

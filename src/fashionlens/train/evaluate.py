@@ -10,7 +10,8 @@ import lightning as L
 import numpy as np
 import torch
 
-from fashionlens.checkpoint import atomic_write_bytes, load_model
+from fashionlens.checkpoint import load_model
+from fashionlens.fileio import atomic_write_bytes
 from fashionlens.train.config import load_config
 from fashionlens.train.data import build_data, make_loader
 from fashionlens.train.fit import write_json

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from fashionlens.checkpoint import ModelInfo, atomic_write_bytes, save_model
+from fashionlens.checkpoint import ModelInfo, save_model
+from fashionlens.fileio import atomic_write_bytes
 from fashionlens.losses import pos_weight_from_targets
 from fashionlens.models.fashion_net import FashionNet
 from fashionlens.models.heads import GCNClassifier
