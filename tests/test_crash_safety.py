@@ -22,7 +22,7 @@ import yaml
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from fashionlens.checkpoint import CheckpointError, ModelInfo, load_model, save_model
+from fashionlens.checkpoint import CheckpointError, ModelInfo, load_model_file, save_model
 from fashionlens.cli import app
 from fashionlens.data.config import DataConfig
 from fashionlens.models import FashionNet
@@ -113,7 +113,7 @@ def test_crash_while_exporting_model_keeps_previous_model(tmp_path, monkeypatch)
     with pytest.raises(OSError, match="No space left"):
         save_model(net, info, path)
     assert _sha(path) == before
-    load_model(path)
+    load_model_file(path)
 
 
 def test_checkpoint_io_refuses_non_finite_weights(tmp_path):
@@ -350,5 +350,5 @@ def test_model_file_loads_without_pickle(tmp_path, monkeypatch):
     for name in ("load", "loads", "Unpickler"):
         monkeypatch.setattr(pickle, name, _no_training)
     monkeypatch.setattr(torch, "load", _no_training)
-    model, info = load_model(path)
+    model, info = load_model_file(path)
     assert info.label_names == {"labels": list("abcd")}

@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from fashionlens.checkpoint import CheckpointError, ModelInfo, load_model, read_info, save_model
+from fashionlens.checkpoint import CheckpointError, ModelInfo, load_model_file, read_info, save_model
 from fashionlens.data.config import DataConfig
 from fashionlens.models import (
     GLEM,
@@ -147,7 +147,7 @@ def _tiny_model():
 def test_checkpoint_roundtrip_needs_only_the_file(tmp_path):
     net, info = _tiny_model()
     path = save_model(net, info, tmp_path / "m.safetensors")
-    loaded, info2 = load_model(path)
+    loaded, info2 = load_model_file(path)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         a, b = net(x), loaded(x)
@@ -163,12 +163,12 @@ def test_truncated_or_tampered_checkpoint_gives_clear_error(tmp_path):
     data = path.read_bytes()
     (tmp_path / "trunc.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="trunc.safetensors"):
-        load_model(tmp_path / "trunc.safetensors")
+        load_model_file(tmp_path / "trunc.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(CheckpointError, match="junk.safetensors"):
         read_info(tmp_path / "junk.safetensors")
     with pytest.raises(CheckpointError, match="not found"):
-        load_model(tmp_path / "missing.safetensors")
+        load_model_file(tmp_path / "missing.safetensors")
 
 
 def test_detached_head_learns_without_moving_the_backbone():
@@ -265,6 +265,6 @@ def test_flip_tta_averages_the_photo_and_its_mirror_in_eval_only(tmp_path):
     torch.testing.assert_close(tta(x)["category"].detach(), plain.train()(x)["category"].detach())
     path = save_model(tta, ModelInfo(tta.spec, {"category": list("abc"), "labels": list("xy")}, DataConfig((32, 24))),
                       tmp_path / "m.safetensors")
-    assert load_model(path)[0].tta == "flip"
+    assert load_model_file(path)[0].tta == "flip"
     with pytest.raises(ValueError, match="landmark"):
         FashionNet("test_tiny", heads={"category": {"num_classes": 3}}, landmarks={"num_landmarks": 8}, tta="flip")

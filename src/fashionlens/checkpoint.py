@@ -93,8 +93,11 @@ def read_info(path: str | Path) -> ModelInfo:
     return ModelInfo.from_json(meta[_META_KEY], str(path))
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[FashionNet, ModelInfo]:
-    """Rebuild the model from the file alone and load its weights (cast back to float32)."""
+def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[FashionNet, ModelInfo]:
+    """Rebuild the model from the file alone and load its weights (cast back to float32).
+
+    The low-level loader (model + header); :func:`fashionlens.load_model` gives a ``Predictor``.
+    """
     from safetensors.torch import load_file
 
     info = read_info(path)

@@ -23,6 +23,19 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+# ``--format`` used to name the data format of evaluate / data stats / data check; it now means an
+# output or export format only (predict, export). The old spelling still works there, hidden.
+_OLD_FORMAT = typer.Option("--format", hidden=True, help="deprecated: use --data-format")
+
+
+def _data_format(data_format, old_format):
+    """``--data-format``, or the deprecated ``--format`` (with a warning) when only that was given."""
+    if old_format is None:
+        return data_format
+    typer.secho("warning: --format is deprecated for the data format, use --data-format", fg=typer.colors.YELLOW, err=True)
+    return old_format
+
+
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="YAML experiment config (see configs/)")],
@@ -58,8 +71,9 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("eval"),
     split: Annotated[str, typer.Option("--split", help="val | test | train")] = "val",
     batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
-    fmt: Annotated[str | None, typer.Option("--format", help="data format if not the model's own "
-                                            "(ccp | multilabel | image_folder | deepfashion)")] = None,
+    data_format: Annotated[str | None, typer.Option("--data-format", help="data format if not the model's own "
+                                                    "(ccp | multilabel | image_folder | clothing_dataset | deepfashion)")] = None,
+    old_format: Annotated[str | None, _OLD_FORMAT] = None,
     devices: Annotated[str, typer.Option("--devices", help="devices per node (e.g. 2 under torchrun)")] = "1",
     strategy: Annotated[str, typer.Option("--strategy", help="auto | ddp (multi-process, e.g. launched by torchrun)")] = "auto",
     accelerator: Annotated[str, typer.Option("--accelerator", help="auto | cpu | gpu")] = "auto",
@@ -76,6 +90,7 @@ def evaluate(
 
     try:
         trainer_kwargs = {"devices": int(devices) if devices.isdigit() else devices, "strategy": strategy, "accelerator": accelerator}
+        fmt = _data_format(data_format, old_format)
         reports = run_evaluate(checkpoints, data, out, split, batch_size, data_format=fmt, trainer_kwargs=trainer_kwargs)
     except (CheckpointError, DataPathError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
@@ -94,12 +109,13 @@ def _print_headline(report: dict) -> None:
 @data_app.command("stats")
 def data_stats(
     path: Annotated[Path, typer.Argument(help="CCP folder, clothing-dataset folder, multi-label CSV/JSONL, or image folder")],
-    fmt: Annotated[str, typer.Option("--format", help="auto | ccp | clothing_dataset | multilabel | image_folder")] = "auto",
+    data_format: Annotated[str, typer.Option("--data-format", help="auto | ccp | clothing_dataset | multilabel | image_folder")] = "auto",
+    old_format: Annotated[str | None, _OLD_FORMAT] = None,
 ) -> None:
     """Label counts and a co-occurrence summary of a data set."""
     from fashionlens.data.stats import format_stats, multilabel_stats
 
-    dataset, notes = _read_any(path, fmt)
+    dataset, notes = _read_any(path, _data_format(data_format, old_format))
     typer.echo(format_stats(multilabel_stats(dataset)))
     for note in notes:
         typer.echo(note)
@@ -108,7 +124,8 @@ def data_stats(
 @data_app.command("check")
 def data_check(
     path: Annotated[Path, typer.Argument(help="DeepFashion root, multi-label CSV/JSONL, CCP folder or image folder")],
-    fmt: Annotated[str, typer.Option("--format", help="auto | deepfashion | multilabel | ccp | clothing_dataset | image_folder")] = "auto",
+    data_format: Annotated[str, typer.Option("--data-format", help="auto | deepfashion | multilabel | ccp | clothing_dataset | image_folder")] = "auto",
+    old_format: Annotated[str | None, _OLD_FORMAT] = None,
     images: Annotated[bool, typer.Option("--images/--no-images", help="also check the image files (headers)")] = True,
     label_list: Annotated[Path | None, typer.Option("--label-list", help="multilabel: report labels not in this file")] = None,
     workers: Annotated[int, typer.Option("--workers", help="threads reading image headers")] = 4,
@@ -116,8 +133,9 @@ def data_check(
     """List every problem of a data set (file:line, what was expected); exit code 1 if any error."""
     from fashionlens.data.check import FORMATS, run_check
 
+    fmt = _data_format(data_format, old_format)
     if fmt not in FORMATS:
-        _fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        _fail(f"--data-format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if not path.exists():
         _fail(f"path does not exist: {path}")
     result = run_check(path, fmt, check_images=images, label_list=label_list, workers=workers)
@@ -141,7 +159,7 @@ def _read_any(path: Path, fmt: str):
     formats = ("ccp", "clothing_dataset", "multilabel", "image_folder")
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt not in formats:
-        _fail(f"--format must be auto, {', '.join(formats)}, got {fmt!r}")
+        _fail(f"--data-format must be auto, {', '.join(formats)}, got {fmt!r}")
     try:
         if fmt == "ccp":
             parts = read_ccp_parts(path)

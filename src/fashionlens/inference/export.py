@@ -23,8 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fashionlens.checkpoint import ModelInfo
-from fashionlens.checkpoint import load_model as load_model_file
+from fashionlens.checkpoint import ModelInfo, load_model_file
 from fashionlens.fileio import atomic_write_bytes
 from fashionlens.inference.onnx_runner import (
     INPUT_NAME,

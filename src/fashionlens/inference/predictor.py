@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fashionlens.checkpoint import ModelInfo
-from fashionlens.checkpoint import load_model as load_model_file
+from fashionlens.checkpoint import ModelInfo, load_model_file
 from fashionlens.data.deepfashion import LANDMARK_NAMES
 from fashionlens.data.images import BadImageError, ImageSource, load_image, photo_size
 from fashionlens.data.transforms import build_transforms, draft_size, input_to_photo

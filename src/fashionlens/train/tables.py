@@ -1,4 +1,7 @@
-"""Markdown tables laid out like the seeds' result tables, and the PNG plots of an evaluation."""
+"""Markdown tables laid out like the seeds' result tables, and the PNG plots of an evaluation.
+
+The numbers come from :mod:`fashionlens.metrics.reports` (metric dicts); this module only lays them out.
+"""
 
 from __future__ import annotations
 
