@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from fashionlens.data.config import DataConfig
+from fashionlens.errors import FashionlensError
 from fashionlens.fileio import atomic_write_bytes  # the home of atomic writes; still importable from here
 from fashionlens.models.fashion_net import FashionNet, build_model
 
@@ -22,7 +23,7 @@ SCHEMA_VERSION = 1
 _META_KEY = "fashionlens"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(FashionlensError, ValueError):
     """A model file that is missing, truncated, tampered with or of an unknown schema."""
 
 

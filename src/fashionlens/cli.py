@@ -2,17 +2,42 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from fashionlens.errors import FashionlensError
 from fashionlens.label import cli as _label_cli
 
-app = typer.Typer(help="fashionlens: fashion image recognition (landmark-aware recognition, ML-GCN multi-label).",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-data_app = typer.Typer(help="Inspect, check and generate data sets.", no_args_is_help=True)
+
+def _one_line_errors(command: Callable) -> Callable:
+    """Run ``command``; a :class:`FashionlensError` escaping it becomes one ``error:`` line and exit code 2."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except FashionlensError as e:
+            _fail(" ".join(line.strip() for line in str(e).splitlines() if line.strip()))
+
+    return run
+
+
+class _Typer(typer.Typer):
+    """A Typer app whose every command reports fashionlens errors as one line (see :func:`_one_line_errors`)."""
+
+    def command(self, *args, **kwargs):
+        register = super().command(*args, **kwargs)
+        return lambda f: register(_one_line_errors(f))
+
+
+app = _Typer(help="fashionlens: fashion image recognition (landmark-aware recognition, ML-GCN multi-label).",
+             no_args_is_help=True, pretty_exceptions_enable=False)
+data_app = _Typer(help="Inspect, check and generate data sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.command("label")(_label_cli.label_command)
 data_app.command("import-labelstudio")(_label_cli.import_labelstudio_command)
@@ -45,20 +70,14 @@ def train(
     no_resume: Annotated[bool, typer.Option("--no-resume", help="start over even if OUT has a last checkpoint")] = False,
 ) -> None:
     """Train a model; writes model.safetensors, metrics.json and logs to OUT."""
-    from fashionlens.checkpoint import CheckpointError
-    from fashionlens.data.images import BadImageError
-    from fashionlens.train.config import ConfigError, load_config
-    from fashionlens.train.data import DataPathError
-    from fashionlens.train.fit import OutputDirError
+    from fashionlens.train.config import load_config
     from fashionlens.train.fit import train as run_train
-    from fashionlens.train.task import NonFiniteLossError
 
-    try:
+    try:  # fashionlens' own errors (config, data, weights, output folder, NaN loss) are caught once, above
         cfg = load_config(config, list(overrides or []) + ([f"data.path={data}"] if data else []))
         out_dir = out or Path("runs") / cfg["experiment"]
         report = run_train(cfg, out_dir, resume=not no_resume)
-    except (ConfigError, DataPathError, OutputDirError, FileNotFoundError, CheckpointError, NonFiniteLossError,
-            BadImageError) as e:
+    except FileNotFoundError as e:
         _fail(str(e))
     typer.echo(f"model: {out_dir / 'model.safetensors'}")
     _print_headline(report)
@@ -84,15 +103,13 @@ def evaluate(
     --strategy ddp``) each rank evaluates a shard, the outputs are gathered before any metric is
     computed, and only rank 0 writes files.
     """
-    from fashionlens.checkpoint import CheckpointError
-    from fashionlens.train.data import DataPathError
     from fashionlens.train.evaluate import evaluate as run_evaluate
 
     try:
         trainer_kwargs = {"devices": int(devices) if devices.isdigit() else devices, "strategy": strategy, "accelerator": accelerator}
         fmt = _data_format(data_format, old_format)
         reports = run_evaluate(checkpoints, data, out, split, batch_size, data_format=fmt, trainer_kwargs=trainer_kwargs)
-    except (CheckpointError, DataPathError, FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     if reports:  # empty on ranks other than 0
         typer.echo((out / "report.md").read_text())
@@ -317,14 +334,13 @@ def export(
     if fmt != "onnx":
         _fail(f"--format must be onnx, got {fmt!r}")
     try:
-        from fashionlens.checkpoint import CheckpointError
-        from fashionlens.inference.export import ExportError, export_onnx
+        from fashionlens.inference.export import export_onnx
     except ImportError as e:
         _fail(f"ONNX export needs the onnx, onnxscript and onnxruntime packages ({e})")
     target = out or checkpoint.with_suffix(".onnx")
     try:
         export_onnx(checkpoint, target, opset=opset, dynamic_batch=not static_batch)
-    except (CheckpointError, ExportError, ValueError) as e:
+    except ValueError as e:
         _fail(str(e))
     typer.echo(f"wrote {target} (outputs checked against PyTorch with ONNX Runtime)")
 

@@ -14,6 +14,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from fashionlens.errors import FashionlensError
+
 # Pixels above which an image is refused as a probable decompression bomb (PIL's own default,
 # about 9.5k x 9.5k); PIL would only warn below twice this, fashionlens refuses.
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
@@ -46,7 +48,7 @@ _EXIF_TRANSPOSE = {
 MIRRORING_ORIENTATIONS = frozenset({2, 4, 5, 7})
 
 
-class BadImageError(ValueError):
+class BadImageError(FashionlensError, ValueError):
     """An image that cannot be used, with the file it came from and why."""
 
     def __init__(self, source: str, reason: str):

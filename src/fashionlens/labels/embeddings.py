@@ -32,6 +32,8 @@ from typing import Any, ClassVar, TextIO
 
 import numpy as np
 
+from fashionlens.errors import FashionlensError
+
 __all__ = [
     "DEFAULT_ALIASES",
     "EmbeddingProvider",
@@ -68,7 +70,7 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _MAX_PIECE = 30  # longest vocabulary word word_break tries
 
 
-class LabelEmbeddingError(ValueError):
+class LabelEmbeddingError(FashionlensError, ValueError):
     """Some label names have no word vector.
 
     Attributes:

@@ -37,6 +37,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from fashionlens.data.images import pixel_limit_problem
+from fashionlens.errors import FashionlensError
 from fashionlens.inference.predictor import Predictor
 
 MiB = 1024 * 1024
@@ -50,7 +51,7 @@ _GENERIC_TYPES = ("", "application/octet-stream")
 log = logging.getLogger("fashionlens.serve")
 
 
-class UploadError(Exception):
+class UploadError(FashionlensError):
     """A request refused with a 4xx status and a message for the client."""
 
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):

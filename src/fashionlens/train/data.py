@@ -15,9 +15,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fashionlens.data.config import DataConfig
+from fashionlens.errors import FashionlensError
 
 
-class DataPathError(ValueError):
+class DataPathError(FashionlensError, ValueError):
     """No data path was given, or it does not exist."""
 
 

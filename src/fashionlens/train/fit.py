@@ -15,6 +15,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from fashionlens.checkpoint import ModelInfo, save_model
+from fashionlens.errors import FashionlensError
 from fashionlens.fileio import atomic_write_bytes
 from fashionlens.losses import pos_weight_from_targets
 from fashionlens.models.fashion_net import FashionNet
@@ -27,7 +28,7 @@ from fashionlens.train.task import FashionTask
 MIN_FREE_BYTES = 200 * 1024 * 1024
 
 
-class OutputDirError(OSError):
+class OutputDirError(FashionlensError, OSError):
     """The output directory cannot be written, or the disk is (nearly) full."""
 
 
