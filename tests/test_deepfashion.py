@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from fashionlens.data.config import DataConfig
+from fashionlens.data.datasets import DeepFashionDataset
 from fashionlens.data.deepfashion import (
-    DeepFashionDataset,
     _fast_ints,
     _sign_digits,
     _slow_ints,
@@ -305,6 +305,14 @@ def test_heatmap_loss_counts_visible_landmarks_only():
 
 
 # ----------------------------------------------------------------------------- dataset
+
+
+def test_dataset_old_import_path_still_works():
+    from fashionlens.data import deepfashion
+
+    assert deepfashion.DeepFashionDataset is DeepFashionDataset  # moved to data/datasets.py, re-exported
+    with pytest.raises(AttributeError):
+        deepfashion.NoSuchThing  # noqa: B018
 
 
 def test_dataset_samples(pristine):

@@ -9,7 +9,7 @@ image of width W spans ``[0, W]``. In this convention every operation is exact:
 - horizontal flip of an image of width W: ``x' = W - x`` (pixel ``i`` goes to ``W - 1 - i``; its
   centre ``i + 0.5`` goes to ``W - i - 0.5``), and each left/right landmark pair is swapped.
 
-DeepFashion files give integer pixel indices; :class:`~fashionlens.data.deepfashion.DeepFashionDataset`
+DeepFashion files give integer pixel indices; :class:`~fashionlens.data.datasets.DeepFashionDataset`
 adds 0.5 to get pixel centres. Outputs are normalised to the network input: ``(x / W, y / H)`` in
 [0, 1]; landmarks that a crop pushes outside the image become invisible (and are clipped to [0, 1]).
 """
