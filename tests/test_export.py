@@ -19,12 +19,17 @@ from fashionlens.checkpoint import CheckpointError, ModelInfo, save_model  # noq
 from fashionlens.cli import app  # noqa: E402
 from fashionlens.data.config import DataConfig  # noqa: E402
 from fashionlens.inference.export import ExportError, export_module, export_onnx, verify_onnx  # noqa: E402
-from fashionlens.inference.onnx_runner import META_DIGEST, META_HEADER, OnnxRunner, read_onnx_info  # noqa: E402
+from fashionlens.inference.onnx_runner import META_DIGEST, META_HEADER, OnnxRunner, read_onnx_model  # noqa: E402
 from fashionlens.inference.predictor import load_model  # noqa: E402
 from fashionlens.models.fashion_net import FashionNet  # noqa: E402
 
 CATEGORIES = ["blouse", "skirt", "jacket"]
 TAGS = ["floral", "striped", "denim", "lace"]
+
+
+def read_onnx_info(path):
+    """The header of a checked fashionlens ``.onnx`` file (what the Predictor reads with the graph)."""
+    return read_onnx_model(path)[1]
 
 
 def _tiny_net() -> FashionNet:

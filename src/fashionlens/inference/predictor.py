@@ -7,7 +7,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -66,14 +66,6 @@ class Prediction:
         if self.error is not None:
             d["error"] = self.error
         return d
-
-
-@dataclass
-class PredictorOptions:
-    top_k: int = 5
-    threshold: float | None = None  # None: the model's own (calibrated) threshold, else 0.5
-    batch_size: int = 32
-    extra: dict = field(default_factory=dict)
 
 
 class Predictor:

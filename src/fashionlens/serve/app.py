@@ -375,7 +375,7 @@ def create_app(predictor: Predictor, api_key: str | None = None, max_upload_byte
     """
     limits = Limits(max_upload_bytes, max_files, read_timeout_s=read_timeout_s)
     gate = _Gate(max_concurrency, max_queue)
-    name = model_name or predictor.info.extra.get("name") or predictor.info.spec.get("backbone", "model")
+    name = model_name or predictor.info.spec.get("backbone", "model")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

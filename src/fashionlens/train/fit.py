@@ -60,7 +60,7 @@ def train(cfg: dict, out_dir: str | Path, resume: bool = True) -> dict:
     task = make_task(cfg, model, bundle)
     _write_config(cfg, out)
 
-    monitor, mode = monitor_metric(cfg, bundle)
+    monitor, mode = monitor_metric(cfg)
     ckpt_dir = out / "checkpoints"
     export = ExportBest(out / "model.safetensors", info, monitor, mode)
     every_n_steps = int(cfg["trainer"]["checkpoint_every_n_steps"] or 0)
@@ -195,7 +195,7 @@ def make_task(cfg: dict, model: FashionNet, bundle: DataBundle) -> FashionTask:
                        int(cfg["trainer"]["max_epochs"]), channels_last=bool(cfg["trainer"]["channels_last"]))
 
 
-def monitor_metric(cfg: dict, bundle: DataBundle) -> tuple[str, str]:
+def monitor_metric(cfg: dict) -> tuple[str, str]:
     if cfg["trainer"]["monitor"]:
         name = cfg["trainer"]["monitor"]
         return name, "min" if "NE" in name or "loss" in name else "max"
