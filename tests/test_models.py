@@ -20,12 +20,25 @@ from fashionlens.models import (
 )
 
 
-@pytest.mark.parametrize("name", ["test_tiny", "basic_cnn"])
-@pytest.mark.parametrize("size", [(32, 32), (48, 80)])
+@pytest.mark.parametrize("name", list_backbones())
+@pytest.mark.parametrize("size", [(32, 32), (64, 96)])  # multiples of every stride (4 to 32)
 def test_backbone_output_geometry(name, size):
     bb = create_backbone(name)
     y = bb(torch.zeros(2, 3, *size))
     assert y.shape == (2, bb.out_channels, size[0] // bb.stride, size[1] // bb.stride)
+
+
+@pytest.mark.parametrize("name", list_backbones())
+def test_default_weights_load_offline_or_fail_fast(name, monkeypatch):
+    """pretrained=True: weights that install with the package load offline; hub weights fail at once."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    try:
+        bb = create_backbone(name, pretrained=True)
+    except PretrainedWeightsUnavailable as e:
+        assert "model.pretrained=" in str(e) and time.perf_counter() - t0 < 5
+        pytest.skip(f"{name}: its weights come from the model hub, unreachable offline (the error, asserted, says so)")
+    assert bb(torch.zeros(1, 3, 64, 96)).shape == (1, bb.out_channels, 64 // bb.stride, 96 // bb.stride)
 
 
 def test_registry_lists_the_seed_backbones():
