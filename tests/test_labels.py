@@ -1,4 +1,4 @@
-"""fashionlens.labels: the ML-GCN label graph (method.md part B, 2) and label word embeddings."""
+"""fashionlens.labels: the ML-GCN label graph (../shared/docs/method.md part B, 2) and label word embeddings."""
 
 from __future__ import annotations
 
@@ -143,7 +143,7 @@ def test_normalisation_matches_explicit_double_loop():
 
 
 def test_mlgcn_code_scaling_gives_the_same_adjacency():
-    # ML-GCN's code: 0.25 * A / colsum + I. method.md: identical to p = 0.2 after normalisation.
+    # ML-GCN's code: 0.25 * A / colsum + I. ../shared/docs/method.md: identical to p = 0.2 after normalisation.
     rng = np.random.default_rng(1)
     targets = (rng.random((60, 9)) < 0.35).astype(int)
     counts, nums = cooccurrence(targets)

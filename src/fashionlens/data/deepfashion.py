@@ -2,8 +2,8 @@
 
 The benchmark itself is not distributed with fashionlens (non-commercial licence): users download
 it and point :func:`read_deepfashion` at its root (``img/``, ``Anno/``, ``Eval/``). The file formats
-are described in ``docs/formats.md``; :func:`fashionlens.data.synth.synth_deepfashion` writes a small
-synthetic data set in exactly the same layout.
+are the benchmark's own (a row count, a header line, then one row per image);
+:func:`fashionlens.data.synth.synth_deepfashion` writes a small synthetic data set in exactly the same layout.
 
 The index is a struct of numpy arrays (289,222 images x 1000 attributes is 289 MB of int8), and
 ``list_attr_img.txt`` (about 870 MB of text) is parsed with vectorised byte operations.

@@ -1,6 +1,6 @@
 """Multi-label data sets: one documented file format, top-n label selection and a stratified split.
 
-The format (see ``docs/formats.md``) is a CSV with the header ``image,main,labels`` or a JSONL file
+The format is a CSV with the header ``image,main,labels`` or a JSONL file
 with one ``{"image": ..., "main": ..., "labels": [...]}`` object per line. ``labels`` is a
 ``|``-separated list in CSV; ``main`` may be empty (no main label) and is added to the labels when
 missing there. Image paths are relative to the file's folder, or to ``images_root`` when given.

@@ -1,4 +1,4 @@
-"""Word embeddings of label names: the node features of the ML-GCN label graph (method.md part B, 2).
+"""Word embeddings of label names: the node features of the ML-GCN label graph (seed B).
 
 :func:`label_embeddings` turns C label names into a ``(C, D)`` float32 matrix with one of the registered
 providers:

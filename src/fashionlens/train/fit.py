@@ -38,7 +38,8 @@ def train(cfg: dict, out_dir: str | Path, resume: bool = True) -> dict:
     Writes to ``out_dir``: ``config.yaml`` (resolved), ``checkpoints/last.ckpt`` (resume state:
     weights, optimiser, scheduler, epoch, step, data position, RNG states; rewritten atomically every
     epoch and every ``trainer.checkpoint_every_n_steps`` steps), ``model.safetensors`` (best weights,
-    self-describing), ``metrics.json`` + ``report.md`` (validation), CSV and TensorBoard logs.
+    self-describing), ``metrics.json`` (the best epoch's validation report; ``fashionlens evaluate`` writes
+    the Markdown tables), CSV and TensorBoard logs.
 
     With ``resume`` and an existing ``last.ckpt``, training continues where that checkpoint left off,
     mid-epoch included, and ends as an uninterrupted run would (see :mod:`fashionlens.train.resume`).
