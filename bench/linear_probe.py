@@ -5,8 +5,8 @@ validation splits fashionlens uses, fits scikit-learn logistic regression (one-v
 multi-label data) on the training features, tunes C on nothing but the training split (fixed
 C grid, 3-fold CV on train), and reports the same metrics as ``fashionlens evaluate``.
 
-    python bench/linear_probe.py --format ccp --data ../shared/data/ccp --input-size 224 160
-    python bench/linear_probe.py --format image_folder --data ../shared/data/clothing-small
+    python bench/linear_probe.py --data-format ccp --data ../shared/data/ccp --input-size 224 160
+    python bench/linear_probe.py --data-format image_folder --data ../shared/data/clothing-small
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def fit_probe(x_train, y_train, multilabel: bool):
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--format", required=True, choices=["ccp", "image_folder", "multilabel"])
+    ap.add_argument("--data-format", "--format", dest="format", required=True, choices=["ccp", "image_folder", "multilabel"])
     ap.add_argument("--data", required=True)
     ap.add_argument("--backbone", default="efficientnet_lite0")
     ap.add_argument("--input-size", type=int, nargs=2, default=[224, 160], metavar=("H", "W"))

@@ -22,7 +22,7 @@ import yaml
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from fashionlens.checkpoint import CheckpointError, ModelInfo, load_model, save_model
+from fashionlens.checkpoint import CheckpointError, ModelInfo, load_model_file, save_model
 from fashionlens.cli import app
 from fashionlens.data.config import DataConfig
 from fashionlens.models import FashionNet
@@ -75,7 +75,7 @@ def _crash_on_fsync_of(monkeypatch, target: str) -> None:
             raise OSError(28, "No space left on device (simulated)")
         real_fsync(fd)
 
-    monkeypatch.setattr("fashionlens.checkpoint.os.fsync", fsync)
+    monkeypatch.setattr("fashionlens.fileio.os.fsync", fsync)
 
 
 # -- 1. atomic checkpoints --------------------------------------------------------------------------
@@ -113,7 +113,7 @@ def test_crash_while_exporting_model_keeps_previous_model(tmp_path, monkeypatch)
     with pytest.raises(OSError, match="No space left"):
         save_model(net, info, path)
     assert _sha(path) == before
-    load_model(path)
+    load_model_file(path)
 
 
 def test_checkpoint_io_refuses_non_finite_weights(tmp_path):
@@ -354,5 +354,5 @@ def test_model_file_loads_without_pickle(tmp_path, monkeypatch):
     for name in ("load", "loads", "Unpickler"):
         monkeypatch.setattr(pickle, name, _no_training)
     monkeypatch.setattr(torch, "load", _no_training)
-    model, info = load_model(path)
+    model, info = load_model_file(path)
     assert info.label_names == {"labels": list("abcd")}

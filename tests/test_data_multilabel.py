@@ -256,7 +256,7 @@ def test_ccp_real() -> None:
     image_level = multilabel_stats(parts["image-level"])["labels_per_image"]["mean"]
     pixel_level = multilabel_stats(parts["pixel-level"])["labels_per_image"]["mean"]
     assert 5.3 < image_level < 6.1, image_level
-    assert 5.1 < pixel_level < 5.5, pixel_level  # formats.md: about 5.3 tags per masked photo
+    assert 5.1 < pixel_level < 5.5, pixel_level  # ../shared/docs/formats.md: about 5.3 tags per masked photo
     first = next(s for s in ds.samples if s.path.stem == "0001")  # blouse, shoes, skirt, stockings, sunglasses, vest
     assert first.labels == ("blouse", "shoes", "skirt", "stockings", "sunglasses", "vest")
     splits = split_dataset(ds, seed=0)

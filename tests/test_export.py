@@ -20,12 +20,17 @@ from fashionlens.checkpoint import CheckpointError, ModelInfo, save_model
 from fashionlens.cli import app
 from fashionlens.data.config import DataConfig
 from fashionlens.inference.export import ExportError, export_module, export_onnx, verify_onnx
-from fashionlens.inference.onnx_runner import META_DIGEST, META_HEADER, OnnxRunner, read_onnx_info
+from fashionlens.inference.onnx_runner import META_DIGEST, META_HEADER, OnnxRunner, read_onnx_model
 from fashionlens.inference.predictor import load_model
 from fashionlens.models.fashion_net import FashionNet
 
 CATEGORIES = ["blouse", "skirt", "jacket"]
 TAGS = ["floral", "striped", "denim", "lace"]
+
+
+def read_onnx_info(path):
+    """The header of a checked fashionlens ``.onnx`` file (what the Predictor reads with the graph)."""
+    return read_onnx_model(path)[1]
 
 
 def _tiny_net() -> FashionNet:

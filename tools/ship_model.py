@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fashionlens.checkpoint import load_model, save_model
+from fashionlens.checkpoint import load_model_file, save_model
 from fashionlens.metrics import multilabel_prf
 from fashionlens.models import build_model
 from fashionlens.train.evaluate import evaluate_model
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--weights", default=None, help="a Lightning checkpoint (last.ckpt) whose weights to ship")
     ap.add_argument("--tta", choices=["none", "flip"], default=None, help="store this test-time augmentation in the model")
     args = ap.parse_args(argv)
-    model, info = load_model(args.model)
+    model, info = load_model_file(args.model)
     if args.weights:
         epoch = load_lightning_weights(model, args.weights)
         info.extra["best"] = {"epoch": epoch, "note": f"weights of {Path(args.weights).name} (epoch {epoch})"}

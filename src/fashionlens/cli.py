@@ -2,17 +2,42 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from fashionlens.errors import FashionlensError
 from fashionlens.label import cli as _label_cli
 
-app = typer.Typer(help="fashionlens: fashion image recognition (landmark-aware recognition, ML-GCN multi-label).",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-data_app = typer.Typer(help="Inspect, check and generate data sets.", no_args_is_help=True)
+
+def _one_line_errors(command: Callable) -> Callable:
+    """Run ``command``; a :class:`FashionlensError` escaping it becomes one ``error:`` line and exit code 2."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except FashionlensError as e:
+            _fail(" ".join(line.strip() for line in str(e).splitlines() if line.strip()))
+
+    return run
+
+
+class _Typer(typer.Typer):
+    """A Typer app whose every command reports fashionlens errors as one line (see :func:`_one_line_errors`)."""
+
+    def command(self, *args, **kwargs):
+        register = super().command(*args, **kwargs)
+        return lambda f: register(_one_line_errors(f))
+
+
+app = _Typer(help="fashionlens: fashion image recognition (landmark-aware recognition, ML-GCN multi-label).",
+             no_args_is_help=True, pretty_exceptions_enable=False)
+data_app = _Typer(help="Inspect, check and generate data sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.command("label")(_label_cli.label_command)
 data_app.command("import-labelstudio")(_label_cli.import_labelstudio_command)
@@ -21,6 +46,19 @@ data_app.command("import-labelstudio")(_label_cli.import_labelstudio_command)
 def _fail(message: str, code: int = 2) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+# ``--format`` used to name the data format of evaluate / data stats / data check; it now means an
+# output or export format only (predict, export). The old spelling still works there, hidden.
+_OLD_FORMAT = typer.Option("--format", hidden=True, help="deprecated: use --data-format")
+
+
+def _data_format(data_format, old_format):
+    """``--data-format``, or the deprecated ``--format`` (with a warning) when only that was given."""
+    if old_format is None:
+        return data_format
+    typer.secho("warning: --format is deprecated for the data format, use --data-format", fg=typer.colors.YELLOW, err=True)
+    return old_format
 
 
 @app.command()
@@ -32,20 +70,14 @@ def train(
     no_resume: Annotated[bool, typer.Option("--no-resume", help="start over even if OUT has a last checkpoint")] = False,
 ) -> None:
     """Train a model; writes model.safetensors, metrics.json and logs to OUT."""
-    from fashionlens.checkpoint import CheckpointError
-    from fashionlens.data.images import BadImageError
-    from fashionlens.train.config import ConfigError, load_config
-    from fashionlens.train.data import DataPathError
-    from fashionlens.train.fit import OutputDirError
+    from fashionlens.train.config import load_config
     from fashionlens.train.fit import train as run_train
-    from fashionlens.train.task import NonFiniteLossError
 
-    try:
+    try:  # fashionlens' own errors (config, data, weights, output folder, NaN loss) are caught once, above
         cfg = load_config(config, list(overrides or []) + ([f"data.path={data}"] if data else []))
         out_dir = out or Path("runs") / cfg["experiment"]
         report = run_train(cfg, out_dir, resume=not no_resume)
-    except (ConfigError, DataPathError, OutputDirError, FileNotFoundError, CheckpointError, NonFiniteLossError,
-            BadImageError) as e:
+    except FileNotFoundError as e:
         _fail(str(e))
     typer.echo(f"model: {out_dir / 'model.safetensors'}")
     _print_headline(report)
@@ -58,8 +90,9 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("eval"),
     split: Annotated[str, typer.Option("--split", help="val | test | train")] = "val",
     batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
-    fmt: Annotated[str | None, typer.Option("--format", help="data format if not the model's own "
-                                            "(ccp | multilabel | image_folder | deepfashion)")] = None,
+    data_format: Annotated[str | None, typer.Option("--data-format", help="data format if not the model's own "
+                                                    "(ccp | multilabel | image_folder | clothing_dataset | deepfashion)")] = None,
+    old_format: Annotated[str | None, _OLD_FORMAT] = None,
     devices: Annotated[str, typer.Option("--devices", help="devices per node (e.g. 2 under torchrun)")] = "1",
     strategy: Annotated[str, typer.Option("--strategy", help="auto | ddp (multi-process, e.g. launched by torchrun)")] = "auto",
     accelerator: Annotated[str, typer.Option("--accelerator", help="auto | cpu | gpu")] = "auto",
@@ -70,14 +103,13 @@ def evaluate(
     --strategy ddp``) each rank evaluates a shard, the outputs are gathered before any metric is
     computed, and only rank 0 writes files.
     """
-    from fashionlens.checkpoint import CheckpointError
-    from fashionlens.train.data import DataPathError
     from fashionlens.train.evaluate import evaluate as run_evaluate
 
     try:
         trainer_kwargs = {"devices": int(devices) if devices.isdigit() else devices, "strategy": strategy, "accelerator": accelerator}
+        fmt = _data_format(data_format, old_format)
         reports = run_evaluate(checkpoints, data, out, split, batch_size, data_format=fmt, trainer_kwargs=trainer_kwargs)
-    except (CheckpointError, DataPathError, FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     if reports:  # empty on ranks other than 0
         typer.echo((out / "report.md").read_text())
@@ -94,12 +126,13 @@ def _print_headline(report: dict) -> None:
 @data_app.command("stats")
 def data_stats(
     path: Annotated[Path, typer.Argument(help="CCP folder, clothing-dataset folder, multi-label CSV/JSONL, or image folder")],
-    fmt: Annotated[str, typer.Option("--format", help="auto | ccp | clothing_dataset | multilabel | image_folder")] = "auto",
+    data_format: Annotated[str, typer.Option("--data-format", help="auto | ccp | clothing_dataset | multilabel | image_folder")] = "auto",
+    old_format: Annotated[str | None, _OLD_FORMAT] = None,
 ) -> None:
     """Label counts and a co-occurrence summary of a data set."""
     from fashionlens.data.stats import format_stats, multilabel_stats
 
-    dataset, notes = _read_any(path, fmt)
+    dataset, notes = _read_any(path, _data_format(data_format, old_format))
     typer.echo(format_stats(multilabel_stats(dataset)))
     for note in notes:
         typer.echo(note)
@@ -108,7 +141,8 @@ def data_stats(
 @data_app.command("check")
 def data_check(
     path: Annotated[Path, typer.Argument(help="DeepFashion root, multi-label CSV/JSONL, CCP folder or image folder")],
-    fmt: Annotated[str, typer.Option("--format", help="auto | deepfashion | multilabel | ccp | clothing_dataset | image_folder")] = "auto",
+    data_format: Annotated[str, typer.Option("--data-format", help="auto | deepfashion | multilabel | ccp | clothing_dataset | image_folder")] = "auto",
+    old_format: Annotated[str | None, _OLD_FORMAT] = None,
     images: Annotated[bool, typer.Option("--images/--no-images", help="also check the image files (headers)")] = True,
     label_list: Annotated[Path | None, typer.Option("--label-list", help="multilabel: report labels not in this file")] = None,
     workers: Annotated[int, typer.Option("--workers", help="threads reading image headers")] = 4,
@@ -116,8 +150,9 @@ def data_check(
     """List every problem of a data set (file:line, what was expected); exit code 1 if any error."""
     from fashionlens.data.check import FORMATS, run_check
 
+    fmt = _data_format(data_format, old_format)
     if fmt not in FORMATS:
-        _fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        _fail(f"--data-format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if not path.exists():
         _fail(f"path does not exist: {path}")
     result = run_check(path, fmt, check_images=images, label_list=label_list, workers=workers)
@@ -141,7 +176,7 @@ def _read_any(path: Path, fmt: str):
     formats = ("ccp", "clothing_dataset", "multilabel", "image_folder")
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt not in formats:
-        _fail(f"--format must be auto, {', '.join(formats)}, got {fmt!r}")
+        _fail(f"--data-format must be auto, {', '.join(formats)}, got {fmt!r}")
     try:
         if fmt == "ccp":
             parts = read_ccp_parts(path)
@@ -258,7 +293,7 @@ def predict(
             bar.update(1)
     text = format_predictions(results, fmt)
     if out:
-        from fashionlens.checkpoint import atomic_write_bytes
+        from fashionlens.fileio import atomic_write_bytes
 
         atomic_write_bytes(out, text.encode())
         typer.echo(f"wrote {len(results)} predictions to {out}", err=True)
@@ -299,14 +334,13 @@ def export(
     if fmt != "onnx":
         _fail(f"--format must be onnx, got {fmt!r}")
     try:
-        from fashionlens.checkpoint import CheckpointError
-        from fashionlens.inference.export import ExportError, export_onnx
+        from fashionlens.inference.export import export_onnx
     except ImportError as e:
         _fail(f"ONNX export needs the onnx, onnxscript and onnxruntime packages ({e})")
     target = out or checkpoint.with_suffix(".onnx")
     try:
         export_onnx(checkpoint, target, opset=opset, dynamic_batch=not static_batch)
-    except (CheckpointError, ExportError, ValueError) as e:
+    except ValueError as e:
         _fail(str(e))
     typer.echo(f"wrote {target} (outputs checked against PyTorch with ONNX Runtime)")
 

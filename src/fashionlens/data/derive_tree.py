@@ -42,6 +42,7 @@ from fashionlens.data.deepfashion import CLOTHES_TYPE_SLOTS, LANDMARK_NAMES
 from fashionlens.data.derive import CLOTHES_TYPES, COLOURS, derive_landmarks, garment_colours
 from fashionlens.data.errors import DataFormatError
 from fashionlens.data.multilabel import LabelledSet, Sample, split_dataset
+from fashionlens.fileio import atomic_write_bytes
 
 TYPE_NAMES = {1: "upper", 2: "lower", 3: "full body"}
 
@@ -253,8 +254,6 @@ def _table(header: str, rows: list[str]) -> bytes:
 
 def write_annotations(out: Path, samples: list[Garment], partition: dict[str, str], categories: list[str]) -> None:
     """The DeepFashion list files for ``samples``, each written atomically."""
-    from fashionlens.checkpoint import atomic_write_bytes
-
     cat_index = {c: k + 1 for k, c in enumerate(categories)}
     width = max([len(s.name) for s in samples] + [10]) + 2
     files = {

@@ -85,11 +85,6 @@ def read_onnx_model(path: str | Path):
     return model, ModelInfo.from_json(meta[META_HEADER], str(path))
 
 
-def read_onnx_info(path: str | Path) -> ModelInfo:
-    """The :class:`ModelInfo` of a checked fashionlens ``.onnx`` file (see :func:`read_onnx_model`)."""
-    return read_onnx_model(path)[1]
-
-
 def session_options(threads: int | None = None):
     """ORT session options: intra-op threads = cores, sequential execution, all graph optimisations."""
     import onnxruntime as ort

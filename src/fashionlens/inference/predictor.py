@@ -7,21 +7,19 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from fashionlens.checkpoint import ModelInfo
-from fashionlens.checkpoint import load_model as load_model_file
+from fashionlens.checkpoint import ModelInfo, load_model_file
+from fashionlens.data.deepfashion import LANDMARK_NAMES
 from fashionlens.data.images import BadImageError, ImageSource, load_image, photo_size
 from fashionlens.data.transforms import build_transforms, draft_size, input_to_photo
 from fashionlens.inference.onnx_runner import cpu_cores, onnxruntime_available
 from fashionlens.models.glem import heatmaps_to_landmarks
 
-LANDMARK_NAMES = ("left_collar", "right_collar", "left_sleeve", "right_sleeve",
-                  "left_waistline", "right_waistline", "left_hem", "right_hem")
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
 BACKENDS = ("auto", "torch", "onnx")
 Runner = Callable[[torch.Tensor], dict[str, np.ndarray]]  # batch (B, 3, H, W) -> outputs (B, ...)
@@ -68,14 +66,6 @@ class Prediction:
         if self.error is not None:
             d["error"] = self.error
         return d
-
-
-@dataclass
-class PredictorOptions:
-    top_k: int = 5
-    threshold: float | None = None  # None: the model's own (calibrated) threshold, else 0.5
-    batch_size: int = 32
-    extra: dict = field(default_factory=dict)
 
 
 class Predictor:

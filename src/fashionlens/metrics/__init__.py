@@ -1,6 +1,6 @@
 """fashionlens.metrics: each metric once as a pure function, report bundles, and a DDP collector.
 
-See ``docs/metrics.md`` for the exact definitions.
+Each function's docstring gives its exact definition (the seeds' evaluation protocols).
 """
 
 from fashionlens.metrics.collector import ScoreCollector

@@ -1,4 +1,4 @@
-"""Functional metrics: each metric of docs/metrics.md once, as a pure function.
+"""Functional metrics: each metric of the seeds' evaluation protocols once, as a pure function.
 
 Every function accepts numpy arrays or torch tensors (any float dtype, including fp16/bf16, on any
 device) and returns Python floats (fractions in [0, 1], not percent) unless documented otherwise.

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from fashionlens.data.config import DataConfig
+from fashionlens.models.glem import conv_bn_relu
 from fashionlens.models.pretrained import (
     hub_reachable,
     load_matching,
@@ -84,7 +85,7 @@ class _TimmFeatures(nn.Module):
         return m.bn2(m.conv_head(x))
 
 
-def _load_local(body: nn.Module, pretrained: bool | str, name: str) -> None:
+def _load_local(body: nn.Module, pretrained: bool | str) -> None:
     if isinstance(pretrained, (str, Path)) and str(pretrained) not in ("", "true", "false"):
         load_matching(body, read_state_dict(pretrained), str(pretrained))
 
@@ -96,7 +97,7 @@ def _timm_backbone(arch: str, pretrained: bool | str, name: str, mean, std, size
     if hub:
         require_hub(name)
     model = timm.create_model(arch, pretrained=hub, num_classes=0, global_pool="", **kw)
-    _load_local(model, pretrained, name)
+    _load_local(model, pretrained)
     stride = model.feature_info[-1]["reduction"]
     cfg = DataConfig(input_size=size, mean=mean, std=std)
     return Backbone(_TimmFeatures(model), model.num_features, stride, cfg)
@@ -122,7 +123,7 @@ def efficientnet_lite0(pretrained: bool | str = False, input_size=(224, 224), **
     if pretrained is True:
         _load_lite0_package_weights(model)
     else:
-        _load_local(model, pretrained, "efficientnet_lite0")
+        _load_local(model, pretrained)
     cfg = DataConfig(input_size=tuple(input_size), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic")
     return Backbone(_TimmFeatures(model), model.num_features, 32, cfg)
 
@@ -161,7 +162,7 @@ def vgg19_conv4(pretrained: bool | str = False, input_size=(224, 224), batch_nor
     if pretrained is True:
         net.load_state_dict(_torchvision_hub_weights(_VGG19_URL_FILE, "vgg19_conv4"))
     body = net.features[:end]
-    _load_local(body, pretrained, "vgg19_conv4")
+    _load_local(body, pretrained)
     cfg = DataConfig(input_size=tuple(input_size), mean=IMAGENET_MEAN, std=IMAGENET_STD)
     return Backbone(body, 512, 8, cfg)
 
@@ -175,20 +176,16 @@ def _torchvision_hub_weights(filename: str, name: str) -> dict[str, torch.Tensor
     return torch.load(cached, map_location="cpu", weights_only=True)
 
 
-def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-
-
 @register_backbone
 def basic_cnn(pretrained: bool | str = False, input_size=(224, 224), channels=(32, 64, 128, 256)) -> Backbone:
     """Seed B's basic CNN: blocks of conv-BN-ReLU + 2x2 max-pool, trained from scratch."""
     layers: list[nn.Module] = []
     cin = 3
     for cout in channels:
-        layers += _conv_bn_relu(cin, cout) + [nn.MaxPool2d(2)]
+        layers += [*conv_bn_relu(cin, cout), nn.MaxPool2d(2)]
         cin = cout
     body = nn.Sequential(*layers)
-    _load_local(body, pretrained, "basic_cnn")
+    _load_local(body, pretrained)
     cfg = DataConfig(input_size=tuple(input_size), mean=IMAGENET_MEAN, std=IMAGENET_STD)
     return Backbone(body, cin, 2 ** len(channels), cfg)
 
@@ -197,8 +194,8 @@ def basic_cnn(pretrained: bool | str = False, input_size=(224, 224), channels=(3
 def test_tiny(pretrained: bool | str = False, input_size=(32, 32), channels: int = 32) -> Backbone:
     """Two conv layers, stride 4: for tests (milliseconds per batch on a CPU)."""
     body = nn.Sequential(
-        *_conv_bn_relu(3, channels // 2), nn.MaxPool2d(2), *_conv_bn_relu(channels // 2, channels), nn.MaxPool2d(2)
+        *conv_bn_relu(3, channels // 2), nn.MaxPool2d(2), *conv_bn_relu(channels // 2, channels), nn.MaxPool2d(2)
     )
-    _load_local(body, pretrained, "test_tiny")
+    _load_local(body, pretrained)
     cfg = DataConfig(input_size=tuple(input_size), mean=IMAGENET_MEAN, std=IMAGENET_STD)
     return Backbone(body, channels, 4, cfg)

@@ -36,7 +36,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from fashionlens.data.images import MAX_IMAGE_PIXELS
+from fashionlens.data.images import pixel_limit_problem
+from fashionlens.errors import FashionlensError
 from fashionlens.inference.predictor import Predictor
 
 MiB = 1024 * 1024
@@ -50,7 +51,7 @@ _GENERIC_TYPES = ("", "application/octet-stream")
 log = logging.getLogger("fashionlens.serve")
 
 
-class UploadError(Exception):
+class UploadError(FashionlensError):
     """A request refused with a 4xx status and a message for the client."""
 
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
@@ -215,8 +216,9 @@ def check_upload(upload: Upload) -> UploadError | None:
         return UploadError(413, f"{name}: image has too many pixels (decompression bomb refused)")
     except Exception as e:  # PIL raises many types for broken headers; all mean "unreadable"
         return UploadError(422, f"{name}: cannot read the image header ({type(e).__name__})")
-    if width * height > MAX_IMAGE_PIXELS:
-        return UploadError(413, f"{name}: image of {width}x{height} pixels exceeds the limit of {MAX_IMAGE_PIXELS}")
+    too_big = pixel_limit_problem(width, height)
+    if too_big:
+        return UploadError(413, f"{name}: {too_big}")
     return None
 
 
@@ -373,7 +375,7 @@ def create_app(predictor: Predictor, api_key: str | None = None, max_upload_byte
     """
     limits = Limits(max_upload_bytes, max_files, read_timeout_s=read_timeout_s)
     gate = _Gate(max_concurrency, max_queue)
-    name = model_name or predictor.info.extra.get("name") or predictor.info.spec.get("backbone", "model")
+    name = model_name or predictor.info.spec.get("backbone", "model")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from fashionlens.errors import FashionlensError
+
 DEFAULTS: dict[str, Any] = {
     "experiment": "experiment",
     "seed": 0,
@@ -90,7 +92,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(FashionlensError, ValueError):
     """A config key or value that fashionlens does not understand."""
 
 

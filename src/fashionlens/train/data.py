@@ -15,9 +15,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fashionlens.data.config import DataConfig
+from fashionlens.errors import FashionlensError
 
 
-class DataPathError(ValueError):
+class DataPathError(FashionlensError, ValueError):
     """No data path was given, or it does not exist."""
 
 
@@ -64,9 +65,7 @@ def build_data(cfg: dict, data_config: DataConfig, splits=("train", "val", "test
     elif fmt == "clothing_dataset":
         bundle = _clothing_bundle(cfg, root, data_config, splits)
     elif fmt == "deepfashion":
-        from fashionlens.train.deepfashion_data import deepfashion_bundle
-
-        bundle = deepfashion_bundle(cfg, root, data_config, splits)
+        bundle = _deepfashion_bundle(cfg, root, data_config, splits)
     else:
         raise ValueError(f"data.format must be ccp, multilabel, image_folder, clothing_dataset, deepfashion or mixed, got {fmt!r}")
     return select_targets(bundle, cfg["data"]["targets"]) if cfg["data"]["targets"] else bundle
@@ -234,6 +233,35 @@ def _classification_bundle(d: dict, parts: dict, data_config: DataConfig, splits
             paths[split] = [str(p) for p, _ in parts[split].samples]
     train = parts["train"]
     return DataBundle(datasets, {"category": list(train.class_names)}, {"category": train.targets()}, paths)
+
+
+def _deepfashion_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -> DataBundle:
+    """DeepFashion (or a synthetic tree in its layout): ``Eval/list_eval_partition.txt`` fixes the splits."""
+    from fashionlens.data.datasets import DeepFashionDataset
+    from fashionlens.data.deepfashion import read_deepfashion
+    from fashionlens.data.landmark_transforms import build_joint_transforms
+
+    d = cfg["data"]
+    index = read_deepfashion(root)
+    parts = {s: index.subset(index.partition == s) for s in ("train", "val", "test")}
+    if d["limit"]:
+        parts["train"] = parts["train"].subset(np.arange(min(int(d["limit"]), len(parts["train"]))))
+    datasets, paths = {}, {}
+    for split in splits:
+        if split not in parts or len(parts[split]) == 0:
+            continue
+        tf = build_joint_transforms(data_config, train=split == "train", margin=float(d["crop_margin"]))
+        datasets[split] = DeepFashionDataset(parts[split], root, tf, data_config, bad_images=d["bad_images"])
+        paths[split] = [str(root / str(n)) for n in parts[split].image_names]
+    train = parts["train"]
+    return DataBundle(
+        datasets=datasets,
+        label_names={"category": [str(n) for n in index.category_names], "attributes": [str(n) for n in index.attribute_names]},
+        train_targets={"category": train.category, "attributes": (train.attributes > 0).astype(np.float32)},
+        paths=paths,
+        attribute_groups=np.asarray(index.attribute_types, dtype=np.int64),
+        attribute_masks=(train.attributes != 0).astype(np.float32),
+    )
 
 
 def num_workers(setting) -> int:

@@ -14,13 +14,14 @@ import lightning as L
 import numpy as np
 import torch
 
+from fashionlens.errors import FashionlensError
 from fashionlens.losses import compute_losses
 from fashionlens.metrics import ScoreCollector, classification_report, deepfashion_report, multilabel_report
 from fashionlens.models.fashion_net import FashionNet
 from fashionlens.models.glem import heatmaps_to_landmarks
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(FashionlensError, RuntimeError):
     """Training produced a NaN or infinite loss."""
 
 
