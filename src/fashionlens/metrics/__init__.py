@@ -7,6 +7,7 @@ from fashionlens.metrics.collector import ScoreCollector
 from fashionlens.metrics.functional import (
     attribute_recall_at_k,
     average_precision,
+    expected_calibration_error,
     landmark_detection_rate,
     landmark_normalized_error,
     mean_average_precision,
@@ -29,6 +30,7 @@ __all__ = [
     "average_precision",
     "classification_report",
     "deepfashion_report",
+    "expected_calibration_error",
     "landmark_detection_rate",
     "landmark_normalized_error",
     "mean_average_precision",
