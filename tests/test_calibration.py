@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fashionlens.inference.calibration import choose_tag_threshold, fit_temperature, product_tag_check, softmax
+from fashionlens.inference.calibration import (
+    choose_tag_threshold,
+    fit_temperature,
+    product_tag_check,
+    softmax,
+)
 from fashionlens.metrics import expected_calibration_error
 
 
