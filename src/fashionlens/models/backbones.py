@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -40,6 +41,18 @@ class Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, C, H/s, W/s)
         return self.body(x)
+
+    def tap(self, stride: int) -> int:
+        """Also keep the feature map at ``stride`` (e.g. 16) for :meth:`forward_with_tap`; returns its channels."""
+        if not hasattr(self.body, "tap_info"):
+            raise ValueError(f"landmarks.stride: backbone {type(self.body).__name__} has no intermediate maps; "
+                             "use an EfficientNet backbone or leave landmarks.stride unset")
+        self._tap, channels = self.body.tap_info(int(stride))
+        return channels
+
+    def forward_with_tap(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(last map (B, C, H/s, W/s), the tapped map (B, C', H/t, W/t))."""
+        return self.body.forward_tap(x, self._tap)
 
     def freeze_stages(self, n: int) -> None:
         """Freeze the stem and the first ``n`` stages: no gradients, and no backward pass through them.
@@ -75,14 +88,29 @@ class _TimmFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.frozen_stages:
             return self.model.forward_features(x)
+        return self.forward_tap(x, None)[0]
+
+    def tap_info(self, stride: int) -> tuple[int, int]:
+        """(block stage index, channels) of the last feature map at ``stride`` (timm's feature_info)."""
+        for info in reversed(self.model.feature_info):
+            if info["reduction"] == stride and info["module"].startswith("blocks."):
+                return int(info["module"].split(".")[1]), int(info["num_chs"])
+        raise ValueError(f"the backbone has no feature map at stride {stride}; it has "
+                         f"{sorted({i['reduction'] for i in self.model.feature_info})}")
+
+    def forward_tap(self, x: torch.Tensor, tap: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The last map and the output of block stage ``tap`` (None: no tap)."""
         m = self.model
-        with torch.no_grad():  # frozen stages: nothing to back-propagate into, so build no graph
-            x = m.bn1(m.conv_stem(x))
-            for block in m.blocks[: self.frozen_stages]:
+        tapped = None
+        with torch.no_grad() if self.frozen_stages else contextlib.nullcontext():
+            x = m.bn1(m.conv_stem(x))  # frozen stages: nothing to back-propagate into, so build no graph
+            for i, block in enumerate(m.blocks[: self.frozen_stages]):
                 x = block(x)
-        for block in m.blocks[self.frozen_stages :]:
+                tapped = x if i == tap else tapped
+        for i, block in enumerate(m.blocks[self.frozen_stages :], start=self.frozen_stages):
             x = block(x)
-        return m.bn2(m.conv_head(x))
+            tapped = x if i == tap else tapped
+        return m.bn2(m.conv_head(x)), tapped
 
 
 def _load_local(body: nn.Module, pretrained: bool | str) -> None:

@@ -105,7 +105,8 @@ class FashionTask(L.LightningModule):
     def _train_one(self, batch: dict, source: str) -> torch.Tensor:
         outputs = self(batch["image"])
         terms = compute_losses(outputs, batch, self.pos_weight if self.pos_weight.numel() else None,
-                               self.loss_cfg["heatmap_sigma"], self.loss_cfg.get("label_smoothing", 0.0))
+                               self.loss_cfg["heatmap_sigma"], self.loss_cfg.get("label_smoothing", 0.0),
+                               self.loss_cfg.get("heatmap", "mse"))
         weights = self.loss_cfg["weights"]
         total = sum(weights.get(name, 1.0) * value for name, value in terms.items())
         if not torch.isfinite(total):
