@@ -36,7 +36,8 @@ class Landmark:
     name: str
     x: float  # pixels in the original (upright, full-resolution) image
     y: float
-    score: float  # heatmap peak value
+    score: float  # probability that the landmark is visible (visibility head), else the heatmap peak
+    visible: bool | None = None  # score >= 0.5, for models with a visibility head
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Prediction:
     attributes: list[ScoredLabel] | None = None
     landmarks: list[Landmark] | None = None
     image_size: tuple[int, int] | None = None  # (width, height) of the upright photo, full resolution
+    box: tuple[int, int, int, int] | None = None  # the crop (x0, y0, x1, y1) predicted on, when a box was given
     error: str | None = None
 
     def to_dict(self) -> dict:
@@ -63,6 +65,8 @@ class Prediction:
             d["tag_threshold"] = self.tag_threshold
         if self.image_size is not None:
             d["image_size"] = list(self.image_size)
+        if self.box is not None:
+            d["box"] = list(self.box)
         if self.error is not None:
             d["error"] = self.error
         return d
@@ -89,6 +93,7 @@ class Predictor:
         self.runner: Runner = runner or self._torch_forward
         self.backend = backend or ("torch" if runner is None else "custom")
         self.workers = workers or min(cpu_cores(), 4)  # threads decoding images (PIL releases the GIL)
+        self.box_margin = box_margin(info)
 
     @property
     def heads(self) -> list[str]:
@@ -99,19 +104,41 @@ class Predictor:
             out = self.model(batch.to(self.device, memory_format=torch.channels_last))
         return {k: v.float().cpu().numpy() for k, v in out.items()}
 
-    def preprocess(self, src: ImageSource) -> tuple[torch.Tensor, tuple[int, int]]:
-        img = load_image(src, draft_size=self._draft)
-        return self.transform(img), photo_size(img)
+    def preprocess(self, src: ImageSource, box: Sequence[float] | None = None) -> tuple[torch.Tensor, tuple[int, int], Box | None]:
+        """(input tensor, upright photo size, crop or None): the whole photo, or ``box`` with a margin.
+
+        ``box`` is (x1, y1, x2, y2) in pixels of the upright photo; the crop grows it by the margin
+        the model's garment crops were trained with on every side and is clamped to the photo.
+        """
+        if box is None:
+            img = load_image(src, draft_size=self._draft)
+            return self.transform(img), photo_size(img), None
+        img = load_image(src)  # full resolution: a garment may be a small part of the photo
+        size = photo_size(img)
+        crop = garment_crop(box, size, self.box_margin)
+        return self.transform(img.crop(crop)), size, crop
 
     def predict(self, images: ImageSource | Sequence[ImageSource], top_k: int = 5, threshold: float | None = None,
-                names: Sequence[str] | None = None) -> list[Prediction]:
-        """Predict every image; an unreadable image yields a Prediction with ``error`` set."""
+                names: Sequence[str] | None = None, boxes: Sequence[Sequence[float] | None] | None = None) -> list[Prediction]:
+        """Predict every image; an unreadable image (or a box outside it) yields a Prediction with ``error`` set.
+
+        Args:
+            images: paths, PIL images, numpy arrays or encoded bytes (or one of them).
+            top_k: categories/tags/attributes per image.
+            threshold: tag threshold (default: the model's own, calibrated).
+            names: the ``source`` of each prediction (default: the path, or ``<image i>``).
+            boxes: per image, None (the whole photo) or a garment box (x1, y1, x2, y2) in pixels of the
+                upright photo: the model then sees that garment (plus a margin), and its landmarks
+                are returned in photo pixels.
+        """
         if not isinstance(images, (list, tuple)):
             images = [images]
-        return list(self.iter_predict(images, top_k, threshold, names))
+            boxes = None if boxes is None else [boxes]
+        return list(self.iter_predict(images, top_k, threshold, names, boxes))
 
     def iter_predict(self, images: Iterable[ImageSource], top_k: int = 5, threshold: float | None = None,
-                     names: Sequence[str] | None = None) -> Iterator[Prediction]:
+                     names: Sequence[str] | None = None,
+                     boxes: Sequence[Sequence[float] | None] | None = None) -> Iterator[Prediction]:  # fmt: skip
         """Like :meth:`predict`, streaming results batch by batch (for progress bars).
 
         Each batch of ``batch_size`` images is decoded by ``workers`` threads, then run as one batch;
@@ -122,19 +149,22 @@ class Predictor:
         with ThreadPoolExecutor(self.workers) as pool:
             while True:
                 chunk = list(itertools.islice(indexed, self.batch_size))
-                submitted = [(names[i] if names is not None else _source_name(src, i), pool.submit(self._try_preprocess, src))
-                             for i, src in chunk]
+                submitted = [(names[i] if names is not None else _source_name(src, i),
+                              pool.submit(self._try_preprocess, src, None if boxes is None else boxes[i]))
+                             for i, src in chunk]  # fmt: skip
                 if pending:
                     yield from self._run_chunk([n for n, _ in pending], [f.result() for _, f in pending], top_k, threshold)
                 if not submitted:
                     return
                 pending = submitted
 
-    def _try_preprocess(self, src: ImageSource) -> tuple[torch.Tensor, tuple[int, int]] | BadImageError:
+    def _try_preprocess(self, src: ImageSource, box=None) -> tuple[torch.Tensor, tuple[int, int], Box | None] | BadImageError:
         try:
-            return self.preprocess(src)
+            return self.preprocess(src, box)
         except BadImageError as e:
             return e
+        except BoxError as e:
+            return BadImageError(_source_name(src, 0), str(e))
 
     def _run_chunk(self, names: list[str], loaded: list, top_k: int, threshold: float | None) -> Iterator[Prediction]:
         good = [i for i, item in enumerate(loaded) if not isinstance(item, BadImageError)]
@@ -144,16 +174,18 @@ class Predictor:
             if isinstance(item, BadImageError):
                 yield Prediction(source=name, error=item.reason)
             else:
-                yield self._decode(outputs, rows[i], name, item[1], top_k, threshold)
+                yield self._decode(outputs, rows[i], name, item[1], top_k, threshold, item[2])
 
     def tag_threshold(self, threshold: float | None) -> float:
         return threshold if threshold is not None else float(self.info.extra.get("threshold", 0.5))
 
-    def _decode(self, out: dict[str, np.ndarray], row: int, name: str, size, top_k: int, threshold) -> Prediction:
-        pred = Prediction(source=name, image_size=size)
+    def _decode(self, out: dict[str, np.ndarray], row: int, name: str, size, top_k: int, threshold,
+                crop: Box | None = None) -> Prediction:  # fmt: skip
+        pred = Prediction(source=name, image_size=size, box=crop)
         names = self.info.label_names
         if "category" in out:
-            pred.category = _top(_softmax(out["category"][row]), names["category"], top_k)
+            temperature = float(self.info.extra.get("temperature", 1.0))  # calibrated: tools/ship_model.py
+            pred.category = _top(_softmax(out["category"][row] / temperature), names["category"], top_k)
         if "labels" in out:
             thr = self.tag_threshold(threshold)
             probs = _sigmoid(out["labels"][row])
@@ -162,13 +194,54 @@ class Predictor:
         if "attributes" in out:
             pred.attributes = _top(_sigmoid(out["attributes"][row]), names["attributes"], top_k)
         if "heatmaps" in out:
-            hm = torch.from_numpy(out["heatmaps"][row : row + 1])
-            xy = heatmaps_to_landmarks(hm)[0].numpy()
-            peak = hm.flatten(2).amax(-1)[0].numpy()
-            xy = input_to_photo(xy, size, self.info.data_config)
-            pred.landmarks = [Landmark(LANDMARK_NAMES[i] if i < 8 else f"landmark_{i}", float(x), float(y), float(p))
-                              for i, ((x, y), p) in enumerate(zip(xy, peak, strict=True))]
+            pred.landmarks = self._landmarks(out, row, size, crop)
         return pred
+
+    def _landmarks(self, out: dict[str, np.ndarray], row: int, size, crop: Box | None) -> list[Landmark]:
+        """Heatmap peaks in photo pixels, scored by the visibility head when the model has one."""
+        hm = torch.from_numpy(out["heatmaps"][row : row + 1])
+        xy = heatmaps_to_landmarks(hm)[0].numpy()
+        if crop is None:
+            xy = input_to_photo(xy, size, self.info.data_config)
+        else:  # the input was the crop: map into it, then move by its corner
+            xy = input_to_photo(xy, (crop[2] - crop[0], crop[3] - crop[1]), self.info.data_config) + (crop[0], crop[1])
+        if "landmark_visibility" in out:
+            score = _sigmoid(out["landmark_visibility"][row])
+            visible = [bool(p >= 0.5) for p in score]
+        else:
+            score, visible = hm.flatten(2).amax(-1)[0].numpy(), [None] * len(xy)
+        return [Landmark(LANDMARK_NAMES[i] if i < 8 else f"landmark_{i}", round(float(x), 2), round(float(y), 2),
+                         round(float(p), 6), v) for i, ((x, y), p, v) in enumerate(zip(xy, score, visible, strict=True))]
+
+
+Box = tuple[int, int, int, int]
+
+
+class BoxError(ValueError):
+    """A garment box that is malformed or outside its photo."""
+
+
+def box_margin(info: ModelInfo) -> float:
+    """The margin a garment box gets before the model sees it: the one its garment crops were trained with."""
+    data = info.extra.get("data", {})
+    garments = data.get("sources", {}).get("deepfashion", data if data.get("format") == "deepfashion" else {})
+    return float(garments.get("crop_margin", 0.1))
+
+
+def garment_crop(box: Sequence[float], size: tuple[int, int], margin: float) -> Box:
+    """``box`` (x1, y1, x2, y2) grown by ``margin`` of its width / height on each side, clamped to the photo."""
+    from fashionlens.data.landmark_transforms import crop_box
+
+    try:
+        x1, y1, x2, y2 = (float(v) for v in box)
+    except (TypeError, ValueError):
+        raise BoxError(f"a box is 4 numbers x1, y1, x2, y2 in pixels, got {box!r}") from None
+    width, height = size
+    if not (np.isfinite([x1, y1, x2, y2]).all() and x1 < x2 and y1 < y2):
+        raise BoxError(f"box {[x1, y1, x2, y2]}: expected x1 < x2 and y1 < y2")
+    if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
+        raise BoxError(f"box {[x1, y1, x2, y2]} lies outside the {width}x{height} photo")
+    return crop_box((x1, y1, x2, y2), size, margin)
 
 
 def _source_name(src: ImageSource, i: int) -> str:
