@@ -212,7 +212,8 @@ def synth_deepfashion(
 def derive_landmarks(
     ccp_root: Annotated[Path, typer.Argument(help="Clothing Co-Parsing folder (photos/, annotations/pixel-level/, label_list.mat)")],
     out: Annotated[Path, typer.Argument(help="output folder: a DeepFashion Category and Attribute tree (img/, Anno/, Eval/)")],
-    pose: Annotated[bool, typer.Option("--pose", help="refine the points with a human-pose model (pip install 'fashionlens[pose]')")] = False,
+    pose: Annotated[bool, typer.Option("--pose", help="refine the points with a human-pose model (not available: "
+                                       "see docs/real-photos.md)")] = False,
     margin: Annotated[float, typer.Option("--margin", help="crop margin on every side, a fraction of the garment box's longer side")] = 0.1,
     min_area: Annotated[float, typer.Option("--min-area", help="leave out garments covering less of the photo than this fraction")] = 0.01,
     split_seed: Annotated[int, typer.Option("--split-seed", help="seed of the CCP reader's split (data.split_seed)")] = 0,
