@@ -26,9 +26,13 @@ def is_uri(path: str) -> bool:
     return bool(sep) and head.isalnum() and len(head) > 1
 
 
+def _suffix(path: str) -> str:
+    return Path(path.split("?", 1)[0]).suffix.lower()
+
+
 def is_listing(item: str) -> bool:
     """A CSV or Parquet file (local or URI) to read photo paths from."""
-    return Path(item.split("?", 1)[0]).suffix.lower() in LISTING_SUFFIXES and (is_uri(item) or Path(item).is_file())
+    return _suffix(item) in LISTING_SUFFIXES and (is_uri(item) or Path(item).is_file())
 
 
 def read_listing(path: str) -> list[str]:
@@ -40,8 +44,9 @@ def read_listing(path: str) -> list[str]:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
+    csv = _suffix(path) == ".csv"
     try:
-        if Path(path.split("?", 1)[0]).suffix.lower() == ".csv":
+        if csv:
             table = pacsv.read_csv(_open(path))
         else:
             table = pq.read_table(path) if is_uri(path) else pq.read_table(Path(path))
@@ -54,9 +59,9 @@ def read_listing(path: str) -> list[str]:
     values = table.column(column).to_pylist()
     base = None if is_uri(path) else Path(path).parent
     out = []
-    for row, value in enumerate(values, start=2 if path.endswith(".csv") else 1):
+    for row, value in enumerate(values, start=2 if csv else 1):  # CSV: line 1 is the header
         if value is None or not str(value).strip():
-            where = f"line {row}" if path.endswith(".csv") else f"row {row}"
+            where = f"line {row}" if csv else f"row {row}"
             raise ListingError(f"{path}:{where}: empty '{column}' (expected a photo path or URI)")
         value = str(value).strip()
         out.append(value if is_uri(value) or base is None or Path(value).is_absolute() else str(base / value))

@@ -75,9 +75,8 @@ class RunSummary:
     errors: int  # of those, photos that could not be read
     shards: int  # shards written by this run
     seconds: float  # after Ray is up: actors starting, then tagging
-    startup_seconds: float  # until the first results came back (actors loading the model, first batch)
+    first_results_seconds: float  # until the first results came back (actors loading the model, first batch)
     images_per_second: float  # written / seconds
-    steady_images_per_second: float  # after the first results: what a long run approaches
     out_dir: str
     backend: str
     num_actors: int
@@ -341,14 +340,12 @@ def _check_gpus(opts: RayOptions) -> None:
         raise ValueError(f"--num-gpus-per-actor {opts.num_gpus_per_actor:g}: Ray on this machine has {have:g} GPU(s)")
 
 
-def _summary(inputs: int, todo: int, writer: ShardWriter, seconds: float, first: tuple[float, int] | None,
+def _summary(inputs: int, todo: int, writer: ShardWriter, seconds: float, first: float | None,
              backend: str, opts: RayOptions) -> RunSummary:
-    startup, first_rows = first or (seconds, 0)
     rate = writer.written / seconds if seconds > 0 else 0.0
-    steady = (writer.written - first_rows) / (seconds - startup) if seconds > startup else rate
     return RunSummary(inputs, inputs - todo, writer.written, writer.errors, writer.shards, round(seconds, 3),
-                      round(startup, 3), round(rate, 2), round(steady, 2), str(writer.out_dir), backend,
-                      max(1, opts.num_actors))
+                      round(first if first is not None else seconds, 3), round(rate, 2), str(writer.out_dir),
+                      backend, max(1, opts.num_actors))
 
 
 def run(paths: list[str], opts: RayOptions) -> RunSummary:
@@ -389,7 +386,7 @@ def run(paths: list[str], opts: RayOptions) -> RunSummary:
             with tqdm(total=len(todo), unit="img", file=sys.stderr, disable=not opts.progress) as bar:
                 for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
                     if first is None:
-                        first = (time.perf_counter() - start, table.num_rows)
+                        first = time.perf_counter() - start
                     writer.add(table)
                     bar.update(table.num_rows)
             writer.flush()
