@@ -38,7 +38,16 @@ COLUMNS = ["path", "category", "scores", "tags", "attributes", "colours", "landm
 @pytest.fixture(scope="module")
 def ray_address():
     """One local Ray for the module: 2 CPUs, as on the development machines."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="warning")
+    for attempt in range(3):
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="warning")
+            break
+        except Exception as e:  # Ray raises a plain Exception when its processes do not start in time
+            ray.shutdown()
+            if attempt == 2:
+                # Ray's raylet waits a fixed 15-30 s for its agents (ray-project/ray#65983); a machine
+                # that other jobs saturate can exceed that. Nothing of fashionlens runs before this point.
+                pytest.skip(f"Ray did not start on this machine, 3 tries ({e}); the machine is probably overloaded")
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -143,6 +152,41 @@ def test_int8_model_runs_on_the_ray_engine(ray_address, tiny_model, photos, tmp_
                                                            for p, x in local.items()}
 
 
+def test_a_failing_job_keeps_the_rows_received_and_says_how_to_resume(ray_address, tiny_model, photos, tmp_path,
+                                                                       monkeypatch):
+    from fashionlens.inference import ray_engine
+    from fashionlens.inference.output import predictions_table
+    from fashionlens.inference.predictor import Prediction
+
+    def failing_dataset(paths, *args, **kwargs):
+        def tag_or_crash(batch):
+            if any(str(p).endswith("p0005.jpg") for p in batch["path"]):
+                raise RuntimeError("the actor crashed")
+            return predictions_table([Prediction(source=str(p), error="not tagged in this test") for p in batch["path"]])
+
+        ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=len(paths))
+        return ds.map_batches(tag_or_crash, batch_size=None, batch_format="numpy")
+
+    monkeypatch.setattr(ray_engine, "build_dataset", failing_dataset)
+    out = tmp_path / "out"
+    result = cli.invoke(app, ["predict", *photos, "--engine", "ray", "--out", str(out), "--model", str(tiny_model),
+                              "--shard-rows", "1000"])
+    assert result.exit_code == 1, result.output
+    assert "the Ray job failed after" in result.output and "rerun the same command" in result.output
+    assert "the actor crashed" in result.output
+    written = int(result.output.split("failed after ")[1].split()[0])
+    rows = _rows(out) if written else {}
+    assert len(rows) == written and not any(p.endswith("p0005.jpg") for p in rows)
+
+
+def test_a_uri_nobody_can_open_is_a_row_with_its_error(ray_address, tiny_model, photos, tmp_path):
+    summary = run([photos[0], "nosuchscheme://bucket/photo.jpg"],
+                  RayOptions(model=str(tiny_model), out_dir=tmp_path / "out", progress=False))
+    rows = _rows(tmp_path / "out")
+    assert summary.errors == 1 and rows[photos[0]]["error"] is None
+    assert rows["nosuchscheme://bucket/photo.jpg"]["error"].startswith("cannot read")
+
+
 def test_leftovers_of_a_killed_write_are_removed_and_a_foreign_file_is_named(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -176,7 +220,7 @@ def test_kill_during_a_run_then_rerun_tags_every_photo_exactly_once(ray_address,
     env = {**os.environ, "FASHIONLENS_CACHE": str(tmp_path / "cache")}
     proc = subprocess.Popen(_cli(*args, "--address", ray_address), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600  # seconds on a quiet machine; minutes when others load it
     while not list(out.glob("part-*.parquet")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
@@ -184,7 +228,7 @@ def test_kill_during_a_run_then_rerun_tags_every_photo_exactly_once(ray_address,
     before = len(finished_paths(out)) if out.is_dir() else 0
     assert 0 < before < len(paths), f"the kill should land mid-run (rows before the kill: {before})\n{log}"
     rerun = subprocess.run(_cli(*args), env={**env, "RAY_ADDRESS": ray_address}, capture_output=True, text=True,
-                           timeout=300)
+                           timeout=900)
     assert rerun.returncode == 0, rerun.stderr
     assert f"{before} of {len(paths)} were already in" in rerun.stderr
     rows = _rows(out)  # asserts no photo twice
@@ -242,3 +286,10 @@ def test_a_second_run_on_the_same_folder_is_refused(tiny_model, photos, tmp_path
         fcntl.flock(f, fcntl.LOCK_EX)
         result = cli.invoke(app, ["predict", photos[0], "--engine", "ray", "--out", str(out), "--model", str(tiny_model)])
     assert result.exit_code == 2 and "another fashionlens predict is writing" in result.output
+
+
+def test_without_ray_installed_the_command_says_which_extra_to_install(tiny_model, photos, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray.data", None)  # what `import ray.data` meets without the extra
+    result = cli.invoke(app, ["predict", photos[0], "--engine", "ray", "--out", str(tmp_path / "out"),
+                              "--model", str(tiny_model)])
+    assert result.exit_code == 2 and "pip install 'fashionlens[ray]'" in result.output

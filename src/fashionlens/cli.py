@@ -244,14 +244,18 @@ def _predict_ray(files: list[str], opts) -> None:
         if getattr(opts, name) < 1:
             _fail(f"--{name.replace('_', '-')} must be at least 1, got {getattr(opts, name)}")
     try:
+        import ray.data  # noqa: F401 - the engine imports it lazily; say here that it is missing
+
         from fashionlens.checkpoint import CheckpointError
-        from fashionlens.inference.ray_engine import OutputDirError, run
+        from fashionlens.inference.ray_engine import OutputDirError, RayEngineError, run
     except ImportError as e:
         _fail(f"--engine ray needs Ray Data: pip install 'fashionlens[ray]' ({e})")
     try:
         summary = run(files, opts)
     except (OutputDirError, CheckpointError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
+    except RayEngineError as e:
+        _fail(str(e), code=1)
     typer.echo(summary.line(), err=True)
     if summary.errors:
         typer.echo(f"{summary.errors} unreadable photo(s): rows with 'error' set in {opts.out_dir}", err=True)

@@ -45,6 +45,10 @@ class OutputDirError(RuntimeError):
     """OUT_DIR cannot be used: not a folder, unreadable shard, or another run is writing to it."""
 
 
+class RayEngineError(RuntimeError):
+    """Ray could not be started or joined, or the job failed (what was written so far is kept)."""
+
+
 @dataclass
 class RayOptions:
     """How to run: the model, the actor pool and the output (see ``fashionlens predict --help``)."""
@@ -197,7 +201,7 @@ def decode_batch(batch: dict[str, np.ndarray], data_config: dict) -> dict[str, n
             sizes[i] = photo_size(img)
         except BadImageError as e:
             errors[i] = e.reason
-        except OSError as e:  # a URI that pyarrow cannot open
+        except (OSError, ValueError) as e:  # a URI pyarrow cannot open (its errors derive from these)
             errors[i] = f"cannot read ({type(e).__name__}: {e})"
     return {"path": np.asarray(paths, dtype=object), "pixels": pixels, "size": sizes,
             "error": np.asarray(errors, dtype=object)}
@@ -277,14 +281,36 @@ def init_ray(address: str | None) -> None:
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, logging_level=logging.WARNING,
-                 log_to_driver=False, include_dashboard=False, configure_logging=True)
+        target = address or os.environ.get("RAY_ADDRESS") or None
+        try:
+            ray.init(address=target, logging_level=logging.WARNING, log_to_driver=False, include_dashboard=False,
+                     configure_logging=True)
+        except Exception as e:  # noqa: BLE001 - Ray raises plain Exception for a start-up timeout
+            where = f"join the Ray cluster at {target}" if target else "start Ray on this machine"
+            hint = "" if target else "; on a very busy machine Ray's processes can start too slowly: try again"
+            raise RayEngineError(f"could not {where} ({type(e).__name__}: {_first_line(e)}){hint}") from None
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # ours counts photos written, theirs count blocks per operator
     ctx.enable_operator_progress_bars = False
     ctx.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:300]
+
+
+def _root_cause(e: BaseException) -> BaseException:
+    """The user's exception inside Ray's wrappers (``RayTaskError.cause``, ``__cause__``)."""
+    seen = set()
+    while id(e) not in seen:
+        seen.add(id(e))
+        inner = getattr(e, "cause", None) or e.__cause__
+        if not isinstance(inner, BaseException):
+            break
+        e = inner
+    return e
 
 
 def pool_sizes(opts: RayOptions, cluster_cpus: float) -> tuple[float, int]:
@@ -360,36 +386,45 @@ def run(paths: list[str], opts: RayOptions) -> RunSummary:
 
     Raises:
         OutputDirError: OUT_DIR is not usable or another run writes to it.
+        RayEngineError: Ray cannot be started or joined, or the job failed (the rows received are
+            written first, so a rerun resumes).
         FileNotFoundError, ValueError, CheckpointError: the model cannot be loaded.
     """
-    from tqdm import tqdm
-
     out_dir = Path(opts.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputDirError(f"--out {out_dir} exists and is not a folder")
     with exclusive(out_dir):
-        done = finished_paths(out_dir)
-        todo = pending_paths(paths, done)
-        inputs = len(set(paths))
+        todo = pending_paths(paths, finished_paths(out_dir))
         model_path, backend, data_config = actor_model(opts.model, opts.backend, opts.num_gpus_per_actor > 0,
                                                        opts.batch_size)
         writer = ShardWriter(out_dir, opts.shard_rows)
-        start, first = time.perf_counter(), None
-        if todo:
-            import ray
-
-            init_ray(opts.address)
-            _check_gpus(opts)
-            cluster_cpus = float(ray.cluster_resources().get("CPU", 1.0))
-            ds = build_dataset(todo, opts, model_path, backend, data_config, cluster_cpus)
-            start = time.perf_counter()
-            with tqdm(total=len(todo), unit="img", file=sys.stderr, disable=not opts.progress) as bar:
-                for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                    if first is None:
-                        first = time.perf_counter() - start
-                    writer.add(table)
-                    bar.update(table.num_rows)
-            writer.flush()
-        summary = _summary(inputs, len(todo), writer, time.perf_counter() - start, first, backend, opts)
+        seconds, first = _tag(todo, opts, model_path, backend, data_config, writer) if todo else (0.0, None)
+        summary = _summary(len(set(paths)), len(todo), writer, seconds, first, backend, opts)
         atomic_write_bytes(out_dir / "_summary.json", json.dumps(asdict(summary), indent=1).encode())
     return summary
+
+
+def _tag(todo: list[str], opts: RayOptions, model_path: Path, backend: str, data_config: dict,
+         writer: ShardWriter) -> tuple[float, float | None]:
+    """Run the pipeline over ``todo`` into ``writer``: (seconds, seconds until the first results)."""
+    import ray
+    from tqdm import tqdm
+
+    init_ray(opts.address)
+    _check_gpus(opts)
+    ds = build_dataset(todo, opts, model_path, backend, data_config, float(ray.cluster_resources().get("CPU", 1.0)))
+    start, first = time.perf_counter(), None
+    with tqdm(total=len(todo), unit="img", file=sys.stderr, disable=not opts.progress) as bar:
+        try:
+            for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+                first = time.perf_counter() - start if first is None else first
+                writer.add(table)
+                bar.update(table.num_rows)
+        except Exception as e:  # noqa: BLE001 - Ray wraps task and actor failures in its own types
+            writer.flush()  # the rows received are complete: keep them
+            cause = _root_cause(e)
+            raise RayEngineError(f"the Ray job failed after {writer.written} photos were written "
+                                 f"({type(cause).__name__}: {_first_line(cause)}); rerun the same command "
+                                 "to tag the rest") from e
+    writer.flush()
+    return time.perf_counter() - start, first
