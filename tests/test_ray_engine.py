@@ -246,7 +246,8 @@ def test_cli_listing_files_and_errors(ray_address, tiny_model, photos, tmp_path)
         (tmp_path / Path(p).name).write_bytes(Path(p).read_bytes())
     pq.write_table(pa.table({"path": photos[5:8]}), tmp_path / "list.parquet")
     result = cli.invoke(app, ["predict", str(tmp_path / "list.csv"), str(tmp_path / "list.parquet"), "--engine", "ray",
-                              "--out", str(tmp_path / "out"), "--model", str(tiny_model), "--address", ray_address])
+                              "--out", str(tmp_path / "out"), "--model", str(tiny_model), "--address", ray_address,
+                              "--num-actors", "1", "--cpus-per-actor", "0.5"])
     assert result.exit_code == 0, result.output
     assert set(_rows(tmp_path / "out")) == {str(tmp_path / Path(p).name) for p in good} | set(photos[5:8])
 
