@@ -306,7 +306,7 @@ def _root_cause(e: BaseException) -> BaseException:
     seen = set()
     while id(e) not in seen:
         seen.add(id(e))
-        inner = getattr(e, "cause", None) or e.__cause__
+        inner = getattr(e, "cause", None) or e.__cause__ or e.__context__
         if not isinstance(inner, BaseException):
             break
         e = inner
