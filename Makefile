@@ -1,6 +1,6 @@
 # Two commands do all set-up themselves on a fresh machine:
 #   make demo   main job: the shipped model behind a web page (or PHOTOS=... tagged in the terminal)
-#   make test   create .venv, install fashionlens with test extras, run the tests offline
+#   make test   create .venv, install fashionlens with test and Ray extras, run the tests offline
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e '.[test,ray]'
 	touch $(STAMP)
 
 venv: $(STAMP)

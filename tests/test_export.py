@@ -232,3 +232,10 @@ def test_cli_bench_passes_arguments_on(capfd):
     code, _, _ = _cli("bench", "--models", "alexnet")
     assert code == 2
     assert "unknown model(s)" in capfd.readouterr().err
+
+
+def test_idle_onnx_runtime_threads_sleep_unless_asked_to_spin():
+    from fashionlens.inference.onnx_runner import session_options
+
+    assert session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert session_options(spin=True).get_session_config_entry("session.intra_op.allow_spinning") == "1"

@@ -238,25 +238,6 @@ def derive_landmarks(
         typer.echo(f"  {line}")
 
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-
-
-def expand_inputs(items: list[str]) -> list[str]:
-    """Files as given, folders searched recursively for images, globs expanded; order kept."""
-    import glob
-
-    found: list[str] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            found += sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
-        elif any(ch in item for ch in "*?["):
-            found += sorted(glob.glob(item, recursive=True))
-        else:
-            found.append(item)
-    return found
-
-
 @app.command()
 def predict(
     paths: Annotated[list[str], typer.Argument(help="image files, folders or globs")],
@@ -268,16 +249,46 @@ def predict(
     batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
     backend: Annotated[str, typer.Option("--backend", help="auto | torch | onnx (auto: ONNX Runtime on the CPU "
                                          "when measured faster)")] = "auto",
+    engine: Annotated[str, typer.Option("--engine", help="local (this process) | ray (Ray Data: Parquet shards "
+                                        "in --out, resumable)")] = "local",
+    num_actors: Annotated[int, typer.Option("--num-actors", help="ray: model replicas (actors)")] = 1,
+    num_gpus_per_actor: Annotated[float, typer.Option("--num-gpus-per-actor", help="ray: GPUs per actor "
+                                                      "(> 0 runs the PyTorch model on CUDA)")] = 0.0,
+    cpus_per_actor: Annotated[float | None, typer.Option("--cpus-per-actor", help="ray: CPUs reserved per actor "
+                                                         "(default: at most 1, leaving one for decoding)")] = None,
+    shard_rows: Annotated[int, typer.Option("--shard-rows", help="ray: rows per Parquet shard (a kill loses "
+                                            "at most one unwritten shard)")] = 10_000,
+    address: Annotated[str | None, typer.Option("--address", envvar="RAY_ADDRESS", help="ray: cluster to join "
+                                                "(default: start Ray on this machine)")] = None,
 ) -> None:
-    """Tag photos with a trained model; unreadable images are reported and skipped."""
+    """Tag photos (files, folders, globs, CSV/Parquet listings with a path column) with a trained model.
+
+    Unreadable images are reported and skipped. ``--engine ray --out OUT_DIR`` runs on Ray Data and
+    writes Parquet shards; rerunning it skips the photos OUT_DIR already has.
+    """
+    from fashionlens.inference.inputs import ListingError, expand_inputs
     from fashionlens.inference.output import format_predictions
     from fashionlens.inference.predictor import load_model
 
-    if fmt not in ("table", "json", "csv"):
-        _fail(f"--format must be table, json or csv, got {fmt!r}")
-    files = expand_inputs(paths)
+    if engine not in ("local", "ray"):
+        _fail(f"--engine must be local or ray, got {engine!r}")
+    if fmt not in ("table", "json", "csv") or (engine == "ray" and fmt != "table"):
+        _fail(f"--format must be table, json or csv, got {fmt!r}" if engine == "local" else
+              "--engine ray writes Parquet shards to --out; --format does not apply")
+    try:
+        files = expand_inputs(paths)
+    except ListingError as e:
+        _fail(str(e))
     if not files:
         _fail("no images found in " + " ".join(paths))
+    if engine == "ray":
+        from fashionlens.inference.ray_engine import RayOptions
+
+        _predict_ray(files, RayOptions(model=model, out_dir=out or Path(), batch_size=batch_size, num_actors=num_actors,
+                                       num_gpus_per_actor=num_gpus_per_actor, cpus_per_actor=cpus_per_actor,
+                                       backend=backend, top_k=top_k, threshold=threshold, shard_rows=shard_rows,
+                                       address=address))
+        return
     try:
         predictor = load_model(model, batch_size=batch_size, backend=backend)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
@@ -302,6 +313,31 @@ def predict(
         typer.echo(text)
     if len(results) < len(files):
         typer.echo(f"{len(files) - len(results)} of {len(files)} images could not be read", err=True)
+
+
+def _predict_ray(files: list[str], opts) -> None:
+    """``predict --engine ray``: run the Ray engine, print its summary; one-line errors."""
+    if opts.out_dir == Path():
+        _fail("--engine ray needs --out OUT_DIR (a folder for the Parquet shards)")
+    for name in ("num_actors", "batch_size", "shard_rows"):
+        if getattr(opts, name) < 1:
+            _fail(f"--{name.replace('_', '-')} must be at least 1, got {getattr(opts, name)}")
+    try:
+        import ray.data  # noqa: F401 - the engine imports it lazily; say here that it is missing
+
+        from fashionlens.checkpoint import CheckpointError
+        from fashionlens.inference.ray_engine import OutputDirError, RayEngineError, run
+    except ImportError as e:
+        _fail(f"--engine ray needs Ray Data: pip install 'fashionlens[ray]' ({e})")
+    try:
+        summary = run(files, opts)
+    except (OutputDirError, CheckpointError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    except RayEngineError as e:
+        _fail(str(e), code=1)
+    typer.echo(summary.line(), err=True)
+    if summary.errors:
+        typer.echo(f"{summary.errors} unreadable photo(s): rows with 'error' set in {opts.out_dir}", err=True)
 
 
 @app.command()
@@ -330,20 +366,58 @@ def export(
     out: Annotated[Path | None, typer.Option("--out", help="output file (default: CHECKPOINT with .onnx)")] = None,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset (>= 18)")] = 18,
     static_batch: Annotated[bool, typer.Option("--static-batch", help="fixed batch size 2 instead of dynamic")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="statically quantised int8 model (QDQ, per-channel weights) "
+                                       "for the CPU; needs --calibration")] = False,
+    calibration: Annotated[list[str] | None, typer.Option("--calibration", help="int8: photos to measure activation "
+                                                          "ranges on (folder, glob or listing; repeatable)")] = None,
 ) -> None:
-    """Export a model to ONNX (header included), checked against PyTorch with ONNX Runtime."""
+    """Export a model to ONNX (header included), checked against PyTorch with ONNX Runtime.
+
+    ``--int8 --calibration PHOTOS`` writes an int8 model instead (default CHECKPOINT.int8.onnx), checked
+    against the fp32 model on the calibration photos.
+    """
     if fmt != "onnx":
         _fail(f"--format must be onnx, got {fmt!r}")
     try:
         from fashionlens.inference.export import export_onnx
     except ImportError as e:
         _fail(f"ONNX export needs the onnx, onnxscript and onnxruntime packages ({e})")
+    if int8 or calibration:
+        _export_int8(checkpoint, out or checkpoint.with_suffix(".int8.onnx"), int8, calibration or [])
+        return
     target = out or checkpoint.with_suffix(".onnx")
     try:
         export_onnx(checkpoint, target, opset=opset, dynamic_batch=not static_batch)
     except ValueError as e:
         _fail(str(e))
     typer.echo(f"wrote {target} (outputs checked against PyTorch with ONNX Runtime)")
+
+
+def _export_int8(checkpoint: Path, target: Path, int8: bool, calibration: list[str]) -> None:
+    """``export --int8``: quantise with ONNX Runtime, report the agreement with fp32."""
+    from fashionlens.checkpoint import CheckpointError
+    from fashionlens.inference.export import ExportError
+    from fashionlens.inference.inputs import ListingError, expand_inputs
+    from fashionlens.inference.quantize import quantize_int8
+
+    if not int8:
+        _fail("--calibration is for --int8 export")
+    if not calibration:
+        _fail("--int8 needs --calibration PHOTOS: a few hundred photos like those the model will tag "
+              "(a folder, glob or listing); the int8 activation ranges are measured on them")
+    try:
+        photos = expand_inputs(calibration)
+    except ListingError as e:
+        _fail(str(e))
+    if not photos:
+        _fail("no calibration photos found in " + " ".join(calibration))
+    try:
+        report = quantize_int8(checkpoint, target, photos)
+    except (CheckpointError, ExportError, ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    cal, agree = report["calibration"], report["fp32_agreement_on_calibration"]
+    typer.echo(f"wrote {target} (int8, calibrated on {cal['images']} photos; agreement with fp32 on them: "
+               + ", ".join(f"{k} {v}" for k, v in agree.items()) + ")")
 
 
 @app.command("bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},

@@ -38,3 +38,49 @@ def format_predictions(preds: list[Prediction], fmt: str) -> str:
         if p.landmarks is not None:
             lines.append("  landmarks:  " + ", ".join(f"{lm.name}=({lm.x:.0f},{lm.y:.0f})" for lm in p.landmarks))
     return "\n".join(lines)
+
+
+def _scored(items) -> list[dict] | None:
+    return None if items is None else [{"label": s.label, "score": s.score} for s in items]
+
+
+def prediction_row(pred: Prediction) -> dict:
+    """One Parquet row (see :func:`arrow_schema`); heads the model does not have are null."""
+    size = pred.image_size or (None, None)
+    return {
+        "path": pred.source,
+        "category": pred.category[0].label if pred.category else None,
+        "scores": _scored(pred.category),
+        "tags": _scored(pred.tags),
+        "attributes": _scored(pred.attributes),
+        "colours": _scored(getattr(pred, "colours", None)),  # no colour head in this model family yet
+        "landmarks": None if pred.landmarks is None else
+        [{"name": lm.name, "x": lm.x, "y": lm.y, "score": lm.score} for lm in pred.landmarks],
+        "width": size[0],
+        "height": size[1],
+        "error": pred.error,
+    }
+
+
+def arrow_schema():
+    """Columns of the Ray engine's Parquet shards, one row per photo.
+
+    ``category`` is the top-1 label and ``scores`` the top-k categories with their probabilities;
+    ``tags`` the tags at or above the tag threshold (within the top k); ``landmarks`` in pixels of the
+    upright photo of ``width`` x ``height``; ``error`` is set (and the rest null) for a photo that
+    could not be read.
+    """
+    import pyarrow as pa
+
+    scored = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))
+    landmark = pa.struct([("name", pa.string()), ("x", pa.float64()), ("y", pa.float64()), ("score", pa.float64())])
+    return pa.schema([("path", pa.string()), ("category", pa.string()), ("scores", scored), ("tags", scored),
+                      ("attributes", scored), ("colours", scored), ("landmarks", pa.list_(landmark)),
+                      ("width", pa.int32()), ("height", pa.int32()), ("error", pa.string())])
+
+
+def predictions_table(preds: list[Prediction]):
+    """The predictions as a ``pyarrow.Table`` with :func:`arrow_schema`."""
+    import pyarrow as pa
+
+    return pa.Table.from_pylist([prediction_row(p) for p in preds], schema=arrow_schema())

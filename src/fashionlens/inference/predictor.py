@@ -168,13 +168,33 @@ class Predictor:
 
     def _run_chunk(self, names: list[str], loaded: list, top_k: int, threshold: float | None) -> Iterator[Prediction]:
         good = [i for i, item in enumerate(loaded) if not isinstance(item, BadImageError)]
-        outputs = self.runner(torch.stack([loaded[i][0] for i in good])) if good else {}
+        preds = self.predict_batch(torch.stack([loaded[i][0] for i in good]), [names[i] for i in good],
+                                   [loaded[i][1] for i in good], top_k, threshold,
+                                   [loaded[i][2] for i in good]) if good else []
         rows = {i: row for row, i in enumerate(good)}
         for i, (name, item) in enumerate(zip(names, loaded, strict=True)):
             if isinstance(item, BadImageError):
                 yield Prediction(source=name, error=item.reason)
             else:
-                yield self._decode(outputs, rows[i], name, item[1], top_k, threshold, item[2])
+                yield preds[rows[i]]
+
+    def predict_batch(self, batch: torch.Tensor, names: Sequence[str], sizes: Sequence[tuple[int, int]],
+                      top_k: int = 5, threshold: float | None = None,
+                      crops: Sequence[Box | None] | None = None) -> list[Prediction]:  # fmt: skip
+        """Predict a batch that is already decoded and transformed (what the Ray engine's actors run).
+
+        Args:
+            batch: (B, 3, H, W) float32, the model's eval transform of each photo (or of its crop).
+            names: the ``source`` of each prediction.
+            sizes: (width, height) of each upright photo, for the landmarks.
+            top_k: categories/tags/attributes per image.
+            threshold: tag threshold (default: the model's own).
+            crops: per photo, the crop (x0, y0, x1, y1) the input was made from, or None (the whole photo).
+        """
+        outputs = self.runner(batch)
+        crops = crops if crops is not None else [None] * len(names)
+        return [self._decode(outputs, row, name, size, top_k, threshold, crop)
+                for row, (name, size, crop) in enumerate(zip(names, sizes, crops, strict=True))]
 
     def tag_threshold(self, threshold: float | None) -> float:
         return threshold if threshold is not None else float(self.info.extra.get("threshold", 0.5))
@@ -277,7 +297,7 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
 
 
 def load_model(name_or_path: str | Path = "fashionlens-lite", device: str = "cpu", batch_size: int = 32,
-               backend: str = "auto") -> Predictor:
+               backend: str = "auto", threads: int | None = None) -> Predictor:
     """Load a shipped model by name or a model file (``.safetensors`` or ``.onnx``) into a :class:`Predictor`.
 
     Args:
@@ -288,6 +308,8 @@ def load_model(name_or_path: str | Path = "fashionlens-lite", device: str = "cpu
             model is exported once to :func:`fashionlens.inference.export.cache_dir`) or "auto":
             ONNX Runtime on the CPU when it is installed and was measured faster for this model
             (measured once, at export, and remembered), else PyTorch.
+        threads: ONNX Runtime intra-op threads (default: the cores this process may use); a
+            process that shares its machine with other inference workers (a Ray actor) sets it.
 
     Raises:
         ValueError: unknown backend, or a backend the file or device cannot serve.
@@ -301,22 +323,22 @@ def load_model(name_or_path: str | Path = "fashionlens-lite", device: str = "cpu
         if backend == "torch" or not on_cpu:
             raise ValueError(f"{path}: an .onnx model runs with backend 'onnx' on the CPU only "
                              "(use the .safetensors file for PyTorch)")
-        return _onnx_predictor(path, batch_size)
+        return _onnx_predictor(path, batch_size, threads)
     if backend == "onnx" and not on_cpu:
         raise ValueError("backend 'onnx' runs on the CPU only; use backend 'torch' for other devices")
     if backend == "onnx" or (backend == "auto" and on_cpu and onnxruntime_available()):
         onnx_path = _cached_export(path, required=backend == "onnx")
         if onnx_path is not None and (backend == "onnx" or _onnx_is_faster(path, onnx_path, batch_size)):
-            return _onnx_predictor(onnx_path, batch_size)
+            return _onnx_predictor(onnx_path, batch_size, threads)
     model, info = load_model_file(path, device=device)
     return Predictor(model, info, device=device, batch_size=batch_size)
 
 
-def _onnx_predictor(onnx_path: Path, batch_size: int) -> Predictor:
+def _onnx_predictor(onnx_path: Path, batch_size: int, threads: int | None = None) -> Predictor:
     from fashionlens.inference.onnx_runner import OnnxRunner, read_onnx_model
 
     proto, info = read_onnx_model(onnx_path)
-    return Predictor(None, info, batch_size=batch_size, runner=OnnxRunner(proto), backend="onnx")
+    return Predictor(None, info, batch_size=batch_size, runner=OnnxRunner(proto, threads=threads), backend="onnx")
 
 
 def _cached_export(path: Path, required: bool) -> Path | None:
