@@ -90,3 +90,26 @@ def test_api_box_parameter():
     assert {"name", "x", "y", "score", "visible"} <= set(record["landmarks"][0])
     bad = client.post("/v1/predict", params={"box": "10,5,4"}, files=files)
     assert bad.status_code == 422 and "x1,y1,x2,y2" in bad.json()["error"]
+
+
+def test_colours_and_visible_landmarks_in_every_output_format():
+    from fashionlens.inference.output import format_predictions, prediction_row
+
+    predictor = _predictor()
+    with torch.no_grad():  # black and white surely present, the rest surely not; two landmarks hidden
+        head = predictor.model.heads["attributes"].classifier
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([4.0, 3.0] + [-4.0] * (len(COLOURS) - 2)))
+        predictor.model.visibility_head.weight.zero_()
+        predictor.model.visibility_head.bias.copy_(torch.tensor([3.0] * 6 + [-3.0] * 2))
+    pred = predictor.predict([_photo()], top_k=3)[0]
+    assert [c.label for c in pred.colours] == ["black", "white"]
+    assert pred.colours[0].score == pytest.approx(1 / (1 + np.exp(-4.0)), abs=1e-6)
+    table = format_predictions([pred], "table")
+    assert "  colours:    black 0.98, white 0.95" in table and "(2 not visible)" in table
+    assert table.count("=(") == 6
+    header, row = format_predictions([pred], "csv").splitlines()
+    assert header.endswith(",colours") and row.endswith("black:0.9820|white:0.9526")
+    parquet = prediction_row(pred)
+    assert [c["label"] for c in parquet["colours"]] == ["black", "white"]
+    assert [lm["visible"] for lm in parquet["landmarks"]] == [True] * 6 + [False] * 2

@@ -49,6 +49,7 @@ class Prediction:
     tags: list[ScoredLabel] | None = None
     tag_threshold: float | None = None
     attributes: list[ScoredLabel] | None = None
+    colours: list[ScoredLabel] | None = None  # models whose attributes are colours: those at >= 0.5
     landmarks: list[Landmark] | None = None
     image_size: tuple[int, int] | None = None  # (width, height) of the upright photo, full resolution
     box: tuple[int, int, int, int] | None = None  # the crop (x0, y0, x1, y1) predicted on, when a box was given
@@ -57,7 +58,7 @@ class Prediction:
     def to_dict(self) -> dict:
         """The JSON record of the CLI and the web service (absent heads are left out)."""
         d = {"path": self.source}
-        for key in ("category", "tags", "attributes", "landmarks"):
+        for key in ("category", "tags", "attributes", "colours", "landmarks"):
             value = getattr(self, key)
             if value is not None:
                 d[key] = [asdict(v) for v in value]
@@ -94,6 +95,9 @@ class Predictor:
         self.backend = backend or ("torch" if runner is None else "custom")
         self.workers = workers or min(cpu_cores(), 4)  # threads decoding images (PIL releases the GIL)
         self.box_margin = box_margin(info)
+        from fashionlens.data.derive import COLOURS
+
+        self._colour_attributes = set(info.label_names.get("attributes", ["-"])) <= set(COLOURS)
 
     @property
     def heads(self) -> list[str]:
@@ -212,7 +216,10 @@ class Predictor:
             pred.tags = [s for s in _top(probs, names["labels"], top_k) if s.score >= thr]
             pred.tag_threshold = thr
         if "attributes" in out:
-            pred.attributes = _top(_sigmoid(out["attributes"][row]), names["attributes"], top_k)
+            probs = _sigmoid(out["attributes"][row])
+            pred.attributes = _top(probs, names["attributes"], top_k)
+            if self._colour_attributes:
+                pred.colours = [s for s in _top(probs, names["attributes"], len(probs)) if s.score >= 0.5]
         if "heatmaps" in out:
             pred.landmarks = self._landmarks(out, row, size, crop)
         return pred
