@@ -87,12 +87,12 @@ def test_stats_of_a_multilabel_csv_by_hand(csv_file: Path) -> None:
                                                          ["sporty + street", "2", "1.00", "0.67"],
                                                          ["casual + sporty", "1", "0.33", "0.50"]]  # fmt: skip
     assert lines[-1] == "3 label(s) with < 5 images: casual, sporty, street"
-    # the same data as JSONL, and --format multilabel named explicitly: the same report
+    # the same data as JSONL, and --data-format multilabel named explicitly: the same report
     jsonl = csv_file.with_suffix(".jsonl")
     jsonl.write_text("".join(f'{{"image": "{r.split(",")[0]}", "main": "{r.split(",")[1]}", "labels": '
                              f'{str(r.split(",")[2].split("|")).replace(chr(39), chr(34))}}}\n' for r in CSV_ROWS[1:]))
     assert stats(jsonl)[2] == out
-    assert stats(csv_file, "--format", "multilabel")[2] == out
+    assert stats(csv_file, "--data-format", "multilabel")[2] == out
 
 
 def test_stats_auto_detects_ccp_and_image_folders(tmp_path: Path) -> None:
@@ -113,15 +113,16 @@ def test_stats_auto_detects_ccp_and_image_folders(tmp_path: Path) -> None:
 def test_stats_format_overrides_auto_detection(tmp_path: Path) -> None:
     root = _image_folder(_ccp(tmp_path / "both"))  # a CCP folder that also has train/<class>/
     assert stats(root)[1][0].startswith("images: 3   labels: 2")  # auto: label_list.mat wins
-    code, lines, out = stats(root, "--format", "image_folder")
+    code, lines, out = stats(root, "--data-format", "image_folder")
     assert code == 0, out
     assert lines[0] == "images: 3   classes: 2" and table(lines, "images per class")[0] == ["red", "2", "66.7"]
-    assert stats(root, "--format", "ccp")[2] == stats(root)[2]
+    assert stats(root, "--data-format", "ccp")[2] == stats(root)[2]
 
 
 def test_stats_errors_are_one_line_with_exit_code_2(tmp_path: Path, csv_file: Path) -> None:
-    code, _, out = stats(csv_file, "--format", "coco")
-    assert code == 2 and "--format must be auto, ccp, multilabel or image_folder, got 'coco'" in out
+    code, _, out = stats(csv_file, "--data-format", "coco")
+    assert code == 2 and out == ("error: --data-format must be auto, ccp, clothing_dataset, multilabel, image_folder, "
+                                 "got 'coco'\n")
     code, _, out = stats(tmp_path / "nowhere")
     assert code == 2 and f"path does not exist: {tmp_path / 'nowhere'}" in out
     (tmp_path / "d.jpg").unlink()

@@ -122,12 +122,12 @@ def _colour_folder(root: Path) -> Path:
 
 def test_evaluate_format_reads_data_of_another_format(tmp_path, multilabel_format_model):
     folder = _colour_folder(tmp_path / "folder")
-    # without --format the model's own format (multi-label CSV) is expected: a folder is refused
+    # without --data-format the model's own format (multi-label CSV) is expected: a folder is refused
     result = invoke("evaluate", multilabel_format_model, "--data", folder, "--out", tmp_path / "own")
     assert result.exit_code == 2, result.output + repr(result.exception)
     assert result.output == f"error: {folder}: unknown extension ''; expected .csv or .jsonl\n"
     ev = tmp_path / "ev"
-    result = invoke("evaluate", multilabel_format_model, "--data", folder, "--out", ev, "--format", "image_folder")
+    result = invoke("evaluate", multilabel_format_model, "--data", folder, "--out", ev, "--data-format", "image_folder")
     assert result.exit_code == 0, result.output + repr(result.exception)
     report = json.loads((ev / "metrics.json").read_text())["models"]["cat_model"]
     assert report["num_images"] == 5 and 0 <= report["category"]["top1"] <= 1
@@ -135,9 +135,10 @@ def test_evaluate_format_reads_data_of_another_format(tmp_path, multilabel_forma
         rows = list(csv.DictReader(f))
     truth = sorted((Path(r["image"]).parent.name, r["category_true"]) for r in rows)
     assert truth == [("blue", "blue")] * 2 + [("red", "red")] * 3  # the val/ folder, its class names as truth
-    result = invoke("evaluate", multilabel_format_model, "--data", folder, "--out", ev, "--format", "coco")
+    result = invoke("evaluate", multilabel_format_model, "--data", folder, "--out", ev, "--data-format", "coco")
     assert result.exit_code == 2, result.output + repr(result.exception)
-    assert result.output == "error: data.format must be ccp, multilabel, image_folder or deepfashion, got 'coco'\n"
+    assert result.output == ("error: data.format must be ccp, multilabel, image_folder, clothing_dataset, deepfashion "
+                             "or mixed, got 'coco'\n")
 
 
 def test_evaluate_bad_or_missing_model_exits_2_naming_it(tmp_path, colour_csv):
