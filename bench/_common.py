@@ -138,3 +138,50 @@ def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
 
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+class CpuMeter:
+    """CPU seconds (user + system) of this process and all its descendants while the block runs.
+
+    Processes that start during the block count from zero; one that ends counts up to its last
+    sample (an actor exits idle, after the work).
+    """
+
+    def __init__(self, interval: float = 0.1):
+        self.interval = interval
+        self.start: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+
+    def _sample(self) -> dict[int, float]:
+        import psutil
+
+        me = psutil.Process(os.getpid())
+        out = {}
+        for proc in [me, *me.children(recursive=True)]:
+            try:
+                t = proc.cpu_times()
+                out[proc.pid] = t.user + t.system
+            except psutil.Error:
+                pass
+        return out
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.last.update(self._sample())
+
+    def __enter__(self) -> CpuMeter:
+        self.start = self._sample()
+        self.last = dict(self.start)
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.last.update(self._sample())
+
+    @property
+    def seconds(self) -> float:
+        return sum(v - self.start.get(pid, 0.0) for pid, v in self.last.items())

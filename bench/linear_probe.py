@@ -5,8 +5,8 @@ validation splits fashionlens uses, fits scikit-learn logistic regression (one-v
 multi-label data) on the training features, tunes C on nothing but the training split (fixed
 C grid, 3-fold CV on train), and reports the same metrics as ``fashionlens evaluate``.
 
-    python bench/linear_probe.py --format ccp --data ../shared/data/ccp --input-size 224 160
-    python bench/linear_probe.py --format image_folder --data ../shared/data/clothing-small
+    python bench/linear_probe.py --data-format ccp --data ../shared/data/ccp --input-size 224 160
+    python bench/linear_probe.py --data-format image_folder --data ../shared/data/clothing-small
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def features(backbone: torch.nn.Module, dataset, batch_size: int = 32) -> tuple[
     with torch.inference_mode():
         for batch in loader:
             feats.append(backbone(batch["image"]).mean(dim=(2, 3)).numpy())  # (B, C)
-            for key in ("labels", "category"):
+            for key in ("labels", "category", "attributes"):
                 if key in batch:
                     targets.setdefault(key, []).append(batch[key].numpy())
     return np.concatenate(feats), {k: np.concatenate(v) for k, v in targets.items()}
@@ -53,7 +53,11 @@ def fit_probe(x_train, y_train, multilabel: bool):
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--format", required=True, choices=["ccp", "image_folder", "multilabel"])
+    ap.add_argument("--data-format", "--format", dest="format", required=True,
+                    choices=["ccp", "image_folder", "multilabel", "clothing_dataset", "deepfashion"])
+    ap.add_argument("--holdout", default=None, help="clothing_dataset: photos kept for validation (data.holdout)")
+    ap.add_argument("--eval-folder", default=None,
+                    help="category probes: also score this image folder (e.g. clothing-small/validation) by class name")
     ap.add_argument("--data", required=True)
     ap.add_argument("--backbone", default="efficientnet_lite0")
     ap.add_argument("--input-size", type=int, nargs=2, default=[224, 160], metavar=("H", "W"))
@@ -67,22 +71,31 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     backbone = create_backbone(args.backbone, pretrained=True, input_size=tuple(args.input_size)).eval()
     backbone.data_config = backbone.data_config.replace(resize=args.resize, max_stretch=args.max_stretch)
-    cfg = load_config(None, [f"data.format={args.format}", f"data.path={args.data}", "data.num_workers=0"])
+    overrides = [f"data.format={args.format}", f"data.path={args.data}", "data.num_workers=0"]
+    if args.holdout:
+        overrides += [f"data.holdout={args.holdout}", "data.split_fractions=[0.8,0.1,0.1]"]
+    cfg = load_config(None, overrides)
     bundle = build_data(cfg, backbone.data_config, splits=("train", "val"))
-    for split in ("train", "val"):
-        bundle.datasets[split].transform = _eval_transform(backbone.data_config)  # frozen features: no augmentation
+    for split in ("train", "val"):  # frozen features: no augmentation
+        bundle.datasets[split].transform = _eval_transform(backbone.data_config, args.format, cfg["data"]["crop_margin"])
     x_tr, y_tr = features(backbone, bundle.datasets["train"])
     x_va, y_va = features(backbone, bundle.datasets["val"])
-    head = "labels" if "labels" in y_tr else "category"
-    clf, keep = fit_probe(x_tr, y_tr[head], multilabel=head == "labels")
-    if head == "labels":
+    head = next(h for h in ("labels", "attributes", "category") if h in y_tr and h in bundle.label_names)
+    clf, keep = fit_probe(x_tr, y_tr[head], multilabel=head != "category")
+    if head != "category":
         scores = np.zeros_like(y_va[head], dtype=np.float64)
         scores[:, keep] = clf.predict_proba(x_va)
         report = multilabel_report(scores, y_va[head], bundle.label_names[head])
         headline = {"mAP": report["mAP"], "CF1": report["prf"]["CF1"], "OF1": report["prf"]["OF1"], **report["topk"]}
+        if head == "attributes":
+            from fashionlens.metrics import attribute_recall_at_k
+
+            headline.update({f"recall@{k}": attribute_recall_at_k(scores, y_va[head], k) for k in (3, 5)})
     else:
         report = classification_report(clf.predict_proba(x_va), y_va[head], bundle.label_names[head])
         headline = {k: v for k, v in report.items() if k.startswith("top")}
+        if args.eval_folder:
+            headline["eval_folder"] = _score_folder(backbone, clf, bundle.label_names[head], args.eval_folder)
     result = {"probe": f"{args.backbone} frozen, logistic regression", "format": args.format, "input_size": args.input_size,
               "resize": args.resize, "max_stretch": args.max_stretch,
               "train_images": len(x_tr), "val_images": len(x_va), "headline": headline, "seconds": time.perf_counter() - t0,
@@ -94,10 +107,30 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
-def _eval_transform(cfg):
+def _eval_transform(cfg, fmt: str, margin: float):
+    if fmt == "deepfashion":  # crop to the garment box, as evaluation does
+        from fashionlens.data.landmark_transforms import build_joint_transforms
+
+        return build_joint_transforms(cfg, train=False, margin=margin)
     from fashionlens.data.transforms import build_transforms
 
     return build_transforms(cfg, train=False)
+
+
+def _score_folder(backbone, clf, class_names: list[str], folder: str) -> dict:
+    """Top-1/top-3 of a category probe on an image folder whose classes are some of the probe's."""
+    from fashionlens.data.datasets import ClassificationDataset
+    from fashionlens.data.image_folder import read_image_folder
+    from fashionlens.metrics import topk_accuracy
+
+    data = read_image_folder(folder, split="")
+    position = {n: i for i, n in enumerate(class_names)}
+    dataset = ClassificationDataset(data, _eval_transform(backbone.data_config, "image_folder", 0.0), backbone.data_config)
+    x, y = features(backbone, dataset)
+    labels = np.array([position[data.class_names[k]] for k in y["category"]])
+    proba = clf.predict_proba(x)
+    return {"folder": folder, "images": len(labels), "top1": topk_accuracy(proba, labels, 1),
+            "top3": topk_accuracy(proba, labels, 3)}
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ from PIL import Image
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Optional extras that must be present in this run: `make test` installs them and sets this
+# (comma-separated), so a broken install step fails the suite instead of turning into skips.
+REQUIRED_EXTRAS = frozenset(filter(None, os.environ.get("FASHIONLENS_TEST_REQUIRE", "").split(",")))
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (230, 220, 20)}
 
 
@@ -21,6 +24,18 @@ def shared_path(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data {name!r} not found at {path} (only on machines with ../shared/data)")
     return path
+
+
+def missing_extra(extra: str, reason: str) -> None:
+    """Skip a test (or, at module level, a module) whose optional ``extra`` is absent, saying why.
+
+    Where the run requires ``extra`` (``FASHIONLENS_TEST_REQUIRE``, set by ``make test``), fail instead.
+    Only for optional extras (the sentence model, the system Chromium), never for a required dependency.
+    """
+    if extra in REQUIRED_EXTRAS:
+        pytest.fail(f"{reason}; this run requires it (FASHIONLENS_TEST_REQUIRE={','.join(sorted(REQUIRED_EXTRAS))})",
+                    pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
 
 
 def draw_colour_patches(rng: np.random.Generator, labels: list[str], size: int = 32) -> Image.Image:

@@ -19,8 +19,8 @@ from PIL import Image, ImageFile
 
 from fashionlens.data.check import probe_image, scan_images
 from fashionlens.data.config import DataConfig
-from fashionlens.data.datasets import MultiLabelDataset
-from fashionlens.data.deepfashion import DeepFashionDataset, read_deepfashion
+from fashionlens.data.datasets import DeepFashionDataset, MultiLabelDataset
+from fashionlens.data.deepfashion import read_deepfashion
 from fashionlens.data.images import (
     EXIF_ORIENTATION,
     BadImageError,

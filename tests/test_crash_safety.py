@@ -22,7 +22,7 @@ import yaml
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from fashionlens.checkpoint import CheckpointError, ModelInfo, load_model, save_model
+from fashionlens.checkpoint import CheckpointError, ModelInfo, load_model_file, save_model
 from fashionlens.cli import app
 from fashionlens.data.config import DataConfig
 from fashionlens.models import FashionNet
@@ -75,7 +75,7 @@ def _crash_on_fsync_of(monkeypatch, target: str) -> None:
             raise OSError(28, "No space left on device (simulated)")
         real_fsync(fd)
 
-    monkeypatch.setattr("fashionlens.checkpoint.os.fsync", fsync)
+    monkeypatch.setattr("fashionlens.fileio.os.fsync", fsync)
 
 
 # -- 1. atomic checkpoints --------------------------------------------------------------------------
@@ -113,7 +113,7 @@ def test_crash_while_exporting_model_keeps_previous_model(tmp_path, monkeypatch)
     with pytest.raises(OSError, match="No space left"):
         save_model(net, info, path)
     assert _sha(path) == before
-    load_model(path)
+    load_model_file(path)
 
 
 def test_checkpoint_io_refuses_non_finite_weights(tmp_path):
@@ -278,17 +278,21 @@ def test_huge_learning_rate_fails_through_the_cli_and_leaves_finite_files(tmp_pa
     config = tmp_path / "huge_lr.yaml"
     settings = _settings(colour_csv, max_epochs=2)
     settings["optim"].update({"lr": 1.0e12, "head_lr": 1.0e12, "grad_clip": 0})
+    settings["trainer"]["checkpoint_every_n_steps"] = 1
     config.write_text(yaml.safe_dump(settings))
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["train", str(config), "--out", str(out)])
-    assert result.exit_code != 0
-    assert isinstance(result.exception, NonFiniteLossError) or "non-finite" in result.output, result.output
-    message = str(result.exception) + result.output
-    assert "non-finite" in message and "optim.lr" in message
-    last = out / "checkpoints" / "last.ckpt"
-    if last.exists():  # whatever was saved before the failure is finite and loadable
-        state = torch.load(last, weights_only=True)["state_dict"]
-        assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
+    assert result.exit_code == 2, result.output + repr(result.exception)  # a one-line error, not a traceback
+    assert "error: non-finite loss at epoch 0, step 1" in result.output and "optim.lr" in result.output
+    # a checkpoint every step: the one written after the first (finite) step must survive the failure
+    # of the second; no validation ran, so there is no model file to leave behind
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert {"config.yaml", "checkpoints/last.ckpt", "logs/metrics.csv"} <= files, files
+    assert "model.safetensors" not in files and "metrics.json" not in files, files
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["global_step"]) == (0, 1)
+    floats = [t for t in ckpt["state_dict"].values() if t.is_floating_point()]
+    assert floats and all(torch.isfinite(t).all() for t in floats)
 
 
 # -- 4. output directory checked before training ----------------------------------------------------
@@ -350,5 +354,5 @@ def test_model_file_loads_without_pickle(tmp_path, monkeypatch):
     for name in ("load", "loads", "Unpickler"):
         monkeypatch.setattr(pickle, name, _no_training)
     monkeypatch.setattr(torch, "load", _no_training)
-    model, info = load_model(path)
+    model, info = load_model_file(path)
     assert info.label_names == {"labels": list("abcd")}

@@ -135,24 +135,27 @@ def test_missing_rows_and_files_are_reported(tree: Path) -> None:
 
 def test_landmark_slightly_outside_bbox_is_a_warning(tree: Path) -> None:
     idx = read_deepfashion(tree)
-    box = [int(v) for v in idx.bbox[3]]
-    edit_line(tree / "Anno/list_bbox.txt", 6, lambda t: [t[0], str(box[0] + 1), *t[2:]])  # 1 px narrower
-    touching = (idx.landmark_visibility[3] < 2) & (idx.landmarks[3, :, 0] == box[0])
+    j = 3  # line 6 of list_landmarks.txt: "image clothes_type  v x y  v x y ..."
+    tokens = (tree / "Anno/list_landmarks.txt").read_text().splitlines()[5].split()
+    k = next(i + 1 for i in range(2, len(tokens), 3) if tokens[i] != "2")  # x of the first not-cut-off landmark
+    x1, y1, x2, y2 = (int(v) for v in idx.bbox[j])
+    assert x1 >= 2 and 0.05 * max(x2 - x1, y2 - y1) >= 1, "the fixture must allow 1 px left of the box, inside the image"
+    edit_line(tree / "Anno/list_landmarks.txt", 6, lambda t: t[:k] + [str(x1 - 1)] + t[k + 1 :])  # 1 px outside
     result = check(tree)
-    if touching.any():
-        assert result.exit_code == 0 and re.search(r"list_landmarks.txt:6: warning \[landmark\]", result.output)
-    assert "warnings in" in result.output
+    assert result.exit_code == 0, result.output  # a warning only: no error
+    assert re.search(r"list_landmarks.txt:6: warning \[landmark\] .*outside the bbox", result.output), result.output
+    assert f"0 errors, 1 warnings in {N + 7} files" in result.output
 
 
 def test_no_images_skips_image_checks(tree: Path) -> None:
     image_of(tree, 10).unlink()
     assert check(tree, "--no-images").exit_code == 0
-    result = check(tree, "--images", "--format", "deepfashion", "--workers", "2")
+    result = check(tree, "--images", "--data-format", "deepfashion", "--workers", "2")
     assert result.exit_code == 1 and "list_category_img.txt:10: error [missing_image]" in result.output
 
 
 def test_bad_arguments(tmp_path: Path) -> None:
-    assert check(tmp_path, "--format", "coco").exit_code == 2
+    assert check(tmp_path, "--data-format", "coco").exit_code == 2
     assert check(tmp_path / "nothing").exit_code == 2
     with pytest.raises(ValueError, match="fmt"):
         run_check(tmp_path, "coco")
@@ -189,7 +192,7 @@ def test_multilabel_jsonl_and_encoding(tmp_path: Path) -> None:
     _jpeg(tmp_path / "a.jpg")
     jsonl = tmp_path / "labels.jsonl"
     jsonl.write_text('{"image": "a.jpg", "labels": ["x"]}\n{"image": "a.jpg"\n["not", "an object"]\n{"image": 3, "labels": []}\n')
-    out = check(jsonl, "--format", "multilabel").output
+    out = check(jsonl, "--data-format", "multilabel").output
     assert "labels.jsonl:2: error [value] bad JSON" in out and "labels.jsonl:3: error [value] expected a JSON object" in out
     assert "labels.jsonl:4: error [value] field 'image'" in out
     bad = tmp_path / "latin1.csv"
@@ -225,7 +228,7 @@ def test_ccp(tmp_path: Path) -> None:
     _jpeg(tmp_path / "photos" / "0003.jpg")
     (tmp_path / "annotations" / "image-level" / "0005.mat").unlink()
     scipy.io.savemat(tmp_path / "annotations" / "image-level" / "0002.mat", {"tags": np.array([[1, 4]], np.uint8)})
-    assert check(tmp_path, "--format", "ccp").exit_code == 0
+    assert check(tmp_path, "--data-format", "ccp").exit_code == 0
 
 
 def test_image_folder(tmp_path: Path) -> None:
@@ -234,7 +237,7 @@ def test_image_folder(tmp_path: Path) -> None:
         (tmp_path / split / "hat").mkdir(parents=True)
     (tmp_path / "validation" / "dress" / "2.jpg").write_text("oops")
     assert detect_format(tmp_path) == "image_folder"
-    result = check(tmp_path, "--format", "image_folder")
+    result = check(tmp_path, "--data-format", "image_folder")
     out = result.output
     assert result.exit_code == 1
     assert re.search(r"validation/dress/2\.jpg: error \[image\] unreadable image .*not an image", out), out
@@ -242,3 +245,18 @@ def test_image_folder(tmp_path: Path) -> None:
     assert "1 errors, 2 warnings in 3 files" in out
     (tmp_path / "validation" / "dress" / "2.jpg").unlink()
     assert check(tmp_path).exit_code == 0
+
+
+def test_data_format_option_and_its_deprecated_spelling(tmp_path: Path) -> None:
+    """--data-format picks the reader of data check / data stats; the old --format still works, with a warning."""
+    for name in ("dress", "hat"):
+        _jpeg(tmp_path / "train" / name / "1.jpg")
+    assert check(tmp_path, "--data-format", "image_folder").exit_code == 0
+    forced = check(tmp_path, "--data-format", "ccp")
+    assert forced.exit_code == 1 and "photos: error [file] folder not found" in forced.output
+    old = check(tmp_path, "--format", "ccp")
+    assert old.exit_code == 1 and "photos: error [file] folder not found" in old.output
+    assert "--format is deprecated for the data format, use --data-format" in old.output
+    stats = runner.invoke(app, ["data", "stats", str(tmp_path), "--data-format", "image_folder"])
+    assert stats.exit_code == 0 and "images: 2   classes: 2" in stats.output
+    assert runner.invoke(app, ["data", "stats", str(tmp_path), "--data-format", "ccp"]).exit_code == 2

@@ -27,7 +27,7 @@ from fashionlens.data import (
     write_multilabel,
 )
 
-SHARED = SHARED_DATA
+SHARED = SHARED_DATA  # ../shared/data beside the checkout (tests skip where it is absent)
 CCP = SHARED / "ccp"
 CLOTHING_SMALL = SHARED / "clothing-small"
 
@@ -266,7 +266,7 @@ def test_ccp_real() -> None:
     image_level = multilabel_stats(parts["image-level"])["labels_per_image"]["mean"]
     pixel_level = multilabel_stats(parts["pixel-level"])["labels_per_image"]["mean"]
     assert 5.3 < image_level < 6.1, image_level
-    assert 5.1 < pixel_level < 5.5, pixel_level  # formats.md: about 5.3 tags per masked photo
+    assert 5.1 < pixel_level < 5.5, pixel_level  # ../shared/docs/formats.md: about 5.3 tags per masked photo
     first = next(s for s in ds.samples if s.path.stem == "0001")  # blouse, shoes, skirt, stockings, sunglasses, vest
     assert first.labels == ("blouse", "shoes", "skirt", "stockings", "sunglasses", "vest")
     splits = split_dataset(ds, seed=0)
@@ -274,7 +274,7 @@ def test_ccp_real() -> None:
 
 
 def test_ccp_annotation_without_photo(tmp_path: Path) -> None:
-    scipy_io = pytest.importorskip("scipy.io")
+    import scipy.io as scipy_io
     names = np.empty((1, 4), dtype=object)
     names[0, :] = ["null", "bag", "hair", "hat"]
     scipy_io.savemat(tmp_path / "label_list.mat", {"label_list": names})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import warnings
 from pathlib import Path
@@ -12,8 +13,8 @@ import torch
 from PIL import Image
 
 from fashionlens.data.config import DataConfig
+from fashionlens.data.datasets import DeepFashionDataset
 from fashionlens.data.deepfashion import (
-    DeepFashionDataset,
     _fast_ints,
     _sign_digits,
     _slow_ints,
@@ -26,10 +27,10 @@ from fashionlens.data.landmark_transforms import (
     JointTransform,
     build_joint_transforms,
     crop_box,
-    gaussian_heatmaps,
     hflip,
 )
 from fashionlens.data.synth import synth_deepfashion
+from fashionlens.losses import gaussian_targets, heatmap_loss
 
 N = 12
 
@@ -278,22 +279,40 @@ def test_presets():
     assert all(torch.equal(x, y) for x, y in zip(r1, r2, strict=True))
 
 
-def test_gaussian_heatmaps():
-    lm = torch.tensor([[0.33, 0.61], [0.5, 0.5], [0.91, 0.1]])  # not on pixel borders
-    vis = torch.tensor([True, False, True])
-    hm = gaussian_heatmaps(lm, vis, size=(16, 20), sigma=1.5)
+def test_gaussian_targets():
+    lm = torch.tensor([[0.33, 0.61], [0.5, 0.5], [0.91, 0.1]])  # 0 and 2 not on pixel borders
+    hm = gaussian_targets(lm, (16, 20), sigma=1.5)
     assert hm.shape == (3, 16, 20) and hm.dtype == torch.float32
+    assert hm[1, 7, 9] == pytest.approx(hm[1, 8, 10].item())  # centre on a pixel corner: four equal peaks
     for k in (0, 2):
         iy, ix = np.unravel_index(int(hm[k].argmax()), (16, 20))
         assert (iy, ix) == (int(lm[k, 1] * 16), int(lm[k, 0] * 20))
         assert 0.5 < hm[k].max() <= 1.0
-    assert hm[1].abs().sum() == 0
-    centred = gaussian_heatmaps(torch.tensor([[6.5 / 20, 3.5 / 16]]), torch.ones(1), size=(16, 20))
+    centred = gaussian_targets(torch.tensor([[6.5 / 20, 3.5 / 16]]), (16, 20), sigma=1.0)
     assert centred[0, 3, 6] == pytest.approx(1.0)
-    assert gaussian_heatmaps(lm.expand(4, 3, 2), vis.expand(4, 3), (8, 8)).shape == (4, 3, 8, 8)
+    assert centred[0, 3, 7] == pytest.approx(math.exp(-0.5))  # one pixel away: exp(-1 / (2 sigma^2))
+    assert gaussian_targets(lm.expand(4, 3, 2), (8, 8), 1.0).shape == (4, 3, 8, 8)
+
+
+def test_heatmap_loss_counts_visible_landmarks_only():
+    lm = torch.tensor([[[0.33, 0.61], [0.5, 0.5], [0.91, 0.1]]])
+    vis = torch.tensor([[1.0, 0.0, 1.0]])
+    pred = gaussian_targets(lm, (16, 20), 1.5)
+    pred[0, 1] = 5.0  # the invisible landmark's map: any prediction costs nothing
+    assert heatmap_loss(pred, lm, vis, 1.5).item() == pytest.approx(0.0, abs=1e-7)
+    pred[0, 0] += 1.0  # squared error 1 at every pixel of one of the two visible maps
+    assert heatmap_loss(pred, lm, vis, 1.5).item() == pytest.approx(0.5)
 
 
 # ----------------------------------------------------------------------------- dataset
+
+
+def test_dataset_old_import_path_still_works():
+    from fashionlens.data import deepfashion
+
+    assert deepfashion.DeepFashionDataset is DeepFashionDataset  # moved to data/datasets.py, re-exported
+    with pytest.raises(AttributeError):
+        deepfashion.NoSuchThing  # noqa: B018
 
 
 def test_dataset_samples(pristine):

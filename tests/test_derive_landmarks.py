@@ -237,3 +237,10 @@ def test_derive_then_train_then_evaluate(tmp_path):
     n_train = int((read_deepfashion(tree).partition == "train").sum())
     assert report["num_images"] == n_train and report["category"]["num_images"] == n_train
     assert set(report["deepfashion"]["attributes"]) >= {"all", "texture"}  # colours are texture-type attributes
+
+
+def test_pose_says_why_it_is_unavailable(tmp_path):
+    ccp = _tiny_ccp(tmp_path / "ccp", n=2)
+    result = runner.invoke(app, ["data", "derive-landmarks", str(ccp), str(tmp_path / "out"), "--pose"])
+    assert result.exit_code == 2 and "protobuf<5" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out" / "Anno").exists()

@@ -6,25 +6,31 @@ import io
 import json
 
 import numpy as np
+
+# onnx, onnxruntime and onnxscript are required dependencies (pyproject.toml): imported, never skipped
+import onnx
+import onnxruntime  # noqa: F401
+import onnxscript  # noqa: F401
 import pytest
 import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install onnxruntime)")
-onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install onnx)")
-pytest.importorskip("onnxscript", reason="onnxscript is not installed (the torch.export-based ONNX exporter needs it)")
-
-from fashionlens.checkpoint import CheckpointError, ModelInfo, save_model  # noqa: E402
-from fashionlens.cli import app  # noqa: E402
-from fashionlens.data.config import DataConfig  # noqa: E402
-from fashionlens.inference.export import ExportError, export_module, export_onnx, verify_onnx  # noqa: E402
-from fashionlens.inference.onnx_runner import META_DIGEST, META_HEADER, OnnxRunner, read_onnx_info  # noqa: E402
-from fashionlens.inference.predictor import load_model  # noqa: E402
-from fashionlens.models.fashion_net import FashionNet  # noqa: E402
+from fashionlens.checkpoint import CheckpointError, ModelInfo, save_model
+from fashionlens.cli import app
+from fashionlens.data.config import DataConfig
+from fashionlens.inference.export import ExportError, export_module, export_onnx, verify_onnx
+from fashionlens.inference.onnx_runner import META_DIGEST, META_HEADER, OnnxRunner, read_onnx_model
+from fashionlens.inference.predictor import load_model
+from fashionlens.models.fashion_net import FashionNet
 
 CATEGORIES = ["blouse", "skirt", "jacket"]
 TAGS = ["floral", "striped", "denim", "lace"]
+
+
+def read_onnx_info(path):
+    """The header of a checked fashionlens ``.onnx`` file (what the Predictor reads with the graph)."""
+    return read_onnx_model(path)[1]
 
 
 def _tiny_net() -> FashionNet:
@@ -240,3 +246,8 @@ def test_query_heads_export_and_match(tmp_path, kind):
         with torch.inference_mode():
             ref = net(x)["labels"].numpy()
         np.testing.assert_allclose(OnnxRunner(onnx_path)(x)["labels"], ref, atol=1e-4, rtol=0)
+def test_idle_onnx_runtime_threads_sleep_unless_asked_to_spin():
+    from fashionlens.inference.onnx_runner import session_options
+
+    assert session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert session_options(spin=True).get_session_config_entry("session.intra_op.allow_spinning") == "1"

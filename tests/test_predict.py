@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import socket
@@ -86,19 +87,36 @@ def test_predict_cli_json_over_files_folders_and_globs(tiny_model, photos):
     paths = [r["path"] for r in records]
     assert len(records) == 4 + 3  # folder (3 jpg + 1 png, broken skipped) + glob (3 jpg)
     assert str(photos / "sub" / "q.png") in paths
-    assert all(len(r["category"]) == 1 and len(r["tags"]) <= 1 and len(r["landmarks"]) == 8 for r in records)
+    # --top-k 1 with --threshold 0: every tag passes the threshold, so exactly the top one is listed
+    assert all(len(r["category"]) == 1 and len(r["tags"]) == 1 and len(r["landmarks"]) == 8 for r in records)
+    assert all(r["tag_threshold"] == 0.0 for r in records)
     assert "broken.jpg" in result.stderr and "skipped" in result.stderr
 
 
 def test_predict_cli_table_csv_and_out(tiny_model, photos, tmp_path):
-    result = runner.invoke(app, ["predict", str(photos / "p0.jpg"), "--model", str(tiny_model)])
-    assert result.exit_code == 0 and "category:" in result.stdout
+    photo = str(photos / "p0.jpg")
+    ref = fashionlens.load_model(tiny_model).predict([photo])[0]  # the Python API's answer, top 5
+    result = runner.invoke(app, ["predict", photo, "--model", str(tiny_model)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.rstrip("\n").splitlines()
+    assert [ln.split(":")[0].strip() for ln in lines[1:]] == ["category", "tags (>= 0.30)", "landmarks"]
+    assert lines[0] == photo
+    category = ", ".join(f"{c.label} {c.score:.2f}" for c in ref.category)  # all 3 categories, best first
+    assert lines[1] == f"  category:   {category}"
+    assert lines[2] == "  tags (>= 0.30): " + (", ".join(f"{t.label} {t.score:.2f}" for t in ref.tags) or "-")
+    marks = lines[3].removeprefix("  landmarks:  ").split(", ")
+    assert [m.split("=")[0] for m in marks] == [lm.name for lm in ref.landmarks] and len(marks) == 8
+
     out = tmp_path / "preds.csv"
-    result = runner.invoke(app, ["predict", str(photos / "p0.jpg"), str(photos / "p1.jpg"), "--model", str(tiny_model),
+    result = runner.invoke(app, ["predict", photo, str(photos / "p1.jpg"), "--model", str(tiny_model),
                                  "--format", "csv", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    rows = out.read_text().splitlines()
-    assert rows[0].startswith("path,category") and len(rows) == 3
+    assert result.stdout == "" and f"wrote 2 predictions to {out}" in result.stderr  # --out: nothing on stdout
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert [r["path"] for r in rows] == [photo, str(photos / "p1.jpg")]
+    assert rows[0]["category"] == ref.category[0].label
+    assert float(rows[0]["category_score"]) == pytest.approx(ref.category[0].score, abs=1e-4)
+    assert rows[0]["tags"] == "|".join(f"{t.label}:{t.score:.4f}" for t in ref.tags)
 
 
 def test_predict_cli_errors(tiny_model, tmp_path):
@@ -108,7 +126,8 @@ def test_predict_cli_errors(tiny_model, tmp_path):
     result = runner.invoke(app, ["predict", str(tmp_path / "a.jpg"), "--model", "no-such-model"])
     assert result.exit_code == 2 and "no model named" in result.output
     result = runner.invoke(app, ["predict", str(tmp_path / "a.jpg"), "--model", str(tiny_model), "--format", "xml"])
-    assert result.exit_code == 2
+    assert result.exit_code == 2 and "--format must be table, json or csv, got 'xml'" in result.stderr
+    assert result.stdout == ""
 
 
 def _free_port() -> int:

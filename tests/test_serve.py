@@ -9,15 +9,14 @@ import time
 import httpx
 import pytest
 
-pytest.importorskip("fastapi")
-pytest.importorskip("python_multipart")
+# fastapi and python-multipart are required dependencies (pyproject.toml): imported, never skipped
+import python_multipart  # noqa: F401
+from fastapi.testclient import TestClient
 
-from fastapi.testclient import TestClient  # noqa: E402
-
-from fashionlens.inference.predictor import load_model  # noqa: E402
-from fashionlens.serve import app as serve_app  # noqa: E402
-from fashionlens.serve.app import UploadError, _Gate, create_app  # noqa: E402
-from serve_fixtures import CATEGORY_NAMES, TAG_NAMES, make_tiny_model, photo_bytes, png_bomb_bytes  # noqa: E402
+from fashionlens.inference.predictor import load_model
+from fashionlens.serve import app as serve_app
+from fashionlens.serve.app import UploadError, _Gate, create_app
+from serve_fixtures import CATEGORY_NAMES, TAG_NAMES, make_tiny_model, photo_bytes, png_bomb_bytes
 
 
 @pytest.fixture(scope="module")

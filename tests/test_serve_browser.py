@@ -1,25 +1,32 @@
 """The page end to end in a real headless Chromium: upload, drop, results, landmarks, API key, screenshot.
 
-Needs Debian's ``chromium`` (``apt-get install chromium``) and the ``playwright`` Python package; the
-browser is the system one (``executable_path``), never a downloaded one. Skips when either is absent.
+Needs Debian's ``chromium`` (``apt-get install chromium``; ``make test`` installs it as root) and the
+``playwright`` Python package (a test extra); the browser is the system one (``executable_path``),
+never a downloaded one (``FASHIONLENS_CHROMIUM`` names another binary). Without Chromium the module skips, except under ``make test`` where it could
+be installed (``FASHIONLENS_TEST_REQUIRE`` names ``chromium``): there it fails.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import uvicorn  # noqa: F401  (a required dependency: serve_in_thread runs the page with it)
 from PIL import Image
+from playwright import sync_api
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+from conftest import missing_extra
+
+# FASHIONLENS_CHROMIUM points at another Chromium binary
+CHROMIUM = Path(os.environ.get("FASHIONLENS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium")
+if not CHROMIUM.is_file():
+    missing_extra("chromium", f"no Chromium at {CHROMIUM} (apt-get install chromium)")
 # Waits use selectors, not wait_for_function: the page's CSP (no 'unsafe-eval') blocks string predicates.
-pytest.importorskip("uvicorn")
 
 from fashionlens.inference.predictor import load_model  # noqa: E402
 from fashionlens.serve.app import create_app  # noqa: E402
@@ -143,3 +150,38 @@ def test_drop_several_with_api_key_and_a_bad_file(predictor, page):
         assert len(posts) == 3 and all("/v1/predict?top_k=5" in url for url in posts)  # 1 refused + 2 batches
     assert page.problems == [] or all("401" in p for p in page.problems)
 
+
+
+def test_garment_model_draws_named_landmarks_and_colour_swatches(page, tmp_path):
+    """A model with a visibility head and colour attributes: names beside the visible landmarks, chips for colours."""
+    import torch
+
+    from fashionlens.checkpoint import ModelInfo, save_model
+    from fashionlens.data.config import DataConfig
+    from fashionlens.data.derive import COLOURS
+    from fashionlens.models.fashion_net import FashionNet
+
+    torch.manual_seed(1)
+    net = FashionNet("test_tiny", heads={"category": {"num_classes": 3}, "attributes": {"num_classes": len(COLOURS)}},
+                     landmarks={"fuse": False, "visibility": True, "channels": 8})
+    with torch.no_grad():  # four landmarks surely visible, four surely not
+        net.visibility_head.weight.zero_()
+        net.visibility_head.bias.copy_(torch.tensor([5.0, 5, 5, 5, -5, -5, -5, -5]))
+    model = save_model(net, ModelInfo(net.spec, {"category": list(CATEGORY_NAMES), "attributes": list(COLOURS)},
+                                      DataConfig(input_size=(32, 32))), tmp_path / "garments.safetensors")
+    photo = tmp_path / "coat.jpg"
+    photo.write_bytes(photo_bytes("JPEG", size=(240, 320), seed=5))
+    with serve_in_thread(create_app(load_model(model, backend="torch"))) as base:
+        page.goto(base + "/")
+        page.set_input_files("#files", str(photo))
+        page.wait_for_selector(".card .head-colour .chip", timeout=15_000)
+        card = page.locator(".card")
+        assert card.locator("svg circle.landmark").count() == 8
+        assert card.locator("svg circle.landmark.hidden").count() == 4
+        names = card.locator("svg text.landmark-name").all_text_contents()
+        assert names == ["L collar", "R collar", "L sleeve", "R sleeve"]
+        chips = card.locator(".head-colour .chip").all_inner_texts()
+        assert len(chips) == 5 and all(c.split()[0] in COLOURS for c in chips)  # top 5 colours, as chips
+        assert card.locator(".head-attribute").count() == 0
+        assert "4 of 8 landmarks visible" in card.inner_text()
+    assert page.problems == []

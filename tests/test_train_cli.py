@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
+import torch
 import yaml
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from fashionlens.checkpoint import read_info
@@ -44,12 +47,17 @@ def test_train_then_evaluate_gcn(tmp_path, colour_csv):
     info = read_info(model)
     assert info.label_names["labels"] == ["blue", "green", "red", "yellow"]
     graph = info.extra["graph"]["labels"]
-    assert graph["tau"] == 0.3 and graph["embed_dim"] == 4 and graph["num_edges"] >= 0
+    assert graph["tau"] == 0.3 and graph["embed_dim"] == 4
+    assert graph["num_edges"] == _edges_by_hand(tmp_path, model, colour_csv, tau=0.3)
+    # the adjacency buffer the head uses has exactly those edges off its diagonal
+    adjacency = next(t for k, t in load_file(model).items() if k.endswith("adjacency"))
+    assert int((adjacency * (1 - torch.eye(4)) != 0).sum()) == graph["num_edges"]
     assert (out / "checkpoints" / "last.ckpt").is_file()
     assert (out / "logs" / "metrics.csv").is_file()
 
     ev = tmp_path / "eval"
-    result = runner.invoke(app, ["evaluate", str(model), "--data", str(colour_csv), "--out", str(ev), "--split", "test"])
+    result = runner.invoke(app, ["evaluate", str(model), "--data", str(colour_csv), "--out", str(ev), "--split", "test",
+                                 "--data-format", "multilabel"])
     assert result.exit_code == 0, result.output + repr(result.exception)
     metrics = json.loads((ev / "metrics.json").read_text())
     report = metrics["models"]["colours_gcn"]["labels"]
@@ -62,6 +70,28 @@ def test_train_then_evaluate_gcn(tmp_path, colour_csv):
     rows = (ev / "predictions.csv").read_text().splitlines()
     assert rows[0] == "image,labels_predicted,labels_true"
     assert len(rows) - 1 == metrics["models"]["colours_gcn"]["num_images"]
+
+
+def _edges_by_hand(tmp_path, model, colour_csv, tau: float) -> int:
+    """Edges i -> j with P(j | i) >= tau, counted over the training split's true labels.
+
+    ``evaluate --split train`` lists the training images with their true labels; the counting is
+    done here with plain loops, independently of fashionlens.labels.
+    """
+    ev = tmp_path / "eval_train"
+    result = runner.invoke(app, ["evaluate", str(model), "--data", str(colour_csv), "--out", str(ev), "--split", "train"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    with open(ev / "predictions.csv", newline="") as f:
+        label_sets = [set(row["labels_true"].split("|")) for row in csv.DictReader(f)]
+    assert abs(len(label_sets) - 84) <= 1  # 70 % of 120, rounded per main label
+    names = ["blue", "green", "red", "yellow"]
+    edges = 0
+    for a in names:
+        with_a = [s for s in label_sets if a in s]
+        for b in names:
+            if b != a and with_a and sum(b in s for s in with_a) / len(with_a) >= tau:
+                edges += 1
+    return edges
 
 
 def test_evaluate_several_models_gives_one_row_each(tmp_path, colour_csv):

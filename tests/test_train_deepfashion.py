@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -45,7 +46,14 @@ def test_seed_a_configs_train_and_evaluate(tmp_path, synth_tree, name):
     assert "Seed A (Ours) (published)" in text and f"| {name} |" in text
     if name != "synth_vgg19":
         lm = report["deepfashion"]["landmarks"]
-        assert 0 <= lm["NE"] and 0 < lm["NE_mean_baseline"] < 1
+        per = np.asarray(lm["NE_per_landmark"], dtype=float)
+        assert per.shape == (8,) and lm["NE"] == pytest.approx(np.nanmean(per))  # the mean over landmarks
+        # In input-normalised coordinates a uniform random guess is 0.52 off on average (mean distance of
+        # two random points of the unit square): one training epoch stays below that, and a model that
+        # reports pixels or heatmap cells instead lands far above it. The mean training landmark is a
+        # good guess on these centred garments.
+        assert 0 < lm["NE"] < 0.52 and 0 < lm["NE_mean_baseline"] < 0.2, lm
+        assert 0 <= lm["detection_rate"] <= 1
         assert (ev / "landmarks.png").stat().st_size > 1000
     else:
         assert "landmarks" not in report["deepfashion"]

@@ -4,7 +4,6 @@
 
 Filled dots are visible points (code 0, the ones training uses), rings occluded guesses (code 1);
 each label names the slot (Lc/Rc collar, Ls/Rs sleeve, Lw/Rw waistline, Lh/Rh hem) and the garment.
-``--pose`` adds the pose-refined points as crosses (needs the optional mediapipe extra).
 """
 
 from __future__ import annotations
@@ -22,11 +21,10 @@ SLOT_COLOURS = ["#e11d48", "#e11d48", "#16a34a", "#16a34a", "#0891b2", "#0891b2"
 SLOT_TAGS = ["Lc", "Rc", "Ls", "Rs", "Lw", "Rw", "Lh", "Rh"]
 
 
-def draw_photo(photo: Path, mask_path: Path, names: list[str], width: int, pose=None) -> Image.Image:
+def draw_photo(photo: Path, mask_path: Path, names: list[str], width: int) -> Image.Image:
     """One photo with every derived garment's box, name and points, scaled to ``width``."""
     mask = read_ccp_mask(mask_path, len(names), photo)
     garments, _ = derive_photo(photo, mask, names, margin=0.0, min_area=0.01, out_img=None)
-    refined = derive_photo(photo, mask, names, margin=0.0, min_area=0.01, out_img=None, pose=pose)[0] if pose else []
     with Image.open(photo) as im:
         canvas = im.convert("RGB")
     scale = width / canvas.width
@@ -45,11 +43,6 @@ def draw_photo(photo: Path, mask_path: Path, names: list[str], width: int, pose=
             else:
                 d.ellipse((x - r, y - r, x + r, y + r), outline=SLOT_COLOURS[slot], width=2)
             d.text((x + 6, y - 6), f"{SLOT_TAGS[slot]} {g.category[:4]}", fill=SLOT_COLOURS[slot])
-        if k < len(refined):
-            for slot in np.flatnonzero(refined[k].visibility == 0):
-                x, y = (refined[k].landmarks[slot] + refined[k].origin) * scale
-                d.line((x - 4, y - 4, x + 4, y + 4), fill="white", width=2)
-                d.line((x - 4, y + 4, x + 4, y - 4), fill="white", width=2)
     d.text((4, 4), photo.stem, fill="yellow")
     return canvas
 
@@ -63,7 +56,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stems", nargs="*", help="these photos instead of a sample")
     parser.add_argument("--columns", type=int, default=6)
     parser.add_argument("--width", type=int, default=300, help="pixels per photo")
-    parser.add_argument("--pose", action="store_true", help="also draw pose-refined points (crosses)")
     args = parser.parse_args(argv)
     names = read_ccp_label_list(args.ccp / "label_list.mat")
     masks = sorted((args.ccp / "annotations" / "pixel-level").glob("*.mat"))
@@ -71,12 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         chosen = [m for m in masks if m.stem in set(args.stems)]
     else:
         chosen = sorted(np.random.default_rng(args.seed).choice(masks, size=min(args.n, len(masks)), replace=False))
-    pose = None
-    if args.pose:
-        from fashionlens.data.pose import PoseModel
-
-        pose = PoseModel()
-    tiles = [draw_photo(args.ccp / "photos" / f"{m.stem}.jpg", m, names, args.width, pose) for m in chosen]
+    tiles = [draw_photo(args.ccp / "photos" / f"{m.stem}.jpg", m, names, args.width) for m in chosen]
     cols = min(args.columns, len(tiles))
     rows = -(-len(tiles) // cols)
     cell_h = max(t.height for t in tiles)
@@ -84,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     for i, tile in enumerate(tiles):
         sheet.paste(tile, ((i % cols) * args.width, (i // cols) * cell_h))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(args.out, optimize=True)
+    sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(args.out, optimize=True)  # a third of the bytes
     print(f"wrote {args.out}: {len(tiles)} photos ({', '.join(m.stem for m in chosen)})")
 
 

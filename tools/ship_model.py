@@ -1,39 +1,139 @@
-"""Turn a trained model into a shipped one: calibrate the tag threshold on the validation split, save fp16.
+"""Turn a trained model into a shipped one: calibrate it on validation photos, check it, save fp16.
 
-    python tools/ship_model.py runs/fashionlens-lite/model.safetensors --ccp ../shared/data/ccp \
-        --out src/fashionlens/weights/fashionlens-lite.safetensors
+    python tools/ship_model.py runs/fashionlens-lite/model.safetensors \
+        --clothing ../shared/data/clothing-full --ccp ../shared/data/ccp \
+        --small ../shared/data/clothing-small --out src/fashionlens/weights/fashionlens-lite.safetensors \
+        --report docs/model-card-numbers.json
 
-``--tta flip`` stores flip test-time augmentation in the model (see ``FashionNet``); the threshold
-is then calibrated with it. ``--weights RUN/checkpoints/last.ckpt`` ships the weights of that Lightning checkpoint (e.g. the final
-epoch) in the model file's architecture instead of the epoch the run's monitor picked.
+Calibration, on the validation splits only (the test splits are never looked at):
 
-The tag threshold is the one that maximises OF1 on the CCP *validation* split (the split the model
-was selected on; the test split is never looked at). It is stored in the model header, where the
-Predictor reads it.
+- **category temperature**: fitted on the clothing-dataset validation split (minimum NLL,
+  :func:`fashionlens.inference.calibration.fit_temperature`); the expected calibration error is
+  reported before and after, each half of the split scored with the temperature fitted on the other
+  half (so the "after" number is not measured on the photos it was fitted on);
+- **tag threshold**: one threshold for the 56 tags, chosen on CCP's validation photos together with
+  the clothing-dataset validation photos' implied tags, as the best combined OF1 whose product-photo
+  precision is at least ``--min-precision``
+  (:func:`fashionlens.inference.calibration.choose_tag_threshold`).
+
+The checks (written to ``--report`` as JSON): top-1 on clothing-small's validation folder (its 10
+classes, scored by the 17-way model), CCP mAP, the product-photo tag check on clothing-small's
+validation photos (precision, tags per photo, photos with a correct tag), colour recall and
+landmark NE on the garment crops. ``--weights RUN/checkpoints/last.ckpt`` ships the weights of that
+Lightning checkpoint instead of the epoch the run's monitor picked; ``--tta flip`` stores flip
+test-time augmentation in the model.
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from fashionlens.checkpoint import load_model, save_model
-from fashionlens.metrics import multilabel_prf
+from fashionlens.checkpoint import load_model_file, save_model
+from fashionlens.data.product_tags import implied_tag_targets
+from fashionlens.inference.calibration import (
+    choose_tag_threshold,
+    fit_temperature,
+    product_tag_check,
+    softmax,
+)
+from fashionlens.metrics import expected_calibration_error, multilabel_prf, topk_accuracy
 from fashionlens.models import build_model
-from fashionlens.train.evaluate import evaluate_model
+from fashionlens.train.data import build_data, make_loader
+from fashionlens.train.evaluate import config_for_model, evaluate_model
 
 
-def calibrate_threshold(model_path: str, ccp: str) -> tuple[float, float]:
-    _, ctx = evaluate_model(model_path, ccp, split="val", data_format="ccp", trainer_kwargs={"enable_progress_bar": False})
-    scores, targets = ctx["outputs"]["labels_scores"], ctx["outputs"]["labels_targets"]
-    grid = np.round(np.arange(0.05, 0.95, 0.025), 3)
-    of1 = [multilabel_prf(scores, targets, threshold=float(t))["OF1"] for t in grid]
-    best = int(np.argmax(of1))
-    return float(grid[best]), float(of1[best])
+def head_outputs(model: torch.nn.Module, info, data: str, fmt: str, split: str = "val") -> dict:
+    """Every head's logits (and the data's targets) on one split, in the data's order, plus the paths."""
+    cfg = config_for_model(info, data, 32, data_format=fmt)
+    bundle = build_data(cfg, info.data_config, splits=(split,))
+    loader = make_loader(bundle.datasets[split], 32, 1, False)
+    out: dict[str, list] = {}
+    model.eval()
+    with torch.inference_mode():
+        for batch in loader:
+            for key, value in model(batch["image"]).items():
+                if key in ("category", "labels", "attributes"):
+                    out.setdefault(key, []).append(value.float().numpy())
+            for key in ("category", "labels"):
+                if key in batch:
+                    out.setdefault(f"{key}_targets", []).append(batch[key].numpy())
+    result = {k: np.concatenate(v) for k, v in out.items()}
+    result["paths"] = bundle.paths[split]
+    result["names"] = bundle.label_names
+    return result
+
+
+def calibrate_temperature(logits: np.ndarray, labels: np.ndarray) -> dict:
+    """The temperature, and ECE before / after with two-fold cross-fitting (seeded halves)."""
+    order = np.random.default_rng(0).permutation(len(labels))
+    halves = [order[: len(order) // 2], order[len(order) // 2 :]]
+    probs_after = np.empty(logits.shape)
+    for fit, score in (halves, halves[::-1]):
+        t = fit_temperature(logits[fit], labels[fit])
+        probs_after[score] = softmax(logits[score], t)
+    return {"temperature": fit_temperature(logits, labels),
+            "ece_before": expected_calibration_error(softmax(logits), labels),
+            "ece_after_cross_fitted": expected_calibration_error(probs_after, labels),
+            "photos": int(len(labels))}
+
+
+def check_model(model_path: str, ccp: str, small: str, garments: str | None) -> dict:
+    """Validation numbers of a model file (for the model card); every head it has."""
+    model, info = load_model_file(model_path)
+    report: dict = {}
+    names = info.label_names
+    if "category" in names:
+        ev, _ = evaluate_model(model_path, small, "val", data_format="image_folder",
+                                 trainer_kwargs={"enable_progress_bar": False})
+        report["clothing_small_val"] = {"top1": ev["category"]["top1"], "top3": ev["category"].get("top3"),
+                                        "photos": ev["category"]["num_images"]}
+    if "labels" in names:
+        ev, _ = evaluate_model(model_path, ccp, "val", data_format="ccp", trainer_kwargs={"enable_progress_bar": False})
+        r = ev["labels"]
+        report["ccp_val"] = {"mAP": r["mAP"], "CF1": r["prf"]["CF1"], "OF1": r["prf"]["OF1"], **r["topk"],
+                             "photos": ev["num_images"]}
+        threshold = float(info.extra.get("threshold", 0.5))
+        out = head_outputs(model, info, small, "image_folder")
+        tags = 1 / (1 + np.exp(-out["labels"]))
+        report["product_tags_clothing_small_val"] = {"threshold": threshold, **product_tag_check(
+            tags, out["category_targets"], out["names"]["category"], names["labels"], threshold)}
+        report["ccp_val"]["OF1_at_threshold"] = multilabel_prf(*_ccp_scores(model, info, ccp), threshold=threshold)["OF1"]
+    if "attributes" in names and garments:
+        ev, _ = evaluate_model(model_path, garments, "val", data_format="deepfashion",
+                               trainer_kwargs={"enable_progress_bar": False})
+        d = ev["deepfashion"]
+        report["garments_val"] = {"colour_recall_top3": d["attributes"]["all"]["top3"],
+                                  "colour_recall_top5": d["attributes"]["all"]["top5"]}
+        if "landmarks" in d:
+            report["garments_val"].update({"landmark_NE": d["landmarks"]["NE"],
+                                           "landmark_NE_mean_baseline": d["landmarks"].get("NE_mean_baseline")})
+    return report
+
+
+def _ccp_scores(model, info, ccp: str) -> tuple[np.ndarray, np.ndarray]:
+    out = head_outputs(model, info, ccp, "ccp")
+    return 1 / (1 + np.exp(-out["labels"])), out["labels_targets"]
+
+
+def calibrate(model: torch.nn.Module, info, clothing: str, ccp: str, min_precision: float) -> dict:
+    """Temperature on the clothing validation split; the tag threshold on CCP + product validation photos."""
+    product = head_outputs(model, info, clothing, "clothing_dataset")
+    result = {"category": calibrate_temperature(product["category"], product["category_targets"])}
+    if "labels" in product:
+        street_scores, street_targets = _ccp_scores(model, info, ccp)
+        targets, weights = implied_tag_targets(product["names"]["category"], info.label_names["labels"])
+        classes = product["category_targets"]
+        threshold, chosen = choose_tag_threshold(street_scores, street_targets, 1 / (1 + np.exp(-product["labels"])),
+                                                 targets[classes], weights[classes], min_precision)
+        result["tags"] = {"threshold": threshold, **chosen, "street_photos": int(len(street_targets)),
+                          "product_photos": int(len(classes))}
+    result["category"]["top1_val"] = topk_accuracy(product["category"], product["category_targets"], 1)
+    return result
 
 
 def load_lightning_weights(model: torch.nn.Module, ckpt_path: str) -> int:
@@ -47,12 +147,21 @@ def load_lightning_weights(model: torch.nn.Module, ckpt_path: str) -> int:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
-    ap.add_argument("--ccp", required=True, help="Clothing Co-Parsing root (for the threshold)")
+    ap.add_argument("--clothing", required=True, help="clothing-dataset root (temperature, product-photo tags)")
+    ap.add_argument("--ccp", required=True, help="Clothing Co-Parsing root (tag threshold, mAP)")
+    ap.add_argument("--small", required=True, help="clothing-dataset-small root (its validation folder is checked)")
+    ap.add_argument("--garments", default=None, help="the derived garment tree (colours, landmarks)")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--report", default=None, help="write the calibration and checks as JSON here")
+    ap.add_argument("--check-only", action="store_true", help="only the checks of MODEL as it is (e.g. the previous shipped model)")
+    ap.add_argument("--min-precision", type=float, default=0.85, help="product-photo tag precision the threshold must reach")
     ap.add_argument("--weights", default=None, help="a Lightning checkpoint (last.ckpt) whose weights to ship")
     ap.add_argument("--tta", choices=["none", "flip"], default=None, help="store this test-time augmentation in the model")
     args = ap.parse_args(argv)
-    model, info = load_model(args.model)
+    if args.check_only:
+        print(json.dumps(check_model(args.model, args.ccp, args.small, args.garments), indent=2, default=float))
+        return
+    model, info = load_model_file(args.model)
     if args.weights:
         epoch = load_lightning_weights(model, args.weights)
         info.extra["best"] = {"epoch": epoch, "note": f"weights of {Path(args.weights).name} (epoch {epoch})"}
@@ -60,13 +169,19 @@ def main(argv: list[str] | None = None) -> None:
         rebuilt = build_model({**model.spec, "tta": args.tta})
         rebuilt.load_state_dict(model.state_dict())
         model = rebuilt
-    with tempfile.TemporaryDirectory() as tmp:  # calibrate on these weights (saved in fp16 below)
-        model_path = save_model(model, info, Path(tmp) / "model.safetensors")
-        threshold, of1 = calibrate_threshold(str(model_path), args.ccp)
-    info.extra["threshold"] = threshold
-    info.extra["threshold_selection"] = f"max OF1 on the CCP validation split: {of1:.4f}"
-    save_model(model, info, args.out, half=True)
-    print(f"threshold {threshold} (val OF1 {of1:.4f}); wrote {args.out}")
+    calibration = calibrate(model, info, args.clothing, args.ccp, args.min_precision)
+    info.extra["temperature"] = calibration["category"]["temperature"]
+    if "tags" in calibration:
+        info.extra["threshold"] = calibration["tags"]["threshold"]
+        info.extra["threshold_selection"] = (f"max OF1 on CCP + product validation photos with product precision >= "
+                                             f"{args.min_precision}: {calibration['tags']}")
+    out = save_model(model, info, args.out, half=True)
+    checks = check_model(str(out), args.ccp, args.small, args.garments)
+    summary = {"calibration": calibration, "checks": checks}
+    print(json.dumps(summary, indent=2, default=float))
+    if args.report:
+        Path(args.report).write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ One model family (backbone -> optional landmark branch -> pooled features -> hea
 landmark-aware clothing recognition (seed A) and ML-GCN multi-label style recognition (seed B).
 """
 
+from fashionlens.errors import FashionlensError
+
+__all__ = ["FashionlensError", "load_model"]
 __version__ = "0.1.0"
 
 

@@ -9,21 +9,21 @@ state dict. Loading needs the file alone.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from fashionlens.data.config import DataConfig
+from fashionlens.errors import FashionlensError
+from fashionlens.fileio import atomic_write_bytes  # the home of atomic writes; still importable from here
 from fashionlens.models.fashion_net import FashionNet, build_model
 
 SCHEMA_VERSION = 1
 _META_KEY = "fashionlens"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(FashionlensError, ValueError):
     """A model file that is missing, truncated, tampered with or of an unknown schema."""
 
 
@@ -62,25 +62,6 @@ class ModelInfo:
         return cls(d["spec"], d["label_names"], DataConfig.from_dict(d["data_config"]), d.get("extra", {}))
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; written files should look like any other
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_model(model: FashionNet, info: ModelInfo, path: str | Path, half: bool = False) -> Path:
     """Save weights + header as one safetensors file, atomically."""
     from safetensors.torch import save
@@ -113,8 +94,11 @@ def read_info(path: str | Path) -> ModelInfo:
     return ModelInfo.from_json(meta[_META_KEY], str(path))
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[FashionNet, ModelInfo]:
-    """Rebuild the model from the file alone and load its weights (cast back to float32)."""
+def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[FashionNet, ModelInfo]:
+    """Rebuild the model from the file alone and load its weights (cast back to float32).
+
+    The low-level loader (model + header); :func:`fashionlens.load_model` gives a ``Predictor``.
+    """
     from safetensors.torch import load_file
 
     info = read_info(path)

@@ -2,17 +2,42 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from fashionlens.errors import FashionlensError
 from fashionlens.label import cli as _label_cli
 
-app = typer.Typer(help="fashionlens: fashion image recognition (landmark-aware recognition, ML-GCN multi-label).",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-data_app = typer.Typer(help="Inspect, check and generate data sets.", no_args_is_help=True)
+
+def _one_line_errors(command: Callable) -> Callable:
+    """Run ``command``; a :class:`FashionlensError` escaping it becomes one ``error:`` line and exit code 2."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except FashionlensError as e:
+            _fail(" ".join(line.strip() for line in str(e).splitlines() if line.strip()))
+
+    return run
+
+
+class _Typer(typer.Typer):
+    """A Typer app whose every command reports fashionlens errors as one line (see :func:`_one_line_errors`)."""
+
+    def command(self, *args, **kwargs):
+        register = super().command(*args, **kwargs)
+        return lambda f: register(_one_line_errors(f))
+
+
+app = _Typer(help="fashionlens: fashion image recognition (landmark-aware recognition, ML-GCN multi-label).",
+             no_args_is_help=True, pretty_exceptions_enable=False)
+data_app = _Typer(help="Inspect, check and generate data sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.command("label")(_label_cli.label_command)
 data_app.command("import-labelstudio")(_label_cli.import_labelstudio_command)
@@ -21,6 +46,19 @@ data_app.command("import-labelstudio")(_label_cli.import_labelstudio_command)
 def _fail(message: str, code: int = 2) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+# ``--format`` used to name the data format of evaluate / data stats / data check; it now means an
+# output or export format only (predict, export). The old spelling still works there, hidden.
+_OLD_FORMAT = typer.Option("--format", hidden=True, help="deprecated: use --data-format")
+
+
+def _data_format(data_format, old_format):
+    """``--data-format``, or the deprecated ``--format`` (with a warning) when only that was given."""
+    if old_format is None:
+        return data_format
+    typer.secho("warning: --format is deprecated for the data format, use --data-format", fg=typer.colors.YELLOW, err=True)
+    return old_format
 
 
 @app.command()
@@ -32,20 +70,14 @@ def train(
     no_resume: Annotated[bool, typer.Option("--no-resume", help="start over even if OUT has a last checkpoint")] = False,
 ) -> None:
     """Train a model; writes model.safetensors, metrics.json and logs to OUT."""
-    from fashionlens.checkpoint import CheckpointError
-    from fashionlens.data.images import BadImageError
-    from fashionlens.train.config import ConfigError, load_config
-    from fashionlens.train.data import DataPathError
-    from fashionlens.train.fit import OutputDirError
+    from fashionlens.train.config import load_config
     from fashionlens.train.fit import train as run_train
-    from fashionlens.train.task import NonFiniteLossError
 
-    try:
+    try:  # fashionlens' own errors (config, data, weights, output folder, NaN loss) are caught once, above
         cfg = load_config(config, list(overrides or []) + ([f"data.path={data}"] if data else []))
         out_dir = out or Path("runs") / cfg["experiment"]
         report = run_train(cfg, out_dir, resume=not no_resume)
-    except (ConfigError, DataPathError, OutputDirError, FileNotFoundError, CheckpointError, NonFiniteLossError,
-            BadImageError) as e:
+    except FileNotFoundError as e:
         _fail(str(e))
     typer.echo(f"model: {out_dir / 'model.safetensors'}")
     _print_headline(report)
@@ -58,8 +90,9 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("eval"),
     split: Annotated[str, typer.Option("--split", help="val | test | train")] = "val",
     batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
-    fmt: Annotated[str | None, typer.Option("--format", help="data format if not the model's own "
-                                            "(ccp | multilabel | image_folder | deepfashion)")] = None,
+    data_format: Annotated[str | None, typer.Option("--data-format", help="data format if not the model's own "
+                                                    "(ccp | multilabel | image_folder | clothing_dataset | deepfashion)")] = None,
+    old_format: Annotated[str | None, _OLD_FORMAT] = None,
     devices: Annotated[str, typer.Option("--devices", help="devices per node (e.g. 2 under torchrun)")] = "1",
     strategy: Annotated[str, typer.Option("--strategy", help="auto | ddp (multi-process, e.g. launched by torchrun)")] = "auto",
     accelerator: Annotated[str, typer.Option("--accelerator", help="auto | cpu | gpu")] = "auto",
@@ -70,14 +103,13 @@ def evaluate(
     --strategy ddp``) each rank evaluates a shard, the outputs are gathered before any metric is
     computed, and only rank 0 writes files.
     """
-    from fashionlens.checkpoint import CheckpointError
-    from fashionlens.train.data import DataPathError
     from fashionlens.train.evaluate import evaluate as run_evaluate
 
     try:
         trainer_kwargs = {"devices": int(devices) if devices.isdigit() else devices, "strategy": strategy, "accelerator": accelerator}
+        fmt = _data_format(data_format, old_format)
         reports = run_evaluate(checkpoints, data, out, split, batch_size, data_format=fmt, trainer_kwargs=trainer_kwargs)
-    except (CheckpointError, DataPathError, FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     if reports:  # empty on ranks other than 0
         typer.echo((out / "report.md").read_text())
@@ -123,12 +155,13 @@ def _print_headline(report: dict) -> None:
 @data_app.command("stats")
 def data_stats(
     path: Annotated[Path, typer.Argument(help="CCP folder, clothing-dataset folder, multi-label CSV/JSONL, or image folder")],
-    fmt: Annotated[str, typer.Option("--format", help="auto | ccp | clothing_dataset | multilabel | image_folder")] = "auto",
+    data_format: Annotated[str, typer.Option("--data-format", help="auto | ccp | clothing_dataset | multilabel | image_folder")] = "auto",
+    old_format: Annotated[str | None, _OLD_FORMAT] = None,
 ) -> None:
     """Label counts and a co-occurrence summary of a data set."""
     from fashionlens.data.stats import format_stats, multilabel_stats
 
-    dataset, notes = _read_any(path, fmt)
+    dataset, notes = _read_any(path, _data_format(data_format, old_format))
     typer.echo(format_stats(multilabel_stats(dataset)))
     for note in notes:
         typer.echo(note)
@@ -137,7 +170,8 @@ def data_stats(
 @data_app.command("check")
 def data_check(
     path: Annotated[Path, typer.Argument(help="DeepFashion root, multi-label CSV/JSONL, CCP folder or image folder")],
-    fmt: Annotated[str, typer.Option("--format", help="auto | deepfashion | multilabel | ccp | clothing_dataset | image_folder")] = "auto",
+    data_format: Annotated[str, typer.Option("--data-format", help="auto | deepfashion | multilabel | ccp | clothing_dataset | image_folder")] = "auto",
+    old_format: Annotated[str | None, _OLD_FORMAT] = None,
     images: Annotated[bool, typer.Option("--images/--no-images", help="also check the image files (headers)")] = True,
     label_list: Annotated[Path | None, typer.Option("--label-list", help="multilabel: report labels not in this file")] = None,
     workers: Annotated[int, typer.Option("--workers", help="threads reading image headers")] = 4,
@@ -145,8 +179,9 @@ def data_check(
     """List every problem of a data set (file:line, what was expected); exit code 1 if any error."""
     from fashionlens.data.check import FORMATS, run_check
 
+    fmt = _data_format(data_format, old_format)
     if fmt not in FORMATS:
-        _fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        _fail(f"--data-format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if not path.exists():
         _fail(f"path does not exist: {path}")
     result = run_check(path, fmt, check_images=images, label_list=label_list, workers=workers)
@@ -170,7 +205,7 @@ def _read_any(path: Path, fmt: str):
     formats = ("ccp", "clothing_dataset", "multilabel", "image_folder")
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt not in formats:
-        _fail(f"--format must be auto, {', '.join(formats)}, got {fmt!r}")
+        _fail(f"--data-format must be auto, {', '.join(formats)}, got {fmt!r}")
     try:
         if fmt == "ccp":
             parts = read_ccp_parts(path)
@@ -206,7 +241,8 @@ def synth_deepfashion(
 def derive_landmarks(
     ccp_root: Annotated[Path, typer.Argument(help="Clothing Co-Parsing folder (photos/, annotations/pixel-level/, label_list.mat)")],
     out: Annotated[Path, typer.Argument(help="output folder: a DeepFashion Category and Attribute tree (img/, Anno/, Eval/)")],
-    pose: Annotated[bool, typer.Option("--pose", help="refine the points with a human-pose model (pip install 'fashionlens[pose]')")] = False,
+    pose: Annotated[bool, typer.Option("--pose", help="refine the points with a human-pose model (not available: "
+                                       "see docs/real-photos.md)")] = False,
     margin: Annotated[float, typer.Option("--margin", help="crop margin on every side, a fraction of the garment box's longer side")] = 0.1,
     min_area: Annotated[float, typer.Option("--min-area", help="leave out garments covering less of the photo than this fraction")] = 0.01,
     split_seed: Annotated[int, typer.Option("--split-seed", help="seed of the CCP reader's split (data.split_seed)")] = 0,
@@ -231,25 +267,6 @@ def derive_landmarks(
         typer.echo(f"  {line}")
 
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-
-
-def expand_inputs(items: list[str]) -> list[str]:
-    """Files as given, folders searched recursively for images, globs expanded; order kept."""
-    import glob
-
-    found: list[str] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            found += sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
-        elif any(ch in item for ch in "*?["):
-            found += sorted(glob.glob(item, recursive=True))
-        else:
-            found.append(item)
-    return found
-
-
 @app.command()
 def predict(
     paths: Annotated[list[str], typer.Argument(help="image files, folders or globs")],
@@ -261,16 +278,46 @@ def predict(
     batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
     backend: Annotated[str, typer.Option("--backend", help="auto | torch | onnx (auto: ONNX Runtime on the CPU "
                                          "when measured faster)")] = "auto",
+    engine: Annotated[str, typer.Option("--engine", help="local (this process) | ray (Ray Data: Parquet shards "
+                                        "in --out, resumable)")] = "local",
+    num_actors: Annotated[int, typer.Option("--num-actors", help="ray: model replicas (actors)")] = 1,
+    num_gpus_per_actor: Annotated[float, typer.Option("--num-gpus-per-actor", help="ray: GPUs per actor "
+                                                      "(> 0 runs the PyTorch model on CUDA)")] = 0.0,
+    cpus_per_actor: Annotated[float | None, typer.Option("--cpus-per-actor", help="ray: CPUs reserved per actor "
+                                                         "(default: at most 1, leaving one for decoding)")] = None,
+    shard_rows: Annotated[int, typer.Option("--shard-rows", help="ray: rows per Parquet shard (a kill loses "
+                                            "at most one unwritten shard)")] = 10_000,
+    address: Annotated[str | None, typer.Option("--address", envvar="RAY_ADDRESS", help="ray: cluster to join "
+                                                "(default: start Ray on this machine)")] = None,
 ) -> None:
-    """Tag photos with a trained model; unreadable images are reported and skipped."""
+    """Tag photos (files, folders, globs, CSV/Parquet listings with a path column) with a trained model.
+
+    Unreadable images are reported and skipped. ``--engine ray --out OUT_DIR`` runs on Ray Data and
+    writes Parquet shards; rerunning it skips the photos OUT_DIR already has.
+    """
+    from fashionlens.inference.inputs import ListingError, expand_inputs
     from fashionlens.inference.output import format_predictions
     from fashionlens.inference.predictor import load_model
 
-    if fmt not in ("table", "json", "csv"):
-        _fail(f"--format must be table, json or csv, got {fmt!r}")
-    files = expand_inputs(paths)
+    if engine not in ("local", "ray"):
+        _fail(f"--engine must be local or ray, got {engine!r}")
+    if fmt not in ("table", "json", "csv") or (engine == "ray" and fmt != "table"):
+        _fail(f"--format must be table, json or csv, got {fmt!r}" if engine == "local" else
+              "--engine ray writes Parquet shards to --out; --format does not apply")
+    try:
+        files = expand_inputs(paths)
+    except ListingError as e:
+        _fail(str(e))
     if not files:
         _fail("no images found in " + " ".join(paths))
+    if engine == "ray":
+        from fashionlens.inference.ray_engine import RayOptions
+
+        _predict_ray(files, RayOptions(model=model, out_dir=out or Path(), batch_size=batch_size, num_actors=num_actors,
+                                       num_gpus_per_actor=num_gpus_per_actor, cpus_per_actor=cpus_per_actor,
+                                       backend=backend, top_k=top_k, threshold=threshold, shard_rows=shard_rows,
+                                       address=address))
+        return
     try:
         predictor = load_model(model, batch_size=batch_size, backend=backend)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
@@ -287,7 +334,7 @@ def predict(
             bar.update(1)
     text = format_predictions(results, fmt)
     if out:
-        from fashionlens.checkpoint import atomic_write_bytes
+        from fashionlens.fileio import atomic_write_bytes
 
         atomic_write_bytes(out, text.encode())
         typer.echo(f"wrote {len(results)} predictions to {out}", err=True)
@@ -295,6 +342,31 @@ def predict(
         typer.echo(text)
     if len(results) < len(files):
         typer.echo(f"{len(files) - len(results)} of {len(files)} images could not be read", err=True)
+
+
+def _predict_ray(files: list[str], opts) -> None:
+    """``predict --engine ray``: run the Ray engine, print its summary; one-line errors."""
+    if opts.out_dir == Path():
+        _fail("--engine ray needs --out OUT_DIR (a folder for the Parquet shards)")
+    for name in ("num_actors", "batch_size", "shard_rows"):
+        if getattr(opts, name) < 1:
+            _fail(f"--{name.replace('_', '-')} must be at least 1, got {getattr(opts, name)}")
+    try:
+        import ray.data  # noqa: F401 - the engine imports it lazily; say here that it is missing
+
+        from fashionlens.checkpoint import CheckpointError
+        from fashionlens.inference.ray_engine import OutputDirError, RayEngineError, run
+    except ImportError as e:
+        _fail(f"--engine ray needs Ray Data: pip install 'fashionlens[ray]' ({e})")
+    try:
+        summary = run(files, opts)
+    except (OutputDirError, CheckpointError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    except RayEngineError as e:
+        _fail(str(e), code=1)
+    typer.echo(summary.line(), err=True)
+    if summary.errors:
+        typer.echo(f"{summary.errors} unreadable photo(s): rows with 'error' set in {opts.out_dir}", err=True)
 
 
 @app.command()
@@ -323,21 +395,58 @@ def export(
     out: Annotated[Path | None, typer.Option("--out", help="output file (default: CHECKPOINT with .onnx)")] = None,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset (>= 18)")] = 18,
     static_batch: Annotated[bool, typer.Option("--static-batch", help="fixed batch size 2 instead of dynamic")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="statically quantised int8 model (QDQ, per-channel weights) "
+                                       "for the CPU; needs --calibration")] = False,
+    calibration: Annotated[list[str] | None, typer.Option("--calibration", help="int8: photos to measure activation "
+                                                          "ranges on (folder, glob or listing; repeatable)")] = None,
 ) -> None:
-    """Export a model to ONNX (header included), checked against PyTorch with ONNX Runtime."""
+    """Export a model to ONNX (header included), checked against PyTorch with ONNX Runtime.
+
+    ``--int8 --calibration PHOTOS`` writes an int8 model instead (default CHECKPOINT.int8.onnx), checked
+    against the fp32 model on the calibration photos.
+    """
     if fmt != "onnx":
         _fail(f"--format must be onnx, got {fmt!r}")
     try:
-        from fashionlens.checkpoint import CheckpointError
-        from fashionlens.inference.export import ExportError, export_onnx
+        from fashionlens.inference.export import export_onnx
     except ImportError as e:
         _fail(f"ONNX export needs the onnx, onnxscript and onnxruntime packages ({e})")
+    if int8 or calibration:
+        _export_int8(checkpoint, out or checkpoint.with_suffix(".int8.onnx"), int8, calibration or [])
+        return
     target = out or checkpoint.with_suffix(".onnx")
     try:
         export_onnx(checkpoint, target, opset=opset, dynamic_batch=not static_batch)
-    except (CheckpointError, ExportError, ValueError) as e:
+    except ValueError as e:
         _fail(str(e))
     typer.echo(f"wrote {target} (outputs checked against PyTorch with ONNX Runtime)")
+
+
+def _export_int8(checkpoint: Path, target: Path, int8: bool, calibration: list[str]) -> None:
+    """``export --int8``: quantise with ONNX Runtime, report the agreement with fp32."""
+    from fashionlens.checkpoint import CheckpointError
+    from fashionlens.inference.export import ExportError
+    from fashionlens.inference.inputs import ListingError, expand_inputs
+    from fashionlens.inference.quantize import quantize_int8
+
+    if not int8:
+        _fail("--calibration is for --int8 export")
+    if not calibration:
+        _fail("--int8 needs --calibration PHOTOS: a few hundred photos like those the model will tag "
+              "(a folder, glob or listing); the int8 activation ranges are measured on them")
+    try:
+        photos = expand_inputs(calibration)
+    except ListingError as e:
+        _fail(str(e))
+    if not photos:
+        _fail("no calibration photos found in " + " ".join(calibration))
+    try:
+        report = quantize_int8(checkpoint, target, photos)
+    except (CheckpointError, ExportError, ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    cal, agree = report["calibration"], report["fp32_agreement_on_calibration"]
+    typer.echo(f"wrote {target} (int8, calibrated on {cal['images']} photos; agreement with fp32 on them: "
+               + ", ".join(f"{k} {v}" for k, v in agree.items()) + ")")
 
 
 @app.command("bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},

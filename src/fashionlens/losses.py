@@ -22,10 +22,28 @@ def gaussian_targets(landmarks: torch.Tensor, size: tuple[int, int], sigma: floa
     return torch.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * sigma**2))
 
 
-def heatmap_loss(pred: torch.Tensor, landmarks: torch.Tensor, visible: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Mean squared error between predicted and Gaussian heatmaps over visible landmarks only."""
+HEATMAP_LOSSES = ("mse", "softmax")
+
+
+def heatmap_loss(pred: torch.Tensor, landmarks: torch.Tensor, visible: torch.Tensor, sigma: float,
+                 kind: str = "mse") -> torch.Tensor:  # fmt: skip
+    """Heatmap loss over visible landmarks only, averaged over them.
+
+    ``"mse"`` (seed A, Liu & Lu): the mean squared error between the predicted map and a Gaussian of
+    peak 1 around the landmark. ``"softmax"``: each map is a distribution over its positions and the
+    loss is its cross-entropy with the Gaussian normalised to sum 1; its gradient does not vanish
+    when the maps are near zero, where the MSE of an all-zero map is already small (about
+    ``pi * sigma^2 / (h * w)``), so it learns in far fewer steps. The landmark is the map's peak either way.
+    """
+    if kind not in HEATMAP_LOSSES:
+        raise ValueError(f"heatmap loss must be one of {HEATMAP_LOSSES}, got {kind!r}")
     target = gaussian_targets(landmarks, pred.shape[-2:], sigma)  # (B, L, h, w)
-    per_map = ((pred.float() - target) ** 2).mean(dim=(2, 3))  # (B, L)
+    if kind == "mse":
+        per_map = ((pred.float() - target) ** 2).mean(dim=(2, 3))  # (B, L)
+    else:
+        t = target.flatten(2)
+        t = t / t.sum(-1, keepdim=True).clamp_min(1e-12)  # (B, L, h*w), sums to 1
+        per_map = -(t * torch.log_softmax(pred.float().flatten(2), dim=-1)).sum(-1)  # (B, L)
     mask = visible.float()
     return (per_map * mask).sum() / mask.sum().clamp_min(1.0)
 
@@ -131,6 +149,14 @@ def multilabel_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Ten
     if s["kind"] == "focal":
         return focal_loss(logits, targets, mask, float(s["gamma"]), None if s["alpha"] is None else float(s["alpha"]))
     return weighted_bce(logits, targets, mask, pos_weight)
+def weighted_mean_bce(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """BCE averaged over *all* entries, each multiplied by its weight (1 without ``weights``).
+
+    Unlike :func:`weighted_bce`'s mask, the weights are not renormalised: a sub-batch of product
+    photos whose implied tags weigh 0.5 contributes half as much as a fully labelled one.
+    """
+    loss = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none")
+    return loss.mean() if weights is None else (loss * weights).mean()
 
 
 def pos_weight_from_targets(targets: torch.Tensor, mask: torch.Tensor | None = None, max_weight: float = 100.0) -> torch.Tensor:
@@ -148,23 +174,33 @@ def compute_losses(
     pos_weight: torch.Tensor | None = None,
     heatmap_sigma: float = 1.5,
     label_smoothing: float = 0.0,
+    heatmap: str = "mse",
     multilabel: dict | None = None,
 ) -> dict[str, torch.Tensor]:
     """One unweighted loss term per head whose target is in the batch.
 
     "category": cross-entropy (with ``label_smoothing``); "labels": the ``multilabel`` loss (BCE by
-    default); "attributes": the same over the known entries (BCE weighted by ``pos_weight``);
-    "landmarks": heatmap L2 over visible landmarks. A head without targets in this batch is skipped,
+    default, each entry weighted by ``labels_mask`` when the batch has one: implied tags); "attributes":
+    the same loss over the known entries (BCE weighted by ``pos_weight``); "landmarks": heatmap L2 (or
+    spatial cross-entropy) over visible landmarks; "visibility": BCE of the landmark visibility logits.
+    A head without targets in this batch is skipped,
     so one model can learn from data sets that label different heads.
     """
     losses: dict[str, torch.Tensor] = {}
     if "category" in outputs and "category" in batch:
         losses["category"] = F.cross_entropy(outputs["category"].float(), batch["category"], label_smoothing=label_smoothing)
     if "labels" in outputs and "labels" in batch:
-        losses["labels"] = multilabel_loss(outputs["labels"], batch["labels"], settings=multilabel)
+        if check_multilabel_loss(multilabel)["kind"] == "bce":
+            losses["labels"] = weighted_mean_bce(outputs["labels"], batch["labels"], batch.get("labels_mask"))
+        else:  # ASL / focal: the weights act as a mask (a mean over the weighted entries)
+            losses["labels"] = multilabel_loss(outputs["labels"], batch["labels"], batch.get("labels_mask"), settings=multilabel)
     if "attributes" in outputs and "attributes" in batch:
         losses["attributes"] = multilabel_loss(outputs["attributes"], batch["attributes"], batch.get("attributes_mask"),
                                                pos_weight, multilabel)
     if "heatmaps" in outputs and "landmarks" in batch:
-        losses["landmarks"] = heatmap_loss(outputs["heatmaps"], batch["landmarks"], batch["landmark_visible"], heatmap_sigma)
+        losses["landmarks"] = heatmap_loss(outputs["heatmaps"], batch["landmarks"], batch["landmark_visible"], heatmap_sigma,
+                                           heatmap)
+    if "landmark_visibility" in outputs and "landmark_visible" in batch:
+        losses["visibility"] = F.binary_cross_entropy_with_logits(outputs["landmark_visibility"].float(),
+                                                                  batch["landmark_visible"].float())
     return losses

@@ -27,7 +27,7 @@ from fashionlens.data.ccp import ANNOTATION_KINDS, _read_tags, read_ccp_label_li
 from fashionlens.data.deepfashion import ANNO_FILES, CLOTHES_TYPE_SLOTS, LANDMARK_NAMES, PARTITIONS
 from fashionlens.data.errors import DataFormatError
 from fashionlens.data.image_folder import read_image_folder
-from fashionlens.data.images import MAX_IMAGE_PIXELS
+from fashionlens.data.images import pixel_limit_problem
 
 __all__ = ["FORMATS", "CheckResult", "Problem", "check_dataset", "detect_format", "probe_image", "run_check",
            "scan_images"]  # fmt: skip
@@ -111,8 +111,9 @@ def probe_image(path: str | Path) -> tuple[tuple[int, int] | None, str | None]:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(p) as img:
                 (w, h), fmt = img.size, img.format
-                if w * h > MAX_IMAGE_PIXELS:
-                    return (w, h), f"image of {w}x{h} pixels exceeds the limit of {MAX_IMAGE_PIXELS}"
+                too_big = pixel_limit_problem(w, h)
+                if too_big:
+                    return (w, h), too_big
                 img.verify()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         return None, f"decompression bomb refused ({e})"

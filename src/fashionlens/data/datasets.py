@@ -11,16 +11,20 @@ each worker process has its own ``bad_files``; the main process's set only refle
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
 from fashionlens.data.config import DataConfig
+from fashionlens.data.deepfashion import DeepFashionIndex
 from fashionlens.data.image_folder import ClassificationSet
-from fashionlens.data.images import BadImageError, load_image
+from fashionlens.data.images import BadImageError, load_image, load_image_and_orientation, upright_annotations
+from fashionlens.data.landmark_transforms import FLIP_PAIRS, JointTransform, build_joint_transforms
 from fashionlens.data.multilabel import LabelledSet
 from fashionlens.data.transforms import build_transforms, draft_size
 
@@ -106,10 +110,91 @@ class ClassificationDataset(_ImageDataset):
     """
 
     def __init__(self, classification_set: ClassificationSet, transform: Transform | None, cfg: DataConfig,
-                 bad_images: str = "skip"):
+                 bad_images: str = "skip", class_targets: dict[str, torch.Tensor] | None = None):
         super().__init__([p for p, _ in classification_set.samples], transform, cfg, bad_images)
         self.class_names = list(classification_set.class_names)
         self.targets = torch.from_numpy(classification_set.targets())  # (N,) int64
+        # more targets that follow from the class: name -> (K, ...) tensor (e.g. a product photo's implied tags)
+        self.class_targets = class_targets or {}
 
     def _targets(self, index: int) -> dict[str, torch.Tensor]:
-        return {"category": self.targets[index]}
+        k = self.targets[index]
+        return {"category": k, **{name: t[k] for name, t in self.class_targets.items()}}
+
+
+class DeepFashionDataset(Dataset):
+    """Samples of a :class:`DeepFashionIndex` for training and evaluation.
+
+    Each sample is a dict::
+
+        image             (3, H, W) float32, normalised with cfg.mean / cfg.std
+        category          int64 scalar tensor, 0-based
+        attributes        (A,) float32, 1 where the file says 1, else 0
+        attributes_mask   (A,) float32, 1 where known (file 1 or -1), 0 where the file says 0
+        landmarks         (8, 2) float32, (x / W, y / H) of the network input, in [0, 1]
+        landmark_visible  (8,) float32, 1 if visible (code 0) and inside the crop, else 0
+        index             int, the row of ``index`` this sample comes from
+
+    Args:
+        index: the annotations (e.g. ``read_deepfashion(root, "train")``).
+        root: the directory that image names are relative to.
+        transform: a joint image + landmark transform; None -> the eval preset for ``cfg``.
+        cfg: the model's data config (input size, normalisation).
+        bad_images: "fail" raises on an unreadable image; "skip" warns once per file, records it in
+            ``bad_files`` (path -> reason) and returns the next readable sample instead. With
+            DataLoader workers each worker keeps its own ``bad_files``.
+    """
+
+    def __init__(
+        self,
+        index: DeepFashionIndex,
+        root: str | Path,
+        transform: JointTransform | None = None,
+        cfg: DataConfig | None = None,
+        bad_images: str = "skip",
+    ):
+        if bad_images not in ("skip", "fail"):
+            raise ValueError(f"bad_images must be 'skip' or 'fail', got {bad_images!r}")
+        self.index, self.root = index, Path(root)
+        self.cfg = cfg or DataConfig()
+        self.transform = transform or build_joint_transforms(self.cfg, train=False)
+        self.bad_images = bad_images
+        self.bad_files: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor | int]:
+        n = len(self)
+        for k in range(n):
+            j = (int(i) + k) % n
+            path = self.root / str(self.index.image_names[j])
+            if str(path) in self.bad_files:
+                continue
+            try:
+                image, orientation = load_image_and_orientation(path)
+            except BadImageError as e:
+                if self.bad_images == "fail":
+                    raise
+                warnings.warn(f"skipping unreadable image {e}", stacklevel=2)
+                self.bad_files[str(path)] = e.reason
+                continue
+            return self._sample(j, image, orientation)
+        raise BadImageError(str(self.root), f"no readable image in the data set ({len(self.bad_files)} bad files)")
+
+    def _sample(self, j: int, image, orientation: int = 1) -> dict[str, torch.Tensor | int]:
+        idx = self.index
+        # DeepFashion gives integer pixel indices; +0.5 = pixel centres (landmark_transforms' convention).
+        lm, vis, bbox = upright_annotations(idx.landmarks[j] + 0.5, idx.landmark_visible[j], idx.bbox[j],
+                                            orientation, image.size, FLIP_PAIRS)  # EXIF: same rotation
+        image_t, lm, vis = self.transform(image, lm, vis, bbox)
+        attrs = torch.from_numpy(idx.attributes[j].astype(np.float32))  # (A,) in {1, -1, 0}
+        return {
+            "image": image_t,  # (3, H, W)
+            "category": torch.tensor(int(idx.category[j]), dtype=torch.int64),
+            "attributes": (attrs > 0).float(),  # (A,)
+            "attributes_mask": (attrs != 0).float(),  # (A,)
+            "landmarks": lm.float(),  # (8, 2)
+            "landmark_visible": vis.float(),  # (8,)
+            "index": j,
+        }

@@ -1,9 +1,9 @@
-"""DeepFashion Category and Attribute Prediction Benchmark: a fast reader and a torch Dataset.
+"""DeepFashion Category and Attribute Prediction Benchmark: its conventions and a fast reader.
 
 The benchmark itself is not distributed with fashionlens (non-commercial licence): users download
 it and point :func:`read_deepfashion` at its root (``img/``, ``Anno/``, ``Eval/``). The file formats
-are described in ``docs/formats.md``; :func:`fashionlens.data.synth.synth_deepfashion` writes a small
-synthetic data set in exactly the same layout.
+are the benchmark's own (a row count, a header line, then one row per image);
+:func:`fashionlens.data.synth.synth_deepfashion` writes a small synthetic data set in exactly the same layout.
 
 The index is a struct of numpy arrays (289,222 images x 1000 attributes is 289 MB of int8), and
 ``list_attr_img.txt`` (about 870 MB of text) is parsed with vectorised byte operations.
@@ -18,21 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
-from fashionlens.data.config import DataConfig
 from fashionlens.data.errors import DataFormatError
-from fashionlens.data.images import BadImageError, load_image_and_orientation, upright_annotations
-from fashionlens.data.landmark_transforms import FLIP_PAIRS, JointTransform, build_joint_transforms
 
-__all__ = ["CLOTHES_TYPE_SLOTS", "LANDMARK_NAMES", "DataFormatError", "DeepFashionDataset", "DeepFashionIndex",
+__all__ = ["ATTRIBUTE_TYPES", "CLOTHES_TYPE_SLOTS", "LANDMARK_NAMES", "DataFormatError", "DeepFashionIndex",
            "read_deepfashion"]  # fmt: skip
 
+# The DeepFashion conventions, defined here once: 8 fixed landmark slots, the attribute types of
+# list_attr_cloth.txt (1-based, as in the file), which slots each clothes type fills.
 LANDMARK_NAMES = (
     "left_collar", "right_collar", "left_sleeve", "right_sleeve",
     "left_waistline", "right_waistline", "left_hem", "right_hem",
 )  # fmt: skip
+ATTRIBUTE_TYPES: dict[int, str] = {1: "texture", 2: "fabric", 3: "shape", 4: "part", 5: "style"}
 # Which of the 8 fixed slots each clothes type's landmarks fill, in file order.
 CLOTHES_TYPE_SLOTS = {1: (0, 1, 2, 3, 6, 7), 2: (4, 5, 6, 7), 3: (0, 1, 2, 3, 4, 5, 6, 7)}
 PARTITIONS = ("train", "val", "test")
@@ -442,83 +440,11 @@ def _check_images(root: Path, names: np.ndarray, linenos: np.ndarray, anno: Path
         raise DataFormatError(anno, missing[0][0], f"{len(missing)} image files not found under {root}: {shown}")
 
 
-# ----------------------------------------------------------------------------- torch dataset
+def __getattr__(name: str):
+    # DeepFashionDataset now lives with the other datasets; ``from fashionlens.data.deepfashion import
+    # DeepFashionDataset`` keeps working (resolved lazily: data/datasets.py imports this module).
+    if name == "DeepFashionDataset":
+        from fashionlens.data.datasets import DeepFashionDataset
 
-
-class DeepFashionDataset(Dataset):
-    """Samples of a :class:`DeepFashionIndex` for training and evaluation.
-
-    Each sample is a dict::
-
-        image             (3, H, W) float32, normalised with cfg.mean / cfg.std
-        category          int64 scalar tensor, 0-based
-        attributes        (A,) float32, 1 where the file says 1, else 0
-        attributes_mask   (A,) float32, 1 where known (file 1 or -1), 0 where the file says 0
-        landmarks         (8, 2) float32, (x / W, y / H) of the network input, in [0, 1]
-        landmark_visible  (8,) float32, 1 if visible (code 0) and inside the crop, else 0
-        index             int, the row of ``index`` this sample comes from
-
-    Args:
-        index: the annotations (e.g. ``read_deepfashion(root, "train")``).
-        root: the directory that image names are relative to.
-        transform: a joint image + landmark transform; None -> the eval preset for ``cfg``.
-        cfg: the model's data config (input size, normalisation).
-        bad_images: "fail" raises on an unreadable image; "skip" warns once per file, records it in
-            ``bad_files`` (path -> reason) and returns the next readable sample instead. With
-            DataLoader workers each worker keeps its own ``bad_files``.
-    """
-
-    def __init__(
-        self,
-        index: DeepFashionIndex,
-        root: str | Path,
-        transform: JointTransform | None = None,
-        cfg: DataConfig | None = None,
-        bad_images: str = "skip",
-    ):
-        if bad_images not in ("skip", "fail"):
-            raise ValueError(f"bad_images must be 'skip' or 'fail', got {bad_images!r}")
-        self.index, self.root = index, Path(root)
-        self.cfg = cfg or DataConfig()
-        self.transform = transform or build_joint_transforms(self.cfg, train=False)
-        self.bad_images = bad_images
-        self.bad_files: dict[str, str] = {}
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor | int]:
-        n = len(self)
-        for k in range(n):
-            j = (int(i) + k) % n
-            path = self.root / str(self.index.image_names[j])
-            if str(path) in self.bad_files:
-                continue
-            try:
-                image, orientation = load_image_and_orientation(path)
-            except BadImageError as e:
-                if self.bad_images == "fail":
-                    raise
-                warnings.warn(f"skipping unreadable image {e}", stacklevel=2)
-                self.bad_files[str(path)] = e.reason
-                continue
-            return self._sample(j, image, orientation)
-        raise BadImageError(str(self.root), f"no readable image in the data set ({len(self.bad_files)} bad files)")
-
-    def _sample(self, j: int, image, orientation: int = 1) -> dict[str, torch.Tensor | int]:
-        idx = self.index
-        # DeepFashion gives integer pixel indices; +0.5 = pixel centres (landmark_transforms' convention).
-        lm, vis, bbox = upright_annotations(idx.landmarks[j] + 0.5, idx.landmark_visible[j], idx.bbox[j],
-                                            orientation, image.size, FLIP_PAIRS)  # EXIF: same rotation
-        image_t, lm, vis = self.transform(image, lm, vis, bbox)
-        attrs = torch.from_numpy(idx.attributes[j].astype(np.float32))  # (A,) in {1, -1, 0}
-        return {
-            "image": image_t,  # (3, H, W)
-            "category": torch.tensor(int(idx.category[j]), dtype=torch.int64),
-            "attributes": (attrs > 0).float(),  # (A,)
-            "attributes_mask": (attrs != 0).float(),  # (A,)
-            "landmarks": lm.float(),  # (8, 2)
-            "landmark_visible": vis.float(),  # (8,)
-            "index": j,
-        }
-
+        return DeepFashionDataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -42,8 +42,14 @@ from fashionlens.data.deepfashion import CLOTHES_TYPE_SLOTS, LANDMARK_NAMES
 from fashionlens.data.derive import CLOTHES_TYPES, COLOURS, derive_landmarks, garment_colours
 from fashionlens.data.errors import DataFormatError
 from fashionlens.data.multilabel import LabelledSet, Sample, split_dataset
+from fashionlens.errors import FashionlensError
+from fashionlens.fileio import atomic_write_bytes
 
 TYPE_NAMES = {1: "upper", 2: "lower", 3: "full body"}
+
+
+class PoseUnavailable(FashionlensError, RuntimeError):
+    """``--pose`` was asked for but no pose model can run in this environment."""
 
 
 @dataclass
@@ -101,7 +107,7 @@ def _garment_ids(names: list[str]) -> dict[int, int]:
 
 
 def derive_photo(photo_path: Path, mask: np.ndarray, names: list[str], margin: float, min_area: float,
-                 out_img: Path | None, pose=None) -> tuple[list[Garment], int]:  # fmt: skip
+                 out_img: Path | None) -> tuple[list[Garment], int]:  # fmt: skip
     """The garments of one photo (crops saved under ``out_img`` when given); also returns how many were too small."""
     stem = photo_path.stem
     with Image.open(photo_path) as im:
@@ -111,7 +117,6 @@ def derive_photo(photo_path: Path, mask: np.ndarray, names: list[str], margin: f
     skin = mask == names.index("skin")
     person = mask != names.index("null")
     covers = np.isin(mask, [i for i, t in types.items() if t != 2])  # what may hide a waistline
-    keypoints = pose(pixels) if pose is not None else None
     garments, small = [], 0
     for region in garment_regions(mask, names, DROPPED_LABELS, MIN_MASK_PIXELS):
         if region.index not in types:
@@ -121,10 +126,6 @@ def derive_photo(photo_path: Path, mask: np.ndarray, names: list[str], margin: f
             continue
         g = mask == region.index
         xy, vis = derive_landmarks(g, skin, types[region.index], covers & ~g, person)
-        if keypoints is not None:
-            from fashionlens.data.pose import refine_with_pose
-
-            xy, vis = refine_with_pose(xy, vis, g, keypoints, types[region.index])
         left, top, right, bottom = crop_box(region.box, margin, photo.size)
         name = f"img/{stem}_{region.label}.jpg"
         if out_img is not None:
@@ -138,27 +139,14 @@ def derive_photo(photo_path: Path, mask: np.ndarray, names: list[str], margin: f
 
 def _work(args) -> tuple[str, list[Garment] | None, int, str | None, list[int]]:
     """One photo in a worker process: (stem, garments or None, small count, error, mask tags)."""
-    ann, photo, names, margin, min_area, out_img, use_pose = args
+    ann, photo, names, margin, min_area, out_img = args
     try:
         mask = read_ccp_mask(ann, len(names), photo)
     except DataFormatError as e:
         return ann.stem, None, 0, str(e), []
     tags = np.flatnonzero(np.bincount(mask.ravel(), minlength=len(names)) >= MIN_MASK_PIXELS).tolist()
-    pose = _pose_model() if use_pose else None
-    garments, small = derive_photo(photo, mask, names, margin, min_area, out_img, pose)
+    garments, small = derive_photo(photo, mask, names, margin, min_area, out_img)
     return ann.stem, garments, small, None, tags
-
-
-_POSE = None
-
-
-def _pose_model():
-    global _POSE  # one model per worker process
-    if _POSE is None:
-        from fashionlens.data.pose import PoseModel
-
-        _POSE = PoseModel()
-    return _POSE
 
 
 def derive_landmark_tree(ccp_root: str | Path, out: str | Path, margin: float = 0.1, min_area: float = 0.01,
@@ -171,7 +159,7 @@ def derive_landmark_tree(ccp_root: str | Path, out: str | Path, margin: float = 
         out: the tree to write (``img/``, ``Anno/``, ``Eval/``); created, existing files replaced.
         margin: crop margin on every side, as a fraction of the garment box's longer side.
         min_area: garments covering less of the photo than this fraction are left out.
-        pose: refine the points with a human-pose model (the optional ``mediapipe`` extra).
+        pose: refine the points with a human-pose model: not available (raises :class:`PoseUnavailable`, saying why).
         split_seed, split_fractions: the CCP reader's split settings (``data.split_seed`` / ``split_fractions``).
         bad_masks: "skip" (report each and go on) or "fail" (stop at the first, naming it).
         workers: processes.
@@ -182,6 +170,11 @@ def derive_landmark_tree(ccp_root: str | Path, out: str | Path, margin: float = 
     """
     if bad_masks not in ("skip", "fail"):
         raise ValueError(f"bad_masks must be 'skip' or 'fail', got {bad_masks!r}")
+    if pose:
+        raise PoseUnavailable(
+            "--pose is not available: the only offline pose model (mediapipe 0.10.14, the last release that ships "
+            "pose_landmark_full.tflite) needs protobuf<5, and fashionlens's onnx needs protobuf>=6.31, so they cannot "
+            "share one environment; derive without --pose")
     if not 0 <= margin <= 2:
         raise ValueError(f"margin must be in [0, 2] (a fraction of the garment box), got {margin}")
     start = time.perf_counter()
@@ -196,7 +189,7 @@ def derive_landmark_tree(ccp_root: str | Path, out: str | Path, margin: float = 
     if missing:
         raise DataFormatError(missing[0], None, f"annotation without a photo; expected {root / 'photos' / missing[0].stem}.jpg")
     (out / "img").mkdir(parents=True, exist_ok=True)
-    jobs = [(a, photos[a.stem], names, margin, min_area, out / "img", pose) for a in anns]
+    jobs = [(a, photos[a.stem], names, margin, min_area, out / "img") for a in anns]
     summary, results = DeriveSummary(), {}
     for stem, garments, small, error, tags in _run(jobs, workers, progress):
         if error is not None:
@@ -253,8 +246,6 @@ def _table(header: str, rows: list[str]) -> bytes:
 
 def write_annotations(out: Path, samples: list[Garment], partition: dict[str, str], categories: list[str]) -> None:
     """The DeepFashion list files for ``samples``, each written atomically."""
-    from fashionlens.checkpoint import atomic_write_bytes
-
     cat_index = {c: k + 1 for k, c in enumerate(categories)}
     width = max([len(s.name) for s in samples] + [10]) + 2
     files = {

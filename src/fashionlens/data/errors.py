@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fashionlens.errors import FashionlensError
 
-class DataFormatError(ValueError):
+
+class DataFormatError(FashionlensError, ValueError):
     """A malformed annotation file, with the file and the 1-based line that is wrong.
 
     Call as ``DataFormatError(path, line, message)`` (str: ``"path:line: message"``, or

@@ -14,9 +14,27 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from fashionlens.errors import FashionlensError
+
 # Pixels above which an image is refused as a probable decompression bomb (PIL's own default,
 # about 9.5k x 9.5k); PIL would only warn below twice this, fashionlens refuses.
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+
+def pixel_limit_problem(width: int, height: int) -> str | None:
+    """Why an image of ``width`` x ``height`` is refused (a probable decompression bomb), or None.
+
+    The one pixel-limit check: the decoder, ``data check`` and the web service all call it.
+
+    Example:
+        >>> pixel_limit_problem(640, 480) is None
+        True
+        >>> pixel_limit_problem(20_000, 20_000)
+        'image of 20000x20000 pixels exceeds the limit of 89478485'
+    """
+    if width * height > MAX_IMAGE_PIXELS:
+        return f"image of {width}x{height} pixels exceeds the limit of {MAX_IMAGE_PIXELS}"
+    return None
 
 
 EXIF_ORIENTATION = 0x0112
@@ -30,7 +48,7 @@ _EXIF_TRANSPOSE = {
 MIRRORING_ORIENTATIONS = frozenset({2, 4, 5, 7})
 
 
-class BadImageError(ValueError):
+class BadImageError(FashionlensError, ValueError):
     """An image that cannot be used, with the file it came from and why."""
 
     def __init__(self, source: str, reason: str):
@@ -162,8 +180,9 @@ def _decode(fp: BinaryIO, name: str, draft_size: tuple[int, int] | None) -> tupl
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(fp)
             w, h = img.size
-            if w * h > MAX_IMAGE_PIXELS:
-                raise BadImageError(name, f"image of {w}x{h} pixels exceeds the limit of {MAX_IMAGE_PIXELS}")
+            too_big = pixel_limit_problem(w, h)
+            if too_big:
+                raise BadImageError(name, too_big)
             if draft_size is not None and img.format == "JPEG":
                 img.draft("RGB", draft_size)
             img.load()

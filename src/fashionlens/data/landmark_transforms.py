@@ -9,7 +9,7 @@ image of width W spans ``[0, W]``. In this convention every operation is exact:
 - horizontal flip of an image of width W: ``x' = W - x`` (pixel ``i`` goes to ``W - 1 - i``; its
   centre ``i + 0.5`` goes to ``W - i - 0.5``), and each left/right landmark pair is swapped.
 
-DeepFashion files give integer pixel indices; :class:`~fashionlens.data.deepfashion.DeepFashionDataset`
+DeepFashion files give integer pixel indices; :class:`~fashionlens.data.datasets.DeepFashionDataset`
 adds 0.5 to get pixel centres. Outputs are normalised to the network input: ``(x / W, y / H)`` in
 [0, 1]; landmarks that a crop pushes outside the image become invisible (and are clipped to [0, 1]).
 """
@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from fashionlens.data.config import DataConfig
+from fashionlens.data.transforms import pil_filter
 
 __all__ = [
     "FLIP_PAIRS",
@@ -28,15 +29,12 @@ __all__ = [
     "build_joint_transforms",
     "crop",
     "crop_box",
-    "gaussian_heatmaps",
     "hflip",
     "resize",
 ]
 
 # Left/right slot pairs of the 8 DeepFashion landmarks: collar, sleeve, waistline, hem.
 FLIP_PAIRS: tuple[tuple[int, int], ...] = ((0, 1), (2, 3), (4, 5), (6, 7))
-_RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
-             "bicubic": Image.Resampling.BICUBIC}  # fmt: skip
 
 Box = tuple[int, int, int, int]
 Sequence4 = tuple[float, float, float, float] | list[float] | np.ndarray
@@ -87,7 +85,7 @@ def resize(
     out_h, out_w = size
     w, h = image.size
     scale = np.asarray([out_w / w, out_h / h], dtype=np.float32)
-    return image.resize((out_w, out_h), _RESAMPLE[interpolation]), landmarks * scale
+    return image.resize((out_w, out_h), pil_filter(interpolation)), landmarks * scale
 
 
 def hflip(
@@ -147,8 +145,7 @@ class JointTransform:
         jitter_shift: float = 0.0,
         flip_pairs: tuple[tuple[int, int], ...] = FLIP_PAIRS,
     ):
-        if interpolation not in _RESAMPLE:
-            raise ValueError(f"interpolation must be one of {sorted(_RESAMPLE)}, got {interpolation!r}")
+        pil_filter(interpolation)  # an unknown name fails here, not at the first sample
         self.size = (int(size[0]), int(size[1]))
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
@@ -212,29 +209,3 @@ def build_joint_transforms(cfg: DataConfig, train: bool, margin: float = 0.1) ->
     if not train:
         return JointTransform(**common)
     return JointTransform(**common, flip_p=0.5, jitter_scale=0.1, jitter_shift=0.05)
-
-
-def gaussian_heatmaps(
-    landmarks: torch.Tensor, visible: torch.Tensor, size: tuple[int, int], sigma: float = 1.0
-) -> torch.Tensor:
-    """Gaussian target heatmaps, peak 1 at each visible landmark, all zeros for invisible ones.
-
-    Args:
-        landmarks: (..., L, 2) normalised (x, y) in [0, 1].
-        visible: (..., L) bool or 0/1.
-        size: (h, w) of the heatmaps.
-        sigma: standard deviation in heatmap pixels.
-
-    Returns:
-        (..., L, h, w) float32. The landmark at normalised x lies at heatmap coordinate x * w, and
-        pixel j is evaluated at its centre j + 0.5 (the convention of this module).
-    """
-    h, w = size
-    lm = torch.as_tensor(landmarks, dtype=torch.float32)
-    vis = torch.as_tensor(visible).to(torch.float32)
-    cx = (lm[..., 0] * w)[..., None, None]  # (..., L, 1, 1)
-    cy = (lm[..., 1] * h)[..., None, None]
-    xs = torch.arange(w, dtype=torch.float32, device=lm.device) + 0.5  # (w,)
-    ys = (torch.arange(h, dtype=torch.float32, device=lm.device) + 0.5)[:, None]  # (h, 1)
-    d2 = (xs - cx) ** 2 + (ys - cy) ** 2  # (..., L, h, w)
-    return torch.exp(-d2 / (2 * sigma**2)) * vis.to(lm.device)[..., None, None]

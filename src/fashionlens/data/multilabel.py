@@ -1,6 +1,6 @@
 """Multi-label data sets: one documented file format, top-n label selection and a stratified split.
 
-The format (see ``docs/formats.md``) is a CSV with the header ``image,main,labels`` or a JSONL file
+The format is a CSV with the header ``image,main,labels`` or a JSONL file
 with one ``{"image": ..., "main": ..., "labels": [...]}`` object per line. ``labels`` is a
 ``|``-separated list in CSV; ``main`` may be empty (no main label) and is added to the labels when
 missing there. Image paths are relative to the file's folder, or to ``images_root`` when given.
@@ -17,7 +17,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fashionlens.data.errors import DataFormatError
+from fashionlens.fileio import atomic_write_text
 
 __all__ = [
     "DataFormatError",
@@ -302,17 +302,6 @@ def _render(dataset: LabelledSet, folder: Path, jsonl: bool) -> str:
     return buf.getvalue()
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_multilabel(dataset: LabelledSet, path: str | Path, label_list_path: str | Path | None = None) -> None:
     """Write a data set as CSV or JSONL (by extension), atomically (temp file + ``os.replace``).
 
@@ -328,9 +317,9 @@ def write_multilabel(dataset: LabelledSet, path: str | Path, label_list_path: st
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".ndjson"):
         raise ValueError(f"{path}: unknown extension '{path.suffix}'; expected .csv or .jsonl")
-    _atomic_write(path, _render(dataset, path.parent.absolute(), jsonl=suffix != ".csv"))
+    atomic_write_text(path, _render(dataset, path.parent.absolute(), jsonl=suffix != ".csv"))
     if label_list_path is not None:
-        _atomic_write(Path(label_list_path), "".join(f"{name}\n" for name in dataset.label_names))
+        atomic_write_text(Path(label_list_path), "".join(f"{name}\n" for name in dataset.label_names))
 
 
 # -------------------------------------------------------------------------------- protocol steps

@@ -46,6 +46,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from fashionlens.data.deepfashion import ATTRIBUTE_TYPES, CLOTHES_TYPE_SLOTS
+
 __all__ = ["SIGNAL_ATTRIBUTES", "SynthRecord", "synth_categories", "synth_attributes", "synth_plan",
            "synth_deepfashion"]  # fmt: skip
 
@@ -68,8 +70,6 @@ SIGNAL_ATTRIBUTES: dict[str, int] = {
     "contrast belt": 4, "patch pocket": 4, **{n: 5 for n in _STYLE_COLOURS},
 }  # fmt: skip
 _ATTR_TYPE_COUNTS = {1: 156, 2: 218, 3: 180, 4: 216, 5: 230}  # the real file's proportions
-_TYPE_WORDS = {1: "texture", 2: "fabric", 3: "shape", 4: "part", 5: "style"}
-_SLOTS = {1: (0, 1, 2, 3, 6, 7), 2: (4, 5, 6, 7), 3: tuple(range(8))}
 _FOLDER_WORDS = ("Airy", "Bold", "Crisp", "Dusky", "Easy", "Fresh", "Grand", "Hazy", "Ivory", "Jolly",
                  "Keen", "Light", "Misty", "Neat", "Open", "Plush", "Quiet", "Rustic", "Sunny", "Tidy")  # fmt: skip
 
@@ -88,7 +88,7 @@ def synth_attributes() -> list[tuple[str, int]]:
     out = list(SIGNAL_ATTRIBUTES.items())
     for t, count in _ATTR_TYPE_COUNTS.items():
         n_signal = sum(1 for v in SIGNAL_ATTRIBUTES.values() if v == t)
-        out += [(f"synth {_TYPE_WORDS[t]} {k:03d}", t) for k in range(count - n_signal)]
+        out += [(f"synth {ATTRIBUTE_TYPES[t]} {k:03d}", t) for k in range(count - n_signal)]
     return sorted(out)
 
 
@@ -406,7 +406,7 @@ def _write_annotations(out: Path, records: list[SynthRecord]) -> None:
 def _landmark_row(rec: SynthRecord, width: int) -> str:
     """Name, clothes type, the type's (v, x, y) triples in file order, zero-padded to 8 triples."""
     idx = rec.landmark_indices
-    triples = [f"{rec.visibility[s]} {idx[s, 0]:03d} {idx[s, 1]:03d}" for s in _SLOTS[rec.clothes_type]]
+    triples = [f"{rec.visibility[s]} {idx[s, 0]:03d} {idx[s, 1]:03d}" for s in CLOTHES_TYPE_SLOTS[rec.clothes_type]]
     triples += ["0 000 000"] * (8 - len(triples))
     return f"{rec.name:<{width}}{rec.clothes_type}  " + "  ".join(triples)
 

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from fashionlens.checkpoint import ModelInfo, atomic_write_bytes
-from fashionlens.checkpoint import load_model as load_model_file
+from fashionlens.checkpoint import ModelInfo, load_model_file
+from fashionlens.errors import FashionlensError
+from fashionlens.fileio import atomic_write_bytes
 from fashionlens.inference.onnx_runner import (
     INPUT_NAME,
     META_DIGEST,
@@ -38,7 +39,7 @@ DEFAULT_OPSET = 18
 MIN_OPSET = 18  # the torch.export-based exporter emits 18; its down-conversion to 17 fails (ReduceMax axes)
 
 
-class ExportError(RuntimeError):
+class ExportError(FashionlensError, RuntimeError):
     """The exported ONNX model does not reproduce the PyTorch model's outputs."""
 
 

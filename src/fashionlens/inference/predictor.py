@@ -7,21 +7,19 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from fashionlens.checkpoint import ModelInfo
-from fashionlens.checkpoint import load_model as load_model_file
+from fashionlens.checkpoint import ModelInfo, load_model_file
+from fashionlens.data.deepfashion import LANDMARK_NAMES
 from fashionlens.data.images import BadImageError, ImageSource, load_image, photo_size
 from fashionlens.data.transforms import build_transforms, draft_size, input_to_photo
 from fashionlens.inference.onnx_runner import cpu_cores, onnxruntime_available
 from fashionlens.models.glem import heatmaps_to_landmarks
 
-LANDMARK_NAMES = ("left_collar", "right_collar", "left_sleeve", "right_sleeve",
-                  "left_waistline", "right_waistline", "left_hem", "right_hem")
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
 BACKENDS = ("auto", "torch", "onnx")
 Runner = Callable[[torch.Tensor], dict[str, np.ndarray]]  # batch (B, 3, H, W) -> outputs (B, ...)
@@ -38,7 +36,8 @@ class Landmark:
     name: str
     x: float  # pixels in the original (upright, full-resolution) image
     y: float
-    score: float  # heatmap peak value
+    score: float  # probability that the landmark is visible (visibility head), else the heatmap peak
+    visible: bool | None = None  # score >= 0.5, for models with a visibility head
 
 
 @dataclass
@@ -50,14 +49,16 @@ class Prediction:
     tags: list[ScoredLabel] | None = None
     tag_threshold: float | None = None
     attributes: list[ScoredLabel] | None = None
+    colours: list[ScoredLabel] | None = None  # models whose attributes are colours: those at >= 0.5
     landmarks: list[Landmark] | None = None
     image_size: tuple[int, int] | None = None  # (width, height) of the upright photo, full resolution
+    box: tuple[int, int, int, int] | None = None  # the crop (x0, y0, x1, y1) predicted on, when a box was given
     error: str | None = None
 
     def to_dict(self) -> dict:
         """The JSON record of the CLI and the web service (absent heads are left out)."""
         d = {"path": self.source}
-        for key in ("category", "tags", "attributes", "landmarks"):
+        for key in ("category", "tags", "attributes", "colours", "landmarks"):
             value = getattr(self, key)
             if value is not None:
                 d[key] = [asdict(v) for v in value]
@@ -65,17 +66,11 @@ class Prediction:
             d["tag_threshold"] = self.tag_threshold
         if self.image_size is not None:
             d["image_size"] = list(self.image_size)
+        if self.box is not None:
+            d["box"] = list(self.box)
         if self.error is not None:
             d["error"] = self.error
         return d
-
-
-@dataclass
-class PredictorOptions:
-    top_k: int = 5
-    threshold: float | None = None  # None: the model's own (calibrated) threshold, else 0.5
-    batch_size: int = 32
-    extra: dict = field(default_factory=dict)
 
 
 class Predictor:
@@ -99,6 +94,10 @@ class Predictor:
         self.runner: Runner = runner or self._torch_forward
         self.backend = backend or ("torch" if runner is None else "custom")
         self.workers = workers or min(cpu_cores(), 4)  # threads decoding images (PIL releases the GIL)
+        self.box_margin = box_margin(info)
+        from fashionlens.data.derive import COLOURS
+
+        self._colour_attributes = set(info.label_names.get("attributes", ["-"])) <= set(COLOURS)
 
     @property
     def heads(self) -> list[str]:
@@ -109,19 +108,41 @@ class Predictor:
             out = self.model(batch.to(self.device, memory_format=torch.channels_last))
         return {k: v.float().cpu().numpy() for k, v in out.items()}
 
-    def preprocess(self, src: ImageSource) -> tuple[torch.Tensor, tuple[int, int]]:
-        img = load_image(src, draft_size=self._draft)
-        return self.transform(img), photo_size(img)
+    def preprocess(self, src: ImageSource, box: Sequence[float] | None = None) -> tuple[torch.Tensor, tuple[int, int], Box | None]:
+        """(input tensor, upright photo size, crop or None): the whole photo, or ``box`` with a margin.
+
+        ``box`` is (x1, y1, x2, y2) in pixels of the upright photo; the crop grows it by the margin
+        the model's garment crops were trained with on every side and is clamped to the photo.
+        """
+        if box is None:
+            img = load_image(src, draft_size=self._draft)
+            return self.transform(img), photo_size(img), None
+        img = load_image(src)  # full resolution: a garment may be a small part of the photo
+        size = photo_size(img)
+        crop = garment_crop(box, size, self.box_margin)
+        return self.transform(img.crop(crop)), size, crop
 
     def predict(self, images: ImageSource | Sequence[ImageSource], top_k: int = 5, threshold: float | None = None,
-                names: Sequence[str] | None = None) -> list[Prediction]:
-        """Predict every image; an unreadable image yields a Prediction with ``error`` set."""
+                names: Sequence[str] | None = None, boxes: Sequence[Sequence[float] | None] | None = None) -> list[Prediction]:
+        """Predict every image; an unreadable image (or a box outside it) yields a Prediction with ``error`` set.
+
+        Args:
+            images: paths, PIL images, numpy arrays or encoded bytes (or one of them).
+            top_k: categories/tags/attributes per image.
+            threshold: tag threshold (default: the model's own, calibrated).
+            names: the ``source`` of each prediction (default: the path, or ``<image i>``).
+            boxes: per image, None (the whole photo) or a garment box (x1, y1, x2, y2) in pixels of the
+                upright photo: the model then sees that garment (plus a margin), and its landmarks
+                are returned in photo pixels.
+        """
         if not isinstance(images, (list, tuple)):
             images = [images]
-        return list(self.iter_predict(images, top_k, threshold, names))
+            boxes = None if boxes is None else [boxes]
+        return list(self.iter_predict(images, top_k, threshold, names, boxes))
 
     def iter_predict(self, images: Iterable[ImageSource], top_k: int = 5, threshold: float | None = None,
-                     names: Sequence[str] | None = None) -> Iterator[Prediction]:
+                     names: Sequence[str] | None = None,
+                     boxes: Sequence[Sequence[float] | None] | None = None) -> Iterator[Prediction]:  # fmt: skip
         """Like :meth:`predict`, streaming results batch by batch (for progress bars).
 
         Each batch of ``batch_size`` images is decoded by ``workers`` threads, then run as one batch;
@@ -132,53 +153,122 @@ class Predictor:
         with ThreadPoolExecutor(self.workers) as pool:
             while True:
                 chunk = list(itertools.islice(indexed, self.batch_size))
-                submitted = [(names[i] if names is not None else _source_name(src, i), pool.submit(self._try_preprocess, src))
-                             for i, src in chunk]
+                submitted = [(names[i] if names is not None else _source_name(src, i),
+                              pool.submit(self._try_preprocess, src, None if boxes is None else boxes[i]))
+                             for i, src in chunk]  # fmt: skip
                 if pending:
                     yield from self._run_chunk([n for n, _ in pending], [f.result() for _, f in pending], top_k, threshold)
                 if not submitted:
                     return
                 pending = submitted
 
-    def _try_preprocess(self, src: ImageSource) -> tuple[torch.Tensor, tuple[int, int]] | BadImageError:
+    def _try_preprocess(self, src: ImageSource, box=None) -> tuple[torch.Tensor, tuple[int, int], Box | None] | BadImageError:
         try:
-            return self.preprocess(src)
+            return self.preprocess(src, box)
         except BadImageError as e:
             return e
+        except BoxError as e:
+            return BadImageError(_source_name(src, 0), str(e))
 
     def _run_chunk(self, names: list[str], loaded: list, top_k: int, threshold: float | None) -> Iterator[Prediction]:
         good = [i for i, item in enumerate(loaded) if not isinstance(item, BadImageError)]
-        outputs = self.runner(torch.stack([loaded[i][0] for i in good])) if good else {}
+        preds = self.predict_batch(torch.stack([loaded[i][0] for i in good]), [names[i] for i in good],
+                                   [loaded[i][1] for i in good], top_k, threshold,
+                                   [loaded[i][2] for i in good]) if good else []
         rows = {i: row for row, i in enumerate(good)}
         for i, (name, item) in enumerate(zip(names, loaded, strict=True)):
             if isinstance(item, BadImageError):
                 yield Prediction(source=name, error=item.reason)
             else:
-                yield self._decode(outputs, rows[i], name, item[1], top_k, threshold)
+                yield preds[rows[i]]
+
+    def predict_batch(self, batch: torch.Tensor, names: Sequence[str], sizes: Sequence[tuple[int, int]],
+                      top_k: int = 5, threshold: float | None = None,
+                      crops: Sequence[Box | None] | None = None) -> list[Prediction]:  # fmt: skip
+        """Predict a batch that is already decoded and transformed (what the Ray engine's actors run).
+
+        Args:
+            batch: (B, 3, H, W) float32, the model's eval transform of each photo (or of its crop).
+            names: the ``source`` of each prediction.
+            sizes: (width, height) of each upright photo, for the landmarks.
+            top_k: categories/tags/attributes per image.
+            threshold: tag threshold (default: the model's own).
+            crops: per photo, the crop (x0, y0, x1, y1) the input was made from, or None (the whole photo).
+        """
+        outputs = self.runner(batch)
+        crops = crops if crops is not None else [None] * len(names)
+        return [self._decode(outputs, row, name, size, top_k, threshold, crop)
+                for row, (name, size, crop) in enumerate(zip(names, sizes, crops, strict=True))]
 
     def tag_threshold(self, threshold: float | None) -> float:
         return threshold if threshold is not None else float(self.info.extra.get("threshold", 0.5))
 
-    def _decode(self, out: dict[str, np.ndarray], row: int, name: str, size, top_k: int, threshold) -> Prediction:
-        pred = Prediction(source=name, image_size=size)
+    def _decode(self, out: dict[str, np.ndarray], row: int, name: str, size, top_k: int, threshold,
+                crop: Box | None = None) -> Prediction:  # fmt: skip
+        pred = Prediction(source=name, image_size=size, box=crop)
         names = self.info.label_names
         if "category" in out:
-            pred.category = _top(_softmax(out["category"][row]), names["category"], top_k)
+            temperature = float(self.info.extra.get("temperature", 1.0))  # calibrated: tools/ship_model.py
+            pred.category = _top(_softmax(out["category"][row] / temperature), names["category"], top_k)
         if "labels" in out:
             thr = self.tag_threshold(threshold)
             probs = _sigmoid(out["labels"][row])
             pred.tags = [s for s in _top(probs, names["labels"], top_k) if s.score >= thr]
             pred.tag_threshold = thr
         if "attributes" in out:
-            pred.attributes = _top(_sigmoid(out["attributes"][row]), names["attributes"], top_k)
+            probs = _sigmoid(out["attributes"][row])
+            pred.attributes = _top(probs, names["attributes"], top_k)
+            if self._colour_attributes:
+                pred.colours = [s for s in _top(probs, names["attributes"], len(probs)) if s.score >= 0.5]
         if "heatmaps" in out:
-            hm = torch.from_numpy(out["heatmaps"][row : row + 1])
-            xy = heatmaps_to_landmarks(hm)[0].numpy()
-            peak = hm.flatten(2).amax(-1)[0].numpy()
-            xy = input_to_photo(xy, size, self.info.data_config)
-            pred.landmarks = [Landmark(LANDMARK_NAMES[i] if i < 8 else f"landmark_{i}", float(x), float(y), float(p))
-                              for i, ((x, y), p) in enumerate(zip(xy, peak, strict=True))]
+            pred.landmarks = self._landmarks(out, row, size, crop)
         return pred
+
+    def _landmarks(self, out: dict[str, np.ndarray], row: int, size, crop: Box | None) -> list[Landmark]:
+        """Heatmap peaks in photo pixels, scored by the visibility head when the model has one."""
+        hm = torch.from_numpy(out["heatmaps"][row : row + 1])
+        xy = heatmaps_to_landmarks(hm)[0].numpy()
+        if crop is None:
+            xy = input_to_photo(xy, size, self.info.data_config)
+        else:  # the input was the crop: map into it, then move by its corner
+            xy = input_to_photo(xy, (crop[2] - crop[0], crop[3] - crop[1]), self.info.data_config) + (crop[0], crop[1])
+        if "landmark_visibility" in out:
+            score = _sigmoid(out["landmark_visibility"][row])
+            visible = [bool(p >= 0.5) for p in score]
+        else:
+            score, visible = hm.flatten(2).amax(-1)[0].numpy(), [None] * len(xy)
+        return [Landmark(LANDMARK_NAMES[i] if i < 8 else f"landmark_{i}", round(float(x), 2), round(float(y), 2),
+                         round(float(p), 6), v) for i, ((x, y), p, v) in enumerate(zip(xy, score, visible, strict=True))]
+
+
+Box = tuple[int, int, int, int]
+
+
+class BoxError(ValueError):
+    """A garment box that is malformed or outside its photo."""
+
+
+def box_margin(info: ModelInfo) -> float:
+    """The margin a garment box gets before the model sees it: the one its garment crops were trained with."""
+    data = info.extra.get("data", {})
+    garments = data.get("sources", {}).get("deepfashion", data if data.get("format") == "deepfashion" else {})
+    return float(garments.get("crop_margin", 0.1))
+
+
+def garment_crop(box: Sequence[float], size: tuple[int, int], margin: float) -> Box:
+    """``box`` (x1, y1, x2, y2) grown by ``margin`` of its width / height on each side, clamped to the photo."""
+    from fashionlens.data.landmark_transforms import crop_box
+
+    try:
+        x1, y1, x2, y2 = (float(v) for v in box)
+    except (TypeError, ValueError):
+        raise BoxError(f"a box is 4 numbers x1, y1, x2, y2 in pixels, got {box!r}") from None
+    width, height = size
+    if not (np.isfinite([x1, y1, x2, y2]).all() and x1 < x2 and y1 < y2):
+        raise BoxError(f"box {[x1, y1, x2, y2]}: expected x1 < x2 and y1 < y2")
+    if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
+        raise BoxError(f"box {[x1, y1, x2, y2]} lies outside the {width}x{height} photo")
+    return crop_box((x1, y1, x2, y2), size, margin)
 
 
 def _source_name(src: ImageSource, i: int) -> str:
@@ -214,7 +304,7 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
 
 
 def load_model(name_or_path: str | Path = "fashionlens-lite", device: str = "cpu", batch_size: int = 32,
-               backend: str = "auto") -> Predictor:
+               backend: str = "auto", threads: int | None = None) -> Predictor:
     """Load a shipped model by name or a model file (``.safetensors`` or ``.onnx``) into a :class:`Predictor`.
 
     Args:
@@ -225,6 +315,8 @@ def load_model(name_or_path: str | Path = "fashionlens-lite", device: str = "cpu
             model is exported once to :func:`fashionlens.inference.export.cache_dir`) or "auto":
             ONNX Runtime on the CPU when it is installed and was measured faster for this model
             (measured once, at export, and remembered), else PyTorch.
+        threads: ONNX Runtime intra-op threads (default: the cores this process may use); a
+            process that shares its machine with other inference workers (a Ray actor) sets it.
 
     Raises:
         ValueError: unknown backend, or a backend the file or device cannot serve.
@@ -238,22 +330,22 @@ def load_model(name_or_path: str | Path = "fashionlens-lite", device: str = "cpu
         if backend == "torch" or not on_cpu:
             raise ValueError(f"{path}: an .onnx model runs with backend 'onnx' on the CPU only "
                              "(use the .safetensors file for PyTorch)")
-        return _onnx_predictor(path, batch_size)
+        return _onnx_predictor(path, batch_size, threads)
     if backend == "onnx" and not on_cpu:
         raise ValueError("backend 'onnx' runs on the CPU only; use backend 'torch' for other devices")
     if backend == "onnx" or (backend == "auto" and on_cpu and onnxruntime_available()):
         onnx_path = _cached_export(path, required=backend == "onnx")
         if onnx_path is not None and (backend == "onnx" or _onnx_is_faster(path, onnx_path, batch_size)):
-            return _onnx_predictor(onnx_path, batch_size)
+            return _onnx_predictor(onnx_path, batch_size, threads)
     model, info = load_model_file(path, device=device)
     return Predictor(model, info, device=device, batch_size=batch_size)
 
 
-def _onnx_predictor(onnx_path: Path, batch_size: int) -> Predictor:
+def _onnx_predictor(onnx_path: Path, batch_size: int, threads: int | None = None) -> Predictor:
     from fashionlens.inference.onnx_runner import OnnxRunner, read_onnx_model
 
     proto, info = read_onnx_model(onnx_path)
-    return Predictor(None, info, batch_size=batch_size, runner=OnnxRunner(proto), backend="onnx")
+    return Predictor(None, info, batch_size=batch_size, runner=OnnxRunner(proto, threads=threads), backend="onnx")
 
 
 def _cached_export(path: Path, required: bool) -> Path | None:

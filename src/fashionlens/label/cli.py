@@ -18,7 +18,7 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _export_config(labels: Path, target: Path) -> None:
-    from fashionlens.checkpoint import atomic_write_bytes
+    from fashionlens.fileio import atomic_write_bytes
     from fashionlens.label.labelstudio import labelstudio_config
     from fashionlens.label.store import read_vocabulary
 

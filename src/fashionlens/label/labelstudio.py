@@ -132,7 +132,7 @@ def _pick_annotation(task: dict, result: ImportResult) -> dict | None:
     return (truth or sorted(done, key=lambda a: str(a.get("updated_at") or a.get("created_at") or "")))[-1]
 
 
-def _task_record(task: dict, annotation: dict, main_field: str, labels_field: str,
+def _task_record(annotation: dict, main_field: str, labels_field: str,
                  vocab: Sequence[str] | None) -> Record:
     picked = annotation.get("result")
     if not isinstance(picked, list):
@@ -195,7 +195,7 @@ def import_labelstudio(path: str | Path, photos: str | Path, main_field: str = "
             ref = task["data"].get(image_field)
             if not isinstance(ref, str):
                 raise ValueError(f"no image reference in data.{image_field} (keys: {sorted(task['data'])})")
-            record = _task_record(task, annotation, main_field, labels_field, vocab)
+            record = _task_record(annotation, main_field, labels_field, vocab)
             photo, why = index.find(ref)
             if photo is None:
                 raise ValueError(f"image {ref!r}: {why}")

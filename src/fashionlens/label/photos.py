@@ -19,12 +19,13 @@ from pathlib import Path
 
 from fashionlens.data.image_folder import IMAGE_EXTENSIONS
 from fashionlens.data.images import BadImageError, load_image
+from fashionlens.errors import FashionlensError
 
 VIEW_SIDE = 1280  # longest side of the photo shown large; the browser scales it down to fit
 THUMB_SIDE = 240  # longest side of a grid thumbnail
 
 
-class PhotoAccessError(Exception):
+class PhotoAccessError(FashionlensError):
     """A photo that may not be read: it resolves outside the photo folder."""
 
 

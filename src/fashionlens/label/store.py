@@ -23,9 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fashionlens.checkpoint import atomic_write_bytes
 from fashionlens.data import multilabel as ml
 from fashionlens.data.errors import DataFormatError
+from fashionlens.errors import FashionlensError
+from fashionlens.fileio import atomic_write_bytes
 from fashionlens.label.photos import PhotoList
 
 try:  # the lock file needs flock (POSIX); elsewhere sessions are not guarded against each other
@@ -36,11 +37,11 @@ except ImportError:  # pragma: no cover - Windows
 OUTPUT_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 
 
-class LabelSessionError(Exception):
+class LabelSessionError(FashionlensError):
     """A session that cannot start (bad vocabulary, bad existing file, output in use); one line."""
 
 
-class LabelValueError(ValueError):
+class LabelValueError(FashionlensError, ValueError):
     """A save request with labels the vocabulary does not allow (the page shows the message)."""
 
 

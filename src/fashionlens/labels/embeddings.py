@@ -1,4 +1,4 @@
-"""Word embeddings of label names: the node features of the ML-GCN label graph (method.md part B, 2).
+"""Word embeddings of label names: the node features of the ML-GCN label graph (seed B).
 
 :func:`label_embeddings` turns C label names into a ``(C, D)`` float32 matrix with one of the registered
 providers:
@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
 import numpy as np
+
+from fashionlens.errors import FashionlensError
 
 __all__ = [
     "DEFAULT_ALIASES",
@@ -68,7 +70,7 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _MAX_PIECE = 30  # longest vocabulary word word_break tries
 
 
-class LabelEmbeddingError(ValueError):
+class LabelEmbeddingError(FashionlensError, ValueError):
     """Some label names have no word vector.
 
     Attributes:

@@ -1,4 +1,4 @@
-"""Label co-occurrence graph for the ML-GCN head (method.md part B, section 2).
+"""Label co-occurrence graph for the ML-GCN head (seed B, with its eq. 2 re-weighting).
 
 From the training targets (N images x C labels, 0/1):
 

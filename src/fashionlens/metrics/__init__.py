@@ -1,6 +1,6 @@
 """fashionlens.metrics: each metric once as a pure function, report bundles, and a DDP collector.
 
-See ``docs/metrics.md`` for the exact definitions.
+Each function's docstring gives its exact definition (the seeds' evaluation protocols).
 """
 
 from fashionlens.metrics.bootstrap import BootstrapResult, paired_bootstrap
@@ -8,6 +8,7 @@ from fashionlens.metrics.collector import ScoreCollector
 from fashionlens.metrics.functional import (
     attribute_recall_at_k,
     average_precision,
+    expected_calibration_error,
     landmark_detection_rate,
     landmark_normalized_error,
     mean_average_precision,
@@ -31,6 +32,7 @@ __all__ = [
     "average_precision",
     "classification_report",
     "deepfashion_report",
+    "expected_calibration_error",
     "landmark_detection_rate",
     "landmark_normalized_error",
     "mean_average_precision",

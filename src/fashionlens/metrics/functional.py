@@ -1,4 +1,4 @@
-"""Functional metrics: each metric of docs/metrics.md once, as a pure function.
+"""Functional metrics: each metric of the seeds' evaluation protocols once, as a pure function.
 
 Every function accepts numpy arrays or torch tensors (any float dtype, including fp16/bf16, on any
 device) and returns Python floats (fractions in [0, 1], not percent) unless documented otherwise.
@@ -21,6 +21,7 @@ import torch
 ArrayLike = np.ndarray | torch.Tensor
 
 __all__ = [
+    "expected_calibration_error",
     "ArrayLike",
     "attribute_recall_at_k",
     "average_precision",
@@ -507,3 +508,35 @@ def landmark_detection_rate(
     """
     dist, vis = _landmark_distances(pred, target, visible)
     return _fraction(np.count_nonzero((dist <= threshold) & vis), np.count_nonzero(vis))
+
+
+def expected_calibration_error(scores: ArrayLike, labels: ArrayLike, n_bins: int = 15) -> float:
+    """Expected calibration error of the top-1 prediction (Guo et al., 2017).
+
+    The top-1 confidences are put into ``n_bins`` equal-width bins over [0, 1] (a confidence of
+    exactly 1 goes to the last bin); ECE is the mean over bins of ``|accuracy - mean confidence|``,
+    weighted by the fraction of images in the bin.
+
+    Args:
+        scores: ``(N, C)`` class probabilities.
+        labels: ``(N,)`` true class indices.
+        n_bins: the number of bins.
+
+    Example:
+        >>> # confidences 0.9 (bin [0.5, 1], right) and 0.4 (bin [0, 0.5), right): 0.5 * 0.1 + 0.5 * 0.6
+        >>> expected_calibration_error(np.array([[0.9, 0.05, 0.05], [0.4, 0.3, 0.3]]), np.array([0, 0]), n_bins=2)
+        0.35
+    """
+    s = _as_scores(scores)
+    y = _as_labels(labels, s.shape)
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    conf = s.max(axis=1)
+    correct = (s.argmax(axis=1) == y).astype(np.float64)
+    bins = np.minimum((conf * n_bins).astype(np.int64), n_bins - 1)
+    total = 0.0
+    for b in np.unique(bins):
+        sel = bins == b
+        total += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
+    return float(round(total, 12))
+

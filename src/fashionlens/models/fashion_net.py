@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fashionlens.data.config import DataConfig
@@ -23,7 +24,8 @@ from fashionlens.models.heads import RecognitionHead
 from fashionlens.models.registry import create_backbone
 
 HEAD_NAMES = ("category", "labels", "attributes")
-_LANDMARK_DEFAULTS = {"num_landmarks": 8, "num_glem": 1, "num_upsample": 1, "fuse": True, "channels": None}
+_LANDMARK_DEFAULTS = {"num_landmarks": 8, "num_glem": 1, "num_upsample": 1, "fuse": True, "channels": None,
+                      "visibility": False, "stride": None}
 
 
 class FashionNet(nn.Module):
@@ -38,7 +40,12 @@ class FashionNet(nn.Module):
             ``num_upsample`` (heatmap resolution = feature resolution x 2^num_upsample), ``fuse`` and
             ``channels``: None (the GLEM works at the backbone's width, as in seed A's 512-channel
             conv4) or a width the features are first reduced to by a 1x1 conv-BN-ReLU (a 1280-channel
-            EfficientNet map would make each 3x3 GLEM conv 15 M parameters).
+            EfficientNet map would make each 3x3 GLEM conv 15 M parameters), ``visibility``: also
+            predict whether each landmark is visible (a linear layer on the pooled landmark
+            features; output ``landmark_visibility``, logits (B, L)), ``stride``: None (the branch
+            reads the backbone's last map, as seed A's shared conv4) or a finer stride (e.g. 16) of
+            an EfficientNet's intermediate map, for finer landmarks; fused features are then
+            average-pooled to the last map's size.
         backbone_kwargs: passed to the backbone builder (e.g. ``input_size``).
         pretrained: backbone weights: False, True (its default source) or a local file path.
         backbone_module: an already built backbone of that name (saves building it twice).
@@ -87,10 +94,13 @@ class FashionNet(nn.Module):
         self.fuse = bool(lm and lm["fuse"])
         width = channels
         if lm:
-            width = int(lm["channels"] or channels)
-            reduce = [conv_bn_relu(channels, width, 1)] if lm["channels"] else []
+            source = self.backbone.tap(lm["stride"]) if lm["stride"] else channels
+            width = int(lm["channels"] or source)
+            reduce = [conv_bn_relu(source, width, 1)] if lm["channels"] or source != width else []
             self.glem = nn.Sequential(*reduce, *[GLEM(width) for _ in range(lm["num_glem"])])
             self.heatmap_head = HeatmapHead(width, lm["num_landmarks"], lm["num_upsample"])
+            if lm["visibility"]:
+                self.visibility_head = nn.Linear(width, lm["num_landmarks"])
         head_in = channels + width if self.fuse else channels
         self.heads = nn.ModuleDict({name: RecognitionHead(head_in, **kw) for name, kw in heads.items()})
 
@@ -111,13 +121,21 @@ class FashionNet(nn.Module):
         return self._forward(x)
 
     def _forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        feats = self.backbone(x)  # (B, C, h, w)
+        lm = self._spec["landmarks"]
+        if lm and lm["stride"]:
+            feats, fine = self.backbone.forward_with_tap(x)  # (B, C, h, w), (B, C'', h', w') at the finer stride
+        else:
+            feats = fine = self.backbone(x)  # (B, C, h, w)
         out: dict[str, torch.Tensor] = {}
         head_in = feats
-        if self._spec["landmarks"]:
-            context = self.glem(feats)  # (B, C', h, w), C' = landmarks.channels or C
+        if lm:
+            context = self.glem(fine)  # (B, C', h', w'), C' = landmarks.channels or the map's
             out["heatmaps"] = self.heatmap_head(context)  # (B, L, h', w')
+            if self._spec["landmarks"]["visibility"]:
+                out["landmark_visibility"] = self.visibility_head(context.mean(dim=(2, 3)))  # (B, L) logits
             if self.fuse:
+                if context.shape[-2:] != feats.shape[-2:]:
+                    context = F.adaptive_avg_pool2d(context, feats.shape[-2:])
                 head_in = torch.cat([context, feats], dim=1)  # (B, C' + C, h, w)
         for name, head in self.heads.items():
             out[name] = head(head_in)  # (B, num_classes)

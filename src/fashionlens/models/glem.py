@@ -8,6 +8,12 @@ from torch import nn
 
 
 def conv_bn_relu(cin: int, cout: int, kernel: int = 3) -> nn.Sequential:
+    """Conv (no bias, "same" padding) -> BatchNorm -> ReLU: the one conv-BN-ReLU of the model family.
+
+    Used by the GLEM, the heatmap head, heads and backbones; a backbone that needs the three layers
+    flat in its own ``nn.Sequential`` (state-dict names ``body.0``, ``body.1``, ...) unpacks it
+    with ``*conv_bn_relu(...)``.
+    """
     return nn.Sequential(
         nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
     )

@@ -13,8 +13,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fashionlens.errors import FashionlensError
 
-class PretrainedWeightsUnavailable(RuntimeError):
+
+class PretrainedWeightsUnavailable(FashionlensError, RuntimeError):
     """Pretrained weights were asked for but cannot be had here."""
 
 

@@ -36,7 +36,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from fashionlens.data.images import MAX_IMAGE_PIXELS
+from fashionlens.data.images import pixel_limit_problem
+from fashionlens.errors import FashionlensError
 from fashionlens.inference.predictor import Predictor
 
 MiB = 1024 * 1024
@@ -50,7 +51,7 @@ _GENERIC_TYPES = ("", "application/octet-stream")
 log = logging.getLogger("fashionlens.serve")
 
 
-class UploadError(Exception):
+class UploadError(FashionlensError):
     """A request refused with a 4xx status and a message for the client."""
 
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
@@ -215,8 +216,9 @@ def check_upload(upload: Upload) -> UploadError | None:
         return UploadError(413, f"{name}: image has too many pixels (decompression bomb refused)")
     except Exception as e:  # PIL raises many types for broken headers; all mean "unreadable"
         return UploadError(422, f"{name}: cannot read the image header ({type(e).__name__})")
-    if width * height > MAX_IMAGE_PIXELS:
-        return UploadError(413, f"{name}: image of {width}x{height} pixels exceeds the limit of {MAX_IMAGE_PIXELS}")
+    too_big = pixel_limit_problem(width, height)
+    if too_big:
+        return UploadError(413, f"{name}: {too_big}")
     return None
 
 
@@ -246,8 +248,21 @@ class _Gate:
             return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
 
+def parse_box(text: str | None) -> tuple[float, float, float, float] | None:
+    """The ``box`` query parameter: "x1,y1,x2,y2" in pixels of the photo, or None."""
+    if text is None or not text.strip():
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or not (values[0] < values[2] and values[1] < values[3]):
+        raise UploadError(422, f"box must be 'x1,y1,x2,y2' in pixels with x1 < x2 and y1 < y2, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
 async def predict_uploads(predictor: Predictor, gate: _Gate, uploads: list[Upload], top_k: int,
-                          threshold: float | None) -> list[dict]:
+                          threshold: float | None, box: tuple[float, float, float, float] | None = None) -> list[dict]:
     """One record per upload, in order; a lone upload that fails raises its UploadError instead."""
     problems = [check_upload(u) for u in uploads]
     if len(uploads) == 1 and problems[0] is not None:
@@ -256,7 +271,7 @@ async def predict_uploads(predictor: Predictor, gate: _Gate, uploads: list[Uploa
 
     def infer() -> list:
         return predictor.predict([bytes(u.data) for u in good], top_k=top_k, threshold=threshold,
-                                 names=[u.filename for u in good])
+                                 names=[u.filename for u in good], boxes=None if box is None else [box] * len(good))
 
     predictions = iter(await gate.run(infer) if good else [])
     records = [next(predictions).to_dict() if p is None else {"path": u.filename, "error": p.message}
@@ -348,11 +363,14 @@ def _add_api_routes(app: FastAPI, predictor: Predictor, gate: _Gate, limits: Lim
 
     @app.post("/v1/predict", dependencies=[Depends(require_key)], openapi_extra=_PREDICT_OPENAPI)
     async def predict(request: Request, top_k: int = Query(5, ge=1, le=50),
-                      threshold: float | None = Query(None, ge=0.0, le=1.0)) -> dict:
+                      threshold: float | None = Query(None, ge=0.0, le=1.0),
+                      box: str | None = Query(None, description="a garment box 'x1,y1,x2,y2' in pixels of the photo: "
+                                              "predict on that garment (its landmarks in photo pixels)")) -> dict:
         """Predict every uploaded photo (multipart field ``files``); one record per photo, in order."""
+        garment = parse_box(box)
         async with gate.admit():
             uploads = await read_uploads(request, limits)
-            records = await predict_uploads(predictor, gate, uploads, top_k, threshold)
+            records = await predict_uploads(predictor, gate, uploads, top_k, threshold, garment)
         return {"model": name, "results": records}
 
 
@@ -373,7 +391,7 @@ def create_app(predictor: Predictor, api_key: str | None = None, max_upload_byte
     """
     limits = Limits(max_upload_bytes, max_files, read_timeout_s=read_timeout_s)
     gate = _Gate(max_concurrency, max_queue)
-    name = model_name or predictor.info.extra.get("name") or predictor.info.spec.get("backbone", "model")
+    name = model_name or predictor.info.spec.get("backbone", "model")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from fashionlens.errors import FashionlensError
+
 DEFAULTS: dict[str, Any] = {
     "experiment": "experiment",
     "seed": 0,
@@ -38,6 +40,8 @@ DEFAULTS: dict[str, Any] = {
         "ccp_annotations": "both",  # ccp: both | image-level | pixel-level (each kind is split on its own)
         "min_mask_pixels": 100,  # ccp pixel-level: a label covering fewer pixels is not a tag
         "holdout": None,  # clothing_dataset: folder of photos (or file of ids) kept for validation, never trained on
+        "implied_tags": 0.0,  # mixed, clothing_dataset source: loss weight of the tags a product photo's class implies
+        "targets": None,  # mixed: the targets a source supplies (category, labels, attributes, landmarks); default all
     },
     "model": {
         "backbone": "efficientnet_lite0",
@@ -51,9 +55,10 @@ DEFAULTS: dict[str, Any] = {
         "embeddings": {"provider": "glove", "path": None, "aliases": {}},
     },
     "loss": {
-        "weights": {"category": 1.0, "labels": 1.0, "attributes": 1.0, "landmarks": 1.0},
+        "weights": {"category": 1.0, "labels": 1.0, "attributes": 1.0, "landmarks": 1.0, "visibility": 1.0},
         "attribute_pos_weight": "frequency",  # frequency | none
         "heatmap_sigma": 1.5,
+        "heatmap": "mse",  # mse (seed A) | softmax (cross-entropy over each map's positions: learns in fewer steps)
         "label_smoothing": 0.0,  # category cross-entropy
         # labels / attributes heads: bce (attributes: weighted by attribute_pos_weight) | asl | focal
         "multilabel": {"kind": "bce", "gamma_neg": 4.0, "gamma_pos": 0.0, "clip": 0.05,  # asl
@@ -92,7 +97,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(FashionlensError, ValueError):
     """A config key or value that fashionlens does not understand."""
 
 

@@ -15,9 +15,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fashionlens.data.config import DataConfig
+from fashionlens.errors import FashionlensError
 
 
-class DataPathError(ValueError):
+class DataPathError(FashionlensError, ValueError):
     """No data path was given, or it does not exist."""
 
 
@@ -58,16 +59,16 @@ def build_data(cfg: dict, data_config: DataConfig, splits=("train", "val", "test
         return _mixed_bundle(cfg, data_config, splits)
     root = resolve_data_path(cfg)
     if fmt in ("ccp", "multilabel"):
-        return _multilabel_bundle(cfg, root, data_config, splits)
-    if fmt == "image_folder":
-        return _image_folder_bundle(cfg, root, data_config, splits)
-    if fmt == "clothing_dataset":
-        return _clothing_bundle(cfg, root, data_config, splits)
-    if fmt == "deepfashion":
-        from fashionlens.train.deepfashion_data import deepfashion_bundle
-
-        return deepfashion_bundle(cfg, root, data_config, splits)
-    raise ValueError(f"data.format must be ccp, multilabel, image_folder, clothing_dataset, deepfashion or mixed, got {fmt!r}")
+        bundle = _multilabel_bundle(cfg, root, data_config, splits)
+    elif fmt == "image_folder":
+        bundle = _image_folder_bundle(cfg, root, data_config, splits)
+    elif fmt == "clothing_dataset":
+        bundle = _clothing_bundle(cfg, root, data_config, splits)
+    elif fmt == "deepfashion":
+        bundle = _deepfashion_bundle(cfg, root, data_config, splits)
+    else:
+        raise ValueError(f"data.format must be ccp, multilabel, image_folder, clothing_dataset, deepfashion or mixed, got {fmt!r}")
+    return select_targets(bundle, cfg["data"]["targets"]) if cfg["data"]["targets"] else bundle
 
 
 def source_config(cfg: dict, name: str) -> dict:
@@ -84,20 +85,79 @@ def source_config(cfg: dict, name: str) -> dict:
     return sub
 
 
+TARGET_KEYS = {"category": ("category",), "labels": ("labels", "labels_mask"),
+               "attributes": ("attributes", "attributes_mask"), "landmarks": ("landmarks", "landmark_visible")}
+
+
 def _mixed_bundle(cfg: dict, data_config: DataConfig, splits) -> DataBundle:
-    """Several data sets, each labelling different heads; training draws one sub-batch from each."""
+    """Several data sets, each labelling some heads; training draws one sub-batch from each.
+
+    Two sources may label the same head if they name the same classes (the product photos' implied
+    tags and CCP's tags); the training targets that build label graphs and priors come from the
+    sources that observed them (implied tags are not observations of which tags occur together).
+    """
     if not cfg["data"]["sources"]:
         raise ValueError("data.format: mixed needs data.sources (name -> {format, path, ...})")
     sources = {name: build_data(source_config(cfg, name), data_config, splits) for name in cfg["data"]["sources"]}
-    label_names: dict[str, list[str]] = {}
-    train_targets: dict[str, np.ndarray] = {}
+    merged = DataBundle({}, {}, {}, {}, sources=sources)
     for name, b in sources.items():
-        clash = set(label_names) & set(b.label_names)
-        if clash:
-            raise ValueError(f"data.sources.{name} labels head(s) {sorted(clash)} that another source labels too")
-        label_names.update(b.label_names)
-        train_targets.update(b.train_targets)
-    return DataBundle({}, label_names, train_targets, {}, sources=sources)
+        for head, names in b.label_names.items():
+            if head in merged.label_names and list(merged.label_names[head]) != list(names):
+                raise ValueError(f"data.sources.{name} labels head {head!r} with other names than another source")
+            merged.label_names[head] = list(names)
+        for head, targets in b.train_targets.items():
+            old = merged.train_targets.get(head)
+            merged.train_targets[head] = targets if old is None else np.concatenate([old, targets])
+        if b.attribute_groups is not None:
+            merged.attribute_groups, merged.attribute_masks = b.attribute_groups, b.attribute_masks
+    for name, settings in cfg["data"]["sources"].items():
+        if settings.get("implied_tags"):
+            _attach_implied_tags(name, sources[name], merged.label_names.get("labels"), float(settings["implied_tags"]))
+    return merged
+
+
+def _attach_implied_tags(name: str, bundle: DataBundle, tag_names: list[str] | None, weight: float) -> None:
+    """Give a product-photo source's training photos the tags their class implies (data/product_tags.py)."""
+    from fashionlens.data.product_tags import implied_tag_targets
+
+    if tag_names is None or "train" not in bundle.datasets:
+        raise ValueError(f"data.sources.{name}.implied_tags needs another source that labels tags (e.g. ccp)")
+    dataset = getattr(bundle.datasets["train"], "dataset", bundle.datasets["train"])  # under a SelectTargets
+    targets, weights = implied_tag_targets(bundle.label_names["category"], tag_names, weight)
+    dataset.class_targets = {"labels": torch.from_numpy(targets), "labels_mask": torch.from_numpy(weights)}
+    bundle.label_names["labels"] = list(tag_names)
+
+
+class SelectTargets(Dataset):
+    """A dataset whose samples keep only some targets (a source that labels only some heads)."""
+
+    def __init__(self, dataset: Dataset, heads):
+        self.dataset = dataset
+        self.keep = {"image", "index", *(k for h in heads for k in TARGET_KEYS[h])}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict:
+        return {k: v for k, v in self.dataset[i].items() if k in self.keep}
+
+    def __getattr__(self, name: str):  # bad_files, targets, ... of the wrapped dataset
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def select_targets(bundle: DataBundle, heads) -> DataBundle:
+    """Keep only ``heads`` ("category", "labels", "attributes", "landmarks") of a source's targets."""
+    unknown = sorted(set(heads) - set(TARGET_KEYS))
+    if unknown:
+        raise ValueError(f"data.targets: unknown target(s) {unknown}; known: {sorted(TARGET_KEYS)}")
+    bundle.datasets = {s: SelectTargets(ds, heads) for s, ds in bundle.datasets.items()}
+    bundle.label_names = {h: n for h, n in bundle.label_names.items() if h in heads}
+    bundle.train_targets = {h: t for h, t in bundle.train_targets.items() if h in heads}
+    if "attributes" not in heads:
+        bundle.attribute_groups = bundle.attribute_masks = None
+    return bundle
 
 
 def _multilabel_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -> DataBundle:
@@ -174,6 +234,35 @@ def _classification_bundle(d: dict, parts: dict, data_config: DataConfig, splits
             paths[split] = [str(p) for p, _ in parts[split].samples]
     train = parts["train"]
     return DataBundle(datasets, {"category": list(train.class_names)}, {"category": train.targets()}, paths)
+
+
+def _deepfashion_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -> DataBundle:
+    """DeepFashion (or a synthetic tree in its layout): ``Eval/list_eval_partition.txt`` fixes the splits."""
+    from fashionlens.data.datasets import DeepFashionDataset
+    from fashionlens.data.deepfashion import read_deepfashion
+    from fashionlens.data.landmark_transforms import build_joint_transforms
+
+    d = cfg["data"]
+    index = read_deepfashion(root)
+    parts = {s: index.subset(index.partition == s) for s in ("train", "val", "test")}
+    if d["limit"]:
+        parts["train"] = parts["train"].subset(np.arange(min(int(d["limit"]), len(parts["train"]))))
+    datasets, paths = {}, {}
+    for split in splits:
+        if split not in parts or len(parts[split]) == 0:
+            continue
+        tf = build_joint_transforms(data_config, train=split == "train", margin=float(d["crop_margin"]))
+        datasets[split] = DeepFashionDataset(parts[split], root, tf, data_config, bad_images=d["bad_images"])
+        paths[split] = [str(root / str(n)) for n in parts[split].image_names]
+    train = parts["train"]
+    return DataBundle(
+        datasets=datasets,
+        label_names={"category": [str(n) for n in index.category_names], "attributes": [str(n) for n in index.attribute_names]},
+        train_targets={"category": train.category, "attributes": (train.attributes > 0).astype(np.float32)},
+        paths=paths,
+        attribute_groups=np.asarray(index.attribute_types, dtype=np.int64),
+        attribute_masks=(train.attributes != 0).astype(np.float32),
+    )
 
 
 def num_workers(setting) -> int:

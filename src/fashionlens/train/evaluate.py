@@ -10,11 +10,12 @@ import lightning as L
 import numpy as np
 import torch
 
-from fashionlens.checkpoint import atomic_write_bytes, load_model
+from fashionlens.checkpoint import load_model_file
+from fashionlens.fileio import atomic_write_bytes
 from fashionlens.train.config import load_config
 from fashionlens.train.data import build_data, make_loader
 from fashionlens.train.fit import write_json
-from fashionlens.train.report import markdown_report, plot_correlation, plot_landmarks, plot_per_label_recall
+from fashionlens.train.tables import markdown_report, plot_correlation, plot_landmarks, plot_per_label_recall
 from fashionlens.train.task import FashionTask
 
 
@@ -42,7 +43,7 @@ def evaluate_model(path: str | Path, data: str | Path, split: str = "val", batch
                    trainer_kwargs: dict | None = None, overrides: list[str] | None = None,
                    data_format: str | None = None) -> tuple[dict, dict]:
     """Evaluate one model file on one split; returns (report, gathered outputs incl. paths)."""
-    model, info = load_model(path)
+    model, info = load_model_file(path)
     cfg = config_for_model(info, data, batch_size, overrides, data_format)
     bundle = build_data(cfg, info.data_config, splits=("train", split))
     if split not in bundle.datasets:

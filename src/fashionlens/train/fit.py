@@ -14,7 +14,9 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from fashionlens.checkpoint import ModelInfo, atomic_write_bytes, save_model
+from fashionlens.checkpoint import ModelInfo, save_model
+from fashionlens.errors import FashionlensError
+from fashionlens.fileio import atomic_write_bytes
 from fashionlens.losses import pos_weight_from_targets
 from fashionlens.models.fashion_net import FashionNet
 from fashionlens.models.registry import create_backbone
@@ -25,7 +27,7 @@ from fashionlens.train.task import FashionTask
 MIN_FREE_BYTES = 200 * 1024 * 1024
 
 
-class OutputDirError(OSError):
+class OutputDirError(FashionlensError, OSError):
     """The output directory cannot be written, or the disk is (nearly) full."""
 
 
@@ -35,7 +37,8 @@ def train(cfg: dict, out_dir: str | Path, resume: bool = True) -> dict:
     Writes to ``out_dir``: ``config.yaml`` (resolved), ``checkpoints/last.ckpt`` (resume state:
     weights, optimiser, scheduler, epoch, step, data position, RNG states; rewritten atomically every
     epoch and every ``trainer.checkpoint_every_n_steps`` steps), ``model.safetensors`` (best weights,
-    self-describing), ``metrics.json`` + ``report.md`` (validation), CSV and TensorBoard logs.
+    self-describing), ``metrics.json`` (the best epoch's validation report; ``fashionlens evaluate`` writes
+    the Markdown tables), CSV and TensorBoard logs.
 
     With ``resume`` and an existing ``last.ckpt``, training continues where that checkpoint left off,
     mid-epoch included, and ends as an uninterrupted run would (see :mod:`fashionlens.train.resume`).
@@ -57,7 +60,7 @@ def train(cfg: dict, out_dir: str | Path, resume: bool = True) -> dict:
     task = make_task(cfg, model, bundle)
     _write_config(cfg, out)
 
-    monitor, mode = monitor_metric(cfg, bundle)
+    monitor, mode = monitor_metric(cfg)
     ckpt_dir = out / "checkpoints"
     export = ExportBest(out / "model.safetensors", info, monitor, mode)
     every_n_steps = int(cfg["trainer"]["checkpoint_every_n_steps"] or 0)
@@ -157,7 +160,7 @@ def build_model_for_data(cfg: dict, bundle: DataBundle, backbone: torch.nn.Modul
 
 
 _SPLIT_KEYS = ("format", "top_labels", "split_fractions", "split_seed", "crop_margin", "ccp_annotations", "min_mask_pixels",
-               "holdout")
+               "holdout", "targets")
 
 
 def data_description(cfg: dict) -> dict:
@@ -209,7 +212,7 @@ def make_task(cfg: dict, model: FashionNet, bundle: DataBundle) -> FashionTask:
                        int(cfg["trainer"]["max_epochs"]), channels_last=bool(cfg["trainer"]["channels_last"]))
 
 
-def monitor_metric(cfg: dict, bundle: DataBundle) -> tuple[str, str]:
+def monitor_metric(cfg: dict) -> tuple[str, str]:
     if cfg["trainer"]["monitor"]:
         name = cfg["trainer"]["monitor"]
         return name, "min" if "NE" in name or "loss" in name else "max"

@@ -35,7 +35,8 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import BatchSampler, DataLoader, Sampler
 
-from fashionlens.checkpoint import CheckpointError, atomic_write_bytes
+from fashionlens.checkpoint import CheckpointError
+from fashionlens.fileio import atomic_write_bytes
 from fashionlens.train.task import NonFiniteLossError
 
 

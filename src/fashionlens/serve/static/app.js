@@ -71,26 +71,69 @@ function barRows(title, kind, labels) {
   return box;
 }
 
-function drawLandmarks(item, landmarks, size) {
+// Short names drawn beside each landmark (the full name is the dot's tooltip).
+const LANDMARK_TAGS = {
+  left_collar: "L collar", right_collar: "R collar", left_sleeve: "L sleeve", right_sleeve: "R sleeve",
+  left_waistline: "L waist", right_waistline: "R waist", left_hem: "L hem", right_hem: "R hem",
+};
+// Swatches for colour attributes (the shipped model's 12 colours).
+const COLOUR_SWATCH = {
+  black: "#111111", white: "#ffffff", grey: "#8a8f98", red: "#d92d20", orange: "#f97316", yellow: "#facc15",
+  green: "#16a34a", blue: "#2563eb", purple: "#7e22ce", pink: "#f472b6", brown: "#7c4a21", beige: "#d9c4a0",
+};
+
+function drawLandmarks(item, landmarks, size, box) {
   const [w, h] = size;
   const svg = document.createElementNS(SVG_NS, "svg");
   svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
   svg.setAttribute("preserveAspectRatio", "none");
   svg.setAttribute("class", "landmarks");
-  const r = Math.max(w, h) * 0.022;
+  const span = box ? Math.max(box[2] - box[0], box[3] - box[1]) : Math.max(w, h);
+  const r = span * 0.018;
   for (const lm of landmarks) {
+    const shown = lm.visible !== false; // models without a visibility head: every landmark
     const dot = document.createElementNS(SVG_NS, "circle");
-    dot.setAttribute("class", "landmark");
+    dot.setAttribute("class", shown ? "landmark" : "landmark hidden");
     dot.setAttribute("cx", lm.x);
     dot.setAttribute("cy", lm.y);
     dot.setAttribute("r", r);
     dot.setAttribute("stroke-width", r * 0.35);
     const tip = document.createElementNS(SVG_NS, "title");
-    tip.textContent = `${lm.name.replace(/_/g, " ")} (${lm.score.toFixed(2)})`;
+    const what = lm.visible === undefined || lm.visible === null ? "score" : "visible";
+    tip.textContent = `${lm.name.replace(/_/g, " ")} (${what} ${lm.score.toFixed(2)})`;
     dot.append(tip);
     svg.append(dot);
+    if (!shown) continue;
+    const label = document.createElementNS(SVG_NS, "text");
+    label.setAttribute("class", "landmark-name");
+    label.setAttribute("x", lm.x + r * 1.4);
+    label.setAttribute("y", lm.y + r * 0.6);
+    label.setAttribute("font-size", r * 2.2);
+    label.setAttribute("stroke-width", r * 0.4);
+    label.textContent = LANDMARK_TAGS[lm.name] || lm.name;
+    svg.append(label);
   }
   item.photo.append(svg);
+}
+
+function isColours(attributes) {
+  return attributes.length > 0 && attributes.every(({ label }) => label in COLOUR_SWATCH);
+}
+
+function colourChips(attributes) {
+  const box = el("section", "head-colour");
+  box.append(el("h3", "", "Colours"));
+  const chips = el("div", "chips");
+  for (const { label, score } of attributes) {
+    const chip = el("span", score >= 0.5 ? "chip" : "chip faint");
+    const swatch = el("span", "swatch");
+    swatch.style.background = COLOUR_SWATCH[label];
+    chip.append(swatch, el("span", "", `${label} ${(score * 100).toFixed(0)}%`));
+    chip.title = `${label}: ${score.toFixed(4)}`;
+    chips.append(chip);
+  }
+  box.append(chips);
+  return box;
 }
 
 function render(item, record) {
@@ -107,10 +150,14 @@ function render(item, record) {
     box.append(el("p", "note", record.tags.length ? `scores ≥ ${thr}` : `no tag scores ≥ ${thr}`));
     preds.append(box);
   }
-  if (record.attributes) preds.append(barRows("Attributes", "attribute", record.attributes));
+  if (record.attributes) {
+    preds.append(isColours(record.attributes) ? colourChips(record.attributes)
+                                              : barRows("Attributes", "attribute", record.attributes));
+  }
   if (record.landmarks && record.image_size) {
-    drawLandmarks(item, record.landmarks, record.image_size);
-    preds.append(el("p", "note", `${record.landmarks.length} landmarks shown as dots on the photo`));
+    drawLandmarks(item, record.landmarks, record.image_size, record.box);
+    const shown = record.landmarks.filter((lm) => lm.visible !== false).length;
+    preds.append(el("p", "note", `${shown} of ${record.landmarks.length} landmarks visible, drawn with their names`));
   }
 }
 

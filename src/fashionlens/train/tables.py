@@ -1,10 +1,15 @@
-"""Markdown tables laid out like the seeds' result tables, and the PNG plots of an evaluation."""
+"""Markdown tables laid out like the seeds' result tables, and the PNG plots of an evaluation.
+
+The numbers come from :mod:`fashionlens.metrics.reports` (metric dicts); this module only lays them out.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+
+from fashionlens.data.deepfashion import ATTRIBUTE_TYPES
 
 # Seed A, table 1-2 (DeepFashion, top-3 / top-5, percent): published, for reference only.
 PUBLISHED_SEED_A = {
@@ -19,7 +24,7 @@ PUBLISHED_SEED_B = {  # top-5 labels / top-7 labels
     "ResNet-50": ("80.58 / 74.19", "79.10 / 72.64", "91.43 / 86.68", "90.82 / 85.81", "95.66 / 92.66"),
     "ML-GCN": ("82.75 / 77.83", "83.61 / 75.50", "92.73 / 89.22", "92.34 / 88.15", "96.62 / 94.84"),
 }
-ATTRIBUTE_TYPES = ("all", "texture", "fabric", "shape", "part", "style")
+ATTRIBUTE_COLUMNS = ("all", *ATTRIBUTE_TYPES.values())
 
 
 def pct(x) -> str:
@@ -65,13 +70,13 @@ def classification_table(runs: dict[str, dict]) -> list[str]:
 def deepfashion_tables(runs: dict[str, dict], category: dict[str, dict]) -> list[str]:
     """Seed A tables 1-2: category and attribute top-3/top-5 per type, then landmark NE."""
     out = ["## DeepFashion category and attributes (top-3/top-5, percent)", ""]
-    header = ["Method", "Category"] + [f"Attr. {t}" if t == "all" else t.capitalize() for t in ATTRIBUTE_TYPES]
+    header = ["Method", "Category"] + [f"Attr. {t}" if t == "all" else t.capitalize() for t in ATTRIBUTE_COLUMNS]
     rows = []
     for name, r in runs.items():
         cat = category.get(name, {})
         cells = [f"{pct(cat.get('top3'))}/{pct(cat.get('top5'))}" if cat else "n/a"]
         attrs = r.get("attributes", {})
-        for t in ATTRIBUTE_TYPES:
+        for t in ATTRIBUTE_COLUMNS:
             v = attrs.get(t)
             cells.append(f"{pct(v['top3'])}/{pct(v['top5'])}" if v else "n/a")
         rows.append([name] + cells)

@@ -1,0 +1,430 @@
+"""Catalogue-scale tagging on Ray Data: ``fashionlens predict PHOTOS --engine ray --out OUT_DIR``.
+
+The pipeline::
+
+    photo paths (driver: folders, globs, listings; minus those OUT_DIR already has)
+      -> ray.data.from_arrow                      blocks of paths
+      -> map_batches(decode_batch), CPU tasks     read bytes (local or s3:// gs://), decode, resize: uint8
+      -> map_batches(PredictActor), actor pool    normalise, the same Predictor / ONNX Runtime session
+      -> driver: iter_batches -> ShardWriter      Parquet shards in OUT_DIR, each written atomically
+
+Rerunning the same command skips every photo a finished shard already holds, so a crash or a kill
+loses at most the rows not yet flushed (``shard_rows`` rows or ``FLUSH_SECONDS``), and every photo
+ends up in the output exactly once. A photo that cannot be read is a row with ``error`` set.
+The model file's bytes travel to the actors through Ray, so workers need fashionlens installed but
+no shared filesystem; OUT_DIR is written by the driver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fashionlens.checkpoint import atomic_write_bytes
+
+SHARD_GLOB = "part-*.parquet"
+FLUSH_SECONDS = 30.0  # a shard is also written when this much time passed since the last one
+BATCHES_PER_BLOCK = 2  # photos per decoding task = 2 batches: an actor takes one block per call, so
+# small blocks keep every actor busy and results flowing (and at least 2 blocks per actor)
+ACTOR_MEMORY = 2 << 30  # bytes reserved per actor: Ray measured up to 1.3 GiB for Lite0 at batch 32
+
+
+class OutputDirError(RuntimeError):
+    """OUT_DIR cannot be used: not a folder, unreadable shard, or another run is writing to it."""
+
+
+class RayEngineError(RuntimeError):
+    """Ray could not be started or joined, or the job failed (what was written so far is kept)."""
+
+
+@dataclass
+class RayOptions:
+    """How to run: the model, the actor pool and the output (see ``fashionlens predict --help``)."""
+
+    model: str = "fashionlens-lite"
+    out_dir: str | Path = "predictions"
+    batch_size: int = 32
+    num_actors: int = 1
+    num_gpus_per_actor: float = 0.0
+    cpus_per_actor: float | None = None  # None: min(1, (cluster CPUs - 1) / actors), leaving a CPU for decoding
+    threads_per_actor: int | None = None  # None: cluster CPUs / actors, capped at the node's cores
+    backend: str = "auto"
+    top_k: int = 5
+    threshold: float | None = None
+    shard_rows: int = 10_000
+    address: str | None = None
+    progress: bool = True
+    fuse_decode: bool = False  # let Ray run the decoding inside the actors (measured in bench/ray_engine.py)
+
+
+@dataclass
+class RunSummary:
+    """What one run did; also written to ``OUT_DIR/_summary.json``."""
+
+    inputs: int  # photos asked for (duplicates counted once)
+    already_done: int  # skipped: a shard from an earlier run has them
+    written: int  # rows written by this run
+    errors: int  # of those, photos that could not be read
+    shards: int  # shards written by this run
+    seconds: float  # after Ray is up: actors starting, then tagging
+    first_results_seconds: float  # until the first results came back (actors loading the model, first batch)
+    images_per_second: float  # written / seconds
+    out_dir: str
+    backend: str
+    num_actors: int
+
+    def line(self) -> str:
+        return (f"{self.written} photos tagged ({self.errors} unreadable) in {self.seconds:.1f} s, "
+                f"{self.images_per_second:.1f} images/s, {self.num_actors} actor(s), backend {self.backend}; "
+                f"{self.already_done} of {self.inputs} were already in {self.out_dir}")
+
+
+# ---------------------------------------------------------------- output folder
+
+
+def finished_paths(out_dir: Path) -> set[str]:
+    """Paths in the finished shards of ``out_dir``; removes temporary files a killed run left.
+
+    Raises:
+        OutputDirError: a shard that is not readable Parquet (it was not written by this engine,
+            whose writes are atomic); it names the file.
+    """
+    import pyarrow.parquet as pq
+
+    for tmp in out_dir.glob(".part-*.tmp"):  # atomic_write_bytes's temporaries of a killed run
+        tmp.unlink(missing_ok=True)
+    done: set[str] = set()
+    for shard in sorted(out_dir.glob(SHARD_GLOB)):
+        try:
+            done.update(pq.read_table(shard, columns=["path"]).column("path").to_pylist())
+        except (OSError, ValueError, KeyError) as e:
+            raise OutputDirError(f"{shard}: not a readable prediction shard ({type(e).__name__}: {e}); "
+                                 "move it away to tag its photos again") from None
+    return done
+
+
+def pending_paths(paths: list[str], done: set[str]) -> list[str]:
+    """``paths`` without those in ``done`` and without repeats, in order."""
+    seen = set(done)
+    out = []
+    for p in paths:
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+    return out
+
+
+@contextlib.contextmanager
+def exclusive(out_dir: Path) -> Iterator[None]:
+    """Hold ``OUT_DIR/.lock`` (released by the OS even on SIGKILL) so two runs never write one folder."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputDirError(f"{out_dir}: another fashionlens predict is writing to this folder") from None
+        yield
+
+
+class ShardWriter:
+    """Buffer result tables; write ``part-<run>-<n>.parquet`` atomically every ``shard_rows`` rows or ``flush_seconds``."""
+
+    def __init__(self, out_dir: Path, shard_rows: int, flush_seconds: float = FLUSH_SECONDS):
+        self.out_dir = out_dir
+        self.shard_rows = max(1, int(shard_rows))
+        self.flush_seconds = flush_seconds
+        self.run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        self.tables: list = []
+        self.rows = self.written = self.errors = self.shards = 0
+        self.last_flush = time.monotonic()
+
+    def add(self, table) -> None:
+        self.tables.append(table)
+        self.rows += table.num_rows
+        if self.rows >= self.shard_rows or time.monotonic() - self.last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.last_flush = time.monotonic()
+        if not self.rows:
+            return
+        table = pa.concat_tables(self.tables)
+        buf = pa.BufferOutputStream()
+        pq.write_table(table, buf, compression="zstd")
+        atomic_write_bytes(self.out_dir / f"part-{self.run_id}-{self.shards:05d}.parquet", buf.getvalue().to_pybytes())
+        self.written += table.num_rows
+        self.errors += table.num_rows - table.column("error").null_count
+        self.shards += 1
+        self.tables, self.rows = [], 0
+
+
+# ---------------------------------------------------------------- Ray stages
+
+
+def decode_batch(batch: dict[str, np.ndarray], data_config: dict) -> dict[str, np.ndarray]:
+    """Ray task: read and decode each photo, resize it as the model's eval transform does (uint8).
+
+    Sending the resized uint8 pixels (not normalised floats) to the actors moves 4x fewer bytes.
+    A photo that cannot be read gets zero pixels and its reason in ``error`` ("" when fine).
+    """
+    from fashionlens.data.config import DataConfig
+    from fashionlens.data.images import BadImageError, load_image, photo_size
+    from fashionlens.data.transforms import build_transforms, draft_size
+    from fashionlens.inference.inputs import is_uri, read_bytes
+
+    cfg = DataConfig.from_dict(data_config)
+    transform, draft = build_transforms(cfg, train=False), draft_size(cfg)
+    paths = [str(p) for p in batch["path"]]
+    height, width = cfg.input_size
+    pixels = np.zeros((len(paths), height, width, 3), dtype=np.uint8)
+    sizes = np.zeros((len(paths), 2), dtype=np.int32)
+    errors = [""] * len(paths)
+    for i, path in enumerate(paths):
+        try:
+            img = load_image(read_bytes(path) if is_uri(path) else path, draft_size=draft)
+            pixels[i] = np.asarray(transform.fit(img))
+            sizes[i] = photo_size(img)
+        except BadImageError as e:
+            errors[i] = e.reason
+        except (OSError, ValueError) as e:  # a URI pyarrow cannot open (its errors derive from these)
+            errors[i] = f"cannot read ({type(e).__name__}: {e})"
+    return {"path": np.asarray(paths, dtype=object), "pixels": pixels, "size": sizes,
+            "error": np.asarray(errors, dtype=object)}
+
+
+class PredictActor:
+    """Ray actor: one Predictor (ONNX Runtime session or PyTorch model) for the actor's lifetime."""
+
+    def __init__(self, model_ref: list, suffix: str, backend: str, device: str, threads: int,
+                 batch_size: int, top_k: int, threshold: float | None):
+        import ray
+        import torch
+
+        from fashionlens.inference.onnx_runner import cpu_cores
+        from fashionlens.inference.predictor import load_model
+
+        folder = Path(tempfile.mkdtemp(prefix="fashionlens-actor-"))
+        path = folder / f"model{suffix}"
+        path.write_bytes(ray.get(model_ref[0]))  # a list, so Ray passes the reference and not the bytes
+        threads = max(1, min(threads, cpu_cores()))
+        torch.set_num_threads(threads)
+        self.predictor = load_model(path, device=device, backend=backend, batch_size=batch_size, threads=threads)
+        self.mean, self.std = self.predictor.info.data_config.mean, self.predictor.info.data_config.std
+        self.top_k, self.threshold = top_k, threshold
+
+    def __call__(self, batch: dict[str, np.ndarray]):
+        import torch
+
+        from fashionlens.data.transforms import normalize_pixels
+        from fashionlens.inference.output import predictions_table
+        from fashionlens.inference.predictor import Prediction
+
+        paths, errors = [str(p) for p in batch["path"]], [str(e) for e in batch["error"]]
+        good = [i for i, e in enumerate(errors) if not e]
+        preds: list[Prediction] = [Prediction(source=p, error=e or None) for p, e in zip(paths, errors, strict=True)]
+        if good:
+            x = torch.from_numpy(normalize_pixels(batch["pixels"][good], self.mean, self.std))
+            sizes = [tuple(int(v) for v in batch["size"][i]) for i in good]
+            for i, pred in zip(good, self.predictor.predict_batch(x, [paths[i] for i in good], sizes, self.top_k,
+                                                                  self.threshold), strict=True):
+                preds[i] = pred
+        return predictions_table(preds)
+
+
+# ---------------------------------------------------------------- driver
+
+
+def actor_model(model: str, backend: str, gpus: bool, batch_size: int) -> tuple[Path, str, dict]:
+    """The model file the actors load, their backend, and the model's data config.
+
+    Resolved once on the driver: for ONNX Runtime the export (and the "auto" timing) is done here
+    and cached, instead of once per actor.
+
+    Raises:
+        FileNotFoundError, ValueError, CheckpointError: as :func:`fashionlens.load_model`.
+    """
+    from fashionlens.inference.predictor import load_model, resolve_model_path
+
+    path = resolve_model_path(model)
+    if gpus:
+        if path.suffix == ".onnx":
+            raise ValueError(f"{path}: GPU actors run the PyTorch model; pass its .safetensors file")
+        predictor = load_model(path, backend="torch")
+        return path, "torch", predictor.info.data_config.to_dict()
+    predictor = load_model(path, backend=backend, batch_size=batch_size)
+    if predictor.backend == "onnx" and path.suffix != ".onnx":
+        from fashionlens.inference.export import cached_onnx
+
+        path = cached_onnx(path)
+    return path, predictor.backend, predictor.info.data_config.to_dict()
+
+
+def init_ray(address: str | None) -> None:
+    """Join ``address`` (or ``$RAY_ADDRESS``) or start Ray on this machine; quiet logs, no Ray progress bars."""
+    import logging
+
+    import ray
+
+    if not ray.is_initialized():
+        target = address or os.environ.get("RAY_ADDRESS") or None
+        try:
+            ray.init(address=target, logging_level=logging.WARNING, log_to_driver=False, include_dashboard=False,
+                     configure_logging=True)
+        except Exception as e:  # noqa: BLE001 - Ray raises plain Exception for a start-up timeout
+            where = f"join the Ray cluster at {target}" if target else "start Ray on this machine"
+            hint = "" if target else "; on a very busy machine Ray's processes can start too slowly: try again"
+            raise RayEngineError(f"could not {where} ({type(e).__name__}: {_first_line(e)}){hint}") from None
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # ours counts photos written, theirs count blocks per operator
+    ctx.enable_operator_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:300]
+
+
+def _root_cause(e: BaseException) -> BaseException:
+    """The user's exception inside Ray's wrappers (``RayTaskError.cause``, ``__cause__``)."""
+    seen = set()
+    while id(e) not in seen:
+        seen.add(id(e))
+        inner = getattr(e, "cause", None) or e.__cause__ or e.__context__
+        if not isinstance(inner, BaseException):
+            break
+        e = inner
+    return e
+
+
+def pool_sizes(opts: RayOptions, cluster_cpus: float) -> tuple[float, int]:
+    """(CPUs reserved per actor, intra-op threads per actor) for the actor pool.
+
+    By default each actor reserves at most one CPU and the actors together leave one CPU of the
+    cluster for the decoding tasks (on 2 cores, 2 actors reserve 0.5 each); the threads share the
+    cluster's CPUs among the actors (each actor caps them at its node's cores).
+    """
+    actors = max(1, opts.num_actors)
+    cpus = opts.cpus_per_actor
+    if cpus is None:
+        cpus = min(1.0, max(0.1, (cluster_cpus - 1) / actors))
+    threads = opts.threads_per_actor or max(1, round(cluster_cpus / actors))
+    return float(cpus), int(threads)
+
+
+def build_dataset(paths: list[str], opts: RayOptions, model_path: Path, backend: str, data_config: dict,
+                  cluster_cpus: float):
+    """The Ray Data pipeline from paths to result tables (lazy; nothing runs until iterated)."""
+    import pyarrow as pa
+    import ray
+
+    per_block = BATCHES_PER_BLOCK * max(8, opts.batch_size)  # >= 16 photos: a Ray task costs milliseconds
+    blocks = max(math.ceil(len(paths) / per_block), min(len(paths), 2 * max(1, opts.num_actors)))
+    ds = ray.data.from_arrow(pa.table({"path": pa.array(paths, pa.string())}), override_num_blocks=blocks)
+    ds = ds.map_batches(decode_batch, batch_size=None, fn_kwargs={"data_config": data_config},
+                        compute=ray.data.TaskPoolStrategy(), num_cpus=1, batch_format="numpy")
+    cpus, threads = pool_sizes(opts, cluster_cpus)
+    gpus = opts.num_gpus_per_actor > 0
+    return ds.map_batches(
+        PredictActor, batch_size=opts.batch_size, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=max(1, opts.num_actors)),
+        fn_constructor_kwargs={"model_ref": [ray.put(model_path.read_bytes())], "suffix": model_path.suffix, "backend": backend,
+                               "device": "cuda" if gpus else "cpu", "threads": threads,
+                               "batch_size": opts.batch_size, "top_k": opts.top_k, "threshold": opts.threshold},
+        num_cpus=cpus, num_gpus=opts.num_gpus_per_actor or None,
+        # a memory reservation (a model replica, its runtime's arenas and a batch's activations) also
+        # keeps Ray from fusing the decoding tasks into the actors (it fuses map stages whose
+        # resources are equal), so decoding scales with the cluster's CPUs, not with the replicas
+        memory=None if opts.fuse_decode else ACTOR_MEMORY)
+
+
+def _check_gpus(opts: RayOptions) -> None:
+    """Refuse GPU actors where Ray on this machine has no GPU (they would wait for one forever).
+
+    On a cluster given by ``--address`` / ``RAY_ADDRESS`` an autoscaler may still add GPU nodes.
+    """
+    import ray
+
+    have = float(ray.cluster_resources().get("GPU", 0.0))
+    if opts.num_gpus_per_actor > have and not (opts.address or os.environ.get("RAY_ADDRESS")):
+        raise ValueError(f"--num-gpus-per-actor {opts.num_gpus_per_actor:g}: Ray on this machine has {have:g} GPU(s)")
+
+
+def _summary(inputs: int, todo: int, writer: ShardWriter, seconds: float, first: float | None,
+             backend: str, opts: RayOptions) -> RunSummary:
+    rate = writer.written / seconds if seconds > 0 else 0.0
+    return RunSummary(inputs, inputs - todo, writer.written, writer.errors, writer.shards, round(seconds, 3),
+                      round(first if first is not None else seconds, 3), round(rate, 2), str(writer.out_dir),
+                      backend, max(1, opts.num_actors))
+
+
+def run(paths: list[str], opts: RayOptions) -> RunSummary:
+    """Tag ``paths`` into Parquet shards in ``opts.out_dir``, skipping photos it already has.
+
+    Args:
+        paths: photo paths or URIs (see :func:`fashionlens.inference.inputs.expand_inputs`).
+        opts: model, actor pool and output settings.
+
+    Returns:
+        What this run did (also written to ``OUT_DIR/_summary.json``).
+
+    Raises:
+        OutputDirError: OUT_DIR is not usable or another run writes to it.
+        RayEngineError: Ray cannot be started or joined, or the job failed (the rows received are
+            written first, so a rerun resumes).
+        FileNotFoundError, ValueError, CheckpointError: the model cannot be loaded.
+    """
+    out_dir = Path(opts.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputDirError(f"--out {out_dir} exists and is not a folder")
+    with exclusive(out_dir):
+        todo = pending_paths(paths, finished_paths(out_dir))
+        model_path, backend, data_config = actor_model(opts.model, opts.backend, opts.num_gpus_per_actor > 0,
+                                                       opts.batch_size)
+        writer = ShardWriter(out_dir, opts.shard_rows)
+        seconds, first = _tag(todo, opts, model_path, backend, data_config, writer) if todo else (0.0, None)
+        summary = _summary(len(set(paths)), len(todo), writer, seconds, first, backend, opts)
+        atomic_write_bytes(out_dir / "_summary.json", json.dumps(asdict(summary), indent=1).encode())
+    return summary
+
+
+def _tag(todo: list[str], opts: RayOptions, model_path: Path, backend: str, data_config: dict,
+         writer: ShardWriter) -> tuple[float, float | None]:
+    """Run the pipeline over ``todo`` into ``writer``: (seconds, seconds until the first results)."""
+    import ray
+    from tqdm import tqdm
+
+    init_ray(opts.address)
+    _check_gpus(opts)
+    ds = build_dataset(todo, opts, model_path, backend, data_config, float(ray.cluster_resources().get("CPU", 1.0)))
+    start, first = time.perf_counter(), None
+    with tqdm(total=len(todo), unit="img", file=sys.stderr, disable=not opts.progress) as bar:
+        try:
+            for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+                first = time.perf_counter() - start if first is None else first
+                writer.add(table)
+                bar.update(table.num_rows)
+        except Exception as e:  # noqa: BLE001 - Ray wraps task and actor failures in its own types
+            writer.flush()  # the rows received are complete: keep them
+            cause = _root_cause(e)
+            raise RayEngineError(f"the Ray job failed after {writer.written} photos were written "
+                                 f"({type(cause).__name__}: {_first_line(cause)}); rerun the same command "
+                                 "to tag the rest") from e
+    writer.flush()
+    return time.perf_counter() - start, first
