@@ -91,7 +91,7 @@ def test_compare_category_and_attributes(tmp_path):
     out = tmp_path / "cmp"
     a, b = _df_model(tmp_path, tree, 0), _df_model(tmp_path, tree, 1, kind="query2label")
     result = runner.invoke(app, ["compare", str(a), str(b), "--data", str(tree), "--out", str(out), "--resamples", "20",
-                                 "--cases", "3", "--format", "deepfashion"])
+                                 "--cases", "3", "--data-format", "deepfashion"])
     assert result.exit_code == 0, result.output + repr(result.exception)
     summary = json.loads((out / "compare.json").read_text())
     assert set(summary["heads"]) == {"category", "attributes"}

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from fashionlens.checkpoint import ModelInfo, load_model, save_model
+from fashionlens.checkpoint import ModelInfo, load_model_file, save_model
 from fashionlens.data.config import DataConfig
 from fashionlens.models import FashionNet, MLDecoderClassifier, Query2LabelClassifier, RecognitionHead
 from fashionlens.models.query_heads import sine_position_encoding
@@ -228,6 +228,6 @@ def test_query_head_model_file_roundtrip(tmp_path, kind):
     net = FashionNet("test_tiny", heads=heads).eval()
     net.heads["labels"].classifier.load_label_embeddings(np.random.default_rng(0).normal(size=(3, 4)))
     info = ModelInfo(net.spec, {"labels": ["a", "b", "c"]}, DataConfig(input_size=(32, 32)), {})
-    loaded, _ = load_model(save_model(net, info, tmp_path / "m.safetensors"))
+    loaded, _ = load_model_file(save_model(net, info, tmp_path / "m.safetensors"))
     x = torch.randn(2, 3, 32, 32)
     assert torch.allclose(loaded.eval()(x)["labels"], net(x)["labels"], atol=1e-6)

@@ -122,8 +122,8 @@ def compare(
     data: Annotated[str, typer.Option("--data", help="data path the models are scored on")],
     out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("compare"),
     split: Annotated[str, typer.Option("--split", help="val | test | train")] = "val",
-    fmt: Annotated[str | None, typer.Option("--format", help="data format if not the models' own "
-                                            "(ccp | multilabel | image_folder | deepfashion)")] = None,
+    data_format: Annotated[str | None, typer.Option("--data-format", help="data format if not the models' own "
+                                                    "(ccp | multilabel | image_folder | clothing_dataset | deepfashion)")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
     resamples: Annotated[int, typer.Option("--resamples", help="paired bootstrap rounds over the photos")] = 1000,
     cases: Annotated[int, typer.Option("--cases", help="photos in the case grid (where the models disagree most)")] = 12,
@@ -138,7 +138,7 @@ def compare(
     if resamples < 10 or cases < 1:
         _fail(f"--resamples must be >= 10 and --cases >= 1, got {resamples} and {cases}")
     try:
-        run_compare(models, data, out, split, batch_size, fmt, resamples, cases)
+        run_compare(models, data, out, split, batch_size, data_format, resamples, cases)
     except (CheckpointError, DataPathError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
     typer.echo((out / "report.md").read_text())
