@@ -164,6 +164,16 @@ def test_select_top_labels_without_main() -> None:
         ("i0", ("A", "B")), ("i1", ("A",)), ("i3", ("B",)), ("i4", ("A",))]
 
 
+def test_select_top_labels_counted_over_several_parts() -> None:
+    # CCP's two annotation kinds: each alone has another most frequent label; together A leads
+    first = _set([("i0", None, "A|B"), ("i1", None, "A"), ("i2", None, "A|C")])  # A 3, B 1, C 1
+    second = _set([("j0", None, "C"), ("j1", None, "C|A"), ("j2", None, "B")])  # C 2, A 1, B 1
+    assert select_top_labels(second, 1).label_names == ["C"]
+    parts = [select_top_labels(d, 1, counted=[first, second]) for d in (first, second)]
+    assert [p.label_names for p in parts] == [["A"], ["A"]]  # A 4, C 3, B 2 over both
+    assert [s.path.stem for s in parts[1].samples] == ["j1"]
+
+
 def _main_set(sizes: dict[str, int]) -> LabelledSet:
     rows = [(f"{m}{k}", m, f"{m}|Z") for m, n in sizes.items() for k in range(n)]
     return _set(rows)

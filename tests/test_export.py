@@ -234,6 +234,18 @@ def test_cli_bench_passes_arguments_on(capfd):
     assert "unknown model(s)" in capfd.readouterr().err
 
 
+@pytest.mark.parametrize("kind", ["mldecoder", "query2label"])
+def test_query_heads_export_and_match(tmp_path, kind):
+    torch.manual_seed(1)
+    decoder = {"width": 16, "num_heads": 2, "ffn": 16}
+    net = FashionNet("test_tiny", heads={"labels": {"num_classes": 4, "kind": kind, "decoder": decoder}}).eval()
+    path = save_model(net, ModelInfo(net.spec, {"labels": TAGS}, DataConfig(input_size=(32, 24))), tmp_path / "m.safetensors")
+    onnx_path = export_onnx(path, tmp_path / "m.onnx")  # verifies the outputs itself; checked here again
+    for batch in (1, 3):
+        x = torch.randn(batch, 3, 32, 24, generator=torch.Generator().manual_seed(batch))
+        with torch.inference_mode():
+            ref = net(x)["labels"].numpy()
+        np.testing.assert_allclose(OnnxRunner(onnx_path)(x)["labels"], ref, atol=1e-4, rtol=0)
 def test_idle_onnx_runtime_threads_sleep_unless_asked_to_spin():
     from fashionlens.inference.onnx_runner import session_options
 

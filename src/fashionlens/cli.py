@@ -116,6 +116,35 @@ def evaluate(
         typer.echo(f"written: {out}/metrics.json, report.md, predictions.csv, plots")
 
 
+@app.command()
+def compare(
+    models: Annotated[list[Path], typer.Argument(help="two or more model files (model.safetensors); the first is the reference")],
+    data: Annotated[str, typer.Option("--data", help="data path the models are scored on")],
+    out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("compare"),
+    split: Annotated[str, typer.Option("--split", help="val | test | train")] = "val",
+    data_format: Annotated[str | None, typer.Option("--data-format", help="data format if not the models' own "
+                                                    "(ccp | multilabel | image_folder | clothing_dataset | deepfashion)")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+    resamples: Annotated[int, typer.Option("--resamples", help="paired bootstrap rounds over the photos")] = 1000,
+    cases: Annotated[int, typer.Option("--cases", help="photos in the case grid (where the models disagree most)")] = 12,
+) -> None:
+    """Compare models on the same photos: metrics with bootstrap intervals, per-label AP deltas, a case grid."""
+    from fashionlens.checkpoint import CheckpointError
+    from fashionlens.train.compare import compare as run_compare
+    from fashionlens.train.data import DataPathError
+
+    if len(models) < 2:
+        _fail("compare needs at least two model files")
+    if resamples < 10 or cases < 1:
+        _fail(f"--resamples must be >= 10 and --cases >= 1, got {resamples} and {cases}")
+    try:
+        run_compare(models, data, out, split, batch_size, data_format, resamples, cases)
+    except (CheckpointError, DataPathError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    typer.echo((out / "report.md").read_text())
+    typer.echo(f"written: {out}/report.md, compare.json, per-label AP CSV and PNGs")
+
+
 def _print_headline(report: dict) -> None:
     from fashionlens.train.task import flatten_headline
 

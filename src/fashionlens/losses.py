@@ -56,6 +56,99 @@ def weighted_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
     return (loss * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+MULTILABEL_DEFAULTS = {"kind": "bce", "gamma_neg": 4.0, "gamma_pos": 0.0, "clip": 0.05, "gamma": 2.0, "alpha": None,
+                       "detach_focus": True}
+MULTILABEL_KINDS = ("bce", "asl", "focal")
+
+
+def _masked_mean(loss: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
+        return loss.mean()
+    return (loss * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None,
+                    gamma_neg: float = 4.0, gamma_pos: float = 0.0, clip: float = 0.05,
+                    detach_focus: bool = True, eps: float = 1e-8) -> torch.Tensor:
+    """ASL (Ridnik et al., ICCV 2021), the mean over the known entries.
+
+    With ``p = sigmoid(logit)`` and the shifted negative probability ``p_m = max(p - clip, 0)``:
+    a positive costs ``-(1 - p)^gamma_pos log p``, a negative ``-p_m^gamma_neg log(1 - p_m)``. The
+    shift discards easy negatives (p <= clip cost nothing) and the focusing down-weights the rest,
+    so the many negative labels of a photo no longer swamp its few positives.
+
+    Args:
+        logits: (B, C).
+        targets: (B, C) 0/1.
+        mask: (B, C), 1 where the target is known (None: all known).
+        gamma_neg, gamma_pos: focusing exponents of negatives and positives.
+        clip: probability shift of the negatives (0 for none).
+        detach_focus: no gradient through the focusing weights, as the reference training recipe
+            (``disable_torch_grad_focal_loss=True``).
+        eps: floor of the probabilities inside the logarithms.
+
+    The reference sums over labels and images; a mean differs by a constant factor, which Adam's
+    updates do not see and which keeps the loss on the scale of the other heads' terms.
+    """
+    t = targets.float()
+    p = torch.sigmoid(logits.float())
+    p_neg = (1 - p + clip).clamp(max=1) if clip > 0 else 1 - p  # 1 - p_m
+    loss = t * torch.log(p.clamp(min=eps)) + (1 - t) * torch.log(p_neg.clamp(min=eps))
+    if gamma_neg > 0 or gamma_pos > 0:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not detach_focus):
+            pt = p * t + p_neg * (1 - t)  # probability of the right answer
+            # base floored: 0^0 has a NaN gradient when the weights are not detached
+            weight = torch.pow((1 - pt).clamp_min(1e-12), gamma_pos * t + gamma_neg * (1 - t))
+        loss = loss * weight
+    return _masked_mean(-loss, mask)
+
+
+def focal_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None,
+               gamma: float = 2.0, alpha: float | None = None) -> torch.Tensor:
+    """Sigmoid focal loss (Lin et al., 2017), the mean over the known entries.
+
+    ``-alpha_t (1 - p_t)^gamma log p_t`` with ``p_t`` the probability of the right answer and
+    ``alpha_t = alpha`` for positives, ``1 - alpha`` for negatives (no weighting when alpha is None).
+    """
+    t = targets.float()
+    x = logits.float()
+    ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    p = torch.sigmoid(x)
+    pt = p * t + (1 - p) * (1 - t)
+    loss = ce * (1 - pt).clamp_min(1e-12) ** gamma  # floored: 0^0 has a NaN gradient
+    if alpha is not None:
+        loss = loss * (alpha * t + (1 - alpha) * (1 - t))
+    return _masked_mean(loss, mask)
+
+
+def check_multilabel_loss(settings: dict | None) -> dict:
+    """``loss.multilabel`` over its defaults, checked; raises ValueError naming the bad setting."""
+    s = {**MULTILABEL_DEFAULTS, **(settings or {})}
+    unknown = set(s) - set(MULTILABEL_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown loss.multilabel setting(s) {sorted(unknown)}; known: {', '.join(MULTILABEL_DEFAULTS)}")
+    if s["kind"] not in MULTILABEL_KINDS:
+        raise ValueError(f"loss.multilabel.kind must be one of {', '.join(MULTILABEL_KINDS)}, got {s['kind']!r}")
+    for key in ("gamma_neg", "gamma_pos", "gamma"):
+        if float(s[key]) < 0:
+            raise ValueError(f"loss.multilabel.{key} must be >= 0, got {s[key]!r}")
+    if not 0 <= float(s["clip"]) < 1:
+        raise ValueError(f"loss.multilabel.clip must be in [0, 1), got {s['clip']!r}")
+    if s["alpha"] is not None and not 0 <= float(s["alpha"]) <= 1:
+        raise ValueError(f"loss.multilabel.alpha must be null or in [0, 1], got {s['alpha']!r}")
+    return s
+
+
+def multilabel_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None,
+                    pos_weight: torch.Tensor | None = None, settings: dict | None = None) -> torch.Tensor:
+    """The configured multi-label loss (``loss.multilabel``): bce (with ``pos_weight``), asl or focal."""
+    s = check_multilabel_loss(settings)
+    if s["kind"] == "asl":
+        return asymmetric_loss(logits, targets, mask, float(s["gamma_neg"]), float(s["gamma_pos"]), float(s["clip"]),
+                               bool(s["detach_focus"]))
+    if s["kind"] == "focal":
+        return focal_loss(logits, targets, mask, float(s["gamma"]), None if s["alpha"] is None else float(s["alpha"]))
+    return weighted_bce(logits, targets, mask, pos_weight)
 def weighted_mean_bce(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
     """BCE averaged over *all* entries, each multiplied by its weight (1 without ``weights``).
 
@@ -82,11 +175,14 @@ def compute_losses(
     heatmap_sigma: float = 1.5,
     label_smoothing: float = 0.0,
     heatmap: str = "mse",
+    multilabel: dict | None = None,
 ) -> dict[str, torch.Tensor]:
     """One unweighted loss term per head whose target is in the batch.
 
-    "category": cross-entropy (with ``label_smoothing``); "labels": BCE; "attributes": weighted BCE over known entries;
-    "landmarks": heatmap L2 over visible landmarks; "visibility": BCE of the landmark visibility logits.
+    "category": cross-entropy (with ``label_smoothing``); "labels": the ``multilabel`` loss (BCE by
+    default, each entry weighted by ``labels_mask`` when the batch has one: implied tags); "attributes":
+    the same loss over the known entries (BCE weighted by ``pos_weight``); "landmarks": heatmap L2 (or
+    spatial cross-entropy) over visible landmarks; "visibility": BCE of the landmark visibility logits.
     A head without targets in this batch is skipped,
     so one model can learn from data sets that label different heads.
     """
@@ -94,9 +190,13 @@ def compute_losses(
     if "category" in outputs and "category" in batch:
         losses["category"] = F.cross_entropy(outputs["category"].float(), batch["category"], label_smoothing=label_smoothing)
     if "labels" in outputs and "labels" in batch:
-        losses["labels"] = weighted_mean_bce(outputs["labels"], batch["labels"], batch.get("labels_mask"))
+        if check_multilabel_loss(multilabel)["kind"] == "bce":
+            losses["labels"] = weighted_mean_bce(outputs["labels"], batch["labels"], batch.get("labels_mask"))
+        else:  # ASL / focal: the weights act as a mask (a mean over the weighted entries)
+            losses["labels"] = multilabel_loss(outputs["labels"], batch["labels"], batch.get("labels_mask"), settings=multilabel)
     if "attributes" in outputs and "attributes" in batch:
-        losses["attributes"] = weighted_bce(outputs["attributes"], batch["attributes"], batch.get("attributes_mask"), pos_weight)
+        losses["attributes"] = multilabel_loss(outputs["attributes"], batch["attributes"], batch.get("attributes_mask"),
+                                               pos_weight, multilabel)
     if "heatmaps" in outputs and "landmarks" in batch:
         losses["landmarks"] = heatmap_loss(outputs["heatmaps"], batch["landmarks"], batch["landmark_visible"], heatmap_sigma,
                                            heatmap)

@@ -329,7 +329,7 @@ def _most_frequent(counts: Counter, n: int) -> list[str]:
     return [name for name, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
 
 
-def select_top_labels(dataset: LabelledSet, n: int) -> LabelledSet:
+def select_top_labels(dataset: LabelledSet, n: int, counted: Sequence[LabelledSet] | None = None) -> LabelledSet:
     """Keep the images of the ``n`` most frequent labels and restrict the vocabulary to them.
 
     With main labels (seed B's top-5 / top-7 protocol): the n most frequent *main* labels (ties
@@ -340,17 +340,21 @@ def select_top_labels(dataset: LabelledSet, n: int) -> LabelledSet:
     Args:
         dataset: the data set.
         n: number of labels to keep (all of them when fewer exist).
+        counted: the data sets whose labels are counted to find the n (default: ``dataset`` alone);
+            parts of one data set (CCP's two annotation kinds) pass all parts, so each keeps the
+            same n labels.
 
     Returns:
         A new data set.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    counted = [dataset] if counted is None else list(counted)
     if dataset.has_main():
-        top = set(_most_frequent(Counter(s.main for s in dataset.samples if s.main), n))
+        top = set(_most_frequent(Counter(s.main for d in counted for s in d.samples if s.main), n))
         keep = [s for s in dataset.samples if s.main in top]
     else:
-        top = set(_most_frequent(Counter(x for s in dataset.samples for x in s.labels), n))
+        top = set(_most_frequent(Counter(x for d in counted for s in d.samples for x in s.labels), n))
         keep = [s for s in dataset.samples if top.intersection(s.labels)]
     samples = [Sample(s.path, tuple(x for x in s.labels if x in top), s.main) for s in keep]
     return LabelledSet(samples, [x for x in dataset.label_names if x in top], dataset.root)

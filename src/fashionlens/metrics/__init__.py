@@ -3,6 +3,7 @@
 Each function's docstring gives its exact definition (the seeds' evaluation protocols).
 """
 
+from fashionlens.metrics.bootstrap import BootstrapResult, paired_bootstrap
 from fashionlens.metrics.collector import ScoreCollector
 from fashionlens.metrics.functional import (
     attribute_recall_at_k,
@@ -25,6 +26,7 @@ from fashionlens.metrics.reports import (
 
 __all__ = [
     "ATTRIBUTE_TYPES",
+    "BootstrapResult",
     "ScoreCollector",
     "attribute_recall_at_k",
     "average_precision",
@@ -36,6 +38,7 @@ __all__ = [
     "mean_average_precision",
     "multilabel_prf",
     "multilabel_report",
+    "paired_bootstrap",
     "per_label_topk_recall",
     "topk_accuracy",
     "topk_recall",

@@ -3,8 +3,9 @@
 from fashionlens.models import backbones as _backbones  # noqa: F401  (registers the backbones)
 from fashionlens.models.fashion_net import HEAD_NAMES, FashionNet, build_model
 from fashionlens.models.glem import GLEM, HeatmapHead, NonLocalBlock, heatmaps_to_landmarks
-from fashionlens.models.heads import GCNClassifier, GlobalPool, RecognitionHead
+from fashionlens.models.heads import HEAD_KINDS, GCNClassifier, GlobalPool, RecognitionHead
 from fashionlens.models.pretrained import PretrainedWeightsUnavailable
+from fashionlens.models.query_heads import MLDecoderClassifier, Query2LabelClassifier
 from fashionlens.models.registry import create_backbone, list_backbones, register_backbone
 
 __all__ = [
@@ -16,6 +17,9 @@ __all__ = [
     "NonLocalBlock",
     "heatmaps_to_landmarks",
     "GCNClassifier",
+    "HEAD_KINDS",
+    "MLDecoderClassifier",
+    "Query2LabelClassifier",
     "GlobalPool",
     "RecognitionHead",
     "PretrainedWeightsUnavailable",

@@ -1,4 +1,8 @@
-"""Recognition heads: pooled features -> logits, with a linear or an ML-GCN classifier."""
+"""Recognition heads: feature map -> logits.
+
+``linear`` and ``gcn`` (ML-GCN) classify globally pooled features; ``mldecoder`` and
+``query2label`` (see :mod:`fashionlens.models.query_heads`) read the spatial map itself.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from fashionlens.models.glem import conv_bn_relu
+from fashionlens.models.query_heads import (
+    MLDECODER_DEFAULTS,
+    QUERY2LABEL_DEFAULTS,
+    MLDecoderClassifier,
+    Query2LabelClassifier,
+)
+
+HEAD_KINDS = ("linear", "gcn", "mldecoder", "query2label")
+SPATIAL_KINDS = ("mldecoder", "query2label")  # heads that read the map, not pooled features
+QUERY_INITS = ("random", "embeddings")
 
 
 class GlobalPool(nn.Module):
@@ -78,6 +92,12 @@ class GCNClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, D) -> (B, C)
         return x @ self.label_classifiers().t() + self.bias
 
+    def load_label_embeddings(self, embeddings, adjacency=None) -> None:
+        """Set the (C, d) word embeddings and, when given, the (C, C) normalised adjacency."""
+        self.embeddings.copy_(torch.as_tensor(embeddings, dtype=torch.float32))
+        if adjacency is not None:
+            self.adjacency.copy_(torch.as_tensor(adjacency, dtype=torch.float32))
+
 
 class _ScaleGrad(torch.autograd.Function):
     """Identity forward; the backward pass multiplies the gradient by a constant."""
@@ -93,23 +113,35 @@ class _ScaleGrad(torch.autograd.Function):
 
 
 class RecognitionHead(nn.Module):
-    """Optional conv block (seed A's per-head conv5-like layers) -> global pool -> classifier.
+    """Optional conv block (seed A's per-head conv5-like layers) -> classifier.
+
+    ``linear`` and ``gcn`` classify globally pooled features; ``mldecoder`` and ``query2label``
+    receive the whole (B, C, H, W) map (after the conv block), so every kind works on any backbone
+    at any input size.
 
     Args:
         in_channels: channels of the feature map it reads.
         num_classes: outputs (classes, labels or attributes).
-        kind: "linear" (a fully connected layer) or "gcn" (ML-GCN classifiers).
-        pool: "avg" or "max".
-        conv_channels: 0 for none, else the width of a 3x3 conv-BN-ReLU block before pooling.
-        dropout: dropout before the classifier.
-        embed_dim, gcn_hidden: for kind="gcn".
+        kind: "linear" (a fully connected layer), "gcn" (ML-GCN classifiers), "mldecoder"
+            (ML-Decoder) or "query2label" (Query2Label).
+        pool: "avg" or "max" (linear and gcn).
+        conv_channels: 0 for none, else the width of a 3x3 conv-BN-ReLU block before the classifier.
+        dropout: dropout before the classifier (linear and gcn; the query heads take
+            ``decoder.dropout``).
+        embed_dim: width of the label word embeddings: required for kind="gcn", and for the query
+            heads with ``query_init="embeddings"``.
+        gcn_hidden: for kind="gcn".
         detach: read the features without back-propagating into them (the head learns, the backbone
             is shaped only by the other heads). Same as ``grad_scale=0``.
         grad_scale: multiply the gradient this head sends into the shared features (1: plain
             fine-tuning; 0.1: the head shapes the backbone gently; 0: detached).
-        norm: "none" or "layer": LayerNorm on the pooled features before the classifier. The head
-            then cannot lower every score at once by shrinking all features, the shortcut a
-            multi-label loss with mostly negative labels takes into dead ReLU6 features.
+        norm: "none" or "layer": LayerNorm on the pooled features before the classifier (linear and
+            gcn). The head then cannot lower every score at once by shrinking all features, the
+            shortcut a multi-label loss with mostly negative labels takes into dead ReLU6 features.
+        query_init: "random" or "embeddings": where the query heads' queries come from.
+        decoder: settings of the query heads, over ``MLDECODER_DEFAULTS`` / ``QUERY2LABEL_DEFAULTS``
+            (width, num_heads, ffn, dropout; mldecoder: num_queries; query2label: encoder_layers,
+            decoder_layers).
     """
 
     def __init__(
@@ -125,29 +157,31 @@ class RecognitionHead(nn.Module):
         detach: bool = False,
         grad_scale: float = 1.0,
         norm: str = "none",
+        query_init: str = "random",
+        decoder: dict | None = None,
     ):
         super().__init__()
+        if kind not in HEAD_KINDS:
+            raise ValueError(f"head kind must be one of {', '.join(HEAD_KINDS)}, got {kind!r}")
         if not 0.0 <= float(grad_scale) <= 1.0:
             raise ValueError(f"head grad_scale must be in [0, 1], got {grad_scale!r}")
+        if norm not in ("none", "layer"):
+            raise ValueError(f"head norm must be 'none' or 'layer', got {norm!r}")
+        if query_init not in QUERY_INITS:
+            raise ValueError(f"head query_init must be one of {', '.join(QUERY_INITS)}, got {query_init!r}")
+        self.kind = kind
+        self.spatial = kind in SPATIAL_KINDS
+        if not self.spatial and (decoder or query_init != "random"):
+            raise ValueError(f"decoder / query_init are settings of the mldecoder and query2label heads, not of {kind!r}")
+        if self.spatial and norm != "none":
+            raise ValueError("norm applies to pooled features; the mldecoder and query2label heads have their own LayerNorms")
         self.grad_scale = 0.0 if detach else float(grad_scale)
         self.conv = conv_bn_relu(in_channels, conv_channels) if conv_channels else nn.Identity()
         features = conv_channels or in_channels
         self.pool = GlobalPool(pool)
-        if norm not in ("none", "layer"):
-            raise ValueError(f"head norm must be 'none' or 'layer', got {norm!r}")
         self.norm = nn.LayerNorm(features) if norm == "layer" else nn.Identity()
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        if kind == "linear":
-            self.classifier: nn.Module = nn.Linear(features, num_classes)
-            nn.init.normal_(self.classifier.weight, std=0.01)  # small start: predictions begin at the bias
-            nn.init.zeros_(self.classifier.bias)
-        elif kind == "gcn":
-            if embed_dim <= 0:
-                raise ValueError("a gcn head needs embed_dim > 0 (the width of the label embeddings)")
-            self.classifier = GCNClassifier(features, num_classes, embed_dim, gcn_hidden)
-        else:
-            raise ValueError(f"head kind must be 'linear' or 'gcn', got {kind!r}")
-        self.kind = kind
+        self.classifier = _make_classifier(kind, features, num_classes, embed_dim, gcn_hidden, query_init, decoder or {})
 
     def set_prior(self, frequencies, softmax: bool = False) -> None:
         """Start every output at its training prior: bias = log(p / (1 - p)), or log p for softmax."""
@@ -155,12 +189,45 @@ class RecognitionHead(nn.Module):
         with torch.no_grad():
             self.classifier.bias.copy_(torch.log(p) if softmax else torch.log(p / (1 - p)))
 
-    def pooled(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, D)
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """What the classifier reads: pooled features (B, D), or the map (B, D, H, W) for query heads."""
         if self.grad_scale == 0.0:
             x = x.detach()
         elif self.grad_scale != 1.0 and x.requires_grad:
             x = _ScaleGrad.apply(x, self.grad_scale)
-        return self.dropout(self.norm(self.pool(self.conv(x))))
+        x = self.conv(x)
+        if self.spatial:
+            return x
+        return self.dropout(self.norm(self.pool(x)))
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, D)
+        """Globally pooled features (linear and gcn heads)."""
+        if self.spatial:
+            raise ValueError(f"a {self.kind} head reads the spatial map, not pooled features")
+        return self.features(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, num_classes)
-        return self.classifier(self.pooled(x))
+        return self.classifier(self.features(x))
+
+
+def _make_classifier(kind: str, features: int, num_classes: int, embed_dim: int, gcn_hidden: int,
+                     query_init: str, decoder: dict) -> nn.Module:
+    if kind == "linear":
+        linear = nn.Linear(features, num_classes)
+        nn.init.normal_(linear.weight, std=0.01)  # small start: predictions begin at the bias
+        nn.init.zeros_(linear.bias)
+        return linear
+    if kind == "gcn" or query_init == "embeddings":
+        if embed_dim <= 0:
+            raise ValueError(f"a {kind} head {'with query_init: embeddings ' if kind != 'gcn' else ''}needs "
+                             "embed_dim > 0 (the width of the label embeddings)")
+    if kind == "gcn":
+        return GCNClassifier(features, num_classes, embed_dim, gcn_hidden)
+    defaults = MLDECODER_DEFAULTS if kind == "mldecoder" else QUERY2LABEL_DEFAULTS
+    unknown = set(decoder) - set(defaults)
+    if unknown:
+        raise ValueError(f"unknown {kind} decoder setting(s) {sorted(unknown)}; known: {', '.join(sorted(defaults))}")
+    kw = {**defaults, **decoder}
+    if kind == "mldecoder":
+        return MLDecoderClassifier(features, num_classes, embed_dim=embed_dim if query_init == "embeddings" else 0, **kw)
+    return Query2LabelClassifier(features, num_classes, **kw)

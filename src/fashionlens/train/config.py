@@ -60,6 +60,10 @@ DEFAULTS: dict[str, Any] = {
         "heatmap_sigma": 1.5,
         "heatmap": "mse",  # mse (seed A) | softmax (cross-entropy over each map's positions: learns in fewer steps)
         "label_smoothing": 0.0,  # category cross-entropy
+        # labels / attributes heads: bce (attributes: weighted by attribute_pos_weight) | asl | focal
+        "multilabel": {"kind": "bce", "gamma_neg": 4.0, "gamma_pos": 0.0, "clip": 0.05,  # asl
+                       "gamma": 2.0, "alpha": None,  # focal
+                       "detach_focus": True},  # asl: no gradient through the focusing weights (ASL's recipe)
     },
     "optim": {
         "name": "adam",  # adam | adamw | sgd
@@ -154,6 +158,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if cfg["data"]["path"] is None and os.environ.get("FASHIONLENS_DATA"):
         cfg["data"]["path"] = os.environ["FASHIONLENS_DATA"]
     _check_data_values(cfg["data"])
+    _check_loss_values(cfg["loss"])
     return cfg
 
 
@@ -165,6 +170,15 @@ def _check_data_values(data: dict) -> None:
         check_resize(data["resize"], data["max_stretch"])
     except ValueError as e:
         raise ConfigError(f"data.{e}") from None
+
+
+def _check_loss_values(loss: dict) -> None:
+    from fashionlens.losses import check_multilabel_loss
+
+    try:
+        check_multilabel_loss(loss["multilabel"])
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _read_yaml_with_base(path: Path) -> dict:

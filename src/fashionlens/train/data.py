@@ -174,7 +174,8 @@ def _multilabel_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -
     else:
         kinds = [read_multilabel(root, images_root=d["images_root"], label_list=d["label_list"])]
     if d["top_labels"]:
-        kinds = [select_top_labels(k, int(d["top_labels"])) for k in kinds]
+        # counted over all kinds: every kind keeps the same labels (CCP has no main label: the most frequent)
+        kinds = [select_top_labels(k, int(d["top_labels"]), counted=kinds) for k in kinds]
     parts = concat_splits([split_dataset(k, tuple(d["split_fractions"]), seed=int(d["split_seed"])) for k in kinds])
     full = kinds[0]
     if d["limit"]:

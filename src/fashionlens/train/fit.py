@@ -19,7 +19,6 @@ from fashionlens.errors import FashionlensError
 from fashionlens.fileio import atomic_write_bytes
 from fashionlens.losses import pos_weight_from_targets
 from fashionlens.models.fashion_net import FashionNet
-from fashionlens.models.heads import GCNClassifier
 from fashionlens.models.registry import create_backbone
 from fashionlens.train.data import DataBundle, build_data, make_loader
 from fashionlens.train.resume import AtomicCheckpointIO, RngStateCallback
@@ -119,7 +118,11 @@ def _backbone_kwargs(cfg: dict) -> dict:
 
 
 def build_model_for_data(cfg: dict, bundle: DataBundle, backbone: torch.nn.Module) -> tuple[FashionNet, ModelInfo]:
-    """Size the heads from the data, build the label graph and embeddings for GCN heads."""
+    """Size the heads from the data; label graph and embeddings for the heads that use them.
+
+    A ``gcn`` head gets the label word embeddings and the co-occurrence graph; an ``mldecoder`` or
+    ``query2label`` head with ``query_init: embeddings`` gets the embeddings.
+    """
     heads = {}
     graph_extra = {}
     embeddings = {}
@@ -130,8 +133,13 @@ def build_model_for_data(cfg: dict, bundle: DataBundle, backbone: torch.nn.Modul
         kw = {"kind": "linear", **(head_cfg or {}), "num_classes": len(bundle.label_names[name])}
         if kw["kind"] == "gcn":
             emb, adjacency, graph_extra[name] = label_graph_inputs(cfg, bundle.label_names[name], bundle.train_targets[name])
-            kw["embed_dim"] = int(emb.shape[1])
             embeddings[name] = (emb, adjacency)
+        elif kw.get("query_init") == "embeddings":
+            emb = label_word_embeddings(cfg, bundle.label_names[name])
+            graph_extra[name] = {"embeddings": cfg["labels"]["embeddings"]["provider"], "embed_dim": int(emb.shape[1])}
+            embeddings[name] = (emb, None)
+        if name in embeddings:
+            kw["embed_dim"] = int(embeddings[name][0].shape[1])
         heads[name] = kw
     landmarks = cfg["model"]["landmarks"]
     model = FashionNet(cfg["model"]["backbone"], heads, landmarks, _backbone_kwargs(cfg), backbone_module=backbone)
@@ -140,9 +148,10 @@ def build_model_for_data(cfg: dict, bundle: DataBundle, backbone: torch.nn.Modul
                                     softmax=name == "category")
     for name, (emb, adjacency) in embeddings.items():
         clf = model.heads[name].classifier
-        assert isinstance(clf, GCNClassifier)
-        clf.embeddings.copy_(torch.as_tensor(emb))
-        clf.adjacency.copy_(torch.as_tensor(adjacency))
+        if adjacency is None:
+            clf.load_label_embeddings(emb)
+        else:
+            clf.load_label_embeddings(emb, adjacency)
     extra = {"graph": graph_extra, "data": data_description(cfg), "experiment": cfg["experiment"]}
     if bundle.attribute_groups is not None:
         extra["attribute_groups"] = [int(g) for g in bundle.attribute_groups]
@@ -174,16 +183,23 @@ def label_frequencies(targets: np.ndarray, num_classes: int, single_label: bool)
     return np.asarray(targets, dtype=np.float64).mean(axis=0)
 
 
+def label_word_embeddings(cfg: dict, names: list[str]) -> np.ndarray:
+    """The (C, d) word embeddings of the label names, as ``labels.embeddings`` configures them."""
+    from fashionlens.labels import label_embeddings
+
+    e = cfg["labels"]["embeddings"]
+    return label_embeddings(names, provider=e["provider"], path=e["path"], aliases=e["aliases"] or None)
+
+
 def label_graph_inputs(cfg: dict, names: list[str], targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
     """Word embeddings (C, d) and the normalised co-occurrence adjacency (C, C) for a GCN head."""
-    from fashionlens.labels import build_label_graph, label_embeddings
+    from fashionlens.labels import build_label_graph
 
     g = cfg["labels"]["graph"]
-    e = cfg["labels"]["embeddings"]
-    emb = label_embeddings(names, provider=e["provider"], path=e["path"], aliases=e["aliases"] or None)
+    emb = label_word_embeddings(cfg, names)
     graph = build_label_graph(targets, tau=g["tau"], p=g["p"], kind=g["kind"])
     extra = {"kind": g["kind"], "tau": g["tau"], "p": g["p"], "num_edges": int(graph.num_edges),
-             "embeddings": e["provider"], "embed_dim": int(emb.shape[1])}
+             "embeddings": cfg["labels"]["embeddings"]["provider"], "embed_dim": int(emb.shape[1])}
     return emb, graph.adjacency, extra
 
 

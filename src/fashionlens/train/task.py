@@ -106,7 +106,7 @@ class FashionTask(L.LightningModule):
         outputs = self(batch["image"])
         terms = compute_losses(outputs, batch, self.pos_weight if self.pos_weight.numel() else None,
                                self.loss_cfg["heatmap_sigma"], self.loss_cfg.get("label_smoothing", 0.0),
-                               self.loss_cfg.get("heatmap", "mse"))
+                               self.loss_cfg.get("heatmap", "mse"), self.loss_cfg.get("multilabel"))
         weights = self.loss_cfg["weights"]
         total = sum(weights.get(name, 1.0) * value for name, value in terms.items())
         if not torch.isfinite(total):
