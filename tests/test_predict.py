@@ -70,6 +70,26 @@ def test_predictor_accepts_every_input_kind(tiny_model, photos):
     json.dumps([p.to_dict() for p in preds])
 
 
+def test_min_tags_returns_each_photos_best_tag_below_the_models_threshold(tmp_path, photos):
+    torch.manual_seed(0)
+    net = FashionNet("test_tiny", heads={"labels": {"num_classes": 4}}).eval()
+    files = sorted(str(p) for p in photos.glob("p*.jpg"))
+    with torch.inference_mode():
+        probs = torch.sigmoid(net(torch.zeros(1, 3, 32, 32))["labels"])[0]
+    assert probs.max() < 0.99  # so the threshold below passes nothing
+    for min_tags, want in ((0, 0), (1, 1), (2, 2)):
+        extra = {"threshold": 0.99, "min_tags": min_tags} if min_tags else {"threshold": 0.99}
+        info = ModelInfo(net.spec, {"labels": TAGS}, DataConfig(input_size=(32, 32)), extra)
+        predictor = fashionlens.load_model(save_model(net, info, tmp_path / f"m{min_tags}.safetensors"))
+        assert predictor.min_tags == min_tags
+        ranked = predictor.predict(files, top_k=4, threshold=0.0)  # every tag, most likely first
+        for pred, full in zip(predictor.predict(files, top_k=4), ranked, strict=True):
+            assert len(pred.tags) == want and all(t.score < 0.99 for t in pred.tags)
+            assert pred.tags == full.tags[:want]  # the most likely ones, in order
+        # a threshold the caller gives is applied as it is
+        assert all(p.tags == [] for p in predictor.predict(files, threshold=0.99))
+
+
 def test_predictor_batches_give_the_same_scores(tiny_model, photos):
     files = sorted(str(p) for p in photos.glob("p*.jpg"))
     one = fashionlens.load_model(tiny_model, batch_size=1).predict(files)

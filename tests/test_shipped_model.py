@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import fashionlens
 from conftest import shared_path
+from fashionlens.data.derive import COLOURS
+from fashionlens.data.product_tags import correct_tags
+
+UPPER = ("t-shirt", "longsleeve", "shirt")
 
 
 def _validation_photos(per_class: int = 4) -> list[tuple[str, str]]:
@@ -16,20 +21,59 @@ def _validation_photos(per_class: int = 4) -> list[tuple[str, str]]:
     return photos
 
 
+@pytest.fixture(scope="module")
+def torch_predictions():
+    photos = _validation_photos()  # 40 product photos, the folder name is the true category
+    return photos, fashionlens.load_model("fashionlens-lite", backend="torch").predict([p for p, _ in photos], top_k=3)
+
+
 def test_shipped_model_loads_offline_and_knows_its_heads():
     predictor = fashionlens.load_model("fashionlens-lite", backend="torch")
-    assert predictor.heads == ["category", "labels"]
-    assert len(predictor.info.label_names["category"]) == 10 and len(predictor.info.label_names["labels"]) == 56
+    names = predictor.info.label_names
+    assert sorted(names) == ["attributes", "category", "labels"]
+    assert len(names["category"]) == 17 and {"polo", "blazer", "hoodie", "t-shirt", "shoes"} <= set(names["category"])
+    assert len(names["labels"]) == 56 and names["attributes"] == list(COLOURS)
     assert 0.0 < predictor.tag_threshold(None) < 1.0
+    assert predictor.model.heatmap_head is not None and predictor.model.visibility_head.out_features == 8
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
-def test_shipped_model_classifies_real_validation_photos(backend):
-    photos = _validation_photos()  # 40 photos, the folder name is the true category
-    preds = fashionlens.load_model("fashionlens-lite", backend=backend).predict([p for p, _ in photos], top_k=3)
+def test_shipped_model_classifies_real_validation_photos(backend, torch_predictions):
+    photos, torch_preds = torch_predictions
+    preds = torch_preds if backend == "torch" else (
+        fashionlens.load_model("fashionlens-lite", backend=backend).predict([p for p, _ in photos], top_k=3))
     top1 = sum(p.category[0].label == truth for p, (_, truth) in zip(preds, photos, strict=True)) / len(photos)
     top3 = sum(truth in [c.label for c in p.category] for p, (_, truth) in zip(preds, photos, strict=True)) / len(photos)
-    # the whole validation split: 94.1 % top-1; a broken export, a wrong normalisation or a
-    # shuffled label list falls far below these bounds (chance: 10 % / 30 %)
+    # the whole split: 92.1 % / 97.9 %. 17 classes, so a "polo" answer for a t-shirt is wrong. A broken
+    # export, a wrong normalisation or a shuffled label list falls far below these bounds (chance: 6 % / 18 %)
     assert top1 >= 0.8, top1
-    assert top3 >= 0.95, top3
+    assert top3 >= 0.9, top3
+
+
+def test_tags_on_product_photos_name_the_garment(torch_predictions):
+    """The bug report of issue 13: a shoe photo tagged "bag, scarf, blouse, jacket, skirt"."""
+    photos, preds = torch_predictions
+    returned = [[t.label for t in p.tags] for p in preds]
+    right = [sum(t in correct_tags(truth) for t in tags) for tags, (_, truth) in zip(returned, photos, strict=True)]
+    n = sum(len(tags) for tags in returned)
+    # the previous weights: precision 0.18 and 5.0 tags a photo on these photos' split
+    assert n and sum(right) / n >= 0.7, (sum(right), n, returned)
+    assert n / len(photos) <= 2.5, returned
+    assert np.mean([r > 0 for r in right]) >= 0.7, returned
+    shoes = [tags for tags, (_, truth) in zip(returned, photos, strict=True) if truth == "shoes"]
+    assert not any("skirt" in tags or "bag" in tags for tags in shoes), shoes
+
+
+def test_landmarks_of_upper_garments_put_the_collar_above_the_hem(torch_predictions):
+    photos, preds = torch_predictions
+    ordered = []
+    for pred, (_, truth) in zip(preds, photos, strict=True):
+        assert [lm.name for lm in pred.landmarks][:2] == ["left_collar", "right_collar"] and len(pred.landmarks) == 8
+        width, height = pred.image_size
+        assert all(0 <= lm.x <= width and 0 <= lm.y <= height and 0 <= lm.score <= 1 for lm in pred.landmarks)
+        if truth in UPPER:
+            at = {lm.name: lm for lm in pred.landmarks}
+            collar = (at["left_collar"].y + at["right_collar"].y) / 2
+            hem = (at["left_hem"].y + at["right_hem"].y) / 2
+            ordered.append(collar < hem - 0.1 * height)
+    assert len(ordered) == 12 and sum(ordered) >= 10, ordered

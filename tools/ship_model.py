@@ -14,7 +14,9 @@ Calibration, on the validation splits only (the test splits are never looked at)
 - **tag threshold**: one threshold for the 56 tags, chosen on CCP's validation photos together with
   the clothing-dataset validation photos' implied tags, as the best combined OF1 whose product-photo
   precision is at least ``--min-precision``
-  (:func:`fashionlens.inference.calibration.choose_tag_threshold`).
+  (:func:`fashionlens.inference.calibration.choose_tag_threshold`), for the policy the Predictor
+  runs: the tags at or above the threshold, and at least each photo's ``--min-tags`` most likely
+  ones (default 1: a product photo whose garment tags all score low still gets its best guess).
 
 The checks (written to ``--report`` as JSON): top-1 on clothing-small's validation folder (its 10
 classes, scored by the 17-way model), CCP mAP, the product-photo tag check on clothing-small's
@@ -39,6 +41,7 @@ from fashionlens.inference.calibration import (
     choose_tag_threshold,
     fit_temperature,
     product_tag_check,
+    returned_tags,
     softmax,
 )
 from fashionlens.metrics import expected_calibration_error, multilabel_prf, topk_accuracy
@@ -97,12 +100,14 @@ def check_model(model_path: str, ccp: str, small: str, garments: str | None) -> 
         r = ev["labels"]
         report["ccp_val"] = {"mAP": r["mAP"], "CF1": r["prf"]["CF1"], "OF1": r["prf"]["OF1"], **r["topk"],
                              "photos": ev["num_images"]}
-        threshold = float(info.extra.get("threshold", 0.5))
+        threshold, min_tags = float(info.extra.get("threshold", 0.5)), int(info.extra.get("min_tags", 0))
         out = head_outputs(model, info, small, "image_folder")
         tags = 1 / (1 + np.exp(-out["labels"]))
-        report["product_tags_clothing_small_val"] = {"threshold": threshold, **product_tag_check(
-            tags, out["category_targets"], out["names"]["category"], names["labels"], threshold)}
-        report["ccp_val"]["OF1_at_threshold"] = multilabel_prf(*_ccp_scores(model, info, ccp), threshold=threshold)["OF1"]
+        report["product_tags_clothing_small_val"] = {"threshold": threshold, "min_tags": min_tags, **product_tag_check(
+            tags, out["category_targets"], out["names"]["category"], names["labels"], threshold, min_tags)}
+        street, street_targets = _ccp_scores(model, info, ccp)  # OF1 of the tags the Predictor returns
+        report["ccp_val"]["OF1_at_threshold"] = multilabel_prf(returned_tags(street, threshold, min_tags).astype(float),
+                                                               street_targets, threshold=0.5)["OF1"]
     if "attributes" in names and garments:
         ev, _ = evaluate_model(model_path, garments, "val", data_format="deepfashion",
                                trainer_kwargs={"enable_progress_bar": False})
@@ -120,7 +125,7 @@ def _ccp_scores(model, info, ccp: str) -> tuple[np.ndarray, np.ndarray]:
     return 1 / (1 + np.exp(-out["labels"])), out["labels_targets"]
 
 
-def calibrate(model: torch.nn.Module, info, clothing: str, ccp: str, min_precision: float) -> dict:
+def calibrate(model: torch.nn.Module, info, clothing: str, ccp: str, min_precision: float, min_tags: int = 0) -> dict:
     """Temperature on the clothing validation split; the tag threshold on CCP + product validation photos."""
     product = head_outputs(model, info, clothing, "clothing_dataset")
     result = {"category": calibrate_temperature(product["category"], product["category_targets"])}
@@ -129,8 +134,8 @@ def calibrate(model: torch.nn.Module, info, clothing: str, ccp: str, min_precisi
         targets, weights = implied_tag_targets(product["names"]["category"], info.label_names["labels"])
         classes = product["category_targets"]
         threshold, chosen = choose_tag_threshold(street_scores, street_targets, 1 / (1 + np.exp(-product["labels"])),
-                                                 targets[classes], weights[classes], min_precision)
-        result["tags"] = {"threshold": threshold, **chosen, "street_photos": int(len(street_targets)),
+                                                 targets[classes], weights[classes], min_precision, min_tags=min_tags)
+        result["tags"] = {"threshold": threshold, "min_tags": min_tags, **chosen, "street_photos": int(len(street_targets)),
                           "product_photos": int(len(classes))}
     result["category"]["top1_val"] = topk_accuracy(product["category"], product["category_targets"], 1)
     return result
@@ -155,6 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--report", default=None, help="write the calibration and checks as JSON here")
     ap.add_argument("--check-only", action="store_true", help="only the checks of MODEL as it is (e.g. the previous shipped model)")
     ap.add_argument("--min-precision", type=float, default=0.85, help="product-photo tag precision the threshold must reach")
+    ap.add_argument("--min-tags", type=int, default=1,
+                    help="every photo gets at least its N most likely tags, even below the threshold (0: none)")
     ap.add_argument("--weights", default=None, help="a Lightning checkpoint (last.ckpt) whose weights to ship")
     ap.add_argument("--tta", choices=["none", "flip"], default=None, help="store this test-time augmentation in the model")
     args = ap.parse_args(argv)
@@ -169,10 +176,11 @@ def main(argv: list[str] | None = None) -> None:
         rebuilt = build_model({**model.spec, "tta": args.tta})
         rebuilt.load_state_dict(model.state_dict())
         model = rebuilt
-    calibration = calibrate(model, info, args.clothing, args.ccp, args.min_precision)
+    calibration = calibrate(model, info, args.clothing, args.ccp, args.min_precision, args.min_tags)
     info.extra["temperature"] = calibration["category"]["temperature"]
     if "tags" in calibration:
         info.extra["threshold"] = calibration["tags"]["threshold"]
+        info.extra["min_tags"] = args.min_tags
         info.extra["threshold_selection"] = (f"max OF1 on CCP + product validation photos with product precision >= "
                                              f"{args.min_precision}: {calibration['tags']}")
     out = save_model(model, info, args.out, half=True)

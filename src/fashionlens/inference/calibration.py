@@ -45,8 +45,19 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return z / z.sum(axis=-1, keepdims=True)
 
 
+def returned_tags(scores: np.ndarray, threshold: float, min_tags: int = 0) -> np.ndarray:
+    """(N, C) bool: the tags a Predictor returns, those at or above ``threshold`` and at least the
+    ``min_tags`` most likely ones of each photo (``top_k`` aside)."""
+    scores = np.asarray(scores)
+    returned = scores >= threshold
+    if min_tags > 0:
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :min_tags]
+        returned[np.arange(len(scores))[:, None], top] = True
+    return returned
+
+
 def product_tag_check(scores: np.ndarray, classes: np.ndarray, class_names: list[str], tag_names: list[str],
-                      threshold: float) -> dict:  # fmt: skip
+                      threshold: float, min_tags: int = 0) -> dict:  # fmt: skip
     """How a tagger does on single-garment product photos.
 
     Args:
@@ -54,6 +65,8 @@ def product_tag_check(scores: np.ndarray, classes: np.ndarray, class_names: list
         classes: (N,) each photo's garment class (index into ``class_names``).
         class_names, tag_names: the vocabularies.
         threshold: a tag is returned when its probability reaches this.
+        min_tags: a photo's most likely tags returned whatever their probability (the Predictor's
+            ``min_tags``).
 
     Returns:
         ``precision`` (returned tags that are correct for the photo's class: present or acceptable,
@@ -61,7 +74,7 @@ def product_tag_check(scores: np.ndarray, classes: np.ndarray, class_names: list
         ``at_least_one_correct`` (fraction of photos with a correct tag among those returned),
         ``no_tag`` (fraction with none returned), ``num_photos``; and ``per_class`` precision.
     """
-    returned = np.asarray(scores) >= threshold  # (N, C)
+    returned = returned_tags(scores, threshold, min_tags)  # (N, C)
     right = np.array([[t in correct_tags(class_names[k]) for t in tag_names] for k in range(len(class_names))])
     good = returned & right[np.asarray(classes)]
     n_returned = int(returned.sum())
@@ -82,16 +95,19 @@ def product_tag_check(scores: np.ndarray, classes: np.ndarray, class_names: list
 
 def choose_tag_threshold(street_scores: np.ndarray, street_targets: np.ndarray, product_scores: np.ndarray,
                          product_targets: np.ndarray, product_weights: np.ndarray, min_precision: float = 0.85,
-                         grid: np.ndarray | None = None) -> tuple[float, dict]:  # fmt: skip
+                         grid: np.ndarray | None = None, min_tags: int = 0) -> tuple[float, dict]:  # fmt: skip
     """The one tag threshold for both kinds of photo (see the module docstring).
 
     Args:
         street_scores, street_targets: (N, C) probabilities and 0/1 tags of annotated street photos.
         product_scores, product_targets, product_weights: (M, C) probabilities, implied 0/1 tags and
             their weights (0 = acceptable: ignored).
-        min_precision: the product-photo precision the threshold must reach (counted on the known
-            entries, so an acceptable tag neither helps nor hurts).
+        min_precision: the product-photo precision the threshold must reach, counted as
+            :func:`product_tag_check` does (a returned acceptable tag is correct). In the OF1 an
+            acceptable tag counts neither way.
         grid: candidate thresholds (default 0.05, 0.0625, ..., 0.95).
+        min_tags: each photo's most likely tags count as returned whatever the threshold (the
+            Predictor's ``min_tags``), so the threshold is chosen for the policy that will run.
 
     Returns:
         ``(threshold, info)``: info has the combined OF1, the product precision at the threshold,
@@ -101,13 +117,15 @@ def choose_tag_threshold(street_scores: np.ndarray, street_targets: np.ndarray, 
     known = np.asarray(product_weights) > 0
     rows = []
     for t in grid:
-        sp, pp = street_scores >= t, (product_scores >= t) & known
+        sp, returned = returned_tags(street_scores, t, min_tags), returned_tags(product_scores, t, min_tags)
+        pp = returned & known
         tp = (sp & (street_targets > 0)).sum() + (pp & (product_targets > 0)).sum()
         fp = (sp & (street_targets == 0)).sum() + (pp & (product_targets == 0)).sum()
         fn = (~sp & (street_targets > 0)).sum() + (~pp & known & (product_targets > 0)).sum()
         of1 = 2 * tp / max(2 * tp + fp + fn, 1)
-        p_tp, p_fp = (pp & (product_targets > 0)).sum(), (pp & (product_targets == 0)).sum()
-        rows.append((float(t), float(of1), float(p_tp / max(p_tp + p_fp, 1)) if p_tp + p_fp else 1.0))
+        # precision as product_tag_check counts it: a returned acceptable tag is a correct one
+        n_returned, n_wrong = returned.sum(), (pp & (product_targets == 0)).sum()
+        rows.append((float(t), float(of1), float(1 - n_wrong / n_returned) if n_returned else 1.0))
     ok = [r for r in rows if r[2] >= min_precision]
     best = max(ok, key=lambda r: (r[1], -r[0])) if ok else max(rows, key=lambda r: (r[2], r[1]))
     return best[0], {"OF1": best[1], "product_precision": best[2], "precision_goal_met": bool(ok)}

@@ -203,6 +203,11 @@ class Predictor:
     def tag_threshold(self, threshold: float | None) -> float:
         return threshold if threshold is not None else float(self.info.extra.get("threshold", 0.5))
 
+    @property
+    def min_tags(self) -> int:
+        """Tags returned even below the model's threshold (its most likely ones; 0 unless calibrated so)."""
+        return int(self.info.extra.get("min_tags", 0))
+
     def _decode(self, out: dict[str, np.ndarray], row: int, name: str, size, top_k: int, threshold,
                 crop: Box | None = None) -> Prediction:  # fmt: skip
         pred = Prediction(source=name, image_size=size, box=crop)
@@ -212,8 +217,11 @@ class Predictor:
             pred.category = _top(_softmax(out["category"][row] / temperature), names["category"], top_k)
         if "labels" in out:
             thr = self.tag_threshold(threshold)
+            # the model's own tag policy: its threshold, and at least its ``min_tags`` most likely tags
+            # (tools/ship_model.py); a threshold the caller gives is applied as it is
+            least = self.min_tags if threshold is None else 0
             probs = _sigmoid(out["labels"][row])
-            pred.tags = [s for s in _top(probs, names["labels"], top_k) if s.score >= thr]
+            pred.tags = [s for i, s in enumerate(_top(probs, names["labels"], top_k)) if s.score >= thr or i < least]
             pred.tag_threshold = thr
         if "attributes" in out:
             probs = _sigmoid(out["attributes"][row])
