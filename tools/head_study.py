@@ -4,7 +4,7 @@
     python tools/head_study.py cache configs/ccp_heads_lite0.yaml --data ../shared/data/ccp \
         --out runs/head_study/cache.pt
     # 2. train every head x loss x seed of a study file on the cache, score the validation split
-    python tools/head_study.py run configs/study_ccp_frozen.yaml --cache runs/head_study/cache.pt \
+    python tools/head_study.py run configs/studies/ccp_frozen.yaml --cache runs/head_study/cache.pt \
         --out runs/head_study/frozen [--top-labels 5] [--only mldecoder]
     # 3. only at the end: score the test split with the trained heads
     python tools/head_study.py score runs/head_study/frozen/val/all --cache runs/head_study/cache.pt --split test
