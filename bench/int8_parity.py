@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from fashionlens.checkpoint import ModelInfo
-from fashionlens.data.ccp import read_ccp
+from fashionlens.data.ccp import MIN_MASK_PIXELS, read_ccp_parts
 from fashionlens.data.image_folder import read_image_folder
-from fashionlens.data.multilabel import split_dataset
+from fashionlens.data.multilabel import concat_splits, split_dataset
 from fashionlens.inference.onnx_runner import OnnxRunner, read_onnx_model, session_options
 from fashionlens.inference.predictor import resolve_model_path
 from fashionlens.inference.quantize import calibration_inputs, quantize_int8
@@ -44,9 +44,11 @@ def ccp_split(info: ModelInfo, split: str):
     """The CCP split the model was trained / selected on (split settings from its header)."""
     sources = info.extra.get("data", {}).get("sources", {})
     settings = sources.get("ccp", info.extra.get("data", {}))
-    full = read_ccp(SHARED / "ccp")
-    parts = split_dataset(full, tuple(settings.get("split_fractions", (0.7, 0.1, 0.2))), seed=int(settings.get("split_seed", 0)))
-    return parts[split]
+    # as training splits it: each annotation kind on its own, with the same fractions and seed
+    kinds = read_ccp_parts(SHARED / "ccp", annotations=settings.get("ccp_annotations", "both"),
+                           min_pixels=int(settings.get("min_mask_pixels", MIN_MASK_PIXELS)))
+    fractions, seed = tuple(settings.get("split_fractions", (0.7, 0.1, 0.2))), int(settings.get("split_seed", 0))
+    return concat_splits([split_dataset(k, fractions, seed=seed) for k in kinds.values()])[split]
 
 
 def calibration_photos(info: ModelInfo, n: int, seed: int = 0) -> list[str]:
