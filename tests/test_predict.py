@@ -21,6 +21,7 @@ import fashionlens
 from fashionlens.checkpoint import ModelInfo, save_model
 from fashionlens.cli import app
 from fashionlens.data.config import DataConfig
+from fashionlens.inference.output import format_predictions
 from fashionlens.models import FashionNet
 
 runner = CliRunner()
@@ -86,6 +87,8 @@ def test_min_tags_returns_each_photos_best_tag_below_the_models_threshold(tmp_pa
         for pred, full in zip(predictor.predict(files, top_k=4), ranked, strict=True):
             assert len(pred.tags) == want and all(t.score < 0.99 for t in pred.tags)
             assert pred.tags == full.tags[:want]  # the most likely ones, in order
+            if want:  # the table says why a tag below the threshold is listed
+                assert f"  tags (>= 0.99, else the best): {pred.tags[0].label} " in format_predictions([pred], "table")
         # a threshold the caller gives is applied as it is
         assert all(p.tags == [] for p in predictor.predict(files, threshold=0.99))
 

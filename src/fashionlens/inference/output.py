@@ -33,7 +33,8 @@ def format_predictions(preds: list[Prediction], fmt: str) -> str:
         if p.category is not None:
             lines.append(f"  category:   {_labels(p.category)}")
         if p.tags is not None:
-            lines.append(f"  tags (>= {p.tag_threshold:.2f}): {_labels(p.tags) or '-'}")
+            below = any(t.score < p.tag_threshold for t in p.tags)  # the model's min_tags best guesses
+            lines.append(f"  tags (>= {p.tag_threshold:.2f}{', else the best' if below else ''}): {_labels(p.tags) or '-'}")
         if p.attributes is not None:
             lines.append(f"  attributes: {_labels(p.attributes)}")
         if p.colours is not None:

@@ -147,7 +147,9 @@ function render(item, record) {
   if (record.tags) {
     const box = barRows("Tags", "tag", record.tags);
     const thr = Number(record.tag_threshold).toFixed(2);
-    box.append(el("p", "note", record.tags.length ? `scores ≥ ${thr}` : `no tag scores ≥ ${thr}`));
+    const below = record.tags.some((t) => t.score < record.tag_threshold);  // the model's best guess (min_tags)
+    box.append(el("p", "note", !record.tags.length ? `no tag scores ≥ ${thr}`
+                                : below ? `scores ≥ ${thr}, else the best guess` : `scores ≥ ${thr}`));
     preds.append(box);
   }
   if (record.attributes) {
