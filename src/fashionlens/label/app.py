@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -42,8 +42,8 @@ from fashionlens.label.photos import (
 )
 from fashionlens.label.store import LabelStore, LabelValueError, read_vocabulary
 from fashionlens.label.suggest import Suggestions, suggest, uncertain_first
-from fashionlens.serve.app import PAGE_CSP, _install_error_handlers, _SecurityHeaders
 from fashionlens.serve.app import UploadError as ClientError
+from fashionlens.serve.app import _install_error_handlers, _SecurityHeaders, add_page_routes
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_FILES = {"label.js": "text/javascript; charset=utf-8", "label.css": "text/css; charset=utf-8"}
@@ -255,19 +255,6 @@ def _add_api_routes(app: FastAPI, session: LabelSession) -> None:
                 **_progress(session, index)}
 
 
-def _add_page_routes(app: FastAPI) -> None:
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8",
-                            headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
-
-    @app.get("/static/{name}", include_in_schema=False)
-    async def static(name: str) -> FileResponse:
-        if name not in STATIC_FILES:
-            raise ClientError(404, "not found")
-        return FileResponse(STATIC_DIR / name, media_type=STATIC_FILES[name], headers={"Cache-Control": "no-cache"})
-
-
 def create_label_app(session: LabelSession, allowed_hosts: list[str] | None = None) -> FastAPI:
     """The FastAPI app of a labelling session.
 
@@ -277,7 +264,7 @@ def create_label_app(session: LabelSession, allowed_hosts: list[str] | None = No
     """
     app = FastAPI(title="fashionlens label", version="1", docs_url=None, redoc_url=None, openapi_url=None)
     _install_error_handlers(app)
-    _add_page_routes(app)
+    add_page_routes(app, STATIC_DIR, STATIC_FILES, ClientError)
     _add_api_routes(app, session)
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)

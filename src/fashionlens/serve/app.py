@@ -329,19 +329,21 @@ class _SecurityHeaders:
         await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
 
 
-def _add_page_routes(app: FastAPI) -> None:
-    """``/`` and the two static files, from a fixed list (no path from the request touches the disk)."""
+def add_page_routes(app: FastAPI, static_dir: Path = STATIC_DIR, files: dict[str, str] = STATIC_FILES,
+                    not_found: type[Exception] = HTTPException) -> None:  # fmt: skip
+    """``/`` (``static_dir/index.html``) and the static ``files`` (name -> media type), from that fixed
+    list: no path from the request touches the disk. The web service's page and the labelling page."""
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8",
+        return FileResponse(static_dir / "index.html", media_type="text/html; charset=utf-8",
                             headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
 
     @app.get("/static/{name}", include_in_schema=False)
     async def static(name: str) -> FileResponse:
-        if name not in STATIC_FILES:
-            raise HTTPException(404, "not found")
-        return FileResponse(STATIC_DIR / name, media_type=STATIC_FILES[name], headers={"Cache-Control": "no-cache"})
+        if name not in files:
+            raise not_found(404, "not found")
+        return FileResponse(static_dir / name, media_type=files[name], headers={"Cache-Control": "no-cache"})
 
 
 def _add_api_routes(app: FastAPI, predictor: Predictor, gate: _Gate, limits: Limits, name: str,
@@ -401,7 +403,7 @@ def create_app(predictor: Predictor, api_key: str | None = None, max_upload_byte
     app = FastAPI(title="fashionlens", version="1", lifespan=lifespan,
                   description="Fashion image recognition: categories, tags, attributes and landmarks.")
     _install_error_handlers(app)
-    _add_page_routes(app)
+    add_page_routes(app)
     _add_api_routes(app, predictor, gate, limits, name, api_key)
     app.add_middleware(_SecurityHeaders)
     return app
