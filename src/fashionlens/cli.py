@@ -267,6 +267,19 @@ def derive_landmarks(
         typer.echo(f"  {line}")
 
 
+def _photos_or_fail(inputs: list[str], none_found: str) -> list:
+    """The photos named by files, folders, globs or listings; one error line if none or a bad listing."""
+    from fashionlens.inference.inputs import ListingError, expand_inputs
+
+    try:
+        found = expand_inputs(inputs)
+    except ListingError as e:
+        _fail(str(e))
+    if not found:
+        _fail(none_found + " ".join(inputs))
+    return found
+
+
 @app.command()
 def predict(
     paths: Annotated[list[str], typer.Argument(help="image files, folders or globs")],
@@ -295,7 +308,6 @@ def predict(
     Unreadable images are reported and skipped. ``--engine ray --out OUT_DIR`` runs on Ray Data and
     writes Parquet shards; rerunning it skips the photos OUT_DIR already has.
     """
-    from fashionlens.inference.inputs import ListingError, expand_inputs
     from fashionlens.inference.output import format_predictions
     from fashionlens.inference.predictor import load_model
 
@@ -304,12 +316,7 @@ def predict(
     if fmt not in ("table", "json", "csv") or (engine == "ray" and fmt != "table"):
         _fail(f"--format must be table, json or csv, got {fmt!r}" if engine == "local" else
               "--engine ray writes Parquet shards to --out; --format does not apply")
-    try:
-        files = expand_inputs(paths)
-    except ListingError as e:
-        _fail(str(e))
-    if not files:
-        _fail("no images found in " + " ".join(paths))
+    files = _photos_or_fail(paths, "no images found in ")
     if engine == "ray":
         from fashionlens.inference.ray_engine import RayOptions
 
@@ -426,7 +433,6 @@ def _export_int8(checkpoint: Path, target: Path, int8: bool, calibration: list[s
     """``export --int8``: quantise with ONNX Runtime, report the agreement with fp32."""
     from fashionlens.checkpoint import CheckpointError
     from fashionlens.inference.export import ExportError
-    from fashionlens.inference.inputs import ListingError, expand_inputs
     from fashionlens.inference.quantize import quantize_int8
 
     if not int8:
@@ -434,12 +440,7 @@ def _export_int8(checkpoint: Path, target: Path, int8: bool, calibration: list[s
     if not calibration:
         _fail("--int8 needs --calibration PHOTOS: a few hundred photos like those the model will tag "
               "(a folder, glob or listing); the int8 activation ranges are measured on them")
-    try:
-        photos = expand_inputs(calibration)
-    except ListingError as e:
-        _fail(str(e))
-    if not photos:
-        _fail("no calibration photos found in " + " ".join(calibration))
+    photos = _photos_or_fail(calibration, "no calibration photos found in ")
     try:
         report = quantize_int8(checkpoint, target, photos)
     except (CheckpointError, ExportError, ValueError, FileNotFoundError) as e:
