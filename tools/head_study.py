@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import yaml
 
-from fashionlens.checkpoint import atomic_write_bytes
+from fashionlens.fileio import atomic_write_bytes
 
 HEADLINE = ("mAP", "CF1", "OF1", "top3_any")
 

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionlens.checkpoint import ModelInfo, atomic_write_bytes
+from fashionlens.checkpoint import ModelInfo
 from fashionlens.data.images import BadImageError, ImageSource, load_image
 from fashionlens.data.transforms import build_transforms, draft_size
+from fashionlens.fileio import atomic_write_bytes
 from fashionlens.inference.export import ExportError, attach_header, cached_onnx
 from fashionlens.inference.onnx_runner import INPUT_NAME, OnnxRunner, read_onnx_model
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionlens.checkpoint import atomic_write_bytes
+from fashionlens.fileio import atomic_write_bytes
 
 SHARD_GLOB = "part-*.parquet"
 FLUSH_SECONDS = 30.0  # a shard is also written when this much time passed since the last one

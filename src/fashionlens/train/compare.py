@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionlens.checkpoint import atomic_write_bytes
+from fashionlens.fileio import atomic_write_bytes
 from fashionlens.metrics import (
     attribute_recall_at_k,
     average_precision,

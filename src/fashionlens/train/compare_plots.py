@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionlens.checkpoint import atomic_write_bytes
+from fashionlens.fileio import atomic_write_bytes
 
 MAX_BARS = 60  # beyond this many labels, only the largest gains and losses are drawn
 GAIN, LOSS, TRUE, WRONG = "#228833", "#cc3311", "#117733", "#555555"

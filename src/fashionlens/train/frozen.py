@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fashionlens.checkpoint import atomic_write_bytes
+from fashionlens.fileio import atomic_write_bytes
 from fashionlens.losses import compute_losses, pos_weight_from_targets
 from fashionlens.metrics import multilabel_report
 from fashionlens.models.heads import RecognitionHead
