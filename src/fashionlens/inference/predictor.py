@@ -17,6 +17,7 @@ from fashionlens.checkpoint import ModelInfo, load_model_file
 from fashionlens.data.deepfashion import LANDMARK_NAMES
 from fashionlens.data.images import BadImageError, ImageSource, load_image, photo_size
 from fashionlens.data.transforms import build_transforms, draft_size, input_to_photo
+from fashionlens.inference.calibration import returned_tags
 from fashionlens.inference.onnx_runner import cpu_cores, onnxruntime_available
 from fashionlens.models.glem import heatmaps_to_landmarks
 
@@ -221,7 +222,8 @@ class Predictor:
             # (tools/ship_model.py); a threshold the caller gives is applied as it is
             least = self.min_tags if threshold is None else 0
             probs = _sigmoid(out["labels"][row])
-            pred.tags = [s for i, s in enumerate(_top(probs, names["labels"], top_k)) if s.score >= thr or i < least]
+            kept = {names["labels"][i] for i in np.flatnonzero(returned_tags(probs[None], thr, least)[0])}
+            pred.tags = [s for s in _top(probs, names["labels"], top_k) if s.label in kept]
             pred.tag_threshold = thr
         if "attributes" in out:
             probs = _sigmoid(out["attributes"][row])
