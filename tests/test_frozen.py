@@ -123,11 +123,32 @@ def test_study_tool_runs_resumes_and_tabulates(tmp_path, cache_file, colour_csv,
                "--out", str(model), "--name", "exported"])
     from fashionlens.train.evaluate import evaluate_model
 
+    val_all = json.loads((out / "val" / "all" / "gcn__bce__s1.json").read_text())
     _, ctx = evaluate_model(model, colour_csv, "val", trainer_kwargs={"enable_progress_bar": False})
     assert ctx["info"].extra["experiment"] == "exported"
     with np.load(out / "val" / "all" / "gcn__bce__s1.npz") as z:
         assert list(ctx["outputs"]["paths"]) == list(z["paths"])
         np.testing.assert_allclose(ctx["outputs"]["labels_scores"], z["scores"], atol=2e-3)
+        frozen_scores, frozen_paths = z["scores"], list(z["paths"])
+
+    # score-models: model files in HEAD-LOSS-sSEED folders, written as runs `table` reads (photos sorted)
+    ft = tmp_path / "ft" / "gcn-bce-s1"
+    ft.mkdir(parents=True)
+    (ft / "model.safetensors").write_bytes(model.read_bytes())
+    tool.main(["score-models", str(ft / "model.safetensors"), "--data", str(colour_csv), "--split", "val",
+               "--out", str(tmp_path / "scores"), "--threads", "1"])
+    with np.load(tmp_path / "scores" / "val" / "all" / "gcn__bce__s1.npz") as z:
+        assert list(z["paths"]) == sorted(frozen_paths)
+        order = [frozen_paths.index(p) for p in z["paths"]]
+        np.testing.assert_allclose(z["scores"], frozen_scores[order], atol=2e-3)
+    scored = json.loads((tmp_path / "scores" / "val" / "all" / "gcn__bce__s1.json").read_text())
+    assert scored["settings"]["seed"] == 1 and scored["settings"]["finetuned"] is True
+    assert abs(scored["headline"]["mAP"] - val_all["headline"]["mAP"]) < 0.02
+    bad = tmp_path / "ft" / "misnamed"
+    bad.mkdir()
+    (bad / "model.safetensors").write_bytes(model.read_bytes())
+    with pytest.raises(SystemExit, match="HEAD-LOSS-sSEED"):
+        tool.main(["score-models", str(bad / "model.safetensors"), "--data", str(colour_csv), "--out", str(tmp_path / "s2")])
 
     cache_out = tmp_path / "cache2.pt"
     tool.main(["cache", str(_cfg_file(tmp_path)), "--data", str(colour_csv), "--out", str(cache_out), "--batch-size", "32",

@@ -8,6 +8,9 @@
         --out runs/head_study/frozen [--top-labels 5] [--only mldecoder]
     # 3. only at the end: score the test split with the trained heads
     python tools/head_study.py score runs/head_study/frozen/val/all --cache runs/head_study/cache.pt --split test
+    # fine-tuned models (fashionlens train ... --out runs/ft_heads/HEAD-LOSS-sSEED), in the same form for table
+    python tools/head_study.py score-models runs/ft_heads/*/model.safetensors --data ../shared/data/ccp \
+        --split val --out runs/ft_heads/scores
     # any trained head as a model file (Lite0 + the head), e.g. for fashionlens compare
     python tools/head_study.py export runs/head_study/frozen/val/all/mldecoder__asl__s0.json \
         --config configs/ccp_heads_lite0.yaml --out runs/head_study/models/mldecoder-asl.safetensors
@@ -135,6 +138,34 @@ def cmd_score(args) -> None:
         result = {**score_split(model, cache, args.split), "seconds": summary["seconds"]}  # the training time
         _save_run(out_dir / path.stem, result, {**settings, "split": args.split})
     print(f"scored {len(runs)} heads on the {args.split} split: {out_dir}")
+
+
+def cmd_score_models(args) -> None:
+    """Score fine-tuned model files (``.../HEAD-LOSS-sSEED/model.safetensors``) on one split, as runs ``table`` reads."""
+    from fashionlens.metrics.reports import multilabel_report
+    from fashionlens.train.evaluate import evaluate_model
+
+    torch.set_num_threads(args.threads)
+    for path in args.models:
+        try:
+            head, loss, seed = path.parent.name.split("-")
+            seed = int(seed.removeprefix("s"))
+        except ValueError:
+            raise SystemExit(f"error: {path}: its folder should be named HEAD-LOSS-sSEED (e.g. linear-bce-s0)") from None
+        out = args.out / args.split / "all" / f"{head}__{loss}__s{seed}"
+        if out.with_suffix(".json").is_file():
+            continue
+        _, res = evaluate_model(path, args.data, split=args.split, trainer_kwargs={"enable_progress_bar": False})
+        o, names = res["outputs"], list(res["info"].label_names["labels"])
+        order = np.argsort(o["paths"])  # one photo order for every model, as the bootstrap pairs rows
+        scores, targets, paths = o["labels_scores"][order], o["labels_targets"][order], list(o["paths"][order])
+        result = {"report": multilabel_report(scores, targets, names), "scores": scores, "targets": targets,
+                  "paths": paths, "seconds": 0.0}
+        settings = {"head": {"kind": head}, "loss": {"kind": loss}, "seed": seed, "split": args.split, "subset": "all",
+                    "model": str(path), "finetuned": True}
+        _save_run(out, result, settings)
+        h = headline(result["report"])
+        print(f"{head:12s} {loss:5s} seed {seed}: " + "  ".join(f"{k} {h[k]:.4f}" for k in HEADLINE), flush=True)
 
 
 def cmd_export(args) -> None:
@@ -273,6 +304,12 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--cache", type=Path, required=True)
     s.add_argument("--split", default="test", choices=["train", "val", "test"])
     s.add_argument("--threads", type=int, default=1)
+    m = sub.add_parser("score-models", help="score fine-tuned model files (HEAD-LOSS-sSEED/model.safetensors) for table")
+    m.add_argument("models", type=Path, nargs="+")
+    m.add_argument("--data", required=True)
+    m.add_argument("--split", default="val", choices=["val", "test"])
+    m.add_argument("--out", type=Path, required=True)
+    m.add_argument("--threads", type=int, default=2)
     e = sub.add_parser("export", help="a trained head + the cache's backbone as a model file")
     e.add_argument("run", type=Path, help="a run's .json, e.g. OUT/val/all/mldecoder__asl__s0.json")
     e.add_argument("--config", type=Path, required=True, help="the config the cache was made with")
@@ -283,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--out", type=Path, default=None)
     t.add_argument("--resamples", type=int, default=2000)
     args = ap.parse_args(argv)
-    {"cache": cmd_cache, "run": cmd_run, "score": cmd_score, "export": cmd_export, "table": cmd_table}[args.command](args)
+    {"cache": cmd_cache, "run": cmd_run, "score": cmd_score, "score-models": cmd_score_models, "export": cmd_export, "table": cmd_table}[args.command](args)
 
 
 if __name__ == "__main__":
