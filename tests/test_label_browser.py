@@ -3,7 +3,8 @@
 A ``fashionlens label`` subprocess is SIGKILLed in the middle of a session and restarted; the CSV it
 leaves is read by the multi-label reader, passes ``fashionlens data check`` and trains a tiny model
 with ``configs/styles_top5_mlgcn.yaml``. Needs Debian's ``chromium`` and the ``playwright`` package
-(the system browser via ``executable_path``); skips when either is absent, like test_serve_browser.
+(the system browser, ``tests/browser_fixtures.py``): without Chromium the module skips, except under
+``make test``, which requires it, as for test_serve_browser.
 """
 
 from __future__ import annotations
@@ -12,23 +13,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+from browser_fixtures import launch_chromium, open_page
+from fashionlens.checkpoint import read_info
+from fashionlens.cli import app as cli_app
+from fashionlens.data.multilabel import read_multilabel
+from fashionlens.label.app import create_label_app, open_session
+from label_fixtures import VOCAB, ServerPool, colour_photos, tiny_model, write_vocab
+from serve_fixtures import serve_in_thread
 
-from typer.testing import CliRunner  # noqa: E402
-
-from fashionlens.checkpoint import read_info  # noqa: E402
-from fashionlens.cli import app as cli_app  # noqa: E402
-from fashionlens.data.multilabel import read_multilabel  # noqa: E402
-from fashionlens.label.app import create_label_app, open_session  # noqa: E402
-from label_fixtures import VOCAB, ServerPool, colour_photos, tiny_model, write_vocab  # noqa: E402
-from serve_fixtures import serve_in_thread  # noqa: E402
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1280, "height": 860}
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "styles_top5_mlgcn.yaml"
 SCREENSHOT_COPY = Path("/tmp/fashionlens_label_page.png")  # for a person to look at
@@ -44,18 +38,12 @@ def start_server():
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+    with launch_chromium() as browser:
         yield browser
-        browser.close()
 
 
 def _page(browser):
-    page = browser.new_page(viewport=VIEWPORT)
-    page.problems = []  # console errors (CSP violations, failed requests) and uncaught exceptions
-    page.on("console", lambda msg: msg.type == "error" and page.problems.append(msg.text))
-    page.on("pageerror", lambda exc: page.problems.append(str(exc)))
-    return page
+    return open_page(browser, VIEWPORT)
 
 
 def _wait_photo(page, index: int) -> None:

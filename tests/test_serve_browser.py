@@ -1,39 +1,28 @@
 """The page end to end in a real headless Chromium: upload, drop, results, landmarks, API key, screenshot.
 
-Needs Debian's ``chromium`` (``apt-get install chromium``; ``make test`` installs it as root) and the
-``playwright`` Python package (a test extra); the browser is the system one (``executable_path``),
-never a downloaded one (``FASHIONLENS_CHROMIUM`` names another binary). Without Chromium the module skips, except under ``make test`` where it could
-be installed (``FASHIONLENS_TEST_REQUIRE`` names ``chromium``): there it fails.
+Needs Debian's ``chromium`` and the ``playwright`` Python package (a test extra); the browser is the
+system one (``tests/browser_fixtures.py``). Without Chromium the module skips, except under ``make
+test``, which installs it (``FASHIONLENS_TEST_REQUIRE`` names ``chromium``): there it fails.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import uvicorn  # noqa: F401  (a required dependency: serve_in_thread runs the page with it)
 from PIL import Image
-from playwright import sync_api
 
-from conftest import missing_extra
+from browser_fixtures import launch_chromium, open_page
+from fashionlens.inference.predictor import load_model
+from fashionlens.serve.app import create_app
+from serve_fixtures import CATEGORY_NAMES, make_tiny_model, photo_bytes, serve_in_thread
 
-# FASHIONLENS_CHROMIUM points at another Chromium binary
-CHROMIUM = Path(os.environ.get("FASHIONLENS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium")
-if not CHROMIUM.is_file():
-    missing_extra("chromium", f"no Chromium at {CHROMIUM} (apt-get install chromium)")
 # Waits use selectors, not wait_for_function: the page's CSP (no 'unsafe-eval') blocks string predicates.
 
-from fashionlens.inference.predictor import load_model  # noqa: E402
-from fashionlens.serve.app import create_app  # noqa: E402
-from serve_fixtures import CATEGORY_NAMES, make_tiny_model, photo_bytes, serve_in_thread  # noqa: E402
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1100, "height": 760}
 CATEGORY_BAR_RGB = (0x25, 0x63, 0xEB)  # --category in style.css
 LANDMARK_RGB = (0xF9, 0x73, 0x16)  # --landmark in style.css
@@ -47,18 +36,13 @@ def predictor(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+    with launch_chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
 def page(browser):
-    page = browser.new_page(viewport=VIEWPORT)
-    page.problems = []  # console errors (e.g. CSP violations) and uncaught exceptions
-    page.on("console", lambda msg: msg.type == "error" and page.problems.append(msg.text))
-    page.on("pageerror", lambda exc: page.problems.append(str(exc)))
+    page = open_page(browser, VIEWPORT)
     yield page
     page.close()
 
