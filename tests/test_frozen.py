@@ -155,6 +155,25 @@ def test_study_tool_runs_resumes_and_tabulates(tmp_path, cache_file, colour_csv,
                "--set", "data.num_workers=0"])
     assert FeatureCache.load(cache_out).meta["input_size"] == [32, 32]
 
+    # --model: the trained backbone of a model file (here the exported one) instead of the config's
+    from fashionlens.checkpoint import load_model_file
+    from fashionlens.data.images import load_image
+    from fashionlens.data.transforms import build_transforms
+
+    cache_model = tmp_path / "cache3.pt"
+    tool.main(["cache", str(_cfg_file(tmp_path)), "--data", str(colour_csv), "--out", str(cache_model), "--model", str(model),
+               "--set", "data.num_workers=0"])
+    cached = FeatureCache.load(cache_model)
+    assert cached.meta["backbone"] == f"test_tiny of {model}"
+    net, info = load_model_file(model)
+    train = cached.splits["train"]
+    x = build_transforms(info.data_config, train=False)(load_image(train["paths"][0]))[None]
+    with torch.no_grad():
+        expected = net.backbone.eval()(x)[0]
+    assert torch.allclose(train["features"][0, 0].float(), expected, atol=1e-2)
+    with pytest.raises(SystemExit, match="no model named"):
+        tool.main(["cache", str(_cfg_file(tmp_path)), "--data", str(colour_csv), "--out", str(cache_model), "--model", "nope"])
+
 
 def _cfg_file(tmp_path):
     cfg = {"data": {"format": "multilabel", "input_size": [32, 32]}, "model": {"backbone": "test_tiny", "pretrained": False}}

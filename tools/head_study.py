@@ -3,6 +3,7 @@
     # 1. cache the backbone's maps of every photo (and its mirror) once
     python tools/head_study.py cache configs/ccp_heads_lite0.yaml --data ../shared/data/ccp \
         --out runs/head_study/cache.pt
+    #    (--model fashionlens-lite: the shipped model's fine-tuned backbone and input size instead)
     # 2. train every head x loss x seed of a study file on the cache, score the validation split
     python tools/head_study.py run configs/studies/ccp_frozen.yaml --cache runs/head_study/cache.pt \
         --out runs/head_study/frozen [--top-labels 5] [--only mldecoder]
@@ -58,7 +59,15 @@ def cmd_cache(args) -> None:
 
     overrides = list(args.overrides or []) + ([f"data.path={args.data}"] if args.data else [])
     cfg = load_config(args.config, overrides)
-    cache = build_feature_cache(cfg, args.out, batch_size=args.batch_size)
+    model_file = None
+    if args.model:
+        from fashionlens.inference.predictor import resolve_model_path
+
+        try:
+            model_file = resolve_model_path(args.model)
+        except FileNotFoundError as e:
+            raise SystemExit(f"error: {e}") from None
+    cache = build_feature_cache(cfg, args.out, batch_size=args.batch_size, model_file=model_file)
     sizes = ", ".join(f"{k} {len(v['paths'])}" for k, v in cache.splits.items())
     print(f"wrote {args.out}: {sizes} photos, {len(cache.label_names)} labels, maps {tuple(cache.splits['train']['features'].shape[2:])}")
 
@@ -290,6 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--data", default=None)
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("--model", default=None, help="a model file (or fashionlens-lite) whose trained backbone and input size to cache")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override")
     r = sub.add_parser("run", help="train every head x loss x seed of a study file on the cache")
     r.add_argument("study", type=Path)

@@ -82,7 +82,8 @@ class FeatureCache:
 
 
 @torch.no_grad()
-def build_feature_cache(cfg: dict, out_path: str | Path, batch_size: int = 32, splits=SPLITS) -> FeatureCache:
+def build_feature_cache(cfg: dict, out_path: str | Path, batch_size: int = 32, splits=SPLITS,
+                        model_file: str | Path | None = None) -> FeatureCache:
     """Run the configured backbone (eval mode) over every photo of every split and its mirror.
 
     Args:
@@ -90,6 +91,8 @@ def build_feature_cache(cfg: dict, out_path: str | Path, batch_size: int = 32, s
         out_path: the cache file (written atomically).
         batch_size: photos per forward pass.
         splits: which splits to cache.
+        model_file: the backbone (and input size) of this trained model file instead of the config's
+            ImageNet backbone, e.g. the shipped model's fine-tuned one.
 
     Returns:
         The cache. Unreadable photos are left out (and said so).
@@ -98,8 +101,15 @@ def build_feature_cache(cfg: dict, out_path: str | Path, batch_size: int = 32, s
     from fashionlens.train.data import build_data, make_loader
     from fashionlens.train.fit import _backbone_kwargs
 
-    backbone = create_backbone(cfg["model"]["backbone"], pretrained=cfg["model"]["pretrained"], **_backbone_kwargs(cfg))
-    data_config = backbone.data_config.replace(resize=cfg["data"]["resize"], max_stretch=cfg["data"]["max_stretch"])
+    if model_file is not None:
+        from fashionlens.checkpoint import load_model_file
+
+        model, info = load_model_file(model_file)
+        backbone, data_config, name = model.backbone, info.data_config, f"{info.spec['backbone']} of {model_file}"
+    else:
+        backbone = create_backbone(cfg["model"]["backbone"], pretrained=cfg["model"]["pretrained"], **_backbone_kwargs(cfg))
+        data_config = backbone.data_config.replace(resize=cfg["data"]["resize"], max_stretch=cfg["data"]["max_stretch"])
+        name = cfg["model"]["backbone"]
     bundle = build_data(cfg, data_config, splits=tuple(splits))
     head = next((h for h in ("labels", "attributes") if h in bundle.label_names), None)
     if head is None:
@@ -110,7 +120,7 @@ def build_feature_cache(cfg: dict, out_path: str | Path, batch_size: int = 32, s
         targets, mask = _eval_targets(dataset, data_config, cfg, head)  # eval transforms, the training split too
         loader = make_loader(dataset, batch_size, cfg["data"]["num_workers"], False)
         cached[split] = _cache_split(backbone, loader, targets, mask, bundle.paths[split], split)
-    meta = {"backbone": cfg["model"]["backbone"], "input_size": list(data_config.input_size), "head": head,
+    meta = {"backbone": name, "input_size": list(data_config.input_size), "head": head,
             "data": {k: cfg["data"][k] for k in ("format", "split_fractions", "split_seed", "ccp_annotations", "resize")}}
     cache = FeatureCache(list(bundle.label_names[head]), cached, meta)
     cache.save(out_path)
