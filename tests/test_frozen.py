@@ -144,6 +144,10 @@ def test_study_tool_runs_resumes_and_tabulates(tmp_path, cache_file, colour_csv,
     scored = json.loads((tmp_path / "scores" / "val" / "all" / "gcn__bce__s1.json").read_text())
     assert scored["settings"]["seed"] == 1 and scored["settings"]["finetuned"] is True
     assert abs(scored["headline"]["mAP"] - val_all["headline"]["mAP"]) < 0.02
+    capsys.readouterr()
+    tool.main(["table", str(tmp_path / "scores" / "val" / "all"), "--resamples", "10"])
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| gcn | bce | 1 |"))
+    assert row.endswith("| - |")  # no training time is known for a scored model file
     bad = tmp_path / "ft" / "misnamed"
     bad.mkdir()
     (bad / "model.safetensors").write_bytes(model.read_bytes())

@@ -169,7 +169,7 @@ def cmd_score_models(args) -> None:
         order = np.argsort(o["paths"])  # one photo order for every model, as the bootstrap pairs rows
         scores, targets, paths = o["labels_scores"][order], o["labels_targets"][order], list(o["paths"][order])
         result = {"report": multilabel_report(scores, targets, names), "scores": scores, "targets": targets,
-                  "paths": paths, "seconds": 0.0}
+                  "paths": paths, "seconds": 0.0}  # the training time is not known here: "-" in the table
         settings = {"head": {"kind": head}, "loss": {"kind": loss}, "seed": seed, "split": args.split, "subset": "all",
                     "model": str(path), "finetuned": True}
         _save_run(out, result, settings)
@@ -244,8 +244,8 @@ def summary_table(runs: dict, columns: tuple[str, ...]) -> tuple[list[str], tupl
             cells.append(f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}")
             if c == "mAP":
                 means[key] = v.mean()
-        secs = np.mean([r["seconds"] for r in group])
-        lines.append(f"| {key[0]} | {key[1]} | {len(group)} | " + " | ".join(cells) + f" | {secs:.0f} |")
+        secs = np.mean([r["seconds"] for r in group])  # 0: not known (score-models does not time training)
+        lines.append(f"| {key[0]} | {key[1]} | {len(group)} | " + " | ".join(cells) + f" | {f'{secs:.0f}' if secs else '-'} |")
     return lines, max(means, key=means.get)
 
 
