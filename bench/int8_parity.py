@@ -28,7 +28,7 @@ import numpy as np
 from fashionlens.checkpoint import ModelInfo
 from fashionlens.data.ccp import MIN_MASK_PIXELS, read_ccp_parts
 from fashionlens.data.image_folder import read_image_folder
-from fashionlens.data.multilabel import concat_splits, split_dataset
+from fashionlens.data.multilabel import split_by_kind
 from fashionlens.inference.onnx_runner import OnnxRunner, read_onnx_model, session_options
 from fashionlens.inference.predictor import resolve_model_path
 from fashionlens.inference.quantize import calibration_inputs, quantize_int8
@@ -48,7 +48,7 @@ def ccp_split(info: ModelInfo, split: str):
     kinds = read_ccp_parts(SHARED / "ccp", annotations=settings.get("ccp_annotations", "both"),
                            min_pixels=int(settings.get("min_mask_pixels", MIN_MASK_PIXELS)))
     fractions, seed = tuple(settings.get("split_fractions", (0.7, 0.1, 0.2))), int(settings.get("split_seed", 0))
-    return concat_splits([split_dataset(k, fractions, seed=seed) for k in kinds.values()])[split]
+    return split_by_kind(list(kinds.values()), fractions, seed=seed)[split]
 
 
 def calibration_photos(info: ModelInfo, n: int, seed: int = 0) -> list[str]:

@@ -86,6 +86,12 @@ def _save_run(out: Path, result: dict, settings: dict) -> None:
     atomic_write_bytes(out.with_suffix(".json"), json.dumps(summary, indent=1).encode())
 
 
+def _print_run(head: str, loss: str, seed: int, result: dict) -> None:
+    h = headline(result["report"])
+    took = f"  ({result['seconds']:.0f} s)" if result["seconds"] else ""
+    print(f"{head:12s} {loss:5s} seed {seed}: " + "  ".join(f"{k} {h[k]:.4f}" for k in HEADLINE) + took, flush=True)
+
+
 def cmd_run(args) -> None:
     from fashionlens.train.frozen import train_head_on_cache
 
@@ -111,9 +117,7 @@ def cmd_run(args) -> None:
                                              weight_decay=train.get("weight_decay", 1e-4), batch_size=train.get("batch_size", 32),
                                              eval_split="val", labels_cfg=study.get("labels"), progress=False)
                 _save_run(out, result, settings)
-                h = headline(result["report"])
-                print(f"{head_name:12s} {loss_name:5s} seed {seed}: " + "  ".join(f"{k} {h[k]:.4f}" for k in HEADLINE)
-                      + f"  ({result['seconds']:.0f} s)", flush=True)
+                _print_run(head_name, loss_name, seed, result)
 
 
 def _load_cache(path: Path, top_labels: int | None):
@@ -173,8 +177,7 @@ def cmd_score_models(args) -> None:
         settings = {"head": {"kind": head}, "loss": {"kind": loss}, "seed": seed, "split": args.split, "subset": "all",
                     "model": str(path), "finetuned": True}
         _save_run(out, result, settings)
-        h = headline(result["report"])
-        print(f"{head:12s} {loss:5s} seed {seed}: " + "  ".join(f"{k} {h[k]:.4f}" for k in HEADLINE), flush=True)
+        _print_run(head, loss, seed, result)
 
 
 def cmd_export(args) -> None:

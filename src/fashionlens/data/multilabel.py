@@ -35,6 +35,7 @@ __all__ = [
     "read_label_list",
     "read_multilabel",
     "select_top_labels",
+    "split_by_kind",
     "split_dataset",
     "write_multilabel",
 ]
@@ -433,3 +434,8 @@ def concat_splits(splits: Sequence[dict[str, LabelledSet]]) -> dict[str, Labelle
     return {name: LabelledSet([s for part in splits for s in part[name].samples], list(first[name].label_names),
                               first[name].root) for name in first}
 
+
+def split_by_kind(kinds: Sequence[LabelledSet], fractions: tuple[float, float, float], seed: int = 0) -> dict[str, LabelledSet]:
+    """Split each kind of annotation (e.g. CCP's image-level and pixel-level photos) on its own, with the
+    same fractions and seed, and join the parts: adding a kind never moves a photo of another."""
+    return concat_splits([split_dataset(k, tuple(fractions), seed=seed) for k in kinds])

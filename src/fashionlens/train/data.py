@@ -163,7 +163,7 @@ def select_targets(bundle: DataBundle, heads) -> DataBundle:
 def _multilabel_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -> DataBundle:
     from fashionlens.data.ccp import read_ccp_parts
     from fashionlens.data.datasets import MultiLabelDataset
-    from fashionlens.data.multilabel import concat_splits, read_multilabel, select_top_labels, split_dataset
+    from fashionlens.data.multilabel import read_multilabel, select_top_labels, split_by_kind
     from fashionlens.data.transforms import build_transforms
 
     d = cfg["data"]
@@ -176,7 +176,7 @@ def _multilabel_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -
     if d["top_labels"]:
         # counted over all kinds: every kind keeps the same labels (CCP has no main label: the most frequent)
         kinds = [select_top_labels(k, int(d["top_labels"]), counted=kinds) for k in kinds]
-    parts = concat_splits([split_dataset(k, tuple(d["split_fractions"]), seed=int(d["split_seed"])) for k in kinds])
+    parts = split_by_kind(kinds, tuple(d["split_fractions"]), seed=int(d["split_seed"]))
     full = kinds[0]
     if d["limit"]:
         parts["train"] = parts["train"].subset(range(min(int(d["limit"]), len(parts["train"]))))
