@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/predict_speed.py [--model fashionlens-lite] [--images 64]
     # the same model with other backbones (untrained weights: the speed only), in the same session
-    .venv/bin/python bench/predict_speed.py --backbone efficientnet_lite1 --backbone efficientnet_lite2:320x240
+    .venv/bin/python bench/predict_speed.py --backbone efficientnet_lite1 --backbone efficientnet_lite2:320x224
 
 Real CCP JPEGs from ../shared/data/ccp/photos; one warm-up at the timed batch shape, best of 2 passes.
 """
@@ -24,15 +24,15 @@ from fashionlens.models.fashion_net import build_model
 
 
 def with_backbone(model: str, backbone: str, out_dir: Path) -> Path:
-    """``model``'s heads on another backbone (``NAME`` or ``NAME:WxH`` for another input size), untrained."""
+    """``model``'s heads on another backbone (``NAME`` or ``NAME:HxW`` for another input size, H x W as in ``data.input_size``), untrained."""
     name, _, size = backbone.partition(":")
     info = read_info(resolve_model_path(model))
     spec = copy.deepcopy(info.spec)
     spec["backbone"] = name
     if size:
-        w, h = (int(v) for v in size.lower().split("x"))
-        spec["backbone_kwargs"]["input_size"] = [w, h]
-        info.data_config = dataclasses.replace(info.data_config, input_size=(w, h))
+        h, w = (int(v) for v in size.lower().split("x"))
+        spec["backbone_kwargs"]["input_size"] = [h, w]
+        info.data_config = dataclasses.replace(info.data_config, input_size=(h, w))
     path = out_dir / f"{backbone.replace(':', '-')}.safetensors"
     save_model(build_model(spec, pretrained=False).eval(), info, path, half=True)
     return path
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="fashionlens-lite")
     ap.add_argument("--images", type=int, default=64)
-    ap.add_argument("--backbone", action="append", default=[], metavar="NAME[:WxH]",
+    ap.add_argument("--backbone", action="append", default=[], metavar="NAME[:HxW]",
                     help="also time the model on this backbone (untrained; repeatable)")
     args = ap.parse_args(argv)
     files = find_jpegs(args.images)
