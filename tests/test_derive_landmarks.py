@@ -236,7 +236,7 @@ def test_derive_then_train_then_evaluate(tmp_path):
     assert 0 < lm["NE"] < 1 and 0 < lm["NE_mean_baseline"] < 1
     n_train = int((read_deepfashion(tree).partition == "train").sum())
     assert report["num_images"] == n_train and report["category"]["num_images"] == n_train
-    assert set(report["deepfashion"]["attributes"]) >= {"all", "texture"}  # colours are texture-type attributes
+    assert set(report["deepfashion"]["attributes"]) == {"all", "colour"}  # colours are their own type (6); no attribute file
 
 
 def test_pose_says_why_it_is_unavailable(tmp_path):

@@ -248,8 +248,10 @@ def derive_landmarks(
     split_seed: Annotated[int, typer.Option("--split-seed", help="seed of the CCP reader's split (data.split_seed)")] = 0,
     bad: Annotated[str, typer.Option("--bad", help="skip | fail: what a bad mask does")] = "skip",
     workers: Annotated[int, typer.Option("--workers", help="processes")] = 2,
+    attributes: Annotated[Path | None, typer.Option("--attributes", help="garment attribute CSV (photo,garment,attributes; "
+                                                    "default: CCP_ROOT/garment_attributes.csv when present)")] = None,
 ) -> None:
-    """Write garment crops with landmarks, boxes and colours derived from CCP's masks, in DeepFashion's layout."""
+    """Write garment crops with landmarks, boxes, attributes and colours derived from CCP's masks, in DeepFashion's layout."""
     from fashionlens.data.derive_tree import derive_landmark_tree
     from fashionlens.data.errors import DataFormatError
 
@@ -259,7 +261,7 @@ def derive_landmarks(
         _fail(f"CCP folder not found: {ccp_root}")
     try:
         summary = derive_landmark_tree(ccp_root, out, margin=margin, min_area=min_area, pose=pose,
-                                       split_seed=split_seed, bad_masks=bad, workers=workers)
+                                       split_seed=split_seed, bad_masks=bad, workers=workers, attributes=attributes)
     except (DataFormatError, ValueError, ImportError) as e:
         _fail(str(e))
     typer.echo(f"wrote {out}:")

@@ -179,8 +179,9 @@ def compute_losses(
 ) -> dict[str, torch.Tensor]:
     """One unweighted loss term per head whose target is in the batch.
 
-    "category": cross-entropy (with ``label_smoothing``); "labels": the ``multilabel`` loss (BCE by
-    default, each entry weighted by ``labels_mask`` when the batch has one: implied tags); "attributes":
+    "category": cross-entropy (with ``label_smoothing``); "labels" and "styles": the ``multilabel`` loss
+    (BCE by default, each entry weighted by ``labels_mask`` / ``styles_mask`` when the batch has one:
+    implied tags, photos whose styles are unknown); "attributes":
     the same loss over the known entries (BCE weighted by ``pos_weight``); "landmarks": heatmap L2 (or
     spatial cross-entropy) over visible landmarks; "visibility": BCE of the landmark visibility logits.
     A head without targets in this batch is skipped,
@@ -189,11 +190,13 @@ def compute_losses(
     losses: dict[str, torch.Tensor] = {}
     if "category" in outputs and "category" in batch:
         losses["category"] = F.cross_entropy(outputs["category"].float(), batch["category"], label_smoothing=label_smoothing)
-    if "labels" in outputs and "labels" in batch:
-        if check_multilabel_loss(multilabel)["kind"] == "bce":
-            losses["labels"] = weighted_mean_bce(outputs["labels"], batch["labels"], batch.get("labels_mask"))
-        else:  # ASL / focal: the weights act as a mask (a mean over the weighted entries)
-            losses["labels"] = multilabel_loss(outputs["labels"], batch["labels"], batch.get("labels_mask"), settings=multilabel)
+    for head in ("labels", "styles"):
+        if head in outputs and head in batch:
+            weights = batch.get(f"{head}_mask")
+            if check_multilabel_loss(multilabel)["kind"] == "bce":
+                losses[head] = weighted_mean_bce(outputs[head], batch[head], weights)
+            else:  # ASL / focal: the weights act as a mask (a mean over the weighted entries)
+                losses[head] = multilabel_loss(outputs[head], batch[head], weights, settings=multilabel)
     if "attributes" in outputs and "attributes" in batch:
         losses["attributes"] = multilabel_loss(outputs["attributes"], batch["attributes"], batch.get("attributes_mask"),
                                                pos_weight, multilabel)

@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from fashionlens.data import multilabel as ml
 from fashionlens.data.ccp import ANNOTATION_KINDS, _read_tags, read_ccp_label_list, read_ccp_mask
-from fashionlens.data.deepfashion import ANNO_FILES, CLOTHES_TYPE_SLOTS, LANDMARK_NAMES, PARTITIONS
+from fashionlens.data.deepfashion import ANNO_FILES, ATTRIBUTE_TYPES, CLOTHES_TYPE_SLOTS, LANDMARK_NAMES, PARTITIONS
 from fashionlens.data.errors import DataFormatError
 from fashionlens.data.image_folder import read_image_folder
 from fashionlens.data.images import pixel_limit_problem
@@ -569,7 +569,7 @@ def _check_geometry(result: CheckResult, p: dict[str, Path], boxes: dict, marks:
 def _check_deepfashion(root: Path, result: CheckResult, check_images: bool, label_list=None, workers: int = 0) -> None:
     p = {k: root / v for k, v in ANNO_FILES.items()}
     n_cat = _vocab_size(p["category_cloth"], 3, result)
-    n_attr = _vocab_size(p["attr_cloth"], 5, result)
+    n_attr = _vocab_size(p["attr_cloth"], max(ATTRIBUTE_TYPES), result)
     master = _image_rows(p["category_img"], result, partial(_category, n_cat), None)
     master = master if p["category_img"].is_file() else None
     _image_rows(p["attr_img"], result, partial(_attributes, n_attr), master)

@@ -80,23 +80,30 @@ class _ImageDataset(Dataset):
 
 
 class MultiLabelDataset(_ImageDataset):
-    """Multi-label samples ``{"image": (3, H, W) float32, "labels": (C,) float32 multi-hot, "index": int}``.
+    """Multi-label samples ``{"image": (3, H, W) float32, "labels": (C,) float32 multi-hot, "index": int}``
+    (plus any ``extra_targets`` rows of the same photo, e.g. ``styles`` and ``styles_mask``).
 
     Args:
         labelled_set: the data set (vocabulary order = label order).
         transform: PIL image -> (3, H, W) tensor; default: the eval preset of ``cfg``.
         cfg: the model's data config (draft-mode decoding size, default transform).
         bad_images: "skip" (warn once, return the next good sample) or "fail" (raise BadImageError).
+        extra_targets: name -> (N, ...) array of more targets of the same photos.
     """
 
     def __init__(self, labelled_set: LabelledSet, transform: Transform | None, cfg: DataConfig,
-                 bad_images: str = "skip"):
+                 bad_images: str = "skip", extra_targets: dict[str, np.ndarray] | None = None):
         super().__init__([s.path for s in labelled_set.samples], transform, cfg, bad_images)
         self.label_names = list(labelled_set.label_names)
         self.targets = torch.from_numpy(labelled_set.targets())  # (N, C) float32
+        # more targets of the same photos, e.g. {"styles": (N, S), "styles_mask": (N, S)}
+        self.extra_targets = {k: torch.as_tensor(v) for k, v in (extra_targets or {}).items()}
+        for key, value in self.extra_targets.items():
+            if len(value) != len(self.paths):
+                raise ValueError(f"extra target {key!r} has {len(value)} rows for {len(self.paths)} photos")
 
     def _targets(self, index: int) -> dict[str, torch.Tensor]:
-        return {"labels": self.targets[index]}
+        return {"labels": self.targets[index], **{k: v[index] for k, v in self.extra_targets.items()}}
 
 
 class ClassificationDataset(_ImageDataset):

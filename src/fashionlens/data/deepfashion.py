@@ -30,7 +30,8 @@ LANDMARK_NAMES = (
     "left_collar", "right_collar", "left_sleeve", "right_sleeve",
     "left_waistline", "right_waistline", "left_hem", "right_hem",
 )  # fmt: skip
-ATTRIBUTE_TYPES: dict[int, str] = {1: "texture", 2: "fabric", 3: "shape", 4: "part", 5: "style"}
+# 6 "colour" is fashionlens's own (the colours `data derive-landmarks` names are no DeepFashion type)
+ATTRIBUTE_TYPES: dict[int, str] = {1: "texture", 2: "fabric", 3: "shape", 4: "part", 5: "style", 6: "colour"}
 # Which of the 8 fixed slots each clothes type's landmarks fill, in file order.
 CLOTHES_TYPE_SLOTS = {1: (0, 1, 2, 3, 6, 7), 2: (4, 5, 6, 7), 3: (0, 1, 2, 3, 4, 5, 6, 7)}
 PARTITIONS = ("train", "val", "test")
@@ -57,7 +58,7 @@ class DeepFashionIndex:
         category_types: (C,) int8, 1 upper / 2 lower / 3 full body.
         attributes: (N, A) int8, 1 present / -1 absent / 0 unknown (A = 1000).
         attribute_names: (A,) names (may contain spaces).
-        attribute_types: (A,) int8, 1 texture / 2 fabric / 3 shape / 4 part / 5 style.
+        attribute_types: (A,) int8, 1 texture / 2 fabric / 3 shape / 4 part / 5 style / 6 colour.
         bbox: (N, 4) int32, x1 y1 x2 y2 in pixels of the original image.
         clothes_type: (N,) int8, 1 upper / 2 lower / 3 full body (from ``list_landmarks.txt``).
         landmarks: (N, 8, 2) float32 x, y pixel indices in the original image, in the 8 slots of
@@ -410,7 +411,7 @@ def read_deepfashion(
         raise ValueError(f"partition must be None or one of {PARTITIONS}, got {partition!r}")
     p = {k: root / v for k, v in ANNO_FILES.items()}
     cat_names, cat_types = _vocabulary(p["category_cloth"], 3, "category")
-    attr_names, attr_types = _vocabulary(p["attr_cloth"], 5, "attribute")
+    attr_names, attr_types = _vocabulary(p["attr_cloth"], max(ATTRIBUTE_TYPES), "attribute")
     master, category, master_lines = _parse_category_img(p["category_img"], len(cat_names))
 
     def aligned(key: str, names: list[str], *arrays: np.ndarray) -> list[np.ndarray]:

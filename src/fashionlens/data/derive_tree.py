@@ -8,7 +8,9 @@ One sample per garment label of a pixel-level photo (only labels with a clothes 
 - ``Anno/list_bbox.txt``: the mask box in crop coordinates; ``Anno/list_category_*``: the garment
   label (category) and its clothes type; ``Anno/list_landmarks.txt``: DeepFashion's 6 / 4 / 8
   landmarks from the mask geometry (:func:`fashionlens.data.derive.derive_landmarks`);
-  ``Anno/list_attr_*``: the garment's colours (:func:`fashionlens.data.derive.garment_colours`);
+  ``Anno/list_attr_*``: the garment's attributes when an attribute file is given or found
+  (texture / fabric / shape / part, :mod:`fashionlens.data.garment_attributes`), then its colours
+  (:func:`fashionlens.data.derive.garment_colours`, type 6);
 - ``Eval/list_eval_partition.txt``: the split of the CCP reader for pixel-level photos (same seed and
   fractions: :func:`fashionlens.data.multilabel.split_dataset` over the photos' mask tags), so every
   garment of a photo is in one split and a model trained on both this tree and CCP's tags never
@@ -38,14 +40,16 @@ from fashionlens.data.ccp import (
     read_ccp_label_list,
     read_ccp_mask,
 )
-from fashionlens.data.deepfashion import CLOTHES_TYPE_SLOTS, LANDMARK_NAMES
+from fashionlens.data.deepfashion import ATTRIBUTE_TYPES, CLOTHES_TYPE_SLOTS, LANDMARK_NAMES
 from fashionlens.data.derive import CLOTHES_TYPES, COLOURS, derive_landmarks, garment_colours
 from fashionlens.data.errors import DataFormatError
+from fashionlens.data.garment_attributes import GarmentAttributes, find_attributes_file, read_garment_attributes
 from fashionlens.data.multilabel import LabelledSet, Sample, split_dataset
 from fashionlens.errors import FashionlensError
 from fashionlens.fileio import atomic_write_bytes
 
 TYPE_NAMES = {1: "upper", 2: "lower", 3: "full body"}
+COLOUR_TYPE = next(k for k, v in ATTRIBUTE_TYPES.items() if v == "colour")
 
 
 class PoseUnavailable(FashionlensError, RuntimeError):
@@ -79,6 +83,7 @@ class DeriveSummary:
     bad: dict[str, str] = field(default_factory=dict)  # mask file -> reason
     partitions: Counter = field(default_factory=Counter)
     seconds: float = 0.0
+    attributes: tuple[str, int] | None = None  # (attribute file, garments it labels)
 
     def lines(self) -> list[str]:
         types = ", ".join(f"{TYPE_NAMES[t]} {self.per_type[t]}" for t in sorted(TYPE_NAMES))
@@ -87,6 +92,8 @@ class DeriveSummary:
         return [f"{self.photos} photos -> {self.garments} garments ({types}); {parts}",
                 f"visible points per slot: {slots}",
                 f"skipped: {self.small} garment regions under the minimum area, {len(self.bad)} bad masks",
+                *([f"attributes: {self.attributes[1]} of {self.garments} garments labelled by {self.attributes[0]}"
+                   " (the others unknown)"] if self.attributes else ["attributes: colours only (no garment attribute file)"]),
                 f"{self.seconds:.0f} s"]  # fmt: skip
 
 
@@ -151,7 +158,8 @@ def _work(args) -> tuple[str, list[Garment] | None, int, str | None, list[int]]:
 
 def derive_landmark_tree(ccp_root: str | Path, out: str | Path, margin: float = 0.1, min_area: float = 0.01,
                          pose: bool = False, split_seed: int = 0, split_fractions=(0.7, 0.1, 0.2),
-                         bad_masks: str = "skip", workers: int = 1, progress: bool = True) -> DeriveSummary:  # fmt: skip
+                         bad_masks: str = "skip", workers: int = 1, progress: bool = True,
+                         attributes: str | Path | None = None) -> DeriveSummary:  # fmt: skip
     """Write the DeepFashion-layout tree of CCP's pixel-level garments to ``out``.
 
     Args:
@@ -164,9 +172,14 @@ def derive_landmark_tree(ccp_root: str | Path, out: str | Path, margin: float = 
         bad_masks: "skip" (report each and go on) or "fail" (stop at the first, naming it).
         workers: processes.
         progress: show a progress bar.
+        attributes: a garment attribute CSV (:mod:`fashionlens.data.garment_attributes`); default
+            the CCP root's ``garment_attributes.csv`` when it has one. Its attributes are written
+            before the colours in ``list_attr_*`` (types 1-4, colours type 6); a garment without
+            a row gets 0 (unknown) for each of them.
 
     Raises:
-        DataFormatError: missing folders or label list; a bad mask when ``bad_masks="fail"``.
+        DataFormatError: missing folders or label list; a bad mask when ``bad_masks="fail"``; a
+            malformed attribute file.
     """
     if bad_masks not in ("skip", "fail"):
         raise ValueError(f"bad_masks must be 'skip' or 'fail', got {bad_masks!r}")
@@ -184,6 +197,8 @@ def derive_landmark_tree(ccp_root: str | Path, out: str | Path, margin: float = 
     if not ann_dir.is_dir():
         raise DataFormatError(f"annotation folder not found: {ann_dir} (derive-landmarks needs CCP's pixel-level masks)")
     photos = _photo_index(root / "photos")
+    attribute_path = find_attributes_file(root, attributes)
+    table = read_garment_attributes(attribute_path) if attribute_path else None
     anns = sorted(ann_dir.glob("*.mat"))
     missing = [a for a in anns if a.stem not in photos]
     if missing:
@@ -202,8 +217,10 @@ def derive_landmark_tree(ccp_root: str | Path, out: str | Path, margin: float = 
         summary.small += small
     partition = _partition(results, photos, names, split_seed, split_fractions, root)
     samples = [g for stem in sorted(results) for g in results[stem][0]]
-    write_annotations(out, samples, partition, [n for n in names if n in CLOTHES_TYPES])
+    write_annotations(out, samples, partition, [n for n in names if n in CLOTHES_TYPES], table)
     summary.photos = len(results)
+    if table is not None:
+        summary.attributes = (str(attribute_path), sum((g.stem, g.category) in table.rows for g in samples))
     summary.garments = len(samples)
     for g in samples:
         summary.per_type[g.clothes_type] += 1
@@ -244,18 +261,30 @@ def _table(header: str, rows: list[str]) -> bytes:
     return (f"{len(rows)}\n{header}\n" + "".join(r + "\n" for r in rows)).encode()
 
 
-def write_annotations(out: Path, samples: list[Garment], partition: dict[str, str], categories: list[str]) -> None:
-    """The DeepFashion list files for ``samples``, each written atomically."""
+def write_annotations(out: Path, samples: list[Garment], partition: dict[str, str], categories: list[str],
+                      attributes: GarmentAttributes | None = None) -> None:  # fmt: skip
+    """The DeepFashion list files for ``samples``, each written atomically.
+
+    ``list_attr_*`` holds ``attributes``' vocabulary with its types (when given), then the 12 colours
+    (type 6); a garment's values are 1 / -1 / 0 (applies, does not, unknown).
+    """
     cat_index = {c: k + 1 for k, c in enumerate(categories)}
+    attr_names = [*(attributes.names if attributes else []), *COLOURS]
+    attr_types = [*(attributes.types if attributes else []), *[COLOUR_TYPE] * len(COLOURS)]
+
+    def attr_values(s: Garment) -> list[int]:
+        return [*(attributes.values(s.stem, s.category) if attributes else []), *s.colours]
+
     width = max([len(s.name) for s in samples] + [10]) + 2
     files = {
         "Anno/list_category_cloth.txt": _table("category_name  category_type",
                                                [f"{c:<16}{CLOTHES_TYPES[c]}" for c in categories]),
         "Anno/list_category_img.txt": _table("image_name  category_label",
                                              [f"{s.name:<{width}}{cat_index[s.category]}" for s in samples]),
-        "Anno/list_attr_cloth.txt": _table("attribute_name  attribute_type", [f"{c:<16}1" for c in COLOURS]),
+        "Anno/list_attr_cloth.txt": _table("attribute_name  attribute_type",
+                                           [f"{c:<16}{t}" for c, t in zip(attr_names, attr_types, strict=True)]),
         "Anno/list_attr_img.txt": _table("image_name  attribute_labels",
-                                         [f"{s.name:<{width}}" + " ".join(f"{v:2d}" for v in s.colours) for s in samples]),
+                                         [f"{s.name:<{width}}" + " ".join(f"{v:2d}" for v in attr_values(s)) for s in samples]),
         "Anno/list_bbox.txt": _table("image_name  x_1  y_1  x_2  y_2",
                                      [f"{s.name:<{width}}" + " ".join(f"{v:03d}" for v in s.bbox) for s in samples]),
         "Anno/list_landmarks.txt": _table(

@@ -49,22 +49,32 @@ class Prediction:
     category: list[ScoredLabel] | None = None
     tags: list[ScoredLabel] | None = None
     tag_threshold: float | None = None
-    attributes: list[ScoredLabel] | None = None
-    colours: list[ScoredLabel] | None = None  # models whose attributes are colours: those at >= 0.5
+    styles: list[ScoredLabel] | None = None  # the main style (the most likely) first, then sub styles >= style_threshold
+    style_threshold: float | None = None
+    attributes: list[ScoredLabel] | None = None  # garment attributes (texture, fabric, shape, part, ...)
+    colours: list[ScoredLabel] | None = None  # models with colour attributes: those at >= 0.5
     landmarks: list[Landmark] | None = None
     image_size: tuple[int, int] | None = None  # (width, height) of the upright photo, full resolution
     box: tuple[int, int, int, int] | None = None  # the crop (x0, y0, x1, y1) predicted on, when a box was given
     error: str | None = None
 
+    @property
+    def main_style(self) -> str | None:
+        """The most likely style (the first of ``styles``), or None."""
+        return self.styles[0].label if self.styles else None
+
     def to_dict(self) -> dict:
         """The JSON record of the CLI and the web service (absent heads are left out)."""
         d = {"path": self.source}
-        for key in ("category", "tags", "attributes", "colours", "landmarks"):
+        for key in ("category", "tags", "styles", "attributes", "colours", "landmarks"):
             value = getattr(self, key)
             if value is not None:
                 d[key] = [asdict(v) for v in value]
         if self.tags is not None:
             d["tag_threshold"] = self.tag_threshold
+        if self.styles is not None:
+            d["main_style"] = self.main_style
+            d["style_threshold"] = self.style_threshold
         if self.image_size is not None:
             d["image_size"] = list(self.image_size)
         if self.box is not None:
@@ -96,9 +106,7 @@ class Predictor:
         self.backend = backend or ("torch" if runner is None else "custom")
         self.workers = workers or min(cpu_cores(), 4)  # threads decoding images (PIL releases the GIL)
         self.box_margin = box_margin(info)
-        from fashionlens.data.derive import COLOURS
-
-        self._colour_attributes = set(info.label_names.get("attributes", ["-"])) <= set(COLOURS)
+        self._colour_columns = colour_columns(info)
 
     @property
     def heads(self) -> list[str]:
@@ -129,8 +137,10 @@ class Predictor:
 
         Args:
             images: paths, PIL images, numpy arrays or encoded bytes (or one of them).
-            top_k: categories/tags/attributes per image.
-            threshold: tag threshold (default: the model's own, calibrated).
+            top_k: categories/tags/styles/attributes/colours per image.
+            threshold: the threshold of every multi-label head (tags, styles, attributes, colours),
+                applied exactly; default: the model's own calibrated ones (the most likely tag and
+                style are returned even below them).
             names: the ``source`` of each prediction (default: the path, or ``<image i>``).
             boxes: per image, None (the whole photo) or a garment box (x1, y1, x2, y2) in pixels of the
                 upright photo: the model then sees that garment (plus a margin), and its landmarks
@@ -225,14 +235,38 @@ class Predictor:
             kept = {names["labels"][i] for i in np.flatnonzero(returned_tags(probs[None], thr, least)[0])}
             pred.tags = [s for s in _top(probs, names["labels"], top_k) if s.label in kept]
             pred.tag_threshold = thr
+        if "styles" in out:
+            # the main style always (a photo has one), then the sub styles at or above the threshold
+            thr = threshold if threshold is not None else float(self.info.extra.get("style_threshold", 0.5))
+            probs = _sigmoid(out["styles"][row])
+            kept = {names["styles"][i] for i in np.flatnonzero(returned_tags(probs[None], thr, 1 if threshold is None else 0)[0])}
+            pred.styles = [s for s in _top(probs, names["styles"], top_k) if s.label in kept]
+            pred.style_threshold = thr
         if "attributes" in out:
-            probs = _sigmoid(out["attributes"][row])
-            pred.attributes = _top(probs, names["attributes"], top_k)
-            if self._colour_attributes:
-                pred.colours = [s for s in _top(probs, names["attributes"], len(probs)) if s.score >= 0.5]
+            pred.attributes, pred.colours = self._attributes(_sigmoid(out["attributes"][row]), top_k, threshold)
         if "heatmaps" in out:
             pred.landmarks = self._landmarks(out, row, size, crop)
         return pred
+
+    def _attributes(self, probs: np.ndarray, top_k: int, threshold: float | None):
+        """(attributes, colours) of one photo from its attribute probabilities.
+
+        Colour attributes: those at or above 0.5 (or ``threshold``), at most ``top_k``. The other
+        attributes: the ``top_k`` most likely, at or above ``threshold`` or the model's calibrated
+        ``attribute_threshold`` (none: the top k, DeepFashion's protocol). A model whose attributes
+        are all colours returns its top k colours as ``attributes`` too.
+        """
+        names = np.asarray(self.info.label_names["attributes"], dtype=object)
+        colour = self._colour_columns
+        colours = None
+        if colour.any():
+            thr = 0.5 if threshold is None else threshold
+            colours = [s for s in _top(probs[colour], list(names[colour]), top_k) if s.score >= thr]
+        if colour.all():
+            return _top(probs, list(names), top_k), colours
+        thr = threshold if threshold is not None else self.info.extra.get("attribute_threshold")
+        attributes = _top(probs[~colour], list(names[~colour]), top_k)
+        return [s for s in attributes if thr is None or s.score >= float(thr)], colours
 
     def _landmarks(self, out: dict[str, np.ndarray], row: int, size, crop: Box | None) -> list[Landmark]:
         """Heatmap peaks in photo pixels, scored by the visibility head when the model has one."""
@@ -256,6 +290,21 @@ Box = tuple[int, int, int, int]
 
 class BoxError(ValueError):
     """A garment box that is malformed or outside its photo."""
+
+
+COLOUR_TYPE = 6  # the attribute type of colours (DeepFashion's types are 1-5), see data/deepfashion.py
+
+
+def colour_columns(info: ModelInfo) -> np.ndarray:
+    """Which attribute columns are colours: those of the colour type, or (models written before the
+    type existed) every column when all the attribute names are colour names."""
+    names = info.label_names.get("attributes", [])
+    groups = info.extra.get("attribute_groups")
+    if groups is not None and COLOUR_TYPE in groups:
+        return np.asarray(groups) == COLOUR_TYPE
+    from fashionlens.data.derive import COLOURS
+
+    return np.full(len(names), bool(names) and set(names) <= set(COLOURS))
 
 
 def box_margin(info: ModelInfo) -> float:

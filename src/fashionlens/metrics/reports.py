@@ -167,7 +167,7 @@ def _attribute_section(
     g = _to_numpy(groups, "attr_groups")
     unknown = sorted(set(np.unique(g).tolist()) - set(ATTRIBUTE_TYPES))
     if unknown:
-        raise ValueError(f"attr_groups must hold attribute types 1..5, found {unknown}")
+        raise ValueError(f"attr_groups must hold attribute types {min(ATTRIBUTE_TYPES)}..{max(ATTRIBUTE_TYPES)}, found {unknown}")
     per_k = {k: attribute_recall_at_k(s, positive, k, groups=g) for k in ks}  # {k: {type: recall}}
     present = set(np.unique(g).tolist())
     for group, name in ATTRIBUTE_TYPES.items():

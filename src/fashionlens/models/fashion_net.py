@@ -3,8 +3,8 @@
     image -> backbone -> feature map F (B, C, h, w)
           -> [landmark branch: GLEM x n -> G (B, C, h, w) -> heatmap head -> (B, L, h', w')]
           -> head input: F, or concat(G, F) when fused (B, 2C, h, w)
-          -> heads: "category" (softmax), "labels" (multi-label, linear or ML-GCN),
-                    "attributes" (multi-label, weighted BCE, linear or ML-GCN)
+          -> heads: "category" (softmax), "labels" (multi-label tags, linear or ML-GCN), "styles"
+                    (multi-label styles), "attributes" (multi-label, weighted BCE, linear or ML-GCN)
 
 Seed A's fused model, its "[3]-like" (landmarks trained, not fused) and plain baselines, and seed B's
 ML-GCN / linear / basic-CNN models are all configurations of this class.
@@ -23,7 +23,7 @@ from fashionlens.models.glem import GLEM, HeatmapHead, conv_bn_relu
 from fashionlens.models.heads import RecognitionHead
 from fashionlens.models.registry import create_backbone
 
-HEAD_NAMES = ("category", "labels", "attributes")
+HEAD_NAMES = ("category", "labels", "styles", "attributes")
 _LANDMARK_DEFAULTS = {"num_landmarks": 8, "num_glem": 1, "num_upsample": 1, "fuse": True, "channels": None,
                       "visibility": False, "stride": None}
 
@@ -33,7 +33,7 @@ class FashionNet(nn.Module):
 
     Args:
         backbone: a registered backbone name (see ``fashionlens.models.list_backbones``).
-        heads: head name ("category", "labels" or "attributes") -> RecognitionHead kwargs
+        heads: head name ("category", "labels", "styles" or "attributes") -> RecognitionHead kwargs
             (``num_classes`` required; ``kind``, ``pool``, ``conv_channels``, ``dropout``,
             ``embed_dim``, ``gcn_hidden``, ``detach``, ``grad_scale``, ``norm`` optional).
         landmarks: None for no landmark branch, else ``num_landmarks``, ``num_glem`` (stacked GLEMs),

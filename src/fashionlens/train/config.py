@@ -39,9 +39,11 @@ DEFAULTS: dict[str, Any] = {
         "crop_scale": [0.6, 1.0],  # training crops: area range as a fraction of the photo
         "ccp_annotations": "both",  # ccp: both | image-level | pixel-level (each kind is split on its own)
         "min_mask_pixels": 100,  # ccp pixel-level: a label covering fewer pixels is not a tag
+        "styles": None,  # ccp: style labels of the photos (a CSV/JSONL image,main,labels; "auto": the root's styles.csv) -> "styles" head
+        "style_sub_target": 1.0,  # ccp styles: the target of a sub style (1: as the main style; < 1: a soft target)
         "holdout": None,  # clothing_dataset: folder of photos (or file of ids) kept for validation, never trained on
         "implied_tags": 0.0,  # mixed, clothing_dataset source: loss weight of the tags a product photo's class implies
-        "targets": None,  # mixed: the targets a source supplies (category, labels, attributes, landmarks); default all
+        "targets": None,  # mixed: the targets a source supplies (category, labels, styles, attributes, landmarks); default all
     },
     "model": {
         "backbone": "efficientnet_lite0",

@@ -85,7 +85,7 @@ def source_config(cfg: dict, name: str) -> dict:
     return sub
 
 
-TARGET_KEYS = {"category": ("category",), "labels": ("labels", "labels_mask"),
+TARGET_KEYS = {"category": ("category",), "labels": ("labels", "labels_mask"), "styles": ("styles", "styles_mask"),
                "attributes": ("attributes", "attributes_mask"), "landmarks": ("landmarks", "landmark_visible")}
 
 
@@ -148,7 +148,7 @@ class SelectTargets(Dataset):
 
 
 def select_targets(bundle: DataBundle, heads) -> DataBundle:
-    """Keep only ``heads`` ("category", "labels", "attributes", "landmarks") of a source's targets."""
+    """Keep only ``heads`` ("category", "labels", "styles", "attributes", "landmarks") of a source's targets."""
     unknown = sorted(set(heads) - set(TARGET_KEYS))
     if unknown:
         raise ValueError(f"data.targets: unknown target(s) {unknown}; known: {sorted(TARGET_KEYS)}")
@@ -180,14 +180,39 @@ def _multilabel_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -
     full = kinds[0]
     if d["limit"]:
         parts["train"] = parts["train"].subset(range(min(int(d["limit"]), len(parts["train"]))))
+    styles = _read_styles(d, root) if d["format"] == "ccp" else None
+    label_names = {"labels": list(full.label_names)}
+    train_targets = {"labels": parts["train"].targets()}
+    if styles is not None:
+        label_names["styles"] = list(styles.label_names)
     datasets, paths = {}, {}
-    for split in splits:
+    for split in ("train", *(s for s in splits if s != "train")):
         if split not in parts or len(parts[split]) == 0:
             continue
+        extra = _style_targets(parts[split], styles, float(d["style_sub_target"])) if styles is not None else None
+        if extra is not None and split == "train":  # graphs and priors: the photos whose styles are known
+            train_targets["styles"] = (extra["styles"] > 0).astype(np.float32)[extra["styles_mask"][:, 0] > 0]
+        if split not in splits:
+            continue
         tf = build_transforms(data_config, train=split == "train")
-        datasets[split] = MultiLabelDataset(parts[split], tf, data_config, bad_images=d["bad_images"])
+        datasets[split] = MultiLabelDataset(parts[split], tf, data_config, bad_images=d["bad_images"], extra_targets=extra)
         paths[split] = [str(s.path) for s in parts[split].samples]
-    return DataBundle(datasets, {"labels": list(full.label_names)}, {"labels": parts["train"].targets()}, paths)
+    return DataBundle(datasets, label_names, train_targets, paths)
+
+
+def _read_styles(d: dict, root: Path):
+    """The style labels of a CCP data section (``data.styles``), or None."""
+    from fashionlens.data.styles import find_styles_file, read_styles
+
+    path = find_styles_file(root, d["styles"])
+    return None if path is None else read_styles(path)
+
+
+def _style_targets(part, styles, sub_target: float) -> dict[str, np.ndarray]:
+    from fashionlens.data.styles import style_targets
+
+    targets, mask = style_targets([s.path for s in part.samples], styles, sub_target)
+    return {"styles": targets, "styles_mask": mask}
 
 
 def _image_folder_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -> DataBundle:

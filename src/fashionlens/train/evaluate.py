@@ -75,19 +75,23 @@ def align_targets(bundle, model_names: dict[str, list[str]], split: str) -> None
     subset of a model's classes (clothing-small's 10 classes for a 17-class model). Labels the model
     does not know are an error: scoring them against other columns would be silently wrong.
     """
-    for head in ("category", "labels"):
+    for head in ("category", "labels", "styles"):
         names = bundle.label_names.get(head)
         if names is None or head not in model_names or list(names) == list(model_names[head]):
             continue
         position = {n: i for i, n in enumerate(model_names[head])}
         unknown = [n for n in names if n not in position]
-        if unknown or (head == "labels" and len(names) != len(position)):
+        if unknown or (head != "category" and len(names) != len(position)):
             missing = [n for n in model_names[head] if n not in set(names)]
             raise ValueError(f"the data's {head} names do not match the model's: unknown to the model {unknown[:5]}"
-                             + (f", missing from the data {missing[:5]}" if head == "labels" and missing else ""))
+                             + (f", missing from the data {missing[:5]}" if head != "category" and missing else ""))
         order = np.asarray([position[n] for n in names])
         dataset = bundle.datasets[split]
-        dataset.targets = torch.as_tensor(_reorder(dataset.targets.numpy(), order, head, len(position)))
+        if head == "styles":
+            for key in ("styles", "styles_mask"):
+                dataset.extra_targets[key] = torch.as_tensor(_reorder(dataset.extra_targets[key].numpy(), order, head, len(position)))
+        else:
+            dataset.targets = torch.as_tensor(_reorder(dataset.targets.numpy(), order, head, len(position)))
         bundle.train_targets[head] = _reorder(np.asarray(bundle.train_targets[head]), order, head, len(position))
         bundle.label_names[head] = list(model_names[head])
 
@@ -159,7 +163,7 @@ def write_predictions(path: Path, outputs: dict, label_names: dict[str, list[str
     """One row per image: path, then for each head its top predictions and its true labels."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    heads = [h for h in ("category", "labels", "attributes")
+    heads = [h for h in ("category", "labels", "styles", "attributes")
              if f"{h}_scores" in outputs and np.array_equal(outputs[f"{h}_index"], outputs["index"])]
     writer.writerow(["image"] + [c for h in heads for c in (f"{h}_predicted", f"{h}_true")])
     for row, image in enumerate(outputs["paths"]):
@@ -176,12 +180,16 @@ def write_predictions(path: Path, outputs: dict, label_names: dict[str, list[str
 
 
 def write_plots(out: Path, report: dict, outputs: dict, label_names: dict[str, list[str]], name: str) -> None:
-    if "labels" in report:
-        from fashionlens.labels import cooccurrence
+    """Seed B's Fig. 6 (co-occurrence P(j|i) on the training split) and per-label top-2 all-recall, per multi-label head."""
+    from fashionlens.labels import cooccurrence
 
-        targets = outputs["train_targets"]["labels"]
-        counts, nums = cooccurrence(targets)
+    for head, stem, what in (("labels", "label", "Label"), ("styles", "style", "Style")):
+        if head not in report or head not in outputs["train_targets"]:
+            continue
+        counts, nums = cooccurrence(outputs["train_targets"][head])
         conditional = np.divide(counts, nums[:, None], out=np.zeros_like(counts, dtype=np.float64), where=nums[:, None] > 0)
         np.fill_diagonal(conditional, 1.0)
-        plot_correlation(conditional, label_names["labels"], out / "label_correlation.png", f"Label correlation P(j|i), training split ({name})")
-        plot_per_label_recall(report["labels"]["per_label_top2_all"], out / "per_label_recall.png", f"Per-label top-2 all-recall ({name})")
+        plot_correlation(conditional, label_names[head], out / f"{stem}_correlation.png",
+                         f"{what} correlation P(j|i), training split ({name})")
+        plot_per_label_recall(report[head]["per_label_top2_all"], out / f"per_{stem}_recall.png",
+                              f"Per-{stem} top-2 all-recall ({name})")

@@ -173,7 +173,15 @@ def data_description(cfg: dict) -> dict:
         out["label_list"] = list(d["label_list"]) if isinstance(d["label_list"], list) else read_label_list(d["label_list"])
     if d["format"] == "mixed":
         out["sources"] = {s.get("format", d["format"]): {k: s.get(k, d[k]) for k in _SPLIT_KEYS} for s in d["sources"].values()}
+        out["sources"] = {fmt: {**src, **_styles_description(s)} for (fmt, src), s in
+                          zip(out["sources"].items(), d["sources"].values(), strict=True)}
+    out.update(_styles_description(d))
     return out
+
+
+def _styles_description(d: dict) -> dict:
+    """A data section with style labels is rebuilt with the data root's own ``styles.csv`` ("auto")."""
+    return {"styles": "auto", "style_sub_target": d.get("style_sub_target", 1.0)} if d.get("styles") else {}
 
 
 def label_frequencies(targets: np.ndarray, num_classes: int, single_label: bool) -> np.ndarray:

@@ -36,9 +36,9 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
 
-def multilabel_tables(runs: dict[str, dict]) -> list[str]:
+def multilabel_tables(runs: dict[str, dict], what: str = "Multi-label recognition") -> list[str]:
     """Seed B tables 3-5: top-k any/all recall per model, ML-GCN metrics, per-label top-2 all recall."""
-    out = ["## Multi-label recognition (seed B protocol, percent)", ""]
+    out = [f"## {what} (seed B protocol, percent)", ""]
     header = ["Model", "Top-1 any", "Top-2 all", "Top-2 any", "Top-3 all", "Top-3 any", "mAP", "CF1", "OF1", "CF1 (top-3)", "OF1 (top-3)"]
     rows = []
     for name, r in runs.items():
@@ -104,6 +104,8 @@ def markdown_report(reports: dict[str, dict], title: str) -> str:
     lines += [f"Images evaluated: {first.get('num_images')}", ""]
     if "labels" in first:
         lines += multilabel_tables({n: r["labels"] for n, r in reports.items()}) + [""]
+    if "styles" in first:
+        lines += multilabel_tables({n: r["styles"] for n, r in reports.items()}, "Styles") + [""]
     if "category" in first and "deepfashion" not in first:
         lines += classification_table({n: r["category"] for n, r in reports.items()}) + [""]
     if "deepfashion" in first:

@@ -138,6 +138,11 @@ class FashionTask(L.LightningModule):
             found = {"index": index, f"{head}_scores": scores, f"{head}_targets": batch[head]}
             if head == "attributes":
                 found["attributes_mask"] = batch.get("attributes_mask", torch.ones_like(batch["attributes"]))
+            if head == "styles" and "styles_mask" in batch:  # photos without style labels are not scored
+                known = batch["styles_mask"][:, 0] > 0
+                if not known.any():
+                    continue
+                found = {k: v[known] for k, v in found.items()}
             collectors[head].update(**found)
         if "heatmaps" in outputs and "landmarks" in batch:
             collectors["landmarks"].update(
@@ -230,6 +235,8 @@ def build_report(gathered: dict[str, np.ndarray], label_names: dict[str, list[st
     report: dict = {"num_images": int(max(counts, default=0))}
     if "labels_scores" in gathered:
         report["labels"] = multilabel_report(gathered["labels_scores"], gathered["labels_targets"], label_names["labels"])
+    if "styles_scores" in gathered:  # soft sub-style targets count as present
+        report["styles"] = multilabel_report(gathered["styles_scores"], gathered["styles_targets"] > 0, label_names["styles"])
     if "category_scores" in gathered:
         report["category"] = classification_report(
             gathered["category_scores"], gathered["category_targets"].astype(np.int64), label_names["category"]
@@ -259,6 +266,10 @@ def flatten_headline(report: dict) -> dict[str, float]:
         out["CF1"] = r["prf"]["CF1"]
         out["OF1"] = r["prf"]["OF1"]
         out.update({k: v for k, v in r["topk"].items()})
+    if "styles" in report:
+        r = report["styles"]
+        out["styles_mAP"] = r["mAP"]
+        out.update({f"styles_{k}": v for k, v in r["topk"].items() if k in ("top1_any", "top2_all", "top3_any")})
     if "category" in report:
         out.update({f"cat_{k}": v for k, v in report["category"].items() if k.startswith("top")})
     if "deepfashion" in report:
