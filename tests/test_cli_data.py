@@ -81,8 +81,9 @@ def test_stats_of_a_multilabel_csv_by_hand(csv_file: Path) -> None:
     code, lines, out = stats(csv_file)  # a file: auto-detected as multi-label
     assert code == 0, out
     assert lines[0] == "images: 4   labels: 3   labels per image: mean 2.00, min 1, max 3"
-    assert table(lines, "images per label") == [["casual", "3", "75.0"], ["street", "3", "75.0"], ["sporty", "2", "50.0"]]
-    assert table(lines, "images per main label") == [["casual", "2", "50.0"], ["sporty", "1", "25.0"], ["street", "1", "25.0"]]
+    # per label: images, %, as the main label (a, b: casual; c: street; d: sporty), as a sub label
+    assert table(lines, "images per label (as the main label / as a sub label)") == [
+        ["casual", "3", "75.0", "2", "1"], ["street", "3", "75.0", "1", "2"], ["sporty", "2", "50.0", "1", "1"]]
     assert table(lines, "most frequent label pairs") == [["casual + street", "2", "0.67", "0.67"],
                                                          ["sporty + street", "2", "1.00", "0.67"],
                                                          ["casual + sporty", "1", "0.33", "0.50"]]  # fmt: skip
@@ -95,13 +96,28 @@ def test_stats_of_a_multilabel_csv_by_hand(csv_file: Path) -> None:
     assert stats(csv_file, "--data-format", "multilabel")[2] == out
 
 
+def test_stats_with_a_label_list(csv_file: Path) -> None:
+    vocab = csv_file.parent / "styles.txt"
+    vocab.write_text("sporty\ncasual\nstreet\nretro\n")  # retro is never used
+    code, lines, out = stats(csv_file, "--label-list", vocab)
+    assert code == 0, out
+    assert lines[0] == "images: 4   labels: 4   labels per image: mean 2.00, min 1, max 3"
+    rows = table(lines, "images per label (as the main label / as a sub label)")
+    assert rows[-1] == ["retro", "0", "0.0", "0", "0"] and len(rows) == 4
+    vocab.write_text("sporty\ncasual\n")  # street is not in it: the row that uses it is named
+    code, _, out = stats(csv_file, "--label-list", vocab)
+    assert code == 2 and "styles.csv:2" in out and "street" in out
+    code, _, out = stats(_image_folder(csv_file.parent / "folder"), "--label-list", vocab)
+    assert code == 2 and "--label-list is for multilabel data" in out
+
+
 def test_stats_auto_detects_ccp_and_image_folders(tmp_path: Path) -> None:
     code, lines, out = stats(_ccp(tmp_path / "ccp"))  # label_list.mat: Clothing Co-Parsing
     assert code == 0, out
     assert lines[0] == "images: 3   labels: 2   labels per image: mean 1.33, min 1, max 2"
     assert table(lines, "images per label") == [["bag", "2", "66.7"], ["hat", "2", "66.7"]]
     assert table(lines, "most frequent label pairs") == [["bag + hat", "1", "0.50", "0.50"]]
-    assert "images per main label" not in lines  # CCP has no main label
+    assert not any("main label" in line for line in lines)  # CCP has no main label
 
     code, lines, out = stats(_image_folder(tmp_path / "folder"))  # any other folder: class folders
     assert code == 0, out

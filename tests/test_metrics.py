@@ -582,10 +582,12 @@ def test_deepfashion_report_parts():
     json.dumps(report, allow_nan=False)
     assert report["category"] == {"top1": 0.0, "top2": pytest.approx(1 / 3)}
     # "all" ungrouped: k=1 img0 top {0} misses, img1 top {1} misses -> 0; k=2 -> 1/4 (hand test above)
+    # AP over the known entries (row 1's attributes 3 and 4 are unknown): attr 0: the negative 0.9
+    # above the positive 0.1 -> 1/2; attr 1: 1/2; attr 2 and 4: no positive (no AP); attr 3: 1; attr 5: 1
     assert report["attributes"] == {
-        "all": {"top1": 0.0, "top2": 0.25},
-        "texture": {"top1": 0.0, "top2": 0.5},
-        "fabric": {"top1": 0.5, "top2": 0.5},
+        "all": {"top1": 0.0, "top2": 0.25, "mAP": 0.75},
+        "texture": {"top1": 0.0, "top2": 0.5, "mAP": 0.5},
+        "fabric": {"top1": 0.5, "top2": 0.5, "mAP": 1.0},
     }
     assert report["landmarks"] == {
         "NE": pytest.approx(0.3125),
@@ -599,8 +601,8 @@ def test_deepfashion_report_only_given_parts():
     assert set(deepfashion_report(lm_pred=LM_PRED[:, :2], lm_target=LM_TARGET[:, :2])) == {"landmarks"}
     with pytest.raises(ValueError, match="cat_scores and cat_labels"):
         deepfashion_report(cat_scores=CAT_SCORES)
-    with pytest.raises(ValueError, match="types 1..5"):
-        deepfashion_report(attr_scores=ATTR_SCORES, attr_targets=ATTR_TARGETS, attr_groups=ATTR_GROUPS + 4)
+    with pytest.raises(ValueError, match="types 1..6"):  # 1-5 DeepFashion's, 6 colour
+        deepfashion_report(attr_scores=ATTR_SCORES, attr_targets=ATTR_TARGETS, attr_groups=ATTR_GROUPS + 5)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -676,3 +678,19 @@ def test_score_collector_gathers_all_ranks():
     results = sorted(queue.get() for _ in range(2))
     # every rank gets the concatenation over both ranks (rank-major), not only its own samples
     assert results == [(0, [0.0, 10.0, 11.0], (3, 3)), (1, [0.0, 10.0, 11.0], (3, 3))]
+
+
+def test_average_precision_over_known_entries_matches_sklearn_on_the_known_rows():
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(3)
+    scores = rng.random((40, 5))
+    targets = (rng.random((40, 5)) < 0.4).astype(int)
+    known = rng.random((40, 5)) < 0.7
+    targets[~known] = 1  # unknown entries must not count, whatever their value
+    got = average_precision(scores, targets, known)
+    for c in range(5):
+        rows = known[:, c]
+        assert got[c] == pytest.approx(average_precision_score(targets[rows, c], scores[rows, c]))
+    # without the mask the unknown "positives" would change every AP
+    assert not np.allclose(average_precision(scores, targets), got)

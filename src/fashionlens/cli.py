@@ -157,11 +157,13 @@ def data_stats(
     path: Annotated[Path, typer.Argument(help="CCP folder, clothing-dataset folder, multi-label CSV/JSONL, or image folder")],
     data_format: Annotated[str, typer.Option("--data-format", help="auto | ccp | clothing_dataset | multilabel | image_folder")] = "auto",
     old_format: Annotated[str | None, _OLD_FORMAT] = None,
+    label_list: Annotated[Path | None, typer.Option("--label-list", help="multilabel: the vocabulary (one name a line): "
+                                                    "its order, unused labels counted as 0, unknown labels an error")] = None,
 ) -> None:
-    """Label counts and a co-occurrence summary of a data set."""
+    """Label counts (main and sub labels apart, when the data has main labels) and a co-occurrence summary."""
     from fashionlens.data.stats import format_stats, multilabel_stats
 
-    dataset, notes = _read_any(path, _data_format(data_format, old_format))
+    dataset, notes = _read_any(path, _data_format(data_format, old_format), label_list)
     typer.echo(format_stats(multilabel_stats(dataset)))
     for note in notes:
         typer.echo(note)
@@ -192,7 +194,7 @@ def data_check(
         raise typer.Exit(1)
 
 
-def _read_any(path: Path, fmt: str):
+def _read_any(path: Path, fmt: str, label_list: Path | None = None):
     """The data set at ``path`` and notes on what its reader did (annotation kinds, skipped rows)."""
     from fashionlens.data.ccp import MIN_MASK_PIXELS, read_ccp_parts
     from fashionlens.data.check import detect_format
@@ -218,7 +220,9 @@ def _read_any(path: Path, fmt: str):
             ds = read_clothing_dataset(path)
             skipped = ", ".join(f"{k} {v}" for k, v in sorted(ds.skipped.items())) or "none"
             return ds.data, [f"\nskipped rows: {skipped}; kids' clothes: {int(ds.kids.sum())} of {len(ds)}"]
-        return (read_multilabel(path) if fmt == "multilabel" else read_image_folder(path)), []
+        if label_list is not None and fmt != "multilabel":
+            _fail(f"--label-list is for multilabel data, not {fmt}")
+        return (read_multilabel(path, label_list=label_list) if fmt == "multilabel" else read_image_folder(path)), []
     except ValueError as e:
         _fail(str(e))
 

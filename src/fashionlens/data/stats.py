@@ -103,9 +103,13 @@ def format_stats(d: dict) -> str:
         lpi = d["labels_per_image"]
         out = [f"images: {n}   labels: {d['num_labels']}   labels per image: mean {lpi['mean']:.2f}, "
                f"min {lpi['min']}, max {lpi['max']}"]
-        out += _table("images per label", _count_rows(d["label_counts"], n), ("label", "images", "%"))
-        if d.get("main_counts"):
-            out += _table("images per main label", _count_rows(d["main_counts"], n), ("main", "images", "%"))
+        if d.get("main_counts"):  # main vs sub: how often each label is a photo's main label, and a sub label
+            mains = dict(d["main_counts"])
+            rows = [(*row, str(mains.get(name, 0)), str(c - mains.get(name, 0)))
+                    for row, (name, c) in zip(_count_rows(d["label_counts"], n), d["label_counts"], strict=True)]
+            out += _table("images per label (as the main label / as a sub label)", rows, ("label", "images", "%", "main", "sub"))
+        else:
+            out += _table("images per label", _count_rows(d["label_counts"], n), ("label", "images", "%"))
         if d["top_pairs"]:
             rows = [(f"{p['a']} + {p['b']}", str(p["count"]), f"{p['p_b_given_a']:.2f}", f"{p['p_a_given_b']:.2f}")
                     for p in d["top_pairs"]]

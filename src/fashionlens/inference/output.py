@@ -13,19 +13,22 @@ def _labels(items) -> str:
     return ", ".join(f"{s.label} {s.score:.2f}" for s in items or [])
 
 
+def _cell(items) -> str:
+    """A CSV cell: ``label:score|label:score``."""
+    return "|".join(f"{s.label}:{s.score:.4f}" for s in items or [])
+
+
 def format_predictions(preds: list[Prediction], fmt: str) -> str:
     if fmt == "json":
         return json.dumps([p.to_dict() for p in preds], indent=2)
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["path", "category", "category_score", "tags", "attributes", "colours"])
+        w.writerow(["path", "category", "category_score", "tags", "main_style", "styles", "attributes", "colours"])
         for p in preds:
             top = p.category[0] if p.category else None
             w.writerow([p.source, top.label if top else "", f"{top.score:.4f}" if top else "",
-                        "|".join(f"{s.label}:{s.score:.4f}" for s in p.tags or []),
-                        "|".join(f"{s.label}:{s.score:.4f}" for s in p.attributes or []),
-                        "|".join(f"{s.label}:{s.score:.4f}" for s in p.colours or [])])
+                        _cell(p.tags), p.main_style or "", _cell(p.styles), _cell(p.attributes), _cell(p.colours)])
         return buf.getvalue()
     lines = []
     for p in preds:
@@ -35,8 +38,10 @@ def format_predictions(preds: list[Prediction], fmt: str) -> str:
         if p.tags is not None:
             below = any(t.score < p.tag_threshold for t in p.tags)  # the model's min_tags best guesses
             lines.append(f"  tags (>= {p.tag_threshold:.2f}{', else the best' if below else ''}): {_labels(p.tags) or '-'}")
+        if p.styles is not None:
+            lines.append(f"  styles (main, then >= {p.style_threshold:.2f}): {_labels(p.styles) or '-'}")
         if p.attributes is not None:
-            lines.append(f"  attributes: {_labels(p.attributes)}")
+            lines.append(f"  attributes: {_labels(p.attributes) or '-'}")
         if p.colours is not None:
             lines.append(f"  colours:    {_labels(p.colours) or '-'}")
         if p.landmarks is not None:
@@ -59,6 +64,8 @@ def prediction_row(pred: Prediction) -> dict:
         "category": pred.category[0].label if pred.category else None,
         "scores": _scored(pred.category),
         "tags": _scored(pred.tags),
+        "main_style": pred.main_style,
+        "styles": _scored(pred.styles),
         "attributes": _scored(pred.attributes),
         "colours": _scored(pred.colours),
         "landmarks": None if pred.landmarks is None else
@@ -73,7 +80,9 @@ def arrow_schema():
     """Columns of the Ray engine's Parquet shards, one row per photo.
 
     ``category`` is the top-1 label and ``scores`` the top-k categories with their probabilities;
-    ``tags`` the tags at or above the tag threshold (within the top k); ``colours`` the colour
+    ``tags`` the tags at or above the tag threshold (within the top k); ``main_style`` the most likely
+    style and ``styles`` it and the sub styles at or above the style threshold (within the top k);
+    ``attributes`` the garment attributes; ``colours`` the colour
     attributes at >= 0.5 (models with colour attributes); ``landmarks`` in pixels of the upright photo
     of ``width`` x ``height``, with a visibility score (and flag, for models with a visibility head);
     ``error`` is set (and the rest null) for a photo that could not be read.
@@ -84,7 +93,7 @@ def arrow_schema():
     landmark = pa.struct([("name", pa.string()), ("x", pa.float64()), ("y", pa.float64()), ("score", pa.float64()),
                           ("visible", pa.bool_())])
     return pa.schema([("path", pa.string()), ("category", pa.string()), ("scores", scored), ("tags", scored),
-                      ("attributes", scored), ("colours", scored), ("landmarks", pa.list_(landmark)),
+                      ("main_style", pa.string()), ("styles", scored), ("attributes", scored), ("colours", scored), ("landmarks", pa.list_(landmark)),
                       ("width", pa.int32()), ("height", pa.int32()), ("error", pa.string())])
 
 

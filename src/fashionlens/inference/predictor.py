@@ -214,6 +214,10 @@ class Predictor:
     def tag_threshold(self, threshold: float | None) -> float:
         return threshold if threshold is not None else float(self.info.extra.get("threshold", 0.5))
 
+    def style_threshold(self, threshold: float | None) -> float:
+        """The threshold of sub styles: ``threshold``, else the model's calibrated one (0.5 if none)."""
+        return threshold if threshold is not None else float(self.info.extra.get("style_threshold", 0.5))
+
     @property
     def min_tags(self) -> int:
         """Tags returned even below the model's threshold (its most likely ones; 0 unless calibrated so)."""
@@ -237,7 +241,7 @@ class Predictor:
             pred.tag_threshold = thr
         if "styles" in out:
             # the main style always (a photo has one), then the sub styles at or above the threshold
-            thr = threshold if threshold is not None else float(self.info.extra.get("style_threshold", 0.5))
+            thr = self.style_threshold(threshold)
             probs = _sigmoid(out["styles"][row])
             kept = {names["styles"][i] for i in np.flatnonzero(returned_tags(probs[None], thr, 1 if threshold is None else 0)[0])}
             pred.styles = [s for s in _top(probs, names["styles"], top_k) if s.label in kept]

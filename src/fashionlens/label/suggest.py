@@ -2,14 +2,16 @@
 
 A trained model (any ``fashionlens.load_model`` file) scores every photo still to label. The head
 whose label names match the vocabulary best is used: a multi-label ``labels`` head pre-selects every
-label scoring at least the model's threshold (the highest one as main); a ``category`` head
-pre-selects its top class when its probability is at least 0.5. Names are matched ignoring case and
+label scoring at least the model's threshold (the highest one as main); a ``styles`` head its most
+likely style as main and the others at least its style threshold as subs (the shipped model's
+policy); a ``category`` head pre-selects its top class when its probability is at least 0.5. Names are matched ignoring case and
 ``_``/``-``/space differences; vocabulary names the model does not know get no suggestion, and
 the start-up message says which.
 
 Uncertainty (for ``--order uncertain``, a simple form of active learning): the distance of the
-closest score to the decision threshold (labels head) or the margin between the two best classes
-(category head); the smaller, the more a label of that photo teaches the next model.
+closest score to the decision threshold (labels head), the margin between the two best classes
+(category head), the smaller of the two (styles head: which main, which subs); the smaller, the
+more a label of that photo teaches the next model.
 
 Example:
     >>> s = suggest(load_model("run/model.safetensors"), paths, vocab)   # doctest: +SKIP
@@ -74,12 +76,12 @@ def match_head(label_names: dict[str, list[str]], vocab: Sequence[str]) -> tuple
     """
     wanted = {normalise(v): v for v in vocab}
     best: tuple[str, dict[str, str]] | None = None
-    for head in ("labels", "category"):
+    for head in ("labels", "styles", "category"):
         mapping = {n: wanted[normalise(n)] for n in label_names.get(head, []) if normalise(n) in wanted}
         if mapping and (best is None or len(mapping) > len(best[1])):
             best = (head, mapping)
     if best is None:
-        known = {h: names[:6] for h, names in label_names.items() if h in ("labels", "category")}
+        known = {h: names[:6] for h, names in label_names.items() if h in ("labels", "styles", "category")}
         raise ValueError(f"none of the model's label names {known} is in the label list ({list(vocab)[:6]} ...); "
                          "train a model on these labels or leave out --model")
     return best
@@ -90,6 +92,10 @@ def _from_scores(head: str, scores: dict[str, float], threshold: float) -> tuple
     if head == "labels":
         chosen = [name for name, p in ranked if p >= threshold]
         margin = min(abs(p - threshold) for p in scores.values())
+    elif head == "styles":
+        chosen = [ranked[0][0]] + [name for name, p in ranked[1:] if p >= threshold]
+        second = ranked[1][1] if len(ranked) > 1 else 0.0
+        margin = min([ranked[0][1] - second, *(abs(p - threshold) for _, p in ranked[1:])])
     else:
         chosen = [ranked[0][0]] if ranked[0][1] >= CATEGORY_MIN_PROB else []
         margin = ranked[0][1] - (ranked[1][1] if len(ranked) > 1 else 0.0)
@@ -114,8 +120,8 @@ def suggest(predictor, paths: Sequence[Path], vocab: Sequence[str], indices: Seq
 
     head, mapping = match_head(predictor.info.label_names, vocab)
     matched = set(mapping.values())
-    result = Suggestions(head, [v for v in vocab if v in matched], [v for v in vocab if v not in matched],
-                         predictor.tag_threshold(None) if head == "labels" else CATEGORY_MIN_PROB)
+    threshold = {"labels": predictor.tag_threshold(None), "styles": predictor.style_threshold(None)}.get(head, CATEGORY_MIN_PROB)
+    result = Suggestions(head, [v for v in vocab if v in matched], [v for v in vocab if v not in matched], threshold)
     keys = list(indices) if indices is not None else list(range(len(paths)))
     n_names = len(predictor.info.label_names[head])
     stream = predictor.iter_predict([str(p) for p in paths], top_k=n_names, threshold=0.0)
@@ -126,7 +132,7 @@ def suggest(predictor, paths: Sequence[Path], vocab: Sequence[str], indices: Seq
             if pred.error:
                 result.errors[key] = pred.error
                 continue
-            scored = pred.tags if head == "labels" else pred.category
+            scored = {"labels": pred.tags, "styles": pred.styles}.get(head, pred.category)
             scores = {mapping[s.label]: s.score for s in scored if s.label in mapping}
             result.by_photo[key], result.margin[key] = _from_scores(head, scores, result.threshold)
     return result

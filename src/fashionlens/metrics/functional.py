@@ -263,7 +263,7 @@ def per_label_topk_recall(
 # --------------------------------------------------------------------------------------------------
 
 
-def average_precision(scores: ArrayLike, targets: ArrayLike) -> np.ndarray:
+def average_precision(scores: ArrayLike, targets: ArrayLike, known: ArrayLike | None = None) -> np.ndarray:
     """Per-label non-interpolated average precision.
 
     For each label, images are sorted by descending score (ties: lower image index first) and
@@ -274,6 +274,8 @@ def average_precision(scores: ArrayLike, targets: ArrayLike) -> np.ndarray:
     Args:
         scores: ``(N, C)`` label scores.
         targets: ``(N, C)`` 0/1 ground truth.
+        known: optional ``(N, C)`` 0/1 mask: a label's AP is computed over the images where it is
+            known only (an unknown entry is neither a positive nor a negative: DeepFashion's 0).
 
     Returns:
         float64 array of length ``C``; ``NaN`` for labels with no positive image (no AP exists).
@@ -287,6 +289,9 @@ def average_precision(scores: ArrayLike, targets: ArrayLike) -> np.ndarray:
     """
     s = _as_scores(scores)
     t = _as_binary(targets, "targets", s.shape)
+    if known is not None:  # unknown entries rank below every known one and hold no positive
+        k = _as_binary(known, "known", s.shape) > 0
+        s, t = np.where(k, s, -np.inf), np.where(k, t, 0)
     n, c = s.shape
     ap = np.full(c, np.nan)
     npos = t.sum(axis=0)

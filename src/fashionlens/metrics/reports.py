@@ -152,7 +152,7 @@ def _both_or_neither(**pair: Any) -> bool:
 
 
 def _attribute_section(
-    scores: ArrayLike, targets: ArrayLike, groups: ArrayLike | None, ks: Sequence[int]
+    scores: ArrayLike, targets: ArrayLike, groups: ArrayLike | None, ks: Sequence[int], known: ArrayLike | None = None
 ) -> dict[str, dict[str, float]]:
     s = _as_scores(scores, "attr_scores")
     t = _to_numpy(targets, "attr_targets")
@@ -161,7 +161,16 @@ def _attribute_section(
             f"attr_scores has shape {tuple(s.shape)} but attr_targets has shape {tuple(t.shape)}"
         )
     positive = t == 1  # DeepFashion: 1 positive, -1 negative, 0 unknown
-    section = {"all": {f"top{k}": attribute_recall_at_k(s, positive, k) for k in ks}}
+    if known is None:  # -1/0/1 coding: 0 is unknown; 0/1 coding: every entry is known
+        known = t != 0 if (t < 0).any() else np.ones(t.shape, dtype=bool)
+    known = _to_numpy(known, "attr_known") > 0
+    ap = average_precision(s, positive, known)
+
+    def mean_ap(cols) -> float | None:
+        values = ap[cols][~np.isnan(ap[cols])]
+        return float(values.mean()) if values.size else None
+
+    section = {"all": {**{f"top{k}": attribute_recall_at_k(s, positive, k) for k in ks}, "mAP": mean_ap(slice(None))}}
     if groups is None:
         return section
     g = _to_numpy(groups, "attr_groups")
@@ -172,7 +181,7 @@ def _attribute_section(
     present = set(np.unique(g).tolist())
     for group, name in ATTRIBUTE_TYPES.items():
         if group in present:  # a type with no attribute would only give a meaningless 0/0
-            section[name] = {f"top{k}": per_k[k][group] for k in ks}
+            section[name] = {**{f"top{k}": per_k[k][group] for k in ks}, "mAP": mean_ap(g == group)}
     return section
 
 
@@ -187,6 +196,7 @@ def deepfashion_report(
     lm_visible: ArrayLike | None = None,
     ks: Sequence[int] = (3, 5),
     detection_threshold: float = 0.1,
+    attr_known: ArrayLike | None = None,
 ) -> dict[str, Any]:
     """DeepFashion Category and Attribute Prediction report (only the parts whose inputs are given).
 
@@ -196,15 +206,18 @@ def deepfashion_report(
         attr_scores: ``(N, 1000)`` attribute scores; with ``attr_targets`` in DeepFashion's -1/0/1
             (or 0/1) coding, only 1 counting as positive.
         attr_targets: see ``attr_scores``.
-        attr_groups: optional ``(1000,)`` attribute types 1..5 (texture, fabric, shape, part, style).
+        attr_groups: optional ``(1000,)`` attribute types 1..6 (texture, fabric, shape, part, style,
+            colour).
         lm_pred: ``(N, L, 2)`` predicted landmarks in input-normalised coordinates.
         lm_target: ``(N, L, 2)`` true landmarks, same units.
         lm_visible: ``(N, L)`` bool visibility (``True`` = visible); all visible if omitted.
         ks: the ``k`` of ``top{k}`` for category accuracy and attribute recall.
         detection_threshold: distance threshold of the landmark detection rate.
+        attr_known: optional ``(N, A)`` mask of the known attribute entries (default: the nonzero
+            entries of -1/0/1 targets, else all); attribute APs are computed over the known ones.
 
     Returns:
-        ``{"category": {"top3", "top5"}, "attributes": {"all": {...}, "texture": {...}, ...},
+        ``{"category": {"top3", "top5"}, "attributes": {"all": {"top3", "top5", "mAP"}, "texture": {...}, ...},
         "landmarks": {"NE", "NE_per_landmark", "detection_rate"}}``; NE values are ``None`` where no
         landmark is visible.
 
@@ -218,7 +231,7 @@ def deepfashion_report(
     if _both_or_neither(cat_scores=cat_scores, cat_labels=cat_labels):
         report["category"] = {f"top{k}": topk_accuracy(cat_scores, cat_labels, k) for k in ks}
     if _both_or_neither(attr_scores=attr_scores, attr_targets=attr_targets):
-        report["attributes"] = _attribute_section(attr_scores, attr_targets, attr_groups, ks)
+        report["attributes"] = _attribute_section(attr_scores, attr_targets, attr_groups, ks, attr_known)
     elif attr_groups is not None:
         raise ValueError("attr_groups given without attr_scores and attr_targets")
     if _both_or_neither(lm_pred=lm_pred, lm_target=lm_target):

@@ -82,6 +82,11 @@ def deepfashion_tables(runs: dict[str, dict], category: dict[str, dict]) -> list
         rows.append([name] + cells)
     rows += [[f"{k} (published)"] + list(v) for k, v in PUBLISHED_SEED_A.items()]
     out += _table(header, rows)
+    types = [t for t in ATTRIBUTE_COLUMNS if any("mAP" in (r.get("attributes", {}).get(t) or {}) for r in runs.values())]
+    if types:
+        out += ["", "## Attribute mAP per type (percent; unknown entries left out)", ""]
+        out += _table(["Method"] + types, [[n] + [pct((r.get("attributes", {}).get(t) or {}).get("mAP")) for t in types]
+                                           for n, r in runs.items()])
     lm = {n: r["landmarks"] for n, r in runs.items() if "landmarks" in r}
     if lm:
         out += ["", "## Landmarks (normalised error, lower is better)", ""]

@@ -253,6 +253,7 @@ def build_report(gathered: dict[str, np.ndarray], label_names: dict[str, list[st
             lm_pred=gathered.get("landmarks_pred"),
             lm_target=gathered.get("landmarks_target"),
             lm_visible=None if "landmarks_visible" not in gathered else gathered["landmarks_visible"] > 0,
+            attr_known=gathered.get("attributes_mask"),
         )
     return report
 
@@ -277,6 +278,7 @@ def flatten_headline(report: dict) -> dict[str, float]:
         if "attributes" in d:
             out["attr_top3"] = d["attributes"]["all"]["top3"]
             out["attr_top5"] = d["attributes"]["all"]["top5"]
+            out["attr_mAP"] = d["attributes"]["all"].get("mAP")
         if "landmarks" in d:
             out["lm_NE"] = d["landmarks"]["NE"]
     return {k: float(v) for k, v in out.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}

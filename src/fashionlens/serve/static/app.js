@@ -152,10 +152,22 @@ function render(item, record) {
                                 : below ? `scores ≥ ${thr}, else the best guess` : `scores ≥ ${thr}`));
     preds.append(box);
   }
-  if (record.attributes) {
-    preds.append(isColours(record.attributes) ? colourChips(record.attributes)
-                                              : barRows("Attributes", "attribute", record.attributes));
+  if (record.styles) {
+    const box = barRows("Styles", "style", record.styles);
+    const main = box.querySelector(".row .name");  // the first row is the main style
+    if (main) main.append(el("span", "badge", "main"));
+    const thr = Number(record.style_threshold).toFixed(2);
+    box.append(el("p", "note", `the main style (the most likely), then sub styles ≥ ${thr}`));
+    preds.append(box);
   }
+  const colours = record.colours && record.colours.length ? record.colours
+    : record.attributes && isColours(record.attributes) ? record.attributes : null;
+  if (record.attributes && !isColours(record.attributes)) {
+    const box = barRows("Attributes", "attribute", record.attributes);
+    box.insertBefore(el("p", "summary", record.attributes.map((a) => a.label).join(" · ") || "-"), box.children[1]);
+    preds.append(box);
+  }
+  if (colours) preds.append(colourChips(colours));
   if (record.landmarks && record.image_size) {
     drawLandmarks(item, record.landmarks, record.image_size, record.box);
     const shown = record.landmarks.filter((lm) => lm.visible !== false).length;
