@@ -11,6 +11,10 @@ Calibration, on the validation splits only (the test splits are never looked at)
   :func:`fashionlens.inference.calibration.fit_temperature`); the expected calibration error is
   reported before and after, each half of the split scored with the temperature fitted on the other
   half (so the "after" number is not measured on the photos it was fitted on);
+- **sub-style threshold** (models with a ``styles`` head): the best OF1 on CCP's validation photos for
+  the Predictor's policy (the main style, each photo's most likely, always; the others from the
+  threshold on); **garment-attribute threshold** (models whose attributes are more than colours):
+  the best OF1 over the known attribute entries of the garment crops' validation split;
 - **tag threshold**: one threshold for the 56 tags, chosen on CCP's validation photos together with
   the clothing-dataset validation photos' implied tags, as the best combined OF1 whose product-photo
   precision is at least ``--min-precision``
@@ -20,8 +24,9 @@ Calibration, on the validation splits only (the test splits are never looked at)
 
 The checks (written to ``--report`` as JSON): top-1 on clothing-small's validation folder (its 10
 classes, scored by the 17-way model), CCP mAP, the product-photo tag check on clothing-small's
-validation photos (precision, tags per photo, photos with a correct tag), colour recall and
-landmark NE on the garment crops. ``--weights RUN/checkpoints/last.ckpt`` ships the weights of that
+validation photos (precision, tags per photo, photos with a correct tag), the styles on CCP's
+validation photos (all 23, and seed B's top-5 / top-7 protocol), the garment attributes per type
+(recall@3/@5, mAP), colour recall and landmark NE on the garment crops. ``--weights RUN/checkpoints/last.ckpt`` ships the weights of that
 Lightning checkpoint instead of the epoch the run's monitor picked; ``--tta flip`` stores flip
 test-time augmentation in the model.
 """
@@ -38,13 +43,15 @@ import torch
 from fashionlens.checkpoint import load_model_file, save_model
 from fashionlens.data.product_tags import implied_tag_targets
 from fashionlens.inference.calibration import (
+    choose_f1_threshold,
     choose_tag_threshold,
     fit_temperature,
     product_tag_check,
     returned_tags,
     softmax,
 )
-from fashionlens.metrics import expected_calibration_error, multilabel_prf, topk_accuracy
+from fashionlens.inference.predictor import colour_columns
+from fashionlens.metrics import average_precision, expected_calibration_error, multilabel_prf, topk_accuracy
 from fashionlens.models import build_model
 from fashionlens.train.data import build_data, make_loader
 from fashionlens.train.evaluate import config_for_model, evaluate_model
@@ -60,11 +67,13 @@ def head_outputs(model: torch.nn.Module, info, data: str, fmt: str, split: str =
     with torch.inference_mode():
         for batch in loader:
             for key, value in model(batch["image"]).items():
-                if key in ("category", "labels", "attributes"):
+                if key in ("category", "labels", "styles", "attributes"):
                     out.setdefault(key, []).append(value.float().numpy())
-            for key in ("category", "labels"):
+            for key in ("category", "labels", "styles", "attributes"):
                 if key in batch:
                     out.setdefault(f"{key}_targets", []).append(batch[key].numpy())
+                if f"{key}_mask" in batch:
+                    out.setdefault(f"{key}_mask", []).append(batch[f"{key}_mask"].numpy())
     result = {k: np.concatenate(v) for k, v in out.items()}
     result["paths"] = bundle.paths[split]
     result["names"] = bundle.label_names
@@ -95,6 +104,8 @@ def check_model(model_path: str, ccp: str, small: str, garments: str | None) -> 
                                  trainer_kwargs={"enable_progress_bar": False})
         report["clothing_small_val"] = {"top1": ev["category"]["top1"], "top3": ev["category"].get("top3"),
                                         "photos": ev["category"]["num_images"]}
+    if "styles" in names:
+        report["styles_val"] = style_checks(model, info, ccp)
     if "labels" in names:
         ev, _ = evaluate_model(model_path, ccp, "val", data_format="ccp", trainer_kwargs={"enable_progress_bar": False})
         r = ev["labels"]
@@ -112,12 +123,68 @@ def check_model(model_path: str, ccp: str, small: str, garments: str | None) -> 
         ev, _ = evaluate_model(model_path, garments, "val", data_format="deepfashion",
                                trainer_kwargs={"enable_progress_bar": False})
         d = ev["deepfashion"]
-        report["garments_val"] = {"colour_recall_top3": d["attributes"]["all"]["top3"],
-                                  "colour_recall_top5": d["attributes"]["all"]["top5"]}
+        per_type = attribute_checks(d, names["attributes"])
+        report["garments_val"] = {"colour_recall_top3": per_type["colour"]["top3"],
+                                  "colour_recall_top5": per_type["colour"]["top5"], "attributes": per_type}
+        garment_attrs = [t for t in per_type if t != "colour"]
+        if garment_attrs:  # mAP over the garment attributes (not the colours), unknown entries left out
+            out = head_outputs(model, info, garments, "deepfashion")
+            cols = ~colour_columns(info)
+            known = out["attributes_mask"][:, cols] > 0
+            ap = average_precision(_sigmoid(out["attributes"][:, cols]), out["attributes_targets"][:, cols] > 0, known)
+            report["garments_val"]["attribute_mAP"] = float(np.nanmean(ap))
         if "landmarks" in d:
             report["garments_val"].update({"landmark_NE": d["landmarks"]["NE"],
                                            "landmark_NE_mean_baseline": d["landmarks"].get("NE_mean_baseline")})
     return report
+
+
+def style_checks(model, info, ccp: str) -> dict:
+    """The styles head on CCP's validation photos: all styles, and seed B's top-5 / top-7 protocol
+    (the photos whose main style is one of the 5 / 7 most frequent main styles, scored on those styles)."""
+    from fashionlens.data.multilabel import select_top_labels
+    from fashionlens.data.styles import find_styles_file, read_styles
+    from fashionlens.metrics import multilabel_report
+
+    out = head_outputs(model, info, ccp, "ccp")
+    known = out["styles_mask"][:, 0] > 0
+    scores, targets = _sigmoid(out["styles"])[known], out["styles_targets"][known] > 0
+    paths = [p for p, k in zip(out["paths"], known, strict=True) if k]
+    names = info.label_names["styles"]
+    report = {"all": _style_headline(multilabel_report(scores, targets, names)), "photos": int(known.sum())}
+    styles = read_styles(find_styles_file(ccp, "auto"))
+    main = {str(Path(s.path).resolve()): s.main for s in styles.samples}
+    for n in (5, 7):
+        top = select_top_labels(styles, n).label_names
+        rows = np.asarray([main.get(str(Path(p).resolve())) in top for p in paths])
+        cols = [names.index(t) for t in top]
+        r = multilabel_report(scores[rows][:, cols], targets[rows][:, cols], top)
+        report[f"top{n}"] = {**_style_headline(r), "photos": int(rows.sum()), "styles": top,
+                             "per_style_top2_all": {k: v["recall"] for k, v in r["per_label_top2_all"].items()}}
+    threshold = float(info.extra.get("style_threshold", 0.5))
+    report["OF1_returned"] = multilabel_prf(returned_tags(scores, threshold, 1).astype(float), targets, threshold=0.5)["OF1"]
+    return report
+
+
+def _style_headline(r: dict) -> dict:
+    return {"mAP": r["mAP"], **r["topk"], "CF1": r["prf"]["CF1"], "OF1": r["prf"]["OF1"]}
+
+
+def attribute_checks(report: dict, names: list[str]) -> dict:
+    """Per-type attribute recall@3/@5 and mAP of a DeepFashion report; colours apart (or all, for a colour-only model)."""
+    from fashionlens.data.derive import COLOURS
+
+    attrs = report["attributes"]
+    colour = attrs.get("colour") or (attrs["all"] if set(names) <= set(COLOURS) else None)
+    out = {t: {k: v for k, v in attrs[t].items()} for t in ("texture", "fabric", "shape", "part") if t in attrs
+           and not set(names) <= set(COLOURS)}
+    if colour is not None:
+        out["colour"] = dict(colour)
+    return out
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-x))
 
 
 def _ccp_scores(model, info, ccp: str) -> tuple[np.ndarray, np.ndarray]:
@@ -125,10 +192,23 @@ def _ccp_scores(model, info, ccp: str) -> tuple[np.ndarray, np.ndarray]:
     return 1 / (1 + np.exp(-out["labels"])), out["labels_targets"]
 
 
-def calibrate(model: torch.nn.Module, info, clothing: str, ccp: str, min_precision: float, min_tags: int = 0) -> dict:
-    """Temperature on the clothing validation split; the tag threshold on CCP + product validation photos."""
+def calibrate(model: torch.nn.Module, info, clothing: str, ccp: str, min_precision: float, min_tags: int = 0,
+              garments: str | None = None) -> dict:  # fmt: skip
+    """Temperature on the clothing validation split; the tag threshold on CCP + product validation photos;
+    the sub-style threshold on CCP's validation photos; the garment-attribute threshold on the crops'."""
     product = head_outputs(model, info, clothing, "clothing_dataset")
     result = {"category": calibrate_temperature(product["category"], product["category_targets"])}
+    if "styles" in info.label_names:
+        out = head_outputs(model, info, ccp, "ccp")
+        known = out["styles_mask"][:, 0] > 0
+        threshold, chosen = choose_f1_threshold(_sigmoid(out["styles"][known]), out["styles_targets"][known], min_labels=1)
+        result["styles"] = {"threshold": threshold, **chosen, "photos": int(known.sum())}
+    cols = ~colour_columns(info) if "attributes" in info.label_names else np.zeros(0, bool)
+    if garments and cols.any():
+        out = head_outputs(model, info, garments, "deepfashion")
+        threshold, chosen = choose_f1_threshold(_sigmoid(out["attributes"][:, cols]), out["attributes_targets"][:, cols],
+                                                out["attributes_mask"][:, cols])
+        result["attributes"] = {"threshold": threshold, **chosen, "garments": int(len(out["attributes"]))}
     if "labels" in product:
         street_scores, street_targets = _ccp_scores(model, info, ccp)
         targets, weights = implied_tag_targets(product["names"]["category"], info.label_names["labels"])
@@ -176,8 +256,12 @@ def main(argv: list[str] | None = None) -> None:
         rebuilt = build_model({**model.spec, "tta": args.tta})
         rebuilt.load_state_dict(model.state_dict())
         model = rebuilt
-    calibration = calibrate(model, info, args.clothing, args.ccp, args.min_precision, args.min_tags)
+    calibration = calibrate(model, info, args.clothing, args.ccp, args.min_precision, args.min_tags, args.garments)
     info.extra["temperature"] = calibration["category"]["temperature"]
+    if "styles" in calibration:
+        info.extra["style_threshold"] = calibration["styles"]["threshold"]
+    if "attributes" in calibration:
+        info.extra["attribute_threshold"] = calibration["attributes"]["threshold"]
     if "tags" in calibration:
         info.extra["threshold"] = calibration["tags"]["threshold"]
         info.extra["min_tags"] = args.min_tags

@@ -129,3 +129,34 @@ def choose_tag_threshold(street_scores: np.ndarray, street_targets: np.ndarray, 
     ok = [r for r in rows if r[2] >= min_precision]
     best = max(ok, key=lambda r: (r[1], -r[0])) if ok else max(rows, key=lambda r: (r[2], r[1]))
     return best[0], {"OF1": best[1], "product_precision": best[2], "precision_goal_met": bool(ok)}
+
+
+def choose_f1_threshold(scores: np.ndarray, targets: np.ndarray, known: np.ndarray | None = None, min_labels: int = 0,
+                        grid: np.ndarray | None = None) -> tuple[float, dict]:  # fmt: skip
+    """The threshold of best overall F1 (OF1) for a multi-label head, for the policy the Predictor runs.
+
+    Used for the sub styles (``min_labels=1``: the main style, each photo's most likely, is always
+    returned) and the garment attributes (``known``: unknown entries count neither way).
+
+    Args:
+        scores: (N, C) probabilities.
+        targets: (N, C) 0/1 truth (soft targets > 0 count as present).
+        known: optional (N, C) mask of the entries that are known.
+        min_labels: each photo's most likely labels count as returned whatever the threshold.
+        grid: candidate thresholds (default 0.05, 0.0625, ..., 0.95).
+
+    Returns:
+        ``(threshold, {"OF1", "OP", "OR", "labels_per_photo"})`` at that threshold (ties: the lower one).
+    """
+    grid = np.round(np.arange(0.05, 0.951, 0.0125), 4) if grid is None else np.asarray(grid)
+    truth = np.asarray(targets) > 0
+    valid = np.ones(truth.shape, dtype=bool) if known is None else np.asarray(known) > 0
+    best: tuple[float, dict] | None = None
+    for t in grid:
+        returned = returned_tags(scores, float(t), min_labels) & valid
+        tp, fp, fn = (returned & truth).sum(), (returned & ~truth).sum(), (~returned & truth & valid).sum()
+        row = {"OF1": float(2 * tp / max(2 * tp + fp + fn, 1)), "OP": float(tp / max(tp + fp, 1)),
+               "OR": float(tp / max(tp + fn, 1)), "labels_per_photo": float(returned.sum(axis=1).mean())}
+        if best is None or row["OF1"] > best[1]["OF1"]:
+            best = (float(t), row)
+    return best

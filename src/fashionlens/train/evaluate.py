@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from pathlib import Path
 
@@ -94,6 +95,31 @@ def align_targets(bundle, model_names: dict[str, list[str]], split: str) -> None
             dataset.targets = torch.as_tensor(_reorder(dataset.targets.numpy(), order, head, len(position)))
         bundle.train_targets[head] = _reorder(np.asarray(bundle.train_targets[head]), order, head, len(position))
         bundle.label_names[head] = list(model_names[head])
+    _align_attributes(bundle, model_names, split)
+
+
+def _align_attributes(bundle, model_names: dict[str, list[str]], split: str) -> None:
+    """Keep the data's attribute columns the model has, in its order (e.g. a colour-only model scored on
+    a tree that also holds garment attributes); an attribute the data lacks is an error."""
+    names = bundle.label_names.get("attributes")
+    if names is None or "attributes" not in model_names or list(names) == list(model_names["attributes"]):
+        return
+    position = {n: i for i, n in enumerate(names)}
+    unknown = [n for n in model_names["attributes"] if n not in position]
+    if unknown:
+        raise ValueError(f"the model's attributes {unknown[:5]} are not in the data's attributes ({list(names)[:5]} ...)")
+    cols = np.asarray([position[n] for n in model_names["attributes"]])
+    dataset = bundle.datasets[split]
+    dataset = getattr(dataset, "dataset", dataset)  # under a SelectTargets
+    index = dataset.index
+    dataset.index = dataclasses.replace(index, attributes=index.attributes[:, cols], attribute_names=index.attribute_names[cols],
+                                        attribute_types=index.attribute_types[cols])
+    bundle.train_targets["attributes"] = np.asarray(bundle.train_targets["attributes"])[:, cols]
+    if bundle.attribute_groups is not None:
+        bundle.attribute_groups = np.asarray(bundle.attribute_groups)[cols]
+    if bundle.attribute_masks is not None:
+        bundle.attribute_masks = np.asarray(bundle.attribute_masks)[:, cols]
+    bundle.label_names["attributes"] = list(model_names["attributes"])
 
 
 def _reorder(targets: np.ndarray, order: np.ndarray, head: str, num: int) -> np.ndarray:
