@@ -20,7 +20,14 @@ from conftest import shared_path
 from fashionlens.cli import app
 from fashionlens.data.errors import DataFormatError
 from fashionlens.data.multilabel import LabelledSet, Sample, select_top_labels
-from fashionlens.data.styles import agreement, annotator_scores, cohen_kappa, find_styles_file, read_styles, style_targets
+from fashionlens.data.styles import (
+    agreement,
+    annotator_scores,
+    cohen_kappa,
+    find_styles_file,
+    read_styles,
+    style_targets,
+)
 from fashionlens.metrics import multilabel_report
 
 runner = CliRunner()

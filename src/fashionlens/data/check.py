@@ -24,7 +24,13 @@ from PIL import Image, UnidentifiedImageError
 
 from fashionlens.data import multilabel as ml
 from fashionlens.data.ccp import ANNOTATION_KINDS, _read_tags, read_ccp_label_list, read_ccp_mask
-from fashionlens.data.deepfashion import ANNO_FILES, ATTRIBUTE_TYPES, CLOTHES_TYPE_SLOTS, LANDMARK_NAMES, PARTITIONS
+from fashionlens.data.deepfashion import (
+    ANNO_FILES,
+    ATTRIBUTE_TYPES,
+    CLOTHES_TYPE_SLOTS,
+    LANDMARK_NAMES,
+    PARTITIONS,
+)
 from fashionlens.data.errors import DataFormatError
 from fashionlens.data.image_folder import read_image_folder
 from fashionlens.data.images import pixel_limit_problem

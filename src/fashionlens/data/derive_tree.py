@@ -43,7 +43,11 @@ from fashionlens.data.ccp import (
 from fashionlens.data.deepfashion import ATTRIBUTE_TYPES, CLOTHES_TYPE_SLOTS, LANDMARK_NAMES
 from fashionlens.data.derive import CLOTHES_TYPES, COLOURS, derive_landmarks, garment_colours
 from fashionlens.data.errors import DataFormatError
-from fashionlens.data.garment_attributes import GarmentAttributes, find_attributes_file, read_garment_attributes
+from fashionlens.data.garment_attributes import (
+    GarmentAttributes,
+    find_attributes_file,
+    read_garment_attributes,
+)
 from fashionlens.data.multilabel import LabelledSet, Sample, split_dataset
 from fashionlens.errors import FashionlensError
 from fashionlens.fileio import atomic_write_bytes
