@@ -67,7 +67,7 @@ def cmd_cache(args) -> None:
             model_file = resolve_model_path(args.model)
         except FileNotFoundError as e:
             raise SystemExit(f"error: {e}") from None
-    cache = build_feature_cache(cfg, args.out, batch_size=args.batch_size, model_file=model_file)
+    cache = build_feature_cache(cfg, args.out, batch_size=args.batch_size, model_file=model_file, head=args.head)
     sizes = ", ".join(f"{k} {len(v['paths'])}" for k, v in cache.splits.items())
     print(f"wrote {args.out}: {sizes} photos, {len(cache.label_names)} labels, maps {tuple(cache.splits['train']['features'].shape[2:])}")
 
@@ -304,6 +304,8 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--batch-size", type=int, default=32)
     c.add_argument("--model", default=None, help="a model file (or fashionlens-lite) whose trained backbone and input size to cache")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    c.add_argument("--head", default=None, choices=["labels", "styles", "attributes"],
+                   help="the targets to cache (styles: a CCP config with data.styles)")
     r = sub.add_parser("run", help="train every head x loss x seed of a study file on the cache")
     r.add_argument("study", type=Path)
     r.add_argument("--cache", type=Path, required=True)

@@ -142,8 +142,7 @@ def check_model(model_path: str, ccp: str, small: str, garments: str | None) -> 
 def style_checks(model, info, ccp: str) -> dict:
     """The styles head on CCP's validation photos: all styles, and seed B's top-5 / top-7 protocol
     (the photos whose main style is one of the 5 / 7 most frequent main styles, scored on those styles)."""
-    from fashionlens.data.multilabel import select_top_labels
-    from fashionlens.data.styles import find_styles_file, read_styles
+    from fashionlens.data.styles import find_styles_file, read_styles, top_main_rows
     from fashionlens.metrics import multilabel_report
 
     out = head_outputs(model, info, ccp, "ccp")
@@ -153,10 +152,8 @@ def style_checks(model, info, ccp: str) -> dict:
     names = info.label_names["styles"]
     report = {"all": _style_headline(multilabel_report(scores, targets, names)), "photos": int(known.sum())}
     styles = read_styles(find_styles_file(ccp, "auto"))
-    main = {str(Path(s.path).resolve()): s.main for s in styles.samples}
     for n in (5, 7):
-        top = select_top_labels(styles, n).label_names
-        rows = np.asarray([main.get(str(Path(p).resolve())) in top for p in paths])
+        rows, top = top_main_rows(paths, styles, n)
         cols = [names.index(t) for t in top]
         r = multilabel_report(scores[rows][:, cols], targets[rows][:, cols], top)
         report[f"top{n}"] = {**_style_headline(r), "photos": int(rows.sum()), "styles": top,

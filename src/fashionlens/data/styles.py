@@ -156,3 +156,17 @@ def agreement(first: LabelledSet, second: LabelledSet, photos: Sequence[str | Pa
         "top2_any": float(np.mean([bool(set(two) & set(x.labels)) for (x, _), two in zip(pairs, second_two, strict=True)])),
         "jaccard": float(np.mean([len(set(x.labels) & set(y.labels)) / len(set(x.labels) | set(y.labels)) for x, y in pairs])),
     }
+
+
+def top_main_rows(photos: Sequence[str | Path], styles: LabelledSet, n: int) -> tuple[np.ndarray, list[str]]:
+    """Seed B's top-n protocol on some photos: which of them have one of the ``n`` most frequent main
+    styles of ``styles`` as their main style, and those styles (vocabulary order).
+
+    Returns:
+        ``(rows, names)``: (N,) bool over ``photos`` and the n style names.
+    """
+    from fashionlens.data.multilabel import select_top_labels
+
+    names = select_top_labels(styles, n).label_names
+    main = {_key(s.path): s.main for s in styles.samples}
+    return np.asarray([main.get(_key(p)) in names for p in photos], dtype=bool), list(names)

@@ -30,7 +30,7 @@ from fashionlens.metrics import (
 )
 from fashionlens.train.compare_plots import plot_ap_deltas, plot_cases
 
-HEADS = ("category", "labels", "attributes")
+HEADS = ("category", "labels", "styles", "attributes")
 
 
 @dataclass
@@ -100,9 +100,17 @@ def gather_outputs(results: list[dict], names: list[str]) -> tuple[list[HeadOutp
     for head in heads:
         label_names = list(results[0]["info"].label_names[head])
         for name, r in zip(names[1:], results[1:], strict=True):
-            if sorted(r["info"].label_names[head]) != sorted(label_names):
-                raise ValueError(f"{head}: {name} has other labels than {names[0]} "
-                                 f"({len(r['info'].label_names[head])} vs {len(label_names)}); they cannot be compared label by label")
+            other = set(r["info"].label_names[head])
+            if head == "category" and other != set(label_names):
+                raise ValueError(f"{head}: {name} has other classes than {names[0]} "
+                                 f"({len(other)} vs {len(label_names)}); they cannot be compared class by class")
+            if other != set(label_names):  # e.g. a colour-only attribute head against one with colours + garment attributes
+                shared_names = [n for n in label_names if n in other]
+                if not shared_names:
+                    raise ValueError(f"{head}: {name} and {names[0]} share no label; they cannot be compared label by label")
+                notes.append(f"{head}: compared on the {len(shared_names)} labels both models have "
+                             f"(of {len(label_names)} and {len(other)})")
+                label_names = shared_names
         rows = [_rows_by_path(r["outputs"], head) for r in results]
         shared = [p for p in rows[0] if all(p in other for other in rows[1:])]
         if not shared:
@@ -115,11 +123,14 @@ def gather_outputs(results: list[dict], names: list[str]) -> tuple[list[HeadOutp
             s = r["outputs"][f"{head}_scores"][[by_path[p] for p in shared]]
             scores.append(s[:, cols])  # columns in the first model's label order
         first = results[0]["outputs"]
+        own = [list(results[0]["info"].label_names[head]).index(n) for n in label_names] if head != "category" else None
         targets = first[f"{head}_targets"][[rows[0][p] for p in shared]]
         if head == "attributes":
             mask = first["attributes_mask"][[rows[0][p] for p in shared]]
             targets = np.where(mask > 0, targets, 0)
-        targets = targets.astype(np.int64)
+        if own is not None:
+            targets = targets[:, own]
+        targets = (targets > 0).astype(np.int64) if head != "category" else targets.astype(np.int64)  # soft sub styles: present
         outs.append(HeadOutputs(head, label_names, scores, targets, shared))
     return outs, notes
 

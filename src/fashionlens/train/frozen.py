@@ -83,7 +83,7 @@ class FeatureCache:
 
 @torch.no_grad()
 def build_feature_cache(cfg: dict, out_path: str | Path, batch_size: int = 32, splits=SPLITS,
-                        model_file: str | Path | None = None) -> FeatureCache:
+                        model_file: str | Path | None = None, head: str | None = None) -> FeatureCache:
     """Run the configured backbone (eval mode) over every photo of every split and its mirror.
 
     Args:
@@ -93,6 +93,8 @@ def build_feature_cache(cfg: dict, out_path: str | Path, batch_size: int = 32, s
         splits: which splits to cache.
         model_file: the backbone (and input size) of this trained model file instead of the config's
             ImageNet backbone, e.g. the shipped model's fine-tuned one.
+        head: the targets to cache: "labels", "styles" (CCP photos' style labels, ``data.styles``) or
+            "attributes"; default the first of labels / attributes the data has.
 
     Returns:
         The cache. Unreadable photos are left out (and said so).
@@ -111,9 +113,10 @@ def build_feature_cache(cfg: dict, out_path: str | Path, batch_size: int = 32, s
         data_config = backbone.data_config.replace(resize=cfg["data"]["resize"], max_stretch=cfg["data"]["max_stretch"])
         name = cfg["model"]["backbone"]
     bundle = build_data(cfg, data_config, splits=tuple(splits))
-    head = next((h for h in ("labels", "attributes") if h in bundle.label_names), None)
-    if head is None:
-        raise ValueError(f"the {cfg['data']['format']} data has no multi-label targets (tags or attributes) to cache")
+    head = head or next((h for h in ("labels", "attributes") if h in bundle.label_names), None)
+    if head not in bundle.label_names:
+        raise ValueError(f"the {cfg['data']['format']} data has no {head or 'multi-label'} targets to cache "
+                         f"(it has {sorted(bundle.label_names)})")
     backbone.eval()
     cached = {}
     for split, dataset in bundle.datasets.items():
@@ -129,10 +132,12 @@ def build_feature_cache(cfg: dict, out_path: str | Path, batch_size: int = 32, s
 
 def _eval_targets(dataset, data_config, cfg: dict, head: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Give the dataset its eval transform (no crops); its (N, C) targets and, for attributes, the known mask."""
-    if head == "labels":
+    if head in ("labels", "styles"):
         from fashionlens.data.transforms import build_transforms
 
         dataset.transform = build_transforms(data_config, train=False)
+        if head == "styles":  # soft sub-style targets count as present; photos without styles are masked out
+            return (dataset.extra_targets["styles"] > 0).float(), dataset.extra_targets["styles_mask"].float()
         return dataset.targets.float(), None
     from fashionlens.data.landmark_transforms import build_joint_transforms
 
