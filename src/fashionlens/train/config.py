@@ -57,7 +57,7 @@ DEFAULTS: dict[str, Any] = {
         "embeddings": {"provider": "glove", "path": None, "aliases": {}},
     },
     "loss": {
-        "weights": {"category": 1.0, "labels": 1.0, "attributes": 1.0, "landmarks": 1.0, "visibility": 1.0},
+        "weights": {"category": 1.0, "labels": 1.0, "styles": 1.0, "attributes": 1.0, "landmarks": 1.0, "visibility": 1.0},
         "attribute_pos_weight": "frequency",  # frequency | none
         "heatmap_sigma": 1.5,
         "heatmap": "mse",  # mse (seed A) | softmax (cross-entropy over each map's positions: learns in fewer steps)
