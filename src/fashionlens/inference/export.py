@@ -2,7 +2,7 @@
 
 The ``.onnx`` file has one input ``image`` (B, 3, H, W) (float32, normalised as the model's data
 config says; B dynamic by default) and one output per model output, named as the keys of
-``FashionNet.forward`` ("heatmaps", "category", "labels", "attributes"). The model's JSON header
+``FashionNet.forward`` ("heatmaps", "category", "labels", "styles", "attributes", ...). The model's JSON header
 (:meth:`ModelInfo.to_json`) and a digest of graph + header are stored as ONNX ``metadata_props``.
 
 Export uses the ``torch.export``-based exporter: the legacy TorchScript exporter produced wrong

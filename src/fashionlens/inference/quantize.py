@@ -93,7 +93,7 @@ def agreement(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]
     """How closely ``candidate`` outputs follow ``reference`` (both: name -> (N, ...) arrays).
 
     ``category_top1``: fraction of rows with the same arg-max; ``labels_max_abs_prob`` /
-    ``labels_mean_abs_prob``: sigmoid-probability differences of the tags (likewise attributes);
+    ``labels_mean_abs_prob``: sigmoid-probability differences of the tags (likewise styles and attributes);
     ``<name>_max_abs``: largest raw difference for every other output (heatmaps).
     """
     out: dict[str, float] = {}
@@ -101,7 +101,7 @@ def agreement(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]
         got = candidate[name]
         if name == "category":
             out["category_top1"] = float((ref.argmax(1) == got.argmax(1)).mean())
-        elif name in ("labels", "attributes"):
+        elif name in ("labels", "styles", "attributes"):
             diff = np.abs(1 / (1 + np.exp(-ref)) - 1 / (1 + np.exp(-got)))
             out[f"{name}_max_abs_prob"] = float(diff.max())
             out[f"{name}_mean_abs_prob"] = float(diff.mean())
