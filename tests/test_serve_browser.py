@@ -19,7 +19,7 @@ from PIL import Image
 from browser_fixtures import launch_chromium, open_page
 from fashionlens.inference.predictor import load_model
 from fashionlens.serve.app import create_app
-from serve_fixtures import CATEGORY_NAMES, make_tiny_model, photo_bytes, serve_in_thread
+from serve_fixtures import CATEGORY_NAMES, TAG_NAMES, make_tiny_model, photo_bytes, serve_in_thread
 
 # Waits use selectors, not wait_for_function: the page's CSP (no 'unsafe-eval') blocks string predicates.
 
@@ -168,4 +168,47 @@ def test_garment_model_draws_named_landmarks_and_colour_swatches(page, tmp_path)
         assert len(chips) == 5 and all(c.split()[0] in COLOURS for c in chips)  # top 5 colours, as chips
         assert card.locator(".head-attribute").count() == 0
         assert "4 of 8 landmarks visible" in card.inner_text()
+    assert page.problems == []
+
+
+def test_styles_beside_the_tags_and_garment_attributes_with_colours(page, tmp_path):
+    """A model with a styles head and garment attributes + colours: styles with the main one marked, the
+    attributes as a 'a · b' line with bars, the colours as chips."""
+    import torch
+
+    from fashionlens.checkpoint import ModelInfo, save_model
+    from fashionlens.data.config import DataConfig
+    from fashionlens.models.fashion_net import FashionNet
+
+    styles = ["Casual", "Romantic", "Retro", "Modern"]
+    attributes = ["striped", "denim", "long-sleeve", "black", "white"]
+    torch.manual_seed(2)
+    net = FashionNet("test_tiny", heads={"labels": {"num_classes": 4}, "styles": {"num_classes": 4},
+                                         "attributes": {"num_classes": 5}})
+    with torch.no_grad():  # fixed probabilities: styles Retro 0.9, Modern 0.7, Casual 0.2, Romantic 0.1
+        for name, probs in (("styles", [0.2, 0.1, 0.9, 0.7]), ("attributes", [0.9, 0.6, 0.2, 0.8, 0.3])):
+            head = net.heads[name]
+            for p in head.parameters():
+                p.zero_()
+            [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1].bias.copy_(torch.logit(torch.tensor(probs)))
+    info = ModelInfo(net.spec, {"labels": TAG_NAMES, "styles": styles, "attributes": attributes}, DataConfig(input_size=(32, 32)),
+                     {"attribute_groups": [1, 2, 4, 6, 6], "attribute_threshold": 0.5, "style_threshold": 0.5})
+    model = save_model(net, info, tmp_path / "styles.safetensors")
+    photo = tmp_path / "outfit.jpg"
+    photo.write_bytes(photo_bytes("JPEG", size=(240, 320), seed=7))
+    with serve_in_thread(create_app(load_model(model, backend="torch"))) as base:
+        page.goto(base + "/")
+        page.set_input_files("#files", str(photo))
+        page.wait_for_selector(".card .head-style .bar.style", timeout=15_000)
+        card = page.locator(".card")
+        names = card.locator(".head-style .name").all_inner_texts()
+        assert names == ["Retro\nmain", "Modern"] or names == ["Retromain", "Modern"]  # main first, then subs >= 0.5
+        assert card.locator(".head-style .badge").count() == 1
+        assert "the main style (the most likely), then sub styles ≥ 0.50" in card.locator(".head-style").inner_text()
+        assert card.locator(".head-attribute .summary").inner_text() == "striped · denim"
+        assert card.locator(".head-attribute .bar.attribute").count() == 2
+        chips = card.locator(".head-colour .chip").all_inner_texts()
+        assert len(chips) == 1 and chips[0].startswith("black")
+        box = card.locator(".head-tag").bounding_box(), card.locator(".head-style").bounding_box()
+        assert box[1]["y"] > box[0]["y"]  # styles shown right after the tags
     assert page.problems == []
