@@ -283,10 +283,11 @@ def cmd_table(args) -> None:
     for folder in args.results:
         runs = load_results(folder)
         subset = next(iter(runs.values()))[0]["settings"]["subset"]
-        columns = HEADLINE if subset == "all" else ("mAP", "top1_any", "top2_all", "top2_any", "top3_all", "top3_any")
+        seed_b = subset != "all" or args.seed_b
+        columns = ("mAP", "top1_any", "top2_all", "top2_any", "top3_all", "top3_any") if seed_b else HEADLINE
         rows, best = summary_table(runs, columns)
         text += [f"### {folder}", "", *rows, "", f"Best by mean mAP: **{best[0]} + {best[1]}**.", ""]
-        text += bootstrap_lines(runs, best, columns[:4] if subset == "all" else ("mAP", "top1_any", "top2_all", "top3_any"),
+        text += bootstrap_lines(runs, best, ("mAP", "top1_any", "top2_all", "top3_any") if seed_b else columns[:4],
                                 args.resamples) + [""]
     out = "\n".join(text)
     print(out)
@@ -334,6 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("results", type=Path, nargs="+")
     t.add_argument("--out", type=Path, default=None)
     t.add_argument("--resamples", type=int, default=2000)
+    t.add_argument("--seed-b", action="store_true", help="seed B's top-k recall columns (a cache of a top-n config)")
     args = ap.parse_args(argv)
     {"cache": cmd_cache, "run": cmd_run, "score": cmd_score, "score-models": cmd_score_models, "export": cmd_export, "table": cmd_table}[args.command](args)
 
