@@ -85,7 +85,7 @@ INJECTIONS = [
     ("attribute value range", lambda r: edit_line(r / "Anno/list_attr_img.txt", 8, _set(17, "2")), "list_attr_img.txt", 8, "value", True),
     ("attribute columns", lambda r: edit_line(r / "Anno/list_attr_img.txt", 11, lambda t: t + ["1"]), "list_attr_img.txt", 11, "columns", True),
     ("unknown category label", lambda r: edit_line(r / "Anno/list_category_img.txt", 6, _set(1, "77")), "list_category_img.txt", 6, "label", True),
-    ("attribute type range", lambda r: edit_line(r / "Anno/list_attr_cloth.txt", 40, lambda t: t[:-1] + ["6"]), "list_attr_cloth.txt", 40, "value", True),
+    ("attribute type range", lambda r: edit_line(r / "Anno/list_attr_cloth.txt", 40, lambda t: t[:-1] + ["7"]), "list_attr_cloth.txt", 40, "value", True),
     ("clothes type", lambda r: edit_line(r / "Anno/list_landmarks.txt", 13, _set(1, "4")), "list_landmarks.txt", 13, "value", True),
     ("landmark visibility", lambda r: edit_line(r / "Anno/list_landmarks.txt", 14, _set(2, "5")), "list_landmarks.txt", 14, "value", True),
     ("landmark triples", lambda r: edit_line(r / "Anno/list_landmarks.txt", 15, lambda t: t[:5]), "list_landmarks.txt", 15, "columns", True),

@@ -172,8 +172,8 @@ def test_keyboard_session_survives_a_kill_and_trains(browser, tmp_path, start_se
     assert check.exit_code == 0 and "0 errors" in check.output, check.output
     run = tmp_path / "run"
     result = runner.invoke(cli_app, ["train", str(CONFIG), "--data", str(out), "--out", str(run),
-                                     "model.backbone=test_tiny", "model.pretrained=false", "data.input_size=[32,32]",
-                                     "data.batch_size=8", "data.num_workers=0", "model.heads.labels.gcn_hidden=16",
+                                     "data.label_list=null", "optim.freeze_stages=0", "model.backbone=test_tiny", "model.pretrained=false",
+                                     "data.input_size=[32,32]", "data.batch_size=8", "data.num_workers=0", "model.heads.labels.gcn_hidden=16",
                                      "trainer.max_epochs=1", "trainer.accelerator=cpu"])
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert read_info(run / "model.safetensors").label_names["labels"] == sorted(VOCAB)

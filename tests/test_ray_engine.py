@@ -32,7 +32,7 @@ from fashionlens.models import FashionNet  # noqa: E402
 cli = CliRunner()
 CATEGORIES = ["dress", "hat", "pants"]
 TAGS = ["bag", "belt", "shoes", "skirt"]
-COLUMNS = ["path", "category", "scores", "tags", "attributes", "colours", "landmarks", "width", "height", "error"]
+COLUMNS = ["path", "category", "scores", "tags", "main_style", "styles", "attributes", "colours", "landmarks", "width", "height", "error"]
 
 
 @pytest.fixture(scope="module")
