@@ -199,7 +199,7 @@ def cmd_figures(args) -> None:
         np.fill_diagonal(conditional, 1.0)
         name = f"top{n}" if n else "all"
         plot_correlation(conditional, subset.label_names, args.out / f"styles-correlation-{name}.png",
-                         f"Style correlation P(j | i), CCP-Styles training split ({name}, {len(train)} photos)")
+                         f"Style correlation P(j | i)\nCCP-Styles training split ({name}, {len(train)} photos)")
         print(f"wrote {args.out / f'styles-correlation-{name}.png'}")
     if args.cases:
         _case_grid(load_scores(args.cases), args.rows, args.out / "styles-cases.png", args.n)
