@@ -11,12 +11,14 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
+from fashionlens.errors import FashionlensError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 LISTING_SUFFIXES = {".csv", ".parquet", ".pq"}
 PATH_COLUMNS = ("path", "image")  # the first one a listing has is used
 
 
-class ListingError(ValueError):
+class ListingError(FashionlensError, ValueError):
     """A listing file that cannot be read or has no path column."""
 
 
@@ -45,9 +47,14 @@ def read_listing(path: str) -> list[str]:
     import pyarrow.parquet as pq
 
     csv = _suffix(path) == ".csv"
+    if not is_uri(path) and Path(path).stat().st_size == 0:
+        raise ListingError(f"{path}: empty file (0 bytes); a listing needs a header line with a 'path' column")
     try:
         if csv:
-            table = pacsv.read_csv(_open(path))
+            # one thread: pyarrow's CSV thread pool, left behind by a parse error, could abort the
+            # process at exit ("terminate called without an active exception", SIGABRT)
+            with _open(path) as f:
+                table = pacsv.read_csv(f, read_options=pacsv.ReadOptions(use_threads=False))
         else:
             table = pq.read_table(path) if is_uri(path) else pq.read_table(Path(path))
     except (OSError, ValueError) as e:  # pyarrow's errors derive from these
@@ -56,6 +63,9 @@ def read_listing(path: str) -> list[str]:
     if column is None:
         raise ListingError(f"{path}: no 'path' column (columns: {', '.join(table.column_names) or 'none'}); "
                            "a listing needs one photo path or URI per row in a column named 'path'")
+    if table.column_names.count(column) > 1:
+        raise ListingError(f"{path}: {table.column_names.count(column)} columns named '{column}'; "
+                           "expected one column of photo paths")
     values = table.column(column).to_pylist()
     base = None if is_uri(path) else Path(path).parent
     out = []
