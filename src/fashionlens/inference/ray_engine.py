@@ -32,17 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionlens.fileio import atomic_write_bytes
+from fashionlens.fileio import OutputDirError, atomic_write_bytes, check_output_dir
 
 SHARD_GLOB = "part-*.parquet"
 FLUSH_SECONDS = 30.0  # a shard is also written when this much time passed since the last one
 BATCHES_PER_BLOCK = 2  # photos per decoding task = 2 batches: an actor takes one block per call, so
 # small blocks keep every actor busy and results flowing (and at least 2 blocks per actor)
 ACTOR_MEMORY = 2 << 30  # bytes reserved per actor: Ray measured up to 1.3 GiB for Lite0 at batch 32
-
-
-class OutputDirError(RuntimeError):
-    """OUT_DIR cannot be used: not a folder, unreadable shard, or another run is writing to it."""
 
 
 class RayEngineError(RuntimeError):
@@ -385,14 +381,13 @@ def run(paths: list[str], opts: RayOptions) -> RunSummary:
         What this run did (also written to ``OUT_DIR/_summary.json``).
 
     Raises:
-        OutputDirError: OUT_DIR is not usable or another run writes to it.
+        OutputDirError: OUT_DIR is not a writable folder (checked before any work), holds a shard
+            that is not readable, or another run writes to it.
         RayEngineError: Ray cannot be started or joined, or the job failed (the rows received are
             written first, so a rerun resumes).
         FileNotFoundError, ValueError, CheckpointError: the model cannot be loaded.
     """
-    out_dir = Path(opts.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputDirError(f"--out {out_dir} exists and is not a folder")
+    out_dir = check_output_dir(opts.out_dir, "--out")
     with exclusive(out_dir):
         todo = pending_paths(paths, finished_paths(out_dir))
         model_path, backend, data_config = actor_model(opts.model, opts.backend, opts.num_gpus_per_actor > 0,
