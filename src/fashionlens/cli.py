@@ -250,7 +250,7 @@ def derive_landmarks(
     margin: Annotated[float, typer.Option("--margin", help="crop margin on every side, a fraction of the garment box's longer side")] = 0.1,
     min_area: Annotated[float, typer.Option("--min-area", help="leave out garments covering less of the photo than this fraction")] = 0.01,
     split_seed: Annotated[int, typer.Option("--split-seed", help="seed of the CCP reader's split (data.split_seed)")] = 0,
-    bad: Annotated[str, typer.Option("--bad", help="skip | fail: what a bad mask does")] = "skip",
+    bad: Annotated[str, typer.Option("--bad", help="skip | fail: what a bad mask or photo does")] = "skip",
     workers: Annotated[int, typer.Option("--workers", help="processes")] = 2,
     attributes: Annotated[Path | None, typer.Option("--attributes", help="garment attribute CSV (photo,garment,attributes; "
                                                     "default: CCP_ROOT/garment_attributes.csv when present)")] = None,

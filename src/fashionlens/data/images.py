@@ -130,11 +130,26 @@ def load_image_and_orientation(
     Raises:
         BadImageError: as :func:`load_image`.
     """
+    return _load(src, draft_size, upright=True)
+
+
+def load_stored_image(src: str | Path) -> Image.Image:
+    """The stored pixel grid of an image file as 8-bit RGB: :func:`load_image` without the EXIF turn.
+
+    For annotations that index the stored pixels (CCP's masks); the same checks and errors.
+
+    Raises:
+        BadImageError: as :func:`load_image`.
+    """
+    return _load(src, None, upright=False)[0]
+
+
+def _load(src: ImageSource, draft_size: tuple[int, int] | None, upright: bool) -> tuple[Image.Image, int]:
     name = _describe(src)
     if isinstance(src, np.ndarray):
         return _array_to_pil(src, name), 1
     if isinstance(src, Image.Image):
-        return _oriented_rgb(src, name)
+        return _oriented_rgb(src, name, upright)
     if isinstance(src, (str, Path)):
         path = Path(src)
         if not path.is_file():
@@ -149,7 +164,7 @@ def load_image_and_orientation(
     else:
         fp = src
     try:
-        return _decode(fp, name, draft_size)
+        return _decode(fp, name, draft_size, upright)
     finally:
         if isinstance(src, (str, Path)):
             fp.close()
@@ -163,9 +178,9 @@ def _orientation(img: Image.Image) -> int:
     return value if value in _EXIF_TRANSPOSE else 1
 
 
-def _oriented_rgb(img: Image.Image, name: str) -> tuple[Image.Image, int]:
-    """Apply the EXIF orientation (if any) and convert to RGB."""
-    orientation = _orientation(img)
+def _oriented_rgb(img: Image.Image, name: str, upright: bool = True) -> tuple[Image.Image, int]:
+    """Apply the EXIF orientation (if any, unless not ``upright``) and convert to RGB."""
+    orientation = _orientation(img) if upright else 1
     if orientation != 1:
         img = img.transpose(_EXIF_TRANSPOSE[orientation])
     try:
@@ -174,7 +189,7 @@ def _oriented_rgb(img: Image.Image, name: str) -> tuple[Image.Image, int]:
         raise BadImageError(name, f"unsupported image mode {img.mode!r} ({e})") from None
 
 
-def _decode(fp: BinaryIO, name: str, draft_size: tuple[int, int] | None) -> tuple[Image.Image, int]:
+def _decode(fp: BinaryIO, name: str, draft_size: tuple[int, int] | None, upright: bool) -> tuple[Image.Image, int]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -186,7 +201,7 @@ def _decode(fp: BinaryIO, name: str, draft_size: tuple[int, int] | None) -> tupl
             if draft_size is not None and img.format == "JPEG":
                 img.draft("RGB", draft_size)
             img.load()
-            out, orientation = _oriented_rgb(img, name)
+            out, orientation = _oriented_rgb(img, name, upright)
             out.info[FULL_SIZE_KEY] = (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # upright
             return out, orientation
     except BadImageError:
