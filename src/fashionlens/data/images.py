@@ -67,6 +67,12 @@ def _describe(src: ImageSource) -> str:
 
 
 def _array_to_pil(arr: np.ndarray, name: str) -> Image.Image:
+    if arr.dtype.kind not in "biuf":
+        raise BadImageError(name, f"expected an array of numbers (uint8, or floats in [0, 1] or [0, 255]), got dtype {arr.dtype}")
+    if arr.ndim in (2, 3) and 0 in arr.shape[:2]:
+        raise BadImageError(name, f"empty image ({arr.shape[1]}x{arr.shape[0]} pixels)")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise BadImageError(name, f"not finite: {int((~np.isfinite(arr)).sum())} NaN or infinite values")
     if arr.ndim == 2:
         arr = np.stack([arr] * 3, axis=-1)
     if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
@@ -111,7 +117,9 @@ def load_image(src: ImageSource, draft_size: tuple[int, int] | None = None) -> I
         An RGB image with EXIF orientation applied.
 
     Raises:
-        BadImageError: empty, truncated, not an image, or larger than ``MAX_IMAGE_PIXELS``.
+        BadImageError: empty (0 bytes or 0 pixels), truncated, not an image, larger than
+            ``MAX_IMAGE_PIXELS``, an array with NaN / infinite or non-numeric values, a closed PIL
+            image, or an object that is none of the inputs above (``None``, a number, ...).
     """
     return load_image_and_orientation(src, draft_size)[0]
 
@@ -157,12 +165,15 @@ def _load(src: ImageSource, draft_size: tuple[int, int] | None, upright: bool) -
         if path.stat().st_size == 0:
             raise BadImageError(name, "empty file (0 bytes)")
         fp: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed below
-    elif isinstance(src, (bytes, bytearray)):
+    elif isinstance(src, (bytes, bytearray, memoryview)):
         if len(src) == 0:
             raise BadImageError(name, "empty upload (0 bytes)")
         fp = io.BytesIO(src)
-    else:
+    elif callable(getattr(src, "read", None)):
         fp = src
+    else:
+        raise BadImageError(name, f"not an image input: {type(src).__name__} (expected a path, bytes, a binary file, "
+                                  "a PIL image or a numpy array)")
     try:
         return _decode(fp, name, draft_size, upright)
     finally:
@@ -180,6 +191,12 @@ def _orientation(img: Image.Image) -> int:
 
 def _oriented_rgb(img: Image.Image, name: str, upright: bool = True) -> tuple[Image.Image, int]:
     """Apply the EXIF orientation (if any, unless not ``upright``) and convert to RGB."""
+    if 0 in img.size:
+        raise BadImageError(name, f"empty image ({img.width}x{img.height} pixels)")
+    try:
+        img.load()
+    except (ValueError, OSError) as e:  # a closed image ("Operation on closed image"), a truncated file
+        raise BadImageError(name, f"unreadable PIL image ({e})") from None
     orientation = _orientation(img) if upright else 1
     if orientation != 1:
         img = img.transpose(_EXIF_TRANSPOSE[orientation])
