@@ -8,12 +8,16 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from fashionlens.cli import app
 from fashionlens.errors import FashionlensError
-from fashionlens.inference.inputs import ListingError, read_listing
+from fashionlens.inference.inputs import ListingError, PredictArgumentError, read_listing
+from fashionlens.inference.predictor import load_model
+from serve_fixtures import make_tiny_model
 from test_derive_landmarks import _tiny_ccp
 
 runner = CliRunner()
@@ -107,3 +111,80 @@ def test_nothing_derived_is_an_error_not_an_empty_tree(tmp_path):
     (ccp / "label_list.mat").unlink()
     line = _one_error_line(runner.invoke(app, ["data", "derive-landmarks", str(ccp), str(tmp_path / "c")]))
     assert line == f"error: {ccp / 'label_list.mat'}: file not found"
+
+
+# ----------------------------------------------------------------------------- Python API and predict
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    model = make_tiny_model(root / "tiny.safetensors")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(root / "ok.jpg")
+    return load_model(model, backend="torch"), str(root / "ok.jpg")
+
+
+def _closed_image():
+    img = Image.new("RGB", (8, 8))
+    img.close()
+    return img
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (None, "not an image input: NoneType (expected a path, bytes, a binary file, a PIL image or a numpy array)"),
+    (7, "not an image input: int"),
+    (memoryview(b"no image"), "not an image file PIL can identify"),
+    (_closed_image(), "unreadable PIL image (Operation on closed image)"),
+    (np.array([[1, 2]], dtype=object), "expected an array of numbers"),
+    (np.zeros((0, 0, 3), np.uint8), "empty image (0x0 pixels)"),
+    (Image.new("RGB", (0, 0)), "empty image (0x0 pixels)"),
+    (np.zeros((5, 0), np.uint8), "empty image (0x5 pixels)"),
+    (np.full((8, 8, 3), np.nan, np.float32), "not finite: 192 NaN or infinite values"),
+])  # fmt: skip
+def test_one_bad_item_is_a_per_item_error_and_the_others_are_predicted(tiny, bad, reason):
+    predictor, ok = tiny
+    preds = predictor.predict([ok, bad, ok])
+    assert [p.error is None for p in preds] == [True, False, True]
+    assert preds[1].source == "<image 1>" and preds[1].error.startswith(reason) and preds[1].category is None
+    assert preds[0].category == preds[2].category and preds[0].category is not None
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"boxes": [None, None]}, "boxes has 2 entries for 3 images; expected one per image"),
+    ({"names": ["a"]}, "names has 1 entries for 3 images; expected one per image"),
+    ({"top_k": 0}, "top_k must be an integer >= 1, got 0"),
+    ({"threshold": float("nan")}, "threshold must be a number in [0, 1], got nan"),
+    ({"threshold": 1.5}, "threshold must be a number in [0, 1], got 1.5"),
+    ({"threshold": -0.1}, "threshold must be a number in [0, 1], got -0.1"),
+])  # fmt: skip
+def test_bad_arguments_raise_one_fashionlens_error_naming_them_before_any_work(tiny, kwargs, message, monkeypatch):
+    predictor, ok = tiny
+    monkeypatch.setattr(predictor, "_try_preprocess", lambda *a: pytest.fail("an image was read"))
+    with pytest.raises(PredictArgumentError, match=re.escape(message)):
+        predictor.predict([ok, ok, ok], **kwargs)
+    with pytest.raises(PredictArgumentError):
+        predictor.iter_predict([ok, ok, ok], **kwargs)  # raised at the call, not at the first next()
+    assert issubclass(PredictArgumentError, FashionlensError) and issubclass(PredictArgumentError, ValueError)
+
+
+def test_predict_cli_checks_options_and_out_before_any_work(tiny, tmp_path, monkeypatch):
+    import fashionlens.inference.predictor as predictor_module
+
+    _, ok = tiny
+    monkeypatch.setattr(predictor_module, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    line = _one_error_line(runner.invoke(app, ["predict", ok, "--format", "csv", "--out", str(tmp_path)]))
+    assert line == f"error: --out {tmp_path} is a folder; expected a file name"
+    line = _one_error_line(runner.invoke(app, ["predict", ok, "--top-k", "0"]))
+    assert line == "error: top_k must be an integer >= 1, got 0"
+    line = _one_error_line(runner.invoke(app, ["predict", ok, "--threshold", "nan"]))
+    assert line == "error: threshold must be a number in [0, 1], got nan"
+    real_write = type(tmp_path).write_bytes
+
+    def read_only(path, data):
+        if path.name.startswith(".write-test"):
+            raise PermissionError(13, "Permission denied")
+        return real_write(path, data)
+
+    monkeypatch.setattr(type(tmp_path), "write_bytes", read_only)
+    line = _one_error_line(runner.invoke(app, ["predict", ok, "--out", str(tmp_path / "ro" / "p.json")]))
+    assert line == f"error: --out {tmp_path / 'ro' / 'p.json'}: its folder {tmp_path / 'ro'} is not writable: Permission denied"

@@ -314,6 +314,8 @@ def predict(
     Unreadable images are reported and skipped. ``--engine ray --out OUT_DIR`` runs on Ray Data and
     writes Parquet shards; rerunning it skips the photos OUT_DIR already has.
     """
+    from fashionlens.fileio import check_output_file
+    from fashionlens.inference.inputs import check_prediction_options
     from fashionlens.inference.output import format_predictions
     from fashionlens.inference.predictor import load_model
 
@@ -322,6 +324,9 @@ def predict(
     if fmt not in ("table", "json", "csv") or (engine == "ray" and fmt != "table"):
         _fail(f"--format must be table, json or csv, got {fmt!r}" if engine == "local" else
               "--engine ray writes Parquet shards to --out; --format does not apply")
+    check_prediction_options(top_k, threshold)  # the API's rule (PredictArgumentError: one error line)
+    if out and engine == "local":
+        check_output_file(out, "--out")  # before the work, not after it (the Ray engine checks its folder)
     files = _photos_or_fail(paths, "no images found in ")
     if engine == "ray":
         from fashionlens.inference.ray_engine import RayOptions
@@ -349,7 +354,10 @@ def predict(
     if out:
         from fashionlens.fileio import atomic_write_bytes
 
-        atomic_write_bytes(out, text.encode())
+        try:
+            atomic_write_bytes(out, text.encode())
+        except OSError as e:  # checked before the work; the disk may still fill up meanwhile
+            _fail(f"--out {out} could not be written: {e.strerror or e}")
         typer.echo(f"wrote {len(results)} predictions to {out}", err=True)
     else:
         typer.echo(text)

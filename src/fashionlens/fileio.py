@@ -20,12 +20,13 @@ class OutputDirError(FashionlensError, OSError):
     """An output folder or file that cannot be written: not a folder, read-only, or a disk (nearly) full."""
 
 
-def check_output_dir(folder: str | Path, option: str = "output directory") -> Path:
+def check_output_dir(folder: str | Path, option: str = "output directory", label: str | None = None) -> Path:
     """Create ``folder`` if needed and write (then remove) a probe file in it: before any work starts.
 
     Args:
         folder: the output folder.
         option: how the message names it (e.g. ``"--out"``).
+        label: the whole name in the message instead of ``option`` and ``folder``.
 
     Raises:
         OutputDirError: ``folder`` is a file, lies under one, or is not writable.
@@ -41,15 +42,16 @@ def check_output_dir(folder: str | Path, option: str = "output directory") -> Pa
         it is a file, not a folder
     """
     folder = Path(folder)
+    label = label or f"{option} {folder}"
     if folder.exists() and not folder.is_dir():
-        raise OutputDirError(f"{option} {folder} is not writable: it is a file, not a folder")
+        raise OutputDirError(f"{label} is not writable: it is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-test-{os.getpid()}"
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as e:
-        raise OutputDirError(f"{option} {folder} is not writable: {e.strerror or e}") from None
+        raise OutputDirError(f"{label} is not writable: {e.strerror or e}") from None
     return folder
 
 
@@ -62,7 +64,7 @@ def check_output_file(path: str | Path, option: str = "output file") -> Path:
     path = Path(path)
     if path.is_dir():
         raise OutputDirError(f"{option} {path} is a folder; expected a file name")
-    check_output_dir(path.parent, f"the folder of {option} {path}")
+    check_output_dir(path.parent, label=f"{option} {path}: its folder {path.parent}")
     return path
 
 

@@ -9,7 +9,10 @@ pyarrow's filesystems, which reach them where credentials allow).
 from __future__ import annotations
 
 import glob
+import math
 from pathlib import Path
+
+import numpy as np
 
 from fashionlens.errors import FashionlensError
 
@@ -20,6 +23,50 @@ PATH_COLUMNS = ("path", "image")  # the first one a listing has is used
 
 class ListingError(FashionlensError, ValueError):
     """A listing file that cannot be read or has no path column."""
+
+
+class PredictArgumentError(FashionlensError, ValueError):
+    """A prediction setting outside its range (``top_k``, ``threshold``), or per-image arguments
+    (``boxes``, ``names``) that do not match the images; the message names the argument."""
+
+
+def check_prediction_options(top_k: int, threshold: float | None) -> None:
+    """The one rule for ``top_k`` and ``threshold``: the Python API, the CLI, the Ray engine and the web service.
+
+    Raises:
+        PredictArgumentError: ``top_k`` is not an integer >= 1, or ``threshold`` is not None or a
+            number in [0, 1] (NaN is refused).
+
+    Example:
+        >>> check_prediction_options(5, 0.3)
+        >>> check_prediction_options(0, None)
+        Traceback (most recent call last):
+        ...
+        fashionlens.inference.inputs.PredictArgumentError: top_k must be an integer >= 1, got 0
+    """
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise PredictArgumentError(f"top_k must be an integer >= 1, got {top_k!r}")
+    if threshold is not None:
+        try:
+            value = float(threshold)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not 0.0 <= value <= 1.0:  # NaN fails both comparisons
+            raise PredictArgumentError(f"threshold must be a number in [0, 1], got {threshold!r}")
+
+
+def check_per_image(argument: str, values, count: int) -> None:
+    """``values`` (``boxes``, ``names``) is None or has one entry per image.
+
+    Raises:
+        PredictArgumentError: not a sequence, or not ``count`` long; it names ``argument``.
+    """
+    if values is None:
+        return
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise PredictArgumentError(f"{argument} must be a list with one entry per image, got {type(values).__name__}")
+    if len(values) != count:
+        raise PredictArgumentError(f"{argument} has {len(values)} entries for {count} images; expected one per image")
 
 
 def is_uri(path: str) -> bool:

@@ -18,6 +18,7 @@ from fashionlens.data.deepfashion import LANDMARK_NAMES
 from fashionlens.data.images import BadImageError, ImageSource, load_image, photo_size
 from fashionlens.data.transforms import build_transforms, draft_size, input_to_photo
 from fashionlens.inference.calibration import returned_tags
+from fashionlens.inference.inputs import check_per_image, check_prediction_options
 from fashionlens.inference.onnx_runner import cpu_cores, onnxruntime_available
 from fashionlens.models.glem import heatmaps_to_landmarks
 
@@ -135,6 +136,10 @@ class Predictor:
                 names: Sequence[str] | None = None, boxes: Sequence[Sequence[float] | None] | None = None) -> list[Prediction]:
         """Predict every image; an unreadable image (or a box outside it) yields a Prediction with ``error`` set.
 
+        Each image is checked on its own (:func:`fashionlens.data.images.load_image`): ``None``, a
+        number, an empty (0-pixel) or NaN array, a closed PIL image get a Prediction with ``error``
+        set, the other images their predictions.
+
         Args:
             images: paths, PIL images, numpy arrays or encoded bytes (or one of them).
             top_k: categories/tags/styles/attributes/colours per image.
@@ -145,6 +150,10 @@ class Predictor:
             boxes: per image, None (the whole photo) or a garment box (x1, y1, x2, y2) in pixels of the
                 upright photo: the model then sees that garment (plus a margin), and its landmarks
                 are returned in photo pixels.
+
+        Raises:
+            PredictArgumentError: before any work: ``top_k`` < 1, ``threshold`` outside [0, 1] or
+                NaN, ``boxes`` or ``names`` not one per image.
         """
         if not isinstance(images, (list, tuple)):
             images = [images]
@@ -158,7 +167,19 @@ class Predictor:
 
         Each batch of ``batch_size`` images is decoded by ``workers`` threads, then run as one batch;
         the next batch is decoded while the network runs on the current one.
+
+        Raises:
+            PredictArgumentError: as :meth:`predict`, before the first image is read.
         """
+        check_prediction_options(top_k, threshold)
+        if boxes is not None or names is not None:  # one per image: count the images first
+            images = list(images)
+            check_per_image("boxes", boxes, len(images))
+            check_per_image("names", names, len(images))
+        return self._iter_predict(images, top_k, threshold, names, boxes)
+
+    def _iter_predict(self, images: Iterable[ImageSource], top_k: int, threshold: float | None,
+                      names: Sequence[str] | None, boxes) -> Iterator[Prediction]:  # fmt: skip
         indexed = enumerate(images)
         pending: list[tuple[str, Future]] = []  # the batch submitted last, decoding in the pool
         with ThreadPoolExecutor(self.workers) as pool:

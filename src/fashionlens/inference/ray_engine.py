@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from fashionlens.fileio import OutputDirError, atomic_write_bytes, check_output_dir
+from fashionlens.inference.inputs import check_prediction_options
 
 SHARD_GLOB = "part-*.parquet"
 FLUSH_SECONDS = 30.0  # a shard is also written when this much time passed since the last one
@@ -381,12 +382,14 @@ def run(paths: list[str], opts: RayOptions) -> RunSummary:
         What this run did (also written to ``OUT_DIR/_summary.json``).
 
     Raises:
+        PredictArgumentError: ``top_k`` or ``threshold`` out of range (as the Python API's).
         OutputDirError: OUT_DIR is not a writable folder (checked before any work), holds a shard
             that is not readable, or another run writes to it.
         RayEngineError: Ray cannot be started or joined, or the job failed (the rows received are
             written first, so a rerun resumes).
         FileNotFoundError, ValueError, CheckpointError: the model cannot be loaded.
     """
+    check_prediction_options(opts.top_k, opts.threshold)
     out_dir = check_output_dir(opts.out_dir, "--out")
     with exclusive(out_dir):
         todo = pending_paths(paths, finished_paths(out_dir))
