@@ -188,3 +188,71 @@ def test_predict_cli_checks_options_and_out_before_any_work(tiny, tmp_path, monk
     monkeypatch.setattr(type(tmp_path), "write_bytes", read_only)
     line = _one_error_line(runner.invoke(app, ["predict", ok, "--out", str(tmp_path / "ro" / "p.json")]))
     assert line == f"error: --out {tmp_path / 'ro' / 'p.json'}: its folder {tmp_path / 'ro'} is not writable: Permission denied"
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+@pytest.fixture()
+def folder_model(tmp_path):
+    """A tiny category model of an image folder (train/, val/ with classes blue and red)."""
+    import torch
+
+    from fashionlens.checkpoint import ModelInfo, save_model
+    from fashionlens.data.config import DataConfig
+    from fashionlens.models import FashionNet
+    from fashionlens.train.config import load_config
+    from fashionlens.train.fit import data_description
+
+    torch.manual_seed(0)
+    net = FashionNet("test_tiny", heads={"category": {"num_classes": 2}}).eval()
+    extra = {"experiment": "m", "data": data_description(load_config(None, ["data.format=image_folder"]))}
+    model = save_model(net, ModelInfo(net.spec, {"category": ["blue", "red"]}, DataConfig(input_size=(32, 32)), extra),
+                       tmp_path / "model.safetensors")  # fmt: skip
+    for split in ("train", "val"):
+        for name in ("blue", "red"):
+            (tmp_path / "data" / split / name).mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (20, 20), (30, 30, 220)).save(tmp_path / "data" / split / name / f"{i}.jpg")
+    return model, tmp_path / "data"
+
+
+def test_evaluate_with_every_photo_unreadable_says_how_many_and_which(folder_model, tmp_path):
+    model, data = folder_model
+    for photo in sorted((data / "val").rglob("*.jpg")):
+        photo.write_bytes(b"not a jpeg")
+    args = ["evaluate", str(model), "--data", str(data), "--out", str(tmp_path / "ev"), "--accelerator", "cpu"]
+    line = _one_error_line(runner.invoke(app, args))
+    first = data / "val" / "blue" / "0.jpg"
+    assert line.startswith(f"error: the val split: all 4 photos are unreadable, nothing to evaluate ({first}: ")
+    assert not (tmp_path / "ev" / "metrics.json").exists()
+
+
+def test_evaluate_photos_broken_after_the_scan_are_one_line_not_a_worker_runtime_error(folder_model, tmp_path, monkeypatch):
+    """The DataLoader worker's BadImageError used to come back as "RuntimeError: Caught BadImageError ..."."""
+    import fashionlens.data.check as check
+
+    model, data = folder_model
+    monkeypatch.setattr(check, "scan_images", lambda paths, workers=0: {})  # they broke after the scan
+    for photo in sorted((data / "val").rglob("*.jpg")):
+        photo.write_bytes(photo.read_bytes()[:200])
+    args = ["evaluate", str(model), "--data", str(data), "--out", str(tmp_path / "ev"), "--accelerator", "cpu"]
+    line = _one_error_line(runner.invoke(app, args))
+    assert "all 4 images of the dataset are bad" in line and "Caught" not in line and "Traceback" not in line
+
+
+def test_evaluate_checks_out_before_any_work(folder_model, tmp_path):
+    model, data = folder_model
+    (tmp_path / "file").write_text("a file where --out should be")
+    args = ["evaluate", str(model), "--data", str(data), "--out", str(tmp_path / "file"), "--accelerator", "cpu"]
+    assert _one_error_line(runner.invoke(app, args)) == f"error: --out {tmp_path / 'file'} is not writable: it is a file, not a folder"
+
+
+def test_compare_checks_out_before_evaluating(folder_model, tmp_path, monkeypatch):
+    import fashionlens.train.evaluate as evaluate
+
+    model, data = folder_model
+    monkeypatch.setattr(evaluate, "evaluate_model", lambda *a, **k: pytest.fail("a model was evaluated"))
+    (tmp_path / "file").write_text("a file where --out should be")
+    args = ["compare", str(model), str(model), "--data", str(data), "--out", str(tmp_path / "file")]
+    assert _one_error_line(runner.invoke(app, args)) == f"error: --out {tmp_path / 'file'} is not writable: it is a file, not a folder"
