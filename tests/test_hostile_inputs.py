@@ -256,3 +256,24 @@ def test_compare_checks_out_before_evaluating(folder_model, tmp_path, monkeypatc
     (tmp_path / "file").write_text("a file where --out should be")
     args = ["compare", str(model), str(model), "--data", str(data), "--out", str(tmp_path / "file")]
     assert _one_error_line(runner.invoke(app, args)) == f"error: --out {tmp_path / 'file'} is not writable: it is a file, not a folder"
+
+
+# ----------------------------------------------------------------------------- labelling page
+
+
+def test_a_killed_sessions_temporary_files_are_removed_at_start(tmp_path):
+    from fashionlens.label.photos import find_photos
+    from fashionlens.label.store import LabelStore
+    from label_fixtures import VOCAB, colour_photos
+
+    colour_photos(tmp_path / "photos", 2)
+    stale = [tmp_path / ".labels.csv.k3j9_x.tmp", tmp_path / ".labels.skipped.txt.a1b2.tmp"]
+    for tmp in stale:
+        tmp.write_text("image,main,labels\nhalf a ro")  # what a SIGKILL during a save leaves
+    other = tmp_path / ".other.csv.zz.tmp"  # another file's: not ours to remove
+    other.write_text("x")
+    store = LabelStore(tmp_path / "labels.csv", VOCAB, find_photos(tmp_path / "photos"))
+    try:
+        assert [p.exists() for p in stale] == [False, False] and other.exists()
+    finally:
+        store.close()

@@ -97,6 +97,24 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def remove_stale_temporaries(path: str | Path) -> int:
+    """Remove the temporary files a killed :func:`atomic_write_bytes` of ``path`` left (``.NAME.*.tmp``).
+
+    Call it only while no other process may be writing ``path`` (e.g. holding its lock).
+    Returns how many were removed.
+    """
+    path = Path(path)
+    stale = list(path.parent.glob(f".{glob_escape(path.name)}.*.tmp"))
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return len(stale)
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob's special characters (``*?[``) made literal."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """:func:`atomic_write_bytes` of ``text`` as UTF-8, newlines written as given (no translation)."""
     atomic_write_bytes(path, text.encode("utf-8"))
