@@ -3,10 +3,12 @@ one ``error:`` line (exit 2) or a per-item error, and outputs are checked before
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -277,3 +279,31 @@ def test_a_killed_sessions_temporary_files_are_removed_at_start(tmp_path):
         assert [p.exists() for p in stale] == [False, False] and other.exists()
     finally:
         store.close()
+
+
+# ----------------------------------------------------------------------------- one rule for both engines
+
+
+def test_folders_and_uri_schemes_get_one_message_in_both_engines(tiny, tmp_path):
+    from fashionlens.inference.ray_engine import decode_batch
+
+    predictor, ok = tiny
+    sources = [str(tmp_path), "ftp://host/a.jpg", "s3://", "file://" + ok]
+    expected = ["a folder, not an image file",
+                "unsupported URI scheme 'ftp://' (photos are local files or s3://, gs://, gcs://, hdfs://, file:// URIs)"]
+    local = predictor.predict(sources)
+    assert [p.error for p in local[:2]] == expected
+    assert local[2].error.startswith("cannot read (") and local[3].error is None  # a file:// URI is read
+    ray = decode_batch({"path": np.asarray(sources, dtype=object)}, predictor.info.data_config.to_dict())
+    assert list(ray["error"][:2]) == expected and ray["error"][2].startswith("cannot read (") and ray["error"][3] == ""
+
+
+def test_a_photo_named_twice_is_tagged_once_and_said_so(tiny, tmp_path):
+    _, ok = tiny
+    (tmp_path / "list.csv").write_text(f"path\n{ok}\n{ok}\n")
+    model = str(Path(ok).parent / "tiny.safetensors")
+    result = runner.invoke(app, ["predict", str(tmp_path / "list.csv"), ok, "--model", model, "--format", "json",
+                                 "--out", str(tmp_path / "p.json")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "2 repeated photo(s) named more than once: each is tagged once" in result.output
+    assert [r["path"] for r in json.loads((tmp_path / "p.json").read_text())] == [ok]  # as the Ray engine writes it

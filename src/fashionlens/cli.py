@@ -274,8 +274,8 @@ def derive_landmarks(
 
 
 def _photos_or_fail(inputs: list[str], none_found: str) -> list:
-    """The photos named by files, folders, globs or listings; one error line if none or a bad listing."""
-    from fashionlens.inference.inputs import ListingError, expand_inputs
+    """The photos named by files, folders, globs or listings, each once; one error line if none or a bad listing."""
+    from fashionlens.inference.inputs import ListingError, expand_inputs, unique_photos
 
     try:
         found = expand_inputs(inputs)
@@ -283,7 +283,10 @@ def _photos_or_fail(inputs: list[str], none_found: str) -> list:
         _fail(str(e))
     if not found:
         _fail(none_found + " ".join(inputs))
-    return found
+    unique = unique_photos(found)
+    if len(unique) < len(found):
+        typer.echo(f"{len(found) - len(unique)} repeated photo(s) named more than once: each is tagged once", err=True)
+    return unique
 
 
 @app.command()

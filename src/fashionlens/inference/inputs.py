@@ -2,8 +2,12 @@
 
 A *listing* is a CSV or Parquet file with one photo per row in a ``path`` column (or ``image``, the
 column of fashionlens's multi-label CSV). Relative local paths in a listing are relative to the
-listing's folder; ``s3://`` / ``gs://`` URIs are kept as they are (the Ray engine reads them with
-pyarrow's filesystems, which reach them where credentials allow).
+listing's folder; URIs (:data:`URI_SCHEMES`) are kept as they are and read with pyarrow's
+filesystems, which reach them where credentials allow.
+
+One rule for both engines (:func:`read_source`): a photo is a local file or a URI of a supported
+scheme; a folder or another scheme (``ftp://``) is a per-photo error saying so. A photo named more
+than once is tagged once (:func:`unique_photos`), the first time it is named.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 
 from fashionlens.errors import FashionlensError
 
+URI_SCHEMES = ("s3", "gs", "gcs", "hdfs", "file")  # those pyarrow.fs.FileSystem.from_uri opens
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 LISTING_SUFFIXES = {".csv", ".parquet", ".pq"}
 PATH_COLUMNS = ("path", "image")  # the first one a listing has is used
@@ -153,6 +158,46 @@ def expand_inputs(items: list[str]) -> list[str]:
         else:
             found.append(item)
     return found
+
+
+def source_problem(path: str) -> str | None:
+    """Why the photo ``path`` cannot be read, known before reading it: a folder or an unsupported URI scheme."""
+    if is_uri(path):
+        scheme = path.partition("://")[0].lower()
+        if scheme not in URI_SCHEMES:
+            return f"unsupported URI scheme '{scheme}://' (photos are local files or {', '.join(s + '://' for s in URI_SCHEMES)} URIs)"
+        return None
+    if Path(path).is_dir():
+        return "a folder, not an image file"
+    return None
+
+
+def read_source(src):
+    """A photo as :func:`fashionlens.data.images.load_image` takes it: a URI's bytes, a path checked
+    by :func:`source_problem`, anything else as it is. Both engines read photos through here.
+
+    Raises:
+        BadImageError: a folder, an unsupported URI scheme, or a URI that cannot be read.
+    """
+    from fashionlens.data.images import BadImageError
+
+    if not isinstance(src, (str, Path)):
+        return src
+    path = str(src)
+    problem = source_problem(path)
+    if problem:
+        raise BadImageError(path, problem)
+    if not is_uri(path):
+        return src
+    try:
+        return read_bytes(path)
+    except (OSError, ValueError) as e:  # pyarrow's errors derive from these
+        raise BadImageError(path, f"cannot read ({type(e).__name__}: {e})") from None
+
+
+def unique_photos(paths: list[str]) -> list[str]:
+    """``paths`` with each photo once, where it is first named (both engines tag a photo once)."""
+    return list(dict.fromkeys(paths))
 
 
 def read_bytes(path: str) -> bytes:

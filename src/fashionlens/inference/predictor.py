@@ -18,7 +18,7 @@ from fashionlens.data.deepfashion import LANDMARK_NAMES
 from fashionlens.data.images import BadImageError, ImageSource, load_image, photo_size
 from fashionlens.data.transforms import build_transforms, draft_size, input_to_photo
 from fashionlens.inference.calibration import returned_tags
-from fashionlens.inference.inputs import check_per_image, check_prediction_options
+from fashionlens.inference.inputs import check_per_image, check_prediction_options, read_source
 from fashionlens.inference.onnx_runner import cpu_cores, onnxruntime_available
 from fashionlens.models.glem import heatmaps_to_landmarks
 
@@ -124,6 +124,7 @@ class Predictor:
         ``box`` is (x1, y1, x2, y2) in pixels of the upright photo; the crop grows it by the margin
         the model's garment crops were trained with on every side and is clamped to the photo.
         """
+        src = read_source(src)  # a URI's bytes; a folder or an unsupported scheme is a BadImageError
         if box is None:
             img = load_image(src, draft_size=self._draft)
             return self.transform(img), photo_size(img), None

@@ -182,7 +182,7 @@ def decode_batch(batch: dict[str, np.ndarray], data_config: dict) -> dict[str, n
     from fashionlens.data.config import DataConfig
     from fashionlens.data.images import BadImageError, load_image, photo_size
     from fashionlens.data.transforms import build_transforms, draft_size
-    from fashionlens.inference.inputs import is_uri, read_bytes
+    from fashionlens.inference.inputs import read_source
 
     cfg = DataConfig.from_dict(data_config)
     transform, draft = build_transforms(cfg, train=False), draft_size(cfg)
@@ -193,7 +193,7 @@ def decode_batch(batch: dict[str, np.ndarray], data_config: dict) -> dict[str, n
     errors = [""] * len(paths)
     for i, path in enumerate(paths):
         try:
-            img = load_image(read_bytes(path) if is_uri(path) else path, draft_size=draft)
+            img = load_image(read_source(path), draft_size=draft)
             pixels[i] = np.asarray(transform.fit(img))
             sizes[i] = photo_size(img)
         except BadImageError as e:
