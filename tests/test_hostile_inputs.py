@@ -307,3 +307,45 @@ def test_a_photo_named_twice_is_tagged_once_and_said_so(tiny, tmp_path):
     assert result.exit_code == 0, result.output
     assert "2 repeated photo(s) named more than once: each is tagged once" in result.output
     assert [r["path"] for r in json.loads((tmp_path / "p.json").read_text())] == [ok]  # as the Ray engine writes it
+
+
+# ----------------------------------------------------------------------------- the Ray engine's driver
+
+
+def test_shard_rows_is_the_most_rows_a_shard_holds(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from fashionlens.inference.ray_engine import ShardWriter
+
+    writer = ShardWriter(tmp_path, shard_rows=16, flush_seconds=1e9)
+    for start in (0, 51):  # blocks of 51 and 30 rows, as Ray hands them over
+        n = 51 if start == 0 else 30
+        writer.add(pa.table({"path": [f"{i}.jpg" for i in range(start, start + n)], "error": pa.nulls(n, pa.string())}))
+    writer.flush()
+    shards = sorted(tmp_path.glob("part-*.parquet"))
+    assert [pq.read_table(s).num_rows for s in shards] == [16, 16, 16, 16, 16, 1]  # was 51 and 30
+    assert [p for s in shards for p in pq.read_table(s).column("path").to_pylist()] == [f"{i}.jpg" for i in range(81)]
+    assert (writer.written, writer.shards, writer.errors) == (81, 6, 0)
+
+
+def test_ray_out_and_options_are_checked_before_ray_starts(tmp_path, monkeypatch):
+    import fashionlens.inference.ray_engine as ray_engine
+    from fashionlens.fileio import OutputDirError
+
+    monkeypatch.setattr(ray_engine, "actor_model", lambda *a: pytest.fail("the model was loaded"))
+    (tmp_path / "file").write_text("a file where --out should be")
+    with pytest.raises(OutputDirError, match=re.escape(f"--out {tmp_path / 'file'} is not writable: it is a file")):
+        ray_engine.run(["a.jpg"], ray_engine.RayOptions(out_dir=tmp_path / "file"))
+    with pytest.raises(PredictArgumentError, match="top_k must be an integer >= 1, got 0"):
+        ray_engine.run(["a.jpg"], ray_engine.RayOptions(out_dir=tmp_path / "out", top_k=0))
+    real_write = type(tmp_path).write_bytes
+
+    def read_only(path, data):
+        if path.name.startswith(".write-test"):
+            raise PermissionError(13, "Permission denied")
+        return real_write(path, data)
+
+    monkeypatch.setattr(type(tmp_path), "write_bytes", read_only)
+    with pytest.raises(OutputDirError, match="is not writable: Permission denied"):
+        ray_engine.run(["a.jpg"], ray_engine.RayOptions(out_dir=tmp_path / "ro"))
+    assert issubclass(OutputDirError, FashionlensError) and ray_engine.OutputDirError is OutputDirError

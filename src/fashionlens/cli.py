@@ -307,8 +307,8 @@ def predict(
                                                       "(> 0 runs the PyTorch model on CUDA)")] = 0.0,
     cpus_per_actor: Annotated[float | None, typer.Option("--cpus-per-actor", help="ray: CPUs reserved per actor "
                                                          "(default: at most 1, leaving one for decoding)")] = None,
-    shard_rows: Annotated[int, typer.Option("--shard-rows", help="ray: rows per Parquet shard (a kill loses "
-                                            "at most one unwritten shard)")] = 10_000,
+    shard_rows: Annotated[int, typer.Option("--shard-rows", help="ray: rows per Parquet shard, at most (fewer "
+                                            "when 30 s passed; a kill loses at most one unwritten shard)")] = 10_000,
     address: Annotated[str | None, typer.Option("--address", envvar="RAY_ADDRESS", help="ray: cluster to join "
                                                 "(default: start Ray on this machine)")] = None,
 ) -> None:

@@ -136,7 +136,8 @@ def exclusive(out_dir: Path) -> Iterator[None]:
 
 
 class ShardWriter:
-    """Buffer result tables; write ``part-<run>-<n>.parquet`` atomically every ``shard_rows`` rows or ``flush_seconds``."""
+    """Buffer result tables; write ``part-<run>-<n>.parquet`` atomically: ``shard_rows`` rows each (a
+    larger block is split), or the rows buffered when ``flush_seconds`` passed (a smaller shard)."""
 
     def __init__(self, out_dir: Path, shard_rows: int, flush_seconds: float = FLUSH_SECONDS):
         self.out_dir = out_dir
@@ -150,24 +151,32 @@ class ShardWriter:
     def add(self, table) -> None:
         self.tables.append(table)
         self.rows += table.num_rows
-        if self.rows >= self.shard_rows or time.monotonic() - self.last_flush >= self.flush_seconds:
+        while self.rows >= self.shard_rows:  # a block may hold more rows than a shard: split it
+            self._write(self.shard_rows)
+        if self.rows and time.monotonic() - self.last_flush >= self.flush_seconds:
             self.flush()
 
     def flush(self) -> None:
+        """Write every buffered row (at most ``shard_rows`` per shard)."""
+        while self.rows:
+            self._write(min(self.rows, self.shard_rows))
+        self.last_flush = time.monotonic()
+
+    def _write(self, rows: int) -> None:
+        """Write the first ``rows`` buffered rows as one shard; keep the rest buffered."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         self.last_flush = time.monotonic()
-        if not self.rows:
-            return
-        table = pa.concat_tables(self.tables)
+        buffered = pa.concat_tables(self.tables)
+        table, rest = buffered.slice(0, rows), buffered.slice(rows)
         buf = pa.BufferOutputStream()
         pq.write_table(table, buf, compression="zstd")
         atomic_write_bytes(self.out_dir / f"part-{self.run_id}-{self.shards:05d}.parquet", buf.getvalue().to_pybytes())
         self.written += table.num_rows
         self.errors += table.num_rows - table.column("error").null_count
         self.shards += 1
-        self.tables, self.rows = [], 0
+        self.tables, self.rows = ([rest] if rest.num_rows else []), rest.num_rows
 
 
 # ---------------------------------------------------------------- Ray stages
