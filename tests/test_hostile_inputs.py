@@ -349,3 +349,14 @@ def test_ray_out_and_options_are_checked_before_ray_starts(tmp_path, monkeypatch
     with pytest.raises(OutputDirError, match="is not writable: Permission denied"):
         ray_engine.run(["a.jpg"], ray_engine.RayOptions(out_dir=tmp_path / "ro"))
     assert issubclass(OutputDirError, FashionlensError) and ray_engine.OutputDirError is OutputDirError
+
+
+# ----------------------------------------------------------------------------- garments and styles
+
+
+def test_a_box_with_nan_or_infinity_says_so_per_item(tiny):
+    predictor, ok = tiny
+    preds = predictor.predict([ok, ok, ok], boxes=[(0, 0, float("inf"), 10), (float("nan"), 0, 5, 5), (2, 2, 20, 20)])
+    assert [p.error for p in preds[:2]] == ["box [0.0, 0.0, inf, 10.0]: expected finite numbers (no NaN or infinity)",
+                                            "box [nan, 0.0, 5.0, 5.0]: expected finite numbers (no NaN or infinity)"]
+    assert preds[2].error is None and preds[2].box is not None

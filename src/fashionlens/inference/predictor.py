@@ -17,6 +17,7 @@ from fashionlens.checkpoint import ModelInfo, load_model_file
 from fashionlens.data.deepfashion import LANDMARK_NAMES
 from fashionlens.data.images import BadImageError, ImageSource, load_image, photo_size
 from fashionlens.data.transforms import build_transforms, draft_size, input_to_photo
+from fashionlens.errors import FashionlensError
 from fashionlens.inference.calibration import returned_tags
 from fashionlens.inference.inputs import check_per_image, check_prediction_options, read_source
 from fashionlens.inference.onnx_runner import cpu_cores, onnxruntime_available
@@ -314,7 +315,7 @@ class Predictor:
 Box = tuple[int, int, int, int]
 
 
-class BoxError(ValueError):
+class BoxError(FashionlensError, ValueError):
     """A garment box that is malformed or outside its photo."""
 
 
@@ -349,7 +350,9 @@ def garment_crop(box: Sequence[float], size: tuple[int, int], margin: float) -> 
     except (TypeError, ValueError):
         raise BoxError(f"a box is 4 numbers x1, y1, x2, y2 in pixels, got {box!r}") from None
     width, height = size
-    if not (np.isfinite([x1, y1, x2, y2]).all() and x1 < x2 and y1 < y2):
+    if not np.isfinite([x1, y1, x2, y2]).all():
+        raise BoxError(f"box {[x1, y1, x2, y2]}: expected finite numbers (no NaN or infinity)")
+    if not (x1 < x2 and y1 < y2):
         raise BoxError(f"box {[x1, y1, x2, y2]}: expected x1 < x2 and y1 < y2")
     if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
         raise BoxError(f"box {[x1, y1, x2, y2]} lies outside the {width}x{height} photo")
