@@ -360,3 +360,14 @@ def test_a_box_with_nan_or_infinity_says_so_per_item(tiny):
     assert [p.error for p in preds[:2]] == ["box [0.0, 0.0, inf, 10.0]: expected finite numbers (no NaN or infinity)",
                                             "box [nan, 0.0, 5.0, 5.0]: expected finite numbers (no NaN or infinity)"]
     assert preds[2].error is None and preds[2].box is not None
+
+
+def test_model_loading_errors_are_fashionlens_errors_keeping_their_builtin_base(tmp_path):
+    from fashionlens.inference.predictor import BackendError, ModelNotFoundError
+
+    with pytest.raises(ModelNotFoundError, match=re.escape(f"model file not found: {tmp_path / 'm.safetensors'}")):
+        load_model(tmp_path / "m.safetensors")
+    with pytest.raises(BackendError, match="backend must be one of auto, torch, onnx, got 'tpu'"):
+        load_model("fashionlens-lite", backend="tpu")
+    assert issubclass(ModelNotFoundError, FashionlensError) and issubclass(ModelNotFoundError, FileNotFoundError)
+    assert issubclass(BackendError, FashionlensError) and issubclass(BackendError, ValueError)

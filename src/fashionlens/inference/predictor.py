@@ -25,6 +25,15 @@ from fashionlens.models.glem import heatmaps_to_landmarks
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
 BACKENDS = ("auto", "torch", "onnx")
+
+
+class ModelNotFoundError(FashionlensError, FileNotFoundError):
+    """No model file at the path given, and no shipped model of that name."""
+
+
+class BackendError(FashionlensError, ValueError):
+    """A backend that is unknown, or that the model file or the device cannot run."""
+
 Runner = Callable[[torch.Tensor], dict[str, np.ndarray]]  # batch (B, 3, H, W) -> outputs (B, ...)
 
 
@@ -382,13 +391,13 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     p = Path(name_or_path)
     if p.suffix in (".safetensors", ".onnx") or p.exists():
         if not p.is_file():
-            raise FileNotFoundError(f"model file not found: {p}")
+            raise ModelNotFoundError(f"model file not found: {p}")
         return p
     shipped = SHIPPED_DIR / f"{name_or_path}.safetensors"
     if shipped.is_file():
         return shipped
     available = sorted(f.stem for f in SHIPPED_DIR.glob("*.safetensors")) if SHIPPED_DIR.is_dir() else []
-    raise FileNotFoundError(f"no model named {str(name_or_path)!r}: not a file, and shipped models are {available or 'none'}")
+    raise ModelNotFoundError(f"no model named {str(name_or_path)!r}: not a file, and shipped models are {available or 'none'}")
 
 
 def load_model(name_or_path: str | Path = "fashionlens-lite", device: str = "cpu", batch_size: int = 32,
@@ -407,20 +416,21 @@ def load_model(name_or_path: str | Path = "fashionlens-lite", device: str = "cpu
             process that shares its machine with other inference workers (a Ray actor) sets it.
 
     Raises:
-        ValueError: unknown backend, or a backend the file or device cannot serve.
+        BackendError: unknown backend, or a backend the file or device cannot serve (a ValueError).
+        ModelNotFoundError: no such file or shipped model (a FileNotFoundError).
         CheckpointError: the model file is missing, corrupt or was tampered with.
     """
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        raise BackendError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     path = resolve_model_path(name_or_path)
     on_cpu = torch.device(device).type == "cpu"
     if path.suffix == ".onnx":
         if backend == "torch" or not on_cpu:
-            raise ValueError(f"{path}: an .onnx model runs with backend 'onnx' on the CPU only "
+            raise BackendError(f"{path}: an .onnx model runs with backend 'onnx' on the CPU only "
                              "(use the .safetensors file for PyTorch)")
         return _onnx_predictor(path, batch_size, threads)
     if backend == "onnx" and not on_cpu:
-        raise ValueError("backend 'onnx' runs on the CPU only; use backend 'torch' for other devices")
+        raise BackendError("backend 'onnx' runs on the CPU only; use backend 'torch' for other devices")
     if backend == "onnx" or (backend == "auto" and on_cpu and onnxruntime_available()):
         onnx_path = _cached_export(path, required=backend == "onnx")
         if onnx_path is not None and (backend == "onnx" or _onnx_is_faster(path, onnx_path, batch_size)):
