@@ -108,7 +108,8 @@ def test_predict_cli_json_over_files_folders_and_globs(tiny_model, photos):
     assert result.exit_code == 0, result.output
     records = json.loads(result.stdout)
     paths = [r["path"] for r in records]
-    assert len(records) == 4 + 3  # folder (3 jpg + 1 png, broken skipped) + glob (3 jpg)
+    assert len(records) == 4  # folder (3 jpg + 1 png, broken skipped); the glob's 3 jpg again: each photo once
+    assert "3 repeated photo(s) named more than once: each is tagged once" in result.stderr
     assert str(photos / "sub" / "q.png") in paths
     # --top-k 1 with --threshold 0: every tag passes the threshold, so exactly the top one is listed
     assert all(len(r["category"]) == 1 and len(r["tags"]) == 1 and len(r["landmarks"]) == 8 for r in records)

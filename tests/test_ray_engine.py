@@ -184,7 +184,8 @@ def test_a_uri_nobody_can_open_is_a_row_with_its_error(ray_address, tiny_model, 
                   RayOptions(model=str(tiny_model), out_dir=tmp_path / "out", progress=False))
     rows = _rows(tmp_path / "out")
     assert summary.errors == 1 and rows[photos[0]]["error"] is None
-    assert rows["nosuchscheme://bucket/photo.jpg"]["error"].startswith("cannot read")
+    assert rows["nosuchscheme://bucket/photo.jpg"]["error"].startswith("unsupported URI scheme 'nosuchscheme://' "
+                                                                      "(photos are local files or s3://")  # as the local engine says
 
 
 def test_leftovers_of_a_killed_write_are_removed_and_a_foreign_file_is_named(tmp_path):

@@ -250,7 +250,7 @@ def derive_landmarks(
     margin: Annotated[float, typer.Option("--margin", help="crop margin on every side, a fraction of the garment box's longer side")] = 0.1,
     min_area: Annotated[float, typer.Option("--min-area", help="leave out garments covering less of the photo than this fraction")] = 0.01,
     split_seed: Annotated[int, typer.Option("--split-seed", help="seed of the CCP reader's split (data.split_seed)")] = 0,
-    bad: Annotated[str, typer.Option("--bad", help="skip | fail: what a bad mask does")] = "skip",
+    bad: Annotated[str, typer.Option("--bad", help="skip | fail: what a bad mask or photo does")] = "skip",
     workers: Annotated[int, typer.Option("--workers", help="processes")] = 2,
     attributes: Annotated[Path | None, typer.Option("--attributes", help="garment attribute CSV (photo,garment,attributes; "
                                                     "default: CCP_ROOT/garment_attributes.csv when present)")] = None,
@@ -274,8 +274,8 @@ def derive_landmarks(
 
 
 def _photos_or_fail(inputs: list[str], none_found: str) -> list:
-    """The photos named by files, folders, globs or listings; one error line if none or a bad listing."""
-    from fashionlens.inference.inputs import ListingError, expand_inputs
+    """The photos named by files, folders, globs or listings, each once; one error line if none or a bad listing."""
+    from fashionlens.inference.inputs import ListingError, expand_inputs, unique_photos
 
     try:
         found = expand_inputs(inputs)
@@ -283,7 +283,10 @@ def _photos_or_fail(inputs: list[str], none_found: str) -> list:
         _fail(str(e))
     if not found:
         _fail(none_found + " ".join(inputs))
-    return found
+    unique = unique_photos(found)
+    if len(unique) < len(found):
+        typer.echo(f"{len(found) - len(unique)} repeated photo(s) named more than once: each is tagged once", err=True)
+    return unique
 
 
 @app.command()
@@ -304,8 +307,8 @@ def predict(
                                                       "(> 0 runs the PyTorch model on CUDA)")] = 0.0,
     cpus_per_actor: Annotated[float | None, typer.Option("--cpus-per-actor", help="ray: CPUs reserved per actor "
                                                          "(default: at most 1, leaving one for decoding)")] = None,
-    shard_rows: Annotated[int, typer.Option("--shard-rows", help="ray: rows per Parquet shard (a kill loses "
-                                            "at most one unwritten shard)")] = 10_000,
+    shard_rows: Annotated[int, typer.Option("--shard-rows", help="ray: rows per Parquet shard, at most (fewer "
+                                            "when 30 s passed; a kill loses at most one unwritten shard)")] = 10_000,
     address: Annotated[str | None, typer.Option("--address", envvar="RAY_ADDRESS", help="ray: cluster to join "
                                                 "(default: start Ray on this machine)")] = None,
 ) -> None:
@@ -314,6 +317,8 @@ def predict(
     Unreadable images are reported and skipped. ``--engine ray --out OUT_DIR`` runs on Ray Data and
     writes Parquet shards; rerunning it skips the photos OUT_DIR already has.
     """
+    from fashionlens.fileio import check_output_file
+    from fashionlens.inference.inputs import check_prediction_options
     from fashionlens.inference.output import format_predictions
     from fashionlens.inference.predictor import load_model
 
@@ -322,6 +327,9 @@ def predict(
     if fmt not in ("table", "json", "csv") or (engine == "ray" and fmt != "table"):
         _fail(f"--format must be table, json or csv, got {fmt!r}" if engine == "local" else
               "--engine ray writes Parquet shards to --out; --format does not apply")
+    check_prediction_options(top_k, threshold)  # the API's rule (PredictArgumentError: one error line)
+    if out and engine == "local":
+        check_output_file(out, "--out")  # before the work, not after it (the Ray engine checks its folder)
     files = _photos_or_fail(paths, "no images found in ")
     if engine == "ray":
         from fashionlens.inference.ray_engine import RayOptions
@@ -349,7 +357,10 @@ def predict(
     if out:
         from fashionlens.fileio import atomic_write_bytes
 
-        atomic_write_bytes(out, text.encode())
+        try:
+            atomic_write_bytes(out, text.encode())
+        except OSError as e:  # checked before the work; the disk may still fill up meanwhile
+            _fail(f"--out {out} could not be written: {e.strerror or e}")
         typer.echo(f"wrote {len(results)} predictions to {out}", err=True)
     else:
         typer.echo(text)

@@ -1,7 +1,7 @@
 """The one base class of the errors fashionlens raises for bad input, files or settings.
 
 Every typed error derives from :class:`FashionlensError` and keeps its builtin base too
-(``DataFormatError`` is still a ``ValueError``, ``OutputDirError`` an ``OSError``), so code that
+(``DataFormatError`` is still a ``ValueError``, ``fileio.OutputDirError`` an ``OSError``), so code that
 catches the builtin keeps working. The command line catches ``FashionlensError`` once, for every
 command, and prints its message as one ``error:`` line (exit code 2) instead of a traceback.
 

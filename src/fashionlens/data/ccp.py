@@ -41,7 +41,9 @@ MIN_MASK_PIXELS = 100
 
 
 def _load_variable(path: Path, name: str) -> np.ndarray:
-    """One variable of a MATLAB file; a corrupt file or a missing variable is a DataFormatError."""
+    """One variable of a MATLAB file; a missing or corrupt file or a missing variable is a DataFormatError."""
+    if not path.is_file():
+        raise DataFormatError(path, None, "file not found" if not path.exists() else "not a file")
     try:
         return np.asarray(scipy.io.loadmat(path, variable_names=[name])[name])
     except KeyError:

@@ -48,9 +48,10 @@ from fashionlens.data.garment_attributes import (
     find_attributes_file,
     read_garment_attributes,
 )
+from fashionlens.data.images import BadImageError, load_stored_image
 from fashionlens.data.multilabel import LabelledSet, Sample, split_dataset
 from fashionlens.errors import FashionlensError
-from fashionlens.fileio import atomic_write_bytes
+from fashionlens.fileio import atomic_write_bytes, check_output_dir
 
 TYPE_NAMES = {1: "upper", 2: "lower", 3: "full body"}
 COLOUR_TYPE = next(k for k, v in ATTRIBUTE_TYPES.items() if v == "colour")
@@ -85,6 +86,7 @@ class DeriveSummary:
     visible_per_slot: Counter = field(default_factory=Counter)
     small: int = 0  # garment regions under min_area
     bad: dict[str, str] = field(default_factory=dict)  # mask file -> reason
+    bad_photos: dict[str, str] = field(default_factory=dict)  # photo file -> reason
     partitions: Counter = field(default_factory=Counter)
     seconds: float = 0.0
     attributes: tuple[str, int] | None = None  # (attribute file, garments it labels)
@@ -95,7 +97,8 @@ class DeriveSummary:
         parts = ", ".join(f"{k} {self.partitions[k]}" for k in ("train", "val", "test"))
         return [f"{self.photos} photos -> {self.garments} garments ({types}); {parts}",
                 f"visible points per slot: {slots}",
-                f"skipped: {self.small} garment regions under the minimum area, {len(self.bad)} bad masks",
+                f"skipped: {self.small} garment regions under the minimum area, {len(self.bad)} bad masks, "
+                f"{len(self.bad_photos)} bad photos",
                 *([f"attributes: {self.attributes[1]} of {self.garments} garments labelled by {self.attributes[0]}"
                    " (the others unknown)"] if self.attributes else ["attributes: colours only (no garment attribute file)"]),
                 f"{self.seconds:.0f} s"]  # fmt: skip
@@ -118,11 +121,14 @@ def _garment_ids(names: list[str]) -> dict[int, int]:
 
 
 def derive_photo(photo_path: Path, mask: np.ndarray, names: list[str], margin: float, min_area: float,
-                 out_img: Path | None) -> tuple[list[Garment], int]:  # fmt: skip
-    """The garments of one photo (crops saved under ``out_img`` when given); also returns how many were too small."""
+                 out_img: Path | None, photo: Image.Image | None = None) -> tuple[list[Garment], int]:  # fmt: skip
+    """The garments of one photo (crops saved under ``out_img`` when given); also returns how many were too small.
+
+    ``photo``: its stored pixels already decoded (default: decoded here). Raises BadImageError for
+    a photo that cannot be decoded (truncated, not an image).
+    """
     stem = photo_path.stem
-    with Image.open(photo_path) as im:
-        photo = im.convert("RGB")
+    photo = load_stored_image(photo_path) if photo is None else photo  # the masks index the stored pixels
     pixels = np.asarray(photo)
     types = _garment_ids(names)
     skin = mask == names.index("skin")
@@ -148,15 +154,23 @@ def derive_photo(photo_path: Path, mask: np.ndarray, names: list[str], margin: f
     return garments, small
 
 
-def _work(args) -> tuple[str, list[Garment] | None, int, str | None, list[int]]:
-    """One photo in a worker process: (stem, garments or None, small count, error, mask tags)."""
-    ann, photo, names, margin, min_area, out_img = args
+def _work(args) -> tuple[str, list[Garment] | None, int, tuple[str, str] | None, list[int]]:
+    """One photo in a worker process: (stem, garments or None, small count, error, mask tags).
+
+    The error is ("photo" | "mask", message naming the file): the photo is decoded first, so a
+    truncated or unreadable photo is counted as a bad photo, not as a bad mask.
+    """
+    ann, photo_path, names, margin, min_area, out_img = args
     try:
-        mask = read_ccp_mask(ann, len(names), photo)
+        photo = load_stored_image(photo_path)
+    except BadImageError as e:
+        return ann.stem, None, 0, ("photo", str(e)), []
+    try:
+        mask = read_ccp_mask(ann, len(names), photo_path)
     except DataFormatError as e:
-        return ann.stem, None, 0, str(e), []
+        return ann.stem, None, 0, ("mask", str(e)), []
     tags = np.flatnonzero(np.bincount(mask.ravel(), minlength=len(names)) >= MIN_MASK_PIXELS).tolist()
-    garments, small = derive_photo(photo, mask, names, margin, min_area, out_img)
+    garments, small = derive_photo(photo_path, mask, names, margin, min_area, out_img, photo)
     return ann.stem, garments, small, None, tags
 
 
@@ -173,7 +187,8 @@ def derive_landmark_tree(ccp_root: str | Path, out: str | Path, margin: float = 
         min_area: garments covering less of the photo than this fraction are left out.
         pose: refine the points with a human-pose model: not available (raises :class:`PoseUnavailable`, saying why).
         split_seed, split_fractions: the CCP reader's split settings (``data.split_seed`` / ``split_fractions``).
-        bad_masks: "skip" (report each and go on) or "fail" (stop at the first, naming it).
+        bad_masks: what a bad mask or photo (truncated, not an image) does: "skip" (report and count
+            each, go on) or "fail" (stop at the first, naming it).
         workers: processes.
         progress: show a progress bar.
         attributes: a garment attribute CSV (:mod:`fashionlens.data.garment_attributes`); default
@@ -183,7 +198,9 @@ def derive_landmark_tree(ccp_root: str | Path, out: str | Path, margin: float = 
 
     Raises:
         DataFormatError: missing folders or label list; a bad mask when ``bad_masks="fail"``; a
-            malformed attribute file.
+            malformed attribute file; a bad photo when ``bad_masks="fail"``; nothing to derive (no
+            masks, every photo skipped, or no garment reaching ``min_area``): no tree is written.
+        OutputDirError: ``out`` is a file or not writable (before any work).
     """
     if bad_masks not in ("skip", "fail"):
         raise ValueError(f"bad_masks must be 'skip' or 'fail', got {bad_masks!r}")
@@ -204,21 +221,26 @@ def derive_landmark_tree(ccp_root: str | Path, out: str | Path, margin: float = 
     attribute_path = find_attributes_file(root, attributes)
     table = read_garment_attributes(attribute_path) if attribute_path else None
     anns = sorted(ann_dir.glob("*.mat"))
+    if not anns:
+        raise DataFormatError(ann_dir, None, "no .mat masks: nothing to derive (expected CCP's pixel-level annotations)")
     missing = [a for a in anns if a.stem not in photos]
     if missing:
         raise DataFormatError(missing[0], None, f"annotation without a photo; expected {root / 'photos' / missing[0].stem}.jpg")
-    (out / "img").mkdir(parents=True, exist_ok=True)
+    check_output_dir(out, "output folder")  # before any work: a file or a read-only folder is one error line
+    check_output_dir(out / "img", "output folder")
     jobs = [(a, photos[a.stem], names, margin, min_area, out / "img") for a in anns]
     summary, results = DeriveSummary(), {}
     for stem, garments, small, error, tags in _run(jobs, workers, progress):
         if error is not None:
+            kind, message = error
             if bad_masks == "fail":
-                raise DataFormatError(error)
-            print(f"skipped bad mask: {error}")
-            summary.bad[stem] = error
+                raise DataFormatError(message)
+            print(f"skipped bad {kind}: {message}")
+            (summary.bad if kind == "mask" else summary.bad_photos)[stem] = message
             continue
         results[stem] = (garments, tags)
         summary.small += small
+    _check_derived(results, summary, len(anns), min_area)
     partition = _partition(results, photos, names, split_seed, split_fractions, root)
     samples = [g for stem in sorted(results) for g in results[stem][0]]
     write_annotations(out, samples, partition, [n for n in names if n in CLOTHES_TYPES], table)
@@ -233,6 +255,16 @@ def derive_landmark_tree(ccp_root: str | Path, out: str | Path, margin: float = 
             summary.visible_per_slot[LANDMARK_NAMES[slot]] += 1
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _check_derived(results: dict, summary: DeriveSummary, masks: int, min_area: float) -> None:
+    """Refuse to write an empty tree: every mask or photo was bad, or no garment reached ``min_area``."""
+    if not results:
+        raise DataFormatError(f"nothing derived: all {masks} photos were skipped ({len(summary.bad)} bad masks, "
+                              f"{len(summary.bad_photos)} bad photos)")
+    if not any(garments for garments, _ in results.values()):
+        raise DataFormatError(f"nothing derived: no garment of the {len(results)} photos covers --min-area {min_area:g} "
+                              f"of its photo ({summary.small} smaller garment regions left out)")
 
 
 def _run(jobs: list, workers: int, progress: bool):

@@ -67,6 +67,12 @@ def _describe(src: ImageSource) -> str:
 
 
 def _array_to_pil(arr: np.ndarray, name: str) -> Image.Image:
+    if arr.dtype.kind not in "biuf":
+        raise BadImageError(name, f"expected an array of numbers (uint8, or floats in [0, 1] or [0, 255]), got dtype {arr.dtype}")
+    if arr.ndim in (2, 3) and 0 in arr.shape[:2]:
+        raise BadImageError(name, f"empty image ({arr.shape[1]}x{arr.shape[0]} pixels)")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise BadImageError(name, f"not finite: {int((~np.isfinite(arr)).sum())} NaN or infinite values")
     if arr.ndim == 2:
         arr = np.stack([arr] * 3, axis=-1)
     if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
@@ -111,7 +117,9 @@ def load_image(src: ImageSource, draft_size: tuple[int, int] | None = None) -> I
         An RGB image with EXIF orientation applied.
 
     Raises:
-        BadImageError: empty, truncated, not an image, or larger than ``MAX_IMAGE_PIXELS``.
+        BadImageError: empty (0 bytes or 0 pixels), truncated, not an image, larger than
+            ``MAX_IMAGE_PIXELS``, an array with NaN / infinite or non-numeric values, a closed PIL
+            image, or an object that is none of the inputs above (``None``, a number, ...).
     """
     return load_image_and_orientation(src, draft_size)[0]
 
@@ -130,11 +138,26 @@ def load_image_and_orientation(
     Raises:
         BadImageError: as :func:`load_image`.
     """
+    return _load(src, draft_size, upright=True)
+
+
+def load_stored_image(src: str | Path) -> Image.Image:
+    """The stored pixel grid of an image file as 8-bit RGB: :func:`load_image` without the EXIF turn.
+
+    For annotations that index the stored pixels (CCP's masks); the same checks and errors.
+
+    Raises:
+        BadImageError: as :func:`load_image`.
+    """
+    return _load(src, None, upright=False)[0]
+
+
+def _load(src: ImageSource, draft_size: tuple[int, int] | None, upright: bool) -> tuple[Image.Image, int]:
     name = _describe(src)
     if isinstance(src, np.ndarray):
         return _array_to_pil(src, name), 1
     if isinstance(src, Image.Image):
-        return _oriented_rgb(src, name)
+        return _oriented_rgb(src, name, upright)
     if isinstance(src, (str, Path)):
         path = Path(src)
         if not path.is_file():
@@ -142,14 +165,17 @@ def load_image_and_orientation(
         if path.stat().st_size == 0:
             raise BadImageError(name, "empty file (0 bytes)")
         fp: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed below
-    elif isinstance(src, (bytes, bytearray)):
+    elif isinstance(src, (bytes, bytearray, memoryview)):
         if len(src) == 0:
             raise BadImageError(name, "empty upload (0 bytes)")
         fp = io.BytesIO(src)
-    else:
+    elif callable(getattr(src, "read", None)):
         fp = src
+    else:
+        raise BadImageError(name, f"not an image input: {type(src).__name__} (expected a path, bytes, a binary file, "
+                                  "a PIL image or a numpy array)")
     try:
-        return _decode(fp, name, draft_size)
+        return _decode(fp, name, draft_size, upright)
     finally:
         if isinstance(src, (str, Path)):
             fp.close()
@@ -163,9 +189,15 @@ def _orientation(img: Image.Image) -> int:
     return value if value in _EXIF_TRANSPOSE else 1
 
 
-def _oriented_rgb(img: Image.Image, name: str) -> tuple[Image.Image, int]:
-    """Apply the EXIF orientation (if any) and convert to RGB."""
-    orientation = _orientation(img)
+def _oriented_rgb(img: Image.Image, name: str, upright: bool = True) -> tuple[Image.Image, int]:
+    """Apply the EXIF orientation (if any, unless not ``upright``) and convert to RGB."""
+    if 0 in img.size:
+        raise BadImageError(name, f"empty image ({img.width}x{img.height} pixels)")
+    try:
+        img.load()
+    except (ValueError, OSError) as e:  # a closed image ("Operation on closed image"), a truncated file
+        raise BadImageError(name, f"unreadable PIL image ({e})") from None
+    orientation = _orientation(img) if upright else 1
     if orientation != 1:
         img = img.transpose(_EXIF_TRANSPOSE[orientation])
     try:
@@ -174,7 +206,7 @@ def _oriented_rgb(img: Image.Image, name: str) -> tuple[Image.Image, int]:
         raise BadImageError(name, f"unsupported image mode {img.mode!r} ({e})") from None
 
 
-def _decode(fp: BinaryIO, name: str, draft_size: tuple[int, int] | None) -> tuple[Image.Image, int]:
+def _decode(fp: BinaryIO, name: str, draft_size: tuple[int, int] | None, upright: bool) -> tuple[Image.Image, int]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -186,7 +218,7 @@ def _decode(fp: BinaryIO, name: str, draft_size: tuple[int, int] | None) -> tupl
             if draft_size is not None and img.format == "JPEG":
                 img.draft("RGB", draft_size)
             img.load()
-            out, orientation = _oriented_rgb(img, name)
+            out, orientation = _oriented_rgb(img, name, upright)
             out.info[FULL_SIZE_KEY] = (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # upright
             return out, orientation
     except BadImageError:

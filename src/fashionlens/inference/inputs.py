@@ -2,22 +2,76 @@
 
 A *listing* is a CSV or Parquet file with one photo per row in a ``path`` column (or ``image``, the
 column of fashionlens's multi-label CSV). Relative local paths in a listing are relative to the
-listing's folder; ``s3://`` / ``gs://`` URIs are kept as they are (the Ray engine reads them with
-pyarrow's filesystems, which reach them where credentials allow).
+listing's folder; URIs (:data:`URI_SCHEMES`) are kept as they are and read with pyarrow's
+filesystems, which reach them where credentials allow.
+
+One rule for both engines (:func:`read_source`): a photo is a local file or a URI of a supported
+scheme; a folder or another scheme (``ftp://``) is a per-photo error saying so. A photo named more
+than once is tagged once (:func:`unique_photos`), the first time it is named.
 """
 
 from __future__ import annotations
 
 import glob
+import math
 from pathlib import Path
 
+import numpy as np
+
+from fashionlens.errors import FashionlensError
+
+URI_SCHEMES = ("s3", "gs", "gcs", "hdfs", "file")  # those pyarrow.fs.FileSystem.from_uri opens
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 LISTING_SUFFIXES = {".csv", ".parquet", ".pq"}
 PATH_COLUMNS = ("path", "image")  # the first one a listing has is used
 
 
-class ListingError(ValueError):
+class ListingError(FashionlensError, ValueError):
     """A listing file that cannot be read or has no path column."""
+
+
+class PredictArgumentError(FashionlensError, ValueError):
+    """A prediction setting outside its range (``top_k``, ``threshold``), or per-image arguments
+    (``boxes``, ``names``) that do not match the images; the message names the argument."""
+
+
+def check_prediction_options(top_k: int, threshold: float | None) -> None:
+    """The one rule for ``top_k`` and ``threshold``: the Python API, the CLI, the Ray engine and the web service.
+
+    Raises:
+        PredictArgumentError: ``top_k`` is not an integer >= 1, or ``threshold`` is not None or a
+            number in [0, 1] (NaN is refused).
+
+    Example:
+        >>> check_prediction_options(5, 0.3)
+        >>> check_prediction_options(0, None)
+        Traceback (most recent call last):
+        ...
+        fashionlens.inference.inputs.PredictArgumentError: top_k must be an integer >= 1, got 0
+    """
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise PredictArgumentError(f"top_k must be an integer >= 1, got {top_k!r}")
+    if threshold is not None:
+        try:
+            value = float(threshold)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not 0.0 <= value <= 1.0:  # NaN fails both comparisons
+            raise PredictArgumentError(f"threshold must be a number in [0, 1], got {threshold!r}")
+
+
+def check_per_image(argument: str, values, count: int) -> None:
+    """``values`` (``boxes``, ``names``) is None or has one entry per image.
+
+    Raises:
+        PredictArgumentError: not a sequence, or not ``count`` long; it names ``argument``.
+    """
+    if values is None:
+        return
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise PredictArgumentError(f"{argument} must be a list with one entry per image, got {type(values).__name__}")
+    if len(values) != count:
+        raise PredictArgumentError(f"{argument} has {len(values)} entries for {count} images; expected one per image")
 
 
 def is_uri(path: str) -> bool:
@@ -45,9 +99,14 @@ def read_listing(path: str) -> list[str]:
     import pyarrow.parquet as pq
 
     csv = _suffix(path) == ".csv"
+    if not is_uri(path) and Path(path).stat().st_size == 0:
+        raise ListingError(f"{path}: empty file (0 bytes); a listing needs a header line with a 'path' column")
     try:
         if csv:
-            table = pacsv.read_csv(_open(path))
+            # one thread: pyarrow's CSV thread pool, left behind by a parse error, could abort the
+            # process at exit ("terminate called without an active exception", SIGABRT)
+            with _open(path) as f:
+                table = pacsv.read_csv(f, read_options=pacsv.ReadOptions(use_threads=False))
         else:
             table = pq.read_table(path) if is_uri(path) else pq.read_table(Path(path))
     except (OSError, ValueError) as e:  # pyarrow's errors derive from these
@@ -56,6 +115,9 @@ def read_listing(path: str) -> list[str]:
     if column is None:
         raise ListingError(f"{path}: no 'path' column (columns: {', '.join(table.column_names) or 'none'}); "
                            "a listing needs one photo path or URI per row in a column named 'path'")
+    if table.column_names.count(column) > 1:
+        raise ListingError(f"{path}: {table.column_names.count(column)} columns named '{column}'; "
+                           "expected one column of photo paths")
     values = table.column(column).to_pylist()
     base = None if is_uri(path) else Path(path).parent
     out = []
@@ -96,6 +158,46 @@ def expand_inputs(items: list[str]) -> list[str]:
         else:
             found.append(item)
     return found
+
+
+def source_problem(path: str) -> str | None:
+    """Why the photo ``path`` cannot be read, known before reading it: a folder or an unsupported URI scheme."""
+    if is_uri(path):
+        scheme = path.partition("://")[0].lower()
+        if scheme not in URI_SCHEMES:
+            return f"unsupported URI scheme '{scheme}://' (photos are local files or {', '.join(s + '://' for s in URI_SCHEMES)} URIs)"
+        return None
+    if Path(path).is_dir():
+        return "a folder, not an image file"
+    return None
+
+
+def read_source(src):
+    """A photo as :func:`fashionlens.data.images.load_image` takes it: a URI's bytes, a path checked
+    by :func:`source_problem`, anything else as it is. Both engines read photos through here.
+
+    Raises:
+        BadImageError: a folder, an unsupported URI scheme, or a URI that cannot be read.
+    """
+    from fashionlens.data.images import BadImageError
+
+    if not isinstance(src, (str, Path)):
+        return src
+    path = str(src)
+    problem = source_problem(path)
+    if problem:
+        raise BadImageError(path, problem)
+    if not is_uri(path):
+        return src
+    try:
+        return read_bytes(path)
+    except (OSError, ValueError) as e:  # pyarrow's errors derive from these
+        raise BadImageError(path, f"cannot read ({type(e).__name__}: {e})") from None
+
+
+def unique_photos(paths: list[str]) -> list[str]:
+    """``paths`` with each photo once, where it is first named (both engines tag a photo once)."""
+    return list(dict.fromkeys(paths))
 
 
 def read_bytes(path: str) -> bytes:

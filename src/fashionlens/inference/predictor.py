@@ -17,12 +17,23 @@ from fashionlens.checkpoint import ModelInfo, load_model_file
 from fashionlens.data.deepfashion import LANDMARK_NAMES
 from fashionlens.data.images import BadImageError, ImageSource, load_image, photo_size
 from fashionlens.data.transforms import build_transforms, draft_size, input_to_photo
+from fashionlens.errors import FashionlensError
 from fashionlens.inference.calibration import returned_tags
+from fashionlens.inference.inputs import check_per_image, check_prediction_options, read_source
 from fashionlens.inference.onnx_runner import cpu_cores, onnxruntime_available
 from fashionlens.models.glem import heatmaps_to_landmarks
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
 BACKENDS = ("auto", "torch", "onnx")
+
+
+class ModelNotFoundError(FashionlensError, FileNotFoundError):
+    """No model file at the path given, and no shipped model of that name."""
+
+
+class BackendError(FashionlensError, ValueError):
+    """A backend that is unknown, or that the model file or the device cannot run."""
+
 Runner = Callable[[torch.Tensor], dict[str, np.ndarray]]  # batch (B, 3, H, W) -> outputs (B, ...)
 
 
@@ -123,6 +134,7 @@ class Predictor:
         ``box`` is (x1, y1, x2, y2) in pixels of the upright photo; the crop grows it by the margin
         the model's garment crops were trained with on every side and is clamped to the photo.
         """
+        src = read_source(src)  # a URI's bytes; a folder or an unsupported scheme is a BadImageError
         if box is None:
             img = load_image(src, draft_size=self._draft)
             return self.transform(img), photo_size(img), None
@@ -135,6 +147,10 @@ class Predictor:
                 names: Sequence[str] | None = None, boxes: Sequence[Sequence[float] | None] | None = None) -> list[Prediction]:
         """Predict every image; an unreadable image (or a box outside it) yields a Prediction with ``error`` set.
 
+        Each image is checked on its own (:func:`fashionlens.data.images.load_image`): ``None``, a
+        number, an empty (0-pixel) or NaN array, a closed PIL image get a Prediction with ``error``
+        set, the other images their predictions.
+
         Args:
             images: paths, PIL images, numpy arrays or encoded bytes (or one of them).
             top_k: categories/tags/styles/attributes/colours per image.
@@ -145,6 +161,10 @@ class Predictor:
             boxes: per image, None (the whole photo) or a garment box (x1, y1, x2, y2) in pixels of the
                 upright photo: the model then sees that garment (plus a margin), and its landmarks
                 are returned in photo pixels.
+
+        Raises:
+            PredictArgumentError: before any work: ``top_k`` < 1, ``threshold`` outside [0, 1] or
+                NaN, ``boxes`` or ``names`` not one per image.
         """
         if not isinstance(images, (list, tuple)):
             images = [images]
@@ -158,7 +178,19 @@ class Predictor:
 
         Each batch of ``batch_size`` images is decoded by ``workers`` threads, then run as one batch;
         the next batch is decoded while the network runs on the current one.
+
+        Raises:
+            PredictArgumentError: as :meth:`predict`, before the first image is read.
         """
+        check_prediction_options(top_k, threshold)
+        if boxes is not None or names is not None:  # one per image: count the images first
+            images = list(images)
+            check_per_image("boxes", boxes, len(images))
+            check_per_image("names", names, len(images))
+        return self._iter_predict(images, top_k, threshold, names, boxes)
+
+    def _iter_predict(self, images: Iterable[ImageSource], top_k: int, threshold: float | None,
+                      names: Sequence[str] | None, boxes) -> Iterator[Prediction]:  # fmt: skip
         indexed = enumerate(images)
         pending: list[tuple[str, Future]] = []  # the batch submitted last, decoding in the pool
         with ThreadPoolExecutor(self.workers) as pool:
@@ -292,7 +324,7 @@ class Predictor:
 Box = tuple[int, int, int, int]
 
 
-class BoxError(ValueError):
+class BoxError(FashionlensError, ValueError):
     """A garment box that is malformed or outside its photo."""
 
 
@@ -327,7 +359,9 @@ def garment_crop(box: Sequence[float], size: tuple[int, int], margin: float) -> 
     except (TypeError, ValueError):
         raise BoxError(f"a box is 4 numbers x1, y1, x2, y2 in pixels, got {box!r}") from None
     width, height = size
-    if not (np.isfinite([x1, y1, x2, y2]).all() and x1 < x2 and y1 < y2):
+    if not np.isfinite([x1, y1, x2, y2]).all():
+        raise BoxError(f"box {[x1, y1, x2, y2]}: expected finite numbers (no NaN or infinity)")
+    if not (x1 < x2 and y1 < y2):
         raise BoxError(f"box {[x1, y1, x2, y2]}: expected x1 < x2 and y1 < y2")
     if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
         raise BoxError(f"box {[x1, y1, x2, y2]} lies outside the {width}x{height} photo")
@@ -357,13 +391,13 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     p = Path(name_or_path)
     if p.suffix in (".safetensors", ".onnx") or p.exists():
         if not p.is_file():
-            raise FileNotFoundError(f"model file not found: {p}")
+            raise ModelNotFoundError(f"model file not found: {p}")
         return p
     shipped = SHIPPED_DIR / f"{name_or_path}.safetensors"
     if shipped.is_file():
         return shipped
     available = sorted(f.stem for f in SHIPPED_DIR.glob("*.safetensors")) if SHIPPED_DIR.is_dir() else []
-    raise FileNotFoundError(f"no model named {str(name_or_path)!r}: not a file, and shipped models are {available or 'none'}")
+    raise ModelNotFoundError(f"no model named {str(name_or_path)!r}: not a file, and shipped models are {available or 'none'}")
 
 
 def load_model(name_or_path: str | Path = "fashionlens-lite", device: str = "cpu", batch_size: int = 32,
@@ -382,20 +416,21 @@ def load_model(name_or_path: str | Path = "fashionlens-lite", device: str = "cpu
             process that shares its machine with other inference workers (a Ray actor) sets it.
 
     Raises:
-        ValueError: unknown backend, or a backend the file or device cannot serve.
+        BackendError: unknown backend, or a backend the file or device cannot serve (a ValueError).
+        ModelNotFoundError: no such file or shipped model (a FileNotFoundError).
         CheckpointError: the model file is missing, corrupt or was tampered with.
     """
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        raise BackendError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     path = resolve_model_path(name_or_path)
     on_cpu = torch.device(device).type == "cpu"
     if path.suffix == ".onnx":
         if backend == "torch" or not on_cpu:
-            raise ValueError(f"{path}: an .onnx model runs with backend 'onnx' on the CPU only "
+            raise BackendError(f"{path}: an .onnx model runs with backend 'onnx' on the CPU only "
                              "(use the .safetensors file for PyTorch)")
         return _onnx_predictor(path, batch_size, threads)
     if backend == "onnx" and not on_cpu:
-        raise ValueError("backend 'onnx' runs on the CPU only; use backend 'torch' for other devices")
+        raise BackendError("backend 'onnx' runs on the CPU only; use backend 'torch' for other devices")
     if backend == "onnx" or (backend == "auto" and on_cpu and onnxruntime_available()):
         onnx_path = _cached_export(path, required=backend == "onnx")
         if onnx_path is not None and (backend == "onnx" or _onnx_is_faster(path, onnx_path, batch_size)):

@@ -32,17 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionlens.fileio import atomic_write_bytes
+from fashionlens.fileio import OutputDirError, atomic_write_bytes, check_output_dir
+from fashionlens.inference.inputs import check_prediction_options
 
 SHARD_GLOB = "part-*.parquet"
 FLUSH_SECONDS = 30.0  # a shard is also written when this much time passed since the last one
 BATCHES_PER_BLOCK = 2  # photos per decoding task = 2 batches: an actor takes one block per call, so
 # small blocks keep every actor busy and results flowing (and at least 2 blocks per actor)
 ACTOR_MEMORY = 2 << 30  # bytes reserved per actor: Ray measured up to 1.3 GiB for Lite0 at batch 32
-
-
-class OutputDirError(RuntimeError):
-    """OUT_DIR cannot be used: not a folder, unreadable shard, or another run is writing to it."""
 
 
 class RayEngineError(RuntimeError):
@@ -139,7 +136,8 @@ def exclusive(out_dir: Path) -> Iterator[None]:
 
 
 class ShardWriter:
-    """Buffer result tables; write ``part-<run>-<n>.parquet`` atomically every ``shard_rows`` rows or ``flush_seconds``."""
+    """Buffer result tables; write ``part-<run>-<n>.parquet`` atomically: ``shard_rows`` rows each (a
+    larger block is split), or the rows buffered when ``flush_seconds`` passed (a smaller shard)."""
 
     def __init__(self, out_dir: Path, shard_rows: int, flush_seconds: float = FLUSH_SECONDS):
         self.out_dir = out_dir
@@ -153,24 +151,32 @@ class ShardWriter:
     def add(self, table) -> None:
         self.tables.append(table)
         self.rows += table.num_rows
-        if self.rows >= self.shard_rows or time.monotonic() - self.last_flush >= self.flush_seconds:
+        while self.rows >= self.shard_rows:  # a block may hold more rows than a shard: split it
+            self._write(self.shard_rows)
+        if self.rows and time.monotonic() - self.last_flush >= self.flush_seconds:
             self.flush()
 
     def flush(self) -> None:
+        """Write every buffered row (at most ``shard_rows`` per shard)."""
+        while self.rows:
+            self._write(min(self.rows, self.shard_rows))
+        self.last_flush = time.monotonic()
+
+    def _write(self, rows: int) -> None:
+        """Write the first ``rows`` buffered rows as one shard; keep the rest buffered."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         self.last_flush = time.monotonic()
-        if not self.rows:
-            return
-        table = pa.concat_tables(self.tables)
+        buffered = pa.concat_tables(self.tables)
+        table, rest = buffered.slice(0, rows), buffered.slice(rows)
         buf = pa.BufferOutputStream()
         pq.write_table(table, buf, compression="zstd")
         atomic_write_bytes(self.out_dir / f"part-{self.run_id}-{self.shards:05d}.parquet", buf.getvalue().to_pybytes())
         self.written += table.num_rows
         self.errors += table.num_rows - table.column("error").null_count
         self.shards += 1
-        self.tables, self.rows = [], 0
+        self.tables, self.rows = ([rest] if rest.num_rows else []), rest.num_rows
 
 
 # ---------------------------------------------------------------- Ray stages
@@ -185,7 +191,7 @@ def decode_batch(batch: dict[str, np.ndarray], data_config: dict) -> dict[str, n
     from fashionlens.data.config import DataConfig
     from fashionlens.data.images import BadImageError, load_image, photo_size
     from fashionlens.data.transforms import build_transforms, draft_size
-    from fashionlens.inference.inputs import is_uri, read_bytes
+    from fashionlens.inference.inputs import read_source
 
     cfg = DataConfig.from_dict(data_config)
     transform, draft = build_transforms(cfg, train=False), draft_size(cfg)
@@ -196,7 +202,7 @@ def decode_batch(batch: dict[str, np.ndarray], data_config: dict) -> dict[str, n
     errors = [""] * len(paths)
     for i, path in enumerate(paths):
         try:
-            img = load_image(read_bytes(path) if is_uri(path) else path, draft_size=draft)
+            img = load_image(read_source(path), draft_size=draft)
             pixels[i] = np.asarray(transform.fit(img))
             sizes[i] = photo_size(img)
         except BadImageError as e:
@@ -385,14 +391,15 @@ def run(paths: list[str], opts: RayOptions) -> RunSummary:
         What this run did (also written to ``OUT_DIR/_summary.json``).
 
     Raises:
-        OutputDirError: OUT_DIR is not usable or another run writes to it.
+        PredictArgumentError: ``top_k`` or ``threshold`` out of range (as the Python API's).
+        OutputDirError: OUT_DIR is not a writable folder (checked before any work), holds a shard
+            that is not readable, or another run writes to it.
         RayEngineError: Ray cannot be started or joined, or the job failed (the rows received are
             written first, so a rerun resumes).
         FileNotFoundError, ValueError, CheckpointError: the model cannot be loaded.
     """
-    out_dir = Path(opts.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputDirError(f"--out {out_dir} exists and is not a folder")
+    check_prediction_options(opts.top_k, opts.threshold)
+    out_dir = check_output_dir(opts.out_dir, "--out")
     with exclusive(out_dir):
         todo = pending_paths(paths, finished_paths(out_dir))
         model_path, backend, data_config = actor_model(opts.model, opts.backend, opts.num_gpus_per_actor > 0,

@@ -26,7 +26,7 @@ from pathlib import Path
 from fashionlens.data import multilabel as ml
 from fashionlens.data.errors import DataFormatError
 from fashionlens.errors import FashionlensError
-from fashionlens.fileio import atomic_write_bytes
+from fashionlens.fileio import atomic_write_bytes, remove_stale_temporaries
 from fashionlens.label.photos import PhotoList
 
 try:  # the lock file needs flock (POSIX); elsewhere sessions are not guarded against each other
@@ -166,6 +166,8 @@ class LabelStore:
         self.version = 0  # bumped by every change: a tab seeing a jump knows another tab wrote
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self._file_lock = _OutputLock(self.out)
+        for path in (self.out, skipped_path(self.out)):  # ours alone now: a killed session's half-written saves
+            remove_stale_temporaries(path)
         try:
             self._rows = self._read_rows()
             self._skipped = self._read_skipped()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionlens.fileio import atomic_write_bytes
+from fashionlens.fileio import atomic_write_bytes, check_output_dir
 from fashionlens.metrics import (
     attribute_recall_at_k,
     average_precision,
@@ -162,6 +162,7 @@ def compare(paths: list[str | Path], data: str | Path, out_dir: str | Path, spli
 
     if len(paths) < 2:
         raise ValueError("compare needs at least two models")
+    out = check_output_dir(out_dir, "--out")  # before evaluating the models, not after
     results, names = [], []
     for path in paths:
         _, ctx = evaluate_model(path, data, split, batch_size, {"enable_progress_bar": False, **(trainer_kwargs or {})},
@@ -169,8 +170,6 @@ def compare(paths: list[str | Path], data: str | Path, out_dir: str | Path, spli
         results.append(ctx)
         names.append(_unique(model_name(path, ctx["info"]), names))
     heads, notes = gather_outputs(results, names)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     summary = {"split": split, "data": str(data), "models": dict(zip(names, map(str, paths), strict=True)),
                "resamples": resamples, "notes": notes, "heads": {}}
     for h in heads:

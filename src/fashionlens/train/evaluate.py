@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from fashionlens.checkpoint import load_model_file
-from fashionlens.fileio import atomic_write_bytes
+from fashionlens.data.images import BadImageError
+from fashionlens.fileio import atomic_write_bytes, check_output_dir
 from fashionlens.train.config import load_config
 from fashionlens.train.data import build_data, make_loader
 from fashionlens.train.fit import write_json
@@ -49,13 +50,20 @@ def evaluate_model(path: str | Path, data: str | Path, split: str = "val", batch
     bundle = build_data(cfg, info.data_config, splits=("train", split))
     if split not in bundle.datasets:
         raise ValueError(f"the data has no {split!r} split (it has {sorted(bundle.datasets)})")
+    check_split_images(bundle.paths[split], split, cfg["data"]["num_workers"])
     align_targets(bundle, info.label_names, split)
     groups = np.asarray(info.extra["attribute_groups"]) if "attribute_groups" in info.extra else bundle.attribute_groups
     task = FashionTask(model, info.label_names, cfg["optim"], cfg["loss"], attribute_groups=groups,
                        channels_last=bool(cfg["trainer"]["channels_last"]))
     kw = {"accelerator": "auto", "devices": 1, "logger": False, "enable_model_summary": False, **(trainer_kwargs or {})}
     trainer = L.Trainer(**kw)
-    trainer.test(task, make_loader(bundle.datasets[split], batch_size, cfg["data"]["num_workers"], False), verbose=False)
+    try:
+        trainer.test(task, make_loader(bundle.datasets[split], batch_size, cfg["data"]["num_workers"], False), verbose=False)
+    except RuntimeError as e:  # a DataLoader worker's BadImageError comes back as a RuntimeError
+        bad = _worker_bad_image(e)
+        if bad is None:
+            raise
+        raise bad from None
     gathered = dict(task.last_outputs)
     if not gathered:
         raise ValueError(f"the model's heads {sorted(info.label_names)} have no targets in this {cfg['data']['format']} data")
@@ -67,6 +75,35 @@ def evaluate_model(path: str | Path, data: str | Path, split: str = "val", batch
     if "landmarks_target" in gathered and "train" in bundle.datasets:
         report["deepfashion"]["landmarks"]["NE_mean_baseline"] = mean_landmark_baseline(bundle.datasets["train"], gathered)
     return report, {"outputs": gathered, "info": info, "trainer": trainer, "dataset": bundle.datasets[split]}
+
+
+def check_split_images(paths: list, split: str, workers) -> dict[str, str]:
+    """Probe the split's image headers before evaluating: report the unreadable ones (they are
+    skipped), and stop, naming them, when none is readable.
+
+    Raises:
+        BadImageError: every photo of the split is unreadable (how many, and the first few with why).
+    """
+    from fashionlens.data.check import scan_images
+    from fashionlens.train.data import num_workers
+
+    bad = scan_images(paths, workers=max(1, num_workers(workers)))
+    listed = "; ".join(f"{p}: {r}" for p, r in list(bad.items())[:3]) + (" ..." if len(bad) > 3 else "")
+    if paths and len(bad) == len(paths):
+        raise BadImageError(f"the {split} split", f"all {len(bad)} photos are unreadable, nothing to evaluate ({listed})")
+    if bad:
+        print(f"{len(bad)} of {len(paths)} photos of the {split} split are unreadable and skipped: {listed}")
+    return bad
+
+
+def _worker_bad_image(e: RuntimeError) -> BadImageError | None:
+    """The BadImageError a DataLoader worker raised (torch re-raises it as a RuntimeError), or None."""
+    text = str(e)
+    if not text.startswith("Caught BadImageError"):
+        return None
+    last = text.strip().splitlines()[-1]  # "fashionlens.data.images.BadImageError: <path>: <reason>"
+    source, _, reason = last.partition("BadImageError: ")[2].partition(": ")
+    return BadImageError(source, reason)
 
 
 def align_targets(bundle, model_names: dict[str, list[str]], split: str) -> None:
@@ -157,8 +194,7 @@ def evaluate(paths: list[str | Path], data: str | Path, out_dir: str | Path, spl
              batch_size: int = 32, overrides: list[str] | None = None, data_format: str | None = None,
              trainer_kwargs: dict | None = None) -> dict[str, dict]:
     """Evaluate each model; write one report with a row per model; return {model name: report}."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(out_dir, "--out")  # before any work
     reports: dict[str, dict] = {}
     for path in paths:
         report, ctx = evaluate_model(path, data, split, batch_size, trainer_kwargs, overrides, data_format)

@@ -15,8 +15,8 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from fashionlens.checkpoint import ModelInfo, save_model
-from fashionlens.errors import FashionlensError
-from fashionlens.fileio import atomic_write_bytes
+from fashionlens.fileio import OutputDirError, atomic_write_bytes
+from fashionlens.fileio import check_output_dir as check_writable_dir
 from fashionlens.losses import pos_weight_from_targets
 from fashionlens.models.fashion_net import FashionNet
 from fashionlens.models.registry import create_backbone
@@ -25,10 +25,6 @@ from fashionlens.train.resume import AtomicCheckpointIO, RngStateCallback
 from fashionlens.train.task import FashionTask
 
 MIN_FREE_BYTES = 200 * 1024 * 1024
-
-
-class OutputDirError(FashionlensError, OSError):
-    """The output directory cannot be written, or the disk is (nearly) full."""
 
 
 def train(cfg: dict, out_dir: str | Path, resume: bool = True) -> dict:
@@ -293,13 +289,7 @@ class ExportBest(Callback):
 def check_output_dir(out: Path) -> None:
     """Fail before training, not after hours of it, when results could not be written."""
     for folder in (out, out / "checkpoints"):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / ".write-test"
-            probe.write_bytes(b"ok")
-            probe.unlink()
-        except OSError as e:
-            raise OutputDirError(f"output directory {folder} is not writable: {e}") from None
+        check_writable_dir(folder)
     free = shutil.disk_usage(out).free
     if free < MIN_FREE_BYTES:
         raise OutputDirError(f"only {free / 2**20:.0f} MiB free under {out}; need at least {MIN_FREE_BYTES / 2**20:.0f} MiB")
