@@ -43,8 +43,10 @@ def write_vocab(path: Path, names: list[str] = VOCAB) -> Path:
     return path
 
 
-def tiny_model(path: Path, tag_names: list[str], category_names: list[str] | None = None, seed: int = 0) -> Path:
-    """A randomly initialised test_tiny FashionNet with a ``labels`` head named ``tag_names``."""
+def tiny_model(path: Path, tag_names: list[str], category_names: list[str] | None = None, seed: int = 0,
+               style_names: list[str] | None = None) -> Path:
+    """A randomly initialised test_tiny FashionNet with a ``labels`` head named ``tag_names`` (and a
+    ``category`` / ``styles`` head when their names are given)."""
     import torch
 
     from fashionlens.checkpoint import ModelInfo, save_model
@@ -57,6 +59,9 @@ def tiny_model(path: Path, tag_names: list[str], category_names: list[str] | Non
     if category_names:
         heads["category"] = {"num_classes": len(category_names)}
         names["category"] = list(category_names)
+    if style_names:
+        heads["styles"] = {"num_classes": len(style_names)}
+        names["styles"] = list(style_names)
     net = FashionNet("test_tiny", heads=heads)
     return save_model(net, ModelInfo(net.spec, names, DataConfig(input_size=(32, 32))), path)
 

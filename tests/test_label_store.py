@@ -21,7 +21,7 @@ from fashionlens.label.store import (
     read_vocabulary,
     skipped_path,
 )
-from fashionlens.label.suggest import match_head, normalise, suggest, uncertain_first
+from fashionlens.label.suggest import _from_scores, match_head, normalise, suggest, uncertain_first
 from label_fixtures import VOCAB, colour_photos, tiny_model
 
 
@@ -270,6 +270,46 @@ def test_suggestions_follow_the_model_scores(tmp_path):
         assert result.margin[k] == pytest.approx(min(abs(p - thr) for p in scores.values()), abs=1e-6)
     order = uncertain_first([11, 10, 12, 13, 14, 15, 16, 17, 99], result)
     assert order[-1] == 99 and np.all(np.diff([result.margin[i] for i in order[:-1]]) >= 0)
+
+
+def test_a_styles_head_suggests_its_main_style_and_the_subs_above_its_threshold(tmp_path):
+    """The styles head covers the style vocabulary (the tag head does not): main = the most likely style,
+    subs = the others from the style threshold on; uncertainty = the smaller of the main's lead and the
+    subs' distance to the threshold. Recomputed here from the model's raw style scores."""
+    import fashionlens
+
+    styles = ["Casual", "Retro", "Modern", "Classic"]
+    colour_photos(tmp_path / "photos", 8, size=32)
+    paths = [p.path for p in find_photos(tmp_path / "photos").items]
+    model = tiny_model(tmp_path / "m.safetensors", ["bag", "belt"], style_names=styles, seed=3)
+    predictor = fashionlens.load_model(model, backend="torch")
+    vocab = ["casual", "retro", "modern", "classic", "sporty"]
+    result = suggest(predictor, paths, vocab, progress=False)
+    assert result.head == "styles" and result.matched == vocab[:4] and result.missing == ["sporty"]
+    thr = predictor.style_threshold(None)
+    for k, pred in enumerate(predictor.predict([str(p) for p in paths], top_k=4, threshold=0.0)):
+        raw = {s.label.lower(): s.score for s in pred.styles}
+        ranked = sorted(raw, key=lambda n: -raw[n])
+        got = result.by_photo[k]
+        assert got.main == ranked[0] and got.labels == [ranked[0]] + [n for n in ranked[1:] if raw[n] >= thr]
+        lead = raw[ranked[0]] - raw[ranked[1]]
+        assert result.margin[k] == pytest.approx(min([lead, *(abs(raw[n] - thr) for n in ranked[1:])]), abs=1e-6)
+    order = uncertain_first(list(range(8)), result)
+    assert sorted(order) == list(range(8)) and np.all(np.diff([result.margin[i] for i in order]) >= 0)
+    s, margin = _from_scores("styles", {"Casual": 0.9, "Retro": 0.6, "Modern": 0.2}, 0.5)
+    assert s.main == "Casual" and s.labels == ["Casual", "Retro"] and margin == pytest.approx(0.1)
+
+
+def test_the_shipped_model_suggests_ccp_styles_from_its_styles_head():
+    from fashionlens.checkpoint import read_info
+    from fashionlens.inference.predictor import resolve_model_path
+
+    vocab_file = Path(__file__).resolve().parents[2] / "shared" / "data" / "ccp" / "styles.txt"
+    if not vocab_file.is_file():
+        pytest.skip(f"no style vocabulary at {vocab_file} (../shared/data is not on this machine)")
+    vocab = [line.strip() for line in vocab_file.read_text().splitlines() if line.strip()]
+    head, mapping = match_head(read_info(resolve_model_path("fashionlens-lite")).label_names, vocab)
+    assert head == "styles" and len(vocab) == 23 and mapping == {v: v for v in vocab}
 
 
 def test_category_head_suggests_its_top_class(tmp_path):

@@ -30,10 +30,15 @@ def torch_predictions():
 def test_shipped_model_loads_offline_and_knows_its_heads():
     predictor = fashionlens.load_model("fashionlens-lite", backend="torch")
     names = predictor.info.label_names
-    assert sorted(names) == ["attributes", "category", "labels"]
+    assert sorted(names) == ["attributes", "category", "labels", "styles"]
     assert len(names["category"]) == 17 and {"polo", "blazer", "hoodie", "t-shirt", "shoes"} <= set(names["category"])
-    assert len(names["labels"]) == 56 and names["attributes"] == list(COLOURS)
-    assert 0.0 < predictor.tag_threshold(None) < 1.0
+    assert len(names["labels"]) == 56
+    assert len(names["styles"]) == 23 and {"Casual", "Retro", "Romantic", "Gothpunkrocker"} <= set(names["styles"])
+    # the 41 garment attributes (texture, fabric, shape, part), then the 12 colours
+    assert len(names["attributes"]) == 53 and names["attributes"][41:] == list(COLOURS)
+    assert {"denim", "striped"} <= set(names["attributes"][:41])
+    assert 0.0 < predictor.tag_threshold(None) < 1.0 and 0.0 < predictor.style_threshold(None) < 1.0
+    assert 0.0 < float(predictor.info.extra["attribute_threshold"]) < 1.0
     assert predictor.model.heatmap_head is not None and predictor.model.visibility_head.out_features == 8
 
 
@@ -62,6 +67,21 @@ def test_tags_on_product_photos_name_the_garment(torch_predictions):
     assert np.mean([r > 0 for r in right]) >= 0.7, returned
     shoes = [tags for tags, (_, truth) in zip(returned, photos, strict=True) if truth == "shoes"]
     assert not any("skirt" in tags or "bag" in tags for tags in shoes), shoes
+
+
+def test_every_photo_gets_a_main_style_attributes_and_colours(torch_predictions):
+    photos, preds = torch_predictions
+    style_names = set(fashionlens.load_model("fashionlens-lite", backend="torch").info.label_names["styles"])
+    for pred in preds:
+        assert pred.error is None and pred.styles and pred.main_style in style_names
+        assert pred.styles[0].score == max(s.score for s in pred.styles)  # the main style is the most likely
+        assert all(s.score >= pred.style_threshold for s in pred.styles[1:])
+        assert pred.attributes is not None and len(pred.attributes) <= 3
+        assert not {a.label for a in pred.attributes} & set(COLOURS) and {c.label for c in pred.colours} <= set(COLOURS)
+    # --top-k N --threshold 0: N styles and N attributes with their scores, most likely first
+    full = fashionlens.load_model("fashionlens-lite", backend="torch").predict([photos[0][0]], top_k=5, threshold=0.0)[0]
+    assert len(full.styles) == 5 and len(full.attributes) == 5
+    assert [s.score for s in full.styles] == sorted((s.score for s in full.styles), reverse=True)
 
 
 def test_landmarks_of_upper_garments_put_the_collar_above_the_hem(torch_predictions):
