@@ -313,8 +313,9 @@ def test_a_photo_named_twice_is_tagged_once_and_said_so(tiny, tmp_path):
 
 
 def test_shard_rows_is_the_most_rows_a_shard_holds(tmp_path):
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from fashionlens.inference.ray_engine import ShardWriter
 
     writer = ShardWriter(tmp_path, shard_rows=16, flush_seconds=1e9)

@@ -10,13 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime  # noqa: F401  (required dependencies: a missing one fails the suite)
+import onnxscript  # noqa: F401  (the ONNX exporter needs it)
 import pytest
 import torch
 from typer.testing import CliRunner
-
-pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
-onnx = pytest.importorskip("onnx", reason="onnx is not installed")
-pytest.importorskip("onnxscript", reason="onnxscript is not installed (the ONNX exporter needs it)")
 
 import fashionlens  # noqa: E402
 from conftest import COLOURS, draw_colour_patches  # noqa: E402
@@ -143,7 +142,6 @@ def test_load_model_and_predict_take_the_int8_file(models, tmp_path):
 
 
 def test_serve_takes_the_int8_file(models):
-    pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
     from fashionlens.serve.app import create_app
