@@ -78,14 +78,8 @@ def test_a_truncated_photo_is_skipped_and_counted_or_fails_naming_it(tmp_path):
     assert not (tmp_path / "f" / "Anno").exists()
 
 
-def test_derive_output_is_checked_before_any_work(tmp_path, monkeypatch):
-    import fashionlens.data.derive_tree as derive_tree
-
-    ccp = _tiny_ccp(tmp_path / "ccp", n=2)
-    monkeypatch.setattr(derive_tree, "_run", lambda *a: pytest.fail("derivation started with an unusable output"))
-    (tmp_path / "file").write_text("a file where OUT should be")
-    line = _one_error_line(runner.invoke(app, ["data", "derive-landmarks", str(ccp), str(tmp_path / "file")]))
-    assert line == f"error: output folder {tmp_path / 'file'} is not writable: it is a file, not a folder"
+def _folders_read_only(monkeypatch, tmp_path) -> None:
+    """Every folder fails the output check's write probe as a read-only one would (chmod is no test as root)."""
     real_write = type(tmp_path).write_bytes
 
     def read_only(path, data):
@@ -94,6 +88,17 @@ def test_derive_output_is_checked_before_any_work(tmp_path, monkeypatch):
         return real_write(path, data)
 
     monkeypatch.setattr(type(tmp_path), "write_bytes", read_only)
+
+
+def test_derive_output_is_checked_before_any_work(tmp_path, monkeypatch):
+    import fashionlens.data.derive_tree as derive_tree
+
+    ccp = _tiny_ccp(tmp_path / "ccp", n=2)
+    monkeypatch.setattr(derive_tree, "_run", lambda *a: pytest.fail("derivation started with an unusable output"))
+    (tmp_path / "file").write_text("a file where OUT should be")
+    line = _one_error_line(runner.invoke(app, ["data", "derive-landmarks", str(ccp), str(tmp_path / "file")]))
+    assert line == f"error: output folder {tmp_path / 'file'} is not writable: it is a file, not a folder"
+    _folders_read_only(monkeypatch, tmp_path)
     line = _one_error_line(runner.invoke(app, ["data", "derive-landmarks", str(ccp), str(tmp_path / "ro")]))
     assert line == f"error: output folder {tmp_path / 'ro'} is not writable: Permission denied"
 
@@ -180,14 +185,7 @@ def test_predict_cli_checks_options_and_out_before_any_work(tiny, tmp_path, monk
     assert line == "error: top_k must be an integer >= 1, got 0"
     line = _one_error_line(runner.invoke(app, ["predict", ok, "--threshold", "nan"]))
     assert line == "error: threshold must be a number in [0, 1], got nan"
-    real_write = type(tmp_path).write_bytes
-
-    def read_only(path, data):
-        if path.name.startswith(".write-test"):
-            raise PermissionError(13, "Permission denied")
-        return real_write(path, data)
-
-    monkeypatch.setattr(type(tmp_path), "write_bytes", read_only)
+    _folders_read_only(monkeypatch, tmp_path)
     line = _one_error_line(runner.invoke(app, ["predict", ok, "--out", str(tmp_path / "ro" / "p.json")]))
     assert line == f"error: --out {tmp_path / 'ro' / 'p.json'}: its folder {tmp_path / 'ro'} is not writable: Permission denied"
 
@@ -339,14 +337,7 @@ def test_ray_out_and_options_are_checked_before_ray_starts(tmp_path, monkeypatch
         ray_engine.run(["a.jpg"], ray_engine.RayOptions(out_dir=tmp_path / "file"))
     with pytest.raises(PredictArgumentError, match="top_k must be an integer >= 1, got 0"):
         ray_engine.run(["a.jpg"], ray_engine.RayOptions(out_dir=tmp_path / "out", top_k=0))
-    real_write = type(tmp_path).write_bytes
-
-    def read_only(path, data):
-        if path.name.startswith(".write-test"):
-            raise PermissionError(13, "Permission denied")
-        return real_write(path, data)
-
-    monkeypatch.setattr(type(tmp_path), "write_bytes", read_only)
+    _folders_read_only(monkeypatch, tmp_path)
     with pytest.raises(OutputDirError, match="is not writable: Permission denied"):
         ray_engine.run(["a.jpg"], ray_engine.RayOptions(out_dir=tmp_path / "ro"))
     assert issubclass(OutputDirError, FashionlensError) and ray_engine.OutputDirError is OutputDirError
