@@ -7,6 +7,10 @@ C grid, 3-fold CV on train), and reports the same metrics as ``fashionlens evalu
 
     python bench/linear_probe.py --data-format ccp --data ../shared/data/ccp --input-size 224 160
     python bench/linear_probe.py --data-format image_folder --data ../shared/data/clothing-small
+    # the shipped model's fine-tuned backbone, frozen, at its own input size; scores saved for
+    # tools/garment_study.py table (the garment attributes' baseline row)
+    python bench/linear_probe.py --data-format deepfashion --data runs/ccp-garments --model fashionlens-lite \
+        --scores runs/garments/scores/val/probe__s0.npz
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ def features(backbone: torch.nn.Module, dataset, batch_size: int = 32) -> tuple[
     with torch.inference_mode():
         for batch in loader:
             feats.append(backbone(batch["image"]).mean(dim=(2, 3)).numpy())  # (B, C)
-            for key in ("labels", "category", "attributes"):
+            for key in ("labels", "category", "attributes", "attributes_mask"):
                 if key in batch:
                     targets.setdefault(key, []).append(batch[key].numpy())
     return np.concatenate(feats), {k: np.concatenate(v) for k, v in targets.items()}
@@ -60,16 +64,28 @@ def main(argv: list[str] | None = None) -> dict:
                     help="category probes: also score this image folder (e.g. clothing-small/validation) by class name")
     ap.add_argument("--data", required=True)
     ap.add_argument("--backbone", default="efficientnet_lite0")
+    ap.add_argument("--model", default=None,
+                    help="probe this model file's backbone (a path or a shipped name, e.g. fashionlens-lite) at its own "
+                         "input size instead of --backbone's ImageNet weights")
     ap.add_argument("--input-size", type=int, nargs=2, default=[224, 160], metavar=("H", "W"))
     ap.add_argument("--resize", default="squash", choices=["squash", "letterbox"], help="how a photo becomes the input")
     ap.add_argument("--max-stretch", type=float, default=1.0, help="letterbox: stretch by up to this, then pad")
     ap.add_argument("--out", default=None, help="write the report as JSON here")
+    ap.add_argument("--scores", default=None,
+                    help="attributes: write the validation scores as NPZ here (the score files of tools/garment_study.py)")
     args = ap.parse_args(argv)
 
     from fashionlens.metrics import classification_report, multilabel_report
 
     t0 = time.perf_counter()
-    backbone = create_backbone(args.backbone, pretrained=True, input_size=tuple(args.input_size)).eval()
+    if args.model:
+        from fashionlens.checkpoint import load_model_file
+        from fashionlens.inference.predictor import resolve_model_path
+
+        backbone = load_model_file(resolve_model_path(args.model))[0].backbone.eval()
+        args.backbone, args.input_size = f"{args.model} (its backbone)", list(backbone.data_config.input_size)
+    else:
+        backbone = create_backbone(args.backbone, pretrained=True, input_size=tuple(args.input_size)).eval()
     backbone.data_config = backbone.data_config.replace(resize=args.resize, max_stretch=args.max_stretch)
     overrides = [f"data.format={args.format}", f"data.path={args.data}", "data.num_workers=0"]
     if args.holdout:
@@ -91,6 +107,14 @@ def main(argv: list[str] | None = None) -> dict:
             from fashionlens.metrics import attribute_recall_at_k
 
             headline.update({f"recall@{k}": attribute_recall_at_k(scores, y_va[head], k) for k in (3, 5)})
+            if bundle.attribute_groups is not None:
+                from fashionlens.metrics import deepfashion_report
+
+                known = y_va["attributes_mask"] > 0
+                report["deepfashion"] = deepfashion_report(attr_scores=scores, attr_targets=np.where(known, y_va[head], 0),
+                                                           attr_groups=bundle.attribute_groups, attr_known=known)
+            if args.scores:
+                _save_scores(args.scores, scores, y_va, bundle)
     else:
         report = classification_report(clf.predict_proba(x_va), y_va[head], bundle.label_names[head])
         headline = {k: v for k, v in report.items() if k.startswith("top")}
@@ -105,6 +129,17 @@ def main(argv: list[str] | None = None) -> dict:
         with open(args.out, "w") as f:
             json.dump({**result, "report": report}, f, indent=2)
     return result
+
+
+def _save_scores(path: str, scores: np.ndarray, y_va: dict, bundle) -> None:
+    """The probe's attribute scores in tools/garment_study.py's score-file form (crops sorted by path)."""
+    known = y_va["attributes_mask"] > 0
+    paths = np.asarray([str(p) for p in bundle.paths["val"]])
+    order = np.argsort(paths)
+    groups = bundle.attribute_groups if bundle.attribute_groups is not None else np.zeros(scores.shape[1], np.int64)
+    np.savez(path, scores=scores[order], positive=((y_va["attributes"] > 0) & known)[order], known=known[order],
+             paths=paths[order], names=np.asarray(bundle.label_names["attributes"], dtype=str),
+             groups=np.asarray(groups, dtype=np.int64))
 
 
 def _eval_transform(cfg, fmt: str, margin: float):
