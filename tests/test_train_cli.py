@@ -164,3 +164,44 @@ def test_letterbox_setting_travels_from_config_to_the_model_header(tmp_path, col
                               ("data.max_stretch=0.5", "data.max_stretch must be a number >= 1, got 0.5")):
         bad = runner.invoke(app, [*args[:6], override])
         assert bad.exit_code == 2 and message in bad.output, bad.output
+
+
+def test_warm_start_copies_matching_tensors_and_restarts_other_vocabularies(tmp_path):
+    from fashionlens.checkpoint import CheckpointError, ModelInfo, save_model, warm_start
+    from fashionlens.data.config import DataConfig
+    from fashionlens.models.fashion_net import FashionNet
+
+    torch.manual_seed(0)
+    heads = {"category": {"num_classes": 3}, "labels": {"num_classes": 4}}
+    trained = FashionNet("test_tiny", heads=heads)
+    names = {"category": ["a", "b", "c"], "labels": ["w", "x", "y", "z"]}
+    path = save_model(trained, ModelInfo(trained.spec, names, DataConfig(input_size=(32, 32))), tmp_path / "m.safetensors")
+    torch.manual_seed(1)
+    fresh = FashionNet("test_tiny", heads=heads)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    # the tag head's vocabulary is in another order: its rows would mean other tags, so it starts fresh
+    copied, restarted = warm_start(fresh, {"category": ["a", "b", "c"], "labels": ["x", "w", "y", "z"]}, path)
+    own, src = fresh.state_dict(), trained.state_dict()
+    assert restarted == ["heads.labels.classifier.bias", "heads.labels.classifier.weight"]
+    assert copied == len(own) - 2
+    assert all(torch.equal(own[k], src[k]) for k in own if k not in restarted)
+    assert all(torch.equal(own[k], before[k]) for k in restarted)
+    with pytest.raises(CheckpointError, match="none of its .* tensors match"):
+        warm_start(torch.nn.Linear(2, 2), {}, path)
+
+
+def test_train_init_from_a_model_file(tmp_path, colour_csv):
+    out, _ = _train(tmp_path, colour_csv, "linear")
+    cfg = _config(tmp_path, "linear")
+    # with zero learning rates, one epoch from the trained weights must give back exactly those weights
+    result = runner.invoke(app, ["train", str(cfg), "--data", str(colour_csv), "--out", str(tmp_path / "again"),
+                                 f"model.init_from={out / 'model.safetensors'}", "trainer.max_epochs=1",
+                                 "optim.lr=0", "optim.head_lr=0"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "model.init_from: " in result.output and "starting fresh" not in result.output
+    first, again = load_file(out / "model.safetensors"), load_file(tmp_path / "again" / "model.safetensors")
+    params = [k for k in first if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert params and all(torch.equal(first[k], again[k]) for k in params)
+    result = runner.invoke(app, ["train", str(cfg), "--data", str(colour_csv), "--out", str(tmp_path / "bad"),
+                                 "model.init_from=no-such-model"])
+    assert result.exit_code == 2 and "no model named 'no-such-model'" in result.output

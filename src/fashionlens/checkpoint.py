@@ -119,3 +119,33 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
             tensors[name] = t.float()
     model.load_state_dict(tensors)
     return model.to(device).eval(), info
+
+
+def warm_start(model: FashionNet, label_names: dict[str, list[str]], path: str | Path) -> tuple[int, list[str]]:
+    """Start ``model`` from a model file's weights (``model.init_from``): fine-tune a trained model.
+
+    Every tensor of the file whose name and shape match is copied (cast to the model's dtype). A head
+    whose label names differ from the file's (another vocabulary or order) starts fresh, even where
+    its shapes match, so no row of a classifier is given another label's weights.
+
+    Returns:
+        (number of tensors copied, the names of the model's tensors that start fresh).
+
+    Raises:
+        CheckpointError: the file cannot be read or none of its tensors match the model.
+    """
+    from safetensors.torch import load_file
+
+    info = read_info(path)
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except Exception as e:
+        raise CheckpointError(f"{path}: weights are truncated or corrupt ({e})") from None
+    other = {head for head, names in label_names.items() if list(info.label_names.get(head) or []) != list(names)}
+    own = model.state_dict()
+    take = {name: t.to(own[name].dtype) for name, t in tensors.items()
+            if name in own and t.shape == own[name].shape and name.split(".")[:2] not in [["heads", h] for h in other]}
+    if not take:
+        raise CheckpointError(f"{path}: none of its {len(tensors)} tensors match this model (model.init_from)")
+    model.load_state_dict(take, strict=False)
+    return len(take), sorted(set(own) - set(take))

@@ -51,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
         "backbone_kwargs": {},
         "heads": {},  # name -> {kind, pool, conv_channels, dropout, gcn_hidden}
         "landmarks": None,  # {num_glem, num_upsample, fuse} for seed A's landmark branch
+        "init_from": None,  # a model file or shipped name: start from its weights (fine-tune a trained model)
     },
     "labels": {
         "graph": {"kind": "cooccurrence", "tau": 0.4, "p": 0.2},  # or kind: identity

@@ -53,6 +53,8 @@ def train(cfg: dict, out_dir: str | Path, resume: bool = True) -> dict:
     bundle = build_data(cfg, data_config)
     prescanned = prescan_images(bundle, cfg["data"]["bad_images"], cfg["data"]["num_workers"]) if cfg["data"]["prescan"] else {}
     model, info = build_model_for_data(cfg, bundle, backbone)
+    if cfg["model"]["init_from"]:
+        _warm_start(model, info, cfg["model"]["init_from"])
     task = make_task(cfg, model, bundle)
     _write_config(cfg, out)
 
@@ -73,6 +75,16 @@ def train(cfg: dict, out_dir: str | Path, resume: bool = True) -> dict:
         _report_bad_files(bundle, prescanned)
         write_json(out / "metrics.json", {"split": "val", "monitor": monitor, "best": export.best_value, "report": report})
     return report
+
+
+def _warm_start(model: FashionNet, info: ModelInfo, source: str) -> None:
+    from fashionlens.checkpoint import warm_start
+    from fashionlens.inference.predictor import resolve_model_path
+
+    path = resolve_model_path(source)
+    copied, fresh = warm_start(model, info.label_names, path)
+    heads = sorted({".".join(n.split(".")[:2]) for n in fresh})
+    print(f"model.init_from: {copied} tensors from {path}" + (f"; starting fresh: {', '.join(heads)}" if fresh else ""))
 
 
 def checkpoint_callbacks(ckpt_dir: Path, every_n_steps: int = 0) -> list[ModelCheckpoint]:
