@@ -77,7 +77,8 @@ def cmd_score(args) -> None:
         out = args.out / args.split / f"{row}__s{seed}.npz"
         if out.is_file():
             continue
-        report, res = evaluate_model(path, args.data, split=args.split, trainer_kwargs={"enable_progress_bar": False})
+        report, res = evaluate_model(path, args.data, split=args.split, trainer_kwargs={"enable_progress_bar": False},
+                                     data_format="deepfashion")
         o, info = res["outputs"], res["info"]
         if "attributes_scores" not in o:
             raise SystemExit(f"error: {path} has no attribute head with targets in {args.data}")
@@ -115,6 +116,9 @@ def type_metrics(scores: np.ndarray, positive: np.ndarray, known: np.ndarray, gr
             continue
         s = np.where(known[:, cols], scores[:, cols], -np.inf)  # an unknown entry is never ranked as a guess
         values = ap[cols][~np.isnan(ap[cols])]
+        if not positive[:, cols].any():  # nothing to recall (e.g. colours, which the annotators did not label)
+            out[name] = {**{f"top{k}": float("nan") for k in ks}, "mAP": float("nan")}
+            continue
         out[name] = {**{f"top{k}": float(attribute_recall_at_k(s, positive[:, cols], k)) for k in ks},
                      "mAP": float(values.mean()) if values.size else float("nan")}
     return out
@@ -143,6 +147,8 @@ def load_runs(folder: Path) -> dict[str, list[dict]]:
 
 def _mean_std(values) -> str:
     v = np.asarray(values, dtype=float) * 100
+    if np.isnan(v).any():
+        return "-"
     if len(v) < 2:
         return f"{v.mean():.1f}"
     return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}"
