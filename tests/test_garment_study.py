@@ -79,9 +79,12 @@ def test_table_bootstrap_and_annotator_row(tool, tmp_path, capsys):
     rows = "\n".join(f"{i:04d},top,{'|'.join(np.array(list('abcd'))[positive[n - 1 - i, :4]])}" for i in range(0, n, 2))
     (tmp_path / "garment_attributes.txt").write_text("a texture\nb texture\nc fabric\nd fabric\n")
     (tmp_path / "second.csv").write_text("photo,garment,attributes\n" + rows + "\n")
+    every = "\n".join(f"{i:04d},top,{'|'.join(np.array(list('abcd'))[positive[n - 1 - i, :4]])}" for i in range(n))
+    (tmp_path / "garment_attributes.csv").write_text("photo,garment,attributes\n" + every + "\n")
     out = tmp_path / "table.md"
     tool.main(["table", str(folder), "--second", str(tmp_path / "second.csv"), "--vocabulary",
-               str(tmp_path / "garment_attributes.txt"), "--resamples", "100", "--out", str(out)])
+               str(tmp_path / "garment_attributes.txt"), "--first", str(tmp_path / "garment_attributes.csv"),
+               "--resamples", "100", "--out", str(out)])
     text = out.read_text()
     assert text in capsys.readouterr().out  # printed too
     ours = next(line for line in text.splitlines() if line.startswith("| Ours"))
@@ -91,6 +94,9 @@ def test_table_bootstrap_and_annotator_row(tool, tmp_path, capsys):
     annotators = next(line for line in text.splitlines() if line.startswith("| Annotators"))
     # the second pass copies the first on these 20 crops: texture recall@3 and mAP are perfect
     assert [c.strip() for c in annotators.strip("|").split("|")][2] == "100.0"
+    assert "The annotators on all 20 garments both passes labelled" in text
+    everywhere = next(line for line in text.splitlines() if line.startswith("| second pass against the first"))
+    assert [c.strip() for c in everywhere.strip("|").split("|")][1:4] == ["100.0", "100.0", "100.0"]  # texture
     gain = next(line for line in text.splitlines() if line.startswith("| ours minus plain"))
     assert "(p 0.00)" in gain and "+" in gain.split("|")[2]  # ours beats chance on texture recall@3
 

@@ -256,6 +256,8 @@ def cmd_table(args) -> None:
         text += [f"The same models on the {int(rows.sum())} of these crops that the second pass labelled, beside the "
                  "annotators (the ceiling):", ""]
         text += recall_table(runs, rows, annotator=ann) + [""]
+    if args.second and args.first:
+        text += annotator_everywhere(args.first, second, prior, list(first["names"])) + [""]
     text += [f"Paired bootstrap over the {n} crops ({args.resamples} rounds, seed-averaged metrics), points, "
              "[95 % interval] (p = the share of rounds in which a was not better):", ""]
     text += bootstrap_table(runs, args.resamples) + [""]
@@ -263,6 +265,25 @@ def cmd_table(args) -> None:
     print(out)
     if args.out:
         atomic_write_bytes(args.out, out.encode())
+
+
+def annotator_everywhere(first_path: Path, second, prior: np.ndarray, names: list[str]) -> list[str]:
+    """The annotator row on every garment both passes labelled (all splits: no model is scored there)."""
+    from fashionlens.data.garment_attributes import read_garment_attributes
+
+    first = read_garment_attributes(first_path, None)
+    keys = sorted(k for k in second.rows if k in first.rows)
+    groups = np.asarray(first.types)
+    positive = np.array([[a in first.rows[k] for a in first.names] for k in keys], dtype=bool)
+    column = {name: c for c, name in enumerate(names)}
+    own_prior = np.array([prior[column[a]] if a in column else 0.0 for a in first.names])
+    ann = annotator_scores(second, [f"img/{p}_{g}.jpg" for p, g in keys], first.names, groups, own_prior)
+    report = type_metrics(ann, positive, np.ones_like(positive), groups)
+    cells = [(t, m) for t in ("texture", "fabric", "shape", "part", "attributes") for m in ("top3", "top5", "mAP")]
+    header = [f"{t if t != 'attributes' else 'all 41'} {m.replace('top', '@')}" for t, m in cells]
+    return [f"The annotators on all {len(keys)} garments both passes labelled (every split):", "",
+            "| | " + " | ".join(header) + " |", "|---" * (len(cells) + 1) + "|",
+            "| second pass against the first | " + " | ".join(_row_cells([report], cells)) + " |"]
 
 
 def _training_prior(tree: Path, first: dict) -> np.ndarray:
@@ -293,6 +314,8 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("scores", type=Path, help="a folder written by score (OUT/SPLIT)")
     t.add_argument("--second", type=Path, default=None, help="the second pass (garment_attributes.second-pass.csv)")
     t.add_argument("--vocabulary", type=Path, default=None, help="garment_attributes.txt (default: beside --second)")
+    t.add_argument("--first", type=Path, default=None,
+                   help="the first pass (garment_attributes.csv): also score the annotators on every garment both labelled")
     t.add_argument("--train-prior", type=Path, default=None,
                    help="the garment tree: order the annotator's unlisted attributes by their training-split frequency "
                         "(default: by their frequency on the scored crops)")
