@@ -10,6 +10,8 @@
     # 3. the baseline: a linear probe on the shipped model's frozen features, scored the same way
     python bench/linear_probe.py --data-format deepfashion --data runs/ccp-garments --model fashionlens-lite \
         --scores runs/garments/scores/val/probe__s0.npz
+    python bench/linear_probe.py --data-format deepfashion --data runs/ccp-garments --input-size 192 192 \
+        --scores runs/garments/scores/val/probe_imagenet__s0.npz
     # 4. seed A's Table 2 (recall@3/@5 and mAP per attribute type, mean +- std over seeds), the paired
     #    bootstrap of ours minus plain, and the annotator row (the second pass scored against the first)
     python tools/garment_study.py table runs/garments/scores/val \
@@ -36,7 +38,8 @@ ROWS = {  # table order and the row's name in seed A's terms
     "ours": "Ours: GLEM landmark branch, fused",
     "3like": "[3]-like: landmark branch trained, not fused",
     "plain": "Plain backbone (no landmark branch)",
-    "probe": "Linear probe on the shipped model's frozen features",
+    "probe_imagenet": "Linear probe on frozen ImageNet Lite0 features, 192 x 192 (the three's backbone and input)",
+    "probe": "Linear probe on the shipped model's frozen features (384 x 288)",
     "shipped": "The shipped model (fashionlens-lite), its attribute head",
 }
 PAIRS = (("ours", "plain"), ("ours", "3like"), ("3like", "plain"))  # (a, b): a minus b
