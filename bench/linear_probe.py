@@ -114,7 +114,12 @@ def main(argv: list[str] | None = None) -> dict:
                 report["deepfashion"] = deepfashion_report(attr_scores=scores, attr_targets=np.where(known, y_va[head], 0),
                                                            attr_groups=bundle.attribute_groups, attr_known=known)
             if args.scores:
-                _save_scores(args.scores, scores, y_va, bundle)
+                from fashionlens.train.studies import save_attribute_scores
+
+                known = y_va["attributes_mask"] > 0
+                groups = bundle.attribute_groups if bundle.attribute_groups is not None else np.zeros(scores.shape[1], int)
+                save_attribute_scores(args.scores, scores, (y_va[head] > 0) & known, known,
+                                      [str(p) for p in bundle.paths["val"]], bundle.label_names[head], groups)
     else:
         report = classification_report(clf.predict_proba(x_va), y_va[head], bundle.label_names[head])
         headline = {k: v for k, v in report.items() if k.startswith("top")}
@@ -129,17 +134,6 @@ def main(argv: list[str] | None = None) -> dict:
         with open(args.out, "w") as f:
             json.dump({**result, "report": report}, f, indent=2)
     return result
-
-
-def _save_scores(path: str, scores: np.ndarray, y_va: dict, bundle) -> None:
-    """The probe's attribute scores in tools/garment_study.py's score-file form (crops sorted by path)."""
-    known = y_va["attributes_mask"] > 0
-    paths = np.asarray([str(p) for p in bundle.paths["val"]])
-    order = np.argsort(paths)
-    groups = bundle.attribute_groups if bundle.attribute_groups is not None else np.zeros(scores.shape[1], np.int64)
-    np.savez(path, scores=scores[order], positive=((y_va["attributes"] > 0) & known)[order], known=known[order],
-             paths=paths[order], names=np.asarray(bundle.label_names["attributes"], dtype=str),
-             groups=np.asarray(groups, dtype=np.int64))
 
 
 def _eval_transform(cfg, fmt: str, margin: float):

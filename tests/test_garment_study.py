@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fashionlens.data.garment_attributes import GarmentAttributes
+from fashionlens.train.studies import save_attribute_scores
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "garment_study.py"
 
@@ -61,7 +62,7 @@ def test_annotator_scores_rank_listed_attributes_first(tool):
 
 
 def _write_run(tool, folder: Path, row: str, seed: int, scores, positive, paths):
-    tool.save_scores(folder / f"{row}__s{seed}.npz", scores, positive, np.ones_like(positive), paths, list("abcde"), GROUPS)
+    save_attribute_scores(folder / f"{row}__s{seed}.npz", scores, positive, np.ones_like(positive), paths, list("abcde"), GROUPS)
 
 
 def test_table_bootstrap_and_annotator_row(tool, tmp_path, capsys):

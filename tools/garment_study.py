@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from fashionlens.fileio import atomic_write_bytes
+from fashionlens.train.studies import run_name, save_attribute_scores
 
 TYPES = {1: "texture", 2: "fabric", 3: "shape", 4: "part", 6: "colour"}
 LOCAL, GLOBAL = ("fabric", "part"), ("texture", "shape")  # seed A's claim: the branch helps the local types
@@ -45,37 +46,20 @@ ROWS = {  # table order and the row's name in seed A's terms
 PAIRS = (("ours", "plain"), ("ours", "3like"), ("3like", "plain"))  # (a, b): a minus b
 
 
-def _run_name(path: Path) -> tuple[str, int]:
-    row, _, seed = path.parent.name.rpartition("-s")
-    if not row or not seed.isdigit():
-        raise SystemExit(f"error: {path}: its folder should be named ROW-sSEED (e.g. ours-s0)")
-    return row, int(seed)
-
-
 def crop_key(path: str | Path) -> tuple[str, str]:
     """``img/0005_vest.jpg`` -> ``("0005", "vest")``: the (photo, garment) key of the attribute files."""
     photo, _, garment = Path(path).stem.partition("_")
     return photo, garment
 
 
-def save_scores(out: Path, scores, positive, known, paths, names, groups) -> None:
-    """One scored run, crops sorted by path (the bootstrap pairs rows crop by crop)."""
-    order = np.argsort(np.asarray(paths, dtype=str))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, scores=np.asarray(scores, dtype=np.float64)[order], positive=np.asarray(positive, dtype=bool)[order],
-             known=np.asarray(known, dtype=bool)[order], paths=np.asarray(paths, dtype=str)[order],
-             names=np.asarray(names, dtype=str), groups=np.asarray(groups, dtype=np.int64))
-
-
 def cmd_score(args) -> None:
-    from fashionlens.train.evaluate import evaluate_model
-
     from fashionlens.inference.predictor import resolve_model_path
+    from fashionlens.train.evaluate import evaluate_model
 
     if args.row and len(args.models) != 1:
         raise SystemExit("error: --row names the row of one model file")
     for path in args.models:
-        row, seed = (args.row, 0) if args.row else _run_name(path)
+        row, seed = (args.row, 0) if args.row else run_name(path)
         path = resolve_model_path(path)
         out = args.out / args.split / f"{row}__s{seed}.npz"
         if out.is_file():
@@ -86,7 +70,7 @@ def cmd_score(args) -> None:
         if "attributes_scores" not in o:
             raise SystemExit(f"error: {path} has no attribute head with targets in {args.data}")
         known = o["attributes_mask"] > 0
-        save_scores(out, o["attributes_scores"], (o["attributes_targets"] == 1) & known, known, o["paths"],
+        save_attribute_scores(out, o["attributes_scores"], (o["attributes_targets"] == 1) & known, known, o["paths"],
                     info.label_names["attributes"], info.extra["attribute_groups"])
         context = {"model": str(path), "category_top1": report.get("category", {}).get("top1"),
                    "landmark_NE": report.get("deepfashion", {}).get("landmarks", {}).get("NE")}

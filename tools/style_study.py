@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fashionlens.fileio import atomic_write_bytes
+from fashionlens.train.studies import run_name
 
 COLUMNS = ("top1_any", "top2_all", "top2_any", "top3_all", "top3_any", "mAP")
 ROWS = {  # table order and the row's name in seed B's terms
@@ -38,13 +39,6 @@ ROWS = {  # table order and the row's name in seed B's terms
 PAIRS = (("mlgcn", "lite0"), ("mlgcn_lite2", "lite2"), ("query2label", "lite0"))  # (a, b): a minus b
 
 
-def _run_name(path: Path) -> tuple[str, int]:
-    row, _, seed = path.parent.name.rpartition("-s")
-    if not row or not seed.isdigit():
-        raise SystemExit(f"error: {path}: its folder should be named ROW-sSEED (e.g. mlgcn-s0)")
-    return row, int(seed)
-
-
 def cmd_score(args) -> None:
     """Each model's scores on one split, photos in one (sorted) order, as ``table`` reads them."""
     from fashionlens.checkpoint import read_info
@@ -52,7 +46,7 @@ def cmd_score(args) -> None:
     from fashionlens.train.evaluate import evaluate_model
 
     for path in args.models:
-        row, seed = _run_name(path)
+        row, seed = run_name(path)
         subset = f"top{read_info(path).extra['data'].get('top_labels') or 'all'}"
         out = args.out / args.split / subset / f"{row}__s{seed}"
         if out.with_suffix(".json").is_file():

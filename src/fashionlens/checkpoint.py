@@ -94,18 +94,22 @@ def read_info(path: str | Path) -> ModelInfo:
     return ModelInfo.from_json(meta[_META_KEY], str(path))
 
 
+def _read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as e:
+        raise CheckpointError(f"{path}: weights are truncated or corrupt ({e})") from None
+
+
 def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[FashionNet, ModelInfo]:
     """Rebuild the model from the file alone and load its weights (cast back to float32).
 
     The low-level loader (model + header); :func:`fashionlens.load_model` gives a ``Predictor``.
     """
-    from safetensors.torch import load_file
-
     info = read_info(path)
-    try:
-        tensors = load_file(str(path), device="cpu")
-    except Exception as e:
-        raise CheckpointError(f"{path}: weights are truncated or corrupt ({e})") from None
+    tensors = _read_tensors(path)
     model = build_model(info.spec, pretrained=False)
     own = model.state_dict()
     missing = sorted(set(own) - set(tensors))
@@ -134,13 +138,8 @@ def warm_start(model: FashionNet, label_names: dict[str, list[str]], path: str |
     Raises:
         CheckpointError: the file cannot be read or none of its tensors match the model.
     """
-    from safetensors.torch import load_file
-
     info = read_info(path)
-    try:
-        tensors = load_file(str(path), device="cpu")
-    except Exception as e:
-        raise CheckpointError(f"{path}: weights are truncated or corrupt ({e})") from None
+    tensors = _read_tensors(path)
     other = {head for head, names in label_names.items() if list(info.label_names.get(head) or []) != list(names)}
     own = model.state_dict()
     take = {name: t.to(own[name].dtype) for name, t in tensors.items()
