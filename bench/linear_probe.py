@@ -53,7 +53,7 @@ def fit_probe(x_train, y_train, multilabel: bool):
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-format", "--format", dest="format", required=True,
+    ap.add_argument("--data-format", dest="format", required=True,
                     choices=["ccp", "image_folder", "multilabel", "clothing_dataset", "deepfashion"])
     ap.add_argument("--holdout", default=None, help="clothing_dataset: photos kept for validation (data.holdout)")
     ap.add_argument("--eval-folder", default=None,

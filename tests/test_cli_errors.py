@@ -16,6 +16,7 @@ from fashionlens.cli import app
 from fashionlens.data.errors import DataFormatError
 from fashionlens.data.images import BadImageError
 from fashionlens.errors import FashionlensError
+from fashionlens.fileio import OutputDirError
 from fashionlens.inference.export import ExportError
 from fashionlens.label.photos import PhotoAccessError
 from fashionlens.label.store import LabelSessionError, LabelValueError
@@ -24,7 +25,6 @@ from fashionlens.models.pretrained import PretrainedWeightsUnavailable
 from fashionlens.serve.app import UploadError
 from fashionlens.train.config import ConfigError
 from fashionlens.train.data import DataPathError
-from fashionlens.train.fit import OutputDirError
 from fashionlens.train.task import NonFiniteLossError
 
 runner = CliRunner()

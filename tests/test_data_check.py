@@ -247,16 +247,15 @@ def test_image_folder(tmp_path: Path) -> None:
     assert check(tmp_path).exit_code == 0
 
 
-def test_data_format_option_and_its_deprecated_spelling(tmp_path: Path) -> None:
-    """--data-format picks the reader of data check / data stats; the old --format still works, with a warning."""
+def test_data_format_option(tmp_path: Path) -> None:
+    """--data-format picks the reader of data check / data stats; the old hidden --format alias is gone."""
     for name in ("dress", "hat"):
         _jpeg(tmp_path / "train" / name / "1.jpg")
     assert check(tmp_path, "--data-format", "image_folder").exit_code == 0
     forced = check(tmp_path, "--data-format", "ccp")
     assert forced.exit_code == 1 and "photos: error [file] folder not found" in forced.output
     old = check(tmp_path, "--format", "ccp")
-    assert old.exit_code == 1 and "photos: error [file] folder not found" in old.output
-    assert "--format is deprecated for the data format, use --data-format" in old.output
+    assert old.exit_code == 2 and "No such option: --format" in old.output
     stats = runner.invoke(app, ["data", "stats", str(tmp_path), "--data-format", "image_folder"])
     assert stats.exit_code == 0 and "images: 2   classes: 2" in stats.output
     assert runner.invoke(app, ["data", "stats", str(tmp_path), "--data-format", "ccp"]).exit_code == 2

@@ -307,12 +307,11 @@ def test_heatmap_loss_counts_visible_landmarks_only():
 # ----------------------------------------------------------------------------- dataset
 
 
-def test_dataset_old_import_path_still_works():
+def test_the_dataset_has_one_home():
     from fashionlens.data import deepfashion
 
-    assert deepfashion.DeepFashionDataset is DeepFashionDataset  # moved to data/datasets.py, re-exported
-    with pytest.raises(AttributeError):
-        deepfashion.NoSuchThing  # noqa: B018
+    assert DeepFashionDataset.__module__ == "fashionlens.data.datasets"
+    assert not hasattr(deepfashion, "DeepFashionDataset")  # the reader module no longer re-exports it
 
 
 def test_dataset_samples(pristine):

@@ -1,64 +1,28 @@
-"""The ``fashionlens`` command line: train, evaluate, data tools."""
+"""The ``fashionlens`` command line: train, evaluate, compare, predict, serve, export, label, data tools.
+
+Every command is registered on a :class:`~fashionlens.cli_common.FashionlensTyper`, which turns a
+:class:`~fashionlens.errors.FashionlensError` (bad input, a bad file or setting) into one ``error:``
+line; the commands themselves only check their own options (:func:`~fashionlens.cli_common.fail`).
+"""
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from fashionlens.errors import FashionlensError
+from fashionlens.cli_common import FashionlensTyper
+from fashionlens.cli_common import fail as _fail
 from fashionlens.label import cli as _label_cli
 
-
-def _one_line_errors(command: Callable) -> Callable:
-    """Run ``command``; a :class:`FashionlensError` escaping it becomes one ``error:`` line and exit code 2."""
-
-    @functools.wraps(command)
-    def run(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except FashionlensError as e:
-            _fail(" ".join(line.strip() for line in str(e).splitlines() if line.strip()))
-
-    return run
-
-
-class _Typer(typer.Typer):
-    """A Typer app whose every command reports fashionlens errors as one line (see :func:`_one_line_errors`)."""
-
-    def command(self, *args, **kwargs):
-        register = super().command(*args, **kwargs)
-        return lambda f: register(_one_line_errors(f))
-
-
-app = _Typer(help="fashionlens: fashion image recognition (landmark-aware recognition, ML-GCN multi-label).",
+app = FashionlensTyper(help="fashionlens: fashion image recognition (landmark-aware recognition, ML-GCN multi-label).",
              no_args_is_help=True, pretty_exceptions_enable=False)
-data_app = _Typer(help="Inspect, check and generate data sets.", no_args_is_help=True)
+data_app = FashionlensTyper(help="Inspect, check and generate data sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.command("label")(_label_cli.label_command)
 data_app.command("import-labelstudio")(_label_cli.import_labelstudio_command)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
-
-# ``--format`` used to name the data format of evaluate / data stats / data check; it now means an
-# output or export format only (predict, export). The old spelling still works there, hidden.
-_OLD_FORMAT = typer.Option("--format", hidden=True, help="deprecated: use --data-format")
-
-
-def _data_format(data_format, old_format):
-    """``--data-format``, or the deprecated ``--format`` (with a warning) when only that was given."""
-    if old_format is None:
-        return data_format
-    typer.secho("warning: --format is deprecated for the data format, use --data-format", fg=typer.colors.YELLOW, err=True)
-    return old_format
 
 
 @app.command()
@@ -73,12 +37,9 @@ def train(
     from fashionlens.train.config import load_config
     from fashionlens.train.fit import train as run_train
 
-    try:  # fashionlens' own errors (config, data, weights, output folder, NaN loss) are caught once, above
-        cfg = load_config(config, list(overrides or []) + ([f"data.path={data}"] if data else []))
-        out_dir = out or Path("runs") / cfg["experiment"]
-        report = run_train(cfg, out_dir, resume=not no_resume)
-    except FileNotFoundError as e:
-        _fail(str(e))
+    cfg = load_config(config, list(overrides or []) + ([f"data.path={data}"] if data else []))
+    out_dir = out or Path("runs") / cfg["experiment"]
+    report = run_train(cfg, out_dir, resume=not no_resume)
     typer.echo(f"model: {out_dir / 'model.safetensors'}")
     _print_headline(report)
 
@@ -92,7 +53,6 @@ def evaluate(
     batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
     data_format: Annotated[str | None, typer.Option("--data-format", help="data format if not the model's own "
                                                     "(ccp | multilabel | image_folder | clothing_dataset | deepfashion)")] = None,
-    old_format: Annotated[str | None, _OLD_FORMAT] = None,
     devices: Annotated[str, typer.Option("--devices", help="devices per node (e.g. 2 under torchrun)")] = "1",
     strategy: Annotated[str, typer.Option("--strategy", help="auto | ddp (multi-process, e.g. launched by torchrun)")] = "auto",
     accelerator: Annotated[str, typer.Option("--accelerator", help="auto | cpu | gpu")] = "auto",
@@ -105,12 +65,8 @@ def evaluate(
     """
     from fashionlens.train.evaluate import evaluate as run_evaluate
 
-    try:
-        trainer_kwargs = {"devices": int(devices) if devices.isdigit() else devices, "strategy": strategy, "accelerator": accelerator}
-        fmt = _data_format(data_format, old_format)
-        reports = run_evaluate(checkpoints, data, out, split, batch_size, data_format=fmt, trainer_kwargs=trainer_kwargs)
-    except (FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+    trainer_kwargs = {"devices": int(devices) if devices.isdigit() else devices, "strategy": strategy, "accelerator": accelerator}
+    reports = run_evaluate(checkpoints, data, out, split, batch_size, data_format=data_format, trainer_kwargs=trainer_kwargs)
     if reports:  # empty on ranks other than 0
         typer.echo((out / "report.md").read_text())
         typer.echo(f"written: {out}/metrics.json, report.md, predictions.csv, plots")
@@ -129,18 +85,13 @@ def compare(
     cases: Annotated[int, typer.Option("--cases", help="photos in the case grid (where the models disagree most)")] = 12,
 ) -> None:
     """Compare models on the same photos: metrics with bootstrap intervals, per-label AP deltas, a case grid."""
-    from fashionlens.checkpoint import CheckpointError
     from fashionlens.train.compare import compare as run_compare
-    from fashionlens.train.data import DataPathError
 
     if len(models) < 2:
         _fail("compare needs at least two model files")
     if resamples < 10 or cases < 1:
         _fail(f"--resamples must be >= 10 and --cases >= 1, got {resamples} and {cases}")
-    try:
-        run_compare(models, data, out, split, batch_size, data_format, resamples, cases)
-    except (CheckpointError, DataPathError, FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+    run_compare(models, data, out, split, batch_size, data_format, resamples, cases)
     typer.echo((out / "report.md").read_text())
     typer.echo(f"written: {out}/report.md, compare.json, per-label AP CSV and PNGs")
 
@@ -156,14 +107,13 @@ def _print_headline(report: dict) -> None:
 def data_stats(
     path: Annotated[Path, typer.Argument(help="CCP folder, clothing-dataset folder, multi-label CSV/JSONL, or image folder")],
     data_format: Annotated[str, typer.Option("--data-format", help="auto | ccp | clothing_dataset | multilabel | image_folder")] = "auto",
-    old_format: Annotated[str | None, _OLD_FORMAT] = None,
     label_list: Annotated[Path | None, typer.Option("--label-list", help="multilabel: the vocabulary (one name a line): "
                                                     "its order, unused labels counted as 0, unknown labels an error")] = None,
 ) -> None:
     """Label counts (main and sub labels apart, when the data has main labels) and a co-occurrence summary."""
     from fashionlens.data.stats import format_stats, multilabel_stats
 
-    dataset, notes = _read_any(path, _data_format(data_format, old_format), label_list)
+    dataset, notes = _read_any(path, data_format, label_list)
     typer.echo(format_stats(multilabel_stats(dataset)))
     for note in notes:
         typer.echo(note)
@@ -173,7 +123,6 @@ def data_stats(
 def data_check(
     path: Annotated[Path, typer.Argument(help="DeepFashion root, multi-label CSV/JSONL, CCP folder or image folder")],
     data_format: Annotated[str, typer.Option("--data-format", help="auto | deepfashion | multilabel | ccp | clothing_dataset | image_folder")] = "auto",
-    old_format: Annotated[str | None, _OLD_FORMAT] = None,
     images: Annotated[bool, typer.Option("--images/--no-images", help="also check the image files (headers)")] = True,
     label_list: Annotated[Path | None, typer.Option("--label-list", help="multilabel: report labels not in this file")] = None,
     workers: Annotated[int, typer.Option("--workers", help="threads reading image headers")] = 4,
@@ -181,12 +130,11 @@ def data_check(
     """List every problem of a data set (file:line, what was expected); exit code 1 if any error."""
     from fashionlens.data.check import FORMATS, run_check
 
-    fmt = _data_format(data_format, old_format)
-    if fmt not in FORMATS:
-        _fail(f"--data-format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if data_format not in FORMATS:
+        _fail(f"--data-format must be one of {', '.join(FORMATS)}, got {data_format!r}")
     if not path.exists():
         _fail(f"path does not exist: {path}")
-    result = run_check(path, fmt, check_images=images, label_list=label_list, workers=workers)
+    result = run_check(path, data_format, check_images=images, label_list=label_list, workers=workers)
     for problem in result.problems:
         typer.secho(str(problem), fg=typer.colors.RED if problem.severity == "error" else typer.colors.YELLOW)
     typer.echo(f"{result.summary()} (format: {result.fmt})")
@@ -208,23 +156,20 @@ def _read_any(path: Path, fmt: str, label_list: Path | None = None):
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt not in formats:
         _fail(f"--data-format must be auto, {', '.join(formats)}, got {fmt!r}")
-    try:
-        if fmt == "ccp":
-            parts = read_ccp_parts(path)
-            samples = sorted((s for p in parts.values() for s in p.samples), key=lambda s: s.path.name)
-            kinds = ", ".join(f"{len(p)} {k}" for k, p in parts.items())
-            first = next(iter(parts.values()))
-            return LabelledSet(samples, first.label_names, path), [
-                f"\nannotations: {kinds} (a mask label is a tag from {MIN_MASK_PIXELS} pixels)"]
-        if fmt == "clothing_dataset":
-            ds = read_clothing_dataset(path)
-            skipped = ", ".join(f"{k} {v}" for k, v in sorted(ds.skipped.items())) or "none"
-            return ds.data, [f"\nskipped rows: {skipped}; kids' clothes: {int(ds.kids.sum())} of {len(ds)}"]
-        if label_list is not None and fmt != "multilabel":
-            _fail(f"--label-list is for multilabel data, not {fmt}")
-        return (read_multilabel(path, label_list=label_list) if fmt == "multilabel" else read_image_folder(path)), []
-    except ValueError as e:
-        _fail(str(e))
+    if fmt == "ccp":
+        parts = read_ccp_parts(path)
+        samples = sorted((s for p in parts.values() for s in p.samples), key=lambda s: s.path.name)
+        kinds = ", ".join(f"{len(p)} {k}" for k, p in parts.items())
+        first = next(iter(parts.values()))
+        return LabelledSet(samples, first.label_names, path), [
+            f"\nannotations: {kinds} (a mask label is a tag from {MIN_MASK_PIXELS} pixels)"]
+    if fmt == "clothing_dataset":
+        ds = read_clothing_dataset(path)
+        skipped = ", ".join(f"{k} {v}" for k, v in sorted(ds.skipped.items())) or "none"
+        return ds.data, [f"\nskipped rows: {skipped}; kids' clothes: {int(ds.kids.sum())} of {len(ds)}"]
+    if label_list is not None and fmt != "multilabel":
+        _fail(f"--label-list is for multilabel data, not {fmt}")
+    return (read_multilabel(path, label_list=label_list) if fmt == "multilabel" else read_image_folder(path)), []
 
 
 @data_app.command("synth-deepfashion")
@@ -257,17 +202,13 @@ def derive_landmarks(
 ) -> None:
     """Write garment crops with landmarks, boxes, attributes and colours derived from CCP's masks, in DeepFashion's layout."""
     from fashionlens.data.derive_tree import derive_landmark_tree
-    from fashionlens.data.errors import DataFormatError
 
     if bad not in ("skip", "fail"):
         _fail(f"--bad must be skip or fail, got {bad!r}")
     if not ccp_root.is_dir():
         _fail(f"CCP folder not found: {ccp_root}")
-    try:
-        summary = derive_landmark_tree(ccp_root, out, margin=margin, min_area=min_area, pose=pose,
-                                       split_seed=split_seed, bad_masks=bad, workers=workers, attributes=attributes)
-    except (DataFormatError, ValueError, ImportError) as e:
-        _fail(str(e))
+    summary = derive_landmark_tree(ccp_root, out, margin=margin, min_area=min_area, pose=pose,
+                                   split_seed=split_seed, bad_masks=bad, workers=workers, attributes=attributes)
     typer.echo(f"wrote {out}:")
     for line in summary.lines():
         typer.echo(f"  {line}")
@@ -275,12 +216,9 @@ def derive_landmarks(
 
 def _photos_or_fail(inputs: list[str], none_found: str) -> list:
     """The photos named by files, folders, globs or listings, each once; one error line if none or a bad listing."""
-    from fashionlens.inference.inputs import ListingError, expand_inputs, unique_photos
+    from fashionlens.inference.inputs import expand_inputs, unique_photos
 
-    try:
-        found = expand_inputs(inputs)
-    except ListingError as e:
-        _fail(str(e))
+    found = expand_inputs(inputs)  # a bad listing: a ListingError, one line
     if not found:
         _fail(none_found + " ".join(inputs))
     unique = unique_photos(found)
@@ -339,10 +277,7 @@ def predict(
                                        backend=backend, top_k=top_k, threshold=threshold, shard_rows=shard_rows,
                                        address=address))
         return
-    try:
-        predictor = load_model(model, batch_size=batch_size, backend=backend)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        _fail(str(e))
+    predictor = load_model(model, batch_size=batch_size, backend=backend)
     results = []
     from tqdm import tqdm
 
@@ -378,16 +313,10 @@ def _predict_ray(files: list[str], opts) -> None:
     try:
         import ray.data  # noqa: F401 - the engine imports it lazily; say here that it is missing
 
-        from fashionlens.checkpoint import CheckpointError
-        from fashionlens.inference.ray_engine import OutputDirError, RayEngineError, run
+        from fashionlens.inference.ray_engine import run
     except ImportError as e:
         _fail(f"--engine ray needs Ray Data: pip install 'fashionlens[ray]' ({e})")
-    try:
-        summary = run(files, opts)
-    except (OutputDirError, CheckpointError, FileNotFoundError, ValueError) as e:
-        _fail(str(e))
-    except RayEngineError as e:
-        _fail(str(e), code=1)
+    summary = run(files, opts)  # RayEngineError (Ray itself failed): one line, exit code 1
     typer.echo(summary.line(), err=True)
     if summary.errors:
         typer.echo(f"{summary.errors} unreadable photo(s): rows with 'error' set in {opts.out_dir}", err=True)
@@ -406,10 +335,7 @@ def serve(
     """Serve a model over HTTP: POST /v1/predict, GET /healthz, and an upload page at /."""
     from fashionlens.serve.app import serve_command
 
-    try:
-        serve_command(host, port, model, api_key, max_upload_mb, max_concurrency)
-    except (FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+    serve_command(host, port, model, api_key, max_upload_mb, max_concurrency)
 
 
 @app.command("export")
@@ -439,17 +365,12 @@ def export(
         _export_int8(checkpoint, out or checkpoint.with_suffix(".int8.onnx"), int8, calibration or [])
         return
     target = out or checkpoint.with_suffix(".onnx")
-    try:
-        export_onnx(checkpoint, target, opset=opset, dynamic_batch=not static_batch)
-    except ValueError as e:
-        _fail(str(e))
+    export_onnx(checkpoint, target, opset=opset, dynamic_batch=not static_batch)
     typer.echo(f"wrote {target} (outputs checked against PyTorch with ONNX Runtime)")
 
 
 def _export_int8(checkpoint: Path, target: Path, int8: bool, calibration: list[str]) -> None:
     """``export --int8``: quantise with ONNX Runtime, report the agreement with fp32."""
-    from fashionlens.checkpoint import CheckpointError
-    from fashionlens.inference.export import ExportError
     from fashionlens.inference.quantize import quantize_int8
 
     if not int8:
@@ -458,10 +379,7 @@ def _export_int8(checkpoint: Path, target: Path, int8: bool, calibration: list[s
         _fail("--int8 needs --calibration PHOTOS: a few hundred photos like those the model will tag "
               "(a folder, glob or listing); the int8 activation ranges are measured on them")
     photos = _photos_or_fail(calibration, "no calibration photos found in ")
-    try:
-        report = quantize_int8(checkpoint, target, photos)
-    except (CheckpointError, ExportError, ValueError, FileNotFoundError) as e:
-        _fail(str(e))
+    report = quantize_int8(checkpoint, target, photos)
     cal, agree = report["calibration"], report["fp32_agreement_on_calibration"]
     typer.echo(f"wrote {target} (int8, calibrated on {cal['images']} photos; agreement with fp32 on them: "
                + ", ".join(f"{k} {v}" for k, v in agree.items()) + ")")

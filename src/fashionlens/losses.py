@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fashionlens.errors import ConfigError
+
 
 def gaussian_targets(landmarks: torch.Tensor, size: tuple[int, int], sigma: float) -> torch.Tensor:
     """Gaussian heatmaps (B, L, h, w) with peak 1 at each landmark.
@@ -25,6 +27,12 @@ def gaussian_targets(landmarks: torch.Tensor, size: tuple[int, int], sigma: floa
 HEATMAP_LOSSES = ("mse", "softmax")
 
 
+def check_heatmap_loss(kind: str) -> None:
+    """Raise :class:`ConfigError` (a ValueError) naming ``loss.heatmap`` unless ``kind`` is a heatmap loss."""
+    if kind not in HEATMAP_LOSSES:
+        raise ConfigError(f"loss.heatmap must be one of {', '.join(HEATMAP_LOSSES)}, got {kind!r}")
+
+
 def heatmap_loss(pred: torch.Tensor, landmarks: torch.Tensor, visible: torch.Tensor, sigma: float,
                  kind: str = "mse") -> torch.Tensor:  # fmt: skip
     """Heatmap loss over visible landmarks only, averaged over them.
@@ -35,8 +43,7 @@ def heatmap_loss(pred: torch.Tensor, landmarks: torch.Tensor, visible: torch.Ten
     when the maps are near zero, where the MSE of an all-zero map is already small (about
     ``pi * sigma^2 / (h * w)``), so it learns in far fewer steps. The landmark is the map's peak either way.
     """
-    if kind not in HEATMAP_LOSSES:
-        raise ValueError(f"heatmap loss must be one of {HEATMAP_LOSSES}, got {kind!r}")
+    check_heatmap_loss(kind)
     target = gaussian_targets(landmarks, pred.shape[-2:], sigma)  # (B, L, h, w)
     if kind == "mse":
         per_map = ((pred.float() - target) ** 2).mean(dim=(2, 3))  # (B, L)
@@ -122,20 +129,27 @@ def focal_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor |
 
 
 def check_multilabel_loss(settings: dict | None) -> dict:
-    """``loss.multilabel`` over its defaults, checked; raises ValueError naming the bad setting."""
+    """``loss.multilabel`` over its defaults, checked; raises :class:`ConfigError` (a ValueError) naming the bad setting."""
     s = {**MULTILABEL_DEFAULTS, **(settings or {})}
     unknown = set(s) - set(MULTILABEL_DEFAULTS)
     if unknown:
-        raise ValueError(f"unknown loss.multilabel setting(s) {sorted(unknown)}; known: {', '.join(MULTILABEL_DEFAULTS)}")
+        raise ConfigError(f"unknown loss.multilabel setting(s) {sorted(unknown)}; known: {', '.join(MULTILABEL_DEFAULTS)}")
     if s["kind"] not in MULTILABEL_KINDS:
-        raise ValueError(f"loss.multilabel.kind must be one of {', '.join(MULTILABEL_KINDS)}, got {s['kind']!r}")
+        raise ConfigError(f"loss.multilabel.kind must be one of {', '.join(MULTILABEL_KINDS)}, got {s['kind']!r}")
+
+    def number(key: str) -> float:
+        try:
+            return float(s[key])
+        except (TypeError, ValueError):
+            raise ConfigError(f"loss.multilabel.{key} must be a number, got {s[key]!r}") from None
+
     for key in ("gamma_neg", "gamma_pos", "gamma"):
-        if float(s[key]) < 0:
-            raise ValueError(f"loss.multilabel.{key} must be >= 0, got {s[key]!r}")
-    if not 0 <= float(s["clip"]) < 1:
-        raise ValueError(f"loss.multilabel.clip must be in [0, 1), got {s['clip']!r}")
-    if s["alpha"] is not None and not 0 <= float(s["alpha"]) <= 1:
-        raise ValueError(f"loss.multilabel.alpha must be null or in [0, 1], got {s['alpha']!r}")
+        if number(key) < 0:
+            raise ConfigError(f"loss.multilabel.{key} must be >= 0, got {s[key]!r}")
+    if not 0 <= number("clip") < 1:
+        raise ConfigError(f"loss.multilabel.clip must be in [0, 1), got {s['clip']!r}")
+    if s["alpha"] is not None and not 0 <= number("alpha") <= 1:
+        raise ConfigError(f"loss.multilabel.alpha must be null or in [0, 1], got {s['alpha']!r}")
     return s
 
 

@@ -32,6 +32,7 @@ from PIL import Image
 
 from fashionlens.data.errors import DataFormatError
 from fashionlens.data.multilabel import LabelledSet, Sample
+from fashionlens.errors import ConfigError
 
 DROPPED_LABELS = ("null", "skin", "hair")
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -204,7 +205,7 @@ def read_ccp_parts(
             mask whose size differs from its photo's.
     """
     if annotations not in ANNOTATION_CHOICES:
-        raise ValueError(f"annotations must be one of {ANNOTATION_CHOICES}, got {annotations!r}")
+        raise ConfigError(f"annotations (data.ccp_annotations) must be one of {ANNOTATION_CHOICES}, got {annotations!r}")
     root = Path(root)
     names = read_ccp_label_list(root / "label_list.mat")
     photos = _photo_index(root / "photos")

@@ -34,6 +34,7 @@ from fashionlens.data.deepfashion import (
 from fashionlens.data.errors import DataFormatError
 from fashionlens.data.image_folder import read_image_folder
 from fashionlens.data.images import pixel_limit_problem
+from fashionlens.errors import ConfigError
 
 __all__ = ["FORMATS", "CheckResult", "Problem", "check_dataset", "detect_format", "probe_image", "run_check",
            "scan_images"]  # fmt: skip
@@ -202,7 +203,7 @@ def run_check(
     """Check a data set; see :func:`check_dataset`. Returns the problems and the files looked at."""
     path = Path(path)
     if fmt not in FORMATS:
-        raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+        raise ConfigError(f"fmt must be one of {FORMATS}, got {fmt!r}")
     fmt = detect_format(path) if fmt == "auto" else fmt
     result = CheckResult(fmt)
     if not path.exists():

@@ -30,6 +30,7 @@ import numpy as np
 
 from fashionlens.data.errors import DataFormatError
 from fashionlens.data.image_folder import IMAGE_EXTENSIONS, ClassificationSet
+from fashionlens.errors import ConfigError
 
 SKIPPED_LABELS = ("Not sure", "Other", "Skip")
 COLUMNS = ("image", "sender_id", "label", "kids")
@@ -176,7 +177,7 @@ def split_clothing(ds: ClothingDataset, fractions=(0.8, 0.1, 0.1), seed: int = 0
     """
     fr = np.asarray(fractions, dtype=np.float64)
     if fr.shape != (3,) or (fr < 0).any() or abs(fr.sum() - 1.0) > 1e-6:
-        raise ValueError(f"fractions must be 3 non-negative numbers summing to 1, got {tuple(fractions)}")
+        raise ConfigError(f"fractions must be 3 non-negative numbers summing to 1 (data.split_fractions), got {tuple(fractions)}")
     rng = np.random.default_rng(seed)
     ids = [p.stem for p, _ in ds.data.samples]
     held = np.array([i in (holdout or ()) for i in ids])

@@ -27,6 +27,7 @@ from fashionlens.data.images import BadImageError, load_image, load_image_and_or
 from fashionlens.data.landmark_transforms import FLIP_PAIRS, JointTransform, build_joint_transforms
 from fashionlens.data.multilabel import LabelledSet
 from fashionlens.data.transforms import build_transforms, draft_size
+from fashionlens.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class _ImageDataset(Dataset):
 
     def __init__(self, paths: list[Path], transform: Transform | None, cfg: DataConfig, bad_images: str):
         if bad_images not in BAD_IMAGE_POLICIES:
-            raise ValueError(f"bad_images must be one of {BAD_IMAGE_POLICIES}, got {bad_images!r}")
+            raise ConfigError(f"bad_images must be one of {BAD_IMAGE_POLICIES}, got {bad_images!r}")
         self.paths = paths
         self.cfg = cfg
         self.transform = transform if transform is not None else build_transforms(cfg, train=False)
@@ -160,8 +161,8 @@ class DeepFashionDataset(Dataset):
         cfg: DataConfig | None = None,
         bad_images: str = "skip",
     ):
-        if bad_images not in ("skip", "fail"):
-            raise ValueError(f"bad_images must be 'skip' or 'fail', got {bad_images!r}")
+        if bad_images not in BAD_IMAGE_POLICIES:
+            raise ConfigError(f"bad_images must be 'skip' or 'fail', got {bad_images!r}")
         self.index, self.root = index, Path(root)
         self.cfg = cfg or DataConfig()
         self.transform = transform or build_joint_transforms(self.cfg, train=False)

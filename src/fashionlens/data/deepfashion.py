@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from fashionlens.data.errors import DataFormatError
+from fashionlens.errors import ConfigError
 
 __all__ = ["ATTRIBUTE_TYPES", "CLOTHES_TYPE_SLOTS", "LANDMARK_NAMES", "DataFormatError", "DeepFashionIndex",
            "read_deepfashion"]  # fmt: skip
@@ -408,7 +409,7 @@ def read_deepfashion(
     """
     root = Path(root)
     if partition is not None and partition not in PARTITIONS:
-        raise ValueError(f"partition must be None or one of {PARTITIONS}, got {partition!r}")
+        raise ConfigError(f"partition must be None or one of {PARTITIONS}, got {partition!r}")
     p = {k: root / v for k, v in ANNO_FILES.items()}
     cat_names, cat_types = _vocabulary(p["category_cloth"], 3, "category")
     attr_names, attr_types = _vocabulary(p["attr_cloth"], max(ATTRIBUTE_TYPES), "attribute")
@@ -440,12 +441,3 @@ def _check_images(root: Path, names: np.ndarray, linenos: np.ndarray, anno: Path
         shown = ", ".join(n for _, n in missing[:5])
         raise DataFormatError(anno, missing[0][0], f"{len(missing)} image files not found under {root}: {shown}")
 
-
-def __getattr__(name: str):
-    # DeepFashionDataset now lives with the other datasets; ``from fashionlens.data.deepfashion import
-    # DeepFashionDataset`` keeps working (resolved lazily: data/datasets.py imports this module).
-    if name == "DeepFashionDataset":
-        from fashionlens.data.datasets import DeepFashionDataset
-
-        return DeepFashionDataset
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

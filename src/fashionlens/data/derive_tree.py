@@ -50,7 +50,7 @@ from fashionlens.data.garment_attributes import (
 )
 from fashionlens.data.images import BadImageError, load_stored_image
 from fashionlens.data.multilabel import LabelledSet, Sample, split_dataset
-from fashionlens.errors import FashionlensError
+from fashionlens.errors import ConfigError, FashionlensError
 from fashionlens.fileio import atomic_write_bytes, check_output_dir
 
 TYPE_NAMES = {1: "upper", 2: "lower", 3: "full body"}
@@ -203,14 +203,14 @@ def derive_landmark_tree(ccp_root: str | Path, out: str | Path, margin: float = 
         OutputDirError: ``out`` is a file or not writable (before any work).
     """
     if bad_masks not in ("skip", "fail"):
-        raise ValueError(f"bad_masks must be 'skip' or 'fail', got {bad_masks!r}")
+        raise ConfigError(f"bad_masks must be 'skip' or 'fail', got {bad_masks!r}")
     if pose:
         raise PoseUnavailable(
             "--pose is not available: the only offline pose model (mediapipe 0.10.14, the last release that ships "
             "pose_landmark_full.tflite) needs protobuf<5, and fashionlens's onnx needs protobuf>=6.31, so they cannot "
             "share one environment; derive without --pose")
     if not 0 <= margin <= 2:
-        raise ValueError(f"margin must be in [0, 2] (a fraction of the garment box), got {margin}")
+        raise ConfigError(f"margin must be in [0, 2] (a fraction of the garment box), got {margin}")
     start = time.perf_counter()
     root, out = Path(ccp_root), Path(out)
     names = read_ccp_label_list(root / "label_list.mat")

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fashionlens.data.errors import DataFormatError
+from fashionlens.errors import ConfigError, InputNotFoundError
 from fashionlens.fileio import atomic_write_text
 
 __all__ = [
@@ -125,7 +126,12 @@ def _split_labels(text: str) -> list[str]:
 
 def _read_text(path: Path) -> str:
     """The file as text: UTF-8 (a leading byte-order mark, as Excel writes, is dropped)."""
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputNotFoundError(f"{path}: file not found") from None
+    except OSError as e:  # a folder, no permission
+        raise _fail(path, None, f"cannot be read ({e.strerror or e})") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -317,7 +323,7 @@ def write_multilabel(dataset: LabelledSet, path: str | Path, label_list_path: st
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".ndjson"):
-        raise ValueError(f"{path}: unknown extension '{path.suffix}'; expected .csv or .jsonl")
+        raise _fail(path, None, f"unknown extension '{path.suffix}'; expected .csv or .jsonl")
     atomic_write_text(path, _render(dataset, path.parent.absolute(), jsonl=suffix != ".csv"))
     if label_list_path is not None:
         atomic_write_text(Path(label_list_path), "".join(f"{name}\n" for name in dataset.label_names))
@@ -366,7 +372,7 @@ def _strata(dataset: LabelledSet, stratify: str | None) -> list[str]:
     if stratify is None:
         return [""] * len(dataset)
     if stratify not in ("main", "rarest"):
-        raise ValueError(f"stratify must be 'main', 'rarest' or None, got {stratify!r}")
+        raise ConfigError(f"stratify must be 'main', 'rarest' or None, got {stratify!r}")
     counts = Counter(x for s in dataset.samples for x in s.labels)
     order = dataset.label_index()
     keys = []
@@ -407,7 +413,7 @@ def split_dataset(
     """
     fr = np.asarray(fractions, dtype=np.float64)
     if fr.shape != (3,) or (fr < 0).any() or abs(fr.sum() - 1.0) > 1e-6:
-        raise ValueError(f"fractions must be 3 non-negative numbers summing to 1, got {tuple(fractions)}")
+        raise ConfigError(f"fractions must be 3 non-negative numbers summing to 1 (data.split_fractions), got {tuple(fractions)}")
     bounds = np.cumsum(fr / fr.sum())
     rng = np.random.default_rng(seed)
     groups: dict[str, list[int]] = {}

@@ -21,6 +21,7 @@ import numpy as np
 
 from fashionlens.data.errors import DataFormatError
 from fashionlens.data.multilabel import LabelledSet, read_multilabel
+from fashionlens.errors import ConfigError
 
 STYLES_FILE = "styles.csv"
 VOCABULARY_FILE = "styles.txt"
@@ -74,7 +75,7 @@ def style_targets(photos: Sequence[str | Path], styles: LabelledSet,
         photo without one (its styles are unknown, not absent).
     """
     if not 0.0 < sub_target <= 1.0:
-        raise ValueError(f"data.style_sub_target must be in (0, 1], got {sub_target!r}")
+        raise ConfigError(f"data.style_sub_target must be in (0, 1], got {sub_target!r}")
     index = styles.label_index()
     rows = {_key(s.path): s for s in styles.samples}
     targets = np.zeros((len(photos), len(styles.label_names)), dtype=np.float32)

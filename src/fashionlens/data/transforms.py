@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 from fashionlens.data.config import DataConfig, check_resize
+from fashionlens.errors import ConfigError
 
 _FILTERS = {
     "nearest": Image.Resampling.NEAREST,
@@ -43,7 +44,7 @@ def pil_filter(name: str) -> Image.Resampling:
     try:
         return _FILTERS[name.lower()]
     except KeyError:
-        raise ValueError(f"unknown interpolation {name!r}; expected one of {sorted(_FILTERS)}") from None
+        raise ConfigError(f"unknown interpolation {name!r}; expected one of {sorted(_FILTERS)}") from None
 
 
 def draft_size(cfg: DataConfig) -> tuple[int, int]:

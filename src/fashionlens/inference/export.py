@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from fashionlens.checkpoint import ModelInfo, load_model_file
-from fashionlens.errors import FashionlensError
+from fashionlens.errors import ConfigError, FashionlensError
 from fashionlens.fileio import atomic_write_bytes
 from fashionlens.inference.onnx_runner import (
     INPUT_NAME,
@@ -65,7 +65,7 @@ def _example_input(info: ModelInfo, batch: int, seed: int = 0) -> torch.Tensor:
 def _to_onnx(model: nn.Module, example: torch.Tensor, names: list[str], opset: int, dynamic_batch: bool):
     """torch.export-based export, quiet; returns an ``onnx.ModelProto``."""
     if opset < MIN_OPSET:
-        raise ValueError(f"opset {opset} is not supported: the exporter needs opset >= {MIN_OPSET}")
+        raise ConfigError(f"opset {opset} is not supported: the exporter needs opset >= {MIN_OPSET}")
     dynamic = ({0: torch.export.Dim("batch", min=1, max=65536)},) if dynamic_batch else None
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")

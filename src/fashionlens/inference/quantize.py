@@ -23,9 +23,15 @@ import numpy as np
 from fashionlens.checkpoint import ModelInfo
 from fashionlens.data.images import BadImageError, ImageSource, load_image
 from fashionlens.data.transforms import build_transforms, draft_size
+from fashionlens.errors import ConfigError, FashionlensError
 from fashionlens.fileio import atomic_write_bytes
 from fashionlens.inference.export import ExportError, attach_header, cached_onnx
 from fashionlens.inference.onnx_runner import INPUT_NAME, OnnxRunner, read_onnx_model
+
+
+class QuantizeError(FashionlensError, ValueError):
+    """int8 quantisation cannot start: no readable calibration photo, or a model that is already quantised."""
+
 
 DEFAULT_MAX_IMAGES = 256  # MinMax ranges settle after ~100 photos; more only costs time
 MIN_AGREEMENT = 0.9  # top-1 agreement with fp32 on the calibration photos below this: refuse to write
@@ -54,7 +60,7 @@ def calibration_inputs(info: ModelInfo, photos: Sequence[ImageSource], max_image
         except BadImageError:
             bad += 1
     if not arrays:
-        raise ValueError(f"none of the {len(photos)} calibration photos could be read")
+        raise QuantizeError(f"none of the {len(photos)} calibration photos could be read")
     return np.stack(arrays), bad
 
 
@@ -82,7 +88,7 @@ def _fp32_onnx(model_path: Path) -> tuple[Path, ModelInfo]:
     if model_path.suffix == ".onnx":
         _, info = read_onnx_model(model_path)
         if "quantization" in info.extra:
-            raise ValueError(f"{model_path} is already quantised ({info.extra['quantization'].get('format')}); "
+            raise QuantizeError(f"{model_path} is already quantised ({info.extra['quantization'].get('format')}); "
                              "quantise the fp32 model")
         return model_path, info
     onnx_path = cached_onnx(model_path)
@@ -142,7 +148,7 @@ def quantize_int8(model_path: str | Path, out_path: str | Path, calibration: Seq
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     fp32_path, info = _fp32_onnx(Path(model_path))
     x, bad = calibration_inputs(info, calibration, max_images, seed)
     calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fashionlens.errors import ConfigError, FashionlensError
 from fashionlens.fileio import OutputDirError, atomic_write_bytes, check_output_dir
 from fashionlens.inference.inputs import check_prediction_options
 
@@ -42,8 +43,13 @@ BATCHES_PER_BLOCK = 2  # photos per decoding task = 2 batches: an actor takes on
 ACTOR_MEMORY = 2 << 30  # bytes reserved per actor: Ray measured up to 1.3 GiB for Lite0 at batch 32
 
 
-class RayEngineError(RuntimeError):
-    """Ray could not be started or joined, or the job failed (what was written so far is kept)."""
+class RayEngineError(FashionlensError, RuntimeError):
+    """Ray could not be started or joined, or the job failed (what was written so far is kept).
+
+    The command line reports it as one line with exit code 1 (not 2): the inputs were fine, the run was not.
+    """
+
+    exit_code = 1
 
 
 @dataclass
@@ -264,12 +270,12 @@ def actor_model(model: str, backend: str, gpus: bool, batch_size: int) -> tuple[
     Raises:
         FileNotFoundError, ValueError, CheckpointError: as :func:`fashionlens.load_model`.
     """
-    from fashionlens.inference.predictor import load_model, resolve_model_path
+    from fashionlens.inference.predictor import BackendError, load_model, resolve_model_path
 
     path = resolve_model_path(model)
     if gpus:
         if path.suffix == ".onnx":
-            raise ValueError(f"{path}: GPU actors run the PyTorch model; pass its .safetensors file")
+            raise BackendError(f"{path}: GPU actors run the PyTorch model; pass its .safetensors file")
         predictor = load_model(path, backend="torch")
         return path, "torch", predictor.info.data_config.to_dict()
     predictor = load_model(path, backend=backend, batch_size=batch_size)
@@ -369,7 +375,7 @@ def _check_gpus(opts: RayOptions) -> None:
 
     have = float(ray.cluster_resources().get("GPU", 0.0))
     if opts.num_gpus_per_actor > have and not (opts.address or os.environ.get("RAY_ADDRESS")):
-        raise ValueError(f"--num-gpus-per-actor {opts.num_gpus_per_actor:g}: Ray on this machine has {have:g} GPU(s)")
+        raise ConfigError(f"--num-gpus-per-actor {opts.num_gpus_per_actor:g}: Ray on this machine has {have:g} GPU(s)")
 
 
 def _summary(inputs: int, todo: int, writer: ShardWriter, seconds: float, first: float | None,

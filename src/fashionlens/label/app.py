@@ -32,6 +32,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from fashionlens.data.image_folder import IMAGE_EXTENSIONS
 from fashionlens.data.images import BadImageError
+from fashionlens.errors import ConfigError, FashionlensError, InputNotFoundError
 from fashionlens.label.photos import (
     THUMB_SIDE,
     VIEW_SIDE,
@@ -75,17 +76,17 @@ def open_session(photos_dir: str | Path, labels: str | Path, out: str | Path, mo
     """Read the vocabulary, find the photos, read an existing output, and score photos with ``model``.
 
     Raises:
-        LabelSessionError, DataFormatError, NotADirectoryError, FileNotFoundError, ValueError: a
-            one-line reason the session cannot start.
+        FashionlensError: a one-line reason the session cannot start (LabelSessionError,
+            DataFormatError, ConfigError, PhotoFolderError, InputNotFoundError, OutputDirError, ...).
     """
     if order not in ORDERS:
-        raise ValueError(f"--order must be one of {', '.join(ORDERS)}, got {order!r}")
+        raise ConfigError(f"--order must be one of {', '.join(ORDERS)}, got {order!r}")
     if order == "uncertain" and model is None:
-        raise ValueError("--order uncertain needs --model (the uncertainty comes from the model's scores)")
+        raise ConfigError("--order uncertain needs --model (the uncertainty comes from the model's scores)")
     vocab = read_vocabulary(labels)
     photos = find_photos(photos_dir)
     if not photos.items:
-        raise FileNotFoundError(f"no photos in {photos.root} (looked for {' '.join(IMAGE_EXTENSIONS)} files)")
+        raise InputNotFoundError(f"no photos in {photos.root} (looked for {' '.join(IMAGE_EXTENSIONS)} files)")
     store = LabelStore(out, vocab, photos)
     try:
         session = LabelSession(store, list(range(len(photos.items))))
@@ -271,6 +272,10 @@ def create_label_app(session: LabelSession, allowed_hosts: list[str] | None = No
     app.add_middleware(_SecurityHeaders)
     return app
 
+class ListenError(FashionlensError, OSError):
+    """The page's address cannot be listened on (the port is taken, the host is not this machine's)."""
+
+
 
 def bind_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host:port`` (port 0: one the OS picks), for uvicorn to serve on."""
@@ -282,7 +287,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.listen(128)  # connections wait in the backlog until uvicorn runs: the announced URL works at once
     except OSError as e:
         sock.close()
-        raise OSError(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port") from None
+        raise ListenError(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port") from None
     return sock
 
 

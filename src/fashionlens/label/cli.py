@@ -1,6 +1,8 @@
 """The ``fashionlens label`` command and ``fashionlens data import-labelstudio`` (registered in cli.py).
 
-Both keep their heavy imports inside the function, so ``fashionlens --help`` stays fast.
+Both keep their heavy imports inside the function, so ``fashionlens --help`` stays fast. Registered
+on cli.py's app, they report a :class:`~fashionlens.errors.FashionlensError` as one ``error:`` line
+like every command (:mod:`fashionlens.cli_common`).
 """
 
 from __future__ import annotations
@@ -10,19 +12,17 @@ from typing import Annotated
 
 import typer
 
-
-def _fail(message: str, code: int = 2) -> None:
-    from fashionlens.cli import _fail as fail
-
-    fail(message, code)
+from fashionlens.cli_common import fail as _fail
 
 
 def _export_config(labels: Path, target: Path) -> None:
-    from fashionlens.fileio import atomic_write_bytes
+    from fashionlens.fileio import atomic_write_bytes, check_output_file
     from fashionlens.label.labelstudio import labelstudio_config
     from fashionlens.label.store import read_vocabulary
 
-    atomic_write_bytes(target, labelstudio_config(read_vocabulary(labels)).encode("utf-8"))
+    config = labelstudio_config(read_vocabulary(labels))
+    check_output_file(target, "--export-labelstudio")  # a folder or a read-only folder: an OutputDirError line
+    atomic_write_bytes(target, config.encode("utf-8"))
     typer.echo(f"wrote {target}: Label Studio labelling config (photo in data.image, choices 'main' and 'labels'); "
                f"read its JSON export back with: fashionlens data import-labelstudio EXPORT.json --out LABELS.csv")
 
@@ -41,25 +41,18 @@ def label_command(
                                                             "Studio labelling config (XML) here and exit")] = None,
 ) -> None:
     """Label photos in the browser (one main label, any sub labels), keyboard first; writes the multi-label CSV."""
-    from fashionlens.data.errors import DataFormatError
     from fashionlens.label.app import open_session, run_label_server
-    from fashionlens.label.store import LabelSessionError
 
-    try:
-        if export_labelstudio is not None:
-            _export_config(labels, export_labelstudio)
-            return
-        if photos_dir is None or out is None:
-            _fail("give PHOTOS_DIR and --out LABELS.csv (or --export-labelstudio CONFIG.xml)")
-        session = open_session(photos_dir, labels, out, model=model, order=order)
-    except (DataFormatError, LabelSessionError, FileNotFoundError, NotADirectoryError, ValueError, OSError) as e:
-        _fail(str(e))
+    if export_labelstudio is not None:
+        _export_config(labels, export_labelstudio)
+        return
+    if photos_dir is None or out is None:
+        _fail("give PHOTOS_DIR and --out LABELS.csv (or --export-labelstudio CONFIG.xml)")
+    session = open_session(photos_dir, labels, out, model=model, order=order)
     try:
         for note in session.notes:
             typer.echo(note)
-        run_label_server(session, host, port, announce=lambda line: typer.echo(line))
-    except OSError as e:
-        _fail(str(e))
+        run_label_server(session, host, port, announce=lambda line: typer.echo(line))  # a taken port: ListenError
     finally:
         session.close()
     counts = session.store.counts()
@@ -94,7 +87,7 @@ def import_labelstudio_command(
     try:
         vocab = read_vocabulary(label_list) if label_list is not None else None
         result = import_labelstudio(export, photos, main_field, labels_field, image_field, vocab)
-    except (DataFormatError, OSError) as e:
+    except (DataFormatError, OSError) as e:  # this command's own contract: an unusable export is exit code 1
         _fail(str(e), code=1)
     if not result.rows:
         _fail(f"{export}: no annotated task to import ({result.unlabelled} without annotation, "

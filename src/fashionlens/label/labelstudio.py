@@ -25,6 +25,7 @@ from xml.sax.saxutils import quoteattr
 
 from fashionlens.data.errors import DataFormatError
 from fashionlens.data.image_folder import IMAGE_EXTENSIONS
+from fashionlens.errors import InputNotFoundError
 from fashionlens.label.store import LabelValueError, Record, make_record
 
 MAX_LISTED = 10
@@ -151,6 +152,8 @@ def _task_record(annotation: dict, main_field: str, labels_field: str,
 
 
 def _load_tasks(path: Path) -> list:
+    if not path.is_file():
+        raise InputNotFoundError(f"Label Studio export not found: {path}")
     try:
         tasks = json.loads(path.read_text(encoding="utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:

@@ -26,7 +26,7 @@ from pathlib import Path
 from fashionlens.data import multilabel as ml
 from fashionlens.data.errors import DataFormatError
 from fashionlens.errors import FashionlensError
-from fashionlens.fileio import atomic_write_bytes, remove_stale_temporaries
+from fashionlens.fileio import OutputDirError, atomic_write_bytes, remove_stale_temporaries
 from fashionlens.label.photos import PhotoList
 
 try:  # the lock file needs flock (POSIX); elsewhere sessions are not guarded against each other
@@ -152,6 +152,7 @@ class LabelStore:
     Raises:
         LabelSessionError: wrong extension, the file in use by another session, or a bad existing
             file (the message names file:line).
+        OutputDirError: the output's folder cannot be created or written (its lock file).
     """
 
     def __init__(self, out: str | Path, vocab: Sequence[str], photos: PhotoList):
@@ -164,8 +165,11 @@ class LabelStore:
         self._lock = threading.Lock()
         self._undo: list[_Change] = []
         self.version = 0  # bumped by every change: a tab seeing a jump knows another tab wrote
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self._file_lock = _OutputLock(self.out)
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self._file_lock = _OutputLock(self.out)
+        except OSError as e:  # a read-only folder, a file where the folder should be
+            raise OutputDirError(f"--out {self.out}: its folder is not writable ({e.strerror or e})") from None
         for path in (self.out, skipped_path(self.out)):  # ours alone now: a killed session's half-written saves
             remove_stale_temporaries(path)
         try:

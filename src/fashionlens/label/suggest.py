@@ -26,6 +26,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fashionlens.errors import FashionlensError
+
+
+class ModelVocabularyError(FashionlensError, ValueError):
+    """A model none of whose heads names a label of the vocabulary (its scores cannot suggest any)."""
+
+
 CATEGORY_MIN_PROB = 0.5
 
 
@@ -72,7 +79,7 @@ def match_head(label_names: dict[str, list[str]], vocab: Sequence[str]) -> tuple
     """The model head whose names cover most of the vocabulary, and model name -> vocabulary name.
 
     Raises:
-        ValueError: no head of the model has a name from the vocabulary.
+        ModelVocabularyError: no head of the model has a name from the vocabulary (a ValueError).
     """
     wanted = {normalise(v): v for v in vocab}
     best: tuple[str, dict[str, str]] | None = None
@@ -82,7 +89,7 @@ def match_head(label_names: dict[str, list[str]], vocab: Sequence[str]) -> tuple
             best = (head, mapping)
     if best is None:
         known = {h: names[:6] for h, names in label_names.items() if h in ("labels", "styles", "category")}
-        raise ValueError(f"none of the model's label names {known} is in the label list ({list(vocab)[:6]} ...); "
+        raise ModelVocabularyError(f"none of the model's label names {known} is in the label list ({list(vocab)[:6]} ...); "
                          "train a model on these labels or leave out --model")
     return best
 

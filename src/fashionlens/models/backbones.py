@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from fashionlens.data.config import DataConfig
+from fashionlens.errors import ConfigError
 from fashionlens.models.glem import conv_bn_relu
 from fashionlens.models.pretrained import (
     hub_reachable,
@@ -45,7 +46,7 @@ class Backbone(nn.Module):
     def tap(self, stride: int) -> int:
         """Also keep the feature map at ``stride`` (e.g. 16) for :meth:`forward_with_tap`; returns its channels."""
         if not hasattr(self.body, "tap_info"):
-            raise ValueError(f"landmarks.stride: backbone {type(self.body).__name__} has no intermediate maps; "
+            raise ConfigError(f"landmarks.stride: backbone {type(self.body).__name__} has no intermediate maps; "
                              "use an EfficientNet backbone or leave landmarks.stride unset")
         self._tap, channels = self.body.tap_info(int(stride))
         return channels
@@ -62,7 +63,7 @@ class Backbone(nn.Module):
         """
         freeze = getattr(self.body, "freeze_stages", None)
         if freeze is None:
-            raise ValueError(f"optim.freeze_stages: backbone {type(self.body).__name__} has no stages to freeze; use 0")
+            raise ConfigError(f"optim.freeze_stages: backbone {type(self.body).__name__} has no stages to freeze; use 0")
         freeze(int(n))
 
 
@@ -77,9 +78,9 @@ class _TimmFeatures(nn.Module):
     def freeze_stages(self, n: int) -> None:
         blocks = getattr(self.model, "blocks", None)
         if blocks is None or not hasattr(self.model, "conv_stem"):
-            raise ValueError(f"optim.freeze_stages is supported for EfficientNet-style backbones, not {type(self.model).__name__}")
+            raise ConfigError(f"optim.freeze_stages is supported for EfficientNet-style backbones, not {type(self.model).__name__}")
         if not 0 <= n <= len(blocks):
-            raise ValueError(f"optim.freeze_stages must be in [0, {len(blocks)}], got {n}")
+            raise ConfigError(f"optim.freeze_stages must be in [0, {len(blocks)}], got {n}")
         self.frozen_stages = n
         for module in (self.model.conv_stem, self.model.bn1, *blocks[:n]):
             for p in module.parameters():
@@ -95,7 +96,7 @@ class _TimmFeatures(nn.Module):
         for info in reversed(self.model.feature_info):
             if info["reduction"] == stride and info["module"].startswith("blocks."):
                 return int(info["module"].split(".")[1]), int(info["num_chs"])
-        raise ValueError(f"the backbone has no feature map at stride {stride}; it has "
+        raise ConfigError(f"the backbone has no feature map at stride {stride}; it has "
                          f"{sorted({i['reduction'] for i in self.model.feature_info})}")
 
     def forward_tap(self, x: torch.Tensor, tap: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -13,12 +13,14 @@ ML-GCN / linear / basic-CNN models are all configurations of this class.
 from __future__ import annotations
 
 import copy
+import inspect
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fashionlens.data.config import DataConfig
+from fashionlens.errors import ConfigError
 from fashionlens.models.glem import GLEM, HeatmapHead, conv_bn_relu
 from fashionlens.models.heads import RecognitionHead
 from fashionlens.models.registry import create_backbone
@@ -26,6 +28,18 @@ from fashionlens.models.registry import create_backbone
 HEAD_NAMES = ("category", "labels", "styles", "attributes")
 _LANDMARK_DEFAULTS = {"num_landmarks": 8, "num_glem": 1, "num_upsample": 1, "fuse": True, "channels": None,
                       "visibility": False, "stride": None}
+
+
+def _build_head(name: str, in_channels: int, settings: dict) -> RecognitionHead:
+    """The ``name`` head; a setting it does not take or a bad value is a ConfigError naming ``model.heads.<name>``."""
+    known = set(inspect.signature(RecognitionHead).parameters) - {"in_channels"}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigError(f"model.heads.{name}: unknown setting(s) {unknown}; known: {', '.join(sorted(known))}")
+    try:
+        return RecognitionHead(in_channels, **settings)
+    except ConfigError as e:
+        raise ConfigError(f"model.heads.{name}: {e}") from None
 
 
 class FashionNet(nn.Module):
@@ -71,14 +85,14 @@ class FashionNet(nn.Module):
     ):
         super().__init__()
         if not heads and not landmarks:
-            raise ValueError("FashionNet needs at least one head or a landmark branch")
+            raise ConfigError("FashionNet needs at least one head or a landmark branch")
         unknown = set(heads) - set(HEAD_NAMES)
         if unknown:
-            raise ValueError(f"unknown head(s) {sorted(unknown)}; heads are {HEAD_NAMES}")
+            raise ConfigError(f"unknown head(s) {sorted(unknown)}; heads are {HEAD_NAMES}")
         if tta not in ("none", "flip"):
-            raise ValueError(f"tta must be 'none' or 'flip', got {tta!r}")
+            raise ConfigError(f"tta must be 'none' or 'flip', got {tta!r}")
         if tta == "flip" and landmarks:
-            raise ValueError("tta='flip' is for models without a landmark branch (flipped heatmaps would need left/right swaps)")
+            raise ConfigError("tta='flip' is for models without a landmark branch (flipped heatmaps would need left/right swaps)")
         self.tta = tta
         self._spec = {
             "backbone": backbone,
@@ -102,7 +116,7 @@ class FashionNet(nn.Module):
             if lm["visibility"]:
                 self.visibility_head = nn.Linear(width, lm["num_landmarks"])
         head_in = channels + width if self.fuse else channels
-        self.heads = nn.ModuleDict({name: RecognitionHead(head_in, **kw) for name, kw in heads.items()})
+        self.heads = nn.ModuleDict({name: _build_head(name, head_in, kw) for name, kw in heads.items()})
 
     @property
     def spec(self) -> dict:

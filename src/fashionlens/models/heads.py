@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fashionlens.errors import ConfigError
 from fashionlens.models.glem import conv_bn_relu
 from fashionlens.models.query_heads import (
     MLDECODER_DEFAULTS,
@@ -29,7 +30,7 @@ class GlobalPool(nn.Module):
     def __init__(self, kind: str = "avg"):
         super().__init__()
         if kind not in ("avg", "max"):
-            raise ValueError(f"pool must be 'avg' or 'max', got {kind!r}")
+            raise ConfigError(f"pool must be 'avg' or 'max', got {kind!r}")
         self.kind = kind
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -162,19 +163,19 @@ class RecognitionHead(nn.Module):
     ):
         super().__init__()
         if kind not in HEAD_KINDS:
-            raise ValueError(f"head kind must be one of {', '.join(HEAD_KINDS)}, got {kind!r}")
+            raise ConfigError(f"head kind must be one of {', '.join(HEAD_KINDS)}, got {kind!r}")
         if not 0.0 <= float(grad_scale) <= 1.0:
-            raise ValueError(f"head grad_scale must be in [0, 1], got {grad_scale!r}")
+            raise ConfigError(f"head grad_scale must be in [0, 1], got {grad_scale!r}")
         if norm not in ("none", "layer"):
-            raise ValueError(f"head norm must be 'none' or 'layer', got {norm!r}")
+            raise ConfigError(f"head norm must be 'none' or 'layer', got {norm!r}")
         if query_init not in QUERY_INITS:
-            raise ValueError(f"head query_init must be one of {', '.join(QUERY_INITS)}, got {query_init!r}")
+            raise ConfigError(f"head query_init must be one of {', '.join(QUERY_INITS)}, got {query_init!r}")
         self.kind = kind
         self.spatial = kind in SPATIAL_KINDS
         if not self.spatial and (decoder or query_init != "random"):
-            raise ValueError(f"decoder / query_init are settings of the mldecoder and query2label heads, not of {kind!r}")
+            raise ConfigError(f"decoder / query_init are settings of the mldecoder and query2label heads, not of {kind!r}")
         if self.spatial and norm != "none":
-            raise ValueError("norm applies to pooled features; the mldecoder and query2label heads have their own LayerNorms")
+            raise ConfigError("norm applies to pooled features; the mldecoder and query2label heads have their own LayerNorms")
         self.grad_scale = 0.0 if detach else float(grad_scale)
         self.conv = conv_bn_relu(in_channels, conv_channels) if conv_channels else nn.Identity()
         features = conv_channels or in_channels
@@ -226,7 +227,7 @@ def _make_classifier(kind: str, features: int, num_classes: int, embed_dim: int,
     defaults = MLDECODER_DEFAULTS if kind == "mldecoder" else QUERY2LABEL_DEFAULTS
     unknown = set(decoder) - set(defaults)
     if unknown:
-        raise ValueError(f"unknown {kind} decoder setting(s) {sorted(unknown)}; known: {', '.join(sorted(defaults))}")
+        raise ConfigError(f"unknown {kind} decoder setting(s) {sorted(unknown)}; known: {', '.join(sorted(defaults))}")
     kw = {**defaults, **decoder}
     if kind == "mldecoder":
         return MLDecoderClassifier(features, num_classes, embed_dim=embed_dim if query_init == "embeddings" else 0, **kw)

@@ -37,7 +37,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from fashionlens.data.images import pixel_limit_problem
-from fashionlens.errors import FashionlensError
+from fashionlens.errors import ConfigError, FashionlensError
 from fashionlens.inference.predictor import Predictor
 
 MiB = 1024 * 1024
@@ -76,7 +76,7 @@ class Limits:
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1 or self.max_files < 1:
-            raise ValueError("max_upload_bytes and max_files must be >= 1")
+            raise ConfigError("max_upload_bytes and max_files must be >= 1")
         if self.max_request_bytes is None:
             self.max_request_bytes = min(self.max_files, 4) * (self.max_upload_bytes + 4096) + 65536
 
@@ -227,7 +227,7 @@ class _Gate:
 
     def __init__(self, max_concurrency: int, max_queue: int):
         if max_concurrency < 1 or max_queue < 0:
-            raise ValueError("max_concurrency must be >= 1 and max_queue >= 0")
+            raise ConfigError("max_concurrency must be >= 1 and max_queue >= 0")
         self.max_in_flight = max_concurrency + max_queue
         self.in_flight = 0
         self.semaphore = asyncio.Semaphore(max_concurrency)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fashionlens.errors import ConfigError
 from fashionlens.fileio import atomic_write_bytes, check_output_dir
 from fashionlens.metrics import (
     attribute_recall_at_k,
@@ -29,6 +30,7 @@ from fashionlens.metrics import (
     topk_recall,
 )
 from fashionlens.train.compare_plots import plot_ap_deltas, plot_cases
+from fashionlens.train.data import DataMismatchError
 
 HEADS = ("category", "labels", "styles", "attributes")
 
@@ -94,7 +96,7 @@ def gather_outputs(results: list[dict], names: list[str]) -> tuple[list[HeadOutp
     notes = []
     heads = [h for h in HEADS if all(f"{h}_scores" in r["outputs"] for r in results)]
     if not heads:
-        raise ValueError("the models share no head with targets in this data: "
+        raise DataMismatchError("the models share no head with targets in this data: "
                          + "; ".join(f"{n}: {sorted(r['info'].label_names)}" for n, r in zip(names, results, strict=True)))
     outs = []
     for head in heads:
@@ -102,19 +104,19 @@ def gather_outputs(results: list[dict], names: list[str]) -> tuple[list[HeadOutp
         for name, r in zip(names[1:], results[1:], strict=True):
             other = set(r["info"].label_names[head])
             if head == "category" and other != set(label_names):
-                raise ValueError(f"{head}: {name} has other classes than {names[0]} "
+                raise DataMismatchError(f"{head}: {name} has other classes than {names[0]} "
                                  f"({len(other)} vs {len(label_names)}); they cannot be compared class by class")
             if other != set(label_names):  # e.g. a colour-only attribute head against one with colours + garment attributes
                 shared_names = [n for n in label_names if n in other]
                 if not shared_names:
-                    raise ValueError(f"{head}: {name} and {names[0]} share no label; they cannot be compared label by label")
+                    raise DataMismatchError(f"{head}: {name} and {names[0]} share no label; they cannot be compared label by label")
                 notes.append(f"{head}: compared on the {len(shared_names)} labels both models have "
                              f"(of {len(label_names)} and {len(other)})")
                 label_names = shared_names
         rows = [_rows_by_path(r["outputs"], head) for r in results]
         shared = [p for p in rows[0] if all(p in other for other in rows[1:])]
         if not shared:
-            raise ValueError(f"{head}: the models were scored on different photos (other splits?); nothing to compare")
+            raise DataMismatchError(f"{head}: the models were scored on different photos (other splits?); nothing to compare")
         if any(len(r) != len(shared) for r in rows):
             notes.append(f"{head}: {len(shared)} photos shared by all models (of {', '.join(str(len(r)) for r in rows)})")
         scores = []
@@ -161,7 +163,7 @@ def compare(paths: list[str | Path], data: str | Path, out_dir: str | Path, spli
     from fashionlens.train.evaluate import evaluate_model, model_name
 
     if len(paths) < 2:
-        raise ValueError("compare needs at least two models")
+        raise ConfigError("compare needs at least two models")
     out = check_output_dir(out_dir, "--out")  # before evaluating the models, not after
     results, names = [], []
     for path in paths:

@@ -1,7 +1,9 @@
 """Experiment configs: YAML files merged over documented defaults, with ``key=value`` overrides.
 
 Every key a config may hold is in ``DEFAULTS`` below; an unknown key is an error that names it, so a
-typo never silently trains the wrong experiment.
+typo never silently trains the wrong experiment. The values with a fixed set of choices (data format,
+backbone, optimiser, scheduler, loss kinds, resize mode, bad-image policy) are checked when the config
+is loaded, before any data is read: a bad one is a :class:`~fashionlens.errors.ConfigError` naming its key.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ from typing import Any
 
 import yaml
 
-from fashionlens.errors import FashionlensError
+from fashionlens.errors import ConfigError
+
+# The choices of the config values that have a fixed set of them (checked by load_config).
+DATA_FORMATS = ("ccp", "multilabel", "image_folder", "clothing_dataset", "deepfashion", "mixed")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("cosine", "step", "none")
 
 DEFAULTS: dict[str, Any] = {
     "experiment": "experiment",
@@ -99,10 +106,6 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class ConfigError(FashionlensError, ValueError):
-    """A config key or value that fashionlens does not understand."""
-
-
 def _merge(base: dict, update: dict, where: str) -> dict:
     out = copy.deepcopy(base)
     for key, value in update.items():
@@ -160,27 +163,69 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if cfg["data"]["path"] is None and os.environ.get("FASHIONLENS_DATA"):
         cfg["data"]["path"] = os.environ["FASHIONLENS_DATA"]
     _check_data_values(cfg["data"])
+    _check_model_values(cfg["model"])
+    _check_optim_values(cfg["optim"])
     _check_loss_values(cfg["loss"])
+    _check_labels_values(cfg["labels"])
     return cfg
+
+
+def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Raise :class:`ConfigError` naming ``key`` and its allowed values unless ``value`` is one of ``choices``.
+
+    Example:
+        >>> check_choice("optim.name", "lion", OPTIMIZERS)
+        Traceback (most recent call last):
+        ...
+        fashionlens.errors.ConfigError: optim.name must be adam, adamw or sgd, got 'lion'
+    """
+    if value not in choices:
+        allowed = f"{', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1 else choices[0]
+        raise ConfigError(f"{key} must be {allowed}, got {value!r}")
 
 
 def _check_data_values(data: dict) -> None:
     """Values the data section must have before anything is built, named by their key."""
     from fashionlens.data.config import check_resize
+    from fashionlens.data.datasets import BAD_IMAGE_POLICIES
 
+    check_choice("data.format", data["format"], DATA_FORMATS)
+    check_choice("data.bad_images", data["bad_images"], BAD_IMAGE_POLICIES)
     try:
         check_resize(data["resize"], data["max_stretch"])
-    except ValueError as e:
+    except ConfigError as e:
         raise ConfigError(f"data.{e}") from None
 
 
-def _check_loss_values(loss: dict) -> None:
-    from fashionlens.losses import check_multilabel_loss
+def _check_model_values(model: dict) -> None:
+    from fashionlens.models import list_backbones
 
-    try:
-        check_multilabel_loss(loss["multilabel"])
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    if model["backbone"] not in list_backbones():
+        raise ConfigError(f"model.backbone must be a registered backbone ({', '.join(list_backbones())}), "
+                          f"got {model['backbone']!r}")
+
+
+def _check_optim_values(optim: dict) -> None:
+    check_choice("optim.name", str(optim["name"]).lower(), OPTIMIZERS)
+    check_choice("optim.scheduler", str(optim["scheduler"] or "none").lower(), SCHEDULERS)
+
+
+def _check_loss_values(loss: dict) -> None:
+    from fashionlens.losses import check_heatmap_loss, check_multilabel_loss
+
+    check_heatmap_loss(loss["heatmap"])
+    check_multilabel_loss(loss["multilabel"])
+
+
+def _check_labels_values(labels: dict) -> None:
+    from fashionlens.labels.embeddings import available_providers
+    from fashionlens.labels.graph import GRAPH_KINDS, check_unit_interval
+
+    graph = labels["graph"]
+    check_choice("labels.graph.kind", graph["kind"], GRAPH_KINDS)
+    for key in ("tau", "p"):
+        check_unit_interval(f"labels.graph.{key}", graph[key])
+    check_choice("labels.embeddings.provider", labels["embeddings"]["provider"], tuple(available_providers()))
 
 
 def _read_yaml_with_base(path: Path) -> dict:

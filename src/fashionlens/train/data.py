@@ -15,11 +15,17 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fashionlens.data.config import DataConfig
-from fashionlens.errors import FashionlensError
+from fashionlens.errors import ConfigError, FashionlensError
+from fashionlens.train.config import DATA_FORMATS, check_choice
 
 
 class DataPathError(FashionlensError, ValueError):
     """No data path was given, or it does not exist."""
+
+
+class DataMismatchError(FashionlensError, ValueError):
+    """A model and a data set (or two models) that cannot be scored together: no split or head in common,
+    other label names, other photos."""
 
 
 @dataclass
@@ -54,6 +60,7 @@ def resolve_data_path(cfg: dict) -> Path:
 def build_data(cfg: dict, data_config: DataConfig, splits=("train", "val", "test")) -> DataBundle:
     """Read the configured data set, split it and wrap each split in a Dataset."""
     fmt = cfg["data"]["format"]
+    check_choice("data.format", fmt, DATA_FORMATS)
     data_config = data_config.replace(extra={**data_config.extra, "crop_scale": list(cfg["data"]["crop_scale"])})
     if fmt == "mixed":
         return _mixed_bundle(cfg, data_config, splits)
@@ -64,10 +71,8 @@ def build_data(cfg: dict, data_config: DataConfig, splits=("train", "val", "test
         bundle = _image_folder_bundle(cfg, root, data_config, splits)
     elif fmt == "clothing_dataset":
         bundle = _clothing_bundle(cfg, root, data_config, splits)
-    elif fmt == "deepfashion":
-        bundle = _deepfashion_bundle(cfg, root, data_config, splits)
     else:
-        raise ValueError(f"data.format must be ccp, multilabel, image_folder, clothing_dataset, deepfashion or mixed, got {fmt!r}")
+        bundle = _deepfashion_bundle(cfg, root, data_config, splits)
     return select_targets(bundle, cfg["data"]["targets"]) if cfg["data"]["targets"] else bundle
 
 
@@ -79,7 +84,7 @@ def source_config(cfg: dict, name: str) -> dict:
     settings = cfg["data"]["sources"][name]
     unknown = set(settings) - set(cfg["data"])
     if unknown:
-        raise ValueError(f"data.sources.{name}: unknown key(s) {sorted(unknown)}")
+        raise ConfigError(f"data.sources.{name}: unknown key(s) {sorted(unknown)}")
     sub["data"].update(settings)
     sub["data"]["sources"] = {}
     return sub
@@ -97,13 +102,13 @@ def _mixed_bundle(cfg: dict, data_config: DataConfig, splits) -> DataBundle:
     sources that observed them (implied tags are not observations of which tags occur together).
     """
     if not cfg["data"]["sources"]:
-        raise ValueError("data.format: mixed needs data.sources (name -> {format, path, ...})")
+        raise ConfigError("data.format: mixed needs data.sources (name -> {format, path, ...})")
     sources = {name: build_data(source_config(cfg, name), data_config, splits) for name in cfg["data"]["sources"]}
     merged = DataBundle({}, {}, {}, {}, sources=sources)
     for name, b in sources.items():
         for head, names in b.label_names.items():
             if head in merged.label_names and list(merged.label_names[head]) != list(names):
-                raise ValueError(f"data.sources.{name} labels head {head!r} with other names than another source")
+                raise ConfigError(f"data.sources.{name} labels head {head!r} with other names than another source")
             merged.label_names[head] = list(names)
         for head, targets in b.train_targets.items():
             old = merged.train_targets.get(head)
@@ -121,7 +126,7 @@ def _attach_implied_tags(name: str, bundle: DataBundle, tag_names: list[str] | N
     from fashionlens.data.product_tags import implied_tag_targets
 
     if tag_names is None or "train" not in bundle.datasets:
-        raise ValueError(f"data.sources.{name}.implied_tags needs another source that labels tags (e.g. ccp)")
+        raise ConfigError(f"data.sources.{name}.implied_tags needs another source that labels tags (e.g. ccp)")
     dataset = getattr(bundle.datasets["train"], "dataset", bundle.datasets["train"])  # under a SelectTargets
     targets, weights = implied_tag_targets(bundle.label_names["category"], tag_names, weight)
     dataset.class_targets = {"labels": torch.from_numpy(targets), "labels_mask": torch.from_numpy(weights)}
@@ -151,7 +156,7 @@ def select_targets(bundle: DataBundle, heads) -> DataBundle:
     """Keep only ``heads`` ("category", "labels", "styles", "attributes", "landmarks") of a source's targets."""
     unknown = sorted(set(heads) - set(TARGET_KEYS))
     if unknown:
-        raise ValueError(f"data.targets: unknown target(s) {unknown}; known: {sorted(TARGET_KEYS)}")
+        raise ConfigError(f"data.targets: unknown target(s) {unknown}; known: {sorted(TARGET_KEYS)}")
     bundle.datasets = {s: SelectTargets(ds, heads) for s, ds in bundle.datasets.items()}
     bundle.label_names = {h: n for h, n in bundle.label_names.items() if h in heads}
     bundle.train_targets = {h: t for h, t in bundle.train_targets.items() if h in heads}

@@ -7,7 +7,6 @@ import dataclasses
 import io
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 
@@ -15,8 +14,8 @@ from fashionlens.checkpoint import load_model_file
 from fashionlens.data.images import BadImageError
 from fashionlens.fileio import atomic_write_bytes, check_output_dir
 from fashionlens.train.config import load_config
-from fashionlens.train.data import build_data, make_loader
-from fashionlens.train.fit import write_json
+from fashionlens.train.data import DataMismatchError, build_data, make_loader
+from fashionlens.train.fit import lightning_trainer, write_json
 from fashionlens.train.tables import markdown_report, plot_correlation, plot_landmarks, plot_per_label_recall
 from fashionlens.train.task import FashionTask
 
@@ -49,14 +48,14 @@ def evaluate_model(path: str | Path, data: str | Path, split: str = "val", batch
     cfg = config_for_model(info, data, batch_size, overrides, data_format)
     bundle = build_data(cfg, info.data_config, splits=("train", split))
     if split not in bundle.datasets:
-        raise ValueError(f"the data has no {split!r} split (it has {sorted(bundle.datasets)})")
+        raise DataMismatchError(f"the data has no {split!r} split (it has {sorted(bundle.datasets)})")
     check_split_images(bundle.paths[split], split, cfg["data"]["num_workers"])
     align_targets(bundle, info.label_names, split)
     groups = np.asarray(info.extra["attribute_groups"]) if "attribute_groups" in info.extra else bundle.attribute_groups
     task = FashionTask(model, info.label_names, cfg["optim"], cfg["loss"], attribute_groups=groups,
                        channels_last=bool(cfg["trainer"]["channels_last"]))
     kw = {"accelerator": "auto", "devices": 1, "logger": False, "enable_model_summary": False, **(trainer_kwargs or {})}
-    trainer = L.Trainer(**kw)
+    trainer = lightning_trainer(**kw)
     try:
         trainer.test(task, make_loader(bundle.datasets[split], batch_size, cfg["data"]["num_workers"], False), verbose=False)
     except RuntimeError as e:  # a DataLoader worker's BadImageError comes back as a RuntimeError
@@ -66,7 +65,7 @@ def evaluate_model(path: str | Path, data: str | Path, split: str = "val", batch
         raise bad from None
     gathered = dict(task.last_outputs)
     if not gathered:
-        raise ValueError(f"the model's heads {sorted(info.label_names)} have no targets in this {cfg['data']['format']} data")
+        raise DataMismatchError(f"the model's heads {sorted(info.label_names)} have no targets in this {cfg['data']['format']} data")
     index = next(v for k, v in gathered.items() if k.endswith("_index")).astype(int)
     gathered["index"] = index
     gathered["paths"] = np.asarray([bundle.paths[split][i] for i in index])
@@ -121,7 +120,7 @@ def align_targets(bundle, model_names: dict[str, list[str]], split: str) -> None
         unknown = [n for n in names if n not in position]
         if unknown or (head != "category" and len(names) != len(position)):
             missing = [n for n in model_names[head] if n not in set(names)]
-            raise ValueError(f"the data's {head} names do not match the model's: unknown to the model {unknown[:5]}"
+            raise DataMismatchError(f"the data's {head} names do not match the model's: unknown to the model {unknown[:5]}"
                              + (f", missing from the data {missing[:5]}" if head != "category" and missing else ""))
         order = np.asarray([position[n] for n in names])
         dataset = bundle.datasets[split]
@@ -144,7 +143,7 @@ def _align_attributes(bundle, model_names: dict[str, list[str]], split: str) -> 
     position = {n: i for i, n in enumerate(names)}
     unknown = [n for n in model_names["attributes"] if n not in position]
     if unknown:
-        raise ValueError(f"the model's attributes {unknown[:5]} are not in the data's attributes ({list(names)[:5]} ...)")
+        raise DataMismatchError(f"the model's attributes {unknown[:5]} are not in the data's attributes ({list(names)[:5]} ...)")
     cols = np.asarray([position[n] for n in model_names["attributes"]])
     dataset = bundle.datasets[split]
     dataset = getattr(dataset, "dataset", dataset)  # under a SelectTargets

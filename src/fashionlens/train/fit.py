@@ -15,6 +15,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from fashionlens.checkpoint import ModelInfo, save_model
+from fashionlens.errors import ConfigError
 from fashionlens.fileio import OutputDirError, atomic_write_bytes
 from fashionlens.fileio import check_output_dir as check_writable_dir
 from fashionlens.losses import pos_weight_from_targets
@@ -124,7 +125,7 @@ def build_model_for_data(cfg: dict, bundle: DataBundle, backbone: torch.nn.Modul
     embeddings = {}
     for name, head_cfg in cfg["model"]["heads"].items():
         if name not in bundle.label_names:
-            raise ValueError(f"model.heads.{name}: the {cfg['data']['format']} data has no {name!r} targets "
+            raise ConfigError(f"model.heads.{name}: the {cfg['data']['format']} data has no {name!r} targets "
                              f"(it has {sorted(bundle.label_names)})")
         kw = {"kind": "linear", **(head_cfg or {}), "num_classes": len(bundle.label_names[name])}
         if kw["kind"] == "gcn":
@@ -230,11 +231,21 @@ def monitor_metric(cfg: dict) -> tuple[str, str]:
     return "val/lm_NE", "min"
 
 
+def lightning_trainer(**settings) -> L.Trainer:
+    """``L.Trainer(**settings)``; settings Lightning refuses (accelerator, strategy, precision names) are a ConfigError."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return L.Trainer(**settings)
+    except (ValueError, MisconfigurationException) as e:  # Lightning's message names the setting and its choices
+        raise ConfigError(str(e)) from None
+
+
 def make_trainer(cfg: dict, out: Path, callbacks: list[Callback]) -> L.Trainer:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     t = cfg["trainer"]
-    return L.Trainer(
+    return lightning_trainer(
         default_root_dir=out,
         max_epochs=int(t["max_epochs"]),
         precision=t["precision"],

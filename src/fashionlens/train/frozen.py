@@ -100,7 +100,7 @@ def build_feature_cache(cfg: dict, out_path: str | Path, batch_size: int = 32, s
         The cache. Unreadable photos are left out (and said so).
     """
     from fashionlens.models.registry import create_backbone
-    from fashionlens.train.data import build_data, make_loader
+    from fashionlens.train.data import DataMismatchError, build_data, make_loader
     from fashionlens.train.fit import _backbone_kwargs
 
     if model_file is not None:
@@ -115,7 +115,7 @@ def build_feature_cache(cfg: dict, out_path: str | Path, batch_size: int = 32, s
     bundle = build_data(cfg, data_config, splits=tuple(splits))
     head = head or next((h for h in ("labels", "attributes") if h in bundle.label_names), None)
     if head not in bundle.label_names:
-        raise ValueError(f"the {cfg['data']['format']} data has no {head or 'multi-label'} targets to cache "
+        raise DataMismatchError(f"the {cfg['data']['format']} data has no {head or 'multi-label'} targets to cache "
                          f"(it has {sorted(bundle.label_names)})")
     backbone.eval()
     cached = {}

@@ -14,7 +14,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from fashionlens.errors import FashionlensError
+from fashionlens.errors import ConfigError, FashionlensError
 from fashionlens.losses import compute_losses
 from fashionlens.metrics import ScoreCollector, classification_report, deepfashion_report, multilabel_report
 from fashionlens.models.fashion_net import FashionNet
@@ -213,7 +213,7 @@ def _make_optimizer(groups: list[dict], cfg: dict) -> torch.optim.Optimizer:
         return torch.optim.AdamW(groups, weight_decay=cfg["weight_decay"])
     if name == "sgd":
         return torch.optim.SGD(groups, momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
-    raise ValueError(f"optim.name must be adam, adamw or sgd, got {cfg['name']!r}")
+    raise ConfigError(f"optim.name must be adam, adamw or sgd, got {cfg['name']!r}")
 
 
 def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, max_epochs: int):
@@ -226,7 +226,7 @@ def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, max_epochs: int
         return torch.optim.lr_scheduler.StepLR(optimizer, cfg["step_size"], cfg["gamma"])
     if kind in ("none", ""):
         return None
-    raise ValueError(f"optim.scheduler must be cosine, step or none, got {kind!r}")
+    raise ConfigError(f"optim.scheduler must be cosine, step or none, got {kind!r}")
 
 
 def build_report(gathered: dict[str, np.ndarray], label_names: dict[str, list[str]], attribute_groups=None) -> dict:
