@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from fashionlens.data.check import probe_image, scan_images
+from fashionlens.data.check import scan_images
 from fashionlens.data.config import DataConfig
 from fashionlens.data.datasets import DeepFashionDataset, MultiLabelDataset
 from fashionlens.data.deepfashion import read_deepfashion
@@ -27,6 +27,7 @@ from fashionlens.data.images import (
     load_image,
     load_image_and_orientation,
     orient_points,
+    probe_image,
 )
 from fashionlens.data.landmark_transforms import FLIP_PAIRS, JointTransform
 from fashionlens.data.multilabel import LabelledSet, Sample
@@ -180,8 +181,12 @@ def test_scan_images_is_header_only_and_finds_every_bad_file(files: dict[str, Pa
     assert set(bad) == {str(files[n]) for n in BAD}
     assert "decompression bomb" in bad[str(files["bomb"])] and "end-of-image" in bad[str(files["cut"])]
     assert scan_images(files.values(), workers=2) == bad
-    assert probe_image(files["exif6"]) == ((W, H), None)  # the stored grid: what annotations refer to
-    assert probe_image(files["bomb"])[1] is not None and probe_image(Path("/nonexistent.jpg"))[1] == "file not found"
+    assert probe_image(files["exif6"], verify=True) == (W, H)  # the stored grid: what annotations refer to
+    with pytest.raises(BadImageError, match="decompression bomb"):
+        probe_image(files["bomb"], verify=True)
+    with pytest.raises(BadImageError, match="file not found") as info:
+        probe_image(Path("/nonexistent.jpg"))
+    assert info.value.source == "/nonexistent.jpg"
 
 
 def test_scan_images_agrees_with_load_image(files: dict[str, Path]) -> None:
@@ -281,3 +286,27 @@ def test_deepfashion_skip_records_reason_and_fail_names_file(df_root: Path, file
     assert {Path(p).name: r.split(" ")[0] for p, r in ds.bad_files.items()} == {"bad_bomb.jpg": "decompression", "bad_text.jpg": "not"}
     with pytest.raises(BadImageError, match="bad_bomb.jpg"):
         DeepFashionDataset(one, df_root, None, cfg, bad_images="fail")[0]
+
+
+def test_probe_image_reads_uploads_too_and_says_too_large_apart(files: dict[str, Path]) -> None:
+    from fashionlens.data.images import ImageTooLargeError
+
+    assert probe_image(files["exif6"].read_bytes()) == (W, H)
+    with pytest.raises(ImageTooLargeError, match="decompression bomb"):
+        probe_image(files["bomb"].read_bytes(), name="bomb.png")
+    with pytest.raises(BadImageError, match="upload.jpg: not an image file PIL can identify"):
+        probe_image(b"plain text", name="upload.jpg")
+
+
+def test_every_photo_finder_uses_the_one_list_of_image_extensions(tmp_path: Path) -> None:
+    from fashionlens.data.images import IMAGE_EXTENSIONS
+    from fashionlens.inference.inputs import expand_inputs
+    from fashionlens.label.photos import find_photos
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    names = [f"p{i}{ext.upper() if i % 2 else ext}" for i, ext in enumerate(IMAGE_EXTENSIONS)]
+    for name in [*names, "notes.txt", "labels.csv"]:
+        (folder / name).write_bytes(b"x")
+    assert sorted(Path(p).name for p in expand_inputs([str(folder)])) == sorted(names)
+    assert sorted(p.rel for p in find_photos(folder).items) == sorted(names)

@@ -28,14 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
-from PIL import Image
 
 from fashionlens.data.errors import DataFormatError
+from fashionlens.data.images import IMAGE_EXTENSIONS, BadImageError, probe_image
 from fashionlens.data.multilabel import LabelledSet, Sample
 from fashionlens.errors import ConfigError
 
 DROPPED_LABELS = ("null", "skin", "hair")
-PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png")
 ANNOTATION_KINDS = ("image-level", "pixel-level")
 ANNOTATION_CHOICES = ("both", *ANNOTATION_KINDS)
 MIN_MASK_PIXELS = 100
@@ -110,10 +109,9 @@ def read_ccp_mask(path: str | Path, num_labels: int, photo: str | Path | None = 
                                           f"expected 0-based indices below {num_labels}")
     if photo is not None:
         try:
-            with Image.open(photo) as img:
-                w, h = img.size
-        except Exception as e:  # noqa: BLE001 - any failure means the photo cannot be compared
-            raise DataFormatError(path, None, f"cannot read the size of its photo {photo} ({type(e).__name__}: {e})") from None
+            w, h = probe_image(photo, limit=False)  # a photo over the pixel limit is refused when decoded
+        except BadImageError as e:
+            raise DataFormatError(path, None, f"cannot read the size of its photo {photo} ({e.reason})") from None
         if mask.shape != (h, w):
             raise DataFormatError(path, None, f"mask is {mask.shape[1]}x{mask.shape[0]} pixels but its photo "
                                               f"{Path(photo).name} is {w}x{h}; expected the same size")
@@ -163,7 +161,7 @@ def _photo_index(folder: Path) -> dict[str, Path]:
     return {
         os.path.splitext(e.name)[0]: Path(e.path)
         for e in os.scandir(folder)
-        if os.path.splitext(e.name)[1].lower() in PHOTO_EXTENSIONS
+        if os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
     }
 
 

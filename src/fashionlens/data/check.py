@@ -13,14 +13,11 @@ import csv
 import io
 import os
 import re
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-
-from PIL import Image, UnidentifiedImageError
 
 from fashionlens.data import multilabel as ml
 from fashionlens.data.ccp import ANNOTATION_KINDS, _read_tags, read_ccp_label_list, read_ccp_mask
@@ -33,15 +30,13 @@ from fashionlens.data.deepfashion import (
 )
 from fashionlens.data.errors import DataFormatError
 from fashionlens.data.image_folder import read_image_folder
-from fashionlens.data.images import pixel_limit_problem
+from fashionlens.data.images import BadImageError, probe_image
 from fashionlens.errors import ConfigError
 
-__all__ = ["FORMATS", "CheckResult", "Problem", "check_dataset", "detect_format", "probe_image", "run_check",
-           "scan_images"]  # fmt: skip
+__all__ = ["FORMATS", "CheckResult", "Problem", "check_dataset", "detect_format", "run_check", "scan_images"]
 
 FORMATS = ("auto", "deepfashion", "multilabel", "ccp", "clothing_dataset", "image_folder")
 SPLIT_FOLDERS = ("train", "val", "validation", "test")
-_JPEG_TAIL_BYTES = 1024  # the end-of-image marker must appear in the file's last KB
 
 
 @dataclass(frozen=True)
@@ -96,44 +91,16 @@ class CheckResult:
 # ----------------------------------------------------------------------------- images
 
 
-def probe_image(path: str | Path) -> tuple[tuple[int, int] | None, str | None]:
-    """Cheap check of one image file: header, size limit, ``PIL.Image.verify`` and JPEG completeness.
+def _image_problem(path: Path) -> tuple[tuple[int, int] | None, str | None]:
+    """(size, None) for a usable image file, (None, why) for a bad one: :func:`probe_image` with ``verify``.
 
     Pixels are not decoded (fast), so a few corrupt files (damaged JPEG entropy data) still pass
     and are then skipped by the datasets' ``bad_images="skip"`` policy.
-
-    Returns:
-        ((width, height) of the stored pixel grid, or None when unknown; the reason the file is
-        bad, or None when it looks fine).
     """
-    p = Path(path)
     try:
-        n_bytes = p.stat().st_size
-    except OSError:
-        return None, "file not found"
-    if n_bytes == 0:
-        return None, "empty file (0 bytes)"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as img:
-                (w, h), fmt = img.size, img.format
-                too_big = pixel_limit_problem(w, h)
-                if too_big:
-                    return (w, h), too_big
-                img.verify()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        return None, f"decompression bomb refused ({e})"
-    except UnidentifiedImageError:
-        return None, "not an image file PIL can identify"
-    except Exception as e:  # noqa: BLE001 - a checker reports any failure of a broken file
-        return None, f"cannot decode image ({type(e).__name__}: {e})"
-    with open(p, "rb") as f:  # a JPEG ends with the end-of-image marker FF D9 (+ maybe some padding)
-        f.seek(max(0, n_bytes - _JPEG_TAIL_BYTES))
-        complete = fmt != "JPEG" or b"\xff\xd9" in f.read()
-    if not complete:
-        return (w, h), "truncated JPEG (no end-of-image marker)"
-    return (w, h), None
+        return probe_image(path, verify=True), None
+    except BadImageError as e:
+        return None, e.reason
 
 
 def _map(fn: Callable, paths: list[Path], workers: int) -> list:
@@ -158,7 +125,7 @@ def scan_images(paths: Iterable[str | Path], workers: int = 0) -> dict[str, str]
         >>> print(f"{len(bad)} unreadable images will be skipped")  # doctest: +SKIP
     """
     files = [Path(p) for p in paths]
-    reasons = [reason for _, reason in _map(probe_image, files, workers)]
+    reasons = [reason for _, reason in _map(_image_problem, files, workers)]
     return {str(p): r for p, r in zip(files, reasons, strict=True) if r}
 
 
@@ -168,7 +135,7 @@ def _check_images(
     """Probe ``(image, annotation file, line)`` triples; returns the size of every good image."""
     result.files.update(str(p) for p, _, _ in images)
     sizes = {}
-    for (img, anno, line), (size, reason) in zip(images, _map(probe_image, [p for p, _, _ in images], workers), strict=True):
+    for (img, anno, line), (size, reason) in zip(images, _map(_image_problem, [p for p, _, _ in images], workers), strict=True):
         if reason == "file not found":
             result.add(anno, line, "missing_image", f"image file not found: {img}")
         elif reason:

@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from fashionlens.data.errors import DataFormatError
-from fashionlens.data.image_folder import IMAGE_EXTENSIONS, ClassificationSet
+from fashionlens.data.image_folder import ClassificationSet
+from fashionlens.data.images import IMAGE_EXTENSIONS
 from fashionlens.errors import ConfigError
 
 SKIPPED_LABELS = ("Not sure", "Other", "Skip")

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from fashionlens.data.errors import DataFormatError
+from fashionlens.data.images import IMAGE_EXTENSIONS
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 @dataclass

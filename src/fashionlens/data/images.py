@@ -1,7 +1,9 @@
 """Robust, fast image decoding shared by every reader, the predictor and the web service.
 
 Every photo in fashionlens enters through :func:`load_image`, so EXIF orientation, colour modes,
-decompression bombs and draft-mode JPEG decoding are handled in exactly one place.
+decompression bombs and draft-mode JPEG decoding are handled in exactly one place. What counts as an
+image file (:data:`IMAGE_EXTENSIONS`) and the header-only look at one (:func:`probe_image`: its size,
+or why it is unusable) live here too, for every reader, checker and command that finds or probes photos.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fashionlens.errors import FashionlensError
+
+# File suffixes (lower case) of the image files fashionlens finds in folders: photo folders, image
+# folders, listings' folders, the labelling page, Label Studio imports, CCP's photos/.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 # Pixels above which an image is refused as a probable decompression bomb (PIL's own default,
 # about 9.5k x 9.5k); PIL would only warn below twice this, fashionlens refuses.
@@ -57,7 +63,92 @@ class BadImageError(FashionlensError, ValueError):
         self.reason = reason
 
 
+class ImageTooLargeError(BadImageError):
+    """An image with more pixels than :data:`MAX_IMAGE_PIXELS` (a probable decompression bomb)."""
+
+
 ImageSource = str | Path | bytes | BinaryIO | Image.Image | np.ndarray
+_JPEG_TAIL_BYTES = 1024  # a complete JPEG's end-of-image marker lies in its last KB
+
+
+def probe_image(src: str | Path | bytes, verify: bool = False, limit: bool = True,
+                name: str | None = None) -> tuple[int, int]:
+    """(width, height) of an image's stored pixel grid, read from its header: no pixels are decoded.
+
+    The one header probe: ``data check`` and the pre-training scan (with ``verify``), the CCP mask
+    check and the web service's upload check all call it.
+
+    Args:
+        src: an image file, or its bytes (an upload).
+        verify: also run ``PIL.Image.verify`` and, for a JPEG, look for its end-of-image marker:
+            finds most broken files, still without decoding (a few with damaged pixel data pass, and
+            are refused when decoded).
+        limit: refuse images above :data:`MAX_IMAGE_PIXELS`; False leaves only PIL's own hard limit
+            (twice that), for callers that only compare sizes.
+        name: how messages name the image (default: the path, or ``<bytes>``).
+
+    Raises:
+        BadImageError: naming the image: not found, empty, not an image, an unreadable header, or
+            (``verify``) a broken or truncated file. The PIL exception, if any, is its ``__cause__``.
+        ImageTooLargeError: more pixels than the limit (a BadImageError).
+
+    Example:
+        >>> import io
+        >>> buffer = io.BytesIO()
+        >>> Image.new("RGB", (40, 30)).save(buffer, "PNG")
+        >>> probe_image(buffer.getvalue())
+        (40, 30)
+        >>> probe_image(b"not an image", name="upload.jpg")
+        Traceback (most recent call last):
+        ...
+        fashionlens.data.images.BadImageError: upload.jpg: not an image file PIL can identify
+    """
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        name = name or f"<{type(src).__name__}>"
+        if len(src) == 0:
+            raise BadImageError(name, "empty upload (0 bytes)")
+        n_bytes, path, fp = len(src), None, io.BytesIO(src)
+    else:
+        path = Path(src)
+        name = name or str(src)
+        try:
+            n_bytes = path.stat().st_size
+        except OSError:
+            raise BadImageError(name, "file not found") from None
+        if n_bytes == 0:
+            raise BadImageError(name, "empty file (0 bytes)")
+        fp = None
+    try:
+        with warnings.catch_warnings():
+            if limit:
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(fp if fp is not None else path) as img:
+                (w, h), fmt = img.size, img.format
+                too_big = pixel_limit_problem(w, h) if limit else None
+                if too_big:
+                    raise ImageTooLargeError(name, too_big)
+                if verify:
+                    img.verify()
+    except BadImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageTooLargeError(name, f"decompression bomb refused ({e})") from e
+    except UnidentifiedImageError as e:
+        raise BadImageError(name, "not an image file PIL can identify") from e
+    except Exception as e:  # PIL raises many types for broken files; all mean "unusable"
+        raise BadImageError(name, f"cannot decode image ({type(e).__name__}: {e})") from e
+    if verify and fmt == "JPEG" and not _has_jpeg_end(src if path is None else path, n_bytes):
+        raise BadImageError(name, "truncated JPEG (no end-of-image marker)")
+    return w, h
+
+
+def _has_jpeg_end(src: Path | bytes, n_bytes: int) -> bool:
+    """A JPEG ends with the end-of-image marker FF D9 (maybe followed by some padding)."""
+    if not isinstance(src, Path):
+        return b"\xff\xd9" in bytes(src[-_JPEG_TAIL_BYTES:])
+    with open(src, "rb") as f:
+        f.seek(max(0, n_bytes - _JPEG_TAIL_BYTES))
+        return b"\xff\xd9" in f.read()
 
 
 def _describe(src: ImageSource) -> str:

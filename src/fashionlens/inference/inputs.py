@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from fashionlens.data.images import IMAGE_EXTENSIONS
 from fashionlens.errors import FashionlensError
 
 URI_SCHEMES = ("s3", "gs", "gcs", "hdfs", "file")  # those pyarrow.fs.FileSystem.from_uri opens
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 LISTING_SUFFIXES = {".csv", ".parquet", ".pq"}
 PATH_COLUMNS = ("path", "image")  # the first one a listing has is used
 
@@ -152,7 +152,7 @@ def expand_inputs(items: list[str]) -> list[str]:
         if is_listing(item):
             found += read_listing(item)
         elif not is_uri(item) and p.is_dir():
-            found += sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            found += sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
         elif not is_uri(item) and any(ch in item for ch in "*?["):
             found += sorted(glob.glob(item, recursive=True))
         else:

@@ -30,8 +30,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from fashionlens.data.image_folder import IMAGE_EXTENSIONS
-from fashionlens.data.images import BadImageError
+from fashionlens.data.images import IMAGE_EXTENSIONS, BadImageError
 from fashionlens.errors import ConfigError, FashionlensError, InputNotFoundError
 from fashionlens.label.photos import (
     THUMB_SIDE,
@@ -272,9 +271,9 @@ def create_label_app(session: LabelSession, allowed_hosts: list[str] | None = No
     app.add_middleware(_SecurityHeaders)
     return app
 
+
 class ListenError(FashionlensError, OSError):
     """The page's address cannot be listened on (the port is taken, the host is not this machine's)."""
-
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

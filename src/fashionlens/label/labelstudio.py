@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 from xml.sax.saxutils import quoteattr
 
 from fashionlens.data.errors import DataFormatError
-from fashionlens.data.image_folder import IMAGE_EXTENSIONS
+from fashionlens.data.images import IMAGE_EXTENSIONS
 from fashionlens.errors import InputNotFoundError
 from fashionlens.label.store import LabelValueError, Record, make_record
 

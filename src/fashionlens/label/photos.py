@@ -17,8 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fashionlens.data.image_folder import IMAGE_EXTENSIONS
-from fashionlens.data.images import BadImageError, load_image
+from fashionlens.data.images import IMAGE_EXTENSIONS, BadImageError, load_image
 from fashionlens.errors import FashionlensError
 
 VIEW_SIDE = 1280  # longest side of the photo shown large; the browser scales it down to fit
@@ -28,9 +27,9 @@ THUMB_SIDE = 240  # longest side of a grid thumbnail
 class PhotoAccessError(FashionlensError):
     """A photo that may not be read: it resolves outside the photo folder."""
 
+
 class PhotoFolderError(FashionlensError, NotADirectoryError):
     """The photo folder does not exist or is not a folder."""
-
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import io
 import logging
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -29,14 +27,13 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from PIL import Image
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from fashionlens.data.images import pixel_limit_problem
+from fashionlens.data.images import BadImageError, ImageTooLargeError, probe_image
 from fashionlens.errors import ConfigError, FashionlensError
 from fashionlens.inference.predictor import Predictor
 
@@ -208,17 +205,12 @@ def check_upload(upload: Upload) -> UploadError | None:
     if sniff_image_format(upload.data) is None:
         return UploadError(415, f"{name}: not an image (expected JPEG, PNG, GIF, WebP, BMP or TIFF)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(upload.data)) as img:  # reads the header only
-                width, height = img.size
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return UploadError(413, f"{name}: image has too many pixels (decompression bomb refused)")
-    except Exception as e:  # PIL raises many types for broken headers; all mean "unreadable"
-        return UploadError(422, f"{name}: cannot read the image header ({type(e).__name__})")
-    too_big = pixel_limit_problem(width, height)
-    if too_big:
-        return UploadError(413, f"{name}: {too_big}")
+        probe_image(upload.data, name=name)  # reads the header only
+    except ImageTooLargeError as e:
+        too_many = e.reason if e.__cause__ is None else "image has too many pixels (decompression bomb refused)"
+        return UploadError(413, f"{name}: {too_many}")
+    except BadImageError as e:
+        return UploadError(422, f"{name}: cannot read the image header ({type(e.__cause__ or e).__name__})")
     return None
 
 
