@@ -188,8 +188,10 @@ def check_dataset(
     """Validate a data set and return every problem found (not just the first).
 
     Args:
-        path: a DeepFashion root, a multi-label ``.csv`` / ``.jsonl``, a CCP root or an image folder.
-        fmt: "auto" (see :func:`detect_format`), "deepfashion", "multilabel", "ccp" or "image_folder".
+        path: a DeepFashion root, a multi-label ``.csv`` / ``.jsonl``, a CCP root, a clothing-dataset
+            folder or an image folder.
+        fmt: "auto" (see :func:`detect_format`), "deepfashion", "multilabel", "ccp", "clothing_dataset"
+            or "image_folder".
         check_images: also check image files: existence, header, size, completeness, and (DeepFashion)
             boxes against the image size. False: annotation files only.
         label_list: multilabel only: a vocabulary file; labels outside it are reported.

