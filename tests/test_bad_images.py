@@ -50,7 +50,9 @@ def _png(img: Image.Image, **kw) -> bytes:
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
 def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
@@ -111,7 +113,13 @@ def files(tmp_path_factory) -> dict[str, Path]:
     return {name.split(".")[0]: d / name for name in content}
 
 
-BAD = {"empty": "empty", "truncated": "cannot decode", "cut": "truncated", "text": "not an image", "bomb": "decompression bomb"}
+BAD = {
+    "empty": "empty",
+    "truncated": "cannot decode",
+    "cut": "truncated",
+    "text": "not an image",
+    "bomb": "decompression bomb",
+}
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
@@ -133,8 +141,22 @@ def test_bomb_file_is_tiny_and_header_only() -> None:
     ("name", "check"),
     [
         ("cmyk", lambda a: a[..., 0].min() > 200 and a[..., 1:].max() < 60),
-        ("gray", lambda a: (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all() and abs(int(a[0, 0, 0]) - 90) < 4),
-        ("gray16", lambda a: a[0, 0, 0] == 0 and abs(int(a[0, -1, 0]) - 47000 / 65535 * 255) <= 1 and (np.diff(a[0, :, 0].astype(int)) >= 0).all()),
+        (
+            "gray",
+            lambda a: (
+                (a[..., 0] == a[..., 1]).all()
+                and (a[..., 1] == a[..., 2]).all()
+                and abs(int(a[0, 0, 0]) - 90) < 4
+            ),
+        ),
+        (
+            "gray16",
+            lambda a: (
+                a[0, 0, 0] == 0
+                and abs(int(a[0, -1, 0]) - 47000 / 65535 * 255) <= 1
+                and (np.diff(a[0, :, 0].astype(int)) >= 0).all()
+            ),
+        ),
         ("palette", lambda a: (a[:, : W // 2] == 255).all() and tuple(a[0, -1]) == (10, 20, 200)),
         ("rgba", lambda a: (a[:, : W // 2] == 255).all() and tuple(a[0, -1]) == (10, 200, 20)),
     ],
@@ -148,7 +170,12 @@ def test_unusual_modes_become_8bit_rgb(files: dict[str, Path], name: str, check)
 
 @pytest.mark.parametrize(
     ("orientation", "size", "corner"),
-    [(3, (W, H), "bottom-right"), (6, (H, W), "top-right"), (8, (H, W), "bottom-left"), (2, (W, H), "top-right")],
+    [
+        (3, (W, H), "bottom-right"),
+        (6, (H, W), "top-right"),
+        (8, (H, W), "bottom-left"),
+        (2, (W, H), "top-right"),
+    ],
 )
 def test_exif_orientation_is_applied(files: dict[str, Path], orientation: int, size, corner: str) -> None:
     img, applied = load_image_and_orientation(files[f"exif{orientation}"])
@@ -204,13 +231,17 @@ def test_scan_images_agrees_with_load_image(files: dict[str, Path]) -> None:
 
 def _dataset(files: dict[str, Path], names: list[str], policy: str) -> MultiLabelDataset:
     samples = [Sample(files[n], ("a",), None) for n in names]
-    return MultiLabelDataset(LabelledSet(samples, ["a"], files["good"].parent), None, DataConfig(input_size=(16, 16)), policy)
+    return MultiLabelDataset(
+        LabelledSet(samples, ["a"], files["good"].parent), None, DataConfig(input_size=(16, 16)), policy
+    )
 
 
 ORDER = ["good", "empty", "cmyk", "truncated", "text", "bomb", "cut", "palette", "exif6"]
 
 
-def test_skip_policy_reports_each_bad_file_once_and_counts_it(files, caplog: pytest.LogCaptureFixture) -> None:
+def test_skip_policy_reports_each_bad_file_once_and_counts_it(
+    files, caplog: pytest.LogCaptureFixture
+) -> None:
     ds = _dataset(files, ORDER, "skip")
     with caplog.at_level(logging.WARNING, logger="fashionlens.data.datasets"):
         for _epoch in range(2):
@@ -261,7 +292,9 @@ def test_deepfashion_landmarks_follow_exif_orientation(df_root: Path, orientatio
     transform = JointTransform((64, 64), mean=(0, 0, 0), std=(1, 1, 1), margin=0.1)
     sample = DeepFashionDataset(one, df_root, transform, bad_images="fail")[0]
     image = (sample["image"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # (64, 64, 3)
-    out_slot = dict(FLIP_PAIRS + tuple((b, a) for a, b in FLIP_PAIRS))[slot] if orientation in (2, 5) else slot
+    out_slot = (
+        dict(FLIP_PAIRS + tuple((b, a) for a, b in FLIP_PAIRS))[slot] if orientation in (2, 5) else slot
+    )
     assert sample["landmark_visible"][out_slot] == 1
     lx, ly = (sample["landmarks"][out_slot] * torch.tensor([64.0, 64.0])).tolist()
     mx, my = marker_centre(Image.fromarray(image))
@@ -279,11 +312,17 @@ def test_deepfashion_skip_records_reason_and_fail_names_file(df_root: Path, file
     ds = DeepFashionDataset(one, df_root, None, cfg, bad_images="skip")
     with pytest.warns(UserWarning) as record:
         assert ds[0]["index"] == 2  # skips bad_bomb, then bad_text
-    assert sorted(Path(str(w.message).split(": ")[0].split()[-1]).name for w in record) == ["bad_bomb.jpg", "bad_text.jpg"]
+    assert sorted(Path(str(w.message).split(": ")[0].split()[-1]).name for w in record) == [
+        "bad_bomb.jpg",
+        "bad_text.jpg",
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # reported once per file only
         assert ds[1]["index"] == 2
-    assert {Path(p).name: r.split(" ")[0] for p, r in ds.bad_files.items()} == {"bad_bomb.jpg": "decompression", "bad_text.jpg": "not"}
+    assert {Path(p).name: r.split(" ")[0] for p, r in ds.bad_files.items()} == {
+        "bad_bomb.jpg": "decompression",
+        "bad_text.jpg": "not",
+    }
     with pytest.raises(BadImageError, match="bad_bomb.jpg"):
         DeepFashionDataset(one, df_root, None, cfg, bad_images="fail")[0]
 

@@ -57,15 +57,20 @@ def test_there_is_one_output_dir_error_and_ray_engine_errors_exit_1():
     from fashionlens.inference.ray_engine import RayEngineError
 
     classes = _exception_classes()
-    assert [name for name in classes if name.endswith(".OutputDirError")] == ["fashionlens.fileio.OutputDirError"]
+    assert [name for name in classes if name.endswith(".OutputDirError")] == [
+        "fashionlens.fileio.OutputDirError"
+    ]
     assert issubclass(OutputDirError, OSError) and issubclass(RayEngineError, RuntimeError)
     assert FashionlensError.exit_code == 2 and RayEngineError.exit_code == 1
 
 
 def _config(tmp_path: Path) -> str:
-    cfg = {"experiment": "contract", "data": {"format": "multilabel", "input_size": [32, 32], "num_workers": 0},
-           "model": {"backbone": "test_tiny", "pretrained": False, "heads": {"labels": {"kind": "linear"}}},
-           "trainer": {"max_epochs": 1, "accelerator": "cpu"}}
+    cfg = {
+        "experiment": "contract",
+        "data": {"format": "multilabel", "input_size": [32, 32], "num_workers": 0},
+        "model": {"backbone": "test_tiny", "pretrained": False, "heads": {"labels": {"kind": "linear"}}},
+        "trainer": {"max_epochs": 1, "accelerator": "cpu"},
+    }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return str(path)
@@ -92,8 +97,18 @@ def _one_error_line(result) -> str:
 ])  # fmt: skip
 def test_a_bad_config_value_is_one_error_line_naming_the_key_and_the_choices(tmp_path, override, allowed):
     (tmp_path / "labels.csv").write_text("image,main,labels\n")
-    result = runner.invoke(app, ["train", _config(tmp_path), "--data", str(tmp_path / "labels.csv"),
-                                 "--out", str(tmp_path / "out"), override])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            _config(tmp_path),
+            "--data",
+            str(tmp_path / "labels.csv"),
+            "--out",
+            str(tmp_path / "out"),
+            override,
+        ],
+    )
     line = _one_error_line(result)
     key = override.split("=")[0]
     assert line.startswith(f"error: {key} must be") and allowed in line and "'foo'" in line, line

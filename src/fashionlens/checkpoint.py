@@ -55,7 +55,9 @@ class ModelInfo:
             raise CheckpointError(f"{source}: model header is not valid JSON ({e})") from None
         version = d.get("schema_version")
         if version != SCHEMA_VERSION:
-            raise CheckpointError(f"{source}: schema_version {version!r}, this fashionlens reads {SCHEMA_VERSION}")
+            raise CheckpointError(
+                f"{source}: schema_version {version!r}, this fashionlens reads {SCHEMA_VERSION}"
+            )
         for key in ("spec", "label_names", "data_config"):
             if key not in d:
                 raise CheckpointError(f"{source}: model header has no {key!r}")
@@ -90,7 +92,9 @@ def read_info(path: str | Path) -> ModelInfo:
     except Exception as e:  # safetensors raises its own error types for corrupt headers
         raise CheckpointError(f"{path}: not a readable safetensors model file ({e})") from None
     if _META_KEY not in meta:
-        raise CheckpointError(f"{path}: safetensors file without a fashionlens header (not a fashionlens model)")
+        raise CheckpointError(
+            f"{path}: safetensors file without a fashionlens header (not a fashionlens model)"
+        )
     return ModelInfo.from_json(meta[_META_KEY], str(path))
 
 
@@ -111,10 +115,15 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
     if missing or unexpected:
-        raise CheckpointError(f"{path}: weights do not match the model spec (missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise CheckpointError(
+            f"{path}: weights do not match the model spec (missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]})"
+        )
     for name, t in tensors.items():
         if t.shape != own[name].shape:
-            raise CheckpointError(f"{path}: tensor {name} has shape {tuple(t.shape)}, expected {tuple(own[name].shape)}")
+            raise CheckpointError(
+                f"{path}: tensor {name} has shape {tuple(t.shape)}, expected {tuple(own[name].shape)}"
+            )
         if t.is_floating_point():
             tensors[name] = t.float()
     model.load_state_dict(tensors)

@@ -33,7 +33,8 @@ def one_line(error: BaseException) -> str:
 
 
 def one_line_errors(command: Callable) -> Callable:
-    """Run ``command``; a :class:`FashionlensError` escaping it becomes one ``error:`` line and its exit code."""
+    """Run ``command``; a :class:`FashionlensError` escaping it becomes one ``error:`` line and its exit
+    code."""
 
     @functools.wraps(command)
     def run(*args, **kwargs):
@@ -46,7 +47,8 @@ def one_line_errors(command: Callable) -> Callable:
 
 
 class FashionlensTyper(typer.Typer):
-    """A Typer app whose every command reports fashionlens errors as one line (see :func:`one_line_errors`)."""
+    """A Typer app whose every command reports fashionlens errors as one line (see
+    :func:`one_line_errors`)."""
 
     def command(self, *args, **kwargs):
         register = super().command(*args, **kwargs)

@@ -18,14 +18,17 @@ from __future__ import annotations
 
 
 class FashionlensError(Exception):
-    """Bad input, a bad file or a bad setting; the message names the file, line or field and what was expected."""
+    """Bad input, a bad file or a bad setting; the message names the file, line or field and what was
+    expected."""
 
     exit_code = 2  # the command line's exit status when this error ends a command
 
 
 class ConfigError(FashionlensError, ValueError):
-    """A config key or value (or a command's setting) that fashionlens does not accept; the message names the key."""
+    """A config key or value (or a command's setting) that fashionlens does not accept; the message names the
+    key."""
 
 
 class InputNotFoundError(FashionlensError, FileNotFoundError):
-    """A file or folder named as input (an argument, an option, a config value) that does not exist or holds nothing."""
+    """A file or folder named as input (an argument, an option, a config value) that does not exist or holds
+    nothing."""

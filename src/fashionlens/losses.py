@@ -55,16 +55,27 @@ def heatmap_loss(pred: torch.Tensor, landmarks: torch.Tensor, visible: torch.Ten
     return (per_map * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def weighted_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None, pos_weight: torch.Tensor | None) -> torch.Tensor:
+def weighted_bce(
+    logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None, pos_weight: torch.Tensor | None
+) -> torch.Tensor:
     """Binary cross-entropy with per-attribute positive weights; unknown entries (mask 0) ignored."""
-    loss = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), pos_weight=pos_weight, reduction="none")
+    loss = F.binary_cross_entropy_with_logits(
+        logits.float(), targets.float(), pos_weight=pos_weight, reduction="none"
+    )
     if mask is None:
         return loss.mean()
     return (loss * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-MULTILABEL_DEFAULTS = {"kind": "bce", "gamma_neg": 4.0, "gamma_pos": 0.0, "clip": 0.05, "gamma": 2.0, "alpha": None,
-                       "detach_focus": True}
+MULTILABEL_DEFAULTS = {
+    "kind": "bce",
+    "gamma_neg": 4.0,
+    "gamma_pos": 0.0,
+    "clip": 0.05,
+    "gamma": 2.0,
+    "alpha": None,
+    "detach_focus": True,
+}
 MULTILABEL_KINDS = ("bce", "asl", "focal")
 
 
@@ -74,9 +85,16 @@ def _masked_mean(loss: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return (loss * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None,
-                    gamma_neg: float = 4.0, gamma_pos: float = 0.0, clip: float = 0.05,
-                    detach_focus: bool = True, eps: float = 1e-8) -> torch.Tensor:
+def asymmetric_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    gamma_neg: float = 4.0,
+    gamma_pos: float = 0.0,
+    clip: float = 0.05,
+    detach_focus: bool = True,
+    eps: float = 1e-8,
+) -> torch.Tensor:
     """ASL (Ridnik et al., ICCV 2021), the mean over the known entries.
 
     With ``p = sigmoid(logit)`` and the shifted negative probability ``p_m = max(p - clip, 0)``:
@@ -110,8 +128,13 @@ def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Ten
     return _masked_mean(-loss, mask)
 
 
-def focal_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None,
-               gamma: float = 2.0, alpha: float | None = None) -> torch.Tensor:
+def focal_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    gamma: float = 2.0,
+    alpha: float | None = None,
+) -> torch.Tensor:
     """Sigmoid focal loss (Lin et al., 2017), the mean over the known entries.
 
     ``-alpha_t (1 - p_t)^gamma log p_t`` with ``p_t`` the probability of the right answer and
@@ -129,13 +152,18 @@ def focal_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor |
 
 
 def check_multilabel_loss(settings: dict | None) -> dict:
-    """``loss.multilabel`` over its defaults, checked; raises :class:`ConfigError` (a ValueError) naming the bad setting."""
+    """``loss.multilabel`` over its defaults, checked; raises :class:`ConfigError` (a ValueError) naming the
+    bad setting."""
     s = {**MULTILABEL_DEFAULTS, **(settings or {})}
     unknown = set(s) - set(MULTILABEL_DEFAULTS)
     if unknown:
-        raise ConfigError(f"unknown loss.multilabel setting(s) {sorted(unknown)}; known: {', '.join(MULTILABEL_DEFAULTS)}")
+        raise ConfigError(
+            f"unknown loss.multilabel setting(s) {sorted(unknown)}; known: {', '.join(MULTILABEL_DEFAULTS)}"
+        )
     if s["kind"] not in MULTILABEL_KINDS:
-        raise ConfigError(f"loss.multilabel.kind must be one of {', '.join(MULTILABEL_KINDS)}, got {s['kind']!r}")
+        raise ConfigError(
+            f"loss.multilabel.kind must be one of {', '.join(MULTILABEL_KINDS)}, got {s['kind']!r}"
+        )
 
     def number(key: str) -> float:
         try:
@@ -153,17 +181,35 @@ def check_multilabel_loss(settings: dict | None) -> dict:
     return s
 
 
-def multilabel_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None,
-                    pos_weight: torch.Tensor | None = None, settings: dict | None = None) -> torch.Tensor:
+def multilabel_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    pos_weight: torch.Tensor | None = None,
+    settings: dict | None = None,
+) -> torch.Tensor:
     """The configured multi-label loss (``loss.multilabel``): bce (with ``pos_weight``), asl or focal."""
     s = check_multilabel_loss(settings)
     if s["kind"] == "asl":
-        return asymmetric_loss(logits, targets, mask, float(s["gamma_neg"]), float(s["gamma_pos"]), float(s["clip"]),
-                               bool(s["detach_focus"]))
+        return asymmetric_loss(
+            logits,
+            targets,
+            mask,
+            float(s["gamma_neg"]),
+            float(s["gamma_pos"]),
+            float(s["clip"]),
+            bool(s["detach_focus"]),
+        )
     if s["kind"] == "focal":
-        return focal_loss(logits, targets, mask, float(s["gamma"]), None if s["alpha"] is None else float(s["alpha"]))
+        return focal_loss(
+            logits, targets, mask, float(s["gamma"]), None if s["alpha"] is None else float(s["alpha"])
+        )
     return weighted_bce(logits, targets, mask, pos_weight)
-def weighted_mean_bce(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+
+
+def weighted_mean_bce(
+    logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None
+) -> torch.Tensor:
     """BCE averaged over *all* entries, each multiplied by its weight (1 without ``weights``).
 
     Unlike :func:`weighted_bce`'s mask, the weights are not renormalised: a sub-batch of product
@@ -173,7 +219,9 @@ def weighted_mean_bce(logits: torch.Tensor, targets: torch.Tensor, weights: torc
     return loss.mean() if weights is None else (loss * weights).mean()
 
 
-def pos_weight_from_targets(targets: torch.Tensor, mask: torch.Tensor | None = None, max_weight: float = 100.0) -> torch.Tensor:
+def pos_weight_from_targets(
+    targets: torch.Tensor, mask: torch.Tensor | None = None, max_weight: float = 100.0
+) -> torch.Tensor:
     """pos_weight[c] = negatives / positives of attribute c in the training set, clipped to [1, max]."""
     targets = targets.float()
     valid = torch.ones_like(targets) if mask is None else mask.float()
@@ -203,7 +251,9 @@ def compute_losses(
     """
     losses: dict[str, torch.Tensor] = {}
     if "category" in outputs and "category" in batch:
-        losses["category"] = F.cross_entropy(outputs["category"].float(), batch["category"], label_smoothing=label_smoothing)
+        losses["category"] = F.cross_entropy(
+            outputs["category"].float(), batch["category"], label_smoothing=label_smoothing
+        )
     for head in ("labels", "styles"):
         if head in outputs and head in batch:
             weights = batch.get(f"{head}_mask")
@@ -212,12 +262,15 @@ def compute_losses(
             else:  # ASL / focal: the weights act as a mask (a mean over the weighted entries)
                 losses[head] = multilabel_loss(outputs[head], batch[head], weights, settings=multilabel)
     if "attributes" in outputs and "attributes" in batch:
-        losses["attributes"] = multilabel_loss(outputs["attributes"], batch["attributes"], batch.get("attributes_mask"),
-                                               pos_weight, multilabel)
+        losses["attributes"] = multilabel_loss(
+            outputs["attributes"], batch["attributes"], batch.get("attributes_mask"), pos_weight, multilabel
+        )
     if "heatmaps" in outputs and "landmarks" in batch:
-        losses["landmarks"] = heatmap_loss(outputs["heatmaps"], batch["landmarks"], batch["landmark_visible"], heatmap_sigma,
-                                           heatmap)
+        losses["landmarks"] = heatmap_loss(
+            outputs["heatmaps"], batch["landmarks"], batch["landmark_visible"], heatmap_sigma, heatmap
+        )
     if "landmark_visibility" in outputs and "landmark_visible" in batch:
-        losses["visibility"] = F.binary_cross_entropy_with_logits(outputs["landmark_visibility"].float(),
-                                                                  batch["landmark_visible"].float())
+        losses["visibility"] = F.binary_cross_entropy_with_logits(
+            outputs["landmark_visibility"].float(), batch["landmark_visible"].float()
+        )
     return losses

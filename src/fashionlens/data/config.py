@@ -10,7 +10,8 @@ RESIZE_MODES = ("squash", "letterbox")
 
 
 def check_resize(resize: str, max_stretch: float) -> None:
-    """Raise :class:`ConfigError` (a ValueError) unless ``resize`` is a known mode and ``max_stretch`` a number >= 1."""
+    """Raise :class:`ConfigError` (a ValueError) unless ``resize`` is a known mode and ``max_stretch`` a
+    number >= 1."""
     if resize not in RESIZE_MODES:
         raise ConfigError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
     if isinstance(max_stretch, bool) or not isinstance(max_stretch, (int, float)) or max_stretch < 1:

@@ -122,7 +122,8 @@ class ClassificationDataset(_ImageDataset):
         super().__init__([p for p, _ in classification_set.samples], transform, cfg, bad_images)
         self.class_names = list(classification_set.class_names)
         self.targets = torch.from_numpy(classification_set.targets())  # (N,) int64
-        # more targets that follow from the class: name -> (K, ...) tensor (e.g. a product photo's implied tags)
+        # more targets that follow from the class: name -> (K, ...) tensor (e.g. a product photo's implied
+        # tags)
         self.class_targets = class_targets or {}
 
     def _targets(self, index: int) -> dict[str, torch.Tensor]:
@@ -188,13 +189,16 @@ class DeepFashionDataset(Dataset):
                 self.bad_files[str(path)] = e.reason
                 continue
             return self._sample(j, image, orientation)
-        raise BadImageError(str(self.root), f"no readable image in the data set ({len(self.bad_files)} bad files)")
+        raise BadImageError(
+            str(self.root), f"no readable image in the data set ({len(self.bad_files)} bad files)"
+        )
 
     def _sample(self, j: int, image, orientation: int = 1) -> dict[str, torch.Tensor | int]:
         idx = self.index
         # DeepFashion gives integer pixel indices; +0.5 = pixel centres (landmark_transforms' convention).
-        lm, vis, bbox = upright_annotations(idx.landmarks[j] + 0.5, idx.landmark_visible[j], idx.bbox[j],
-                                            orientation, image.size, FLIP_PAIRS)  # EXIF: same rotation
+        lm, vis, bbox = upright_annotations(
+            idx.landmarks[j] + 0.5, idx.landmark_visible[j], idx.bbox[j], orientation, image.size, FLIP_PAIRS
+        )  # EXIF: same rotation
         image_t, lm, vis = self.transform(image, lm, vis, bbox)
         attrs = torch.from_numpy(idx.attributes[j].astype(np.float32))  # (A,) in {1, -1, 0}
         return {

@@ -159,7 +159,8 @@ def _describe(src: ImageSource) -> str:
 
 def _array_to_pil(arr: np.ndarray, name: str) -> Image.Image:
     if arr.dtype.kind not in "biuf":
-        raise BadImageError(name, f"expected an array of numbers (uint8, or floats in [0, 1] or [0, 255]), got dtype {arr.dtype}")
+        raise BadImageError(name, "expected an array of numbers (uint8, or floats in [0, 1] or [0, 255]), "
+                                  f"got dtype {arr.dtype}")
     if arr.ndim in (2, 3) and 0 in arr.shape[:2]:
         raise BadImageError(name, f"empty image ({arr.shape[1]}x{arr.shape[0]} pixels)")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
@@ -167,7 +168,9 @@ def _array_to_pil(arr: np.ndarray, name: str) -> Image.Image:
     if arr.ndim == 2:
         arr = np.stack([arr] * 3, axis=-1)
     if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
-        raise BadImageError(name, f"expected an array of shape (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
+        raise BadImageError(
+            name, f"expected an array of shape (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}"
+        )
     if arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)
     if arr.dtype != np.uint8:
@@ -263,8 +266,11 @@ def _load(src: ImageSource, draft_size: tuple[int, int] | None, upright: bool) -
     elif callable(getattr(src, "read", None)):
         fp = src
     else:
-        raise BadImageError(name, f"not an image input: {type(src).__name__} (expected a path, bytes, a binary file, "
-                                  "a PIL image or a numpy array)")
+        raise BadImageError(
+            name,
+            f"not an image input: {type(src).__name__} (expected a path, bytes, a binary file, "
+            "a PIL image or a numpy array)",
+        )
     try:
         return _decode(fp, name, draft_size, upright)
     finally:
@@ -297,7 +303,9 @@ def _oriented_rgb(img: Image.Image, name: str, upright: bool = True) -> tuple[Im
         raise BadImageError(name, f"unsupported image mode {img.mode!r} ({e})") from None
 
 
-def _decode(fp: BinaryIO, name: str, draft_size: tuple[int, int] | None, upright: bool) -> tuple[Image.Image, int]:
+def _decode(
+    fp: BinaryIO, name: str, draft_size: tuple[int, int] | None, upright: bool
+) -> tuple[Image.Image, int]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -356,7 +364,11 @@ def orient_points(points: np.ndarray, orientation: int, stored_size: tuple[int, 
 
 
 def upright_annotations(
-    landmarks: np.ndarray, visible: np.ndarray, bbox: np.ndarray, orientation: int, upright_size: tuple[int, int],
+    landmarks: np.ndarray,
+    visible: np.ndarray,
+    bbox: np.ndarray,
+    orientation: int,
+    upright_size: tuple[int, int],
     flip_pairs: tuple[tuple[int, int], ...] = (),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Move stored-grid annotations onto the EXIF-oriented image that :func:`load_image` returns.

@@ -206,7 +206,8 @@ def build_joint_transforms(cfg: DataConfig, train: bool, margin: float = 0.1) ->
     if cfg.resize != "squash":
         raise ConfigError(f"DeepFashion training crops the bounding box and squashes it to the input; "
                          f"data.resize={cfg.resize!r} is not supported with landmarks (use squash)")
-    common = dict(size=cfg.input_size, mean=cfg.mean, std=cfg.std, interpolation=cfg.interpolation, margin=margin)
+    common = dict(size=cfg.input_size, mean=cfg.mean, std=cfg.std, interpolation=cfg.interpolation,
+                  margin=margin)
     if not train:
         return JointTransform(**common)
     return JointTransform(**common, flip_p=0.5, jitter_scale=0.1, jitter_shift=0.05)

@@ -266,7 +266,8 @@ def _parse_glove_lines(path: Path) -> tuple[dict[str, int], list[list[str]]]:
             if not dim:
                 dim = len(parts) - 1
                 if dim < 1:
-                    raise WordVectorFileError(f"{path}:{lineno}: expected 'word v1 v2 ...', got {line[:60]!r}")
+                    raise WordVectorFileError(f"{path}:{lineno}: expected 'word v1 v2 ...', got "
+                                              f"{line[:60]!r}")
             if len(parts) < dim + 1:
                 raise WordVectorFileError(
                     f"{path}:{lineno}: expected a word and {dim} numbers, got {len(parts) - 1} fields"

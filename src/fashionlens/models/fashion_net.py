@@ -33,11 +33,14 @@ _LANDMARK_DEFAULTS = {"num_landmarks": 8, "num_glem": 1, "num_upsample": 1, "fus
 
 
 def _build_head(name: str, in_channels: int, settings: dict) -> RecognitionHead:
-    """The ``name`` head; a setting it does not take or a bad value is a ConfigError naming ``model.heads.<name>``."""
+    """The ``name`` head; a setting it does not take or a bad value is a ConfigError naming
+    ``model.heads.<name>``."""
     known = set(inspect.signature(RecognitionHead).parameters) - {"in_channels"}
     unknown = sorted(set(settings) - known)
     if unknown:
-        raise ConfigError(f"model.heads.{name}: unknown setting(s) {unknown}; known: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"model.heads.{name}: unknown setting(s) {unknown}; known: {', '.join(sorted(known))}"
+        )
     try:
         return RecognitionHead(in_channels, **settings)
     except ConfigError as e:
@@ -96,7 +99,10 @@ class FashionNet(nn.Module):
         if tta not in ("none", "flip"):
             raise ConfigError(f"tta must be 'none' or 'flip', got {tta!r}")
         if tta == "flip" and landmarks:
-            raise ConfigError("tta='flip' is for models without a landmark branch (flipped heatmaps would need left/right swaps)")
+            raise ConfigError(
+                "tta='flip' is for models without a landmark branch (flipped heatmaps would need left/right "
+                "swaps)"
+            )
         self.tta = tta
         self._spec = {
             "backbone": backbone,
@@ -106,7 +112,9 @@ class FashionNet(nn.Module):
         }
         if tta != "none":
             self._spec["tta"] = tta
-        self.backbone = backbone_module or create_backbone(backbone, pretrained=pretrained, **self._spec["backbone_kwargs"])
+        self.backbone = backbone_module or create_backbone(
+            backbone, pretrained=pretrained, **self._spec["backbone_kwargs"]
+        )
         channels = self.backbone.out_channels
         lm = self._spec["landmarks"]
         self.fuse = bool(lm and lm["fuse"])
@@ -141,7 +149,8 @@ class FashionNet(nn.Module):
     def _forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         lm = self._spec["landmarks"]
         if lm and lm["stride"]:
-            feats, fine = self.backbone.forward_with_tap(x)  # (B, C, h, w), (B, C'', h', w') at the finer stride
+            # (B, C, h, w), (B, C'', h', w') at the finer stride
+            feats, fine = self.backbone.forward_with_tap(x)
         else:
             feats = fine = self.backbone(x)  # (B, C, h, w)
         out: dict[str, torch.Tensor] = {}

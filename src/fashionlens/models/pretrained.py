@@ -57,12 +57,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # safetensors and torch.load raise their own types for a corrupt file
-        raise PretrainedWeightsError(f"{path}: not a readable weights file ({type(e).__name__}: {e})") from None
+        raise PretrainedWeightsError(
+            f"{path}: not a readable weights file ({type(e).__name__}: {e})"
+        ) from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
             sd = sd[key]
     if not isinstance(sd, dict):
-        raise PretrainedWeightsError(f"{path}: expected a state dict (name -> tensor), got {type(sd).__name__}")
+        raise PretrainedWeightsError(
+            f"{path}: expected a state dict (name -> tensor), got {type(sd).__name__}"
+        )
     return sd
 
 
@@ -75,11 +79,13 @@ def load_matching(module: nn.Module, state_dict: dict[str, torch.Tensor], source
     loaded = {}
     for key, value in state_dict.items():
         for prefix in ("", "module.", "model.", "backbone.", "features."):
-            name = key[len(prefix):] if key.startswith(prefix) else None
+            name = key[len(prefix) :] if key.startswith(prefix) else None
             if name is not None and name in own and own[name].shape == value.shape:
                 loaded[name] = value
                 break
     if not loaded:
-        raise PretrainedWeightsError(f"{source}: none of its {len(state_dict)} tensors match this backbone's parameters")
+        raise PretrainedWeightsError(
+            f"{source}: none of its {len(state_dict)} tensors match this backbone's parameters"
+        )
     module.load_state_dict(loaded, strict=False)
     return len(loaded)

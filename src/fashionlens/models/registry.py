@@ -50,5 +50,7 @@ def create_backbone(name: str, pretrained: bool | str = False, **kwargs) -> nn.M
         (32, 4)
     """
     if name not in _BACKBONES:
-        raise UnknownBackboneError(f"unknown backbone {name!r}; registered backbones: {', '.join(list_backbones())}")
+        raise UnknownBackboneError(
+            f"unknown backbone {name!r}; registered backbones: {', '.join(list_backbones())}"
+        )
     return _BACKBONES[name](pretrained=pretrained, **kwargs)

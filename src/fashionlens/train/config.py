@@ -46,33 +46,44 @@ DEFAULTS: dict[str, Any] = {
         "crop_scale": [0.6, 1.0],  # training crops: area range as a fraction of the photo
         "ccp_annotations": "both",  # ccp: both | image-level | pixel-level (each kind is split on its own)
         "min_mask_pixels": 100,  # ccp pixel-level: a label covering fewer pixels is not a tag
-        "styles": None,  # ccp: style labels of the photos (a CSV/JSONL image,main,labels; "auto": the root's styles.csv) -> "styles" head
-        "style_sub_target": 1.0,  # ccp styles: the target of a sub style (1: as the main style; < 1: a soft target)
-        "holdout": None,  # clothing_dataset: folder of photos (or file of ids) kept for validation, never trained on
-        "implied_tags": 0.0,  # mixed, clothing_dataset source: loss weight of the tags a product photo's class implies
-        "targets": None,  # mixed: the targets a source supplies (category, labels, styles, attributes, landmarks); default all
+        # ccp: style labels of the photos (a CSV/JSONL image,main,labels; "auto": the root's styles.csv) ->
+        # "styles" head
+        "styles": None,
+        # ccp styles: the target of a sub style (1: as the main style; < 1: a soft target)
+        "style_sub_target": 1.0,
+        # clothing_dataset: folder of photos (or file of ids) kept for validation, never trained on
+        "holdout": None,
+        # mixed, clothing_dataset source: loss weight of the tags a product photo's class implies
+        "implied_tags": 0.0,
+        # mixed: the targets a source supplies (category, labels, styles, attributes, landmarks); default all
+        "targets": None,
     },
     "model": {
         "backbone": "efficientnet_lite0",
         "pretrained": True,  # true | false | path to a weights file
         "backbone_kwargs": {},
-        "heads": {},  # name -> RecognitionHead settings: {kind, pool, conv_channels, dropout, gcn_hidden, ...}
-        "landmarks": None,  # seed A's landmark branch: {num_glem, num_upsample, fuse, channels, visibility, stride}
+        # name -> RecognitionHead settings: {kind, pool, conv_channels, dropout, gcn_hidden, ...}
+        "heads": {},
+        # seed A's landmark branch: {num_glem, num_upsample, fuse, channels, visibility, stride}
+        "landmarks": None,
     },
     "labels": {
         "graph": {"kind": "cooccurrence", "tau": 0.4, "p": 0.2},  # or kind: identity
         "embeddings": {"provider": "glove", "path": None, "aliases": {}},
     },
     "loss": {
-        "weights": {"category": 1.0, "labels": 1.0, "styles": 1.0, "attributes": 1.0, "landmarks": 1.0, "visibility": 1.0},
+        "weights": {"category": 1.0, "labels": 1.0, "styles": 1.0, "attributes": 1.0, "landmarks": 1.0,
+                    "visibility": 1.0},
         "attribute_pos_weight": "frequency",  # frequency | none
         "heatmap_sigma": 1.5,
-        "heatmap": "mse",  # mse (seed A) | softmax (cross-entropy over each map's positions: learns in fewer steps)
+        # mse (seed A) | softmax (cross-entropy over each map's positions: learns in fewer steps)
+        "heatmap": "mse",
         "label_smoothing": 0.0,  # category cross-entropy
         # labels / attributes heads: bce (attributes: weighted by attribute_pos_weight) | asl | focal
         "multilabel": {"kind": "bce", "gamma_neg": 4.0, "gamma_pos": 0.0, "clip": 0.05,  # asl
                        "gamma": 2.0, "alpha": None,  # focal
-                       "detach_focus": True},  # asl: no gradient through the focusing weights (ASL's recipe)
+                       # asl: no gradient through the focusing weights (ASL's recipe)
+                       "detach_focus": True},
     },
     "optim": {
         "name": "adam",  # adam | adamw | sgd
@@ -97,7 +108,8 @@ DEFAULTS: dict[str, Any] = {
         "num_nodes": 1,
         "strategy": "auto",  # auto | ddp | ddp_spawn ...
         "log_every_n_steps": 10,
-        "checkpoint_every_n_steps": 50,  # also rewrite checkpoints/last.ckpt every n training steps (0: per epoch only)
+        # also rewrite checkpoints/last.ckpt every n training steps (0: per epoch only)
+        "checkpoint_every_n_steps": 50,
         "limit_train_batches": None,
         "limit_val_batches": None,
         "monitor": None,  # metric that picks the best checkpoint; default per task
@@ -110,8 +122,12 @@ def _merge(base: dict, update: dict, where: str) -> dict:
     out = copy.deepcopy(base)
     for key, value in update.items():
         if key not in base:
-            raise ConfigError(f"unknown config key {where}{key!r}; known keys here: {', '.join(sorted(base))}")
-        free_form = key in ("heads", "backbone_kwargs", "aliases", "landmarks", "sources") or base[key] is None
+            raise ConfigError(
+                f"unknown config key {where}{key!r}; known keys here: {', '.join(sorted(base))}"
+            )
+        free_form = (
+            key in ("heads", "backbone_kwargs", "aliases", "landmarks", "sources") or base[key] is None
+        )
         if isinstance(base[key], dict) and isinstance(value, dict) and not free_form:
             out[key] = _merge(base[key], value, f"{where}{key}.")
         else:
@@ -133,7 +149,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), parsed
 
 
-_FREE_FORM = (("data", "sources"), ("model", "heads"), ("model", "backbone_kwargs"), ("model", "landmarks"), ("labels", "embeddings", "aliases"))
+_FREE_FORM = (
+    ("data", "sources"),
+    ("model", "heads"),
+    ("model", "backbone_kwargs"),
+    ("model", "landmarks"),
+    ("labels", "embeddings", "aliases"),
+)
 
 
 def apply_override(cfg: dict, keys: list[str], value: Any) -> None:
@@ -153,7 +175,8 @@ def apply_override(cfg: dict, keys: list[str], value: Any) -> None:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
-    """Defaults, then the YAML file (which may name a ``base:`` file it extends), then overrides; values checked.
+    """Defaults, then the YAML file (which may name a ``base:`` file it extends), then overrides; values
+    checked.
 
     Raises:
         ConfigError: a missing or malformed file, an unknown key, or a value outside its choices (each
@@ -176,7 +199,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
-    """Raise :class:`ConfigError` naming ``key`` and its allowed values unless ``value`` is one of ``choices``.
+    """Raise :class:`ConfigError` naming ``key`` and its allowed values unless ``value`` is one of
+    ``choices``.
 
     Example:
         >>> check_choice("optim.name", "lion", OPTIMIZERS)
@@ -206,8 +230,10 @@ def _check_model_values(model: dict) -> None:
     from fashionlens.models import list_backbones
 
     if model["backbone"] not in list_backbones():
-        raise ConfigError(f"model.backbone must be a registered backbone ({', '.join(list_backbones())}), "
-                          f"got {model['backbone']!r}")
+        raise ConfigError(
+            f"model.backbone must be a registered backbone ({', '.join(list_backbones())}), "
+            f"got {model['backbone']!r}"
+        )
 
 
 def _check_optim_values(optim: dict) -> None:
