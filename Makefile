@@ -55,7 +55,7 @@ test: $(STAMP) $(SENTENCE_STAMP) chromium
 	FASHIONLENS_TEST_REQUIRE=$(TEST_REQUIRE) $(VENV)/bin/pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests tools bench
 
 # Main job: serve the shipped model (web page + API), or tag PHOTOS="a.jpg dir/ 'glob*.jpg'" in the terminal.
 demo: $(STAMP)

@@ -108,8 +108,12 @@ def machine_facts() -> dict[str, str]:
     facts = {
         "platform": platform.platform(),
         "cpu": f"{cpu_model()}, {cpu_cores()} cores usable ({os.cpu_count()} logical)",
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (no CUDA device on this machine)",
-        "load average (1/5/15 min)": " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a",
+        "gpu": torch.cuda.get_device_name(0)
+        if torch.cuda.is_available()
+        else "none (no CUDA device on this machine)",
+        "load average (1/5/15 min)": " ".join(f"{x:.2f}" for x in os.getloadavg())
+        if hasattr(os, "getloadavg")
+        else "n/a",
         "torch threads": str(torch.get_num_threads()),
         "command": " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]),
     }

@@ -47,7 +47,9 @@ def _write_attr_img(path: Path, names: list[str], rng: np.random.Generator, chun
             part = names[s : s + chunk]
             vals = np.where(rng.random((len(part), N_ATTR)) < 0.003, 2, 0)  # 3 positives per image
             vals[rng.random(vals.shape) < 0.001] = 1  # a few unknown
-            name_col = np.frombuffer(np.array(part, dtype=f"S{width}").tobytes(), np.uint8).reshape(len(part), width)
+            name_col = np.frombuffer(np.array(part, dtype=f"S{width}").tobytes(), np.uint8).reshape(
+                len(part), width
+            )
             name_col = np.where(name_col == 0, 32, name_col).astype(np.uint8)  # NUL padding -> spaces
             body = _TOKENS[vals].reshape(len(part), -1)  # (rows, 3000)
             f.write(np.hstack([name_col, body, np.full((len(part), 1), 10, np.uint8)]).tobytes())
@@ -59,23 +61,50 @@ def write_annotations(root: Path, n: int, seed: int = 0) -> None:
     names = _names(n)
     w = max(map(len, names)) + 3
     cats = [(f"Category_{k:02d}", 1 if k < 20 else 2 if k < 36 else 3) for k in range(50)]
-    _write(root / "Anno/list_category_cloth.txt", "category_name  category_type", 50, (f"{c:<20}{t}" for c, t in cats))
+    _write(
+        root / "Anno/list_category_cloth.txt",
+        "category_name  category_type",
+        50,
+        (f"{c:<20}{t}" for c, t in cats),
+    )
     attrs = [(f"attribute number {k:04d}", 1 + k % 5) for k in range(N_ATTR)]
-    _write(root / "Anno/list_attr_cloth.txt", "attribute_name  attribute_type", N_ATTR, (f"{a:<30}{t}" for a, t in attrs))
+    _write(
+        root / "Anno/list_attr_cloth.txt",
+        "attribute_name  attribute_type",
+        N_ATTR,
+        (f"{a:<30}{t}" for a, t in attrs),
+    )
     labels = rng.integers(1, 51, n)
-    _write(root / "Anno/list_category_img.txt", "image_name  category_label", n, (f"{m:<{w}}{c}" for m, c in zip(names, labels, strict=True)))
-    box = np.sort(rng.integers(0, 300, (n, 2, 2)), axis=2).reshape(n, 4)[:, [0, 2, 1, 3]] + np.asarray([0, 0, 1, 1])
-    _write(root / "Anno/list_bbox.txt", "image_name  x_1  y_1  x_2  y_2", n,
-           (f"{m:<{w}}" + " ".join(f"{v:03d}" for v in b) for m, b in zip(names, box.tolist(), strict=True)))
+    _write(
+        root / "Anno/list_category_img.txt",
+        "image_name  category_label",
+        n,
+        (f"{m:<{w}}{c}" for m, c in zip(names, labels, strict=True)),
+    )
+    box = np.sort(rng.integers(0, 300, (n, 2, 2)), axis=2).reshape(n, 4)[:, [0, 2, 1, 3]] + np.asarray(
+        [0, 0, 1, 1]
+    )
+    _write(
+        root / "Anno/list_bbox.txt",
+        "image_name  x_1  y_1  x_2  y_2",
+        n,
+        (f"{m:<{w}}" + " ".join(f"{v:03d}" for v in b) for m, b in zip(names, box.tolist(), strict=True)),
+    )
     ctype = np.asarray([cats[c - 1][1] for c in labels])
     lm = rng.integers(0, 300, (n, 8, 2))
     vis = rng.choice(3, (n, 8), p=[0.8, 0.15, 0.05])
     n_trip = {1: 6, 2: 4, 3: 8}
-    rows = (f"{m:<{w}}{t}  " + "  ".join(f"{vis[i, k]} {lm[i, k, 0]:03d} {lm[i, k, 1]:03d}" if k < n_trip[t] else "0 000 000" for k in range(8))
+    rows = (f"{m:<{w}}{t}  " + "  ".join(f"{vis[i, k]} {lm[i, k, 0]:03d} {lm[i, k, 1]:03d}" if k < n_trip[t]
+                                         else "0 000 000" for k in range(8))
             for i, (m, t) in enumerate(zip(names, ctype.tolist(), strict=True)))  # fmt: skip
     _write(root / "Anno/list_landmarks.txt", "image_name  clothes_type  landmark_visibility_1 ...", n, rows)
     part = np.where(np.arange(n) < n * 209_222 // N_ROWS, "train", np.where(np.arange(n) % 2, "val", "test"))
-    _write(root / "Eval/list_eval_partition.txt", "image_name  evaluation_status", n, (f"{m:<{w}}{p}" for m, p in zip(names, part, strict=True)))
+    _write(
+        root / "Eval/list_eval_partition.txt",
+        "image_name  evaluation_status",
+        n,
+        (f"{m:<{w}}{p}" for m, p in zip(names, part, strict=True)),
+    )
     _write_attr_img(root / "Anno/list_attr_img.txt", names, rng)
 
 
@@ -117,13 +146,25 @@ def main(argv: list[str] | None = None) -> None:
         runs = [json.loads(subprocess.run([sys.executable, __file__, "--child", tmp], env=env, check=True,
                                           capture_output=True, text=True).stdout.strip().splitlines()[-1])
                 for _ in range(args.repeats)]  # fmt: skip
-    print(f"machine : {platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    print(
+        f"machine : {platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} "
+        "CPUs"
+    )
     print(f"command : {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"versions: python {platform.python_version()}, numpy {np.__version__}")
-    print(f"data    : {args.rows} rows x {N_ATTR} attributes, list_attr_img.txt {size / 2**20:.0f} MiB (generated in {gen:.1f} s)")
-    print(f"{'run':>4} | {'load s':>7} | {'load s (traced)':>15} | {'tracemalloc peak MiB':>20} | {'max RSS MiB':>11}")
+    print(
+        f"data    : {args.rows} rows x {N_ATTR} attributes, list_attr_img.txt {size / 2**20:.0f} MiB "
+        f"(generated in {gen:.1f} s)"
+    )
+    print(
+        f"{'run':>4} | {'load s':>7} | {'load s (traced)':>15} | {'tracemalloc peak MiB':>20} | "
+        f"{'max RSS MiB':>11}"
+    )
     for i, r in enumerate(runs):
-        print(f"{i:>4} | {r['seconds']:7.2f} | {r['seconds_traced']:15.2f} | {r['peak_traced'] / 2**20:20.0f} | {r['max_rss'] / 2**20:11.0f}")
+        print(
+            f"{i:>4} | {r['seconds']:7.2f} | {r['seconds_traced']:15.2f} | {r['peak_traced'] / 2**20:20.0f} "
+            f"| {r['max_rss'] / 2**20:11.0f}"
+        )
     print(f"(the attributes array alone is {runs[0]['attributes_bytes'] / 2**20:.0f} MiB)")
 
 

@@ -45,7 +45,11 @@ def head_step(kw: dict, batch: int):
 
 
 def backbone_step(batch: int):
-    net = FashionNet("efficientnet_lite0", heads={"labels": {"num_classes": 56}}, backbone_kwargs={"input_size": (320, 224)})
+    net = FashionNet(
+        "efficientnet_lite0",
+        heads={"labels": {"num_classes": 56}},
+        backbone_kwargs={"input_size": (320, 224)},
+    )
     net.backbone.freeze_stages(3)
     net = net.to(memory_format=torch.channels_last).train()
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], 1e-4)
@@ -78,11 +82,17 @@ def main() -> None:
         for n in args.threads:
             torch.set_num_threads(n)
             times.append(time_call(step, args.iters).median)
-        rows.append([name, f"{params / 1e6:.2f} M"] + [f"{1000 * s:.0f}" for s in times]
-                    + ([f"{times[-1] / times[0]:.1f}x"] if len(times) > 1 else []))
+        rows.append(
+            [name, f"{params / 1e6:.2f} M"]
+            + [f"{1000 * s:.0f}" for s in times]
+            + ([f"{times[-1] / times[0]:.1f}x"] if len(times) > 1 else [])
+        )
     headers = [f"head (batch {args.batch})", "trainable"] + [f"ms/step, {n} thread(s)" for n in args.threads]
     headers += [f"{args.threads[-1]} vs {args.threads[0]} threads"] if len(args.threads) > 1 else []
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; load average {os.getloadavg()[0]:.1f} at the end")
+    print(
+        f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; load average {os.getloadavg()[0]:.1f} at the "
+        "end"
+    )
     print(markdown_table(headers, rows))
 
 

@@ -1,6 +1,7 @@
 """int8 vs fp32 accuracy of a model on the validation photos: top-1 agreement, top-1 and tag mAP change.
 
-    .venv/bin/python bench/int8_parity.py [MODEL] [--int8 OUT.onnx] [--calibration-images 256] [--method minmax]
+    .venv/bin/python bench/int8_parity.py [MODEL] [--int8 OUT.onnx] [--calibration-images 256] \
+        [--method minmax]
 
 MODEL (default: the shipped fashionlens-lite) is quantised with ``quantize_int8`` (what
 ``fashionlens export --int8`` runs), calibrated on *training* photos: a seeded sample of
@@ -35,9 +36,23 @@ from fashionlens.inference.quantize import calibration_inputs, quantize_int8
 from fashionlens.metrics import mean_average_precision
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-INT8_OPS = {"QLinearConv", "QLinearAdd", "QLinearMul", "QGemm", "QLinearMatMul", "MatMulInteger", "ConvInteger",
-            "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearSigmoid", "QLinearLeakyRelu",
-            "QLinearConcat", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
+INT8_OPS = {
+    "QLinearConv",
+    "QLinearAdd",
+    "QLinearMul",
+    "QGemm",
+    "QLinearMatMul",
+    "MatMulInteger",
+    "ConvInteger",
+    "QLinearGlobalAveragePool",
+    "QLinearAveragePool",
+    "QLinearSigmoid",
+    "QLinearLeakyRelu",
+    "QLinearConcat",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "DynamicQuantizeLinear",
+}
 
 
 def ccp_split(info: ModelInfo, split: str):
@@ -45,9 +60,15 @@ def ccp_split(info: ModelInfo, split: str):
     sources = info.extra.get("data", {}).get("sources", {})
     settings = sources.get("ccp", info.extra.get("data", {}))
     # as training splits it: each annotation kind on its own, with the same fractions and seed
-    kinds = read_ccp_parts(SHARED / "ccp", annotations=settings.get("ccp_annotations", "both"),
-                           min_pixels=int(settings.get("min_mask_pixels", MIN_MASK_PIXELS)))
-    fractions, seed = tuple(settings.get("split_fractions", (0.7, 0.1, 0.2))), int(settings.get("split_seed", 0))
+    kinds = read_ccp_parts(
+        SHARED / "ccp",
+        annotations=settings.get("ccp_annotations", "both"),
+        min_pixels=int(settings.get("min_mask_pixels", MIN_MASK_PIXELS)),
+    )
+    fractions, seed = (
+        tuple(settings.get("split_fractions", (0.7, 0.1, 0.2))),
+        int(settings.get("split_seed", 0)),
+    )
     return split_by_kind(list(kinds.values()), fractions, seed=seed)[split]
 
 
@@ -77,9 +98,20 @@ def category_rows(info: ModelInfo, fp32: OnnxRunner, int8: OnnxRunner) -> list[l
     assert bad == 0, "unreadable validation photos"
     a, b = (outputs(r, x)["category"].argmax(1) for r in (fp32, int8))
     n = len(truth)
-    return [[f"clothing-small validation ({n} photos): top-1 accuracy", round(float((a == truth).mean()), 4),
-             round(float((b == truth).mean()), 4), round(float((b == truth).mean() - (a == truth).mean()), 4)],
-            ["int8 top-1 = fp32 top-1", "", round(float((a == b).mean()), 4), f"{int((a != b).sum())} of {n} differ"]]
+    return [
+        [
+            f"clothing-small validation ({n} photos): top-1 accuracy",
+            round(float((a == truth).mean()), 4),
+            round(float((b == truth).mean()), 4),
+            round(float((b == truth).mean() - (a == truth).mean()), 4),
+        ],
+        [
+            "int8 top-1 = fp32 top-1",
+            "",
+            round(float((a == b).mean()), 4),
+            f"{int((a != b).sum())} of {n} differ",
+        ],
+    ]
 
 
 def tag_rows(info: ModelInfo, fp32: OnnxRunner, int8: OnnxRunner) -> list[list[object]]:
@@ -89,12 +121,19 @@ def tag_rows(info: ModelInfo, fp32: OnnxRunner, int8: OnnxRunner) -> list[list[o
     x, bad = calibration_inputs(info, [s.path for s in val.samples], max_images=len(val))
     assert bad == 0, "unreadable validation photos"
     maps = [mean_average_precision(outputs(r, x)["labels"], targets) for r in (fp32, int8)]
-    return [[f"CCP validation split ({len(val)} photos): tag mAP", round(maps[0], 4), round(maps[1], 4),
-             round(maps[1] - maps[0], 4)]]
+    return [
+        [
+            f"CCP validation split ({len(val)} photos): tag mAP",
+            round(maps[0], 4),
+            round(maps[1], 4),
+            round(maps[1] - maps[0], 4),
+        ]
+    ]
 
 
 def fp32_operators(path: Path) -> dict[str, int]:
-    """Operator counts of the int8 graph as ONNX Runtime runs it (after its fusions), non-integer ones only."""
+    """Operator counts of the int8 graph as ONNX Runtime runs it (after its fusions), non-integer ones
+    only."""
     import onnx
     import onnxruntime as ort
 
@@ -123,13 +162,16 @@ def make_int8(model: str, out: Path, images: int = 256, method: str = "minmax") 
 def main(argv: list[str] | None = None) -> list[list[object]]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", nargs="?", default="fashionlens-lite")
-    ap.add_argument("--int8", type=Path, default=None, help="where to keep the int8 model (default: a temporary file)")
+    ap.add_argument(
+        "--int8", type=Path, default=None, help="where to keep the int8 model (default: a temporary file)"
+    )
     ap.add_argument("--calibration-images", type=int, default=256)
     ap.add_argument("--method", default="minmax", choices=["minmax", "percentile", "entropy"])
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        fp32, int8, report = make_int8(args.model, args.int8 or Path(tmp) / "int8.onnx", args.calibration_images,
-                                       args.method)
+        fp32, int8, report = make_int8(
+            args.model, args.int8 or Path(tmp) / "int8.onnx", args.calibration_images, args.method
+        )
         info = read_onnx_model(fp32)[1]
         runners = OnnxRunner(fp32), OnnxRunner(int8)
         rows = []

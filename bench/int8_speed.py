@@ -107,9 +107,11 @@ def print_profile(paths: dict[str, Path], x: np.ndarray) -> None:
     conv = {n: {k: v for k, v in t.items() if "Conv" in k} for n, t in prof.items()}
     dw = {n: sum(v for k, v in t.items() if "depthwise" in k) for n, t in conv.items()}
     other = {n: sum(t.values()) - dw[n] for n, t in conv.items()}
-    print(f"\ndense (1x1 and full) convolutions: {other['fp32']:.0f} -> {other['int8']:.0f} ms "
-          f"({other['fp32'] / max(other['int8'], 1e-9):.2f}x); depthwise: {dw['fp32']:.0f} -> {dw['int8']:.0f} ms "
-          f"({dw['fp32'] / max(dw['int8'], 1e-9):.2f}x)")
+    print(
+        f"\ndense (1x1 and full) convolutions: {other['fp32']:.0f} -> {other['int8']:.0f} ms "
+        f"({other['fp32'] / max(other['int8'], 1e-9):.2f}x); depthwise: {dw['fp32']:.0f} -> {dw['int8']:.0f} "
+        f"ms ({dw['fp32'] / max(dw['int8'], 1e-9):.2f}x)"
+    )
 
 
 def keep_best(table: dict, key, value) -> None:
@@ -129,7 +131,9 @@ def decode_rate(predictor, files: list[str]) -> float:
 def main(argv: list[str] | None = None) -> list[list[object]]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", nargs="?", default="fashionlens-lite")
-    ap.add_argument("--int8", type=Path, default=None, help="an int8 .onnx of MODEL (default: quantise it here)")
+    ap.add_argument(
+        "--int8", type=Path, default=None, help="an int8 .onnx of MODEL (default: quantise it here)"
+    )
     ap.add_argument("--images", type=int, default=128)
     ap.add_argument("--passes", type=int, default=3)
     args = ap.parse_args(argv)
@@ -159,28 +163,59 @@ def measure(args, files: list[str], paths: dict[str, Path]) -> list[list[object]
     for _ in range(args.passes):
         for batch in (1, 32):
             for name in paths:
-                keep_best(net, (name, batch), network_rate(runners[name], x[:batch], 3 if batch == 32 else 20))
+                keep_best(
+                    net, (name, batch), network_rate(runners[name], x[:batch], 3 if batch == 32 else 20)
+                )
                 *rate, labels[name] = e2e_rate(predictors[name, batch], files)
                 keep_best(e2e, (name, batch), rate)
         decode = max(decode, decode_rate(predictors["fp32", 32], files))
     after = uptime()
     rows = []
-    for what, table in (("network (ONNX Runtime session)", net), ("end to end (Predictor.predict, JPEGs)", e2e)):
+    for what, table in (
+        ("network (ONNX Runtime session)", net),
+        ("end to end (Predictor.predict, JPEGs)", e2e),
+    ):
         for batch in (1, 32):
             (f, fc), (q, qc) = table["fp32", batch], table["int8", batch]
-            rows.append([what, batch, round(f, 1), round(q, 1), round(q / f, 2), round(fc, 2), round(qc, 2),
-                         round(fc / qc, 2)])
+            rows.append(
+                [
+                    what,
+                    batch,
+                    round(f, 1),
+                    round(q, 1),
+                    round(q / f, 2),
+                    round(fc, 2),
+                    round(qc, 2),
+                    round(fc / qc, 2),
+                ]
+            )
     agree = np.mean([a == b for a, b in zip(labels["fp32"], labels["int8"], strict=True)])
     print("\n".join(f"- {k}: {v}" for k, v in machine_facts().items()))
     print(f"- cpu flags: {cpu_flags()}\n- uptime before: {before}\n- uptime after:  {after}")
     print(f"- {len(files)} CCP photos; model {args.model}; best of {args.passes} interleaved passes\n")
-    print(markdown_table(["what", "batch", "fp32 images/s", "int8 images/s", "int8 x fp32", "fp32 CPU ms/image",
-                          "int8 CPU ms/image", "fp32 CPU / int8 CPU"], rows))
+    print(
+        markdown_table(
+            [
+                "what",
+                "batch",
+                "fp32 images/s",
+                "int8 images/s",
+                "int8 x fp32",
+                "fp32 CPU ms/image",
+                "int8 CPU ms/image",
+                "fp32 CPU / int8 CPU",
+            ],
+            rows,
+        )
+    )
     n32 = {name: 1 / net[name, 32][0] for name in paths}
     bound = (1 / decode + n32["fp32"]) / (1 / decode + n32["int8"])
-    print(f"\ndecoding alone (the Predictor's {predictors['fp32', 32].workers} threads, no network): {decode:.1f} images/s; "
-          f"if decoding and network shared the cores without overlap, end to end could gain at most {bound:.2f}x "
-          f"at batch 32\ntop-1 of int8 = fp32 on these {len(files)} photos: {agree:.1%}")
+    print(
+        f"\ndecoding alone (the Predictor's {predictors['fp32', 32].workers} threads, no network): "
+        f"{decode:.1f} images/s; if decoding and network shared the cores without overlap, end to end could "
+        f"gain at most {bound:.2f}x at batch 32\ntop-1 of int8 = fp32 on these {len(files)} photos: "
+        f"{agree:.1%}"
+    )
     print_profile(paths, x)
     return rows
 

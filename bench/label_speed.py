@@ -28,14 +28,41 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from label_fixtures import LabelServer, write_vocab  # noqa: E402
 
-STYLES = ["Casual", "Romantic", "Sexy", "Ethnic", "Elegant", "Natural", "Sporty", "Retro", "Classic",
-          "Businesscasual", "Exotic", "Modern", "Sophisticated", "Glamorous", "Manish", "Hippie", "Gothpunkrocker",
-          "Military", "Tomboy", "Kitschkidult", "Hiphop", "Grunge", "Preppy"]
+STYLES = [
+    "Casual",
+    "Romantic",
+    "Sexy",
+    "Ethnic",
+    "Elegant",
+    "Natural",
+    "Sporty",
+    "Retro",
+    "Classic",
+    "Businesscasual",
+    "Exotic",
+    "Modern",
+    "Sophisticated",
+    "Glamorous",
+    "Manish",
+    "Hippie",
+    "Gothpunkrocker",
+    "Military",
+    "Tomboy",
+    "Kitschkidult",
+    "Hiphop",
+    "Grunge",
+    "Preppy",
+]
 PRIOR_LOGITS = {"Casual": 2.5, "Romantic": 0.3, "Elegant": -0.4}  # every other style: RARE
 RARE = -3.0
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-sync",
-                 "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-sync",
+    "--no-first-run",
+]
 VIEWPORT = {"width": 1440, "height": 900}
 
 
@@ -67,7 +94,8 @@ def _ready(page, index: int) -> None:
 
 
 def label_session(browser, url: str, n: int, use_suggestions: bool) -> dict:
-    """Label ``n`` photos by keyboard; returns photos/min and per-photo latency (Enter -> next photo shown)."""
+    """Label ``n`` photos by keyboard; returns photos/min and per-photo latency (Enter -> next photo
+    shown)."""
     page = browser.new_page(viewport=VIEWPORT)
     page.goto(url + "/")
     state = page.evaluate("fetch('/api/state').then(r => r.json())")
@@ -93,21 +121,28 @@ def label_session(browser, url: str, n: int, use_suggestions: bool) -> dict:
     seconds = time.perf_counter() - start
     page.close()
     ms = sorted(1000 * x for x in latencies)
-    return {"photos": n, "seconds": round(seconds, 2), "photos_per_min": round(60 * n / seconds, 1),
-            "keys_per_photo": round(keys / n, 2), "p50_ms": round(statistics.median(ms), 1),
-            "p95_ms": round(ms[min(len(ms) - 1, int(0.95 * len(ms)))], 1)}
+    return {
+        "photos": n,
+        "seconds": round(seconds, 2),
+        "photos_per_min": round(60 * n / seconds, 1),
+        "keys_per_photo": round(keys / n, 2),
+        "p50_ms": round(statistics.median(ms), 1),
+        "p95_ms": round(ms[min(len(ms) - 1, int(0.95 * len(ms)))], 1),
+    }
 
 
 def screenshot(browser, url: str, target: Path) -> None:
-    """The page mid-session: a few photos labelled, the current one with suggestions and a chosen sub label."""
+    """The page mid-session: a few photos labelled, the current one with suggestions and a chosen sub
+    label."""
     page = browser.new_page(viewport=VIEWPORT)
     page.goto(url + "/")
     state = page.evaluate("fetch('/api/state').then(r => r.json())")
     order = state["order"]
     _ready(page, order[0])
     for k in range(7):
-        page.keyboard.press("Enter") if state["photos"][order[k]].get("suggestion", {}).get("labels") \
-            else page.keyboard.press(str(1 + k % 9))
+        page.keyboard.press("Enter") if state["photos"][order[k]].get("suggestion", {}).get(
+            "labels"
+        ) else page.keyboard.press(str(1 + k % 9))
         if not state["photos"][order[k]].get("suggestion", {}).get("labels"):
             page.keyboard.press("Enter")
         _ready(page, order[k + 1])
@@ -116,7 +151,9 @@ def screenshot(browser, url: str, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     shot = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
     # 256 colours: a 2.5x smaller file for the docs, no visible loss on a page of flat colours
-    shot.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(target, optimize=True)
+    shot.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+        target, optimize=True
+    )
     page.close()
 
 
@@ -136,17 +173,47 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         runs = [("two keys + Enter", [], False), ("suggestions, Enter", ["--model", str(model)], True)]
         for k, (name, extra, use) in enumerate(runs):
-            server = LabelServer([str(photos), "--labels", str(vocab), "--out", str(root / f"run{k}.csv"),
-                                  "--port", "0", *extra])
+            server = LabelServer(
+                [
+                    str(photos),
+                    "--labels",
+                    str(vocab),
+                    "--out",
+                    str(root / f"run{k}.csv"),
+                    "--port",
+                    "0",
+                    *extra,
+                ]
+            )
             try:
                 r = label_session(browser, server.url, args.photos, use)
             finally:
                 server.stop()
-            rows.append([name, r["photos"], r["seconds"], r["photos_per_min"], r["keys_per_photo"], r["p50_ms"],
-                         r["p95_ms"]])
+            rows.append(
+                [
+                    name,
+                    r["photos"],
+                    r["seconds"],
+                    r["photos_per_min"],
+                    r["keys_per_photo"],
+                    r["p50_ms"],
+                    r["p95_ms"],
+                ]
+            )
         if args.screenshot:
-            server = LabelServer([str(photos), "--labels", str(vocab), "--out", str(root / "shot.csv"), "--port", "0",
-                                  "--model", str(model)])
+            server = LabelServer(
+                [
+                    str(photos),
+                    "--labels",
+                    str(vocab),
+                    "--out",
+                    str(root / "shot.csv"),
+                    "--port",
+                    "0",
+                    "--model",
+                    str(model),
+                ]
+            )
             try:
                 screenshot(browser, server.url, args.screenshot)
             finally:
@@ -154,8 +221,11 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
         browser.close()
     print("\n".join(f"- {k}: {v}" for k, v in machine_facts().items()))
     print(f"- {args.photos} generated photos per run, 23 styles, headless Chromium\n")
-    print(markdown_table(["mode", "photos", "seconds", "photos/min", "keys/photo", "Enter->next p50 ms",
-                          "p95 ms"], rows))
+    print(
+        markdown_table(
+            ["mode", "photos", "seconds", "photos/min", "keys/photo", "Enter->next p50 ms", "p95 ms"], rows
+        )
+    )
     return rows
 
 

@@ -40,7 +40,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=8, help="concurrent client threads")
     p.add_argument("--timeout", type=float, default=60.0, help="stop sending after this many seconds")
     p.add_argument("--model", default=None, help="model file (default: a tiny random test model)")
-    p.add_argument("--photo", default=None, help="a real JPEG to send as the good JPEG (default: a generated 320x240 one)")
+    p.add_argument(
+        "--photo",
+        default=None,
+        help="a real JPEG to send as the good JPEG (default: a generated 320x240 one)",
+    )
     p.add_argument("--bad-every", type=int, default=4, help="every Nth request is a bad upload")
     p.add_argument("--max-upload-mb", type=float, default=1.0, help="server upload limit")
     p.add_argument("--server-concurrency", type=int, default=2, help="server inference concurrency")
@@ -80,8 +84,9 @@ def start_server(model: str, args: argparse.Namespace) -> tuple[subprocess.Popen
     sock = free_loopback_socket()
     port = sock.getsockname()[1]
     sock.close()  # the server binds it again a moment later; fine on a quiet loopback
-    code = SERVER_CODE.format(port=port, model=model, mb=args.max_upload_mb, conc=args.server_concurrency,
-                              queue=args.server_queue)
+    code = SERVER_CODE.format(
+        port=port, model=model, mb=args.max_upload_mb, conc=args.server_concurrency, queue=args.server_queue
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -156,11 +161,21 @@ def report(results: list, wall: float, rss: float | None, args: argparse.Namespa
         ("model", model),
         ("requests sent", f"{len(done)} of {len(results)} in {wall:.1f} s, {args.concurrency} clients"),
         ("requests/s", f"{len(done) / wall:.1f}"),
-        ("good requests", f"{len(good)}, errors: {len(good_errors)}"
-                          + (f" {collections.Counter(r[1] for r in good_errors)}" if good_errors else "")),
-        ("good latency p50 / p99", f"{np.percentile(latencies, 50):.1f} / {np.percentile(latencies, 99):.1f} ms"
-         if latencies.size else "n/a"),
-        *[(f"bad {kind[4:]}", f"{n} x HTTP {code}") for (kind, code), n in sorted(bad_codes.items(), key=str)],
+        (
+            "good requests",
+            f"{len(good)}, errors: {len(good_errors)}"
+            + (f" {collections.Counter(r[1] for r in good_errors)}" if good_errors else ""),
+        ),
+        (
+            "good latency p50 / p99",
+            f"{np.percentile(latencies, 50):.1f} / {np.percentile(latencies, 99):.1f} ms"
+            if latencies.size
+            else "n/a",
+        ),
+        *[
+            (f"bad {kind[4:]}", f"{n} x HTTP {code}")
+            for (kind, code), n in sorted(bad_codes.items(), key=str)
+        ],
         ("server peak RSS", f"{rss:.0f} MiB" if rss is not None else "n/a"),
     ]
     width = max(len(k) for k, _ in rows)
@@ -175,8 +190,12 @@ def main(argv: list[str] | None = None) -> int:
         model = args.model or str(make_tiny_model(Path(tmp) / "tiny.safetensors"))
         proc, base = start_server(model, args)
         try:
-            results, wall = run_load(base, request_plan(args.requests, args.bad_every, jpeg_only=bool(args.photo)),
-                                     build_payloads(args.max_upload_mb, args.photo), args)
+            results, wall = run_load(
+                base,
+                request_plan(args.requests, args.bad_every, jpeg_only=bool(args.photo)),
+                build_payloads(args.max_upload_mb, args.photo),
+                args,
+            )
             alive = httpx.get(base + "/healthz", timeout=5).status_code == 200
             rss = peak_rss_mib(proc.pid)
         finally:

@@ -67,9 +67,13 @@ def _rates(files: list[Path], interpolation: str) -> dict[str, float]:
     draft = draft_size(cfg)
     filt = Image.Resampling.BICUBIC if interpolation == "bicubic" else Image.Resampling.BILINEAR
     variants = {
-        "plain PIL open+convert+resize (no normalise)": lambda f: Image.open(f).convert("RGB").resize((width, height), filt),
+        "plain PIL open+convert+resize (no normalise)": lambda f: (
+            Image.open(f).convert("RGB").resize((width, height), filt)
+        ),
         "load_image (full decode) + eval transform": lambda f: eval_t(load_image(f)),
         "load_image(draft) + eval transform": lambda f: eval_t(load_image(f, draft_size=draft)),
-        "load_image(draft) + train transform (crop, flip, jitter)": lambda f: train_t(load_image(f, draft_size=draft)),
+        "load_image(draft) + train transform (crop, flip, jitter)": lambda f: train_t(
+            load_image(f, draft_size=draft)
+        ),
     }
     return {name: _rate(fn, files) for name, fn in variants.items()}

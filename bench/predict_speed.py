@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/predict_speed.py [--model fashionlens-lite] [--images 64]
     # the same model with other backbones (untrained weights: the speed only), in the same session
-    .venv/bin/python bench/predict_speed.py --backbone efficientnet_lite1 --backbone efficientnet_lite2:320x224
+    .venv/bin/python bench/predict_speed.py --backbone efficientnet_lite1 \
+        --backbone efficientnet_lite2:320x224
 
 Real CCP JPEGs from ../shared/data/ccp/photos; one warm-up at the timed batch shape, best of 2 passes.
 """
@@ -24,7 +25,8 @@ from fashionlens.models.fashion_net import build_model
 
 
 def with_backbone(model: str, backbone: str, out_dir: Path) -> Path:
-    """``model``'s heads on another backbone (``NAME`` or ``NAME:HxW`` for another input size, H x W as in ``data.input_size``), untrained."""
+    """``model``'s heads on another backbone (``NAME`` or ``NAME:HxW`` for another input size, H x W as in
+    ``data.input_size``), untrained."""
     name, _, size = backbone.partition(":")
     info = read_info(resolve_model_path(model))
     spec = copy.deepcopy(info.spec)
@@ -42,15 +44,22 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="fashionlens-lite")
     ap.add_argument("--images", type=int, default=64)
-    ap.add_argument("--backbone", action="append", default=[], metavar="NAME[:HxW]",
-                    help="also time the model on this backbone (untrained; repeatable)")
+    ap.add_argument(
+        "--backbone",
+        action="append",
+        default=[],
+        metavar="NAME[:HxW]",
+        help="also time the model on this backbone (untrained; repeatable)",
+    )
     args = ap.parse_args(argv)
     files = find_jpegs(args.images)
     if not files:
         raise SystemExit("no JPEGs under ../shared/data/ccp/photos")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        models = [(args.model, args.model)] + [(b, with_backbone(args.model, b, Path(tmp))) for b in args.backbone]
+        models = [(args.model, args.model)] + [
+            (b, with_backbone(args.model, b, Path(tmp))) for b in args.backbone
+        ]
         for label, path in models:
             backends = ("auto", "torch") if not args.backbone else ("auto",)
             for backend in backends:

@@ -1,6 +1,7 @@
 """Ray engine vs local engine on the same cores and the same photos, and images/s vs actors.
 
-    .venv/bin/python bench/ray_engine.py [--model fashionlens-lite] [--images 1024] [--actors 1,2] [--passes 2]
+    .venv/bin/python bench/ray_engine.py [--model fashionlens-lite] [--images 1024] [--actors 1,2] \
+        [--passes 2]
 
 Real CCP JPEGs from ../shared/data/ccp/photos. The local engine is ``Predictor.predict`` (what
 ``fashionlens predict`` runs). Each Ray run is a fresh ``fashionlens predict --engine ray``
@@ -46,8 +47,18 @@ def ray_run(model: str, files: list[str], actors: int, fuse: bool, batch: int, b
 
     with tempfile.TemporaryDirectory() as out:
         with CpuMeter() as cpu:
-            s = run(files, RayOptions(model=model, out_dir=out, num_actors=actors, batch_size=batch, fuse_decode=fuse,
-                                      backend=backend, progress=False))
+            s = run(
+                files,
+                RayOptions(
+                    model=model,
+                    out_dir=out,
+                    num_actors=actors,
+                    batch_size=batch,
+                    fuse_decode=fuse,
+                    backend=backend,
+                    progress=False,
+                ),
+            )
         df = pd.read_parquet(out, columns=["path", "category"])
     return s.seconds, cpu.seconds, dict(zip(df["path"], df["category"], strict=True))
 
@@ -83,9 +94,12 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
     init_ray(None)
     pred = load_model(args.model, batch_size=args.batch, backend=args.backend)
     pred.predict(files[: args.batch])  # warm-up at the timed batch shape
-    ray_run(args.model, files[: 2 * args.batch], 1, False, args.batch, args.backend)  # Ray Data's own actors start once
+    # Ray Data's own actors start once
+    ray_run(args.model, files[: 2 * args.batch], 1, False, args.batch, args.backend)
     sizes = (len(files) // 4, len(files))
-    variants = [("local", 0, False)] + [("ray", int(n), False) for n in args.actors.split(",")] + [("ray", 1, True)]
+    variants = (
+        [("local", 0, False)] + [("ray", int(n), False) for n in args.actors.split(",")] + [("ray", 1, True)]
+    )
     wall: dict = {}
     cpu: dict = {}
     top1: dict = {}
@@ -101,12 +115,26 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
     after = uptime()
     print("\n".join(f"- {k}: {v}" for k, v in machine_facts().items()))
     print(f"- uptime before: {before}\n- uptime after:  {after}")
-    print(f"- {sizes[0]} and {sizes[1]} CCP photos; model {args.model}, backend {pred.backend}, batch {args.batch}, "
-          f"{cpu_cores()} cores for both engines; best of {args.passes} interleaved passes\n")
+    print(
+        f"- {sizes[0]} and {sizes[1]} CCP photos; model {args.model}, backend {pred.backend}, batch "
+        f"{args.batch}, {cpu_cores()} cores for both engines; best of {args.passes} interleaved passes\n"
+    )
     rows = table(variants, sizes, wall, cpu, top1)
-    print(markdown_table(["engine", f"images/s ({sizes[1]} photos, whole run)", "images/s (marginal)",
-                          "marginal x local", "fixed start-up s", "CPU ms / photo (marginal)", "CPU x local",
-                          "same top-1 as local"], rows))
+    print(
+        markdown_table(
+            [
+                "engine",
+                f"images/s ({sizes[1]} photos, whole run)",
+                "images/s (marginal)",
+                "marginal x local",
+                "fixed start-up s",
+                "CPU ms / photo (marginal)",
+                "CPU x local",
+                "same top-1 as local",
+            ],
+            rows,
+        )
+    )
     return rows
 
 
@@ -116,13 +144,25 @@ def table(variants, sizes, wall, cpu, top1) -> list[list[object]]:
     local = variants[0]
     rows = []
     for v in variants:
-        name = "local (Predictor, decode threads)" if v[0] == "local" else \
-            f"ray, {v[1]} actor(s)" + (", decoding fused into the actor" if v[2] else "")
+        name = (
+            "local (Predictor, decode threads)"
+            if v[0] == "local"
+            else f"ray, {v[1]} actor(s)" + (", decoding fused into the actor" if v[2] else "")
+        )
         t = wall[v, sizes[1]]
         agree = np.mean([top1[local][p] == c for p, c in top1[v].items()])
-        rows.append([name, round(sizes[1] / t, 1), round(rate[v], 1), round(rate[v] / rate[local], 2),
-                     round(max(t - sizes[1] / rate[v], 0.0), 1), round(cpu_ms[v], 1),
-                     round(cpu_ms[v] / cpu_ms[local], 2), f"{agree:.0%}"])
+        rows.append(
+            [
+                name,
+                round(sizes[1] / t, 1),
+                round(rate[v], 1),
+                round(rate[v] / rate[local], 2),
+                round(max(t - sizes[1] / rate[v], 0.0), 1),
+                round(cpu_ms[v], 1),
+                round(cpu_ms[v] / cpu_ms[local], 2),
+                f"{agree:.0%}",
+            ]
+        )
     return rows
 
 

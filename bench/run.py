@@ -36,15 +36,21 @@ ALL_SECTIONS = ("ceiling", "infer", "train", "e2e", "pipeline", "scaling", "comp
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description="fashionlens benchmarks", formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=__doc__)
+    ap = argparse.ArgumentParser(
+        description="fashionlens benchmarks",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
     ap.add_argument("--quick", action="store_true", help="few iterations and images (minutes on 2 cores)")
     ap.add_argument("--models", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}")
     ap.add_argument("--iters", type=int, default=None, help="timed iterations per measurement")
     ap.add_argument("--batches", default="1,32", help="inference batch sizes")
     ap.add_argument("--train-batch", type=int, default=8, help="batch of the training step")
-    ap.add_argument("--sections", default=None, help=f"comma-separated subset of {','.join(ALL_SECTIONS)} "
-                    "(default: all but compile)")
+    ap.add_argument(
+        "--sections",
+        default=None,
+        help=f"comma-separated subset of {','.join(ALL_SECTIONS)} (default: all but compile)",
+    )
     ap.add_argument("--images", type=int, default=None, help="JPEGs for the e2e and pipeline sections")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime variants")
@@ -95,7 +101,9 @@ def section_machine(report: Report) -> None:
 def section_ceiling(report: Report, args: argparse.Namespace) -> float:
     peak = matmul_flops(args.device, iters=3 if args.quick else 10)
     report.data["matmul_flops"] = peak
-    report.add("Ceiling", f"fp32 matmul 2048x2048 on {args.device}: **{peak / 1e9:.1f} GFLOP/s** (best of runs)")
+    report.add(
+        "Ceiling", f"fp32 matmul 2048x2048 on {args.device}: **{peak / 1e9:.1f} GFLOP/s** (best of runs)"
+    )
     return peak
 
 
@@ -128,8 +136,10 @@ def section_infer(report: Report, args: argparse.Namespace, ceiling: float) -> N
     report.data["infer"] = rows
     flops = {key: flops_per_image(build(CASES[key]), CASES[key].size) for key in args.models}
     legend = "\n".join(f"- {k}: {CASES[k].title}; {flops[k] / 1e9:.2f} GFLOP/image" for k in args.models)
-    table = markdown_table(["model", "variant", "batch", "images/s", "x eager", "peak MiB", "of matmul FLOP/s",
-                            "max abs diff"], rows)
+    table = markdown_table(
+        ["model", "variant", "batch", "images/s", "x eager", "peak MiB", "of matmul FLOP/s", "max abs diff"],
+        rows,
+    )
     report.add("Inference", legend + "\n\n" + table)
 
 
@@ -149,13 +159,36 @@ def section_train(report: Report, args: argparse.Namespace, ceiling: float) -> N
         for name, kw in train_variants(key):
             t, mib = train_step_timing(case, args.train_batch, 1 if args.quick else 3, args.device, **kw)
             base = base or t.best
-            rows.append([key, name, args.train_batch, t.best, args.train_batch / t.best, base / t.best, mib,
-                         flops * args.train_batch / t.best / ceiling])
+            rows.append(
+                [
+                    key,
+                    name,
+                    args.train_batch,
+                    t.best,
+                    args.train_batch / t.best,
+                    base / t.best,
+                    mib,
+                    flops * args.train_batch / t.best / ceiling,
+                ]
+            )
     report.data["train"] = rows
-    report.add("Training step (fp32, AdamW)",
-               markdown_table(["model", "variant", "batch", "s/step", "samples/s", "x eager", "peak MiB",
-                               "of matmul FLOP/s (~3x fwd)"], rows)
-               + "\n\nThe FLOP fraction counts the whole network's backward, also where frozen stages skip it.")
+    report.add(
+        "Training step (fp32, AdamW)",
+        markdown_table(
+            [
+                "model",
+                "variant",
+                "batch",
+                "s/step",
+                "samples/s",
+                "x eager",
+                "peak MiB",
+                "of matmul FLOP/s (~3x fwd)",
+            ],
+            rows,
+        )
+        + "\n\nThe FLOP fraction counts the whole network's backward, also where frozen stages skip it.",
+    )
 
 
 def main(argv: list[str] | None = None) -> Report:
@@ -165,8 +198,14 @@ def main(argv: list[str] | None = None) -> Report:
     ceiling = section_ceiling(report, args)
     from sections import section_compile, section_e2e, section_pipeline, section_scaling
 
-    table = {"infer": section_infer, "train": section_train, "e2e": section_e2e, "pipeline": section_pipeline,
-             "scaling": section_scaling, "compile": section_compile}
+    table = {
+        "infer": section_infer,
+        "train": section_train,
+        "e2e": section_e2e,
+        "pipeline": section_pipeline,
+        "scaling": section_scaling,
+        "compile": section_compile,
+    }
     for name in args.sections:
         if name in table:
             t0 = time.perf_counter()

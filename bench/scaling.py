@@ -10,7 +10,8 @@ from fashionlens.models.heads import RecognitionHead
 
 
 def gcn_label_scaling(labels=(10, 100, 1000), batch: int = 8, iters: int = 3) -> list[list[object]]:
-    """Rows: C, head-alone forward ms (eager; classifiers recomputed per call), whole model ms (eager, ORT)."""
+    """Rows: C, head-alone forward ms (eager; classifiers recomputed per call), whole model ms (eager,
+    ORT)."""
     rows = []
     base = CASES["lite"]
     for c in labels:
@@ -20,7 +21,9 @@ def gcn_label_scaling(labels=(10, 100, 1000), batch: int = 8, iters: int = 3) ->
         with torch.no_grad():
             t_head = time_call(lambda h=head, f=feats: h(f), iters=iters * 3)
             t_cls = time_call(lambda h=head: h.classifier.label_classifiers(), iters=iters * 3)
-        case = ModelCase(f"lite_c{c}", "", base.backbone, {"labels": {**base.heads["labels"], "num_classes": c}}, base.size)
+        case = ModelCase(
+            f"lite_c{c}", "", base.backbone, {"labels": {**base.heads["labels"], "num_classes": c}}, base.size
+        )
         net = build(case)
         x = torch.randn(batch, 3, *case.size)
         with torch.no_grad():
@@ -43,6 +46,14 @@ def input_size_scaling(sizes=(160, 224, 320, 448), batch: int = 8, iters: int = 
             t_eager = time_call(lambda n=net, x=x: n(x), iters=iters)
         ort = onnx_runner_for(net)
         t_ort = time_call(lambda r=ort, x=x: r(x), iters=iters)
-        rows.append([side, flops_per_image(net, case.size) / 1e9, 1e3 * t_eager.best, 1e3 * t_ort.best,
-                     batch / t_ort.best, t_eager.best / t_ort.best])
+        rows.append(
+            [
+                side,
+                flops_per_image(net, case.size) / 1e9,
+                1e3 * t_eager.best,
+                1e3 * t_ort.best,
+                batch / t_ort.best,
+                t_eager.best / t_ort.best,
+            ]
+        )
     return rows

@@ -61,10 +61,14 @@ def section_e2e(report, args, ceiling: float) -> None:
             rows.append([name, ips, ips / base, flops * ips / ceiling, pred.backend])
     same = all(t == next(iter(tops.values())) for t in tops.values())
     report.data["e2e"] = rows
-    report.add("End to end: Predictor.predict, the shipped fashionlens-lite weights, real JPEGs",
-               f"{len(files)} CCP photos (~550x830) -> {size[1]}x{size[0]} (W x H), batch 32, decoding included; "
-               f"top-1 identical across variants: **{same}**\n\n"
-               + markdown_table(["variant", "images/s", "x eager", "network FLOP/s of matmul (whole run)", "backend"], rows))
+    report.add(
+        "End to end: Predictor.predict, the shipped fashionlens-lite weights, real JPEGs",
+        f"{len(files)} CCP photos (~550x830) -> {size[1]}x{size[0]} (W x H), batch 32, decoding included; "
+        f"top-1 identical across variants: **{same}**\n\n"
+        + markdown_table(
+            ["variant", "images/s", "x eager", "network FLOP/s of matmul (whole run)", "backend"], rows
+        ),
+    )
 
 
 def section_pipeline(report, args, ceiling: float) -> None:
@@ -79,25 +83,40 @@ def section_pipeline(report, args, ceiling: float) -> None:
     consumed = args.train_batch / t.best
     loader = rates["load_image(draft) + train transform (crop, flip, jitter)"]
     report.data["pipeline"] = {"rows": rows, "seedA_train_samples_per_s": consumed}
-    report.add("Input pipeline (one worker, one thread)",
-               f"{len(files)} CCP JPEGs -> {SIZE_HW[1]}x{SIZE_HW[0]} (W x H)\n\n"
-               + markdown_table(["pipeline", "images/s/worker", "x plain PIL"], rows)
-               + f"\n\nseed A training step consumes {consumed:.2f} samples/s (batch {args.train_batch}); one loader "
-               f"worker delivers {loader:.0f} images/s = **{loader / consumed:.0f}x** that")
+    report.add(
+        "Input pipeline (one worker, one thread)",
+        f"{len(files)} CCP JPEGs -> {SIZE_HW[1]}x{SIZE_HW[0]} (W x H)\n\n"
+        + markdown_table(["pipeline", "images/s/worker", "x plain PIL"], rows)
+        + f"\n\nseed A training step consumes {consumed:.2f} samples/s (batch {args.train_batch}); one "
+        f"loader worker delivers {loader:.0f} images/s = **{loader / consumed:.0f}x** that",
+    )
 
 
 def section_scaling(report, args, ceiling: float) -> None:
     iters = 2 if args.quick else 5
     rows = gcn_label_scaling(iters=iters)
     report.data["scaling_labels"] = rows
-    report.add("ML-GCN head vs number of labels C (Lite0 features 320x224, batch 8)",
-               markdown_table(["C", "label classifiers ms (GCN)", "head alone ms (eager)", "whole model ms (eager)",
-                               "whole model ms (ORT)"], rows))
+    report.add(
+        "ML-GCN head vs number of labels C (Lite0 features 320x224, batch 8)",
+        markdown_table(
+            [
+                "C",
+                "label classifiers ms (GCN)",
+                "head alone ms (eager)",
+                "whole model ms (eager)",
+                "whole model ms (ORT)",
+            ],
+            rows,
+        ),
+    )
     rows = input_size_scaling(iters=iters)
     report.data["scaling_size"] = rows
-    report.add("Lite0 (shipped heads) vs input size (square, batch 8)",
-               markdown_table(["side", "GFLOP/image", "eager ms/batch", "ORT ms/batch", "ORT images/s", "ORT x eager"],
-                              rows))
+    report.add(
+        "Lite0 (shipped heads) vs input size (square, batch 8)",
+        markdown_table(
+            ["side", "GFLOP/image", "eager ms/batch", "ORT ms/batch", "ORT images/s", "ORT x eager"], rows
+        ),
+    )
 
 
 def section_compile(report, args, ceiling: float) -> None:
@@ -111,8 +130,12 @@ def section_compile(report, args, ceiling: float) -> None:
         compiled(x)
         compile_s = time.perf_counter() - start
         comp = time_call(lambda: compiled(x), iters=2)
-    rows = [["eager channels-last", 32 / eager.best, 1.0, 0.0],
-            ["torch.compile (inductor)", 32 / comp.best, eager.best / comp.best, compile_s]]
+    rows = [
+        ["eager channels-last", 32 / eager.best, 1.0, 0.0],
+        ["torch.compile (inductor)", 32 / comp.best, eager.best / comp.best, compile_s],
+    ]
     report.data["compile"] = rows
-    report.add("torch.compile (shipped architecture, batch 32)",
-               markdown_table(["variant", "images/s", "x eager channels-last", "compile s"], rows))
+    report.add(
+        "torch.compile (shipped architecture, batch 32)",
+        markdown_table(["variant", "images/s", "x eager channels-last", "compile s"], rows),
+    )

@@ -33,8 +33,10 @@ def missing_extra(extra: str, reason: str) -> None:
     Only for optional extras (the sentence model, the system Chromium), never for a required dependency.
     """
     if extra in REQUIRED_EXTRAS:
-        pytest.fail(f"{reason}; this run requires it (FASHIONLENS_TEST_REQUIRE={','.join(sorted(REQUIRED_EXTRAS))})",
-                    pytrace=False)
+        pytest.fail(
+            f"{reason}; this run requires it (FASHIONLENS_TEST_REQUIRE={','.join(sorted(REQUIRED_EXTRAS))})",
+            pytrace=False,
+        )
     pytest.skip(reason, allow_module_level=True)
 
 

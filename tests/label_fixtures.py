@@ -29,7 +29,9 @@ def colour_photos(folder: Path, n: int, seed: int = 0, size: int = 96) -> dict[s
     for i in range(n):
         k = 1 + int(rng.integers(0, 2))
         names = [VOCAB[j] for j in rng.choice(len(VOCAB), size=k, replace=False)]
-        img = np.full((size, size, 3), 128, dtype=np.uint8) + rng.integers(0, 20, (size, size, 3), dtype=np.uint8)
+        img = np.full((size, size, 3), 128, dtype=np.uint8) + rng.integers(
+            0, 20, (size, size, 3), dtype=np.uint8
+        )
         for j, name in enumerate(names):
             x0 = 8 + j * size // 2
             img[16 : size - 16, x0 : x0 + size // 2 - 16] = COLOURS[name]
@@ -43,8 +45,13 @@ def write_vocab(path: Path, names: list[str] = VOCAB) -> Path:
     return path
 
 
-def tiny_model(path: Path, tag_names: list[str], category_names: list[str] | None = None, seed: int = 0,
-               style_names: list[str] | None = None) -> Path:
+def tiny_model(
+    path: Path,
+    tag_names: list[str],
+    category_names: list[str] | None = None,
+    seed: int = 0,
+    style_names: list[str] | None = None,
+) -> Path:
     """A randomly initialised test_tiny FashionNet with a ``labels`` head named ``tag_names`` (and a
     ``category`` / ``styles`` head when their names are given)."""
     import torch
@@ -72,7 +79,9 @@ class LabelServer:
     def __init__(self, args: list[str], timeout_s: float = 120.0, cwd: Path | None = None):
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
         cmd = [sys.executable, "-m", "fashionlens.cli", "label", *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd
+        )
         self.lines: list[str] = []
         self._queue: queue.Queue = queue.Queue()
         self._pump_thread = threading.Thread(target=self._pump, daemon=True)
@@ -119,7 +128,6 @@ class LabelServer:
         if self.proc.poll() is None:
             self.proc.terminate()
         return self.proc.wait(timeout=20)
-
 
 
 class ServerPool:

@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from fashionlens.data.check import probe_image, scan_images
+from fashionlens.data.check import scan_images
 from fashionlens.data.config import DataConfig
 from fashionlens.data.datasets import DeepFashionDataset, MultiLabelDataset
 from fashionlens.data.deepfashion import read_deepfashion
@@ -27,6 +27,7 @@ from fashionlens.data.images import (
     load_image,
     load_image_and_orientation,
     orient_points,
+    probe_image,
 )
 from fashionlens.data.landmark_transforms import FLIP_PAIRS, JointTransform
 from fashionlens.data.multilabel import LabelledSet, Sample
@@ -49,7 +50,9 @@ def _png(img: Image.Image, **kw) -> bytes:
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
 def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
@@ -110,7 +113,13 @@ def files(tmp_path_factory) -> dict[str, Path]:
     return {name.split(".")[0]: d / name for name in content}
 
 
-BAD = {"empty": "empty", "truncated": "cannot decode", "cut": "truncated", "text": "not an image", "bomb": "decompression bomb"}
+BAD = {
+    "empty": "empty",
+    "truncated": "cannot decode",
+    "cut": "truncated",
+    "text": "not an image",
+    "bomb": "decompression bomb",
+}
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
@@ -132,8 +141,22 @@ def test_bomb_file_is_tiny_and_header_only() -> None:
     ("name", "check"),
     [
         ("cmyk", lambda a: a[..., 0].min() > 200 and a[..., 1:].max() < 60),
-        ("gray", lambda a: (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all() and abs(int(a[0, 0, 0]) - 90) < 4),
-        ("gray16", lambda a: a[0, 0, 0] == 0 and abs(int(a[0, -1, 0]) - 47000 / 65535 * 255) <= 1 and (np.diff(a[0, :, 0].astype(int)) >= 0).all()),
+        (
+            "gray",
+            lambda a: (
+                (a[..., 0] == a[..., 1]).all()
+                and (a[..., 1] == a[..., 2]).all()
+                and abs(int(a[0, 0, 0]) - 90) < 4
+            ),
+        ),
+        (
+            "gray16",
+            lambda a: (
+                a[0, 0, 0] == 0
+                and abs(int(a[0, -1, 0]) - 47000 / 65535 * 255) <= 1
+                and (np.diff(a[0, :, 0].astype(int)) >= 0).all()
+            ),
+        ),
         ("palette", lambda a: (a[:, : W // 2] == 255).all() and tuple(a[0, -1]) == (10, 20, 200)),
         ("rgba", lambda a: (a[:, : W // 2] == 255).all() and tuple(a[0, -1]) == (10, 200, 20)),
     ],
@@ -147,7 +170,12 @@ def test_unusual_modes_become_8bit_rgb(files: dict[str, Path], name: str, check)
 
 @pytest.mark.parametrize(
     ("orientation", "size", "corner"),
-    [(3, (W, H), "bottom-right"), (6, (H, W), "top-right"), (8, (H, W), "bottom-left"), (2, (W, H), "top-right")],
+    [
+        (3, (W, H), "bottom-right"),
+        (6, (H, W), "top-right"),
+        (8, (H, W), "bottom-left"),
+        (2, (W, H), "top-right"),
+    ],
 )
 def test_exif_orientation_is_applied(files: dict[str, Path], orientation: int, size, corner: str) -> None:
     img, applied = load_image_and_orientation(files[f"exif{orientation}"])
@@ -180,8 +208,12 @@ def test_scan_images_is_header_only_and_finds_every_bad_file(files: dict[str, Pa
     assert set(bad) == {str(files[n]) for n in BAD}
     assert "decompression bomb" in bad[str(files["bomb"])] and "end-of-image" in bad[str(files["cut"])]
     assert scan_images(files.values(), workers=2) == bad
-    assert probe_image(files["exif6"]) == ((W, H), None)  # the stored grid: what annotations refer to
-    assert probe_image(files["bomb"])[1] is not None and probe_image(Path("/nonexistent.jpg"))[1] == "file not found"
+    assert probe_image(files["exif6"], verify=True) == (W, H)  # the stored grid: what annotations refer to
+    with pytest.raises(BadImageError, match="decompression bomb"):
+        probe_image(files["bomb"], verify=True)
+    with pytest.raises(BadImageError, match="file not found") as info:
+        probe_image(Path("/nonexistent.jpg"))
+    assert info.value.source == "/nonexistent.jpg"
 
 
 def test_scan_images_agrees_with_load_image(files: dict[str, Path]) -> None:
@@ -199,13 +231,17 @@ def test_scan_images_agrees_with_load_image(files: dict[str, Path]) -> None:
 
 def _dataset(files: dict[str, Path], names: list[str], policy: str) -> MultiLabelDataset:
     samples = [Sample(files[n], ("a",), None) for n in names]
-    return MultiLabelDataset(LabelledSet(samples, ["a"], files["good"].parent), None, DataConfig(input_size=(16, 16)), policy)
+    return MultiLabelDataset(
+        LabelledSet(samples, ["a"], files["good"].parent), None, DataConfig(input_size=(16, 16)), policy
+    )
 
 
 ORDER = ["good", "empty", "cmyk", "truncated", "text", "bomb", "cut", "palette", "exif6"]
 
 
-def test_skip_policy_reports_each_bad_file_once_and_counts_it(files, caplog: pytest.LogCaptureFixture) -> None:
+def test_skip_policy_reports_each_bad_file_once_and_counts_it(
+    files, caplog: pytest.LogCaptureFixture
+) -> None:
     ds = _dataset(files, ORDER, "skip")
     with caplog.at_level(logging.WARNING, logger="fashionlens.data.datasets"):
         for _epoch in range(2):
@@ -256,7 +292,9 @@ def test_deepfashion_landmarks_follow_exif_orientation(df_root: Path, orientatio
     transform = JointTransform((64, 64), mean=(0, 0, 0), std=(1, 1, 1), margin=0.1)
     sample = DeepFashionDataset(one, df_root, transform, bad_images="fail")[0]
     image = (sample["image"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # (64, 64, 3)
-    out_slot = dict(FLIP_PAIRS + tuple((b, a) for a, b in FLIP_PAIRS))[slot] if orientation in (2, 5) else slot
+    out_slot = (
+        dict(FLIP_PAIRS + tuple((b, a) for a, b in FLIP_PAIRS))[slot] if orientation in (2, 5) else slot
+    )
     assert sample["landmark_visible"][out_slot] == 1
     lx, ly = (sample["landmarks"][out_slot] * torch.tensor([64.0, 64.0])).tolist()
     mx, my = marker_centre(Image.fromarray(image))
@@ -274,10 +312,40 @@ def test_deepfashion_skip_records_reason_and_fail_names_file(df_root: Path, file
     ds = DeepFashionDataset(one, df_root, None, cfg, bad_images="skip")
     with pytest.warns(UserWarning) as record:
         assert ds[0]["index"] == 2  # skips bad_bomb, then bad_text
-    assert sorted(Path(str(w.message).split(": ")[0].split()[-1]).name for w in record) == ["bad_bomb.jpg", "bad_text.jpg"]
+    assert sorted(Path(str(w.message).split(": ")[0].split()[-1]).name for w in record) == [
+        "bad_bomb.jpg",
+        "bad_text.jpg",
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # reported once per file only
         assert ds[1]["index"] == 2
-    assert {Path(p).name: r.split(" ")[0] for p, r in ds.bad_files.items()} == {"bad_bomb.jpg": "decompression", "bad_text.jpg": "not"}
+    assert {Path(p).name: r.split(" ")[0] for p, r in ds.bad_files.items()} == {
+        "bad_bomb.jpg": "decompression",
+        "bad_text.jpg": "not",
+    }
     with pytest.raises(BadImageError, match="bad_bomb.jpg"):
         DeepFashionDataset(one, df_root, None, cfg, bad_images="fail")[0]
+
+
+def test_probe_image_reads_uploads_too_and_says_too_large_apart(files: dict[str, Path]) -> None:
+    from fashionlens.data.images import ImageTooLargeError
+
+    assert probe_image(files["exif6"].read_bytes()) == (W, H)
+    with pytest.raises(ImageTooLargeError, match="decompression bomb"):
+        probe_image(files["bomb"].read_bytes(), name="bomb.png")
+    with pytest.raises(BadImageError, match="upload.jpg: not an image file PIL can identify"):
+        probe_image(b"plain text", name="upload.jpg")
+
+
+def test_every_photo_finder_uses_the_one_list_of_image_extensions(tmp_path: Path) -> None:
+    from fashionlens.data.images import IMAGE_EXTENSIONS
+    from fashionlens.inference.inputs import expand_inputs
+    from fashionlens.label.photos import find_photos
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    names = [f"p{i}{ext.upper() if i % 2 else ext}" for i, ext in enumerate(IMAGE_EXTENSIONS)]
+    for name in [*names, "notes.txt", "labels.csv"]:
+        (folder / name).write_bytes(b"x")
+    assert sorted(Path(p).name for p in expand_inputs([str(folder)])) == sorted(names)
+    assert sorted(p.rel for p in find_photos(folder).items) == sorted(names)

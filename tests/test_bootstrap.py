@@ -18,7 +18,9 @@ def test_interval_of_a_mean_matches_scipy():
     rng = np.random.default_rng(0)
     x = rng.exponential(size=(300, 1))
     ours = paired_bootstrap(_mean_of_first, [x], np.zeros(300), resamples=4000, seed=1)
-    ref = bootstrap((x[:, 0],), np.mean, n_resamples=4000, method="percentile", random_state=2).confidence_interval
+    ref = bootstrap(
+        (x[:, 0],), np.mean, n_resamples=4000, method="percentile", random_state=2
+    ).confidence_interval
     lo, hi = ours.interval(0)
     assert ours.observed[0] == pytest.approx(x.mean())
     # two independent Monte Carlo estimates of the same percentiles: close, not equal
@@ -35,7 +37,9 @@ def test_paired_differences():
     same = r.difference(2, 0)
     assert same == {"delta": 0.0, "lo": 0.0, "hi": 0.0, "p_not_better": 1.0}  # a model against itself
     d = r.difference(0, 1)
-    assert d["delta"] == pytest.approx(mean_average_precision(good, targets) - mean_average_precision(noisy, targets))
+    assert d["delta"] == pytest.approx(
+        mean_average_precision(good, targets) - mean_average_precision(noisy, targets)
+    )
     assert 0 < d["lo"] <= d["delta"] <= d["hi"] and d["p_not_better"] == 0.0
     # the same seed draws the same photos: the first model's rounds do not depend on the others
     alone = paired_bootstrap(mean_average_precision, [good], targets, resamples=300, seed=0)

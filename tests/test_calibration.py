@@ -1,4 +1,5 @@
-"""Calibration: temperature scaling, expected calibration error, the tag threshold, the product-photo check."""
+"""Calibration: temperature scaling, expected calibration error, the tag threshold, the product-photo
+check."""
 
 from __future__ import annotations
 
@@ -72,23 +73,48 @@ def test_tag_threshold_meets_the_product_precision_then_maximises_of1():
     # t = 0.3: street TP 3 FP 0; product TP 1, FP 3 (0.7, 0.4, 0.35) -> precision 0.25
     # t = 0.5: street TP 2 FN 1; product TP 1 FP 1 -> precision 0.5, OF1 = 2*3 / (6 + 1 + 1) = 0.75
     # t = 0.75: street TP 1 FN 2; product TP 1 FP 0 -> precision 1.0, OF1 = 2*2 / (4 + 0 + 2) = 0.667
-    t, info = choose_tag_threshold(street_scores, street_targets, product_scores, product_targets, weights,
-                                   min_precision=0.9, grid=np.array([0.3, 0.5, 0.75]))
+    t, info = choose_tag_threshold(
+        street_scores,
+        street_targets,
+        product_scores,
+        product_targets,
+        weights,
+        min_precision=0.9,
+        grid=np.array([0.3, 0.5, 0.75]),
+    )
     assert t == 0.75 and info["product_precision"] == 1.0 and info["OF1"] == pytest.approx(2 / 3)
-    t, info = choose_tag_threshold(street_scores, street_targets, product_scores, product_targets, weights,
-                                   min_precision=0.5, grid=np.array([0.3, 0.5, 0.75]))
+    t, info = choose_tag_threshold(
+        street_scores,
+        street_targets,
+        product_scores,
+        product_targets,
+        weights,
+        min_precision=0.5,
+        grid=np.array([0.3, 0.5, 0.75]),
+    )
     assert t == 0.5 and info["OF1"] == pytest.approx(0.75)
     # an acceptable (weight 0) product tag is right in the precision (as product_tag_check counts it)
     # and counts neither way in the OF1: the 0.7 false positive disappears
     weights[0, 0] = 0
-    t, info = choose_tag_threshold(street_scores, street_targets, product_scores, product_targets, weights,
-                                   min_precision=0.9, grid=np.array([0.3, 0.5, 0.75]))
+    t, info = choose_tag_threshold(
+        street_scores,
+        street_targets,
+        product_scores,
+        product_targets,
+        weights,
+        min_precision=0.9,
+        grid=np.array([0.3, 0.5, 0.75]),
+    )
     assert t == 0.5 and info["product_precision"] == 1.0 and info["OF1"] == pytest.approx(2 * 3 / (6 + 0 + 1))
 
 
 def test_returned_tags_keep_each_photos_best_ones():
     scores = np.array([[0.9, 0.8, 0.1], [0.2, 0.3, 0.1], [0.1, 0.1, 0.4]])
-    assert returned_tags(scores, 0.5).tolist() == [[True, True, False], [False, False, False], [False, False, False]]
+    assert returned_tags(scores, 0.5).tolist() == [
+        [True, True, False],
+        [False, False, False],
+        [False, False, False],
+    ]
     assert returned_tags(scores, 0.5, min_tags=1).tolist() == [[True, True, False], [False, True, False],
                                                                [False, False, True]]  # fmt: skip
     assert returned_tags(scores, 0.5, min_tags=2).sum(axis=1).tolist() == [2, 2, 2]
@@ -98,14 +124,29 @@ def test_min_tags_in_the_product_check_and_the_threshold_choice():
     scores = np.array([
         [0.9, 0.8, 0.1, 0.0, 0.0],  # a dress photo: bag (wrong) and dress (right)
         [0.0, 0.0, 0.6, 0.7, 0.2],  # a T-shirt: shirt and t-shirt, both right
-        [0.1, 0.2, 0.1, 0.3, 0.4],  # a T-shirt: nothing passes 0.5; with min_tags 1, "top" (acceptable: right)
+        # a T-shirt: nothing passes 0.5; with min_tags 1, "top" (acceptable: right)
+        [0.1, 0.2, 0.1, 0.3, 0.4],
     ])  # fmt: skip
     check = product_tag_check(scores, np.array([0, 1, 1]), CLASSES, TAGS, threshold=0.5, min_tags=1)
-    assert check["precision"] == pytest.approx(4 / 5) and check["at_least_one_correct"] == 1.0 and check["no_tag"] == 0
+    assert (
+        check["precision"] == pytest.approx(4 / 5)
+        and check["at_least_one_correct"] == 1.0
+        and check["no_tag"] == 0
+    )
     # the threshold is chosen for the policy that runs: street photo 2's best tag (0.6) is returned at
     # every threshold, so at t = 0.75 street TP 2 FN 1; product: (0.7, 0.8) -> 0.7 wrong, 0.8 right
     street_scores, street_targets = np.array([[0.9, 0.3], [0.2, 0.6]]), np.array([[1, 1], [0, 1]])
     product_scores, product_targets = np.array([[0.7, 0.4], [0.35, 0.8]]), np.array([[0, 0], [0, 1]])
-    t, info = choose_tag_threshold(street_scores, street_targets, product_scores, product_targets, np.ones((2, 2)),
-                                   min_precision=0.4, grid=np.array([0.75]), min_tags=1)
-    assert t == 0.75 and info["product_precision"] == 0.5 and info["OF1"] == pytest.approx(2 * 3 / (6 + 1 + 1))
+    t, info = choose_tag_threshold(
+        street_scores,
+        street_targets,
+        product_scores,
+        product_targets,
+        np.ones((2, 2)),
+        min_precision=0.4,
+        grid=np.array([0.75]),
+        min_tags=1,
+    )
+    assert (
+        t == 0.75 and info["product_precision"] == 0.5 and info["OF1"] == pytest.approx(2 * 3 / (6 + 1 + 1))
+    )

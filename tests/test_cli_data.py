@@ -1,4 +1,5 @@
-"""``fashionlens data stats``, ``data synth-deepfashion`` and ``models`` through the CLI: every option's effect.
+"""``fashionlens data stats``, ``data synth-deepfashion`` and ``models`` through the CLI: every option's
+effect.
 
 The expected numbers are worked out by hand from tiny data sets written here.
 """
@@ -58,14 +59,17 @@ def csv_file(tmp_path: Path) -> Path:
 
 
 def _ccp(root: Path) -> Path:
-    """A 3-photo Clothing Co-Parsing folder: bag (0001), bag + hat (0002), hat (0003); null/hair/skin dropped."""
+    """A 3-photo Clothing Co-Parsing folder: bag (0001), bag + hat (0002), hat (0003); null/hair/skin
+    dropped."""
     root.mkdir(parents=True, exist_ok=True)
     names = np.empty((1, 5), dtype=object)
     names[0, :] = ["null", "bag", "hair", "hat", "skin"]
     scipy.io.savemat(root / "label_list.mat", {"label_list": names})
     (root / "annotations" / "image-level").mkdir(parents=True)
     for stem, tags in (("0001", [0, 1, 2, 4]), ("0002", [1, 3, 0]), ("0003", [3])):
-        scipy.io.savemat(root / "annotations" / "image-level" / f"{stem}.mat", {"tags": np.array([tags], np.uint8)})
+        scipy.io.savemat(
+            root / "annotations" / "image-level" / f"{stem}.mat", {"tags": np.array([tags], np.uint8)}
+        )
         _jpeg(root / "photos" / f"{stem}.jpg")
     return root
 
@@ -83,15 +87,25 @@ def test_stats_of_a_multilabel_csv_by_hand(csv_file: Path) -> None:
     assert lines[0] == "images: 4   labels: 3   labels per image: mean 2.00, min 1, max 3"
     # per label: images, %, as the main label (a, b: casual; c: street; d: sporty), as a sub label
     assert table(lines, "images per label (as the main label / as a sub label)") == [
-        ["casual", "3", "75.0", "2", "1"], ["street", "3", "75.0", "1", "2"], ["sporty", "2", "50.0", "1", "1"]]
-    assert table(lines, "most frequent label pairs") == [["casual + street", "2", "0.67", "0.67"],
-                                                         ["sporty + street", "2", "1.00", "0.67"],
-                                                         ["casual + sporty", "1", "0.33", "0.50"]]  # fmt: skip
+        ["casual", "3", "75.0", "2", "1"],
+        ["street", "3", "75.0", "1", "2"],
+        ["sporty", "2", "50.0", "1", "1"],
+    ]
+    assert table(lines, "most frequent label pairs") == [
+        ["casual + street", "2", "0.67", "0.67"],
+        ["sporty + street", "2", "1.00", "0.67"],
+        ["casual + sporty", "1", "0.33", "0.50"],
+    ]
     assert lines[-1] == "3 label(s) with < 5 images: casual, sporty, street"
     # the same data as JSONL, and --data-format multilabel named explicitly: the same report
     jsonl = csv_file.with_suffix(".jsonl")
-    jsonl.write_text("".join(f'{{"image": "{r.split(",")[0]}", "main": "{r.split(",")[1]}", "labels": '
-                             f'{str(r.split(",")[2].split("|")).replace(chr(39), chr(34))}}}\n' for r in CSV_ROWS[1:]))
+    jsonl.write_text(
+        "".join(
+            f'{{"image": "{r.split(",")[0]}", "main": "{r.split(",")[1]}", "labels": '
+            f"{str(r.split(',')[2].split('|')).replace(chr(39), chr(34))}}}\n"
+            for r in CSV_ROWS[1:]
+        )
+    )
     assert stats(jsonl)[2] == out
     assert stats(csv_file, "--data-format", "multilabel")[2] == out
 
@@ -131,14 +145,19 @@ def test_stats_format_overrides_auto_detection(tmp_path: Path) -> None:
     assert stats(root)[1][0].startswith("images: 3   labels: 2")  # auto: label_list.mat wins
     code, lines, out = stats(root, "--data-format", "image_folder")
     assert code == 0, out
-    assert lines[0] == "images: 3   classes: 2" and table(lines, "images per class")[0] == ["red", "2", "66.7"]
+    assert lines[0] == "images: 3   classes: 2" and table(lines, "images per class")[0] == [
+        "red",
+        "2",
+        "66.7",
+    ]
     assert stats(root, "--data-format", "ccp")[2] == stats(root)[2]
 
 
 def test_stats_errors_are_one_line_with_exit_code_2(tmp_path: Path, csv_file: Path) -> None:
     code, _, out = stats(csv_file, "--data-format", "coco")
-    assert code == 2 and out == ("error: --data-format must be auto, ccp, clothing_dataset, multilabel, image_folder, "
-                                 "got 'coco'\n")
+    assert code == 2 and out == (
+        "error: --data-format must be auto, ccp, clothing_dataset, multilabel, image_folder, got 'coco'\n"
+    )
     code, _, out = stats(tmp_path / "nowhere")
     assert code == 2 and f"path does not exist: {tmp_path / 'nowhere'}" in out
     (tmp_path / "d.jpg").unlink()

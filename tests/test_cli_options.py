@@ -48,8 +48,18 @@ def invoke(*args, **kwargs):
 def _train_config(tmp_path: Path, colour_csv: Path) -> Path:
     cfg = {
         "experiment": "no_resume",
-        "data": {"format": "multilabel", "path": str(colour_csv), "input_size": [32, 32], "batch_size": 16, "num_workers": 0},
-        "model": {"backbone": "test_tiny", "pretrained": False, "heads": {"labels": {"kind": "linear", "pool": "max"}}},
+        "data": {
+            "format": "multilabel",
+            "path": str(colour_csv),
+            "input_size": [32, 32],
+            "batch_size": 16,
+            "num_workers": 0,
+        },
+        "model": {
+            "backbone": "test_tiny",
+            "pretrained": False,
+            "heads": {"labels": {"kind": "linear", "pool": "max"}},
+        },
         "optim": {"lr": 3.0e-3, "head_lr": 3.0e-3, "scheduler": "none"},
         "trainer": {"max_epochs": 1, "accelerator": "cpu", "log_every_n_steps": 1},
     }
@@ -103,7 +113,10 @@ def multilabel_format_model(tmp_path_factory) -> Path:
     """A tiny category model whose header says it was trained on multi-label CSV data."""
     torch.manual_seed(0)
     net = FashionNet("test_tiny", heads={"category": {"num_classes": 2}}).eval()
-    extra = {"experiment": "cat_model", "data": data_description(load_config(None, ["data.format=multilabel"]))}
+    extra = {
+        "experiment": "cat_model",
+        "data": data_description(load_config(None, ["data.format=multilabel"])),
+    }
     info = ModelInfo(net.spec, {"category": FOLDER_CLASSES}, DataConfig(input_size=(32, 32)), extra)
     return save_model(net, info, tmp_path_factory.mktemp("eval_model") / "model.safetensors")
 
@@ -127,7 +140,9 @@ def test_evaluate_format_reads_data_of_another_format(tmp_path, multilabel_forma
     assert result.exit_code == 2, result.output + repr(result.exception)
     assert result.output == f"error: {folder}: unknown extension ''; expected .csv or .jsonl\n"
     ev = tmp_path / "ev"
-    result = invoke("evaluate", multilabel_format_model, "--data", folder, "--out", ev, "--data-format", "image_folder")
+    result = invoke(
+        "evaluate", multilabel_format_model, "--data", folder, "--out", ev, "--data-format", "image_folder"
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     report = json.loads((ev / "metrics.json").read_text())["models"]["cat_model"]
     assert report["num_images"] == 5 and 0 <= report["category"]["top1"] <= 1
@@ -135,10 +150,14 @@ def test_evaluate_format_reads_data_of_another_format(tmp_path, multilabel_forma
         rows = list(csv.DictReader(f))
     truth = sorted((Path(r["image"]).parent.name, r["category_true"]) for r in rows)
     assert truth == [("blue", "blue")] * 2 + [("red", "red")] * 3  # the val/ folder, its class names as truth
-    result = invoke("evaluate", multilabel_format_model, "--data", folder, "--out", ev, "--data-format", "coco")
+    result = invoke(
+        "evaluate", multilabel_format_model, "--data", folder, "--out", ev, "--data-format", "coco"
+    )
     assert result.exit_code == 2, result.output + repr(result.exception)
-    assert result.output == ("error: data.format must be ccp, multilabel, image_folder, clothing_dataset, deepfashion "
-                             "or mixed, got 'coco'\n")
+    assert result.output == (
+        "error: data.format must be ccp, multilabel, image_folder, clothing_dataset, deepfashion "
+        "or mixed, got 'coco'\n"
+    )
 
 
 def test_evaluate_bad_or_missing_model_exits_2_naming_it(tmp_path, colour_csv):
@@ -174,8 +193,18 @@ def test_predict_batch_size_sets_the_batches_the_network_sees(tmp_path, monkeypa
     outputs = {}
     for batch_size, batches in ((2, [2, 2, 1]), (4, [4, 1]), (32, [5])):
         seen.clear()
-        result = invoke("predict", *photos, "--model", model, "--backend", "torch", "--format", "json",
-                        "--batch-size", batch_size)
+        result = invoke(
+            "predict",
+            *photos,
+            "--model",
+            model,
+            "--backend",
+            "torch",
+            "--format",
+            "json",
+            "--batch-size",
+            batch_size,
+        )
         assert result.exit_code == 0, result.output
         assert seen == batches
         outputs[batch_size] = json.loads(result.stdout)
@@ -191,7 +220,8 @@ def test_predict_batch_size_sets_the_batches_the_network_sees(tmp_path, monkeypa
 
 @pytest.fixture
 def serve_cli(tmp_path, monkeypatch):
-    """Run ``fashionlens serve ARGS`` with uvicorn.run replaced: returns (exit code, output, app, uvicorn kwargs)."""
+    """Run ``fashionlens serve ARGS`` with uvicorn.run replaced: returns (exit code, output, app, uvicorn
+    kwargs)."""
     model = make_tiny_model(tmp_path / "m.safetensors")
     calls: dict = {}
     monkeypatch.setattr(uvicorn, "run", lambda application, **kw: calls.update(app=application, kw=kw))
@@ -208,16 +238,22 @@ def _post(application, files: list[tuple[str, bytes]], n: int = 1, headers=None)
     """``n`` concurrent POST /v1/predict requests, each uploading ``files``, through the ASGI app."""
 
     async def scenario():
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://t") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application), base_url="http://t"
+        ) as client:
             upload = [("files", (name, data, "image/jpeg")) for name, data in files]
-            return await asyncio.gather(*[client.post("/v1/predict", files=upload, headers=headers) for _ in range(n)])
+            return await asyncio.gather(
+                *[client.post("/v1/predict", files=upload, headers=headers) for _ in range(n)]
+            )
 
     return asyncio.run(scenario())
 
 
 def _health(application) -> dict:
     async def scenario():
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://t") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application), base_url="http://t"
+        ) as client:
             return (await client.get("/healthz")).json()
 
     return asyncio.run(scenario())
@@ -302,7 +338,8 @@ def test_export_opset_sets_the_onnx_opset(tmp_path):
     assert opsets[""] == 20
     result = invoke("export", model, "--out", tmp_path / "m18.onnx")
     assert result.exit_code == 0, result.output
-    assert {o.domain: o.version for o in onnx.load(tmp_path / "m18.onnx").opset_import}[""] == 18  # the default
+    # the default
+    assert {o.domain: o.version for o in onnx.load(tmp_path / "m18.onnx").opset_import}[""] == 18
     x = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32))
     a, b = OnnxRunner(tmp_path / "m20.onnx")(x), OnnxRunner(tmp_path / "m18.onnx")(x)
     np.testing.assert_allclose(a["category"], b["category"], atol=1e-4)  # the same model under either opset

@@ -44,11 +44,26 @@ def _settings(colour_csv: Path, max_epochs: int = 3) -> dict:
     """A tiny multi-label training: 10 steps per epoch, random augmentations on, deterministic."""
     return {
         "experiment": "crash_safety",
-        "data": {"format": "multilabel", "path": str(colour_csv), "input_size": [32, 32], "batch_size": 8, "num_workers": 0},
-        "model": {"backbone": "test_tiny", "pretrained": False, "heads": {"labels": {"kind": "gcn", "pool": "max", "gcn_hidden": 16}}},
+        "data": {
+            "format": "multilabel",
+            "path": str(colour_csv),
+            "input_size": [32, 32],
+            "batch_size": 8,
+            "num_workers": 0,
+        },
+        "model": {
+            "backbone": "test_tiny",
+            "pretrained": False,
+            "heads": {"labels": {"kind": "gcn", "pool": "max", "gcn_hidden": 16}},
+        },
         "labels": {"embeddings": {"provider": "onehot"}, "graph": {"tau": 0.3}},
         "optim": {"lr": 3.0e-3, "head_lr": 3.0e-3, "scheduler": "cosine"},
-        "trainer": {"max_epochs": max_epochs, "accelerator": "cpu", "log_every_n_steps": 1, "deterministic": True},
+        "trainer": {
+            "max_epochs": max_epochs,
+            "accelerator": "cpu",
+            "log_every_n_steps": 1,
+            "deterministic": True,
+        },
     }
 
 
@@ -122,7 +137,9 @@ def test_checkpoint_io_refuses_non_finite_weights(tmp_path):
     io.save_checkpoint({"state_dict": {"w": torch.ones(3)}, "global_step": 1}, path)
     before = _sha(path)
     with pytest.raises(NonFiniteLossError, match=r"non-finite weights in w.*last good checkpoint is kept"):
-        io.save_checkpoint({"state_dict": {"w": torch.tensor([1.0, float("nan"), 0.0])}, "global_step": 2}, path)
+        io.save_checkpoint(
+            {"state_dict": {"w": torch.tensor([1.0, float("nan"), 0.0])}, "global_step": 2}, path
+        )
     assert _sha(path) == before
     assert io.load_checkpoint(path)["global_step"] == 1
 
@@ -148,14 +165,21 @@ _RUNNER = textwrap.dedent("""
 """)
 
 
-def _run_training(tmp_path: Path, colour_csv: Path, out: Path, kill_at: int = -1, every: int = 4) -> subprocess.CompletedProcess:
+def _run_training(
+    tmp_path: Path, colour_csv: Path, out: Path, kill_at: int = -1, every: int = 4
+) -> subprocess.CompletedProcess:
     """``train(config, out)`` in a fresh process, killed with SIGKILL before step ``kill_at`` if >= 0."""
     script, config = tmp_path / "run_training.py", tmp_path / "config.yaml"
     script.write_text(_RUNNER)
     config.write_text(yaml.safe_dump(_settings(colour_csv)))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(script), str(config), str(out), str(kill_at), str(every)],
-                          env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(script), str(config), str(out), str(kill_at), str(every)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_sigkill_mid_epoch_then_resume_ends_like_an_uninterrupted_run(tmp_path, colour_csv):
@@ -182,7 +206,9 @@ def test_sigkill_mid_epoch_then_resume_ends_like_an_uninterrupted_run(tmp_path, 
     assert w_got.keys() == w_expected.keys()
     for name in w_expected:
         torch.testing.assert_close(w_got[name], w_expected[name], rtol=0, atol=1e-6, msg=name)
-    final_expected, final_got = (torch.load(d / "checkpoints" / "last.ckpt", weights_only=True) for d in (reference, crashed))
+    final_expected, final_got = (
+        torch.load(d / "checkpoints" / "last.ckpt", weights_only=True) for d in (reference, crashed)
+    )
     assert final_got["global_step"] == final_expected["global_step"] == 3 * STEPS_PER_EPOCH
     for name, value in final_expected["state_dict"].items():
         torch.testing.assert_close(final_got["state_dict"][name], value, rtol=0, atol=1e-6, msg=name)
@@ -219,7 +245,10 @@ def test_mid_epoch_resume_keeps_batchnorm_frozen_and_earlier_logs(tmp_path, colo
     state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert state["global_step"] == STEPS_PER_EPOCH
     stats = {k: v for k, v in state["state_dict"].items() if k.endswith(("running_mean", "running_var"))}
-    assert stats and all(torch.equal(v, torch.zeros_like(v) if k.endswith("mean") else torch.ones_like(v)) for k, v in stats.items())
+    assert stats and all(
+        torch.equal(v, torch.zeros_like(v) if k.endswith("mean") else torch.ones_like(v))
+        for k, v in stats.items()
+    )
     # Lightning's CSVLogger deletes metrics.csv when it starts; the resumed run keeps it aside
     assert (out / "logs" / "metrics.1.csv").read_text() == logged_before
     assert (out / "logs" / "metrics.csv").is_file()
@@ -229,7 +258,10 @@ def test_best_report_survives_a_resume(tmp_path):
     net = FashionNet("test_tiny", heads={"labels": {"num_classes": 4, "kind": "linear"}})
     info = ModelInfo(net.spec, {"labels": list("abcd")}, DataConfig(input_size=(32, 32)))
     saved = fit_module.ExportBest(tmp_path / "m.safetensors", info, "val/mAP", "max")
-    saved.best_value, saved.best_report = 0.75, {"labels": {"mAP": np.float64(0.75), "AP": np.array([0.5, 1.0])}}
+    saved.best_value, saved.best_report = (
+        0.75,
+        {"labels": {"mAP": np.float64(0.75), "AP": np.array([0.5, 1.0])}},
+    )
     torch.save(saved.state_dict(), tmp_path / "state.pt")
     state = torch.load(tmp_path / "state.pt", weights_only=True)  # as Lightning loads last.ckpt
     resumed = fit_module.ExportBest(tmp_path / "m.safetensors", info, "val/mAP", "max")
@@ -239,7 +271,9 @@ def test_best_report_survives_a_resume(tmp_path):
 
 def test_sampler_order_depends_only_on_seed_and_epoch_and_resumes_mid_epoch():
     data = list(range(20))
-    loader = ResumableDataLoader(data, batch_sampler=ResumableBatchSampler(EpochShuffleSampler(20, seed=3), 4, True))
+    loader = ResumableDataLoader(
+        data, batch_sampler=ResumableBatchSampler(EpochShuffleSampler(20, seed=3), 4, True)
+    )
     loader.batch_sampler.sampler.set_epoch(5)
     full = [b.tolist() for b in loader]
     assert sorted(sum(full, [])) == data and full != [b.tolist() for b in _fresh_loader(epoch=4)]
@@ -268,8 +302,12 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_files(tmp_path, colour_
     before = [_sha(f) for f in files]
 
     real = task_module.compute_losses
-    monkeypatch.setattr(task_module, "compute_losses", lambda *a, **k: {n: v * float("nan") for n, v in real(*a, **k).items()})
-    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at epoch 1, step 10: labels=nan.*last good checkpoint"):
+    monkeypatch.setattr(
+        task_module, "compute_losses", lambda *a, **k: {n: v * float("nan") for n, v in real(*a, **k).items()}
+    )
+    with pytest.raises(
+        NonFiniteLossError, match=r"non-finite loss at epoch 1, step 10: labels=nan.*last good checkpoint"
+    ):
         fit_module.train(_config(tmp_path, colour_csv, every_n_steps=2, max_epochs=2), out)
     assert [_sha(f) for f in files] == before
 
@@ -332,7 +370,9 @@ def test_truncated_last_ckpt_gives_an_error_naming_the_file(tmp_path, colour_csv
     fit_module.train(_config(tmp_path, colour_csv, max_epochs=1), out)
     last = out / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match=r"cannot resume from .*last\.ckpt: the checkpoint is truncated.*--no-resume"):
+    with pytest.raises(
+        CheckpointError, match=r"cannot resume from .*last\.ckpt: the checkpoint is truncated.*--no-resume"
+    ):
         fit_module.train(_config(tmp_path, colour_csv, max_epochs=2), out)
 
 
@@ -350,7 +390,11 @@ def test_resume_checkpoint_is_loaded_without_unpickling_code(tmp_path):
 
 def test_model_file_loads_without_pickle(tmp_path, monkeypatch):
     net = FashionNet("test_tiny", heads={"labels": {"num_classes": 4, "kind": "linear"}})
-    path = save_model(net, ModelInfo(net.spec, {"labels": list("abcd")}, DataConfig(input_size=(32, 32))), tmp_path / "m.safetensors")
+    path = save_model(
+        net,
+        ModelInfo(net.spec, {"labels": list("abcd")}, DataConfig(input_size=(32, 32))),
+        tmp_path / "m.safetensors",
+    )
     for name in ("load", "loads", "Unpickler"):
         monkeypatch.setattr(pickle, name, _no_training)
     monkeypatch.setattr(torch, "load", _no_training)

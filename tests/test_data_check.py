@@ -77,31 +77,163 @@ def _landmark_far_outside_bbox(root: Path) -> None:
 
 # (name, what to do, file named in the output, line, kind, the reader refuses it too)
 INJECTIONS = [
-    ("count line", lambda r: edit_line(r / "Anno/list_bbox.txt", 1, lambda t: ["31"]), "list_bbox.txt", 1, "count", True),
-    ("count not a number", lambda r: edit_line(r / "Eval/list_eval_partition.txt", 1, lambda t: ["thirty"]), "list_eval_partition.txt", 1, "count", True),
-    ("column count", lambda r: edit_line(r / "Anno/list_bbox.txt", 5, lambda t: t[:-1]), "list_bbox.txt", 5, "columns", True),
-    ("not an integer", lambda r: edit_line(r / "Anno/list_bbox.txt", 6, _set(2, "07a")), "list_bbox.txt", 6, "value", True),
-    ("bbox x1 >= x2", lambda r: edit_line(r / "Anno/list_bbox.txt", 4, lambda t: [t[0], t[3], t[2], t[1], t[4]]), "list_bbox.txt", 4, "value", True),
-    ("attribute value range", lambda r: edit_line(r / "Anno/list_attr_img.txt", 8, _set(17, "2")), "list_attr_img.txt", 8, "value", True),
-    ("attribute columns", lambda r: edit_line(r / "Anno/list_attr_img.txt", 11, lambda t: t + ["1"]), "list_attr_img.txt", 11, "columns", True),
-    ("unknown category label", lambda r: edit_line(r / "Anno/list_category_img.txt", 6, _set(1, "77")), "list_category_img.txt", 6, "label", True),
-    ("attribute type range", lambda r: edit_line(r / "Anno/list_attr_cloth.txt", 40, lambda t: t[:-1] + ["7"]), "list_attr_cloth.txt", 40, "value", True),
-    ("clothes type", lambda r: edit_line(r / "Anno/list_landmarks.txt", 13, _set(1, "4")), "list_landmarks.txt", 13, "value", True),
-    ("landmark visibility", lambda r: edit_line(r / "Anno/list_landmarks.txt", 14, _set(2, "5")), "list_landmarks.txt", 14, "value", True),
-    ("landmark triples", lambda r: edit_line(r / "Anno/list_landmarks.txt", 15, lambda t: t[:5]), "list_landmarks.txt", 15, "columns", True),
-    ("partition value", lambda r: edit_line(r / "Eval/list_eval_partition.txt", 16, _set(1, "training")), "list_eval_partition.txt", 16, "value", True),
-    ("duplicate row", lambda r: edit_line(r / "Eval/list_eval_partition.txt", 12, lambda t: [image_of(r, 11).relative_to(r).as_posix(), t[1]]), "list_eval_partition.txt", 12, "duplicate", True),
-    ("unknown image", lambda r: edit_line(r / "Anno/list_bbox.txt", 17, _set(0, "img/nowhere/img_1.jpg")), "list_bbox.txt", 17, "unknown_image", True),
-    ("missing image", lambda r: image_of(r, 10).unlink(), "list_category_img.txt", 10, "missing_image", False),
-    ("unreadable image", lambda r: image_of(r, 18).write_bytes(b"not a jpeg"), "list_category_img.txt", 18, "image", False),
-    ("bbox outside the image", lambda r: edit_line(r / "Anno/list_bbox.txt", 7, _set(3, "500")), "list_bbox.txt", 7, "bbox", False),
+    (
+        "count line",
+        lambda r: edit_line(r / "Anno/list_bbox.txt", 1, lambda t: ["31"]),
+        "list_bbox.txt",
+        1,
+        "count",
+        True,
+    ),
+    (
+        "count not a number",
+        lambda r: edit_line(r / "Eval/list_eval_partition.txt", 1, lambda t: ["thirty"]),
+        "list_eval_partition.txt",
+        1,
+        "count",
+        True,
+    ),
+    (
+        "column count",
+        lambda r: edit_line(r / "Anno/list_bbox.txt", 5, lambda t: t[:-1]),
+        "list_bbox.txt",
+        5,
+        "columns",
+        True,
+    ),
+    (
+        "not an integer",
+        lambda r: edit_line(r / "Anno/list_bbox.txt", 6, _set(2, "07a")),
+        "list_bbox.txt",
+        6,
+        "value",
+        True,
+    ),
+    (
+        "bbox x1 >= x2",
+        lambda r: edit_line(r / "Anno/list_bbox.txt", 4, lambda t: [t[0], t[3], t[2], t[1], t[4]]),
+        "list_bbox.txt",
+        4,
+        "value",
+        True,
+    ),
+    (
+        "attribute value range",
+        lambda r: edit_line(r / "Anno/list_attr_img.txt", 8, _set(17, "2")),
+        "list_attr_img.txt",
+        8,
+        "value",
+        True,
+    ),
+    (
+        "attribute columns",
+        lambda r: edit_line(r / "Anno/list_attr_img.txt", 11, lambda t: t + ["1"]),
+        "list_attr_img.txt",
+        11,
+        "columns",
+        True,
+    ),
+    (
+        "unknown category label",
+        lambda r: edit_line(r / "Anno/list_category_img.txt", 6, _set(1, "77")),
+        "list_category_img.txt",
+        6,
+        "label",
+        True,
+    ),
+    (
+        "attribute type range",
+        lambda r: edit_line(r / "Anno/list_attr_cloth.txt", 40, lambda t: t[:-1] + ["7"]),
+        "list_attr_cloth.txt",
+        40,
+        "value",
+        True,
+    ),
+    (
+        "clothes type",
+        lambda r: edit_line(r / "Anno/list_landmarks.txt", 13, _set(1, "4")),
+        "list_landmarks.txt",
+        13,
+        "value",
+        True,
+    ),
+    (
+        "landmark visibility",
+        lambda r: edit_line(r / "Anno/list_landmarks.txt", 14, _set(2, "5")),
+        "list_landmarks.txt",
+        14,
+        "value",
+        True,
+    ),
+    (
+        "landmark triples",
+        lambda r: edit_line(r / "Anno/list_landmarks.txt", 15, lambda t: t[:5]),
+        "list_landmarks.txt",
+        15,
+        "columns",
+        True,
+    ),
+    (
+        "partition value",
+        lambda r: edit_line(r / "Eval/list_eval_partition.txt", 16, _set(1, "training")),
+        "list_eval_partition.txt",
+        16,
+        "value",
+        True,
+    ),
+    (
+        "duplicate row",
+        lambda r: edit_line(
+            r / "Eval/list_eval_partition.txt",
+            12,
+            lambda t: [image_of(r, 11).relative_to(r).as_posix(), t[1]],
+        ),
+        "list_eval_partition.txt",
+        12,
+        "duplicate",
+        True,
+    ),
+    (
+        "unknown image",
+        lambda r: edit_line(r / "Anno/list_bbox.txt", 17, _set(0, "img/nowhere/img_1.jpg")),
+        "list_bbox.txt",
+        17,
+        "unknown_image",
+        True,
+    ),
+    (
+        "missing image",
+        lambda r: image_of(r, 10).unlink(),
+        "list_category_img.txt",
+        10,
+        "missing_image",
+        False,
+    ),
+    (
+        "unreadable image",
+        lambda r: image_of(r, 18).write_bytes(b"not a jpeg"),
+        "list_category_img.txt",
+        18,
+        "image",
+        False,
+    ),
+    (
+        "bbox outside the image",
+        lambda r: edit_line(r / "Anno/list_bbox.txt", 7, _set(3, "500")),
+        "list_bbox.txt",
+        7,
+        "bbox",
+        False,
+    ),
     ("landmark outside the bbox", _landmark_far_outside_bbox, "list_landmarks.txt", 9, "landmark", False),
 ]
 
 
 @pytest.mark.parametrize(("inject", "filename", "line", "kind", "reader_refuses"),
                          [pytest.param(*i[1:], id=i[0]) for i in INJECTIONS])  # fmt: skip
-def test_injected_problem_is_listed_with_file_and_line(tree, inject, filename, line, kind, reader_refuses) -> None:
+def test_injected_problem_is_listed_with_file_and_line(
+    tree, inject, filename, line, kind, reader_refuses
+) -> None:
     inject(tree)
     result = check(tree)
     assert result.exit_code == 1, result.output
@@ -113,12 +245,19 @@ def test_injected_problem_is_listed_with_file_and_line(tree, inject, filename, l
 
 
 def test_every_problem_is_listed_not_just_the_first(tree: Path) -> None:
-    for inject in (INJECTIONS[2][1], INJECTIONS[5][1], INJECTIONS[7][1], INJECTIONS[15][1], INJECTIONS[17][1]):
+    for inject in (
+        INJECTIONS[2][1],
+        INJECTIONS[5][1],
+        INJECTIONS[7][1],
+        INJECTIONS[15][1],
+        INJECTIONS[17][1],
+    ):
         inject(tree)
     problems = check_dataset(tree)
     where = {(Path(p.path).name, p.line, p.kind) for p in problems}
-    assert {("list_bbox.txt", 5, "columns"), ("list_attr_img.txt", 8, "value"), ("list_category_img.txt", 6, "label"),
-            ("list_category_img.txt", 10, "missing_image"), ("list_bbox.txt", 7, "bbox")} <= where  # fmt: skip
+    assert {("list_bbox.txt", 5, "columns"), ("list_attr_img.txt", 8, "value"),
+            ("list_category_img.txt", 6, "label"), ("list_category_img.txt", 10, "missing_image"),
+            ("list_bbox.txt", 7, "bbox")} <= where  # fmt: skip
     assert all(isinstance(p, Problem) and p.severity == "error" for p in problems)
     assert str(problems[0]).startswith(f"{problems[0].path}:{problems[0].line}: error [")
 
@@ -137,13 +276,19 @@ def test_landmark_slightly_outside_bbox_is_a_warning(tree: Path) -> None:
     idx = read_deepfashion(tree)
     j = 3  # line 6 of list_landmarks.txt: "image clothes_type  v x y  v x y ..."
     tokens = (tree / "Anno/list_landmarks.txt").read_text().splitlines()[5].split()
-    k = next(i + 1 for i in range(2, len(tokens), 3) if tokens[i] != "2")  # x of the first not-cut-off landmark
+    # x of the first not-cut-off landmark
+    k = next(i + 1 for i in range(2, len(tokens), 3) if tokens[i] != "2")
     x1, y1, x2, y2 = (int(v) for v in idx.bbox[j])
-    assert x1 >= 2 and 0.05 * max(x2 - x1, y2 - y1) >= 1, "the fixture must allow 1 px left of the box, inside the image"
-    edit_line(tree / "Anno/list_landmarks.txt", 6, lambda t: t[:k] + [str(x1 - 1)] + t[k + 1 :])  # 1 px outside
+    assert x1 >= 2 and 0.05 * max(x2 - x1, y2 - y1) >= 1, (
+        "the fixture must allow 1 px left of the box, inside the image"
+    )
+    # 1 px outside
+    edit_line(tree / "Anno/list_landmarks.txt", 6, lambda t: t[:k] + [str(x1 - 1)] + t[k + 1 :])
     result = check(tree)
     assert result.exit_code == 0, result.output  # a warning only: no error
-    assert re.search(r"list_landmarks.txt:6: warning \[landmark\] .*outside the bbox", result.output), result.output
+    assert re.search(r"list_landmarks.txt:6: warning \[landmark\] .*outside the bbox", result.output), (
+        result.output
+    )
     assert f"0 errors, 1 warnings in {N + 7} files" in result.output
 
 
@@ -191,9 +336,15 @@ def test_multilabel_csv(tmp_path: Path) -> None:
 def test_multilabel_jsonl_and_encoding(tmp_path: Path) -> None:
     _jpeg(tmp_path / "a.jpg")
     jsonl = tmp_path / "labels.jsonl"
-    jsonl.write_text('{"image": "a.jpg", "labels": ["x"]}\n{"image": "a.jpg"\n["not", "an object"]\n{"image": 3, "labels": []}\n')
+    jsonl.write_text(
+        '{"image": "a.jpg", "labels": ["x"]}\n{"image": "a.jpg"\n["not", "an object"]\n{"image": 3, '
+        '"labels": []}\n'
+    )
     out = check(jsonl, "--data-format", "multilabel").output
-    assert "labels.jsonl:2: error [value] bad JSON" in out and "labels.jsonl:3: error [value] expected a JSON object" in out
+    assert (
+        "labels.jsonl:2: error [value] bad JSON" in out
+        and "labels.jsonl:3: error [value] expected a JSON object" in out
+    )
     assert "labels.jsonl:4: error [value] field 'image'" in out
     bad = tmp_path / "latin1.csv"
     bad.write_bytes(b"image,main,labels\na.jpg,,x\na.jpg,,caf\xe9\n")
@@ -209,7 +360,9 @@ def _ccp(root: Path, tags: dict[str, list[int]], photos: list[str]) -> None:
     scipy.io.savemat(root / "label_list.mat", {"label_list": names})
     (root / "annotations" / "image-level").mkdir(parents=True)
     for stem, t in tags.items():
-        scipy.io.savemat(root / "annotations" / "image-level" / f"{stem}.mat", {"tags": np.array([t], np.uint8)})
+        scipy.io.savemat(
+            root / "annotations" / "image-level" / f"{stem}.mat", {"tags": np.array([t], np.uint8)}
+        )
     for stem in photos:
         _jpeg(root / "photos" / f"{stem}.jpg")
 
@@ -227,7 +380,9 @@ def test_ccp(tmp_path: Path) -> None:
     assert "0005.mat: error [value] cannot read variable 'tags'" in out
     _jpeg(tmp_path / "photos" / "0003.jpg")
     (tmp_path / "annotations" / "image-level" / "0005.mat").unlink()
-    scipy.io.savemat(tmp_path / "annotations" / "image-level" / "0002.mat", {"tags": np.array([[1, 4]], np.uint8)})
+    scipy.io.savemat(
+        tmp_path / "annotations" / "image-level" / "0002.mat", {"tags": np.array([[1, 4]], np.uint8)}
+    )
     assert check(tmp_path, "--data-format", "ccp").exit_code == 0
 
 
@@ -247,16 +402,15 @@ def test_image_folder(tmp_path: Path) -> None:
     assert check(tmp_path).exit_code == 0
 
 
-def test_data_format_option_and_its_deprecated_spelling(tmp_path: Path) -> None:
-    """--data-format picks the reader of data check / data stats; the old --format still works, with a warning."""
+def test_data_format_option(tmp_path: Path) -> None:
+    """--data-format picks the reader of data check / data stats; the old hidden --format alias is gone."""
     for name in ("dress", "hat"):
         _jpeg(tmp_path / "train" / name / "1.jpg")
     assert check(tmp_path, "--data-format", "image_folder").exit_code == 0
     forced = check(tmp_path, "--data-format", "ccp")
     assert forced.exit_code == 1 and "photos: error [file] folder not found" in forced.output
     old = check(tmp_path, "--format", "ccp")
-    assert old.exit_code == 1 and "photos: error [file] folder not found" in old.output
-    assert "--format is deprecated for the data format, use --data-format" in old.output
+    assert old.exit_code == 2 and "No such option: --format" in old.output
     stats = runner.invoke(app, ["data", "stats", str(tmp_path), "--data-format", "image_folder"])
     assert stats.exit_code == 0 and "images: 2   classes: 2" in stats.output
     assert runner.invoke(app, ["data", "stats", str(tmp_path), "--data-format", "ccp"]).exit_code == 2

@@ -231,7 +231,8 @@ def test_image_folder_tmp(tmp_path: Path) -> None:
     (tmp_path / "train" / "dog" / "notes.txt").write_text("not an image")
     ds = read_image_folder(tmp_path)
     assert ds.class_names == ["cat", "dog"]
-    assert [(p.name, k) for p, k in ds.samples] == [("1.jpg", 0), ("2.PNG", 0), ("y.jpg", 1), ("x.jpg", 1)]  # by path: sub/ < x
+    # by path: sub/ < x
+    assert [(p.name, k) for p, k in ds.samples] == [("1.jpg", 0), ("2.PNG", 0), ("y.jpg", 1), ("x.jpg", 1)]
     direct = read_image_folder(tmp_path / "train")  # root may be the split folder itself
     assert direct.samples == ds.samples
     assert multilabel_stats(ds)["class_counts"] == [("cat", 2), ("dog", 2)]
@@ -267,7 +268,8 @@ def test_ccp_real() -> None:
     pixel_level = multilabel_stats(parts["pixel-level"])["labels_per_image"]["mean"]
     assert 5.3 < image_level < 6.1, image_level
     assert 5.1 < pixel_level < 5.5, pixel_level  # ../shared/docs/formats.md: about 5.3 tags per masked photo
-    first = next(s for s in ds.samples if s.path.stem == "0001")  # blouse, shoes, skirt, stockings, sunglasses, vest
+    # blouse, shoes, skirt, stockings, sunglasses, vest
+    first = next(s for s in ds.samples if s.path.stem == "0001")
     assert first.labels == ("blouse", "shoes", "skirt", "stockings", "sunglasses", "vest")
     splits = split_dataset(ds, seed=0)
     assert sum(len(v) for v in splits.values()) == 1574
@@ -281,7 +283,8 @@ def test_ccp_annotation_without_photo(tmp_path: Path) -> None:
     (tmp_path / "annotations" / "image-level").mkdir(parents=True)
     (tmp_path / "photos").mkdir()
     for stem, tags in (("0001", [0, 1, 2, 1]), ("0002", [3])):
-        scipy_io.savemat(tmp_path / "annotations" / "image-level" / f"{stem}.mat", {"tags": np.array([tags], np.uint8)})
+        scipy_io.savemat(tmp_path / "annotations" / "image-level" / f"{stem}.mat",
+                         {"tags": np.array([tags], np.uint8)})
     _touch_images(tmp_path / "photos", ["0001.jpg", "0003.jpg"])  # 0003 has no annotation: skipped
     with pytest.raises(DataFormatError, match="0002.mat: annotation without a photo"):
         read_ccp(tmp_path)

@@ -34,7 +34,9 @@ def _ccp_tree(root, tags: dict[str, list[int]], masks: dict[str, np.ndarray]):
     for kind in ("image-level", "pixel-level"):
         (root / "annotations" / kind).mkdir(parents=True, exist_ok=True)
     for stem, t in tags.items():
-        scipy.io.savemat(root / "annotations" / "image-level" / f"{stem}.mat", {"tags": np.array([t], np.uint8)})
+        scipy.io.savemat(
+            root / "annotations" / "image-level" / f"{stem}.mat", {"tags": np.array([t], np.uint8)}
+        )
         _photo(root / "photos" / f"{stem}.jpg")
     for stem, m in masks.items():
         scipy.io.savemat(root / "annotations" / "pixel-level" / f"{stem}.mat", {"groundtruth": m})
@@ -57,7 +59,9 @@ def test_mask_tags_use_the_minimum_area(tmp_path):
     parts = read_ccp_parts(tmp_path)
     assert [s.labels for s in parts["pixel-level"].samples] == [("bag", "skirt")]
     assert [s.labels for s in parts["image-level"].samples] == [("hat",)]
-    assert [s.labels for s in read_ccp_parts(tmp_path, min_pixels=50)["pixel-level"].samples] == [("bag", "hat", "skirt")]
+    assert [s.labels for s in read_ccp_parts(tmp_path, min_pixels=50)["pixel-level"].samples] == [
+        ("bag", "hat", "skirt")
+    ]
     ds = read_ccp(tmp_path)
     assert [s.path.stem for s in ds.samples] == ["0001", "0100"] and ds.label_names == ["bag", "hat", "skirt"]
     only = read_ccp(tmp_path, annotations="pixel-level")
@@ -74,12 +78,17 @@ def test_garment_regions_have_tight_inclusive_boxes():
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda p: scipy.io.savemat(p, {"groundtruth": _mask({1: 150}, h=31)}), r"mask is 20x31 pixels but its photo 0001.jpg is 20x30"),
-    (lambda p: scipy.io.savemat(p, {"groundtruth": _mask({7: 150})}), r"label index 7 out of range; expected 0-based indices below 6"),
+    (lambda p: scipy.io.savemat(p, {"groundtruth": _mask({1: 150}, h=31)}),
+     r"mask is 20x31 pixels but its photo 0001.jpg is 20x30"),
+    (lambda p: scipy.io.savemat(p, {"groundtruth": _mask({7: 150})}),
+     r"label index 7 out of range; expected 0-based indices below 6"),
     (lambda p: p.write_bytes(b"not a mat file"), r"cannot read variable 'groundtruth'"),
-    (lambda p: scipy.io.savemat(p, {"tags": np.array([[1]])}), r"cannot read variable 'groundtruth' \(not in the file\)"),
-    (lambda p: scipy.io.savemat(p, {"groundtruth": np.full((30, 20), 0.5)}), r"expected integer label indices"),
-    (lambda p: scipy.io.savemat(p, {"groundtruth": np.zeros((2, 30, 20), np.uint8)}), r"expected a 2-D H x W mask"),
+    (lambda p: scipy.io.savemat(p, {"tags": np.array([[1]])}),
+     r"cannot read variable 'groundtruth' \(not in the file\)"),
+    (lambda p: scipy.io.savemat(p, {"groundtruth": np.full((30, 20), 0.5)}),
+     r"expected integer label indices"),
+    (lambda p: scipy.io.savemat(p, {"groundtruth": np.zeros((2, 30, 20), np.uint8)}),
+     r"expected a 2-D H x W mask"),
 ])  # fmt: skip
 def test_bad_masks_are_one_clear_error_naming_the_file(tmp_path, make, message):
     _ccp_tree(tmp_path, {"0100": [1]}, {"0001": _mask({1: 150})})
@@ -92,7 +101,9 @@ def test_bad_masks_are_one_clear_error_naming_the_file(tmp_path, make, message):
 
 
 def test_data_check_lists_every_bad_mask(tmp_path):
-    _ccp_tree(tmp_path, {"0100": [1]}, {"0001": _mask({1: 150}), "0002": _mask({9: 5}), "0003": _mask({1: 150})})
+    _ccp_tree(
+        tmp_path, {"0100": [1]}, {"0001": _mask({1: 150}), "0002": _mask({9: 5}), "0003": _mask({1: 150})}
+    )
     _photo(tmp_path / "photos" / "0003.jpg", 21, 30)  # now a different size from its mask
     out = runner.invoke(app, ["data", "check", str(tmp_path), "--no-images"]).output
     assert "0002.mat: error [label]" in out and "0003.mat: error [size]" in out, out
@@ -129,13 +140,19 @@ def test_clothing_dataset_skips_unsure_rows_and_keeps_metadata(tmp_path):
     assert ds.kids.tolist() == [False, True, False] and ds.senders.tolist() == ["1", "2", "4"]
     assert dict(ds.skipped) == {"Not sure": 1, "Skip": 1, "Other": 1}
     out = runner.invoke(app, ["data", "stats", str(tmp_path)]).output
-    assert "images: 3   classes: 3" in out and "skipped rows: Not sure 1, Other 1, Skip 1; kids' clothes: 1 of 3" in out, out
+    assert (
+        "images: 3   classes: 3" in out
+        and "skipped rows: Not sure 1, Other 1, Skip 1; kids' clothes: 1 of 3" in out
+    ), out
     out = runner.invoke(app, ["data", "check", str(tmp_path)]).output
-    assert "0 errors, 1 warnings" in out and "(format: clothing_dataset)" in out and "3 rows labelled" in out, out
+    assert (
+        "0 errors, 1 warnings" in out and "(format: clothing_dataset)" in out and "3 rows labelled" in out
+    ), out
 
 
 @pytest.mark.parametrize("rows, files, message", [
-    (["a,1,Dress,False", "a,2,Hat,False"], ["a"], r"images.csv:3: image 'a' is listed twice \(first on line 2\)"),
+    (["a,1,Dress,False", "a,2,Hat,False"], ["a"],
+     r"images.csv:3: image 'a' is listed twice \(first on line 2\)"),
     (["a,1,Dress,False", "b,1,Hat,False"], ["a"], r"images.csv:3: no image file for 'b'"),
     (["a,1,Dress,maybe"], ["a"], r"images.csv:2: field 'kids': expected True or False, found 'maybe'"),
     (["a,1,Dress"], ["a"], r"images.csv:2: expected 4 fields"),
@@ -163,7 +180,10 @@ def test_clothing_split_is_stratified_and_holds_out_photos(tmp_path):
     # per class, after the hold-out: dress 58 -> 46 / 6 / 6 (rounded cuts), hat 39 -> 31 / 4 / 4
     counts = {k: np.bincount(v.data.targets(), minlength=2).tolist() for k, v in parts.items()}
     assert counts == {"train": [46, 31], "val": [6 + 2, 4 + 1], "test": [6, 4]}
-    assert split_clothing(ds, (0.8, 0.1, 0.1), seed=3, holdout=held)["train"].data.samples == parts["train"].data.samples
+    assert (
+        split_clothing(ds, (0.8, 0.1, 0.1), seed=3, holdout=held)["train"].data.samples
+        == parts["train"].data.samples
+    )
 
 
 def test_real_clothing_full_and_ccp():
@@ -176,5 +196,7 @@ def test_real_clothing_full_and_ccp():
     assert len(small_train) == 3068 and not held & small_train
     ccp = shared_path("ccp")
     names = read_ccp_label_list(ccp / "label_list.mat")
-    regions = garment_regions(read_ccp_mask(ccp / "annotations/pixel-level/0001.mat", 59, ccp / "photos/0001.jpg"), names)
+    regions = garment_regions(
+        read_ccp_mask(ccp / "annotations/pixel-level/0001.mat", 59, ccp / "photos/0001.jpg"), names
+    )
     assert [r.label for r in regions] == ["blouse", "shoes", "skirt", "stockings", "sunglasses", "vest"]

@@ -97,7 +97,9 @@ def images(tmp_path: Path) -> dict[str, Path]:
 
 def _labelled(images: dict[str, Path], order: list[str]) -> LabelledSet:
     labels = {"good0": ("a",), "good1": ("b",), "empty": ("a", "b"), "truncated": ("b",)}
-    return LabelledSet([Sample(images[k], labels[k], None) for k in order], ["a", "b"], images["good0"].parent)
+    return LabelledSet(
+        [Sample(images[k], labels[k], None) for k in order], ["a", "b"], images["good0"].parent
+    )
 
 
 def test_multilabel_dataset_sample(images: dict[str, Path]) -> None:
@@ -179,7 +181,9 @@ def test_letterbox_training_crops_are_padded_not_stretched() -> None:
     t.jitter = 0.0
     img = Image.new("RGB", (120, 60), (255, 255, 255))  # 2:1 landscape: crops stay about 2:1
     for _ in range(5):
-        pixels = t(img) * torch.tensor(LETTERBOX.std).view(3, 1, 1) + torch.tensor(LETTERBOX.mean).view(3, 1, 1)
+        pixels = t(img) * torch.tensor(LETTERBOX.std).view(3, 1, 1) + torch.tensor(LETTERBOX.mean).view(
+            3, 1, 1
+        )
         white_rows = int((pixels.min(0).values.min(1).values > 0.99).sum())
         assert 12 <= white_rows <= 20, white_rows  # about 32 / 2 = 16 rows of photo, the rest padding
 
@@ -189,17 +193,23 @@ def test_letterbox_box_and_input_to_photo_invert_each_other() -> None:
 
     assert letterbox_box(400, 300, (320, 224)) == (0, 76, 224, 168)  # hand-worked: 224 / 400 = 0.56
     assert letterbox_box(300, 600, (320, 224)) == (32, 0, 160, 320)  # tall photo: bands left and right
-    assert letterbox_box(550, 825, (320, 224), max_stretch=1.15) == (0, 0, 224, 320)  # 2:3 within 1.15x of 10:7
+    # 2:3 within 1.15x of 10:7
+    assert letterbox_box(550, 825, (320, 224), max_stretch=1.15) == (0, 0, 224, 320)
     for cfg in (LETTERBOX, LETTERBOX.replace(max_stretch=1.3), CFG):
         width, height = 640, 200
         photo = torch.tensor([[0.0, 0.0], [320.0, 100.0], [640.0, 200.0], [17.0, 150.0]]).numpy()
         if cfg.resize == "letterbox":
             left, top, w, h = letterbox_box(width, height, cfg.input_size, cfg.max_stretch)
-            normalised = (photo * [w / width, h / height] + [left, top]) / [cfg.input_size[1], cfg.input_size[0]]
+            normalised = (photo * [w / width, h / height] + [left, top]) / [
+                cfg.input_size[1],
+                cfg.input_size[0],
+            ]
         else:
             normalised = photo / [width, height]
-        torch.testing.assert_close(torch.from_numpy(input_to_photo(normalised, (width, height), cfg)),
-                                   torch.from_numpy(photo).double())
+        torch.testing.assert_close(
+            torch.from_numpy(input_to_photo(normalised, (width, height), cfg)),
+            torch.from_numpy(photo).double(),
+        )
 
 
 def test_unknown_resize_mode_is_named() -> None:
@@ -218,5 +228,8 @@ def test_max_stretch_stretches_a_little_and_pads_the_rest() -> None:
     pixels = pixels * torch.tensor(cfg.std).view(3, 1, 1) + torch.tensor(cfg.mean).view(3, 1, 1)
     white_rows = (pixels.min(0).values.min(1).values > 0.99).nonzero().flatten().tolist()
     assert white_rows == list(range(5, 35))
-    portrait = Image.effect_noise((60, 80), 60).convert("RGB")  # 4:3 vs the input's 5:4: within 1.25x, squashed
-    assert torch.equal(build_transforms(cfg, train=False)(portrait), build_transforms(CFG, train=False)(portrait))
+    # 4:3 vs the input's 5:4: within 1.25x, squashed
+    portrait = Image.effect_noise((60, 80), 60).convert("RGB")
+    assert torch.equal(
+        build_transforms(cfg, train=False)(portrait), build_transforms(CFG, train=False)(portrait)
+    )

@@ -121,7 +121,11 @@ def test_bad_attribute_value(root, bad):
 
 
 def test_unknown_clothes_type(root):
-    _edit_line(root / "Anno/list_landmarks.txt", 4, lambda s: s.replace(" 1  ", " 4  ", 1).replace(" 2  ", " 4  ", 1).replace(" 3  ", " 4  ", 1))
+    _edit_line(
+        root / "Anno/list_landmarks.txt",
+        4,
+        lambda s: s.replace(" 1  ", " 4  ", 1).replace(" 2  ", " 4  ", 1).replace(" 3  ", " 4  ", 1),
+    )
     _expect_error(root, "Anno/list_landmarks.txt", 4, "unknown clothes type 4")
 
 
@@ -307,12 +311,11 @@ def test_heatmap_loss_counts_visible_landmarks_only():
 # ----------------------------------------------------------------------------- dataset
 
 
-def test_dataset_old_import_path_still_works():
+def test_the_dataset_has_one_home():
     from fashionlens.data import deepfashion
 
-    assert deepfashion.DeepFashionDataset is DeepFashionDataset  # moved to data/datasets.py, re-exported
-    with pytest.raises(AttributeError):
-        deepfashion.NoSuchThing  # noqa: B018
+    assert DeepFashionDataset.__module__ == "fashionlens.data.datasets"
+    assert not hasattr(deepfashion, "DeepFashionDataset")  # the reader module no longer re-exports it
 
 
 def test_dataset_samples(pristine):
@@ -321,11 +324,25 @@ def test_dataset_samples(pristine):
     cfg = DataConfig(input_size=(48, 40))
     ds = DeepFashionDataset(idx, pristine, build_joint_transforms(cfg, train=True), cfg)
     s = ds[0]
-    assert set(s) == {"image", "category", "attributes", "attributes_mask", "landmarks", "landmark_visible", "index"}
+    assert set(s) == {
+        "image",
+        "category",
+        "attributes",
+        "attributes_mask",
+        "landmarks",
+        "landmark_visible",
+        "index",
+    }
     assert s["image"].shape == (3, 48, 40) and s["image"].dtype == torch.float32
     assert s["category"].dtype == torch.int64 and s["category"].ndim == 0 and s["index"] == 0
     assert s["attributes"].shape == s["attributes_mask"].shape == (1000,)
-    assert s["attributes"][:5].tolist() == [1, 0, 0, 1, 0] and s["attributes_mask"][:5].tolist() == [1, 1, 0, 1, 0]
+    assert s["attributes"][:5].tolist() == [1, 0, 0, 1, 0] and s["attributes_mask"][:5].tolist() == [
+        1,
+        1,
+        0,
+        1,
+        0,
+    ]
     assert s["landmarks"].shape == (8, 2) and s["landmarks"].dtype == torch.float32
     assert ((s["landmarks"] >= 0) & (s["landmarks"] <= 1)).all()
     assert s["landmark_visible"].shape == (8,) and s["landmark_visible"].dtype == torch.float32

@@ -60,7 +60,16 @@ def test_skirt_points_by_hand():
     assert xy[4:].tolist() == [[24, 31], [36, 31], [22, 50], [38, 50]]
     covered = np.zeros_like(skirt)
     covered[25:30, 20:41] = True  # a top over the waistband: the waistline is occluded
-    assert derive_landmarks(skirt, np.zeros_like(skirt), 2, others=covered)[1].tolist() == [2, 2, 2, 2, 1, 1, 0, 0]
+    assert derive_landmarks(skirt, np.zeros_like(skirt), 2, others=covered)[1].tolist() == [
+        2,
+        2,
+        2,
+        2,
+        1,
+        1,
+        0,
+        0,
+    ]
 
 
 def test_dress_points_by_hand():
@@ -99,7 +108,9 @@ def test_mirrored_mask_gives_mirrored_points_with_left_and_right_swapped(clothes
     garment &= rng.random(garment.shape) > 0.02  # ragged edges, as real masks have
     skin[30:40, 50:54] = True
     xy, vis = derive_landmarks(garment, skin, clothes_type, person=garment | skin)
-    m_xy, m_vis = derive_landmarks(garment[:, ::-1], skin[:, ::-1], clothes_type, person=(garment | skin)[:, ::-1])
+    m_xy, m_vis = derive_landmarks(
+        garment[:, ::-1], skin[:, ::-1], clothes_type, person=(garment | skin)[:, ::-1]
+    )
     want_xy, want_vis = _mirror_pairs(xy, vis)
     assert m_vis.tolist() == want_vis.tolist()
     np.testing.assert_array_equal(m_xy[m_vis < 2], want_xy[want_vis < 2])
@@ -107,7 +118,8 @@ def test_mirrored_mask_gives_mirrored_points_with_left_and_right_swapped(clothes
 
 def test_points_on_the_photo_border_are_cut_off():
     top, skin = _t_top()
-    xy, vis = derive_landmarks(top[:, 8:], skin[:, 8:], 1, person=(top | skin)[:, 8:])  # the photo cuts the left sleeve
+    # the photo cuts the left sleeve
+    xy, vis = derive_landmarks(top[:, 8:], skin[:, 8:], 1, person=(top | skin)[:, 8:])
     assert vis[2] == 2 and vis[3] == 0
 
 
@@ -139,7 +151,8 @@ def test_garment_colours_present_unknown_absent():
     got = dict(zip(COLOURS, garment_colours(photo, garment).tolist(), strict=True))
     # the 2-pixel erosion leaves cols 2-37: blue cols 2-3 = 2 of 36 columns (5.6 %, between 5 and 25 %)
     assert got["red"] == 1 and got["blue"] == 0 and got["green"] == -1 and got["black"] == -1
-    assert garment_colours(photo[:10, :10], garment[:10, :10]).tolist() == [0] * len(COLOURS)  # too few pixels
+    # too few pixels
+    assert garment_colours(photo[:10, :10], garment[:10, :10]).tolist() == [0] * len(COLOURS)
 
 
 def test_crop_box_has_the_same_margin_on_every_side_then_clips():
@@ -184,8 +197,8 @@ def _tiny_ccp(root, n=12):
 def test_derive_tree_reads_back_as_deepfashion(tmp_path):
     ccp = _tiny_ccp(tmp_path / "ccp")
     out = tmp_path / "tree"
-    result = runner.invoke(app, ["data", "derive-landmarks", str(ccp), str(out), "--margin", "0.2", "--workers", "1",
-                                 "--min-area", "0.02", "--split-seed", "1"])  # fmt: skip
+    result = runner.invoke(app, ["data", "derive-landmarks", str(ccp), str(out), "--margin", "0.2",
+                                 "--workers", "1", "--min-area", "0.02", "--split-seed", "1"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "12 photos -> 20 garments (upper 8, lower 8, full body 4)" in result.output
     index = read_deepfashion(out, check_images=True)
@@ -197,11 +210,15 @@ def test_derive_tree_reads_back_as_deepfashion(tmp_path):
     assert index.landmarks[shirt, 0].tolist() == [27, 20 - 11]  # the collar, moved into the crop
     with Image.open(out / "img" / "0001_t-shirt.jpg") as im:
         assert im.size == (61, 44)  # cols 8-52 +- 9 clipped to 0-60, rows 20-45 +- 9 = 11-54
-    parts = {str(n).split("_")[0].split("/")[1]: p for n, p in zip(index.image_names, index.partition, strict=True)}
+    parts = {
+        str(n).split("_")[0].split("/")[1]: p for n, p in zip(index.image_names, index.partition, strict=True)
+    }
     assert set(parts.values()) <= {"train", "val", "test"}
     # every garment of a photo is in one split
     for stem in parts:
-        assert len({p for n, p in zip(index.image_names, index.partition, strict=True) if f"/{stem}_" in n}) == 1
+        assert (
+            len({p for n, p in zip(index.image_names, index.partition, strict=True) if f"/{stem}_" in n}) == 1
+        )
 
 
 def test_bad_mask_is_skipped_with_its_name_or_fails(tmp_path):
@@ -213,13 +230,20 @@ def test_bad_mask_is_skipped_with_its_name_or_fails(tmp_path):
     result = runner.invoke(app, ["data", "derive-landmarks", str(ccp), str(tmp_path / "b"), "--bad", "fail"])
     assert result.exit_code == 2 and "0002.mat" in result.output
     assert not (tmp_path / "b" / "Anno" / "list_landmarks.txt").exists()  # no half-written tree
-    assert runner.invoke(app, ["data", "derive-landmarks", str(ccp), str(tmp_path / "c"), "--bad", "maybe"]).exit_code == 2
+    assert (
+        runner.invoke(
+            app, ["data", "derive-landmarks", str(ccp), str(tmp_path / "c"), "--bad", "maybe"]
+        ).exit_code
+        == 2
+    )
 
 
 def test_derive_then_train_then_evaluate(tmp_path):
     ccp = _tiny_ccp(tmp_path / "ccp", n=24)
     tree = tmp_path / "tree"
-    assert runner.invoke(app, ["data", "derive-landmarks", str(ccp), str(tree), "--workers", "2"]).exit_code == 0
+    assert (
+        runner.invoke(app, ["data", "derive-landmarks", str(ccp), str(tree), "--workers", "2"]).exit_code == 0
+    )
     run = tmp_path / "run"
     result = runner.invoke(app, [
         "train", "configs/synth_ours.yaml", "--data", str(tree), "--out", str(run), "data.input_size=[32,32]",
@@ -228,15 +252,17 @@ def test_derive_then_train_then_evaluate(tmp_path):
         "trainer.max_epochs=2", "trainer.accelerator=cpu",
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["evaluate", str(run / "model.safetensors"), "--data", str(tree), "--out", str(tmp_path / "ev"),
-                                 "--split", "train", "--accelerator", "cpu"])  # fmt: skip
+    result = runner.invoke(app, ["evaluate", str(run / "model.safetensors"), "--data", str(tree),
+                                 "--out", str(tmp_path / "ev"), "--split", "train",
+                                 "--accelerator", "cpu"])  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "ev" / "metrics.json").read_text())["models"]["synth_ours"]
     lm = report["deepfashion"]["landmarks"]
     assert 0 < lm["NE"] < 1 and 0 < lm["NE_mean_baseline"] < 1
     n_train = int((read_deepfashion(tree).partition == "train").sum())
     assert report["num_images"] == n_train and report["category"]["num_images"] == n_train
-    assert set(report["deepfashion"]["attributes"]) == {"all", "colour"}  # colours are their own type (6); no attribute file
+    # colours are their own type (6); no attribute file
+    assert set(report["deepfashion"]["attributes"]) == {"all", "colour"}
 
 
 def test_pose_says_why_it_is_unavailable(tmp_path):

@@ -20,24 +20,73 @@ from fashionlens.models import FashionNet
 def _random_model(path):
     torch.manual_seed(0)
     net = FashionNet("test_tiny", heads={"labels": {"num_classes": 4, "kind": "linear", "pool": "max"}})
-    data = {"format": "multilabel", "top_labels": None, "split_fractions": [0.5, 0.2, 0.3], "split_seed": 0, "crop_margin": 0.1}
-    info = ModelInfo(net.spec, {"labels": ["blue", "green", "red", "yellow"]}, DataConfig(input_size=(32, 32)),
-                     {"data": data, "experiment": "ddp_check"})
+    data = {
+        "format": "multilabel",
+        "top_labels": None,
+        "split_fractions": [0.5, 0.2, 0.3],
+        "split_seed": 0,
+        "crop_margin": 0.1,
+    }
+    info = ModelInfo(
+        net.spec,
+        {"labels": ["blue", "green", "red", "yellow"]},
+        DataConfig(input_size=(32, 32)),
+        {"data": data, "experiment": "ddp_check"},
+    )
     return save_model(net.eval(), info, path)
 
 
 def test_two_process_evaluation_equals_one_process(tmp_path, colour_csv):
     model = _random_model(tmp_path / "model.safetensors")
     one = tmp_path / "one"
-    result = CliRunner().invoke(app, ["evaluate", str(model), "--data", str(colour_csv), "--out", str(one),
-                                      "--split", "test", "--batch-size", "7", "--accelerator", "cpu"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(model),
+            "--data",
+            str(colour_csv),
+            "--out",
+            str(one),
+            "--split",
+            "test",
+            "--batch-size",
+            "7",
+            "--accelerator",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
 
     two = tmp_path / "two"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
-           "-m", "fashionlens.cli", "evaluate", str(model), "--data", str(colour_csv), "--out", str(two),
-           "--split", "test", "--batch-size", "7", "--devices", "2", "--strategy", "ddp", "--accelerator", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29531",
+        "-m",
+        "fashionlens.cli",
+        "evaluate",
+        str(model),
+        "--data",
+        str(colour_csv),
+        "--out",
+        str(two),
+        "--split",
+        "test",
+        "--batch-size",
+        "7",
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+        "--accelerator",
+        "cpu",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 

@@ -18,7 +18,9 @@ from fashionlens.train.fit import train
 
 def _bundle(head, names, targets, train_targets):
     ds = SimpleNamespace(targets=torch.as_tensor(targets))
-    return SimpleNamespace(label_names={head: list(names)}, datasets={"val": ds}, train_targets={head: np.asarray(train_targets)})
+    return SimpleNamespace(
+        label_names={head: list(names)}, datasets={"val": ds}, train_targets={head: np.asarray(train_targets)}
+    )
 
 
 def test_category_subset_is_mapped_to_the_model_indices():
@@ -55,14 +57,19 @@ def test_unsorted_label_list_evaluates_the_same_columns_as_training(tmp_path, co
         f"data.path={colour_csv}", "data.format=multilabel", f"data.label_list={tmp_path / 'labels.txt'}",
         "data.input_size=[32,32]", "data.num_workers=0", "model.backbone=test_tiny", "model.pretrained=false",
         "model.heads={labels: {kind: linear, pool: max}}", "optim.lr=3e-3", "optim.head_lr=3e-3",
-        "optim.scheduler=none", "trainer.max_epochs=3", "trainer.accelerator=cpu", "trainer.checkpoint_every_n_steps=0",
+        "optim.scheduler=none", "trainer.max_epochs=3", "trainer.accelerator=cpu",
+        "trainer.checkpoint_every_n_steps=0",
     ])  # fmt: skip
     train(cfg, tmp_path / "run")
     trained = json.loads((tmp_path / "run" / "metrics.json").read_text())["report"]["labels"]
-    report, _ = evaluate_model(tmp_path / "run" / "model.safetensors", colour_csv, "val", trainer_kwargs={"accelerator": "cpu"})
+    report, _ = evaluate_model(
+        tmp_path / "run" / "model.safetensors", colour_csv, "val", trainer_kwargs={"accelerator": "cpu"}
+    )
     assert report["labels"]["mAP"] == pytest.approx(trained["mAP"], abs=1e-6)
     assert report["labels"]["AP"] == pytest.approx(trained["AP"], abs=1e-6)
     info = read_info(tmp_path / "run" / "model.safetensors")
     assert info.label_names["labels"] == order
     assert info.extra["data"]["label_list"] == order
-    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"]["label_list"] == str(tmp_path / "labels.txt")
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"]["label_list"] == str(
+        tmp_path / "labels.txt"
+    )

@@ -1,4 +1,5 @@
-"""ONNX export and the ONNX Runtime inference path: outputs match PyTorch, header travels, tampering is refused."""
+"""ONNX export and the ONNX Runtime inference path: outputs match PyTorch, header travels, tampering is
+refused."""
 
 from __future__ import annotations
 
@@ -35,9 +36,11 @@ def read_onnx_info(path):
 
 def _tiny_net() -> FashionNet:
     torch.manual_seed(0)
-    net = FashionNet("test_tiny", heads={"category": {"num_classes": 3},
-                                         "labels": {"num_classes": 4, "kind": "gcn", "embed_dim": 5}},
-                     landmarks={"fuse": True})
+    net = FashionNet(
+        "test_tiny",
+        heads={"category": {"num_classes": 3}, "labels": {"num_classes": 4, "kind": "gcn", "embed_dim": 5}},
+        landmarks={"fuse": True},
+    )
     gcn = net.heads["labels"].classifier
     gcn.embeddings.copy_(torch.randn(4, 5))  # non-zero label embeddings, so the GCN classifiers matter
     gcn.adjacency.copy_(torch.full((4, 4), 0.25))
@@ -50,8 +53,12 @@ def tiny(tmp_path_factory):
     """(safetensors path, onnx path, net) for the tiny model, exported once for the module."""
     root = tmp_path_factory.mktemp("export")
     net = _tiny_net()
-    info = ModelInfo(net.spec, {"category": CATEGORIES, "labels": TAGS}, DataConfig(input_size=(32, 24)),
-                     extra={"threshold": 0.4})
+    info = ModelInfo(
+        net.spec,
+        {"category": CATEGORIES, "labels": TAGS},
+        DataConfig(input_size=(32, 24)),
+        extra={"threshold": 0.4},
+    )
     path = save_model(net, info, root / "tiny.safetensors")
     return path, export_onnx(path, root / "tiny.onnx"), net
 
@@ -110,7 +117,9 @@ def test_predictor_onnx_equals_torch(tiny, source):
     for pa, pb in zip(a[:-1], b[:-1], strict=True):
         assert pa.category[0].label == pb.category[0].label
         np.testing.assert_allclose([s.score for s in pa.category], [s.score for s in pb.category], atol=1e-4)
-        assert {s.label: s.score for s in pa.tags} == pytest.approx({s.label: s.score for s in pb.tags}, abs=1e-4)
+        assert {s.label: s.score for s in pa.tags} == pytest.approx(
+            {s.label: s.score for s in pb.tags}, abs=1e-4
+        )
         for la, lb in zip(pa.landmarks, pb.landmarks, strict=True):
             assert (la.x, la.y) == pytest.approx((lb.x, lb.y), abs=1e-3)
 
@@ -214,10 +223,13 @@ def test_cli_export_default_out(tiny, tmp_path):
     assert OnnxRunner(tmp_path / "m.onnx")(torch.zeros(2, 3, 32, 24))["labels"].shape == (2, 4)
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--format", "tflite"], "--format must be onnx"),
-    (["--opset", "12"], "opset 12 is not supported"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--format", "tflite"], "--format must be onnx"),
+        (["--opset", "12"], "opset 12 is not supported"),
+    ],
+)
 def test_cli_export_errors(tiny, tmp_path, args, message):
     code, _, err = _cli("export", tiny[0], "--out", tmp_path / "x.onnx", *args)
     assert code == 2 and message in err
@@ -238,14 +250,22 @@ def test_cli_bench_passes_arguments_on(capfd):
 def test_query_heads_export_and_match(tmp_path, kind):
     torch.manual_seed(1)
     decoder = {"width": 16, "num_heads": 2, "ffn": 16}
-    net = FashionNet("test_tiny", heads={"labels": {"num_classes": 4, "kind": kind, "decoder": decoder}}).eval()
-    path = save_model(net, ModelInfo(net.spec, {"labels": TAGS}, DataConfig(input_size=(32, 24))), tmp_path / "m.safetensors")
+    net = FashionNet(
+        "test_tiny", heads={"labels": {"num_classes": 4, "kind": kind, "decoder": decoder}}
+    ).eval()
+    path = save_model(
+        net,
+        ModelInfo(net.spec, {"labels": TAGS}, DataConfig(input_size=(32, 24))),
+        tmp_path / "m.safetensors",
+    )
     onnx_path = export_onnx(path, tmp_path / "m.onnx")  # verifies the outputs itself; checked here again
     for batch in (1, 3):
         x = torch.randn(batch, 3, 32, 24, generator=torch.Generator().manual_seed(batch))
         with torch.inference_mode():
             ref = net(x)["labels"].numpy()
         np.testing.assert_allclose(OnnxRunner(onnx_path)(x)["labels"], ref, atol=1e-4, rtol=0)
+
+
 def test_idle_onnx_runtime_threads_sleep_unless_asked_to_spin():
     from fashionlens.inference.onnx_runner import session_options
 

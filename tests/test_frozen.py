@@ -53,14 +53,22 @@ def test_cache_holds_every_photo_and_its_mirror(cache_file, colour_csv):
 
 def test_heads_learn_on_the_cache(cache_file):
     cache = FeatureCache.load(cache_file)
-    for head, loss in (({"kind": "linear"}, None), ({"kind": "mldecoder", "decoder": {"width": 16, "num_heads": 2, "ffn": 32}},
-                                                    {"kind": "asl"})):
-        result = train_head_on_cache(cache, head, loss, seed=0, epochs=25, lr=1e-2, batch_size=16, progress=False)
+    for head, loss in (
+        ({"kind": "linear"}, None),
+        ({"kind": "mldecoder", "decoder": {"width": 16, "num_heads": 2, "ffn": 32}}, {"kind": "asl"}),
+    ):
+        result = train_head_on_cache(
+            cache, head, loss, seed=0, epochs=25, lr=1e-2, batch_size=16, progress=False
+        )
         # 4 colours, 1-2 a photo: chance mAP is about 0.4; colour survives even random conv features
         assert result["report"]["mAP"] > 0.6, (head, result["report"]["mAP"])
         assert result["scores"].shape == (len(cache.splits["val"]["paths"]), 4)
-    again = train_head_on_cache(cache, {"kind": "linear"}, None, seed=0, epochs=2, lr=1e-2, batch_size=16, progress=False)
-    same = train_head_on_cache(cache, {"kind": "linear"}, None, seed=0, epochs=2, lr=1e-2, batch_size=16, progress=False)
+    again = train_head_on_cache(
+        cache, {"kind": "linear"}, None, seed=0, epochs=2, lr=1e-2, batch_size=16, progress=False
+    )
+    same = train_head_on_cache(
+        cache, {"kind": "linear"}, None, seed=0, epochs=2, lr=1e-2, batch_size=16, progress=False
+    )
     np.testing.assert_array_equal(again["scores"], same["scores"])  # a seed is a run
 
 
@@ -84,14 +92,23 @@ def _tool():
 
 def test_study_tool_runs_resumes_and_tabulates(tmp_path, cache_file, colour_csv, capsys):
     tool = _tool()
-    study = {"heads": {"linear": {"kind": "linear"}, "gcn": {"kind": "gcn", "gcn_hidden": 8}},
-             "losses": {"bce": {"kind": "bce"}, "asl": {"kind": "asl"}}, "seeds": [0, 1],
-             "train": {"epochs": 2, "lr": 1e-2, "batch_size": 16}, "lr": {"gcn": 3e-3},
-             "labels": {"graph": {"kind": "cooccurrence", "tau": 0.4, "p": 0.2}, "embeddings": {"provider": "onehot"}}}
+    study = {
+        "heads": {"linear": {"kind": "linear"}, "gcn": {"kind": "gcn", "gcn_hidden": 8}},
+        "losses": {"bce": {"kind": "bce"}, "asl": {"kind": "asl"}},
+        "seeds": [0, 1],
+        "train": {"epochs": 2, "lr": 1e-2, "batch_size": 16},
+        "lr": {"gcn": 3e-3},
+        "labels": {
+            "graph": {"kind": "cooccurrence", "tau": 0.4, "p": 0.2},
+            "embeddings": {"provider": "onehot"},
+        },
+    }
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study))
     out = tmp_path / "res"
-    tool.main(["run", str(path), "--cache", str(cache_file), "--out", str(out), "--only", "gcn", "--losses", "asl"])
+    tool.main(
+        ["run", str(path), "--cache", str(cache_file), "--out", str(out), "--only", "gcn", "--losses", "asl"]
+    )
     done = sorted(p.name for p in (out / "val" / "all").glob("*.json"))
     assert done == ["gcn__asl__s0.json", "gcn__asl__s1.json"]
     tool.main(["run", str(path), "--cache", str(cache_file), "--out", str(out), "--only", "gcn"])
@@ -101,8 +118,23 @@ def test_study_tool_runs_resumes_and_tabulates(tmp_path, cache_file, colour_csv,
     capsys.readouterr()
     tool.main(["run", str(path), "--cache", str(cache_file), "--out", str(out)])  # resumes: only linear left
     assert "gcn" not in capsys.readouterr().out
-    tool.main(["run", str(path), "--cache", str(cache_file), "--out", str(out), "--top-labels", "2", "--threads", "1"])
-    tool.main(["score", str(out / "val" / "top2"), "--cache", str(cache_file), "--split", "test", "--threads", "1"])
+    tool.main(
+        [
+            "run",
+            str(path),
+            "--cache",
+            str(cache_file),
+            "--out",
+            str(out),
+            "--top-labels",
+            "2",
+            "--threads",
+            "1",
+        ]
+    )
+    tool.main(
+        ["score", str(out / "val" / "top2"), "--cache", str(cache_file), "--split", "test", "--threads", "1"]
+    )
     assert len(list((out / "test" / "top2").glob("*.npz"))) == 8
     val = json.loads((out / "val" / "top2" / "gcn__asl__s1.json").read_text())
     test = json.loads((out / "test" / "top2" / "gcn__asl__s1.json").read_text())
@@ -111,7 +143,17 @@ def test_study_tool_runs_resumes_and_tabulates(tmp_path, cache_file, colour_csv,
     tool.main(["score", str(out / "val" / "top2"), "--cache", str(cache_file), "--split", "val"])
     assert json.loads((out / "val" / "top2" / "gcn__asl__s1.json").read_text())["headline"] == val["headline"]
     table = tmp_path / "table.md"
-    tool.main(["table", str(out / "val" / "all"), str(out / "test" / "top2"), "--out", str(table), "--resamples", "20"])
+    tool.main(
+        [
+            "table",
+            str(out / "val" / "all"),
+            str(out / "test" / "top2"),
+            "--out",
+            str(table),
+            "--resamples",
+            "20",
+        ]
+    )
     text = table.read_text()
     assert "| linear | bce | 2 |" in text and "Best by mean mAP" in text and "top2_all" in text
     assert text.count("Paired bootstrap over the") == 2
@@ -119,8 +161,18 @@ def test_study_tool_runs_resumes_and_tabulates(tmp_path, cache_file, colour_csv,
     # a trained head + the (same, seeded) backbone as a model file scores the photos as in the study
     model = tmp_path / "gcn.safetensors"
     torch.manual_seed(0)
-    tool.main(["export", str(out / "val" / "all" / "gcn__bce__s1.json"), "--config", str(_cfg_file(tmp_path)),
-               "--out", str(model), "--name", "exported"])
+    tool.main(
+        [
+            "export",
+            str(out / "val" / "all" / "gcn__bce__s1.json"),
+            "--config",
+            str(_cfg_file(tmp_path)),
+            "--out",
+            str(model),
+            "--name",
+            "exported",
+        ]
+    )
     from fashionlens.train.evaluate import evaluate_model
 
     val_all = json.loads((out / "val" / "all" / "gcn__bce__s1.json").read_text())
@@ -135,8 +187,20 @@ def test_study_tool_runs_resumes_and_tabulates(tmp_path, cache_file, colour_csv,
     ft = tmp_path / "ft" / "gcn-bce-s1"
     ft.mkdir(parents=True)
     (ft / "model.safetensors").write_bytes(model.read_bytes())
-    tool.main(["score-models", str(ft / "model.safetensors"), "--data", str(colour_csv), "--split", "val",
-               "--out", str(tmp_path / "scores"), "--threads", "1"])
+    tool.main(
+        [
+            "score-models",
+            str(ft / "model.safetensors"),
+            "--data",
+            str(colour_csv),
+            "--split",
+            "val",
+            "--out",
+            str(tmp_path / "scores"),
+            "--threads",
+            "1",
+        ]
+    )
     with np.load(tmp_path / "scores" / "val" / "all" / "gcn__bce__s1.npz") as z:
         assert list(z["paths"]) == sorted(frozen_paths)
         order = [frozen_paths.index(p) for p in z["paths"]]
@@ -152,11 +216,32 @@ def test_study_tool_runs_resumes_and_tabulates(tmp_path, cache_file, colour_csv,
     bad.mkdir()
     (bad / "model.safetensors").write_bytes(model.read_bytes())
     with pytest.raises(SystemExit, match="HEAD-LOSS-sSEED"):
-        tool.main(["score-models", str(bad / "model.safetensors"), "--data", str(colour_csv), "--out", str(tmp_path / "s2")])
+        tool.main(
+            [
+                "score-models",
+                str(bad / "model.safetensors"),
+                "--data",
+                str(colour_csv),
+                "--out",
+                str(tmp_path / "s2"),
+            ]
+        )
 
     cache_out = tmp_path / "cache2.pt"
-    tool.main(["cache", str(_cfg_file(tmp_path)), "--data", str(colour_csv), "--out", str(cache_out), "--batch-size", "32",
-               "--set", "data.num_workers=0"])
+    tool.main(
+        [
+            "cache",
+            str(_cfg_file(tmp_path)),
+            "--data",
+            str(colour_csv),
+            "--out",
+            str(cache_out),
+            "--batch-size",
+            "32",
+            "--set",
+            "data.num_workers=0",
+        ]
+    )
     assert FeatureCache.load(cache_out).meta["input_size"] == [32, 32]
 
     # --model: the trained backbone of a model file (here the exported one) instead of the config's
@@ -165,8 +250,20 @@ def test_study_tool_runs_resumes_and_tabulates(tmp_path, cache_file, colour_csv,
     from fashionlens.data.transforms import build_transforms
 
     cache_model = tmp_path / "cache3.pt"
-    tool.main(["cache", str(_cfg_file(tmp_path)), "--data", str(colour_csv), "--out", str(cache_model), "--model", str(model),
-               "--set", "data.num_workers=0"])
+    tool.main(
+        [
+            "cache",
+            str(_cfg_file(tmp_path)),
+            "--data",
+            str(colour_csv),
+            "--out",
+            str(cache_model),
+            "--model",
+            str(model),
+            "--set",
+            "data.num_workers=0",
+        ]
+    )
     cached = FeatureCache.load(cache_model)
     assert cached.meta["backbone"] == f"test_tiny of {model}"
     net, info = load_model_file(model)
@@ -176,11 +273,25 @@ def test_study_tool_runs_resumes_and_tabulates(tmp_path, cache_file, colour_csv,
         expected = net.backbone.eval()(x)[0]
     assert torch.allclose(train["features"][0, 0].float(), expected, atol=1e-2)
     with pytest.raises(SystemExit, match="no model named"):
-        tool.main(["cache", str(_cfg_file(tmp_path)), "--data", str(colour_csv), "--out", str(cache_model), "--model", "nope"])
+        tool.main(
+            [
+                "cache",
+                str(_cfg_file(tmp_path)),
+                "--data",
+                str(colour_csv),
+                "--out",
+                str(cache_model),
+                "--model",
+                "nope",
+            ]
+        )
 
 
 def _cfg_file(tmp_path):
-    cfg = {"data": {"format": "multilabel", "input_size": [32, 32]}, "model": {"backbone": "test_tiny", "pretrained": False}}
+    cfg = {
+        "data": {"format": "multilabel", "input_size": [32, 32]},
+        "model": {"backbone": "test_tiny", "pretrained": False},
+    }
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -192,8 +303,17 @@ def test_deepfashion_attributes_cache_keeps_the_unknown_mask(tmp_path):
 
     tree = tmp_path / "df"
     synth_deepfashion(tree, n=40, seed=3, image_size=(64, 64))
-    cfg = load_config(None, ["data.format=deepfashion", f"data.path={tree}", "data.input_size=[32, 32]",
-                             "data.num_workers=0", "model.backbone=test_tiny", "model.pretrained=false"])
+    cfg = load_config(
+        None,
+        [
+            "data.format=deepfashion",
+            f"data.path={tree}",
+            "data.input_size=[32, 32]",
+            "data.num_workers=0",
+            "model.backbone=test_tiny",
+            "model.pretrained=false",
+        ],
+    )
     cache = build_feature_cache(cfg, tmp_path / "c.pt", batch_size=8)
     index = read_deepfashion(tree)
     assert cache.meta["head"] == "attributes" and cache.label_names == [str(n) for n in index.attribute_names]
@@ -201,7 +321,9 @@ def test_deepfashion_attributes_cache_keeps_the_unknown_mask(tmp_path):
     raw = index.subset(index.partition == "train").attributes
     np.testing.assert_array_equal(train["targets"].numpy(), raw > 0)
     np.testing.assert_array_equal(train["mask"].numpy(), raw != 0)
-    result = train_head_on_cache(cache, {"kind": "linear"}, {"kind": "asl"}, epochs=2, lr=1e-2, batch_size=8, progress=False)
+    result = train_head_on_cache(
+        cache, {"kind": "linear"}, {"kind": "asl"}, epochs=2, lr=1e-2, batch_size=8, progress=False
+    )
     val = cache.splits["val"]
     np.testing.assert_array_equal(result["targets"], (val["targets"] * val["mask"]).numpy())
     assert result["scores"].shape == tuple(val["targets"].shape)

@@ -28,15 +28,24 @@ def _files(tmp_path, rows: str, vocab: str = VOCAB):
 
 
 def test_read_known_unknown_and_negative(tmp_path):
-    table = read_garment_attributes(_files(tmp_path, "0001,t-shirt,striped|long-sleeve\n0001,skirt,solid|mini\n0002,dress,\n"))
-    assert table.names == ["solid", "striped", "denim", "mini", "long-sleeve"] and table.types == [1, 1, 2, 3, 4]
+    table = read_garment_attributes(
+        _files(tmp_path, "0001,t-shirt,striped|long-sleeve\n0001,skirt,solid|mini\n0002,dress,\n")
+    )
+    assert table.names == ["solid", "striped", "denim", "mini", "long-sleeve"] and table.types == [
+        1,
+        1,
+        2,
+        3,
+        4,
+    ]
     assert table.values("0001", "t-shirt") == [-1, 1, -1, -1, 1]
     assert table.values("0002", "dress") == [-1] * 5  # a row with no attribute: every one negative
     assert table.values("0003", "dress") == [0] * 5  # no row: unknown, not negative
 
 
 @pytest.mark.parametrize("rows, message", [
-    ("0001,top,solid|velvet\n", r"garment_attributes.csv:2: field 'attributes': unknown attribute\(s\) \['velvet'\]"),
+    ("0001,top,solid|velvet\n",
+     r"garment_attributes.csv:2: field 'attributes': unknown attribute\(s\) \['velvet'\]"),
     ("0001,top,solid\n0001,top,striped\n", r"csv:3: garment 0001_top is listed twice \(first on line 2\)"),
     ("0001,,solid\n", r"csv:2: empty field 'garment'"),
     ("0001,top\n", r"csv:2: expected 3 fields"),
@@ -61,10 +70,12 @@ def test_bad_vocabulary_and_header(tmp_path):
 
 def test_derive_landmarks_writes_the_attributes_beside_the_colours(tmp_path):
     ccp = _tiny_ccp(tmp_path / "ccp", n=3)  # 0001, 0002: t-shirt + skirt; 0003: dress
-    attributes = _files(tmp_path, "0001,t-shirt,striped|long-sleeve\n0001,skirt,denim|mini\n0003,dress,solid\n")
+    attributes = _files(
+        tmp_path, "0001,t-shirt,striped|long-sleeve\n0001,skirt,denim|mini\n0003,dress,solid\n"
+    )
     out = tmp_path / "tree"
-    result = runner.invoke(app, ["data", "derive-landmarks", str(ccp), str(out), "--workers", "1", "--min-area", "0.02",
-                                 "--attributes", str(attributes)])  # fmt: skip
+    result = runner.invoke(app, ["data", "derive-landmarks", str(ccp), str(out), "--workers", "1",
+                                 "--min-area", "0.02", "--attributes", str(attributes)])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "attributes: 3 of 5 garments labelled" in result.output
     index = read_deepfashion(out)
@@ -79,8 +90,12 @@ def test_derive_landmarks_writes_the_attributes_beside_the_colours(tmp_path):
     # found beside the masks without the option; a malformed file stops the command with its line
     (ccp / "garment_attributes.txt").write_text(VOCAB)
     (ccp / "garment_attributes.csv").write_text("photo,garment,attributes\n0002,skirt,tweedish\n")
-    result = runner.invoke(app, ["data", "derive-landmarks", str(ccp), str(tmp_path / "t2"), "--workers", "1"])
-    assert result.exit_code == 2 and "garment_attributes.csv:2" in result.output and "tweedish" in result.output
+    result = runner.invoke(
+        app, ["data", "derive-landmarks", str(ccp), str(tmp_path / "t2"), "--workers", "1"]
+    )
+    assert (
+        result.exit_code == 2 and "garment_attributes.csv:2" in result.output and "tweedish" in result.output
+    )
 
 
 def test_per_type_report_by_hand():
@@ -88,11 +103,16 @@ def test_per_type_report_by_hand():
     scores = np.array([[0.9, 0.2, 0.6, 0.1, 0.8, 0.3], [0.3, 0.7, 0.2, 0.4, 0.1, 0.9]])
     coded = np.array([[1, -1, -1, 1, 1, -1], [-1, 1, 0, -1, -1, 1]])  # garment 1's collar unknown
     groups = np.array([1, 1, 4, 4, 6, 6])
-    report = deepfashion_report(attr_scores=scores, attr_targets=coded, attr_groups=groups, ks=(1,))["attributes"]
-    # top-1 per type: texture g0 solid (hit), g1 striped (hit) -> 2/2; part g0 collar (miss; hood is the positive),
-    # g1 hood 0.4 > collar 0.2 but hood is negative, collar unknown -> 0 of 1 positive; colour: 2/2
-    assert report["texture"]["top1"] == 1.0 and report["part"]["top1"] == 0.0 and report["colour"]["top1"] == 1.0
-    # part mAP: collar has no positive among its known rows (no AP); hood: positive g0 (0.1) below negative g1 (0.4) -> 1/2
+    report = deepfashion_report(attr_scores=scores, attr_targets=coded, attr_groups=groups, ks=(1,))[
+        "attributes"
+    ]
+    # top-1 per type: texture g0 solid (hit), g1 striped (hit) -> 2/2; part g0 collar (miss; hood is the
+    # positive), g1 hood 0.4 > collar 0.2 but hood is negative, collar unknown -> 0 of 1 positive; colour: 2/2
+    assert (
+        report["texture"]["top1"] == 1.0 and report["part"]["top1"] == 0.0 and report["colour"]["top1"] == 1.0
+    )
+    # part mAP: collar has no positive among its known rows (no AP); hood: positive g0 (0.1) below negative g1
+    # (0.4) -> 1/2
     assert report["part"]["mAP"] == pytest.approx(0.5)
     assert report["texture"]["mAP"] == 1.0 and set(report) == {"all", "texture", "part", "colour"}
 
@@ -104,7 +124,9 @@ def test_f1_threshold_by_hand():
     threshold, info = choose_f1_threshold(scores, targets, grid=np.array([0.5, 0.6, 0.85]))
     assert threshold == 0.6 and info["OF1"] == 1.0
     # with the top label always returned and 0.85: (0,0) and (1,0) -> tp 2, fn 1 -> 0.8; 0.6 still wins
-    assert choose_f1_threshold(scores, targets, min_labels=1, grid=np.array([0.85]))[1]["OF1"] == pytest.approx(0.8)
+    assert choose_f1_threshold(scores, targets, min_labels=1, grid=np.array([0.85]))[1][
+        "OF1"
+    ] == pytest.approx(0.8)
     known = np.array([[1, 1, 1], [1, 1, 0]])  # (1,2) unknown: at 0.5 no false positive left
     assert choose_f1_threshold(scores, targets, known, grid=np.array([0.5]))[1]["OF1"] == 1.0
 
@@ -115,5 +137,7 @@ def test_ccp_garment_attributes_read_with_the_project_reader():
         pytest.skip(f"no garment attributes at {ccp} (../shared/data/ccp/garment_attributes.csv)")
     table = read_garment_attributes(ccp / "garment_attributes.csv")
     assert len(table.names) == 41 and sorted(set(table.types)) == [1, 2, 3, 4] and len(table.rows) == 1637
-    second = read_garment_attributes(ccp / "garment_attributes.second-pass.csv", ccp / "garment_attributes.txt")
+    second = read_garment_attributes(
+        ccp / "garment_attributes.second-pass.csv", ccp / "garment_attributes.txt"
+    )
     assert len(second.rows) == 154 and set(second.rows) <= set(table.rows)

@@ -24,12 +24,9 @@ def tool():
 
 
 GROUPS = np.array([1, 1, 2, 2, 6])  # a, b texture; c, d fabric; e a colour
-SCORES = np.array([[0.9, 0.1, 0.2, 0.8, 0.5],
-                   [0.3, 0.6, 0.7, 0.4, 0.9]])
-POSITIVE = np.array([[1, 0, 1, 0, 1],
-                     [0, 1, 0, 1, 0]], dtype=bool)
-KNOWN = np.array([[1, 1, 1, 1, 1],
-                  [1, 1, 0, 1, 1]], dtype=bool)  # crop 1's "c" is unknown
+SCORES = np.array([[0.9, 0.1, 0.2, 0.8, 0.5], [0.3, 0.6, 0.7, 0.4, 0.9]])
+POSITIVE = np.array([[1, 0, 1, 0, 1], [0, 1, 0, 1, 0]], dtype=bool)
+KNOWN = np.array([[1, 1, 1, 1, 1], [1, 1, 0, 1, 1]], dtype=bool)  # crop 1's "c" is unknown
 
 
 def test_type_metrics_by_hand(tool):
@@ -54,7 +51,9 @@ def test_crop_key(tool):
 def test_annotator_scores_rank_listed_attributes_first(tool):
     second = GarmentAttributes(["a", "b", "c", "d"], [1, 1, 2, 2], {("0005", "vest"): frozenset({"b", "d"})})
     prior = np.array([0.5, 0.1, 0.4, 0.2, 0.3])
-    out = tool.annotator_scores(second, ["img/0005_vest.jpg", "img/0006_skirt.jpg"], list("abcde"), GROUPS, prior)
+    out = tool.annotator_scores(
+        second, ["img/0005_vest.jpg", "img/0006_skirt.jpg"], list("abcde"), GROUPS, prior
+    )
     assert np.isnan(out[1]).all()  # not labelled by the second pass
     assert np.isnan(out[0, 4])  # colours are not in the attribute files
     order = np.argsort(-out[0, :4])
@@ -62,7 +61,9 @@ def test_annotator_scores_rank_listed_attributes_first(tool):
 
 
 def _write_run(tool, folder: Path, row: str, seed: int, scores, positive, paths):
-    save_attribute_scores(folder / f"{row}__s{seed}.npz", scores, positive, np.ones_like(positive), paths, list("abcde"), GROUPS)
+    save_attribute_scores(
+        folder / f"{row}__s{seed}.npz", scores, positive, np.ones_like(positive), paths, list("abcde"), GROUPS
+    )
 
 
 def test_table_bootstrap_and_annotator_row(tool, tmp_path, capsys):
@@ -75,17 +76,36 @@ def test_table_bootstrap_and_annotator_row(tool, tmp_path, capsys):
     paths = [f"img/{i:04d}_top.jpg" for i in range(n)][::-1]  # saved sorted: the tool pairs crops by path
     folder = tmp_path / "val"
     for seed in (0, 1):
-        _write_run(tool, folder, "ours", seed, positive + 0.1 * rng.random((n, 5)), positive, paths)  # perfect ranking
+        _write_run(
+            tool, folder, "ours", seed, positive + 0.1 * rng.random((n, 5)), positive, paths
+        )  # perfect ranking
         _write_run(tool, folder, "plain", seed, rng.random((n, 5)), positive, paths)  # chance
-    rows = "\n".join(f"{i:04d},top,{'|'.join(np.array(list('abcd'))[positive[n - 1 - i, :4]])}" for i in range(0, n, 2))
+    rows = "\n".join(
+        f"{i:04d},top,{'|'.join(np.array(list('abcd'))[positive[n - 1 - i, :4]])}" for i in range(0, n, 2)
+    )
     (tmp_path / "garment_attributes.txt").write_text("a texture\nb texture\nc fabric\nd fabric\n")
     (tmp_path / "second.csv").write_text("photo,garment,attributes\n" + rows + "\n")
-    every = "\n".join(f"{i:04d},top,{'|'.join(np.array(list('abcd'))[positive[n - 1 - i, :4]])}" for i in range(n))
+    every = "\n".join(
+        f"{i:04d},top,{'|'.join(np.array(list('abcd'))[positive[n - 1 - i, :4]])}" for i in range(n)
+    )
     (tmp_path / "garment_attributes.csv").write_text("photo,garment,attributes\n" + every + "\n")
     out = tmp_path / "table.md"
-    tool.main(["table", str(folder), "--second", str(tmp_path / "second.csv"), "--vocabulary",
-               str(tmp_path / "garment_attributes.txt"), "--first", str(tmp_path / "garment_attributes.csv"),
-               "--resamples", "100", "--out", str(out)])
+    tool.main(
+        [
+            "table",
+            str(folder),
+            "--second",
+            str(tmp_path / "second.csv"),
+            "--vocabulary",
+            str(tmp_path / "garment_attributes.txt"),
+            "--first",
+            str(tmp_path / "garment_attributes.csv"),
+            "--resamples",
+            "100",
+            "--out",
+            str(out),
+        ]
+    )
     text = out.read_text()
     assert text in capsys.readouterr().out  # printed too
     ours = next(line for line in text.splitlines() if line.startswith("| Ours"))
@@ -96,8 +116,14 @@ def test_table_bootstrap_and_annotator_row(tool, tmp_path, capsys):
     # the second pass copies the first on these 20 crops: texture recall@3 and mAP are perfect
     assert [c.strip() for c in annotators.strip("|").split("|")][2] == "100.0"
     assert "The annotators on all 20 garments both passes labelled" in text
-    everywhere = next(line for line in text.splitlines() if line.startswith("| second pass against the first"))
-    assert [c.strip() for c in everywhere.strip("|").split("|")][1:4] == ["100.0", "100.0", "100.0"]  # texture
+    everywhere = next(
+        line for line in text.splitlines() if line.startswith("| second pass against the first")
+    )
+    assert [c.strip() for c in everywhere.strip("|").split("|")][1:4] == [
+        "100.0",
+        "100.0",
+        "100.0",
+    ]  # texture
     gain = next(line for line in text.splitlines() if line.startswith("| ours minus plain"))
     assert "(p 0.00)" in gain and "+" in gain.split("|")[2]  # ours beats chance on texture recall@3
 

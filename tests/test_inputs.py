@@ -28,11 +28,26 @@ def tree(tmp_path):
 def test_folders_globs_files_and_listings_in_order(tree):
     (tree / "list.csv").write_text("shop,path\nx,3.jpg\ny,/abs/4.jpg\nz,s3://bucket/5.jpg\n")
     pq.write_table(pa.table({"path": ["a/1.jpg"], "image": ["ignored.jpg"]}), tree / "list.parquet")
-    found = expand_inputs([str(tree / "a"), str(tree / "*.jpg"), str(tree / "list.csv"), str(tree / "list.parquet"),
-                           "missing.jpg"])
-    assert found == [str(tree / "a/1.jpg"), str(tree / "a/b/2.PNG"), str(tree / "3.jpg"),
-                     str(tree / "3.jpg"), "/abs/4.jpg", "s3://bucket/5.jpg",  # relative to the listing's folder
-                     str(tree / "a/1.jpg"), "missing.jpg"]
+    found = expand_inputs(
+        [
+            str(tree / "a"),
+            str(tree / "*.jpg"),
+            str(tree / "list.csv"),
+            str(tree / "list.parquet"),
+            "missing.jpg",
+        ]
+    )
+    assert found == [
+        str(tree / "a/1.jpg"),
+        str(tree / "a/b/2.PNG"),
+        str(tree / "3.jpg"),
+        # relative to the listing's folder
+        str(tree / "3.jpg"),
+        "/abs/4.jpg",
+        "s3://bucket/5.jpg",
+        str(tree / "a/1.jpg"),
+        "missing.jpg",
+    ]
 
 
 def test_image_column_of_a_multilabel_csv_is_a_listing(tree):
@@ -46,11 +61,14 @@ def test_uris_and_listing_detection(tree):
     assert not is_listing(str(tree / "absent.csv"))  # a missing local listing is just a missing file
 
 
-@pytest.mark.parametrize("content, message", [
-    ("file\na.jpg\n", "no 'path' column (columns: file)"),
-    ("path,x\na.jpg,1\n,2\n", "bad.csv:line 3: empty 'path'"),
-    ("path,x\na.jpg,1\nb.jpg\n", "not a readable listing"),  # a row with one column of two
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("file\na.jpg\n", "no 'path' column (columns: file)"),
+        ("path,x\na.jpg,1\n,2\n", "bad.csv:line 3: empty 'path'"),
+        ("path,x\na.jpg,1\nb.jpg\n", "not a readable listing"),  # a row with one column of two
+    ],
+)
 def test_listing_errors_name_the_file_and_line(tmp_path, content, message):
     (tmp_path / "bad.csv").write_text(content)
     with pytest.raises(ListingError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -63,10 +81,23 @@ def test_local_engine_reads_a_listing(tmp_path):
     for i in range(3):
         Image.fromarray(rng.integers(0, 255, (20, 16, 3), dtype=np.uint8)).save(tmp_path / f"{i}.jpg")
     (tmp_path / "list.csv").write_text("path\n0.jpg\n1.jpg\n2.jpg\n")
-    result = CliRunner().invoke(app, ["predict", str(tmp_path / "list.csv"), "--model", str(model), "--format", "json",
-                                      "--out", str(tmp_path / "out.json")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(tmp_path / "list.csv"),
+            "--model",
+            str(model),
+            "--format",
+            "json",
+            "--out",
+            str(tmp_path / "out.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
-    assert [r["path"] for r in json.loads((tmp_path / "out.json").read_text())] == [str(tmp_path / f"{i}.jpg") for i in range(3)]
+    assert [r["path"] for r in json.loads((tmp_path / "out.json").read_text())] == [
+        str(tmp_path / f"{i}.jpg") for i in range(3)
+    ]
     (tmp_path / "nopath.csv").write_text("file\n0.jpg\n")
     result = CliRunner().invoke(app, ["predict", str(tmp_path / "nopath.csv"), "--model", str(model)])
     assert result.exit_code == 2 and "no 'path' column" in result.output

@@ -82,8 +82,11 @@ def models(tmp_path_factory):
     train = _photos(root / "train", 96, seed=0)
     held = _photos(root / "held", 64, seed=1)
     net = _train(*train)
-    model = save_model(net, ModelInfo(net.spec, {"category": NAMES, "labels": NAMES}, CONFIG, {"threshold": 0.4}),
-                       root / "tiny.safetensors")
+    model = save_model(
+        net,
+        ModelInfo(net.spec, {"category": NAMES, "labels": NAMES}, CONFIG, {"threshold": 0.4}),
+        root / "tiny.safetensors",
+    )
     fp32 = export_onnx(model, root / "tiny.onnx")
     int8 = root / "quantised.onnx"  # not MODEL.int8.onnx: the CLI test writes (and removes) that one
     quantize_int8(model, int8, train[0][:64])
@@ -100,15 +103,25 @@ def test_the_export_is_an_int8_graph_with_the_models_header(models):
     proto, info = read_onnx_model(int8)  # also checks the digest over graph + header
     ops = {n.op_type for n in proto.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-    int8_weights = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
+    int8_weights = [
+        t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4
+    ]
     assert len(int8_weights) >= 5  # every convolution's weights, stored as int8
-    per_channel = [n for n in proto.graph.node if n.op_type == "DequantizeLinear"
-                   and any(a.name == "axis" for a in n.attribute)]
+    per_channel = [
+        n
+        for n in proto.graph.node
+        if n.op_type == "DequantizeLinear" and any(a.name == "axis" for a in n.attribute)
+    ]
     assert per_channel  # per-channel weight scales
     assert info.label_names == {"category": NAMES, "labels": NAMES}
     assert info.data_config.input_size == (32, 24) and info.extra["threshold"] == 0.4
     q = info.extra["quantization"]
-    assert q["format"] == "QDQ" and q["calibration"] == {"method": "minmax", "images": 64, "unreadable": 0, "seed": 0}
+    assert q["format"] == "QDQ" and q["calibration"] == {
+        "method": "minmax",
+        "images": 64,
+        "unreadable": 0,
+        "seed": 0,
+    }
     assert q["fp32_agreement_on_calibration"]["category_top1"] >= 0.9
     assert Path(int8).stat().st_size < Path(fp32).stat().st_size
 
@@ -118,8 +131,14 @@ def test_int8_agrees_with_fp32_on_held_out_photos(models):
     info = read_onnx_model(fp32)[1]
     x, bad = calibration_inputs(info, paths, max_images=len(paths))
     assert bad == 0 and len(x) == len(paths)
-    ref = {k: np.concatenate([OnnxRunner(fp32)(x[i:i + 16])[k] for i in range(0, len(x), 16)]) for k in ("category", "labels")}
-    got = {k: np.concatenate([OnnxRunner(int8)(x[i:i + 16])[k] for i in range(0, len(x), 16)]) for k in ("category", "labels")}
+    ref = {
+        k: np.concatenate([OnnxRunner(fp32)(x[i : i + 16])[k] for i in range(0, len(x), 16)])
+        for k in ("category", "labels")
+    }
+    got = {
+        k: np.concatenate([OnnxRunner(int8)(x[i : i + 16])[k] for i in range(0, len(x), 16)])
+        for k in ("category", "labels")
+    }
     a = agreement(ref, got)
     assert a["category_top1"] >= 0.95
     assert a["labels_max_abs_prob"] <= 0.05
@@ -148,19 +167,30 @@ def test_serve_takes_the_int8_file(models):
 
     _, _, int8, _, (paths, _, _) = models
     client = TestClient(create_app(fashionlens.load_model(int8)))
-    response = client.post("/v1/predict", files={"files": ("a.jpg", Path(paths[0]).read_bytes(), "image/jpeg")})
+    response = client.post(
+        "/v1/predict", files={"files": ("a.jpg", Path(paths[0]).read_bytes(), "image/jpeg")}
+    )
     assert response.status_code == 200, response.text
     assert response.json()["results"][0]["category"][0]["label"] in NAMES
 
 
 def test_agreement_by_hand():
-    ref = {"category": np.array([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0], [0.0, 1.0]]),
-           "labels": np.array([[0.0], [0.0], [0.0], [0.0]]), "heatmaps": np.zeros((4, 1, 2, 2))}
-    got = {"category": np.array([[2.0, 1.0], [3.0, 0.0], [1.0, 0.0], [0.0, 1.0]]),  # row 1 flips
-           "labels": np.array([[0.0], [np.log(3.0)], [0.0], [0.0]]),  # sigmoid(ln 3) = 0.75: +0.25
-           "heatmaps": np.full((4, 1, 2, 2), 0.5)}
-    assert agreement(ref, got) == {"category_top1": 0.75, "labels_max_abs_prob": 0.25,
-                                   "labels_mean_abs_prob": 0.0625, "heatmaps_max_abs": 0.5}
+    ref = {
+        "category": np.array([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0], [0.0, 1.0]]),
+        "labels": np.array([[0.0], [0.0], [0.0], [0.0]]),
+        "heatmaps": np.zeros((4, 1, 2, 2)),
+    }
+    got = {
+        "category": np.array([[2.0, 1.0], [3.0, 0.0], [1.0, 0.0], [0.0, 1.0]]),  # row 1 flips
+        "labels": np.array([[0.0], [np.log(3.0)], [0.0], [0.0]]),  # sigmoid(ln 3) = 0.75: +0.25
+        "heatmaps": np.full((4, 1, 2, 2), 0.5),
+    }
+    assert agreement(ref, got) == {
+        "category_top1": 0.75,
+        "labels_max_abs_prob": 0.25,
+        "labels_mean_abs_prob": 0.0625,
+        "heatmaps_max_abs": 0.5,
+    }
 
 
 def test_a_model_that_disagrees_is_not_written(models, tmp_path, monkeypatch):
@@ -175,8 +205,10 @@ def test_cli_int8_export(models, tmp_path):
     model, _, int8, calibration, _ = models
     folder = Path(calibration[0]).parent
     out = tmp_path / "cli.int8.onnx"
-    result = cli.invoke(app, ["export", str(model), "--format", "onnx", "--int8", "--calibration", str(folder),
-                              "--out", str(out)])
+    result = cli.invoke(
+        app,
+        ["export", str(model), "--format", "onnx", "--int8", "--calibration", str(folder), "--out", str(out)],
+    )
     assert result.exit_code == 0, result.output
     assert "int8, calibrated on 96 photos" in result.output and "category_top1" in result.output
     assert read_onnx_model(out)[1].extra["quantization"]["calibration"]["images"] == 96
@@ -193,12 +225,25 @@ def test_cli_int8_errors(models, tmp_path):
     cases = [
         (["--int8"], "--int8 needs --calibration PHOTOS"),
         (["--calibration", str(tmp_path / "junk")], "--calibration is for --int8 export"),
-        (["--int8", "--calibration", str(tmp_path / "junk")], "none of the 1 calibration photos could be read"),
+        (
+            ["--int8", "--calibration", str(tmp_path / "junk")],
+            "none of the 1 calibration photos could be read",
+        ),
         (["--int8", "--calibration", str(tmp_path / "nothing" / "*.jpg")], "no calibration photos found"),
     ]
     for extra, message in cases:
         result = cli.invoke(app, ["export", str(model), "--out", str(tmp_path / "x.onnx"), *extra])
         assert result.exit_code == 2 and message in result.output, (extra, result.output)
-    result = cli.invoke(app, ["export", str(int8), "--int8", "--calibration", str(tmp_path / "junk"),
-                              "--out", str(tmp_path / "x.onnx")])
+    result = cli.invoke(
+        app,
+        [
+            "export",
+            str(int8),
+            "--int8",
+            "--calibration",
+            str(tmp_path / "junk"),
+            "--out",
+            str(tmp_path / "x.onnx"),
+        ],
+    )
     assert result.exit_code == 2 and "already quantised" in result.output

@@ -65,9 +65,14 @@ def test_state_save_skip_undo_round_trip(client, workspace):
     assert (tmp_path / "labels.skipped.txt").read_text() == "photos/photo01.jpg\n"
     r = client.post("/api/undo", json={})
     assert r.json()["photo"] == 1 and r.json()["skipped"] is False and r.json()["version"] == 3
-    assert client.post("/api/undo", json={}).json() == {"photo": 0, "record": None, "skipped": False, "next": 1,
-                                                         "counts": {"labelled": 0, "skipped": 0, "total": 5,
-                                                                    "other_rows": 0}, "version": 4}
+    assert client.post("/api/undo", json={}).json() == {
+        "photo": 0,
+        "record": None,
+        "skipped": False,
+        "next": 1,
+        "counts": {"labelled": 0, "skipped": 0, "total": 5, "other_rows": 0},
+        "version": 4,
+    }
     r = client.post("/api/undo", json={})
     assert r.status_code == 409 and "nothing to undo" in r.json()["error"]
     assert _save(client, 4, ["green"]).json()["next"] == 0  # wraps round to the first open photo
@@ -75,14 +80,16 @@ def test_state_save_skip_undo_round_trip(client, workspace):
 
 
 def test_bad_saves_are_4xx_with_a_message(client):
-    cases = [({"photo": 0, "labels": ["purple"]}, 400, "unknown label"),
-             ({"photo": 0, "labels": []}, 400, "at least one label"),
-             ({"photo": 0, "labels": "red"}, 400, "list of names"),
-             ({"photo": 0, "labels": ["red"], "main": 3}, 400, "list of names"),
-             ({"photo": 5, "labels": ["red"]}, 404, "expected an index from 0 to 4"),
-             ({"photo": -1, "labels": ["red"]}, 404, "no photo"),
-             ({"photo": "0", "labels": ["red"]}, 404, "no photo"),
-             ({"photo": True, "labels": ["red"]}, 404, "no photo")]
+    cases = [
+        ({"photo": 0, "labels": ["purple"]}, 400, "unknown label"),
+        ({"photo": 0, "labels": []}, 400, "at least one label"),
+        ({"photo": 0, "labels": "red"}, 400, "list of names"),
+        ({"photo": 0, "labels": ["red"], "main": 3}, 400, "list of names"),
+        ({"photo": 5, "labels": ["red"]}, 404, "expected an index from 0 to 4"),
+        ({"photo": -1, "labels": ["red"]}, 404, "no photo"),
+        ({"photo": "0", "labels": ["red"]}, 404, "no photo"),
+        ({"photo": True, "labels": ["red"]}, 404, "no photo"),
+    ]
     for body, status, message in cases:
         r = client.post("/api/save", json=body)
         assert r.status_code == status and message in r.json()["error"], (body, r.text)
@@ -118,9 +125,20 @@ def test_an_unreadable_photo_is_a_message_not_a_crash(workspace):
     session.close()
 
 
-TRAVERSALS = ["/api/photo/..%2F..%2Fsecret.jpg", "/api/photo/0%2F..%2F..%2Fsecret.jpg", "/api/photo/../../secret.jpg",
-              "/api/photo/%2e%2e", "/static/..%2Fapp.py", "/static/../app.py", "/static/%2e%2e%2fstore.py",
-              "/photos/photo00.jpg", "/secret.jpg", "/..%2Fsecret.jpg", "/api/photo/1e3", "/api/photo/0x1"]
+TRAVERSALS = [
+    "/api/photo/..%2F..%2Fsecret.jpg",
+    "/api/photo/0%2F..%2F..%2Fsecret.jpg",
+    "/api/photo/../../secret.jpg",
+    "/api/photo/%2e%2e",
+    "/static/..%2Fapp.py",
+    "/static/../app.py",
+    "/static/%2e%2e%2fstore.py",
+    "/photos/photo00.jpg",
+    "/secret.jpg",
+    "/..%2Fsecret.jpg",
+    "/api/photo/1e3",
+    "/api/photo/0x1",
+]
 
 
 def test_path_escape_attempts_never_reach_the_disk_outside(workspace):
@@ -131,7 +149,9 @@ def test_path_escape_attempts_never_reach_the_disk_outside(workspace):
     session = open_session(tmp_path / "photos", tmp_path / "labels.txt", tmp_path / "labels.csv")
     assert any("zz_link.jpg" in note for note in session.notes)
     with TestClient(create_label_app(session)) as c:
-        assert [p["name"] for p in c.get("/api/state").json()["photos"]] == [f"photo0{i}.jpg" for i in range(5)]
+        assert [p["name"] for p in c.get("/api/state").json()["photos"]] == [
+            f"photo0{i}.jpg" for i in range(5)
+        ]
         for url in TRAVERSALS:
             r = c.get(url)
             assert r.status_code in (404, 422), (url, r.status_code)
@@ -178,7 +198,11 @@ def test_write_failure_is_reported_and_nothing_is_half_saved(client, workspace, 
 
     monkeypatch.setattr(store_mod, "atomic_write_bytes", read_only)
     r = _save(client, 1, ["blue"])
-    assert r.status_code == 500 and "could not write" in r.json()["error"] and "Permission denied" in r.json()["error"]
+    assert (
+        r.status_code == 500
+        and "could not write" in r.json()["error"]
+        and "Permission denied" in r.json()["error"]
+    )
     assert "was not saved" in r.json()["error"]
     monkeypatch.undo()
     assert client.get("/api/state").json()["counts"]["labelled"] == 1
@@ -220,7 +244,9 @@ def test_two_tabs_saving_at_once_over_http(tmp_path):
     session.close()
     assert codes == [(200, 200)] * 32 and torn == [] and session.store.version == 64
     data = read_multilabel(tmp_path / "labels.csv", label_list=VOCAB)
-    assert sorted((s.path.name, s.main) for s in data.samples) == sorted((f"photo{i:02d}.jpg", VOCAB[i % 4]) for i in range(32))
+    assert sorted((s.path.name, s.main) for s in data.samples) == sorted(
+        (f"photo{i:02d}.jpg", VOCAB[i % 4]) for i in range(32)
+    )
 
 
 def test_killed_during_a_burst_of_saves_keeps_every_acknowledged_label(tmp_path, start_server):
@@ -228,8 +254,9 @@ def test_killed_during_a_burst_of_saves_keeps_every_acknowledged_label(tmp_path,
     colour_photos(tmp_path / "photos", 60, size=16)
     write_vocab(tmp_path / "labels.txt")
     out = tmp_path / "labels.csv"
-    server = start_server([str(tmp_path / "photos"), "--labels", str(tmp_path / "labels.txt"), "--out", str(out),
-                          "--port", "0"])
+    server = start_server(
+        [str(tmp_path / "photos"), "--labels", str(tmp_path / "labels.txt"), "--out", str(out), "--port", "0"]
+    )
     acknowledged, lock = {}, threading.Lock()
 
     def post(i: int) -> None:
@@ -249,8 +276,9 @@ def test_killed_during_a_burst_of_saves_keeps_every_acknowledged_label(tmp_path,
     data = read_multilabel(out, label_list=VOCAB)
     on_disk = {s.path.name: s.main for s in data.samples}
     assert acknowledged.items() <= on_disk.items()
-    restarted = start_server([str(tmp_path / "photos"), "--labels", str(tmp_path / "labels.txt"), "--out", str(out),
-                             "--port", "0"])
+    restarted = start_server(
+        [str(tmp_path / "photos"), "--labels", str(tmp_path / "labels.txt"), "--out", str(out), "--port", "0"]
+    )
     try:
         st = httpx.get(restarted.url + "/api/state").json()
         assert st["counts"]["labelled"] == len(on_disk)
@@ -289,15 +317,27 @@ def test_command_errors_are_one_line(workspace):
         ((photos, "--labels", labels), "give PHOTOS_DIR and --out"),
         ((photos, "--labels", tmp_path / "none.txt", "--out", out), "none.txt"),
         ((tmp_path / "nowhere", "--labels", labels, "--out", out), "photo folder not found"),
-        ((photos, "--labels", labels, "--out", out, "--order", "uncertain"), "--order uncertain needs --model"),
-        ((photos, "--labels", labels, "--out", out, "--order", "random"), "--order must be one of file, uncertain"),
+        (
+            (photos, "--labels", labels, "--out", out, "--order", "uncertain"),
+            "--order uncertain needs --model",
+        ),
+        (
+            (photos, "--labels", labels, "--out", out, "--order", "random"),
+            "--order must be one of file, uncertain",
+        ),
         ((photos, "--labels", labels, "--out", tmp_path / "l.xlsx"), "expected .csv or .jsonl"),
-        ((photos, "--labels", labels, "--out", out, "--model", tmp_path / "missing.safetensors"), "model file not found"),
+        (
+            (photos, "--labels", labels, "--out", out, "--model", tmp_path / "missing.safetensors"),
+            "model file not found",
+        ),
         ((photos, "--labels", labels, "--out", out, "--model", tmp_path / "labels.txt"), "labels.txt"),
     ]
     for args, message in cases:
         result = _cli(*args)
-        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, (args, result.output)
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, (
+            args,
+            result.output,
+        )
     (tmp_path / "empty").mkdir()
     result = _cli(tmp_path / "empty", "--labels", labels, "--out", out)
     assert result.exit_code == 2 and "no photos in" in result.output
@@ -307,14 +347,23 @@ def test_command_errors_are_one_line(workspace):
     write_vocab(labels)
     out.write_text("image,main,labels\nphotos/photo00.jpg,red,red\nphotos/photo01.jpg,blue,blue|mauve\n")
     result = _cli(photos, "--labels", labels, "--out", out)
-    assert result.exit_code == 2 and "labels.csv:3: field 'labels': unknown label(s) ['mauve']" in result.output
+    assert (
+        result.exit_code == 2 and "labels.csv:3: field 'labels': unknown label(s) ['mauve']" in result.output
+    )
 
 
 def test_model_without_a_matching_name_is_refused(workspace):
     tmp_path, _ = workspace
     model = tiny_model(tmp_path / "m.safetensors", ["purple", "mauve"])
-    result = _cli(tmp_path / "photos", "--labels", tmp_path / "labels.txt", "--out", tmp_path / "o.csv",
-                  "--model", model)
+    result = _cli(
+        tmp_path / "photos",
+        "--labels",
+        tmp_path / "labels.txt",
+        "--out",
+        tmp_path / "o.csv",
+        "--model",
+        model,
+    )
     assert result.exit_code == 2 and "none of the model's label names" in result.output
 
 
@@ -324,11 +373,24 @@ def test_port_in_use_is_a_clear_error(workspace):
     busy.bind(("127.0.0.1", 0))
     busy.listen()
     try:
-        result = _cli(tmp_path / "photos", "--labels", tmp_path / "labels.txt", "--out", tmp_path / "o.csv",
-                      "--host", "127.0.0.1", "--port", busy.getsockname()[1])
+        result = _cli(
+            tmp_path / "photos",
+            "--labels",
+            tmp_path / "labels.txt",
+            "--out",
+            tmp_path / "o.csv",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            busy.getsockname()[1],
+        )
     finally:
         busy.close()
-    assert result.exit_code == 2 and "cannot listen on 127.0.0.1" in result.output and "pick another --port" in result.output
+    assert (
+        result.exit_code == 2
+        and "cannot listen on 127.0.0.1" in result.output
+        and "pick another --port" in result.output
+    )
     assert not (tmp_path / ".o.csv.lock").exists()
 
 
@@ -336,8 +398,14 @@ def test_model_suggestions_and_uncertainty_order_in_the_state(workspace):
     tmp_path, _ = workspace
     (tmp_path / "labels.csv").write_text("image,main,labels\nphotos/photo02.jpg,red,red\n")
     model = tiny_model(tmp_path / "m.safetensors", ["red", "green", "blue", "yellow"], seed=3)
-    session = open_session(tmp_path / "photos", tmp_path / "labels.txt", tmp_path / "labels.csv",
-                           model=str(model), order="uncertain", progress=False)
+    session = open_session(
+        tmp_path / "photos",
+        tmp_path / "labels.txt",
+        tmp_path / "labels.csv",
+        model=str(model),
+        order="uncertain",
+        progress=False,
+    )
     sugg = session.suggestions
     assert set(sugg.by_photo) == {0, 1, 3, 4}  # the labelled photo is not scored
     margins = [sugg.margin[i] for i in session.order[:4]]

@@ -76,8 +76,18 @@ def _rows(out: Path) -> dict[str, tuple[str | None, tuple[str, ...]]]:
 
 
 def _args(tmp_path: Path, *extra: str) -> list[str]:
-    return [str(tmp_path / "photos"), "--labels", str(tmp_path / "labels.txt"), "--out", str(tmp_path / "styles.csv"),
-            "--host", "127.0.0.1", "--port", "0", *extra]
+    return [
+        str(tmp_path / "photos"),
+        "--labels",
+        str(tmp_path / "labels.txt"),
+        "--out",
+        str(tmp_path / "styles.csv"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        *extra,
+    ]
 
 
 def test_keyboard_session_survives_a_kill_and_trains(browser, tmp_path, start_server):
@@ -117,7 +127,9 @@ def test_keyboard_session_survives_a_kill_and_trains(browser, tmp_path, start_se
     _wait_photo(page, 7)
     page.keyboard.press("Backspace")  # back to photo 6: its saved labels are shown
     _wait_photo(page, 6)
-    assert page.locator("#photo-state").inner_text() == "labelled" and _selected(page)[0] == truth[names[6]][0]
+    assert (
+        page.locator("#photo-state").inner_text() == "labelled" and _selected(page)[0] == truth[names[6]][0]
+    )
     page.keyboard.press("Enter")  # saving it unchanged moves on to the next open photo
     _wait_photo(page, 7)
     for i in (7, 8):
@@ -171,10 +183,27 @@ def test_keyboard_session_survives_a_kill_and_trains(browser, tmp_path, start_se
     check = runner.invoke(cli_app, ["data", "check", str(out), "--label-list", str(tmp_path / "labels.txt")])
     assert check.exit_code == 0 and "0 errors" in check.output, check.output
     run = tmp_path / "run"
-    result = runner.invoke(cli_app, ["train", str(CONFIG), "--data", str(out), "--out", str(run),
-                                     "data.label_list=null", "optim.freeze_stages=0", "model.backbone=test_tiny", "model.pretrained=false",
-                                     "data.input_size=[32,32]", "data.batch_size=8", "data.num_workers=0", "model.heads.labels.gcn_hidden=16",
-                                     "trainer.max_epochs=1", "trainer.accelerator=cpu"])
+    result = runner.invoke(
+        cli_app,
+        [
+            "train",
+            str(CONFIG),
+            "--data",
+            str(out),
+            "--out",
+            str(run),
+            "data.label_list=null",
+            "optim.freeze_stages=0",
+            "model.backbone=test_tiny",
+            "model.pretrained=false",
+            "data.input_size=[32,32]",
+            "data.batch_size=8",
+            "data.num_workers=0",
+            "model.heads.labels.gcn_hidden=16",
+            "trainer.max_epochs=1",
+            "trainer.accelerator=cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert read_info(run / "model.safetensors").label_names["labels"] == sorted(VOCAB)
 
@@ -204,8 +233,10 @@ def test_two_tabs_see_each_others_labels(browser, tmp_path):
         a.close()
         b.close()
     session.close()
-    assert [(s.path.name, s.main) for s in read_multilabel(tmp_path / "styles.csv").samples] == \
-        [("photo00.jpg", "blue"), ("photo01.jpg", "green")]
+    assert [(s.path.name, s.main) for s in read_multilabel(tmp_path / "styles.csv").samples] == [
+        ("photo00.jpg", "blue"),
+        ("photo01.jpg", "green"),
+    ]
 
 
 def test_model_suggestions_are_accepted_with_enter(browser, tmp_path, start_server):
@@ -233,8 +264,11 @@ def test_model_suggestions_are_accepted_with_enter(browser, tmp_path, start_serv
     finally:
         server.stop()
     row = read_multilabel(tmp_path / "styles.csv").samples[0]
-    assert (row.path.name, row.main, list(row.labels)) == (st["photos"][first]["name"], suggestion["main"],
-                                                          suggestion["labels"])
+    assert (row.path.name, row.main, list(row.labels)) == (
+        st["photos"][first]["name"],
+        suggestion["main"],
+        suggestion["labels"],
+    )
 
 
 def test_labels_past_the_ninth_and_an_unreadable_photo(browser, tmp_path):

@@ -90,8 +90,12 @@ def test_existing_file_is_extended_and_other_rows_kept(tmp_path, photos):
     assert store.resume_at(list(range(6))) == 0
     store.save(0, "green", ["green"])
     store.close()
-    assert out.read_text().splitlines() == ["image,main,labels", "elsewhere/old.jpg,red,red|blue",
-                                            "photos/photo03.jpg,yellow,yellow", "photos/photo00.jpg,green,green"]
+    assert out.read_text().splitlines() == [
+        "image,main,labels",
+        "elsewhere/old.jpg,red,red|blue",
+        "photos/photo03.jpg,yellow,yellow",
+        "photos/photo00.jpg,green,green",
+    ]
 
 
 @pytest.mark.parametrize("text", ["", "image,main,labels\n", "\ufeffimage,main,labels\r\n\r\n"])
@@ -105,7 +109,9 @@ def test_empty_existing_file_is_a_fresh_start(tmp_path, photos, text):
 def test_bad_existing_file_is_refused_naming_the_line(tmp_path, photos):
     out = tmp_path / "labels.csv"
     out.write_text("image,main,labels\nphotos/photo00.jpg,red,red\nphotos/photo01.jpg,purple,purple|red\n")
-    with pytest.raises(LabelSessionError, match=r"labels.csv:3: field 'main': unknown label\(s\) \['purple'\]"):
+    with pytest.raises(
+        LabelSessionError, match=r"labels.csv:3: field 'main': unknown label\(s\) \['purple'\]"
+    ):
         _open(tmp_path, photos)
     out.write_text("just some notes, not a table\n")
     with pytest.raises(LabelSessionError, match="labels.csv:1: missing column 'image'"):
@@ -118,7 +124,9 @@ def test_bad_existing_file_is_refused_naming_the_line(tmp_path, photos):
 
 def test_a_second_session_on_the_same_file_is_refused(tmp_path, photos):
     first = _open(tmp_path, photos)
-    with pytest.raises(LabelSessionError, match=f"open in another labelling session \\(process {os.getpid()}"):
+    with pytest.raises(
+        LabelSessionError, match=f"open in another labelling session \\(process {os.getpid()}"
+    ):
         _open(tmp_path, photos)
     first.close()
     _open(tmp_path, photos).close()  # free again
@@ -193,8 +201,10 @@ def test_concurrent_saves_are_serialised(tmp_path):
     assert errors == [] and store.version == 80
     data = read_multilabel(tmp_path / "labels.csv", label_list=VOCAB)
     assert {int(s.path.stem[5:]): s.main for s in data.samples} == expected
-    assert all(s.labels == (expected[i], VOCAB[(i + 1) % 4]) for i, s in
-               ((int(s.path.stem[5:]), s) for s in data.samples))
+    assert all(
+        s.labels == (expected[i], VOCAB[(i + 1) % 4])
+        for i, s in ((int(s.path.stem[5:]), s) for s in data.samples)
+    )
 
 
 # ------------------------------------------------------------------------------ photos
@@ -225,7 +235,8 @@ def test_links_out_of_the_folder_are_left_out_and_refused(tmp_path):
     os.symlink(root / "inner", root / "alias")  # inside: allowed
     os.symlink(root, root / "inner" / "loop")  # a loop back to the top is walked once
     found = find_photos(root)
-    assert [p.rel for p in found.items] == ["alias/x.jpg", "ok.jpg"]  # "inner" is the same folder, walked once
+    # "inner" is the same folder, walked once
+    assert [p.rel for p in found.items] == ["alias/x.jpg", "ok.jpg"]
     assert found.escaped == ["leak.jpg", "leakdir/"]
     ok = next(p for p in found.items if p.rel == "ok.jpg")
     assert read_inside(found.root, ok) == b"fine"
@@ -240,7 +251,10 @@ def test_links_out_of_the_folder_are_left_out_and_refused(tmp_path):
 
 def test_match_head_uses_the_best_covering_head_and_normalised_names():
     names = {"labels": ["Red", "green_tone", "purple"], "category": ["red", "blue", "green", "yellow"]}
-    assert match_head(names, VOCAB) == ("category", {"red": "red", "blue": "blue", "green": "green", "yellow": "yellow"})
+    assert match_head(names, VOCAB) == (
+        "category",
+        {"red": "red", "blue": "blue", "green": "green", "yellow": "yellow"},
+    )
     head, mapping = match_head({"labels": ["Street_Style", "casual"]}, ["street-style", "formal", "Casual"])
     assert head == "labels" and mapping == {"Street_Style": "street-style", "casual": "Casual"}
     assert normalise(" Street  Style ") == "street style"
@@ -258,10 +272,16 @@ def test_suggestions_follow_the_model_scores(tmp_path):
     predictor = fashionlens.load_model(model, backend="torch")
     paths = [p.path for p in photos.items]
     result = suggest(predictor, paths, VOCAB, indices=list(range(10, 18)), progress=False)
-    assert result.head == "labels" and result.matched == ["red", "green", "blue"] and result.missing == ["yellow"]
+    assert (
+        result.head == "labels"
+        and result.matched == ["red", "green", "blue"]
+        and result.missing == ["yellow"]
+    )
     assert "3 of 4 labels" in result.note() and "yellow" in result.note()
     thr = predictor.tag_threshold(None)
-    for k, pred in zip(range(10, 18), predictor.predict([str(p) for p in paths], top_k=4, threshold=0.0), strict=True):
+    for k, pred in zip(
+        range(10, 18), predictor.predict([str(p) for p in paths], top_k=4, threshold=0.0), strict=True
+    ):
         raw = {s.label: s.score for s in pred.tags}
         scores = {"red": raw["Red"], "green": raw["green"], "blue": raw["blue"]}
         want = sorted((n for n in scores if scores[n] >= thr), key=lambda n: -scores[n])
@@ -293,7 +313,9 @@ def test_a_styles_head_suggests_its_main_style_and_the_subs_above_its_threshold(
         got = result.by_photo[k]
         assert got.main == ranked[0] and got.labels == [ranked[0]] + [n for n in ranked[1:] if raw[n] >= thr]
         lead = raw[ranked[0]] - raw[ranked[1]]
-        assert result.margin[k] == pytest.approx(min([lead, *(abs(raw[n] - thr) for n in ranked[1:])]), abs=1e-6)
+        assert result.margin[k] == pytest.approx(
+            min([lead, *(abs(raw[n] - thr) for n in ranked[1:])]), abs=1e-6
+        )
     order = uncertain_first(list(range(8)), result)
     assert sorted(order) == list(range(8)) and np.all(np.diff([result.margin[i] for i in order]) >= 0)
     s, margin = _from_scores("styles", {"Casual": 0.9, "Retro": 0.6, "Modern": 0.2}, 0.5)
@@ -316,7 +338,9 @@ def test_category_head_suggests_its_top_class(tmp_path):
     from fashionlens.label.suggest import Suggestion, _from_scores
 
     s, margin = _from_scores("category", {"red": 0.7, "blue": 0.2, "green": 0.1}, 0.5)
-    assert s == Suggestion("red", ["red"], {"red": 0.7, "blue": 0.2, "green": 0.1}) and margin == pytest.approx(0.5)
+    assert s == Suggestion(
+        "red", ["red"], {"red": 0.7, "blue": 0.2, "green": 0.1}
+    ) and margin == pytest.approx(0.5)
     s, margin = _from_scores("category", {"red": 0.4, "blue": 0.35}, 0.5)
     assert s.labels == [] and s.main is None and margin == pytest.approx(0.05)
 

@@ -1,4 +1,5 @@
-"""fashionlens.labels: the ML-GCN label graph (../shared/docs/method.md part B, 2) and label word embeddings."""
+"""fashionlens.labels: the ML-GCN label graph (../shared/docs/method.md part B, 2) and label word
+embeddings."""
 
 from __future__ import annotations
 
@@ -142,7 +143,8 @@ def test_normalisation_matches_explicit_double_loop():
 
 
 def test_mlgcn_code_scaling_gives_the_same_adjacency():
-    # ML-GCN's code: 0.25 * A / colsum + I. ../shared/docs/method.md: identical to p = 0.2 after normalisation.
+    # ML-GCN's code: 0.25 * A / colsum + I. ../shared/docs/method.md: identical to p = 0.2 after
+    # normalisation.
     rng = np.random.default_rng(1)
     targets = (rng.random((60, 9)) < 0.35).astype(int)
     counts, nums = cooccurrence(targets)
@@ -418,6 +420,7 @@ def test_sentence_provider_offline(monkeypatch):
 
 def _read_ccp(root: Path) -> tuple[list[str], np.ndarray]:
     import scipy.io as scipy_io
+
     names = [str(x[0]) for x in scipy_io.loadmat(root / "label_list.mat")["label_list"].ravel()]
     tags = [scipy_io.loadmat(f, variable_names=["tags"])["tags"].ravel().astype(int)
             for f in sorted((root / "annotations" / "image-level").glob("*.mat"))]  # fmt: skip

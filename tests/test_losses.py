@@ -24,7 +24,9 @@ def test_category_label_smoothing_matches_the_hand_worked_value():
     expected = -(0.9 * (2.0 - lse) + 0.1 * (0.0 - lse))
     out = {"category": torch.tensor([[2.0, 0.0]])}
     batch = {"category": torch.tensor([0])}
-    assert compute_losses(out, batch, label_smoothing=0.2)["category"].item() == pytest.approx(expected, abs=1e-6)
+    assert compute_losses(out, batch, label_smoothing=0.2)["category"].item() == pytest.approx(
+        expected, abs=1e-6
+    )
     assert compute_losses(out, batch)["category"].item() == pytest.approx(lse - 2.0, abs=1e-6)
 
 
@@ -61,7 +63,9 @@ def test_asl_gradient_with_and_without_the_focusing_weights(detach):
 def test_asl_without_focusing_or_shift_is_bce():
     x, t = torch.randn(4, 6, generator=torch.Generator().manual_seed(0)), (torch.rand(4, 6) > 0.5).float()
     bce = torch.nn.functional.binary_cross_entropy_with_logits(x, t)
-    assert asymmetric_loss(x, t, gamma_neg=0.0, gamma_pos=0.0, clip=0.0).item() == pytest.approx(bce.item(), abs=1e-5)
+    assert asymmetric_loss(x, t, gamma_neg=0.0, gamma_pos=0.0, clip=0.0).item() == pytest.approx(
+        bce.item(), abs=1e-5
+    )
 
 
 def test_focal_loss_hand_worked_and_against_torchvision():
@@ -74,7 +78,9 @@ def test_focal_loss_hand_worked_and_against_torchvision():
     x, t = torch.randn(5, 7, generator=torch.Generator().manual_seed(1)) * 3, (torch.rand(5, 7) > 0.7).float()
     for alpha in (None, 0.25):
         ref = sigmoid_focal_loss(x, t, alpha=-1 if alpha is None else alpha, gamma=2.0, reduction="mean")
-        got = compute_losses({"labels": x}, {"labels": t}, multilabel={"kind": "focal", "alpha": alpha})["labels"]
+        got = compute_losses({"labels": x}, {"labels": t}, multilabel={"kind": "focal", "alpha": alpha})[
+            "labels"
+        ]
         assert got.item() == pytest.approx(ref.item(), rel=1e-5)
 
 
@@ -97,12 +103,16 @@ def test_multilabel_loss_settings_are_checked_by_the_config():
     assert DEFAULTS["loss"]["multilabel"] == MULTILABEL_DEFAULTS
     cfg = load_config(None, ["loss.multilabel.kind=asl", "loss.multilabel.gamma_neg=2"])
     assert cfg["loss"]["multilabel"]["kind"] == "asl" and cfg["loss"]["multilabel"]["clip"] == 0.05
-    with pytest.raises(ConfigError, match="loss.multilabel.kind must be one of bce, asl, focal, got 'softmax'"):
+    with pytest.raises(
+        ConfigError, match="loss.multilabel.kind must be one of bce, asl, focal, got 'softmax'"
+    ):
         load_config(None, ["loss.multilabel.kind=softmax"])
     with pytest.raises(ConfigError, match="loss.multilabel.clip must be in"):
         load_config(None, ["loss.multilabel.clip=1.5"])
     with pytest.raises(ConfigError, match="unknown config key"):
         load_config(None, ["loss.multilabel.gamma_negative=2"])
+
+
 # ----------------------------------------------------------------------------- weighted BCE
 # BCE with logits and pos_weight w: -(w * y * log sigmoid(x) + (1 - y) * log(1 - sigmoid(x))).
 # x = 0: sigmoid 1/2; x = ln 3: sigmoid 3/4.  Entries (row, attribute):
@@ -129,7 +139,9 @@ def test_weighted_bce_averages_over_known_entries_only():
 def test_weighted_bce_without_mask_or_weights():
     # no mask: the mean over all 6 entries; the two masked-out positives now count too
     all_six = (2 * math.log(2.0) + 3 * math.log(2.0) + 5 * math.log(4 / 3) + 5 * math.log(4 / 3)) / 6
-    assert weighted_bce(BCE_LOGITS, BCE_TARGETS, None, BCE_POS_WEIGHT).item() == pytest.approx(all_six, abs=1e-6)
+    assert weighted_bce(BCE_LOGITS, BCE_TARGETS, None, BCE_POS_WEIGHT).item() == pytest.approx(
+        all_six, abs=1e-6
+    )
     # no pos_weight: plain BCE over the 3 known entries: ln 2 + ln 2 + ln(4/3)
     plain = (2 * math.log(2.0) + math.log(4 / 3)) / 3
     assert weighted_bce(BCE_LOGITS, BCE_TARGETS, BCE_MASK, None).item() == pytest.approx(plain, abs=1e-6)
@@ -144,7 +156,9 @@ def test_compute_losses_passes_the_attribute_mask_and_weights_on():
     out = {"attributes": BCE_LOGITS}
     batch = {"attributes": BCE_TARGETS, "attributes_mask": BCE_MASK}
     expected = (3 * math.log(2.0) + 5 * math.log(4 / 3)) / 3
-    assert compute_losses(out, batch, pos_weight=BCE_POS_WEIGHT)["attributes"].item() == pytest.approx(expected, abs=1e-6)
+    assert compute_losses(out, batch, pos_weight=BCE_POS_WEIGHT)["attributes"].item() == pytest.approx(
+        expected, abs=1e-6
+    )
 
 
 # ----------------------------------------------------------------------------- pos_weight_from_targets
@@ -202,7 +216,9 @@ def test_heatmap_loss_counts_visible_landmarks_only():
     got = heatmap_loss(pred, landmarks, visible, sigma=1.0)
     assert got.item() == pytest.approx(expected, rel=1e-6)
     batch = {"landmarks": landmarks, "landmark_visible": visible}
-    assert compute_losses({"heatmaps": pred}, batch, heatmap_sigma=1.0)["landmarks"].item() == pytest.approx(expected, rel=1e-6)
+    assert compute_losses({"heatmaps": pred}, batch, heatmap_sigma=1.0)["landmarks"].item() == pytest.approx(
+        expected, rel=1e-6
+    )
 
 
 def test_heatmap_loss_with_no_visible_landmark_is_zero():

@@ -55,8 +55,12 @@ def test_weighted_mean_bce_by_hand():
     logits = torch.tensor([[0.0, 2.0]])
     targets = torch.tensor([[1.0, 0.0]])
     # BCE: log 2 = 0.693147 for the first, log(1 + e^2) = 2.126928 for the second
-    assert weighted_mean_bce(logits, targets, None).item() == pytest.approx((0.693147 + 2.126928) / 2, abs=1e-5)
-    assert weighted_mean_bce(logits, targets, torch.tensor([[0.5, 0.0]])).item() == pytest.approx(0.693147 * 0.5 / 2, abs=1e-5)
+    assert weighted_mean_bce(logits, targets, None).item() == pytest.approx(
+        (0.693147 + 2.126928) / 2, abs=1e-5
+    )
+    assert weighted_mean_bce(logits, targets, torch.tensor([[0.5, 0.0]])).item() == pytest.approx(
+        0.693147 * 0.5 / 2, abs=1e-5
+    )
 
 
 def test_visibility_loss_and_output():
@@ -75,7 +79,8 @@ def _photo(path, colour):
 
 @pytest.fixture()
 def sources(tmp_path):
-    """A clothing-dataset tree (3 classes), a tag CSV with the same 5-tag vocabulary, a synthetic DeepFashion tree."""
+    """A clothing-dataset tree (3 classes), a tag CSV with the same 5-tag vocabulary, a synthetic DeepFashion
+    tree."""
     clothing = tmp_path / "clothing"
     rows = ["image,sender_id,label,kids"]
     for i in range(30):
@@ -99,20 +104,22 @@ def sources(tmp_path):
 def _mixed_config(sources, implied=0.5) -> dict:
     return {
         "experiment": "mixed",
-        "data": {"format": "mixed", "input_size": [32, 32], "num_workers": 0, "split_fractions": [0.6, 0.2, 0.2],
+        "data": {"format": "mixed", "input_size": [32, 32], "num_workers": 0,
+                 "split_fractions": [0.6, 0.2, 0.2],
                  "sources": {
-                     "clothing": {"format": "clothing_dataset", "path": str(sources["clothing"]), "batch_size": 6,
-                                  "implied_tags": implied},
-                     "tags": {"format": "multilabel", "path": str(sources["tags"] / "labels.csv"), "batch_size": 6,
-                              "label_list": str(sources["tags"] / "labels.txt")},
+                     "clothing": {"format": "clothing_dataset", "path": str(sources["clothing"]),
+                                  "batch_size": 6, "implied_tags": implied},
+                     "tags": {"format": "multilabel", "path": str(sources["tags"] / "labels.csv"),
+                              "batch_size": 6, "label_list": str(sources["tags"] / "labels.txt")},
                      "garments": {"format": "deepfashion", "path": str(sources["garments"]), "batch_size": 6,
                                   "targets": ["attributes", "landmarks"]}}},
         "model": {"backbone": "test_tiny", "pretrained": False,
                   "landmarks": {"num_upsample": 1, "fuse": False, "visibility": True, "channels": 8},
-                  "heads": {"category": {"kind": "linear"}, "labels": {"kind": "linear"}, "attributes": {"kind": "linear"}}},
+                  "heads": {"category": {"kind": "linear"}, "labels": {"kind": "linear"},
+                            "attributes": {"kind": "linear"}}},
         "optim": {"scheduler": "none", "lr": 1e-3, "head_lr": 1e-3},
-        "trainer": {"max_epochs": 1, "accelerator": "cpu", "checkpoint_every_n_steps": 0, "monitor": "val/cat_top1",
-                    "log_every_n_steps": 1},
+        "trainer": {"max_epochs": 1, "accelerator": "cpu", "checkpoint_every_n_steps": 0,
+                    "monitor": "val/cat_top1", "log_every_n_steps": 1},
     }  # fmt: skip
 
 
@@ -120,19 +127,35 @@ def test_mixed_bundle_shares_the_tag_head_and_filters_targets(tmp_path, sources)
     path = tmp_path / "mixed.yaml"
     path.write_text(yaml.safe_dump(_mixed_config(sources)))
     bundle = build_data(load_config(path), DataConfig(input_size=(32, 32)))
-    assert bundle.label_names["labels"] == TAGS and bundle.label_names["category"] == ["dress", "hat", "skirt"]
+    assert bundle.label_names["labels"] == TAGS and bundle.label_names["category"] == [
+        "dress",
+        "hat",
+        "skirt",
+    ]
     clothing = bundle.sources["clothing"]
     sample = clothing.datasets["train"][0]
     cls = clothing.label_names["category"][int(sample["category"])]
     want_targets, want_weights = implied_tag_targets([cls], TAGS, 0.5)
-    assert sample["labels"].tolist() == want_targets[0].tolist() and sample["labels_mask"].tolist() == want_weights[0].tolist()
+    assert (
+        sample["labels"].tolist() == want_targets[0].tolist()
+        and sample["labels_mask"].tolist() == want_weights[0].tolist()
+    )
     assert "labels" not in clothing.datasets["val"][0]  # implied tags train; they are not validation data
     # the label graph and priors see only observed tags: the CSV's training rows
     assert len(bundle.train_targets["labels"]) == len(bundle.sources["tags"].datasets["train"])
     garment = bundle.sources["garments"].datasets["train"][0]
-    assert set(garment) == {"image", "index", "attributes", "attributes_mask", "landmarks", "landmark_visible"}
+    assert set(garment) == {
+        "image",
+        "index",
+        "attributes",
+        "attributes_mask",
+        "landmarks",
+        "landmark_visible",
+    }
     assert "category" not in bundle.sources["garments"].label_names
-    assert bundle.attribute_groups is not None and len(bundle.attribute_groups) == len(bundle.label_names["attributes"])
+    assert bundle.attribute_groups is not None and len(bundle.attribute_groups) == len(
+        bundle.label_names["attributes"]
+    )
 
 
 def test_mixed_training_trains_every_head(tmp_path, sources):
@@ -141,6 +164,11 @@ def test_mixed_training_trains_every_head(tmp_path, sources):
     report = train(load_config(path), tmp_path / "run")
     assert {"category", "labels", "deepfashion"} <= set(report)
     logged = (tmp_path / "run" / "logs" / "metrics.csv").read_text().splitlines()[0]
-    for term in ("train/loss_category", "train/loss_labels", "train/loss_attributes", "train/loss_landmarks",
-                 "train/loss_visibility"):
+    for term in (
+        "train/loss_category",
+        "train/loss_labels",
+        "train/loss_attributes",
+        "train/loss_landmarks",
+        "train/loss_visibility",
+    ):
         assert term in logged, logged

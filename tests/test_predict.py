@@ -32,8 +32,17 @@ TAGS = ["bag", "belt", "shoes", "skirt"]
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     torch.manual_seed(0)
-    net = FashionNet("test_tiny", heads={"category": {"num_classes": 3}, "labels": {"num_classes": 4}}, landmarks={"fuse": True})
-    info = ModelInfo(net.spec, {"category": CATEGORIES, "labels": TAGS}, DataConfig(input_size=(32, 32)), {"threshold": 0.3})
+    net = FashionNet(
+        "test_tiny",
+        heads={"category": {"num_classes": 3}, "labels": {"num_classes": 4}},
+        landmarks={"fuse": True},
+    )
+    info = ModelInfo(
+        net.spec,
+        {"category": CATEGORIES, "labels": TAGS},
+        DataConfig(input_size=(32, 32)),
+        {"threshold": 0.3},
+    )
     return save_model(net.eval(), info, tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
@@ -88,7 +97,9 @@ def test_min_tags_returns_each_photos_best_tag_below_the_models_threshold(tmp_pa
             assert len(pred.tags) == want and all(t.score < 0.99 for t in pred.tags)
             assert pred.tags == full.tags[:want]  # the most likely ones, in order
             if want:  # the table says why a tag below the threshold is listed
-                assert f"  tags (>= 0.99, else the best): {pred.tags[0].label} " in format_predictions([pred], "table")
+                assert f"  tags (>= 0.99, else the best): {pred.tags[0].label} " in format_predictions(
+                    [pred], "table"
+                )
         # a threshold the caller gives is applied as it is
         assert all(p.tags == [] for p in predictor.predict(files, threshold=0.99))
 
@@ -103,12 +114,27 @@ def test_predictor_batches_give_the_same_scores(tiny_model, photos):
 
 
 def test_predict_cli_json_over_files_folders_and_globs(tiny_model, photos):
-    result = runner.invoke(app, ["predict", str(photos), str(photos / "p*.jpg"), "--model", str(tiny_model),
-                                 "--format", "json", "--top-k", "1", "--threshold", "0.0"])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(photos),
+            str(photos / "p*.jpg"),
+            "--model",
+            str(tiny_model),
+            "--format",
+            "json",
+            "--top-k",
+            "1",
+            "--threshold",
+            "0.0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     records = json.loads(result.stdout)
     paths = [r["path"] for r in records]
-    assert len(records) == 4  # folder (3 jpg + 1 png, broken skipped); the glob's 3 jpg again: each photo once
+    # folder (3 jpg + 1 png, broken skipped); the glob's 3 jpg again: each photo once
+    assert len(records) == 4
     assert "3 repeated photo(s) named more than once: each is tagged once" in result.stderr
     assert str(photos / "sub" / "q.png") in paths
     # --top-k 1 with --threshold 0: every tag passes the threshold, so exactly the top one is listed
@@ -132,10 +158,23 @@ def test_predict_cli_table_csv_and_out(tiny_model, photos, tmp_path):
     assert [m.split("=")[0] for m in marks] == [lm.name for lm in ref.landmarks] and len(marks) == 8
 
     out = tmp_path / "preds.csv"
-    result = runner.invoke(app, ["predict", photo, str(photos / "p1.jpg"), "--model", str(tiny_model),
-                                 "--format", "csv", "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            photo,
+            str(photos / "p1.jpg"),
+            "--model",
+            str(tiny_model),
+            "--format",
+            "csv",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
-    assert result.stdout == "" and f"wrote 2 predictions to {out}" in result.stderr  # --out: nothing on stdout
+    # --out: nothing on stdout
+    assert result.stdout == "" and f"wrote 2 predictions to {out}" in result.stderr
     rows = list(csv.DictReader(out.read_text().splitlines()))
     assert [r["path"] for r in rows] == [photo, str(photos / "p1.jpg")]
     assert rows[0]["category"] == ref.category[0].label
@@ -149,7 +188,9 @@ def test_predict_cli_errors(tiny_model, tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
     result = runner.invoke(app, ["predict", str(tmp_path / "a.jpg"), "--model", "no-such-model"])
     assert result.exit_code == 2 and "no model named" in result.output
-    result = runner.invoke(app, ["predict", str(tmp_path / "a.jpg"), "--model", str(tiny_model), "--format", "xml"])
+    result = runner.invoke(
+        app, ["predict", str(tmp_path / "a.jpg"), "--model", str(tiny_model), "--format", "xml"]
+    )
     assert result.exit_code == 2 and "--format must be table, json or csv, got 'xml'" in result.stderr
     assert result.stdout == ""
 
@@ -162,20 +203,43 @@ def _free_port() -> int:
 
 def test_serve_command_starts_and_answers(tiny_model, photos):
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "fashionlens.cli", "serve", "--port", str(port), "--model", str(tiny_model),
-                             "--max-upload-mb", "1", "--max-concurrency", "1", "--api-key", "k3y"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fashionlens.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--model",
+            str(tiny_model),
+            "--max-upload-mb",
+            "1",
+            "--max-concurrency",
+            "1",
+            "--api-key",
+            "k3y",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         health = None
         for _ in range(120):
             try:
-                health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read())
+                health = json.loads(
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
+                )
                 break
             except OSError:
                 time.sleep(0.25)
         assert health and health["status"] == "ok" and health["api_key_required"] is True
         body, ctype = _multipart((photos / "p0.jpg").read_bytes())
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/predict", data=body, headers={"Content-Type": ctype, "X-API-Key": "k3y"})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/predict",
+            data=body,
+            headers={"Content-Type": ctype, "X-API-Key": "k3y"},
+        )
         result = json.loads(urllib.request.urlopen(req, timeout=30).read())
         assert result["results"][0]["category"][0]["label"] in CATEGORIES
     finally:
@@ -186,8 +250,10 @@ def test_serve_command_starts_and_answers(tiny_model, photos):
 def _multipart(data: bytes) -> tuple[bytes, str]:
     boundary = "fashionlensboundary"
     buf = io.BytesIO()
-    buf.write(f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"p0.jpg\"\r\n"
-              "Content-Type: image/jpeg\r\n\r\n".encode())
+    buf.write(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="p0.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n".encode()
+    )
     buf.write(data + f"\r\n--{boundary}--\r\n".encode())
     return buf.getvalue(), f"multipart/form-data; boundary={boundary}"
 
@@ -212,7 +278,9 @@ def test_letterbox_model_pads_landscape_photos_and_maps_landmarks_back(tmp_path,
     torch.manual_seed(0)
     net = FashionNet("test_tiny", heads={"category": {"num_classes": 3}}, landmarks={"fuse": True}).eval()
     cfg = DataConfig(input_size=(32, 32), resize="letterbox")
-    path = save_model(net, ModelInfo(net.spec, {"category": CATEGORIES}, cfg, {}), tmp_path / "lb.safetensors")
+    path = save_model(
+        net, ModelInfo(net.spec, {"category": CATEGORIES}, cfg, {}), tmp_path / "lb.safetensors"
+    )
     predictor = fashionlens.load_model(path, backend="torch")
     photo = Image.open(photos / "sub" / "q.png").convert("RGB")  # 50 x 20 landscape
     pred = predictor.predict([photo])[0]
@@ -220,7 +288,9 @@ def test_letterbox_model_pads_landscape_photos_and_maps_landmarks_back(tmp_path,
     assert (left, top, w, h) == (0, 9, 32, 13)  # 20 * 32 / 50 = 12.8 rows, (32 - 13) // 2 above
     canvas = Image.new("RGB", (32, 32), tuple(round(255 * m) for m in cfg.mean))  # the same input by hand
     canvas.paste(photo.resize((w, h), Image.Resampling.BILINEAR), (left, top))
-    x = (torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255).permute(2, 0, 1) - torch.tensor(cfg.mean).view(3, 1, 1))
+    x = torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255).permute(2, 0, 1) - torch.tensor(
+        cfg.mean
+    ).view(3, 1, 1)
     x = x / torch.tensor(cfg.std).view(3, 1, 1)
     with torch.no_grad():
         probs = net(x[None])["category"].softmax(-1)[0]
@@ -230,7 +300,8 @@ def test_letterbox_model_pads_landscape_photos_and_maps_landmarks_back(tmp_path,
 
 
 def test_image_size_and_landmarks_refer_to_the_photo_not_its_draft_decode(tiny_model, tmp_path):
-    # a 32 x 32 input lets libjpeg decode this 400 x 200 JPEG at 1/8 scale (draft mode); EXIF 6 = upright 200 x 400
+    # a 32 x 32 input lets libjpeg decode this 400 x 200 JPEG at 1/8 scale (draft mode); EXIF 6 = upright 200
+    # x 400
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.new("RGB", (400, 200), (200, 40, 40)).save(tmp_path / "big.jpg", exif=exif)

@@ -21,10 +21,17 @@ from fashionlens.serve.app import create_app
 
 def _predictor(extra: dict | None = None) -> Predictor:
     torch.manual_seed(0)
-    net = FashionNet("test_tiny", heads={"category": {"num_classes": 3}, "attributes": {"num_classes": len(COLOURS)}},
-                     landmarks={"fuse": False, "visibility": True, "channels": 8})
-    info = ModelInfo(net.spec, {"category": ["dress", "skirt", "t-shirt"], "attributes": list(COLOURS)},
-                     DataConfig(input_size=(32, 32)), extra or {})
+    net = FashionNet(
+        "test_tiny",
+        heads={"category": {"num_classes": 3}, "attributes": {"num_classes": len(COLOURS)}},
+        landmarks={"fuse": False, "visibility": True, "channels": 8},
+    )
+    info = ModelInfo(
+        net.spec,
+        {"category": ["dress", "skirt", "t-shirt"], "attributes": list(COLOURS)},
+        DataConfig(input_size=(32, 32)),
+        extra or {},
+    )
     return Predictor(net.eval(), info)
 
 
@@ -77,7 +84,9 @@ def test_category_scores_use_the_calibrated_temperature():
     want = np.exp(logits / 2) / np.exp(logits / 2).sum()
     got = {c.label: c.score for c in warm.predict([photo], top_k=3)[0].category}
     assert [got[n] for n in ["dress", "skirt", "t-shirt"]] == pytest.approx(want.tolist(), abs=1e-5)
-    assert [c.label for c in warm.predict([photo], top_k=3)[0].category] == [c.label for c in plain.predict([photo], top_k=3)[0].category]
+    assert [c.label for c in warm.predict([photo], top_k=3)[0].category] == [
+        c.label for c in plain.predict([photo], top_k=3)[0].category
+    ]
 
 
 def test_api_box_parameter():

@@ -100,7 +100,9 @@ def test_sine_position_encoding_hand_worked():
 def test_query2label_hand_worked_case():
     # width 4, C = 2 queries, one decoder layer; both attentions have value weights 0, so the
     # self-attention adds 0 and the cross-attention adds its output bias b = [1, 1, -1, -1].
-    clf = Query2LabelClassifier(3, 2, width=4, num_heads=1, ffn=4, dropout=0.0, encoder_layers=0, decoder_layers=1).eval()
+    clf = Query2LabelClassifier(
+        3, 2, width=4, num_heads=1, ffn=4, dropout=0.0, encoder_layers=0, decoder_layers=1
+    ).eval()
     layer = clf.decoder.layers[0]
     for attn, out_bias in ((layer.self_attn, [0, 0, 0, 0]), (layer.multihead_attn, [1, 1, -1, -1])):
         attn.in_proj_weight[8:].zero_()
@@ -177,11 +179,17 @@ def test_mldecoder_matches_the_equations_on_many_tokens():
 @torch.no_grad()
 def test_query2label_matches_the_equations_on_many_tokens():
     torch.manual_seed(2)
-    clf = Query2LabelClassifier(6, 3, width=8, num_heads=2, ffn=12, dropout=0.0, encoder_layers=1, decoder_layers=1).eval()
+    clf = Query2LabelClassifier(
+        6, 3, width=8, num_heads=2, ffn=12, dropout=0.0, encoder_layers=1, decoder_layers=1
+    ).eval()
     clf.weight.normal_()
     x = torch.randn(1, 6, 2, 3)
     enc, dec = clf.encoder.layers[0], clf.decoder.layers[0]
-    mem = _tokens(x) @ _np(clf.input_proj.weight).T + _np(clf.input_proj.bias) + _np(sine_position_encoding(2, 3, 8))
+    mem = (
+        _tokens(x) @ _np(clf.input_proj.weight).T
+        + _np(clf.input_proj.bias)
+        + _np(sine_position_encoding(2, 3, 8))
+    )
     mem = _ln(mem + _mha(mem, mem, enc.self_attn, 2), enc.norm1)
     mem = _ln(mem + _ffn(mem, enc.linear1, enc.linear2), enc.norm2)
     q = _np(clf.queries)
@@ -203,7 +211,9 @@ def test_queries_from_word_embeddings():
     mld = MLDecoderClassifier(4, 3, width=8, num_heads=2, ffn=8, embed_dim=3, num_queries=2)
     assert mld.num_queries == 3 and mld.group_size == 1  # one query per label
     mld.load_label_embeddings(emb)
-    expected = torch.relu(torch.as_tensor(emb, dtype=torch.float32) @ mld.query_proj.weight.T + mld.query_proj.bias)
+    expected = torch.relu(
+        torch.as_tensor(emb, dtype=torch.float32) @ mld.query_proj.weight.T + mld.query_proj.bias
+    )
     assert torch.allclose(mld.query_matrix(), expected)
     with pytest.raises(ValueError, match="fixed random queries"):
         MLDecoderClassifier(4, 3, width=8, num_heads=2).load_label_embeddings(emb)
@@ -224,7 +234,15 @@ def test_bad_head_settings_are_named():
 
 @pytest.mark.parametrize("kind", ["mldecoder", "query2label"])
 def test_query_head_model_file_roundtrip(tmp_path, kind):
-    heads = {"labels": {"num_classes": 3, "kind": kind, "decoder": SMALL, "query_init": "embeddings", "embed_dim": 4}}
+    heads = {
+        "labels": {
+            "num_classes": 3,
+            "kind": kind,
+            "decoder": SMALL,
+            "query_init": "embeddings",
+            "embed_dim": 4,
+        }
+    }
     net = FashionNet("test_tiny", heads=heads).eval()
     net.heads["labels"].classifier.load_label_embeddings(np.random.default_rng(0).normal(size=(3, 4)))
     info = ModelInfo(net.spec, {"labels": ["a", "b", "c"]}, DataConfig(input_size=(32, 32)), {})

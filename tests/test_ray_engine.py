@@ -19,7 +19,9 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-ray = pytest.importorskip("ray", reason="Ray is an extra: pip install 'fashionlens[ray]' (make test installs it)")
+ray = pytest.importorskip(
+    "ray", reason="Ray is an extra: pip install 'fashionlens[ray]' (make test installs it)"
+)
 pq = pytest.importorskip("pyarrow.parquet")
 
 import fashionlens  # noqa: E402
@@ -32,7 +34,20 @@ from fashionlens.models import FashionNet  # noqa: E402
 cli = CliRunner()
 CATEGORIES = ["dress", "hat", "pants"]
 TAGS = ["bag", "belt", "shoes", "skirt"]
-COLUMNS = ["path", "category", "scores", "tags", "main_style", "styles", "attributes", "colours", "landmarks", "width", "height", "error"]
+COLUMNS = [
+    "path",
+    "category",
+    "scores",
+    "tags",
+    "main_style",
+    "styles",
+    "attributes",
+    "colours",
+    "landmarks",
+    "width",
+    "height",
+    "error",
+]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +62,9 @@ def ray_address():
             if attempt == 2:
                 # Ray's raylet waits a fixed 15-30 s for its agents (ray-project/ray#65983); a machine
                 # that other jobs saturate can exceed that. Nothing of fashionlens runs before this point.
-                pytest.skip(f"Ray did not start on this machine, 3 tries ({e}); the machine is probably overloaded")
+                pytest.skip(
+                    f"Ray did not start on this machine, 3 tries ({e}); the machine is probably overloaded"
+                )
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -55,10 +72,17 @@ def ray_address():
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     torch.manual_seed(0)
-    net = FashionNet("test_tiny", heads={"category": {"num_classes": 3}, "labels": {"num_classes": 4}},
-                     landmarks={"fuse": True})
-    info = ModelInfo(net.spec, {"category": CATEGORIES, "labels": TAGS}, DataConfig(input_size=(32, 24)),
-                     {"threshold": 0.3})
+    net = FashionNet(
+        "test_tiny",
+        heads={"category": {"num_classes": 3}, "labels": {"num_classes": 4}},
+        landmarks={"fuse": True},
+    )
+    info = ModelInfo(
+        net.spec,
+        {"category": CATEGORIES, "labels": TAGS},
+        DataConfig(input_size=(32, 24)),
+        {"threshold": 0.3},
+    )
     return save_model(net.eval(), info, tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
@@ -94,9 +118,21 @@ def _rows(out: Path) -> dict[str, dict]:
 
 def test_ray_engine_gives_the_local_engines_predictions(ray_address, tiny_model, photos, tmp_path):
     missing = str(tmp_path / "no-such-photo.jpg")
-    summary = run(photos + [missing], RayOptions(model=str(tiny_model), out_dir=tmp_path / "out", batch_size=4,
-                                                 backend="onnx", top_k=3, progress=False))
-    local = {p.source: p for p in fashionlens.load_model(tiny_model, backend="onnx").predict(photos + [missing], top_k=3)}
+    summary = run(
+        photos + [missing],
+        RayOptions(
+            model=str(tiny_model),
+            out_dir=tmp_path / "out",
+            batch_size=4,
+            backend="onnx",
+            top_k=3,
+            progress=False,
+        ),
+    )
+    local = {
+        p.source: p
+        for p in fashionlens.load_model(tiny_model, backend="onnx").predict(photos + [missing], top_k=3)
+    }
     rows = _rows(tmp_path / "out")
     assert set(rows) == set(local)
     assert (summary.written, summary.errors, summary.already_done) == (len(local), 3, 0)
@@ -108,11 +144,16 @@ def test_ray_engine_gives_the_local_engines_predictions(ray_address, tiny_model,
         assert row["error"] is None
         assert row["category"] == pred.category[0].label
         assert [s["label"] for s in row["scores"]] == [s.label for s in pred.category]
-        np.testing.assert_allclose([s["score"] for s in row["scores"]], [s.score for s in pred.category], atol=1e-5)
+        np.testing.assert_allclose(
+            [s["score"] for s in row["scores"]], [s.score for s in pred.category], atol=1e-5
+        )
         assert [t["label"] for t in row["tags"]] == [t.label for t in pred.tags]
         assert (row["width"], row["height"]) == pred.image_size
-        np.testing.assert_allclose([[lm["x"], lm["y"]] for lm in row["landmarks"]],
-                                   [[lm.x, lm.y] for lm in pred.landmarks], atol=1e-3)
+        np.testing.assert_allclose(
+            [[lm["x"], lm["y"]] for lm in row["landmarks"]],
+            [[lm.x, lm.y] for lm in pred.landmarks],
+            atol=1e-3,
+        )
         assert row["attributes"] is None and row["colours"] is None  # heads this model does not have
     assert rows[missing]["error"] == "file not found"
     assert rows[photos[-1]]["error"].startswith("empty file")
@@ -132,8 +173,18 @@ def test_rerun_skips_what_is_written_and_tags_only_new_photos(ray_address, tiny_
 
 
 def test_two_actors_with_half_a_cpu_each(ray_address, tiny_model, photos, tmp_path):
-    summary = run(photos, RayOptions(model=str(tiny_model), out_dir=tmp_path / "out", batch_size=2, num_actors=2,
-                                     cpus_per_actor=0.5, shard_rows=5, progress=False))
+    summary = run(
+        photos,
+        RayOptions(
+            model=str(tiny_model),
+            out_dir=tmp_path / "out",
+            batch_size=2,
+            num_actors=2,
+            cpus_per_actor=0.5,
+            shard_rows=5,
+            progress=False,
+        ),
+    )
     assert summary.written == len(photos) and summary.num_actors == 2
     assert set(_rows(tmp_path / "out")) == set(photos)
     assert summary.shards >= 2  # --shard-rows 5: several shards
@@ -148,12 +199,14 @@ def test_int8_model_runs_on_the_ray_engine(ray_address, tiny_model, photos, tmp_
     run(photos, RayOptions(model=str(int8), out_dir=tmp_path / "out", batch_size=4, progress=False))
     rows = _rows(tmp_path / "out")
     local = {p.source: p for p in fashionlens.load_model(int8).predict(photos)}
-    assert {p: r["category"] for p, r in rows.items()} == {p: (x.category[0].label if x.category else None)
-                                                           for p, x in local.items()}
+    assert {p: r["category"] for p, r in rows.items()} == {
+        p: (x.category[0].label if x.category else None) for p, x in local.items()
+    }
 
 
-def test_a_failing_job_keeps_the_rows_received_and_says_how_to_resume(ray_address, tiny_model, photos, tmp_path,
-                                                                       monkeypatch):
+def test_a_failing_job_keeps_the_rows_received_and_says_how_to_resume(
+    ray_address, tiny_model, photos, tmp_path, monkeypatch
+):
     from fashionlens.inference import ray_engine
     from fashionlens.inference.output import predictions_table
     from fashionlens.inference.predictor import Prediction
@@ -162,30 +215,49 @@ def test_a_failing_job_keeps_the_rows_received_and_says_how_to_resume(ray_addres
         def tag_or_crash(batch):
             if any(str(p).endswith("p0005.jpg") for p in batch["path"]):
                 raise RuntimeError("the actor crashed")
-            return predictions_table([Prediction(source=str(p), error="not tagged in this test") for p in batch["path"]])
+            return predictions_table(
+                [Prediction(source=str(p), error="not tagged in this test") for p in batch["path"]]
+            )
 
         ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=len(paths))
         return ds.map_batches(tag_or_crash, batch_size=None, batch_format="numpy")
 
     monkeypatch.setattr(ray_engine, "build_dataset", failing_dataset)
     out = tmp_path / "out"
-    result = cli.invoke(app, ["predict", *photos, "--engine", "ray", "--out", str(out), "--model", str(tiny_model),
-                              "--shard-rows", "1000"])
+    result = cli.invoke(
+        app,
+        [
+            "predict",
+            *photos,
+            "--engine",
+            "ray",
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_model),
+            "--shard-rows",
+            "1000",
+        ],
+    )
     assert result.exit_code == 1, result.output
     assert "the Ray job failed after" in result.output and "rerun the same command" in result.output
-    assert "the actor crashed" in result.output or "UDF failed" in result.output  # the cause, or Ray's wrapper
+    # the cause, or Ray's wrapper
+    assert "the actor crashed" in result.output or "UDF failed" in result.output
     written = int(result.output.split("failed after ")[1].split()[0])
     rows = _rows(out) if written else {}
     assert len(rows) == written and not any(p.endswith("p0005.jpg") for p in rows)
 
 
 def test_a_uri_nobody_can_open_is_a_row_with_its_error(ray_address, tiny_model, photos, tmp_path):
-    summary = run([photos[0], "nosuchscheme://bucket/photo.jpg"],
-                  RayOptions(model=str(tiny_model), out_dir=tmp_path / "out", progress=False))
+    summary = run(
+        [photos[0], "nosuchscheme://bucket/photo.jpg"],
+        RayOptions(model=str(tiny_model), out_dir=tmp_path / "out", progress=False),
+    )
     rows = _rows(tmp_path / "out")
     assert summary.errors == 1 and rows[photos[0]]["error"] is None
-    assert rows["nosuchscheme://bucket/photo.jpg"]["error"].startswith("unsupported URI scheme 'nosuchscheme://' "
-                                                                      "(photos are local files or s3://")  # as the local engine says
+    assert rows["nosuchscheme://bucket/photo.jpg"]["error"].startswith(  # as the local engine says
+        "unsupported URI scheme 'nosuchscheme://' (photos are local files or s3://"
+    )
 
 
 def test_leftovers_of_a_killed_write_are_removed_and_a_foreign_file_is_named(tmp_path):
@@ -205,7 +277,10 @@ def test_pending_paths_keeps_order_and_drops_repeats():
 
 def test_gpu_actors_without_a_gpu_are_refused(ray_address, tiny_model, photos, tmp_path):
     with pytest.raises(ValueError, match="0 GPU"):
-        run(photos[:2], RayOptions(model=str(tiny_model), out_dir=tmp_path / "out", num_gpus_per_actor=1, progress=False))
+        run(
+            photos[:2],
+            RayOptions(model=str(tiny_model), out_dir=tmp_path / "out", num_gpus_per_actor=1, progress=False),
+        )
 
 
 def _cli(*args: str) -> list[str]:
@@ -216,11 +291,23 @@ def test_kill_during_a_run_then_rerun_tags_every_photo_exactly_once(ray_address,
     """SIGKILL the command while it writes shards; the same command again finishes the rest."""
     paths = _photos(tmp_path / "photos", 240, size=(320, 240))
     out = tmp_path / "out"
-    args = [str(tmp_path / "photos"), "--engine", "ray", "--out", str(out), "--model", str(tiny_model),
-            "--batch-size", "4", "--shard-rows", "8"]
+    args = [
+        str(tmp_path / "photos"),
+        "--engine",
+        "ray",
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_model),
+        "--batch-size",
+        "4",
+        "--shard-rows",
+        "8",
+    ]
     env = {**os.environ, "FASHIONLENS_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.Popen(_cli(*args, "--address", ray_address), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        _cli(*args, "--address", ray_address), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 600  # seconds on a quiet machine; minutes when others load it
     while not list(out.glob("part-*.parquet")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -228,8 +315,9 @@ def test_kill_during_a_run_then_rerun_tags_every_photo_exactly_once(ray_address,
     log = proc.communicate()[0].decode(errors="replace")
     before = len(finished_paths(out)) if out.is_dir() else 0
     assert 0 < before < len(paths), f"the kill should land mid-run (rows before the kill: {before})\n{log}"
-    rerun = subprocess.run(_cli(*args), env={**env, "RAY_ADDRESS": ray_address}, capture_output=True, text=True,
-                           timeout=900)
+    rerun = subprocess.run(
+        _cli(*args), env={**env, "RAY_ADDRESS": ray_address}, capture_output=True, text=True, timeout=900
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert f"{before} of {len(paths)} were already in" in rerun.stderr
     rows = _rows(out)  # asserts no photo twice
@@ -246,34 +334,73 @@ def test_cli_listing_files_and_errors(ray_address, tiny_model, photos, tmp_path)
     for p in good:  # relative paths in a listing are relative to the listing's folder
         (tmp_path / Path(p).name).write_bytes(Path(p).read_bytes())
     pq.write_table(pa.table({"path": photos[5:8]}), tmp_path / "list.parquet")
-    result = cli.invoke(app, ["predict", str(tmp_path / "list.csv"), str(tmp_path / "list.parquet"), "--engine", "ray",
-                              "--out", str(tmp_path / "out"), "--model", str(tiny_model), "--address", ray_address,
-                              "--num-actors", "1", "--cpus-per-actor", "0.5"])
+    result = cli.invoke(
+        app,
+        [
+            "predict",
+            str(tmp_path / "list.csv"),
+            str(tmp_path / "list.parquet"),
+            "--engine",
+            "ray",
+            "--out",
+            str(tmp_path / "out"),
+            "--model",
+            str(tiny_model),
+            "--address",
+            ray_address,
+            "--num-actors",
+            "1",
+            "--cpus-per-actor",
+            "0.5",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert set(_rows(tmp_path / "out")) == {str(tmp_path / Path(p).name) for p in good} | set(photos[5:8])
 
     (tmp_path / "nopath.csv").write_text("file\na.jpg\n")
-    (tmp_path / "hole.csv").write_text("path\na.jpg\n\"\"\n")
-    for listing, message in (("nopath.csv", "no 'path' column (columns: file)"), ("hole.csv", "hole.csv:line 3: empty 'path'")):
-        result = cli.invoke(app, ["predict", str(tmp_path / listing), "--engine", "ray", "--out", str(tmp_path / "o2"),
-                                  "--model", str(tiny_model)])
+    (tmp_path / "hole.csv").write_text('path\na.jpg\n""\n')
+    for listing, message in (
+        ("nopath.csv", "no 'path' column (columns: file)"),
+        ("hole.csv", "hole.csv:line 3: empty 'path'"),
+    ):
+        result = cli.invoke(
+            app,
+            [
+                "predict",
+                str(tmp_path / listing),
+                "--engine",
+                "ray",
+                "--out",
+                str(tmp_path / "o2"),
+                "--model",
+                str(tiny_model),
+            ],
+        )
         assert result.exit_code == 2 and message in result.output, result.output
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--engine", "spark"], "--engine must be local or ray"),
-    (["--engine", "ray"], "--engine ray needs --out"),
-    (["--engine", "ray", "--out", "OUT", "--format", "json"], "--format does not apply"),
-    (["--engine", "ray", "--out", "OUT", "--num-actors", "0"], "--num-actors must be at least 1"),
-    (["--engine", "ray", "--out", "OUT", "--num-gpus-per-actor", "1", "--model", "MODEL_ONNX"], "GPU actors run the PyTorch model"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--engine", "spark"], "--engine must be local or ray"),
+        (["--engine", "ray"], "--engine ray needs --out"),
+        (["--engine", "ray", "--out", "OUT", "--format", "json"], "--format does not apply"),
+        (["--engine", "ray", "--out", "OUT", "--num-actors", "0"], "--num-actors must be at least 1"),
+        (
+            ["--engine", "ray", "--out", "OUT", "--num-gpus-per-actor", "1", "--model", "MODEL_ONNX"],
+            "GPU actors run the PyTorch model",
+        ),
+    ],
+)
 def test_cli_option_errors(tiny_model, photos, tmp_path, extra, message):
     onnx_model = tmp_path / "m.onnx"
     if "MODEL_ONNX" in extra:
         from fashionlens.inference.export import export_onnx
 
         export_onnx(tiny_model, onnx_model)
-    extra = [str(onnx_model) if a == "MODEL_ONNX" else str(tmp_path / "out") if a == "OUT" else a for a in extra]
+    extra = [
+        str(onnx_model) if a == "MODEL_ONNX" else str(tmp_path / "out") if a == "OUT" else a for a in extra
+    ]
     args = ["predict", photos[0]] + (["--model", str(tiny_model)] if "--model" not in extra else []) + extra
     result = cli.invoke(app, args)
     assert result.exit_code == 2 and message in result.output, result.output
@@ -286,12 +413,18 @@ def test_a_second_run_on_the_same_folder_is_refused(tiny_model, photos, tmp_path
     out.mkdir()
     with open(out / ".lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
-        result = cli.invoke(app, ["predict", photos[0], "--engine", "ray", "--out", str(out), "--model", str(tiny_model)])
+        result = cli.invoke(
+            app, ["predict", photos[0], "--engine", "ray", "--out", str(out), "--model", str(tiny_model)]
+        )
     assert result.exit_code == 2 and "another fashionlens predict is writing" in result.output
 
 
-def test_without_ray_installed_the_command_says_which_extra_to_install(tiny_model, photos, tmp_path, monkeypatch):
+def test_without_ray_installed_the_command_says_which_extra_to_install(
+    tiny_model, photos, tmp_path, monkeypatch
+):
     monkeypatch.setitem(sys.modules, "ray.data", None)  # what `import ray.data` meets without the extra
-    result = cli.invoke(app, ["predict", photos[0], "--engine", "ray", "--out", str(tmp_path / "out"),
-                              "--model", str(tiny_model)])
+    result = cli.invoke(
+        app,
+        ["predict", photos[0], "--engine", "ray", "--out", str(tmp_path / "out"), "--model", str(tiny_model)],
+    )
     assert result.exit_code == 2 and "pip install 'fashionlens[ray]'" in result.output

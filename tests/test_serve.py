@@ -83,16 +83,20 @@ def test_predict_several_in_order_and_field_file(client):
     assert [rec["path"] for rec in results] == ["p0.png", "p1.jpeg", "p2.png"]
     assert all(len(rec["category"]) == 2 and len(rec["tags"]) == 2 for rec in results)
     assert all(rec["tag_threshold"] == 0.0 for rec in results)
-    single = client.post("/v1/predict", files={"file": ("x.png", photo_bytes("PNG"), "application/octet-stream")})
+    single = client.post(
+        "/v1/predict", files={"file": ("x.png", photo_bytes("PNG"), "application/octet-stream")}
+    )
     assert single.status_code == 200 and single.json()["results"][0]["path"] == "x.png"
 
 
 def test_one_bad_image_among_several_gets_an_error_record(client):
-    files = [("files", ("good.png", photo_bytes("PNG"), "image/png")),
-             ("files", ("broken.jpg", photo_bytes("JPEG", size=(200, 200))[:400], "image/jpeg")),
-             ("files", ("notes.txt", b"hello", "text/plain")),
-             ("files", ("empty.png", b"", "image/png")),
-             ("files", ("good2.jpg", photo_bytes("JPEG"), "image/jpeg"))]
+    files = [
+        ("files", ("good.png", photo_bytes("PNG"), "image/png")),
+        ("files", ("broken.jpg", photo_bytes("JPEG", size=(200, 200))[:400], "image/jpeg")),
+        ("files", ("notes.txt", b"hello", "text/plain")),
+        ("files", ("empty.png", b"", "image/png")),
+        ("files", ("good2.jpg", photo_bytes("JPEG"), "image/jpeg")),
+    ]
     r = client.post("/v1/predict", files=files)
     assert r.status_code == 200, r.text
     results = r.json()["results"]
@@ -110,7 +114,10 @@ ABUSE = {
     "empty": ({"files": ("e.jpg", b"", "image/jpeg")}, (400,)),
     "text": ({"files": ("t.jpg", b"just some text, not a photo", "image/jpeg")}, (415,)),
     "declared_text": ({"files": ("t.png", photo_bytes("PNG"), "text/html")}, (415,)),
-    "truncated_jpeg": ({"files": ("cut.jpg", photo_bytes("JPEG", size=(300, 300))[:700], "image/jpeg")}, (422,)),
+    "truncated_jpeg": (
+        {"files": ("cut.jpg", photo_bytes("JPEG", size=(300, 300))[:700], "image/jpeg")},
+        (422,),
+    ),
     "bad_header": ({"files": ("h.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "image/png")}, (422,)),
     "bomb": ({"files": ("bomb.png", png_bomb_bytes(), "image/png")}, (413,)),
     "bomb_below_pil_error": ({"files": ("b.png", png_bomb_bytes(12000, 12000), "image/png")}, (413,)),
@@ -132,12 +139,18 @@ def test_oversized_upload_stops_at_the_limit(make_client):
     assert len(big) > 2000
     assert_error(client.post("/v1/predict", files={"files": ("big.png", big, "image/png")}), (413,))
     # A body larger than the request limit is refused from its Content-Length, before reading.
-    r = client.post("/v1/predict", content=b"x" * 10, headers={
-        "content-type": "multipart/form-data; boundary=abc", "content-length": str(10**9)})
+    r = client.post(
+        "/v1/predict",
+        content=b"x" * 10,
+        headers={"content-type": "multipart/form-data; boundary=abc", "content-length": str(10**9)},
+    )
     assert_error(r, (413,))
     # Without a Content-Length (chunked), the stream is cut at the request limit.
-    r = client.post("/v1/predict", content=iter([b"y" * 4096] * 64),
-                    headers={"content-type": "multipart/form-data; boundary=abc"})
+    r = client.post(
+        "/v1/predict",
+        content=iter([b"y" * 4096] * 64),
+        headers={"content-type": "multipart/form-data; boundary=abc"},
+    )
     assert_error(r, (413,))
     assert_alive(client)
 
@@ -151,14 +164,20 @@ def test_request_byte_limit_bounds_many_files_under_the_file_limit(make_client):
     assert_alive(client)
 
 
-@pytest.mark.parametrize("content_type, body", [
-    ("multipart/form-data; boundary=XyZ", b"this is not multipart at all\r\n\r\n"),
-    ("multipart/form-data; boundary=XyZ", b"--XyZ\r\nContent-Disposition: form-data; name=\"files\"; "
-                                          b"filename=\"a.png\"\r\n\r\n\x89PNG-and-no-closing-boundary"),
-    ("multipart/form-data; boundary=XyZ", b"--XyZ\r\nbroken header line without colon\r\n\r\n"),
-    ("multipart/form-data", b"--XyZ\r\n\r\n"),  # no boundary parameter
-    ("multipart/form-data; boundary=XyZ", b""),
-])
+@pytest.mark.parametrize(
+    "content_type, body",
+    [
+        ("multipart/form-data; boundary=XyZ", b"this is not multipart at all\r\n\r\n"),
+        (
+            "multipart/form-data; boundary=XyZ",
+            b'--XyZ\r\nContent-Disposition: form-data; name="files"; '
+            b'filename="a.png"\r\n\r\n\x89PNG-and-no-closing-boundary',
+        ),
+        ("multipart/form-data; boundary=XyZ", b"--XyZ\r\nbroken header line without colon\r\n\r\n"),
+        ("multipart/form-data", b"--XyZ\r\n\r\n"),  # no boundary parameter
+        ("multipart/form-data; boundary=XyZ", b""),
+    ],
+)
 def test_malformed_multipart(client, content_type, body):
     r = client.post("/v1/predict", content=body, headers={"content-type": content_type})
     assert_error(r, (400, 422))
@@ -185,8 +204,13 @@ def test_path_like_filenames_are_only_echoed(client, tmp_path):
     real = tmp_path / "real.png"
     real.write_bytes(photo_bytes("PNG", size=(99, 77)))
     upload = photo_bytes("PNG", size=(40, 30))
-    r = client.post("/v1/predict", files=[("files", ("../../etc/passwd", upload, "image/png")),
-                                          ("files", (str(real), upload, "image/png"))])
+    r = client.post(
+        "/v1/predict",
+        files=[
+            ("files", ("../../etc/passwd", upload, "image/png")),
+            ("files", (str(real), upload, "image/png")),
+        ],
+    )
     assert r.status_code == 200, r.text
     results = r.json()["results"]
     assert [rec["path"] for rec in results] == ["../../etc/passwd", str(real)]
@@ -213,7 +237,9 @@ def test_page_static_files_and_docs(client):
 def test_unexpected_error_is_json_500(make_client, predictor, monkeypatch):
     client = make_client()
     monkeypatch.setattr(predictor, "predict", lambda *a, **k: 1 / 0)
-    assert_error(client.post("/v1/predict", files={"files": ("a.png", photo_bytes("PNG"), "image/png")}), (500,))
+    assert_error(
+        client.post("/v1/predict", files={"files": ("a.png", photo_bytes("PNG"), "image/png")}), (500,)
+    )
     assert_alive(client)
 
 
@@ -269,8 +295,11 @@ def test_slow_upload_times_out(predictor):
 
     async def scenario():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as ac:
-            return await ac.post("/v1/predict", content=slow_body(),
-                                 headers={"content-type": "multipart/form-data; boundary=XyZ"})
+            return await ac.post(
+                "/v1/predict",
+                content=slow_body(),
+                headers={"content-type": "multipart/form-data; boundary=XyZ"},
+            )
 
     assert_error(asyncio.run(scenario()), (408,))
 

@@ -137,7 +137,8 @@ def test_drop_several_with_api_key_and_a_bad_file(predictor, page):
 
 
 def test_garment_model_draws_named_landmarks_and_colour_swatches(page, tmp_path):
-    """A model with a visibility head and colour attributes: names beside the visible landmarks, chips for colours."""
+    """A model with a visibility head and colour attributes: names beside the visible landmarks, chips for
+    colours."""
     import torch
 
     from fashionlens.checkpoint import ModelInfo, save_model
@@ -146,13 +147,23 @@ def test_garment_model_draws_named_landmarks_and_colour_swatches(page, tmp_path)
     from fashionlens.models.fashion_net import FashionNet
 
     torch.manual_seed(1)
-    net = FashionNet("test_tiny", heads={"category": {"num_classes": 3}, "attributes": {"num_classes": len(COLOURS)}},
-                     landmarks={"fuse": False, "visibility": True, "channels": 8})
+    net = FashionNet(
+        "test_tiny",
+        heads={"category": {"num_classes": 3}, "attributes": {"num_classes": len(COLOURS)}},
+        landmarks={"fuse": False, "visibility": True, "channels": 8},
+    )
     with torch.no_grad():  # four landmarks surely visible, four surely not
         net.visibility_head.weight.zero_()
         net.visibility_head.bias.copy_(torch.tensor([5.0, 5, 5, 5, -5, -5, -5, -5]))
-    model = save_model(net, ModelInfo(net.spec, {"category": list(CATEGORY_NAMES), "attributes": list(COLOURS)},
-                                      DataConfig(input_size=(32, 32))), tmp_path / "garments.safetensors")
+    model = save_model(
+        net,
+        ModelInfo(
+            net.spec,
+            {"category": list(CATEGORY_NAMES), "attributes": list(COLOURS)},
+            DataConfig(input_size=(32, 32)),
+        ),
+        tmp_path / "garments.safetensors",
+    )
     photo = tmp_path / "coat.jpg"
     photo.write_bytes(photo_bytes("JPEG", size=(240, 320), seed=5))
     with serve_in_thread(create_app(load_model(model, backend="torch"))) as base:
@@ -183,16 +194,24 @@ def test_styles_beside_the_tags_and_garment_attributes_with_colours(page, tmp_pa
     styles = ["Casual", "Romantic", "Retro", "Modern"]
     attributes = ["striped", "denim", "long-sleeve", "black", "white"]
     torch.manual_seed(2)
-    net = FashionNet("test_tiny", heads={"labels": {"num_classes": 4}, "styles": {"num_classes": 4},
-                                         "attributes": {"num_classes": 5}})
+    net = FashionNet(
+        "test_tiny",
+        heads={"labels": {"num_classes": 4}, "styles": {"num_classes": 4}, "attributes": {"num_classes": 5}},
+    )
     with torch.no_grad():  # fixed probabilities: styles Retro 0.9, Modern 0.7, Casual 0.2, Romantic 0.1
         for name, probs in (("styles", [0.2, 0.1, 0.9, 0.7]), ("attributes", [0.9, 0.6, 0.2, 0.8, 0.3])):
             head = net.heads[name]
             for p in head.parameters():
                 p.zero_()
-            [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1].bias.copy_(torch.logit(torch.tensor(probs)))
-    info = ModelInfo(net.spec, {"labels": TAG_NAMES, "styles": styles, "attributes": attributes}, DataConfig(input_size=(32, 32)),
-                     {"attribute_groups": [1, 2, 4, 6, 6], "attribute_threshold": 0.5, "style_threshold": 0.5})
+            [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1].bias.copy_(
+                torch.logit(torch.tensor(probs))
+            )
+    info = ModelInfo(
+        net.spec,
+        {"labels": TAG_NAMES, "styles": styles, "attributes": attributes},
+        DataConfig(input_size=(32, 32)),
+        {"attribute_groups": [1, 2, 4, 6, 6], "attribute_threshold": 0.5, "style_threshold": 0.5},
+    )
     model = save_model(net, info, tmp_path / "styles.safetensors")
     photo = tmp_path / "outfit.jpg"
     photo.write_bytes(photo_bytes("JPEG", size=(240, 320), seed=7))
@@ -202,9 +221,13 @@ def test_styles_beside_the_tags_and_garment_attributes_with_colours(page, tmp_pa
         page.wait_for_selector(".card .head-style .bar.style", timeout=15_000)
         card = page.locator(".card")
         names = card.locator(".head-style .name").all_inner_texts()
-        assert names == ["Retro\nmain", "Modern"] or names == ["Retromain", "Modern"]  # main first, then subs >= 0.5
+        # main first, then subs >= 0.5
+        assert names == ["Retro\nmain", "Modern"] or names == ["Retromain", "Modern"]
         assert card.locator(".head-style .badge").count() == 1
-        assert "the main style (the most likely), then sub styles ≥ 0.50" in card.locator(".head-style").inner_text()
+        assert (
+            "the main style (the most likely), then sub styles ≥ 0.50"
+            in card.locator(".head-style").inner_text()
+        )
         assert card.locator(".head-attribute .summary").inner_text() == "striped · denim"
         assert card.locator(".head-attribute .bar.attribute").count() == 2
         chips = card.locator(".head-colour .chip").all_inner_texts()

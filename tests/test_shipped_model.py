@@ -24,16 +24,22 @@ def _validation_photos(per_class: int = 4) -> list[tuple[str, str]]:
 @pytest.fixture(scope="module")
 def torch_predictions():
     photos = _validation_photos()  # 40 product photos, the folder name is the true category
-    return photos, fashionlens.load_model("fashionlens-lite", backend="torch").predict([p for p, _ in photos], top_k=3)
+    return photos, fashionlens.load_model("fashionlens-lite", backend="torch").predict(
+        [p for p, _ in photos], top_k=3
+    )
 
 
 def test_shipped_model_loads_offline_and_knows_its_heads():
     predictor = fashionlens.load_model("fashionlens-lite", backend="torch")
     names = predictor.info.label_names
     assert sorted(names) == ["attributes", "category", "labels", "styles"]
-    assert len(names["category"]) == 17 and {"polo", "blazer", "hoodie", "t-shirt", "shoes"} <= set(names["category"])
+    assert len(names["category"]) == 17 and {"polo", "blazer", "hoodie", "t-shirt", "shoes"} <= set(
+        names["category"]
+    )
     assert len(names["labels"]) == 56
-    assert len(names["styles"]) == 23 and {"Casual", "Retro", "Romantic", "Gothpunkrocker"} <= set(names["styles"])
+    assert len(names["styles"]) == 23 and {"Casual", "Retro", "Romantic", "Gothpunkrocker"} <= set(
+        names["styles"]
+    )
     # the 41 garment attributes (texture, fabric, shape, part), then the 12 colours
     assert len(names["attributes"]) == 53 and names["attributes"][41:] == list(COLOURS)
     assert {"denim", "striped"} <= set(names["attributes"][:41])
@@ -45,10 +51,21 @@ def test_shipped_model_loads_offline_and_knows_its_heads():
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
 def test_shipped_model_classifies_real_validation_photos(backend, torch_predictions):
     photos, torch_preds = torch_predictions
-    preds = torch_preds if backend == "torch" else (
-        fashionlens.load_model("fashionlens-lite", backend=backend).predict([p for p, _ in photos], top_k=3))
-    top1 = sum(p.category[0].label == truth for p, (_, truth) in zip(preds, photos, strict=True)) / len(photos)
-    top3 = sum(truth in [c.label for c in p.category] for p, (_, truth) in zip(preds, photos, strict=True)) / len(photos)
+    preds = (
+        torch_preds
+        if backend == "torch"
+        else (
+            fashionlens.load_model("fashionlens-lite", backend=backend).predict(
+                [p for p, _ in photos], top_k=3
+            )
+        )
+    )
+    top1 = sum(p.category[0].label == truth for p, (_, truth) in zip(preds, photos, strict=True)) / len(
+        photos
+    )
+    top3 = sum(
+        truth in [c.label for c in p.category] for p, (_, truth) in zip(preds, photos, strict=True)
+    ) / len(photos)
     # the whole split: 92.1 % / 97.9 %. 17 classes, so a "polo" answer for a t-shirt is wrong. A broken
     # export, a wrong normalisation or a shuffled label list falls far below these bounds (chance: 6 % / 18 %)
     assert top1 >= 0.8, top1
@@ -59,7 +76,9 @@ def test_tags_on_product_photos_name_the_garment(torch_predictions):
     """The bug report of issue 13: a shoe photo tagged "bag, scarf, blouse, jacket, skirt"."""
     photos, preds = torch_predictions
     returned = [[t.label for t in p.tags] for p in preds]
-    right = [sum(t in correct_tags(truth) for t in tags) for tags, (_, truth) in zip(returned, photos, strict=True)]
+    right = [
+        sum(t in correct_tags(truth) for t in tags) for tags, (_, truth) in zip(returned, photos, strict=True)
+    ]
     n = sum(len(tags) for tags in returned)
     # the previous weights: precision 0.18 and 5.0 tags a photo on these photos' split
     assert n and sum(right) / n >= 0.7, (sum(right), n, returned)
@@ -77,9 +96,13 @@ def test_every_photo_gets_a_main_style_attributes_and_colours(torch_predictions)
         assert pred.styles[0].score == max(s.score for s in pred.styles)  # the main style is the most likely
         assert all(s.score >= pred.style_threshold for s in pred.styles[1:])
         assert pred.attributes is not None and len(pred.attributes) <= 3
-        assert not {a.label for a in pred.attributes} & set(COLOURS) and {c.label for c in pred.colours} <= set(COLOURS)
+        assert not {a.label for a in pred.attributes} & set(COLOURS) and {
+            c.label for c in pred.colours
+        } <= set(COLOURS)
     # --top-k N --threshold 0: N styles and N attributes with their scores, most likely first
-    full = fashionlens.load_model("fashionlens-lite", backend="torch").predict([photos[0][0]], top_k=5, threshold=0.0)[0]
+    full = fashionlens.load_model("fashionlens-lite", backend="torch").predict(
+        [photos[0][0]], top_k=5, threshold=0.0
+    )[0]
     assert len(full.styles) == 5 and len(full.attributes) == 5
     assert [s.score for s in full.styles] == sorted((s.score for s in full.styles), reverse=True)
 
@@ -88,7 +111,9 @@ def test_landmarks_of_upper_garments_put_the_collar_above_the_hem(torch_predicti
     photos, preds = torch_predictions
     ordered = []
     for pred, (_, truth) in zip(preds, photos, strict=True):
-        assert [lm.name for lm in pred.landmarks][:2] == ["left_collar", "right_collar"] and len(pred.landmarks) == 8
+        assert [lm.name for lm in pred.landmarks][:2] == ["left_collar", "right_collar"] and len(
+            pred.landmarks
+        ) == 8
         width, height = pred.image_size
         assert all(0 <= lm.x <= width and 0 <= lm.y <= height and 0 <= lm.score <= 1 for lm in pred.landmarks)
         if truth in UPPER:

@@ -35,7 +35,9 @@ STYLES = ["Casual", "Romantic", "Retro", "Modern"]
 
 
 def _set(rows: dict[str, tuple[str, ...]], root: Path = Path("/p")) -> LabelledSet:
-    return LabelledSet([Sample(root / name, labels, labels[0]) for name, labels in rows.items()], list(STYLES), root)
+    return LabelledSet(
+        [Sample(root / name, labels, labels[0]) for name, labels in rows.items()], list(STYLES), root
+    )
 
 
 def test_cohen_kappa_matches_sklearn_and_a_hand_example():
@@ -52,13 +54,29 @@ def test_cohen_kappa_matches_sklearn_and_a_hand_example():
 
 
 def test_agreement_by_hand():
-    first = _set({"1.jpg": ("Casual", "Retro"), "2.jpg": ("Modern",), "3.jpg": ("Retro", "Romantic"), "4.jpg": ("Casual",)})
-    second = _set({"1.jpg": ("Retro",), "2.jpg": ("Modern", "Casual"), "3.jpg": ("Casual", "Romantic"), "9.jpg": ("Casual",)})
+    first = _set(
+        {
+            "1.jpg": ("Casual", "Retro"),
+            "2.jpg": ("Modern",),
+            "3.jpg": ("Retro", "Romantic"),
+            "4.jpg": ("Casual",),
+        }
+    )
+    second = _set(
+        {
+            "1.jpg": ("Retro",),
+            "2.jpg": ("Modern", "Casual"),
+            "3.jpg": ("Casual", "Romantic"),
+            "9.jpg": ("Casual",),
+        }
+    )
     got = agreement(first, second)  # the three shared photos
     assert got["photos"] == 3
     assert got["main_same"] == pytest.approx(1 / 3)  # only photo 2
-    assert got["top1_any"] == pytest.approx(2 / 3)  # Retro in {Casual, Retro}; Modern in {Modern}; Casual not in {Retro, Romantic}
-    assert got["top2_any"] == pytest.approx(1.0)  # photo 3: Romantic, the second pass's first sub, is a first-pass label
+    # Retro in {Casual, Retro}; Modern in {Modern}; Casual not in {Retro, Romantic}
+    assert got["top1_any"] == pytest.approx(2 / 3)
+    # photo 3: Romantic, the second pass's first sub, is a first-pass label
+    assert got["top2_any"] == pytest.approx(1.0)
     # Jaccard: {C,R} vs {R} 1/2; {M} vs {M,C} 1/2; {R,Ro} vs {C,Ro} 1/3
     assert got["jaccard"] == pytest.approx((1 / 2 + 1 / 2 + 1 / 3) / 3)
     with pytest.raises(DataFormatError, match="share no photo"):
@@ -80,7 +98,9 @@ def test_annotator_scores_rank_main_then_subs_and_score_like_a_model():
 
 def test_style_targets_main_sub_and_unknown(tmp_path):
     styles = _set({"1.jpg": ("Casual", "Retro"), "2.jpg": ("Modern",)}, tmp_path)
-    targets, mask = style_targets([tmp_path / "2.jpg", tmp_path / "1.jpg", tmp_path / "7.jpg"], styles, sub_target=0.5)
+    targets, mask = style_targets(
+        [tmp_path / "2.jpg", tmp_path / "1.jpg", tmp_path / "7.jpg"], styles, sub_target=0.5
+    )
     assert targets.tolist() == [[0, 0, 0, 1], [1, 0, 0.5, 0], [0, 0, 0, 0]]
     assert mask.tolist() == [[1] * 4, [1] * 4, [0] * 4]  # photo 7 has no style row: unknown, not "no style"
     with pytest.raises(ValueError, match="style_sub_target"):
@@ -109,7 +129,8 @@ def test_ccp_styles_read_with_the_project_reader():
     photos = {p.stem for p in (ccp / "photos").glob("*.jpg")}
     assert {s.path.stem for s in first.samples} == photos  # every CCP photo here has styles
     top5 = select_top_labels(first, 5)
-    assert top5.label_names == ["Casual", "Retro", "Classic", "Modern", "Glamorous"]  # the 5 main styles, vocabulary order
+    # the 5 main styles, vocabulary order
+    assert top5.label_names == ["Casual", "Retro", "Classic", "Modern", "Glamorous"]
     second = read_styles(ccp / "styles.second-pass.csv", label_list=ccp / "styles.txt")
     got = agreement(first, second)
     # ../shared/docs/styles.md reports 69.6 % / 0.665 / 90.7 % on 270 photos (some withheld); here 207
@@ -121,20 +142,27 @@ def test_data_check_and_stats_of_the_ccp_styles():
     ccp = shared_path("ccp")
     if not (ccp / "styles.csv").is_file():
         pytest.skip(f"no CCP style labels at {ccp}")
-    result = runner.invoke(app, ["data", "check", str(ccp / "styles.csv"), "--label-list", str(ccp / "styles.txt")])
+    result = runner.invoke(
+        app, ["data", "check", str(ccp / "styles.csv"), "--label-list", str(ccp / "styles.txt")]
+    )
     assert result.exit_code == 0 and "0 errors" in result.output, result.output
-    result = runner.invoke(app, ["data", "stats", str(ccp / "styles.csv"), "--label-list", str(ccp / "styles.txt")])
+    result = runner.invoke(
+        app, ["data", "stats", str(ccp / "styles.csv"), "--label-list", str(ccp / "styles.txt")]
+    )
     assert result.exit_code == 0, result.output
     casual = next(line for line in result.output.splitlines() if line.startswith("Casual "))
     images, _, main, sub = casual.split()[1:]
-    assert int(images) == int(main) + int(sub) and int(main) == sum(s.main == "Casual" for s in read_styles(ccp / "styles.csv").samples)
+    assert int(images) == int(main) + int(sub) and int(main) == sum(
+        s.main == "Casual" for s in read_styles(ccp / "styles.csv").samples
+    )
 
 
 # ------------------------------------------------------------------- the styles head, end to end
 
 
 def _tiny_ccp_with_styles(root: Path, n: int = 16) -> Path:
-    """n photos of CCP's image-level kind (tags bag / hat) with a styles.csv: red photos Casual, blue ones Retro."""
+    """n photos of CCP's image-level kind (tags bag / hat) with a styles.csv: red photos Casual, blue ones
+    Retro."""
     root.mkdir(parents=True)
     names = np.empty((1, 5), dtype=object)
     names[0, :] = ["null", "bag", "hair", "hat", "skin"]
@@ -145,10 +173,17 @@ def _tiny_ccp_with_styles(root: Path, n: int = 16) -> Path:
     for i in range(n):
         stem = f"{i + 1:04d}"
         red = i % 2 == 0
-        Image.new("RGB", (40, 56), (210, 30, 30) if red else (30, 30, 210)).save(root / "photos" / f"{stem}.jpg")
-        scipy.io.savemat(root / "annotations" / "image-level" / f"{stem}.mat", {"tags": np.array([[1 if red else 3]], np.uint8)})
+        Image.new("RGB", (40, 56), (210, 30, 30) if red else (30, 30, 210)).save(
+            root / "photos" / f"{stem}.jpg"
+        )
+        scipy.io.savemat(
+            root / "annotations" / "image-level" / f"{stem}.mat",
+            {"tags": np.array([[1 if red else 3]], np.uint8)},
+        )
         if i != n - 1:  # the last photo has no style row
-            rows.append(f"photos/{stem}.jpg,{'Casual' if red else 'Retro'},{'Casual|Modern' if red else 'Retro'}")
+            rows.append(
+                f"photos/{stem}.jpg,{'Casual' if red else 'Retro'},{'Casual|Modern' if red else 'Retro'}"
+            )
     (root / "styles.csv").write_text("\n".join(rows) + "\n")
     (root / "styles.txt").write_text("\n".join(STYLES) + "\n")
     return root
@@ -177,14 +212,19 @@ def test_styles_head_trains_and_evaluates(styles_model, tmp_path):
     info = read_info(model)
     assert info.label_names["styles"] == STYLES and "styles" in info.spec["heads"]
     assert info.extra["data"]["styles"] == "auto"  # evaluate finds the root's styles.csv again
-    result = runner.invoke(app, ["evaluate", str(model), "--data", str(ccp), "--out", str(tmp_path / "ev"), "--split", "train",
-                                 "--accelerator", "cpu"])  # fmt: skip
+    result = runner.invoke(app, ["evaluate", str(model), "--data", str(ccp), "--out", str(tmp_path / "ev"),
+                                 "--split", "train", "--accelerator", "cpu"])  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "ev" / "metrics.json").read_text())["models"]["ccp_heads_linear_lite0"]
     # the training photos with a style row (the photo without one is not scored for styles)
-    assert report["styles"]["num_images"] == report["labels"]["num_images"] - int(any(
-        p.endswith("0016.jpg") for p in (tmp_path / "ev" / "predictions.csv").read_text().split()))
-    assert report["styles"]["num_labels"] == 4 and set(report["styles"]["topk"]) >= {"top1_any", "top2_all", "top3_any"}
+    assert report["styles"]["num_images"] == report["labels"]["num_images"] - int(
+        any(p.endswith("0016.jpg") for p in (tmp_path / "ev" / "predictions.csv").read_text().split())
+    )
+    assert report["styles"]["num_labels"] == 4 and set(report["styles"]["topk"]) >= {
+        "top1_any",
+        "top2_all",
+        "top3_any",
+    }
     assert "## Styles (seed B protocol" in (tmp_path / "ev" / "report.md").read_text()
     assert (tmp_path / "ev" / "style_correlation.png").stat().st_size > 1000
     assert (tmp_path / "ev" / "per_style_recall.png").stat().st_size > 1000
@@ -203,16 +243,24 @@ def test_styles_in_every_output_format(styles_model, tmp_path):
     every = predictor.predict(photos[:1], top_k=3, threshold=0.0)[0]
     assert len(every.styles) == 3 and every.style_threshold == 0.0  # --top-k N --threshold 0: N styles
     d = pred.to_dict()
-    assert d["main_style"] == pred.main_style and d["styles"][0]["label"] == pred.main_style and "style_threshold" in d
+    assert (
+        d["main_style"] == pred.main_style
+        and d["styles"][0]["label"] == pred.main_style
+        and "style_threshold" in d
+    )
 
     out = runner.invoke(app, ["predict", *photos, "--model", str(model), "--top-k", "2", "--threshold", "0",
                               "--format", "json", "--backend", "torch"])  # fmt: skip
     assert out.exit_code == 0, out.output
-    records = json.loads(out.output[out.output.index("["):])
+    records = json.loads(out.output[out.output.index("[") :])
     assert all(len(r["styles"]) == 2 and r["main_style"] == r["styles"][0]["label"] for r in records)
-    out = runner.invoke(app, ["predict", *photos, "--model", str(model), "--format", "csv", "--backend", "torch"])
-    rows = list(csv.DictReader(io.StringIO(out.output[out.output.index("path,"):])))
-    assert len(rows) == 3 and all(r["main_style"] in STYLES and r["styles"].startswith(r["main_style"] + ":") for r in rows)
+    out = runner.invoke(
+        app, ["predict", *photos, "--model", str(model), "--format", "csv", "--backend", "torch"]
+    )
+    rows = list(csv.DictReader(io.StringIO(out.output[out.output.index("path,") :])))
+    assert len(rows) == 3 and all(
+        r["main_style"] in STYLES and r["styles"].startswith(r["main_style"] + ":") for r in rows
+    )
     out = runner.invoke(app, ["predict", photos[0], "--model", str(model), "--backend", "torch"])
     assert "styles (main, then >=" in out.output
     from fashionlens.inference.output import predictions_table  # the Parquet rows of the Ray engine
@@ -257,11 +305,19 @@ def test_label_page_preselects_the_models_styles(styles_model, tmp_path):
     (tmp_path / "photos").mkdir()
     for p in photos:
         (tmp_path / "photos" / p.name).write_bytes(p.read_bytes())
-    session = open_session(tmp_path / "photos", ccp / "styles.txt", tmp_path / "styles.csv", model=str(model),
-                           order="uncertain", progress=False)
+    session = open_session(
+        tmp_path / "photos",
+        ccp / "styles.txt",
+        tmp_path / "styles.csv",
+        model=str(model),
+        order="uncertain",
+        progress=False,
+    )
     try:
         assert any("'styles' head for 4 of 4 labels" in n for n in session.notes)
-        assert session.order[0] == min(session.suggestions.margin, key=lambda i: (session.suggestions.margin[i], i))
+        assert session.order[0] == min(
+            session.suggestions.margin, key=lambda i: (session.suggestions.margin[i], i)
+        )
     finally:
         session.close()
 
@@ -275,19 +331,27 @@ def test_colour_and_garment_attributes_are_told_apart_by_their_type(tmp_path):
     names = ["striped", "denim", "long-sleeve", "black", "white"]
     torch.manual_seed(0)
     net = FashionNet("test_tiny", heads={"attributes": {"num_classes": 5}})
-    with torch.no_grad():  # fixed probabilities: striped 0.9, denim 0.6, long-sleeve 0.2, black 0.8, white 0.3
+    # fixed probabilities: striped 0.9, denim 0.6, long-sleeve 0.2, black 0.8, white 0.3
+    with torch.no_grad():
         head = net.heads["attributes"]
         for p in head.parameters():
             p.zero_()
         last = [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1]
         last.bias.copy_(torch.logit(torch.tensor([0.9, 0.6, 0.2, 0.8, 0.3])))
-    info = ModelInfo(net.spec, {"attributes": names}, DataConfig(input_size=(32, 32)),
-                     {"attribute_groups": [1, 2, 4, 6, 6], "attribute_threshold": 0.5})
+    info = ModelInfo(
+        net.spec,
+        {"attributes": names},
+        DataConfig(input_size=(32, 32)),
+        {"attribute_groups": [1, 2, 4, 6, 6], "attribute_threshold": 0.5},
+    )
     model = save_model(net, info, tmp_path / "m.safetensors")
     photo = tmp_path / "x.jpg"
     Image.new("RGB", (40, 40), (90, 90, 90)).save(photo)
     pred = load_model(model, backend="torch").predict([str(photo)], top_k=5)[0]
-    assert [(s.label, round(s.score, 3)) for s in pred.attributes] == [("striped", 0.9), ("denim", 0.6)]  # >= 0.5
+    # >= 0.5
+    assert [(s.label, round(s.score, 3)) for s in pred.attributes] == [("striped", 0.9), ("denim", 0.6)]
     assert [s.label for s in pred.colours] == ["black"]
     every = load_model(model, backend="torch").predict([str(photo)], top_k=2, threshold=0.0)[0]
-    assert [s.label for s in every.attributes] == ["striped", "denim"] and [s.label for s in every.colours] == ["black", "white"]
+    assert [s.label for s in every.attributes] == ["striped", "denim"] and [
+        s.label for s in every.colours
+    ] == ["black", "white"]

@@ -61,12 +61,16 @@ def test_round_trip_through_the_reader(synth_root):
     np.testing.assert_array_equal(idx.bbox, np.stack([r.bbox for r in plan]))
     np.testing.assert_array_equal(idx.landmark_visibility, np.stack([r.visibility for r in plan]))
     present = idx.landmark_visibility < 2
-    np.testing.assert_array_equal(idx.landmarks[present], np.stack([r.landmark_indices for r in plan])[present])
+    np.testing.assert_array_equal(
+        idx.landmarks[present], np.stack([r.landmark_indices for r in plan])[present]
+    )
     assert (idx.landmarks[~present] == 0).all()
     assert Counter(idx.partition.tolist()) == summary["partition"] == {"train": 28, "val": 6, "test": 6}
     names = list(idx.attribute_names)
     for row, rec in zip(idx.attributes, plan, strict=True):
-        assert {names[j] for j in np.flatnonzero(row == 1)} == set(rec.positives) - {names[j] for j in rec.unknown}
+        assert {names[j] for j in np.flatnonzero(row == 1)} == set(rec.positives) - {
+            names[j] for j in rec.unknown
+        }
     assert {names[j] for j in np.flatnonzero((idx.attributes == 1).any(0))} <= set(SIGNAL_ATTRIBUTES)
     # Landmarks and boxes lie inside the image; clothes types fill the documented slots.
     assert (idx.bbox[:, 2] < SIZE[1]).all() and (idx.bbox[:, 3] < SIZE[0]).all()
@@ -86,7 +90,10 @@ def test_deterministic_for_a_seed(tmp_path):
     b = synth_deepfashion(tmp_path / "b", n=6, seed=11, image_size=(64, 64))
     c = synth_plan(6, seed=12, image_size=(64, 64))
     assert a["categories"] == b["categories"]
-    for rel in [*ANNO_FILES.values(), *(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").glob("img/*/*.jpg"))]:
+    for rel in [
+        *ANNO_FILES.values(),
+        *(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").glob("img/*/*.jpg")),
+    ]:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
     assert [r.name for r in c] != [r.name for r in synth_plan(6, seed=11, image_size=(64, 64))]
 

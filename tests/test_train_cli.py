@@ -22,7 +22,11 @@ def _config(tmp_path, head_kind="gcn", provider="onehot", **extra):
     cfg = {
         "experiment": f"colours_{head_kind}",
         "data": {"format": "multilabel", "input_size": [32, 32], "batch_size": 16, "num_workers": 0},
-        "model": {"backbone": "test_tiny", "pretrained": False, "heads": {"labels": {"kind": head_kind, "pool": "max", "gcn_hidden": 16}}},
+        "model": {
+            "backbone": "test_tiny",
+            "pretrained": False,
+            "heads": {"labels": {"kind": head_kind, "pool": "max", "gcn_hidden": 16}},
+        },
         "labels": {"embeddings": {"provider": provider}, "graph": {"tau": 0.3}},
         "optim": {"lr": 3.0e-3, "head_lr": 3.0e-3, "scheduler": "none"},
         "trainer": {"max_epochs": 6, "accelerator": "cpu", "log_every_n_steps": 1},
@@ -35,7 +39,10 @@ def _config(tmp_path, head_kind="gcn", provider="onehot", **extra):
 
 def _train(tmp_path, colour_csv, head_kind, provider="onehot"):
     out = tmp_path / f"run_{head_kind}"
-    result = runner.invoke(app, ["train", str(_config(tmp_path, head_kind, provider)), "--data", str(colour_csv), "--out", str(out)])
+    result = runner.invoke(
+        app,
+        ["train", str(_config(tmp_path, head_kind, provider)), "--data", str(colour_csv), "--out", str(out)],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     return out, result
 
@@ -56,8 +63,21 @@ def test_train_then_evaluate_gcn(tmp_path, colour_csv):
     assert (out / "logs" / "metrics.csv").is_file()
 
     ev = tmp_path / "eval"
-    result = runner.invoke(app, ["evaluate", str(model), "--data", str(colour_csv), "--out", str(ev), "--split", "test",
-                                 "--data-format", "multilabel"])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(model),
+            "--data",
+            str(colour_csv),
+            "--out",
+            str(ev),
+            "--split",
+            "test",
+            "--data-format",
+            "multilabel",
+        ],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     metrics = json.loads((ev / "metrics.json").read_text())
     report = metrics["models"]["colours_gcn"]["labels"]
@@ -79,7 +99,9 @@ def _edges_by_hand(tmp_path, model, colour_csv, tau: float) -> int:
     done here with plain loops, independently of fashionlens.labels.
     """
     ev = tmp_path / "eval_train"
-    result = runner.invoke(app, ["evaluate", str(model), "--data", str(colour_csv), "--out", str(ev), "--split", "train"])
+    result = runner.invoke(
+        app, ["evaluate", str(model), "--data", str(colour_csv), "--out", str(ev), "--split", "train"]
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     with open(ev / "predictions.csv", newline="") as f:
         label_sets = [set(row["labels_true"].split("|")) for row in csv.DictReader(f)]
@@ -98,8 +120,18 @@ def test_evaluate_several_models_gives_one_row_each(tmp_path, colour_csv):
     gcn, _ = _train(tmp_path, colour_csv, "gcn")
     lin, _ = _train(tmp_path, colour_csv, "linear")
     ev = tmp_path / "cmp"
-    result = runner.invoke(app, ["evaluate", str(gcn / "model.safetensors"), str(lin / "model.safetensors"),
-                                 "--data", str(colour_csv), "--out", str(ev)])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(gcn / "model.safetensors"),
+            str(lin / "model.safetensors"),
+            "--data",
+            str(colour_csv),
+            "--out",
+            str(ev),
+        ],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     text = (ev / "report.md").read_text()
     assert "| colours_gcn |" in text and "| colours_linear |" in text
@@ -143,25 +175,50 @@ def test_bad_images_are_reported_before_training(tmp_path, colour_csv):
     csv_path = tmp_path / "with_bad.csv"
     csv_path.write_text("\n".join(rows) + "\n")
     cfg = _config(tmp_path, "linear")
-    result = runner.invoke(app, ["train", str(cfg), "--data", str(csv_path), "--out", str(tmp_path / "skip"), "trainer.max_epochs=1"])
+    result = runner.invoke(
+        app,
+        ["train", str(cfg), "--data", str(csv_path), "--out", str(tmp_path / "skip"), "trainer.max_epochs=1"],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "broken.jpg" in result.output and "1 of 61 images are unreadable" in result.output
-    result = runner.invoke(app, ["train", str(cfg), "--data", str(csv_path), "--out", str(tmp_path / "fail"),
-                                 "trainer.max_epochs=1", "data.bad_images=fail"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(cfg),
+            "--data",
+            str(csv_path),
+            "--out",
+            str(tmp_path / "fail"),
+            "trainer.max_epochs=1",
+            "data.bad_images=fail",
+        ],
+    )
     assert result.exit_code == 2 and "broken.jpg" in result.output
     assert not (tmp_path / "fail" / "model.safetensors").exists()
 
 
 def test_letterbox_setting_travels_from_config_to_the_model_header(tmp_path, colour_csv):
     out = tmp_path / "run_lb"
-    args = ["train", str(_config(tmp_path, "linear")), "--data", str(colour_csv), "--out", str(out),
-            "trainer.max_epochs=1", "data.resize=letterbox", "data.max_stretch=1.2"]
+    args = [
+        "train",
+        str(_config(tmp_path, "linear")),
+        "--data",
+        str(colour_csv),
+        "--out",
+        str(out),
+        "trainer.max_epochs=1",
+        "data.resize=letterbox",
+        "data.max_stretch=1.2",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     cfg = read_info(out / "model.safetensors").data_config
     assert (cfg.resize, cfg.max_stretch) == ("letterbox", 1.2)
-    for override, message in (("data.resize=crop", "data.resize must be one of squash, letterbox, got 'crop'"),
-                              ("data.max_stretch=0.5", "data.max_stretch must be a number >= 1, got 0.5")):
+    for override, message in (
+        ("data.resize=crop", "data.resize must be one of squash, letterbox, got 'crop'"),
+        ("data.max_stretch=0.5", "data.max_stretch must be a number >= 1, got 0.5"),
+    ):
         bad = runner.invoke(app, [*args[:6], override])
         assert bad.exit_code == 2 and message in bad.output, bad.output
 
@@ -175,7 +232,9 @@ def test_warm_start_copies_matching_tensors_and_restarts_other_vocabularies(tmp_
     heads = {"category": {"num_classes": 3}, "labels": {"num_classes": 4}}
     trained = FashionNet("test_tiny", heads=heads)
     names = {"category": ["a", "b", "c"], "labels": ["w", "x", "y", "z"]}
-    path = save_model(trained, ModelInfo(trained.spec, names, DataConfig(input_size=(32, 32))), tmp_path / "m.safetensors")
+    path = save_model(
+        trained, ModelInfo(trained.spec, names, DataConfig(input_size=(32, 32))), tmp_path / "m.safetensors"
+    )
     torch.manual_seed(1)
     fresh = FashionNet("test_tiny", heads=heads)
     before = {k: v.clone() for k, v in fresh.state_dict().items()}
@@ -194,14 +253,36 @@ def test_train_init_from_a_model_file(tmp_path, colour_csv):
     out, _ = _train(tmp_path, colour_csv, "linear")
     cfg = _config(tmp_path, "linear")
     # with zero learning rates, one epoch from the trained weights must give back exactly those weights
-    result = runner.invoke(app, ["train", str(cfg), "--data", str(colour_csv), "--out", str(tmp_path / "again"),
-                                 f"model.init_from={out / 'model.safetensors'}", "trainer.max_epochs=1",
-                                 "optim.lr=0", "optim.head_lr=0"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(cfg),
+            "--data",
+            str(colour_csv),
+            "--out",
+            str(tmp_path / "again"),
+            f"model.init_from={out / 'model.safetensors'}",
+            "trainer.max_epochs=1",
+            "optim.lr=0",
+            "optim.head_lr=0",
+        ],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "model.init_from: " in result.output and "starting fresh" not in result.output
     first, again = load_file(out / "model.safetensors"), load_file(tmp_path / "again" / "model.safetensors")
     params = [k for k in first if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
     assert params and all(torch.equal(first[k], again[k]) for k in params)
-    result = runner.invoke(app, ["train", str(cfg), "--data", str(colour_csv), "--out", str(tmp_path / "bad"),
-                                 "model.init_from=no-such-model"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(cfg),
+            "--data",
+            str(colour_csv),
+            "--out",
+            str(tmp_path / "bad"),
+            "model.init_from=no-such-model",
+        ],
+    )
     assert result.exit_code == 2 and "no model named 'no-such-model'" in result.output

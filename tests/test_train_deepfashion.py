@@ -28,16 +28,28 @@ def synth_tree(tmp_path_factory):
 @pytest.mark.parametrize("name", CONFIGS)
 def test_seed_a_configs_train_and_evaluate(tmp_path, synth_tree, name):
     base = load_config(CONFIG_DIR / f"{name}.yaml")
-    overrides = ["data.input_size=[32, 32]", "data.batch_size=16", "data.num_workers=0", "trainer.max_epochs=1",
-                 "trainer.accelerator=cpu", "model.backbone_kwargs.channels=[8, 16, 16]",
-                 "model.heads.category.conv_channels=16", "model.heads.attributes.conv_channels=16"]
+    overrides = [
+        "data.input_size=[32, 32]",
+        "data.batch_size=16",
+        "data.num_workers=0",
+        "trainer.max_epochs=1",
+        "trainer.accelerator=cpu",
+        "model.backbone_kwargs.channels=[8, 16, 16]",
+        "model.heads.category.conv_channels=16",
+        "model.heads.attributes.conv_channels=16",
+    ]
     out = tmp_path / "run"
-    result = runner.invoke(app, ["train", str(CONFIG_DIR / f"{name}.yaml"), "--data", str(synth_tree), "--out", str(out), *overrides])
+    result = runner.invoke(
+        app,
+        ["train", str(CONFIG_DIR / f"{name}.yaml"), "--data", str(synth_tree), "--out", str(out), *overrides],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert (base["model"]["landmarks"] is None) == (name == "synth_vgg19")
 
     ev = tmp_path / "eval"
-    result = runner.invoke(app, ["evaluate", str(out / "model.safetensors"), "--data", str(synth_tree), "--out", str(ev)])
+    result = runner.invoke(
+        app, ["evaluate", str(out / "model.safetensors"), "--data", str(synth_tree), "--out", str(ev)]
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     report = json.loads((ev / "metrics.json").read_text())["models"][name]
     assert set(report["deepfashion"]["attributes"]) >= {"all", "texture", "fabric", "shape", "part", "style"}
@@ -65,16 +77,31 @@ def test_query_head_attribute_configs_train_and_evaluate(tmp_path, synth_tree, n
     attr = cfg["model"]["heads"]["attributes"]
     assert attr["kind"] in ("mldecoder", "query2label") and cfg["loss"]["multilabel"]["kind"] == "asl"
     # the real configs' heads at toy widths on a small from-scratch backbone, one epoch
-    overrides = ["model.backbone=basic_cnn", "model.pretrained=false", "model.backbone_kwargs.channels=[8, 16, 16]",
-                 "data.input_size=[32, 32]", "data.batch_size=16", "data.num_workers=0", "trainer.max_epochs=1",
-                 "trainer.accelerator=cpu", "model.heads.category.conv_channels=16", "model.heads.attributes.conv_channels=16",
-                 "model.heads.attributes.decoder.width=16", "model.heads.attributes.decoder.num_heads=2",
-                 "model.heads.attributes.decoder.ffn=16"]
+    overrides = [
+        "model.backbone=basic_cnn",
+        "model.pretrained=false",
+        "model.backbone_kwargs.channels=[8, 16, 16]",
+        "data.input_size=[32, 32]",
+        "data.batch_size=16",
+        "data.num_workers=0",
+        "trainer.max_epochs=1",
+        "trainer.accelerator=cpu",
+        "model.heads.category.conv_channels=16",
+        "model.heads.attributes.conv_channels=16",
+        "model.heads.attributes.decoder.width=16",
+        "model.heads.attributes.decoder.num_heads=2",
+        "model.heads.attributes.decoder.ffn=16",
+    ]
     out = tmp_path / "run"
-    result = runner.invoke(app, ["train", str(CONFIG_DIR / f"{name}.yaml"), "--data", str(synth_tree), "--out", str(out), *overrides])
+    result = runner.invoke(
+        app,
+        ["train", str(CONFIG_DIR / f"{name}.yaml"), "--data", str(synth_tree), "--out", str(out), *overrides],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     ev = tmp_path / "eval"
-    result = runner.invoke(app, ["evaluate", str(out / "model.safetensors"), "--data", str(synth_tree), "--out", str(ev)])
+    result = runner.invoke(
+        app, ["evaluate", str(out / "model.safetensors"), "--data", str(synth_tree), "--out", str(ev)]
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     report = json.loads((ev / "metrics.json").read_text())["models"][name]
     assert 0 <= report["deepfashion"]["attributes"]["all"]["top3"] <= 1

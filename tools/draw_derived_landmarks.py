@@ -48,7 +48,9 @@ def draw_photo(photo: Path, mask_path: Path, names: list[str], width: int) -> Im
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("ccp", type=Path, help="the CCP folder")
     parser.add_argument("out", type=Path, help="PNG to write")
     parser.add_argument("--n", type=int, default=24, help="number of photos")
@@ -62,7 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.stems:
         chosen = [m for m in masks if m.stem in set(args.stems)]
     else:
-        chosen = sorted(np.random.default_rng(args.seed).choice(masks, size=min(args.n, len(masks)), replace=False))
+        chosen = sorted(
+            np.random.default_rng(args.seed).choice(masks, size=min(args.n, len(masks)), replace=False)
+        )
     tiles = [draw_photo(args.ccp / "photos" / f"{m.stem}.jpg", m, names, args.width) for m in chosen]
     cols = min(args.columns, len(tiles))
     rows = -(-len(tiles) // cols)
@@ -71,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     for i, tile in enumerate(tiles):
         sheet.paste(tile, ((i % cols) * args.width, (i // cols) * cell_h))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(args.out, optimize=True)  # a third of the bytes
+    # a third of the bytes
+    sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(args.out, optimize=True)
     print(f"wrote {args.out}: {len(tiles)} photos ({', '.join(m.stem for m in chosen)})")
 
 

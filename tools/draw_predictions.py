@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fashionlens.data.image_folder import IMAGE_EXTENSIONS
-from fashionlens.data.images import load_image
+from fashionlens.data.images import IMAGE_EXTENSIONS, load_image
 from fashionlens.inference.predictor import load_model
 
 TILE, TEXT_LINES, LINE = 220, 6, 13

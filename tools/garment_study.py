@@ -2,7 +2,8 @@
 
     # 1. the garment crops with their attributes, then every configuration x seed
     fashionlens data derive-landmarks ../shared/data/ccp runs/ccp-garments
-    fashionlens train configs/garments_ours_lite0.yaml --data runs/ccp-garments --out runs/garments/ours-s0 seed=0
+    fashionlens train configs/garments_ours_lite0.yaml --data runs/ccp-garments \
+        --out runs/garments/ours-s0 seed=0
     #    (ours, 3like, plain; seeds 0 1 2)
     # 2. score the trained models on a split (each model once; reruns skip what is scored)
     python tools/garment_study.py score runs/garments/*-s*/model.safetensors --data runs/ccp-garments \
@@ -39,7 +40,9 @@ ROWS = {  # table order and the row's name in seed A's terms
     "ours": "Ours: GLEM landmark branch, fused",
     "3like": "[3]-like: landmark branch trained, not fused",
     "plain": "Plain backbone (no landmark branch)",
-    "probe_imagenet": "Linear probe on frozen ImageNet Lite0 features, 192 x 192 (the three's backbone and input)",
+    "probe_imagenet": (
+        "Linear probe on frozen ImageNet Lite0 features, 192 x 192 (the three's backbone and input)"
+    ),
     "probe": "Linear probe on the shipped model's frozen features (384 x 288)",
     "shipped": "The shipped model (fashionlens-lite), its attribute head",
 }
@@ -64,20 +67,37 @@ def cmd_score(args) -> None:
         out = args.out / args.split / f"{row}__s{seed}.npz"
         if out.is_file():
             continue
-        report, res = evaluate_model(path, args.data, split=args.split, trainer_kwargs={"enable_progress_bar": False},
-                                     data_format="deepfashion")
+        report, res = evaluate_model(
+            path,
+            args.data,
+            split=args.split,
+            trainer_kwargs={"enable_progress_bar": False},
+            data_format="deepfashion",
+        )
         o, info = res["outputs"], res["info"]
         if "attributes_scores" not in o:
             raise SystemExit(f"error: {path} has no attribute head with targets in {args.data}")
         known = o["attributes_mask"] > 0
-        save_attribute_scores(out, o["attributes_scores"], (o["attributes_targets"] == 1) & known, known, o["paths"],
-                    info.label_names["attributes"], info.extra["attribute_groups"])
-        context = {"model": str(path), "category_top1": report.get("category", {}).get("top1"),
-                   "landmark_NE": report.get("deepfashion", {}).get("landmarks", {}).get("NE")}
+        save_attribute_scores(
+            out,
+            o["attributes_scores"],
+            (o["attributes_targets"] == 1) & known,
+            known,
+            o["paths"],
+            info.label_names["attributes"],
+            info.extra["attribute_groups"],
+        )
+        context = {
+            "model": str(path),
+            "category_top1": report.get("category", {}).get("top1"),
+            "landmark_NE": report.get("deepfashion", {}).get("landmarks", {}).get("NE"),
+        }
         atomic_write_bytes(out.with_suffix(".json"), json.dumps(context, default=float).encode())
         m = type_metrics(*_load_arrays(out))
-        print(f"{row} s{seed} {args.split}: attributes (41) mAP {m['attributes']['mAP']:.3f}, "
-              f"part recall@3 {m['part']['top3']:.3f}")
+        print(
+            f"{row} s{seed} {args.split}: attributes (41) mAP {m['attributes']['mAP']:.3f}, "
+            f"part recall@3 {m['part']['top3']:.3f}"
+        )
 
 
 def _load_arrays(path: Path):
@@ -85,8 +105,9 @@ def _load_arrays(path: Path):
         return z["scores"], z["positive"], z["known"], z["groups"]
 
 
-def type_metrics(scores: np.ndarray, positive: np.ndarray, known: np.ndarray, groups: np.ndarray,
-                 ks=(3, 5)) -> dict[str, dict[str, float]]:
+def type_metrics(
+    scores: np.ndarray, positive: np.ndarray, known: np.ndarray, groups: np.ndarray, ks=(3, 5)
+) -> dict[str, dict[str, float]]:
     """Recall@k (Liu & Lu's, pooled over crops, ranked within the type) and masked mAP per attribute type.
 
     ``attributes`` is seed A's "all" over the four types of the attribute file (texture, fabric, shape,
@@ -95,7 +116,9 @@ def type_metrics(scores: np.ndarray, positive: np.ndarray, known: np.ndarray, gr
     from fashionlens.metrics import attribute_recall_at_k, average_precision
 
     ap = average_precision(scores, positive, known)
-    columns = {name: np.flatnonzero(groups == number) for number, name in TYPES.items() if (groups == number).any()}
+    columns = {
+        name: np.flatnonzero(groups == number) for number, name in TYPES.items() if (groups == number).any()
+    }
     columns["attributes"] = np.flatnonzero(np.isin(groups, [1, 2, 3, 4]))
     out = {}
     for name, cols in columns.items():
@@ -103,22 +126,31 @@ def type_metrics(scores: np.ndarray, positive: np.ndarray, known: np.ndarray, gr
             continue
         s = np.where(known[:, cols], scores[:, cols], -np.inf)  # an unknown entry is never ranked as a guess
         values = ap[cols][~np.isnan(ap[cols])]
-        if not positive[:, cols].any():  # nothing to recall (e.g. colours, which the annotators did not label)
+        if not positive[
+            :, cols
+        ].any():  # nothing to recall (e.g. colours, which the annotators did not label)
             out[name] = {**{f"top{k}": float("nan") for k in ks}, "mAP": float("nan")}
             continue
-        out[name] = {**{f"top{k}": float(attribute_recall_at_k(s, positive[:, cols], k)) for k in ks},
-                     "mAP": float(values.mean()) if values.size else float("nan")}
+        out[name] = {
+            **{f"top{k}": float(attribute_recall_at_k(s, positive[:, cols], k)) for k in ks},
+            "mAP": float(values.mean()) if values.size else float("nan"),
+        }
     return out
 
 
 def load_runs(folder: Path) -> dict[str, list[dict]]:
-    """row -> runs (scores, positive, known, paths, names, groups), sorted by seed; every row on the same crops."""
+    """row -> runs (scores, positive, known, paths, names, groups), sorted by seed.
+
+    Every row is on the same crops.
+    """
     runs: dict[str, list[dict]] = {}
     for path in sorted(folder.glob("*__s*.npz")):
         row, _, seed = path.stem.rpartition("__s")
         with np.load(path) as z:
             run = {k: z[k] for k in z.files}
-        runs.setdefault(row, []).append({**run, "row": row, "seed": int(seed), "paths": [str(p) for p in run["paths"]]})
+        runs.setdefault(row, []).append(
+            {**run, "row": row, "seed": int(seed), "paths": [str(p) for p in run["paths"]]}
+        )
     if not runs:
         raise SystemExit(f"error: no scored runs (ROW__sSEED.npz) in {folder}")
     first = next(iter(runs.values()))[0]
@@ -128,7 +160,9 @@ def load_runs(folder: Path) -> dict[str, list[dict]]:
             if [crop_key(p) for p in r["paths"]] != [crop_key(p) for p in first["paths"]]:
                 raise SystemExit(f"error: {row} s{r['seed']} was scored on other crops than {first['row']}")
             if list(r["names"]) != list(first["names"]):
-                raise SystemExit(f"error: {row} s{r['seed']} has another attribute vocabulary than {first['row']}")
+                raise SystemExit(
+                    f"error: {row} s{r['seed']} has another attribute vocabulary than {first['row']}"
+                )
     return dict(sorted(runs.items(), key=lambda kv: list(ROWS).index(kv[0]) if kv[0] in ROWS else len(ROWS)))
 
 
@@ -165,7 +199,9 @@ def _row_cells(reports: list[dict], cells: list[tuple[str, str]]) -> list[str]:
     return [_mean_std([rep[t][m] for rep in reports]) if t in reports[0] else "-" for t, m in cells]
 
 
-def recall_table(runs: dict[str, list[dict]], rows: np.ndarray | None = None, annotator: np.ndarray | None = None) -> list[str]:
+def recall_table(
+    runs: dict[str, list[dict]], rows: np.ndarray | None = None, annotator: np.ndarray | None = None
+) -> list[str]:
     """Seed A's Table 2: recall@3 / @5 per type and over the 41, then mAP per type (percent, mean ± std)."""
     types = [t for t in ("texture", "fabric", "shape", "part", "attributes", "colour")]
     cells = [(t, f"top{k}") for t in types for k in (3, 5)] + [(t, "mAP") for t in types]
@@ -173,15 +209,24 @@ def recall_table(runs: dict[str, list[dict]], rows: np.ndarray | None = None, an
     lines = ["| model | seeds | " + " | ".join(header) + " |", "|---" * (len(cells) + 2) + "|"]
     for row, group in runs.items():
         take = slice(None) if rows is None else rows
-        reports = [type_metrics(r["scores"][take], r["positive"][take], r["known"][take], r["groups"]) for r in group]
-        lines.append(f"| {ROWS.get(row, row)} | {len(group)} | " + " | ".join(_row_cells(reports, cells)) + " |")
+        reports = [
+            type_metrics(r["scores"][take], r["positive"][take], r["known"][take], r["groups"]) for r in group
+        ]
+        lines.append(
+            f"| {ROWS.get(row, row)} | {len(group)} | " + " | ".join(_row_cells(reports, cells)) + " |"
+        )
     if annotator is not None:
         first = next(iter(runs.values()))[0]
         keep = ~np.isnan(annotator).all(1)
         known = first["known"][keep] & ~np.isnan(annotator[keep])
-        report = type_metrics(np.nan_to_num(annotator[keep], nan=-1.0), first["positive"][keep] & known, known, first["groups"])
-        lines.append("| Annotators: the second pass scored against the first | - | "
-                     + " | ".join(_row_cells([report], cells)) + " |")
+        report = type_metrics(
+            np.nan_to_num(annotator[keep], nan=-1.0), first["positive"][keep] & known, known, first["groups"]
+        )
+        lines.append(
+            "| Annotators: the second pass scored against the first | - | "
+            + " | ".join(_row_cells([report], cells))
+            + " |"
+        )
     return lines
 
 
@@ -200,6 +245,7 @@ def bootstrap_table(runs: dict[str, list[dict]], resamples: int) -> list[str]:
     def metric(type_name: str, key: str):
         def fn(scores, coded):
             return type_metrics(scores, coded == 1, coded != 0, groups, ks=(3,))[type_name][key]
+
         return fn
 
     def claim(scores, coded):
@@ -219,10 +265,14 @@ def bootstrap_table(runs: dict[str, list[dict]], resamples: int) -> list[str]:
         coded = _coded(runs[a][0])
         cells = []
         for fn in fns.values():
-            result = paired_bootstrap(fn, [[r["scores"] for r in runs[b]], [r["scores"] for r in runs[a]]], coded,
-                                      resamples, seed=0)
+            result = paired_bootstrap(
+                fn, [[r["scores"] for r in runs[b]], [r["scores"] for r in runs[a]]], coded, resamples, seed=0
+            )
             d = result.difference(1, 0)
-            cells.append(f"{d['delta'] * 100:+.1f} [{d['lo'] * 100:+.1f}, {d['hi'] * 100:+.1f}] (p {d['p_not_better']:.2f})")
+            cells.append(
+                f"{d['delta'] * 100:+.1f} [{d['lo'] * 100:+.1f}, {d['hi'] * 100:+.1f}]"
+                f" (p {d['p_not_better']:.2f})"
+            )
         lines.append(f"| {a} minus {b} | " + " | ".join(cells) + " |")
     return lines
 
@@ -240,13 +290,20 @@ def cmd_table(args) -> None:
         prior = _training_prior(args.train_prior, first) if args.train_prior else first["positive"].mean(0)
         ann = annotator_scores(second, first["paths"], list(first["names"]), first["groups"], prior)
         rows = ~np.isnan(ann).all(1)
-        text += [f"The same models on the {int(rows.sum())} of these crops that the second pass labelled, beside the "
-                 "annotators (the ceiling):", ""]
+        text += [
+            f"The same models on the {int(rows.sum())} of these crops that the second pass labelled, "
+            "beside the "
+            "annotators (the ceiling):",
+            "",
+        ]
         text += recall_table(runs, rows, annotator=ann) + [""]
     if args.second and args.first:
         text += annotator_everywhere(args.first, second, prior, list(first["names"])) + [""]
-    text += [f"Paired bootstrap over the {n} crops ({args.resamples} rounds, seed-averaged metrics), points, "
-             "[95 % interval] (p = the share of rounds in which a was not better):", ""]
+    text += [
+        f"Paired bootstrap over the {n} crops ({args.resamples} rounds, seed-averaged metrics), points, "
+        "[95 % interval] (p = the share of rounds in which a was not better):",
+        "",
+    ]
     text += bootstrap_table(runs, args.resamples) + [""]
     out = "\n".join(text)
     print(out)
@@ -266,11 +323,17 @@ def annotator_everywhere(first_path: Path, second, prior: np.ndarray, names: lis
     own_prior = np.array([prior[column[a]] if a in column else 0.0 for a in first.names])
     ann = annotator_scores(second, [f"img/{p}_{g}.jpg" for p, g in keys], first.names, groups, own_prior)
     report = type_metrics(ann, positive, np.ones_like(positive), groups)
-    cells = [(t, m) for t in ("texture", "fabric", "shape", "part", "attributes") for m in ("top3", "top5", "mAP")]
+    cells = [
+        (t, m) for t in ("texture", "fabric", "shape", "part", "attributes") for m in ("top3", "top5", "mAP")
+    ]
     header = [f"{t if t != 'attributes' else 'all 41'} {m.replace('top', '@')}" for t, m in cells]
-    return [f"The annotators on all {len(keys)} garments both passes labelled (every split):", "",
-            "| | " + " | ".join(header) + " |", "|---" * (len(cells) + 1) + "|",
-            "| second pass against the first | " + " | ".join(_row_cells([report], cells)) + " |"]
+    return [
+        f"The annotators on all {len(keys)} garments both passes labelled (every split):",
+        "",
+        "| | " + " | ".join(header) + " |",
+        "|---" * (len(cells) + 1) + "|",
+        "| second pass against the first | " + " | ".join(_row_cells([report], cells)) + " |",
+    ]
 
 
 def _training_prior(tree: Path, first: dict) -> np.ndarray:
@@ -295,17 +358,34 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--data", required=True, help="the garment tree the models were trained on")
     s.add_argument("--split", default="val", choices=["val", "test"])
     s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--row", default=None, help="the table row of one model file not in a ROW-sSEED folder "
-                                               "(e.g. --row shipped for fashionlens-lite); its seed is 0")
+    s.add_argument(
+        "--row",
+        default=None,
+        help="the table row of one model file not in a ROW-sSEED folder "
+        "(e.g. --row shipped for fashionlens-lite); its seed is 0",
+    )
     t = sub.add_parser("table", help="seed A's Table 2, the bootstrap and the annotator row, as Markdown")
     t.add_argument("scores", type=Path, help="a folder written by score (OUT/SPLIT)")
-    t.add_argument("--second", type=Path, default=None, help="the second pass (garment_attributes.second-pass.csv)")
-    t.add_argument("--vocabulary", type=Path, default=None, help="garment_attributes.txt (default: beside --second)")
-    t.add_argument("--first", type=Path, default=None,
-                   help="the first pass (garment_attributes.csv): also score the annotators on every garment both labelled")
-    t.add_argument("--train-prior", type=Path, default=None,
-                   help="the garment tree: order the annotator's unlisted attributes by their training-split frequency "
-                        "(default: by their frequency on the scored crops)")
+    t.add_argument(
+        "--second", type=Path, default=None, help="the second pass (garment_attributes.second-pass.csv)"
+    )
+    t.add_argument(
+        "--vocabulary", type=Path, default=None, help="garment_attributes.txt (default: beside --second)"
+    )
+    t.add_argument(
+        "--first",
+        type=Path,
+        default=None,
+        help="the first pass (garment_attributes.csv): also score the annotators on every garment "
+        "both labelled",
+    )
+    t.add_argument(
+        "--train-prior",
+        type=Path,
+        default=None,
+        help="the garment tree: order the annotator's unlisted attributes by their training-split frequency "
+        "(default: by their frequency on the scored crops)",
+    )
     t.add_argument("--resamples", type=int, default=1000)
     t.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)

@@ -8,8 +8,10 @@
     python tools/head_study.py run configs/studies/ccp_frozen.yaml --cache runs/head_study/cache.pt \
         --out runs/head_study/frozen [--top-labels 5] [--only mldecoder]
     # 3. only at the end: score the test split with the trained heads
-    python tools/head_study.py score runs/head_study/frozen/val/all --cache runs/head_study/cache.pt --split test
-    # fine-tuned models (fashionlens train ... --out runs/ft_heads/HEAD-LOSS-sSEED), in the same form for table
+    python tools/head_study.py score runs/head_study/frozen/val/all --cache runs/head_study/cache.pt \
+        --split test
+    # fine-tuned models (fashionlens train ... --out runs/ft_heads/HEAD-LOSS-sSEED), in the same form
+    # for table
     python tools/head_study.py score-models runs/ft_heads/*/model.safetensors --data ../shared/data/ccp \
         --split val --out runs/ft_heads/scores
     # any trained head as a model file (Lite0 + the head), e.g. for fashionlens compare
@@ -67,9 +69,14 @@ def cmd_cache(args) -> None:
             model_file = resolve_model_path(args.model)
         except FileNotFoundError as e:
             raise SystemExit(f"error: {e}") from None
-    cache = build_feature_cache(cfg, args.out, batch_size=args.batch_size, model_file=model_file, head=args.head)
+    cache = build_feature_cache(
+        cfg, args.out, batch_size=args.batch_size, model_file=model_file, head=args.head
+    )
     sizes = ", ".join(f"{k} {len(v['paths'])}" for k, v in cache.splits.items())
-    print(f"wrote {args.out}: {sizes} photos, {len(cache.label_names)} labels, maps {tuple(cache.splits['train']['features'].shape[2:])}")
+    print(
+        f"wrote {args.out}: {sizes} photos, {len(cache.label_names)} labels, maps "
+        f"{tuple(cache.splits['train']['features'].shape[2:])}"
+    )
 
 
 def _save_run(out: Path, result: dict, settings: dict) -> None:
@@ -78,18 +85,29 @@ def _save_run(out: Path, result: dict, settings: dict) -> None:
         torch.save(result["model"].state_dict(), buf)
         atomic_write_bytes(out.with_suffix(".pt"), buf.getvalue())
     buf = io.BytesIO()
-    np.savez_compressed(buf, scores=result["scores"].astype(np.float32), targets=result["targets"].astype(np.uint8),
-                        paths=np.asarray(result["paths"]))
+    np.savez_compressed(
+        buf,
+        scores=result["scores"].astype(np.float32),
+        targets=result["targets"].astype(np.uint8),
+        paths=np.asarray(result["paths"]),
+    )
     atomic_write_bytes(out.with_suffix(".npz"), buf.getvalue())
-    summary = {"settings": settings, "headline": headline(result["report"]), "seconds": result["seconds"],
-               "AP": result["report"]["AP"]}
+    summary = {
+        "settings": settings,
+        "headline": headline(result["report"]),
+        "seconds": result["seconds"],
+        "AP": result["report"]["AP"],
+    }
     atomic_write_bytes(out.with_suffix(".json"), json.dumps(summary, indent=1).encode())
 
 
 def _print_run(head: str, loss: str, seed: int, result: dict) -> None:
     h = headline(result["report"])
     took = f"  ({result['seconds']:.0f} s)" if result["seconds"] else ""
-    print(f"{head:12s} {loss:5s} seed {seed}: " + "  ".join(f"{k} {h[k]:.4f}" for k in HEADLINE) + took, flush=True)
+    print(
+        f"{head:12s} {loss:5s} seed {seed}: " + "  ".join(f"{k} {h[k]:.4f}" for k in HEADLINE) + took,
+        flush=True,
+    )
 
 
 def cmd_run(args) -> None:
@@ -111,11 +129,29 @@ def cmd_run(args) -> None:
                 if out.with_suffix(".json").is_file():
                     continue
                 lr = study.get("lr", {}).get(head_name, train["lr"])
-                settings = {"head": head, "loss": loss, "seed": seed, **train, "lr": lr, "split": "val", "subset": subset,
-                            "labels": study.get("labels")}
-                result = train_head_on_cache(cache, head, loss, seed=seed, epochs=train["epochs"], lr=lr,
-                                             weight_decay=train.get("weight_decay", 1e-4), batch_size=train.get("batch_size", 32),
-                                             eval_split="val", labels_cfg=study.get("labels"), progress=False)
+                settings = {
+                    "head": head,
+                    "loss": loss,
+                    "seed": seed,
+                    **train,
+                    "lr": lr,
+                    "split": "val",
+                    "subset": subset,
+                    "labels": study.get("labels"),
+                }
+                result = train_head_on_cache(
+                    cache,
+                    head,
+                    loss,
+                    seed=seed,
+                    epochs=train["epochs"],
+                    lr=lr,
+                    weight_decay=train.get("weight_decay", 1e-4),
+                    batch_size=train.get("batch_size", 32),
+                    eval_split="val",
+                    labels_cfg=study.get("labels"),
+                    progress=False,
+                )
                 _save_run(out, result, settings)
                 _print_run(head_name, loss_name, seed, result)
 
@@ -127,8 +163,10 @@ def _load_cache(path: Path, top_labels: int | None):
     if not top_labels:
         return cache, "all"
     cache = cache.restrict_to_top_labels(top_labels)
-    print(f"top-{top_labels} labels: {', '.join(cache.label_names)}; "
-          + ", ".join(f"{k} {len(v['paths'])}" for k, v in cache.splits.items()))
+    print(
+        f"top-{top_labels} labels: {', '.join(cache.label_names)}; "
+        + ", ".join(f"{k} {len(v['paths'])}" for k, v in cache.splits.items())
+    )
     return cache, f"top{top_labels}"
 
 
@@ -154,7 +192,8 @@ def cmd_score(args) -> None:
 
 
 def cmd_score_models(args) -> None:
-    """Score fine-tuned model files (``.../HEAD-LOSS-sSEED/model.safetensors``) on one split, as runs ``table`` reads."""
+    """Score fine-tuned model files (``.../HEAD-LOSS-sSEED/model.safetensors``) on one split, as runs
+    ``table`` reads."""
     from fashionlens.metrics.reports import multilabel_report
     from fashionlens.train.evaluate import evaluate_model
 
@@ -164,24 +203,45 @@ def cmd_score_models(args) -> None:
             head, loss, seed = path.parent.name.split("-")
             seed = int(seed.removeprefix("s"))
         except ValueError:
-            raise SystemExit(f"error: {path}: its folder should be named HEAD-LOSS-sSEED (e.g. linear-bce-s0)") from None
+            raise SystemExit(
+                f"error: {path}: its folder should be named HEAD-LOSS-sSEED (e.g. linear-bce-s0)"
+            ) from None
         out = args.out / args.split / "all" / f"{head}__{loss}__s{seed}"
         if out.with_suffix(".json").is_file():
             continue
-        _, res = evaluate_model(path, args.data, split=args.split, trainer_kwargs={"enable_progress_bar": False})
+        _, res = evaluate_model(
+            path, args.data, split=args.split, trainer_kwargs={"enable_progress_bar": False}
+        )
         o, names = res["outputs"], list(res["info"].label_names["labels"])
         order = np.argsort(o["paths"])  # one photo order for every model, as the bootstrap pairs rows
-        scores, targets, paths = o["labels_scores"][order], o["labels_targets"][order], list(o["paths"][order])
-        result = {"report": multilabel_report(scores, targets, names), "scores": scores, "targets": targets,
-                  "paths": paths, "seconds": 0.0}  # the training time is not known here: "-" in the table
-        settings = {"head": {"kind": head}, "loss": {"kind": loss}, "seed": seed, "split": args.split, "subset": "all",
-                    "model": str(path), "finetuned": True}
+        scores, targets, paths = (
+            o["labels_scores"][order],
+            o["labels_targets"][order],
+            list(o["paths"][order]),
+        )
+        result = {
+            "report": multilabel_report(scores, targets, names),
+            "scores": scores,
+            "targets": targets,
+            "paths": paths,
+            "seconds": 0.0,  # the training time is not known here: "-" in the table
+        }
+        settings = {
+            "head": {"kind": head},
+            "loss": {"kind": loss},
+            "seed": seed,
+            "split": args.split,
+            "subset": "all",
+            "model": str(path),
+            "finetuned": True,
+        }
         _save_run(out, result, settings)
         _print_run(head, loss, seed, result)
 
 
 def cmd_export(args) -> None:
-    """A head trained on the cache + the cache's backbone = an ordinary model file (evaluate, compare, predict)."""
+    """A head trained on the cache + the cache's backbone = an ordinary model file (evaluate, compare,
+    predict)."""
     from fashionlens.checkpoint import ModelInfo, save_model
     from fashionlens.models import FashionNet, create_backbone
     from fashionlens.train.config import load_config
@@ -192,18 +252,34 @@ def cmd_export(args) -> None:
     cfg = load_config(args.config)
     if summary["settings"]["subset"] != "all":
         cfg["data"]["top_labels"] = int(summary["settings"]["subset"].removeprefix("top"))
-    backbone = create_backbone(cfg["model"]["backbone"], pretrained=cfg["model"]["pretrained"], **_backbone_kwargs(cfg))
-    backbone.data_config = backbone.data_config.replace(resize=cfg["data"]["resize"], max_stretch=cfg["data"]["max_stretch"])
+    backbone = create_backbone(
+        cfg["model"]["backbone"], pretrained=cfg["model"]["pretrained"], **_backbone_kwargs(cfg)
+    )
+    backbone.data_config = backbone.data_config.replace(
+        resize=cfg["data"]["resize"], max_stretch=cfg["data"]["max_stretch"]
+    )
     names = list(summary["AP"])
     head = {**summary["settings"]["head"], "num_classes": len(names)}
     if "classifier.embeddings" in state:
         head["embed_dim"] = int(state["classifier.embeddings"].shape[1])
-    model = FashionNet(cfg["model"]["backbone"], {"labels": head}, backbone_kwargs=_backbone_kwargs(cfg), backbone_module=backbone)
+    model = FashionNet(
+        cfg["model"]["backbone"],
+        {"labels": head},
+        backbone_kwargs=_backbone_kwargs(cfg),
+        backbone_module=backbone,
+    )
     model.heads["labels"].load_state_dict(state)
     experiment = args.name or args.run.stem.replace("__", "-")
-    info = ModelInfo(model.spec, {"labels": names}, backbone.data_config,
-                     {"data": data_description(cfg), "experiment": experiment,
-                      "note": f"head trained on frozen features (tools/head_study.py): {args.run}"})
+    info = ModelInfo(
+        model.spec,
+        {"labels": names},
+        backbone.data_config,
+        {
+            "data": data_description(cfg),
+            "experiment": experiment,
+            "note": f"head trained on frozen features (tools/head_study.py): {args.run}",
+        },
+    )
     save_model(model.eval(), info, args.out)
     print(f"wrote {args.out} ({experiment})")
 
@@ -228,8 +304,11 @@ def _metric_fns(columns: tuple[str, ...]) -> dict:
     from fashionlens.metrics import multilabel_prf, topk_recall
     from fashionlens.metrics.functional import mean_average_precision
 
-    fns = {"mAP": mean_average_precision, "CF1": lambda s, t: multilabel_prf(s, t)["CF1"],
-           "OF1": lambda s, t: multilabel_prf(s, t)["OF1"]}
+    fns = {
+        "mAP": mean_average_precision,
+        "CF1": lambda s, t: multilabel_prf(s, t)["CF1"],
+        "OF1": lambda s, t: multilabel_prf(s, t)["OF1"],
+    }
     for k in (1, 2, 3):
         for mode in ("all", "any"):
             fns[f"top{k}_{mode}"] = lambda s, t, k=k, mode=mode: topk_recall(s, t, k, mode)
@@ -238,7 +317,10 @@ def _metric_fns(columns: tuple[str, ...]) -> dict:
 
 def summary_table(runs: dict, columns: tuple[str, ...]) -> tuple[list[str], tuple[str, str]]:
     """Markdown rows: mean +- sample std over seeds per (head, loss); and the best (head, loss) by mAP."""
-    lines = ["| head | loss | seeds | " + " | ".join(columns) + " | s/run |", "|---" * (len(columns) + 4) + "|"]
+    lines = [
+        "| head | loss | seeds | " + " | ".join(columns) + " | s/run |",
+        "|---" * (len(columns) + 4) + "|",
+    ]
     means = {}
     for key, group in runs.items():
         cells = []
@@ -248,7 +330,11 @@ def summary_table(runs: dict, columns: tuple[str, ...]) -> tuple[list[str], tupl
             if c == "mAP":
                 means[key] = v.mean()
         secs = np.mean([r["seconds"] for r in group])  # 0: not known (score-models does not time training)
-        lines.append(f"| {key[0]} | {key[1]} | {len(group)} | " + " | ".join(cells) + f" | {f'{secs:.0f}' if secs else '-'} |")
+        lines.append(
+            f"| {key[0]} | {key[1]} | {len(group)} | "
+            + " | ".join(cells)
+            + f" | {f'{secs:.0f}' if secs else '-'} |"
+        )
     return lines, max(means, key=means.get)
 
 
@@ -256,19 +342,28 @@ def bootstrap_lines(runs: dict, best: tuple[str, str], columns: tuple[str, ...],
     """Paired bootstrap over photos (seed-averaged metrics): the best (head, loss) against the others."""
     from fashionlens.metrics import paired_bootstrap
 
-    keys = [best] + [k for k in runs if k != best and k[0] in ("linear", "gcn")] + \
-           [k for k in runs if k != best and k[0] not in ("linear", "gcn")]
+    keys = (
+        [best]
+        + [k for k in runs if k != best and k[0] in ("linear", "gcn")]
+        + [k for k in runs if k != best and k[0] not in ("linear", "gcn")]
+    )
     paths = runs[best][0]["paths"]
     for k in keys:
         if any(r["paths"] != paths for r in runs[k]):
             raise SystemExit(f"error: {k} was scored on other photos than {best}")
     targets = runs[best][0]["targets"]
-    lines = [f"Paired bootstrap over the {len(paths)} photos ({resamples} rounds, each run's metric on the same "
-             f"resampled photos, averaged over seeds): {best[0]} + {best[1]} minus each other head x loss, "
-             "95 % interval, and the share of rounds in which it was not better.", "",
-             "| minus | " + " | ".join(f"Δ{c} [95 % CI] (p)" for c in columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    results = {c: paired_bootstrap(fn, [[r["scores"] for r in runs[k]] for k in keys], targets, resamples, seed=0)
-               for c, fn in _metric_fns(columns).items()}
+    lines = [
+        f"Paired bootstrap over the {len(paths)} photos ({resamples} rounds, each run's metric on the same "
+        f"resampled photos, averaged over seeds): {best[0]} + {best[1]} minus each other head x loss, "
+        "95 % interval, and the share of rounds in which it was not better.",
+        "",
+        "| minus | " + " | ".join(f"Δ{c} [95 % CI] (p)" for c in columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    results = {
+        c: paired_bootstrap(fn, [[r["scores"] for r in runs[k]] for k in keys], targets, resamples, seed=0)
+        for c, fn in _metric_fns(columns).items()
+    }
     for m, key in enumerate(keys[1:], start=1):
         cells = []
         for c in columns:
@@ -287,8 +382,9 @@ def cmd_table(args) -> None:
         columns = ("mAP", "top1_any", "top2_all", "top2_any", "top3_all", "top3_any") if seed_b else HEADLINE
         rows, best = summary_table(runs, columns)
         text += [f"### {folder}", "", *rows, "", f"Best by mean mAP: **{best[0]} + {best[1]}**.", ""]
-        text += bootstrap_lines(runs, best, ("mAP", "top1_any", "top2_all", "top3_any") if seed_b else columns[:4],
-                                args.resamples) + [""]
+        text += bootstrap_lines(
+            runs, best, ("mAP", "top1_any", "top2_all", "top3_any") if seed_b else columns[:4], args.resamples
+        ) + [""]
     out = "\n".join(text)
     print(out)
     if args.out:
@@ -303,16 +399,30 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--data", default=None)
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--batch-size", type=int, default=32)
-    c.add_argument("--model", default=None, help="a model file (or fashionlens-lite) whose trained backbone and input size to cache")
-    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override")
-    c.add_argument("--head", default=None, choices=["labels", "styles", "attributes"],
-                   help="the targets to cache (styles: a CCP config with data.styles)")
+    c.add_argument(
+        "--model",
+        default=None,
+        help="a model file (or fashionlens-lite) whose trained backbone and input size to cache",
+    )
+    c.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override"
+    )
+    c.add_argument(
+        "--head",
+        default=None,
+        choices=["labels", "styles", "attributes"],
+        help="the targets to cache (styles: a CCP config with data.styles)",
+    )
     r = sub.add_parser("run", help="train every head x loss x seed of a study file on the cache")
     r.add_argument("study", type=Path)
     r.add_argument("--cache", type=Path, required=True)
     r.add_argument("--out", type=Path, required=True)
-    r.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core machine)")
-    r.add_argument("--top-labels", type=int, default=None, help="keep the n most frequent labels (seed B's protocol)")
+    r.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core machine)"
+    )
+    r.add_argument(
+        "--top-labels", type=int, default=None, help="keep the n most frequent labels (seed B's protocol)"
+    )
     r.add_argument("--only", nargs="*", default=None, help="only these heads of the study file")
     r.add_argument("--losses", nargs="*", default=None, help="only these losses of the study file")
     s = sub.add_parser("score", help="score another split with the heads a run trained")
@@ -320,7 +430,9 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--cache", type=Path, required=True)
     s.add_argument("--split", default="test", choices=["train", "val", "test"])
     s.add_argument("--threads", type=int, default=1)
-    m = sub.add_parser("score-models", help="score fine-tuned model files (HEAD-LOSS-sSEED/model.safetensors) for table")
+    m = sub.add_parser(
+        "score-models", help="score fine-tuned model files (HEAD-LOSS-sSEED/model.safetensors) for table"
+    )
     m.add_argument("models", type=Path, nargs="+")
     m.add_argument("--data", required=True)
     m.add_argument("--split", default="val", choices=["val", "test"])
@@ -335,9 +447,18 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("results", type=Path, nargs="+")
     t.add_argument("--out", type=Path, default=None)
     t.add_argument("--resamples", type=int, default=2000)
-    t.add_argument("--seed-b", action="store_true", help="seed B's top-k recall columns (a cache of a top-n config)")
+    t.add_argument(
+        "--seed-b", action="store_true", help="seed B's top-k recall columns (a cache of a top-n config)"
+    )
     args = ap.parse_args(argv)
-    {"cache": cmd_cache, "run": cmd_run, "score": cmd_score, "score-models": cmd_score_models, "export": cmd_export, "table": cmd_table}[args.command](args)
+    {
+        "cache": cmd_cache,
+        "run": cmd_run,
+        "score": cmd_score,
+        "score-models": cmd_score_models,
+        "export": cmd_export,
+        "table": cmd_table,
+    }[args.command](args)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ def seed_table(files: list[Path], metrics: list[str], percent: bool = True) -> s
     for model in models:
         cells = []
         for metric in metrics:
-            values = np.array([v for run in runs if model in run if (v := lookup(run[model], metric)) is not None])
+            values = np.array(
+                [v for run in runs if model in run if (v := lookup(run[model], metric)) is not None]
+            )
             scale = 100.0 if percent and "NE" not in metric else 1.0
             if not values.size:
                 cells.append("-")
@@ -49,7 +51,9 @@ def seed_table(files: list[Path], metrics: list[str], percent: bool = True) -> s
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("files", nargs="+", type=Path, help="metrics.json of `fashionlens evaluate`, one per seed")
+    ap.add_argument(
+        "files", nargs="+", type=Path, help="metrics.json of `fashionlens evaluate`, one per seed"
+    )
     ap.add_argument("--metrics", nargs="+", required=True, help="dotted keys into each model's report")
     ap.add_argument("--raw", action="store_true", help="fractions, not percent")
     args = ap.parse_args(argv)

@@ -26,9 +26,9 @@ The checks (written to ``--report`` as JSON): top-1 on clothing-small's validati
 classes, scored by the 17-way model), CCP mAP, the product-photo tag check on clothing-small's
 validation photos (precision, tags per photo, photos with a correct tag), the styles on CCP's
 validation photos (all 23, and seed B's top-5 / top-7 protocol), the garment attributes per type
-(recall@3/@5, mAP), colour recall and landmark NE on the garment crops. ``--weights RUN/checkpoints/last.ckpt`` ships the weights of that
-Lightning checkpoint instead of the epoch the run's monitor picked; ``--tta flip`` stores flip
-test-time augmentation in the model.
+(recall@3/@5, mAP), colour recall and landmark NE on the garment crops.
+``--weights RUN/checkpoints/last.ckpt`` ships the weights of that Lightning checkpoint instead of the
+epoch the run's monitor picked; ``--tta flip`` stores flip test-time augmentation in the model.
 """
 
 from __future__ import annotations
@@ -88,10 +88,12 @@ def calibrate_temperature(logits: np.ndarray, labels: np.ndarray) -> dict:
     for fit, score in (halves, halves[::-1]):
         t = fit_temperature(logits[fit], labels[fit])
         probs_after[score] = softmax(logits[score], t)
-    return {"temperature": fit_temperature(logits, labels),
-            "ece_before": expected_calibration_error(softmax(logits), labels),
-            "ece_after_cross_fitted": expected_calibration_error(probs_after, labels),
-            "photos": int(len(labels))}
+    return {
+        "temperature": fit_temperature(logits, labels),
+        "ece_before": expected_calibration_error(softmax(logits), labels),
+        "ece_after_cross_fitted": expected_calibration_error(probs_after, labels),
+        "photos": int(len(labels)),
+    }
 
 
 def check_model(model_path: str, ccp: str, small: str, garments: str | None) -> dict:
@@ -100,42 +102,77 @@ def check_model(model_path: str, ccp: str, small: str, garments: str | None) -> 
     report: dict = {}
     names = info.label_names
     if "category" in names:
-        ev, _ = evaluate_model(model_path, small, "val", data_format="image_folder",
-                                 trainer_kwargs={"enable_progress_bar": False})
-        report["clothing_small_val"] = {"top1": ev["category"]["top1"], "top3": ev["category"].get("top3"),
-                                        "photos": ev["category"]["num_images"]}
+        ev, _ = evaluate_model(
+            model_path,
+            small,
+            "val",
+            data_format="image_folder",
+            trainer_kwargs={"enable_progress_bar": False},
+        )
+        report["clothing_small_val"] = {
+            "top1": ev["category"]["top1"],
+            "top3": ev["category"].get("top3"),
+            "photos": ev["category"]["num_images"],
+        }
     if "styles" in names:
         report["styles_val"] = style_checks(model, info, ccp)
     if "labels" in names:
-        ev, _ = evaluate_model(model_path, ccp, "val", data_format="ccp", trainer_kwargs={"enable_progress_bar": False})
+        ev, _ = evaluate_model(
+            model_path, ccp, "val", data_format="ccp", trainer_kwargs={"enable_progress_bar": False}
+        )
         r = ev["labels"]
-        report["ccp_val"] = {"mAP": r["mAP"], "CF1": r["prf"]["CF1"], "OF1": r["prf"]["OF1"], **r["topk"],
-                             "photos": ev["num_images"]}
+        report["ccp_val"] = {
+            "mAP": r["mAP"],
+            "CF1": r["prf"]["CF1"],
+            "OF1": r["prf"]["OF1"],
+            **r["topk"],
+            "photos": ev["num_images"],
+        }
         threshold, min_tags = float(info.extra.get("threshold", 0.5)), int(info.extra.get("min_tags", 0))
         out = head_outputs(model, info, small, "image_folder")
         tags = 1 / (1 + np.exp(-out["labels"]))
-        report["product_tags_clothing_small_val"] = {"threshold": threshold, "min_tags": min_tags, **product_tag_check(
-            tags, out["category_targets"], out["names"]["category"], names["labels"], threshold, min_tags)}
+        report["product_tags_clothing_small_val"] = {
+            "threshold": threshold,
+            "min_tags": min_tags,
+            **product_tag_check(
+                tags, out["category_targets"], out["names"]["category"], names["labels"], threshold, min_tags
+            ),
+        }
         street, street_targets = _ccp_scores(model, info, ccp)  # OF1 of the tags the Predictor returns
-        report["ccp_val"]["OF1_at_threshold"] = multilabel_prf(returned_tags(street, threshold, min_tags).astype(float),
-                                                               street_targets, threshold=0.5)["OF1"]
+        report["ccp_val"]["OF1_at_threshold"] = multilabel_prf(
+            returned_tags(street, threshold, min_tags).astype(float), street_targets, threshold=0.5
+        )["OF1"]
     if "attributes" in names and garments:
-        ev, _ = evaluate_model(model_path, garments, "val", data_format="deepfashion",
-                               trainer_kwargs={"enable_progress_bar": False})
+        ev, _ = evaluate_model(
+            model_path,
+            garments,
+            "val",
+            data_format="deepfashion",
+            trainer_kwargs={"enable_progress_bar": False},
+        )
         d = ev["deepfashion"]
         per_type = attribute_checks(d, names["attributes"])
-        report["garments_val"] = {"colour_recall_top3": per_type["colour"]["top3"],
-                                  "colour_recall_top5": per_type["colour"]["top5"], "attributes": per_type}
+        report["garments_val"] = {
+            "colour_recall_top3": per_type["colour"]["top3"],
+            "colour_recall_top5": per_type["colour"]["top5"],
+            "attributes": per_type,
+        }
         garment_attrs = [t for t in per_type if t != "colour"]
         if garment_attrs:  # mAP over the garment attributes (not the colours), unknown entries left out
             out = head_outputs(model, info, garments, "deepfashion")
             cols = ~colour_columns(info)
             known = out["attributes_mask"][:, cols] > 0
-            ap = average_precision(_sigmoid(out["attributes"][:, cols]), out["attributes_targets"][:, cols] > 0, known)
+            ap = average_precision(
+                _sigmoid(out["attributes"][:, cols]), out["attributes_targets"][:, cols] > 0, known
+            )
             report["garments_val"]["attribute_mAP"] = float(np.nanmean(ap))
         if "landmarks" in d:
-            report["garments_val"].update({"landmark_NE": d["landmarks"]["NE"],
-                                           "landmark_NE_mean_baseline": d["landmarks"].get("NE_mean_baseline")})
+            report["garments_val"].update(
+                {
+                    "landmark_NE": d["landmarks"]["NE"],
+                    "landmark_NE_mean_baseline": d["landmarks"].get("NE_mean_baseline"),
+                }
+            )
     return report
 
 
@@ -156,10 +193,16 @@ def style_checks(model, info, ccp: str) -> dict:
         rows, top = top_main_rows(paths, styles, n)
         cols = [names.index(t) for t in top]
         r = multilabel_report(scores[rows][:, cols], targets[rows][:, cols], top)
-        report[f"top{n}"] = {**_style_headline(r), "photos": int(rows.sum()), "styles": top,
-                             "per_style_top2_all": {k: v["recall"] for k, v in r["per_label_top2_all"].items()}}
+        report[f"top{n}"] = {
+            **_style_headline(r),
+            "photos": int(rows.sum()),
+            "styles": top,
+            "per_style_top2_all": {k: v["recall"] for k, v in r["per_label_top2_all"].items()},
+        }
     threshold = float(info.extra.get("style_threshold", 0.5))
-    report["OF1_returned"] = multilabel_prf(returned_tags(scores, threshold, 1).astype(float), targets, threshold=0.5)["OF1"]
+    report["OF1_returned"] = multilabel_prf(
+        returned_tags(scores, threshold, 1).astype(float), targets, threshold=0.5
+    )["OF1"]
     return report
 
 
@@ -168,13 +211,17 @@ def _style_headline(r: dict) -> dict:
 
 
 def attribute_checks(report: dict, names: list[str]) -> dict:
-    """Per-type attribute recall@3/@5 and mAP of a DeepFashion report; colours apart (or all, for a colour-only model)."""
+    """Per-type attribute recall@3/@5 and mAP of a DeepFashion report; colours apart (or all, for a
+    colour-only model)."""
     from fashionlens.data.derive import COLOURS
 
     attrs = report["attributes"]
     colour = attrs.get("colour") or (attrs["all"] if set(names) <= set(COLOURS) else None)
-    out = {t: {k: v for k, v in attrs[t].items()} for t in ("texture", "fabric", "shape", "part") if t in attrs
-           and not set(names) <= set(COLOURS)}
+    out = {
+        t: {k: v for k, v in attrs[t].items()}
+        for t in ("texture", "fabric", "shape", "part")
+        if t in attrs and not set(names) <= set(COLOURS)
+    }
     if colour is not None:
         out["colour"] = dict(colour)
     return out
@@ -198,22 +245,39 @@ def calibrate(model: torch.nn.Module, info, clothing: str, ccp: str, min_precisi
     if "styles" in info.label_names:
         out = head_outputs(model, info, ccp, "ccp")
         known = out["styles_mask"][:, 0] > 0
-        threshold, chosen = choose_f1_threshold(_sigmoid(out["styles"][known]), out["styles_targets"][known], min_labels=1)
+        threshold, chosen = choose_f1_threshold(
+            _sigmoid(out["styles"][known]), out["styles_targets"][known], min_labels=1
+        )
         result["styles"] = {"threshold": threshold, **chosen, "photos": int(known.sum())}
     cols = ~colour_columns(info) if "attributes" in info.label_names else np.zeros(0, bool)
     if garments and cols.any():
         out = head_outputs(model, info, garments, "deepfashion")
-        threshold, chosen = choose_f1_threshold(_sigmoid(out["attributes"][:, cols]), out["attributes_targets"][:, cols],
-                                                out["attributes_mask"][:, cols])
+        threshold, chosen = choose_f1_threshold(
+            _sigmoid(out["attributes"][:, cols]),
+            out["attributes_targets"][:, cols],
+            out["attributes_mask"][:, cols],
+        )
         result["attributes"] = {"threshold": threshold, **chosen, "garments": int(len(out["attributes"]))}
     if "labels" in product:
         street_scores, street_targets = _ccp_scores(model, info, ccp)
         targets, weights = implied_tag_targets(product["names"]["category"], info.label_names["labels"])
         classes = product["category_targets"]
-        threshold, chosen = choose_tag_threshold(street_scores, street_targets, 1 / (1 + np.exp(-product["labels"])),
-                                                 targets[classes], weights[classes], min_precision, min_tags=min_tags)
-        result["tags"] = {"threshold": threshold, "min_tags": min_tags, **chosen, "street_photos": int(len(street_targets)),
-                          "product_photos": int(len(classes))}
+        threshold, chosen = choose_tag_threshold(
+            street_scores,
+            street_targets,
+            1 / (1 + np.exp(-product["labels"])),
+            targets[classes],
+            weights[classes],
+            min_precision,
+            min_tags=min_tags,
+        )
+        result["tags"] = {
+            "threshold": threshold,
+            "min_tags": min_tags,
+            **chosen,
+            "street_photos": int(len(street_targets)),
+            "product_photos": int(len(classes)),
+        }
     result["category"]["top1_val"] = topk_accuracy(product["category"], product["category_targets"], 1)
     return result
 
@@ -229,21 +293,44 @@ def load_lightning_weights(model: torch.nn.Module, ckpt_path: str) -> int:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
-    ap.add_argument("--clothing", required=True, help="clothing-dataset root (temperature, product-photo tags)")
+    ap.add_argument(
+        "--clothing", required=True, help="clothing-dataset root (temperature, product-photo tags)"
+    )
     ap.add_argument("--ccp", required=True, help="Clothing Co-Parsing root (tag threshold, mAP)")
-    ap.add_argument("--small", required=True, help="clothing-dataset-small root (its validation folder is checked)")
+    ap.add_argument(
+        "--small", required=True, help="clothing-dataset-small root (its validation folder is checked)"
+    )
     ap.add_argument("--garments", default=None, help="the derived garment tree (colours, landmarks)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--report", default=None, help="write the calibration and checks as JSON here")
-    ap.add_argument("--check-only", action="store_true", help="only the checks of MODEL as it is (e.g. the previous shipped model)")
-    ap.add_argument("--min-precision", type=float, default=0.85, help="product-photo tag precision the threshold must reach")
-    ap.add_argument("--min-tags", type=int, default=1,
-                    help="every photo gets at least its N most likely tags, even below the threshold (0: none)")
-    ap.add_argument("--weights", default=None, help="a Lightning checkpoint (last.ckpt) whose weights to ship")
-    ap.add_argument("--tta", choices=["none", "flip"], default=None, help="store this test-time augmentation in the model")
+    ap.add_argument(
+        "--check-only",
+        action="store_true",
+        help="only the checks of MODEL as it is (e.g. the previous shipped model)",
+    )
+    ap.add_argument(
+        "--min-precision",
+        type=float,
+        default=0.85,
+        help="product-photo tag precision the threshold must reach",
+    )
+    ap.add_argument(
+        "--min-tags",
+        type=int,
+        default=1,
+        help="every photo gets at least its N most likely tags, even below the threshold (0: none)",
+    )
+    ap.add_argument(
+        "--weights", default=None, help="a Lightning checkpoint (last.ckpt) whose weights to ship"
+    )
+    ap.add_argument(
+        "--tta", choices=["none", "flip"], default=None, help="store this test-time augmentation in the model"
+    )
     args = ap.parse_args(argv)
     if args.check_only:
-        print(json.dumps(check_model(args.model, args.ccp, args.small, args.garments), indent=2, default=float))
+        print(
+            json.dumps(check_model(args.model, args.ccp, args.small, args.garments), indent=2, default=float)
+        )
         return
     model, info = load_model_file(args.model)
     if args.weights:
@@ -253,7 +340,9 @@ def main(argv: list[str] | None = None) -> None:
         rebuilt = build_model({**model.spec, "tta": args.tta})
         rebuilt.load_state_dict(model.state_dict())
         model = rebuilt
-    calibration = calibrate(model, info, args.clothing, args.ccp, args.min_precision, args.min_tags, args.garments)
+    calibration = calibrate(
+        model, info, args.clothing, args.ccp, args.min_precision, args.min_tags, args.garments
+    )
     info.extra["temperature"] = calibration["category"]["temperature"]
     if "styles" in calibration:
         info.extra["style_threshold"] = calibration["styles"]["threshold"]
@@ -262,8 +351,10 @@ def main(argv: list[str] | None = None) -> None:
     if "tags" in calibration:
         info.extra["threshold"] = calibration["tags"]["threshold"]
         info.extra["min_tags"] = args.min_tags
-        info.extra["threshold_selection"] = (f"max OF1 on CCP + product validation photos with product precision >= "
-                                             f"{args.min_precision}: {calibration['tags']}")
+        info.extra["threshold_selection"] = (
+            f"max OF1 on CCP + product validation photos with product precision >= "
+            f"{args.min_precision}: {calibration['tags']}"
+        )
     out = save_model(model, info, args.out, half=True)
     checks = check_model(str(out), args.ccp, args.small, args.garments)
     summary = {"calibration": calibration, "checks": checks}

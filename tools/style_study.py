@@ -3,11 +3,12 @@
     # 1. train every row x seed (configs/styles_top{5,7}_*.yaml), e.g.
     fashionlens train configs/styles_top5_mlgcn.yaml --out runs/styles/top5/mlgcn-s0 seed=0
     # 2. score the trained models on a split (each model once; reruns skip what is scored)
-    python tools/style_study.py score runs/styles/top5/*/model.safetensors --data ../shared/data/ccp/styles.csv \
-        --split val --out runs/styles/scores
+    python tools/style_study.py score runs/styles/top5/*/model.safetensors \
+        --data ../shared/data/ccp/styles.csv --split val --out runs/styles/scores
     # 3. seed B's Tables 3 and 5 (mean +- std over seeds), the paired bootstrap of ML-GCN minus the
     #    linear head, and the annotator row (the second labelling scored against the first, same photos)
-    python tools/style_study.py table runs/styles/scores/val/top5 --second ../shared/data/ccp/styles.second-pass.csv
+    python tools/style_study.py table runs/styles/scores/val/top5 \
+        --second ../shared/data/ccp/styles.second-pass.csv
     # 4. Fig. 6 (style correlation on the training split) and Fig. 7 (a case grid of test photos)
     python tools/style_study.py figures --data ../shared/data/ccp/styles.csv --out docs \
         --cases runs/styles/scores/test/top5 --rows lite0 mlgcn
@@ -51,17 +52,29 @@ def cmd_score(args) -> None:
         out = args.out / args.split / subset / f"{row}__s{seed}"
         if out.with_suffix(".json").is_file():
             continue
-        _, res = evaluate_model(path, args.data, split=args.split, trainer_kwargs={"enable_progress_bar": False})
+        _, res = evaluate_model(
+            path, args.data, split=args.split, trainer_kwargs={"enable_progress_bar": False}
+        )
         o, names = res["outputs"], list(res["info"].label_names["labels"])
         order = np.argsort(o["paths"])  # one photo order for every model: the bootstrap pairs rows
         scores, targets = o["labels_scores"][order], o["labels_targets"][order]
         report = multilabel_report(scores, targets, names)
         out.parent.mkdir(parents=True, exist_ok=True)
         np.savez(out.with_suffix(".npz"), scores=scores, targets=targets, paths=np.asarray(o["paths"][order]))
-        summary = {"row": row, "seed": seed, "split": args.split, "subset": subset, "model": str(path), "labels": names,
-                   "report": report}
+        summary = {
+            "row": row,
+            "seed": seed,
+            "split": args.split,
+            "subset": subset,
+            "model": str(path),
+            "labels": names,
+            "report": report,
+        }
         atomic_write_bytes(out.with_suffix(".json"), json.dumps(summary, indent=1, default=float).encode())
-        print(f"{row} s{seed} {args.split} {subset}: mAP {report['mAP']:.3f} top-1 any {report['topk']['top1_any']:.3f}")
+        print(
+            f"{row} s{seed} {args.split} {subset}: mAP {report['mAP']:.3f} top-1 any "
+            f"{report['topk']['top1_any']:.3f}"
+        )
 
 
 def load_scores(folder: Path) -> dict[str, list[dict]]:
@@ -93,13 +106,18 @@ def _mean_std(values) -> str:
 
 
 def rows_table(runs: dict[str, list[dict]], rows_subset: np.ndarray | None = None) -> list[str]:
-    """Seed B's Table 3: one row per model (mean ± std over seeds, percent), optionally on some photos only."""
+    """Seed B's Table 3: one row per model (mean ± std over seeds, percent), optionally on some photos
+    only."""
     from fashionlens.metrics import multilabel_report
 
     lines = ["| model | seeds | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
     for row, group in runs.items():
-        reports = [r["report"] if rows_subset is None else
-                   multilabel_report(r["scores"][rows_subset], r["targets"][rows_subset], r["labels"]) for r in group]
+        reports = [
+            r["report"]
+            if rows_subset is None
+            else multilabel_report(r["scores"][rows_subset], r["targets"][rows_subset], r["labels"])
+            for r in group
+        ]
         cells = [_mean_std([_metric(rep, c) for rep in reports]) for c in COLUMNS]
         lines.append(f"| {ROWS.get(row, row)} | {len(group)} | " + " | ".join(cells) + " |")
     return lines
@@ -110,7 +128,10 @@ def per_style_table(runs: dict[str, list[dict]]) -> list[str]:
     first = next(iter(runs.values()))[0]
     names = first["labels"]
     support = first["report"]["per_label_top2_all"]
-    lines = ["| style (photos) | " + " | ".join(ROWS.get(r, r) for r in runs) + " |", "|---" * (len(runs) + 1) + "|"]
+    lines = [
+        "| style (photos) | " + " | ".join(ROWS.get(r, r) for r in runs) + " |",
+        "|---" * (len(runs) + 1) + "|",
+    ]
     for name in names:
         cells = []
         for group in runs.values():
@@ -121,27 +142,45 @@ def per_style_table(runs: dict[str, list[dict]]) -> list[str]:
 
 
 def bootstrap_table(runs: dict[str, list[dict]], resamples: int) -> list[str]:
-    """Paired bootstrap over photos (seed-averaged metrics) of each (a, b) in PAIRS that was run: a minus b."""
+    """Paired bootstrap over photos (seed-averaged metrics) of each (a, b) in PAIRS that was run: a minus
+    b."""
     from fashionlens.metrics import mean_average_precision, paired_bootstrap, topk_recall
 
-    fns = {"mAP": mean_average_precision, "top1_any": lambda s, t: topk_recall(s, t, 1, "any"),
-           "top2_all": lambda s, t: topk_recall(s, t, 2, "all"), "top3_any": lambda s, t: topk_recall(s, t, 3, "any")}
-    lines = ["| a minus b | " + " | ".join(f"Δ{c} [95 % CI] (p)" for c in fns) + " |", "|---" * (len(fns) + 1) + "|"]
+    fns = {
+        "mAP": mean_average_precision,
+        "top1_any": lambda s, t: topk_recall(s, t, 1, "any"),
+        "top2_all": lambda s, t: topk_recall(s, t, 2, "all"),
+        "top3_any": lambda s, t: topk_recall(s, t, 3, "any"),
+    }
+    lines = [
+        "| a minus b | " + " | ".join(f"Δ{c} [95 % CI] (p)" for c in fns) + " |",
+        "|---" * (len(fns) + 1) + "|",
+    ]
     for a, b in PAIRS:
         if a not in runs or b not in runs:
             continue
         targets = runs[a][0]["targets"]
         cells = []
         for fn in fns.values():
-            result = paired_bootstrap(fn, [[r["scores"] for r in runs[b]], [r["scores"] for r in runs[a]]], targets, resamples, seed=0)
+            result = paired_bootstrap(
+                fn,
+                [[r["scores"] for r in runs[b]], [r["scores"] for r in runs[a]]],
+                targets,
+                resamples,
+                seed=0,
+            )
             d = result.difference(0, 1)
-            cells.append(f"{d['delta'] * 100:+.1f} [{d['lo'] * 100:+.1f}, {d['hi'] * 100:+.1f}] ({d['p_not_better']:.3f})")
+            cells.append(
+                f"{d['delta'] * 100:+.1f} [{d['lo'] * 100:+.1f}, {d['hi'] * 100:+.1f}] "
+                f"({d['p_not_better']:.3f})"
+            )
         lines.append(f"| {ROWS.get(a, a)} minus {ROWS.get(b, b)} | " + " | ".join(cells) + " |")
     return lines
 
 
 def annotator_rows(runs: dict[str, list[dict]], second_path: Path) -> tuple[list[str], np.ndarray]:
-    """The second labelling scored like a model against the first on the photos both labelled; the rows of those photos."""
+    """The second labelling scored like a model against the first on the photos both labelled; the rows of
+    those photos."""
     from fashionlens.data.styles import annotator_scores, read_styles
     from fashionlens.metrics import multilabel_report
 
@@ -151,7 +190,9 @@ def annotator_rows(runs: dict[str, list[dict]], second_path: Path) -> tuple[list
     rows = ~np.isnan(scores).any(1)
     report = multilabel_report(scores[rows], first["targets"][rows], first["labels"])
     cells = [f"{_metric(report, c) * 100:.1f}" for c in COLUMNS]
-    return ["| Annotators: the second labelling scored against the first | - | " + " | ".join(cells) + " |"], rows
+    return [
+        "| Annotators: the second labelling scored against the first | - | " + " | ".join(cells) + " |"
+    ], rows
 
 
 def cmd_table(args) -> None:
@@ -160,16 +201,30 @@ def cmd_table(args) -> None:
         runs = load_scores(folder)
         first = next(iter(runs.values()))[0]
         n = len(first["paths"])
-        text += [f"### {first['subset']}, {first['split']} split ({n} photos; styles: {', '.join(first['labels'])})", ""]
+        text += [
+            f"### {first['subset']}, {first['split']} split ({n} photos; styles: "
+            f"{', '.join(first['labels'])})",
+            "",
+        ]
         text += rows_table(runs) + [""]
         if args.second:
             ann, rows = annotator_rows(runs, args.second)
-            text += [f"The same models on the {int(rows.sum())} of these photos that the second pass labelled, "
-                     "beside the annotators (the ceiling):", ""]
+            text += [
+                f"The same models on the {int(rows.sum())} of these photos that the second pass labelled, "
+                "beside the annotators (the ceiling):",
+                "",
+            ]
             text += rows_table(runs, rows) + ann + [""]
         text += ["Per-style top-2 all-recall (seed B's Table 5):", ""] + per_style_table(runs) + [""]
-        text += [f"Paired bootstrap over the {n} photos ({args.resamples} rounds, seed-averaged metrics; p = the share "
-                 "of rounds in which a was not better), points:", ""] + bootstrap_table(runs, args.resamples) + [""]
+        text += (
+            [
+                f"Paired bootstrap over the {n} photos ({args.resamples} rounds, seed-averaged metrics; p = "
+                "the share of rounds in which a was not better), points:",
+                "",
+            ]
+            + bootstrap_table(runs, args.resamples)
+            + [""]
+        )
     out = "\n".join(text)
     print(out)
     if args.out:
@@ -189,18 +244,25 @@ def cmd_figures(args) -> None:
         subset = select_top_labels(styles, n) if n else styles
         train = split_dataset(subset, (0.7, 0.1, 0.2), seed=0)["train"]
         counts, nums = cooccurrence(train.targets())
-        conditional = np.divide(counts, nums[:, None], out=np.zeros_like(counts, dtype=np.float64), where=nums[:, None] > 0)
+        conditional = np.divide(
+            counts, nums[:, None], out=np.zeros_like(counts, dtype=np.float64), where=nums[:, None] > 0
+        )
         np.fill_diagonal(conditional, 1.0)
         name = f"top{n}" if n else "all"
-        plot_correlation(conditional, subset.label_names, args.out / f"styles-correlation-{name}.png",
-                         f"Style correlation P(j | i)\nCCP-Styles training split ({name}, {len(train)} photos)")
+        plot_correlation(
+            conditional,
+            subset.label_names,
+            args.out / f"styles-correlation-{name}.png",
+            f"Style correlation P(j | i)\nCCP-Styles training split ({name}, {len(train)} photos)",
+        )
         print(f"wrote {args.out / f'styles-correlation-{name}.png'}")
     if args.cases:
         _case_grid(load_scores(args.cases), args.rows, args.out / "styles-cases.png", args.n)
 
 
 def _case_grid(runs: dict[str, list[dict]], rows: list[str], path: Path, n: int) -> None:
-    """Seed B's Fig. 7: the photos where the rows disagree most (seed 0 of each), top-3 styles and the truth."""
+    """Seed B's Fig. 7: the photos where the rows disagree most (seed 0 of each), top-3 styles and the
+    truth."""
     from fashionlens.train.compare import HeadOutputs, disagreement_order
     from fashionlens.train.compare_plots import plot_cases
 
@@ -208,8 +270,13 @@ def _case_grid(runs: dict[str, list[dict]], rows: list[str], path: Path, n: int)
     if missing:
         raise SystemExit(f"error: no scored runs of {missing} (scored: {sorted(runs)})")
     first = runs[rows[0]][0]
-    out = HeadOutputs("labels", first["labels"], [runs[r][0]["scores"] for r in rows], first["targets"].astype(np.int64),
-                      first["paths"])
+    out = HeadOutputs(
+        "labels",
+        first["labels"],
+        [runs[r][0]["scores"] for r in rows],
+        first["targets"].astype(np.int64),
+        first["paths"],
+    )
     plot_cases(out, [ROWS.get(r, r).split(" (")[0] for r in rows], disagreement_order(out)[:n], path)
     print(f"wrote {path}")
 
@@ -222,7 +289,9 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--data", required=True, help="the style CSV the models were trained on")
     s.add_argument("--split", default="val", choices=["val", "test"])
     s.add_argument("--out", type=Path, required=True)
-    t = sub.add_parser("table", help="seed B's Tables 3 and 5, the bootstrap and the annotator row, as Markdown")
+    t = sub.add_parser(
+        "table", help="seed B's Tables 3 and 5, the bootstrap and the annotator row, as Markdown"
+    )
     t.add_argument("scores", nargs="+", type=Path, help="folders written by score (OUT/SPLIT/topN)")
     t.add_argument("--second", type=Path, default=None, help="the second labelling (styles.second-pass.csv)")
     t.add_argument("--resamples", type=int, default=2000)

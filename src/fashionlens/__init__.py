@@ -10,7 +10,9 @@ __all__ = ["FashionlensError", "load_model"]
 __version__ = "0.1.0"
 
 
-def load_model(name_or_path="fashionlens-lite", device: str = "cpu", batch_size: int = 32, backend: str = "auto"):
+def load_model(
+    name_or_path="fashionlens-lite", device: str = "cpu", batch_size: int = 32, backend: str = "auto"
+):
     """Load a shipped model by name, or a model file, into a :class:`~fashionlens.inference.Predictor`.
 
     ``backend``: "auto" (ONNX Runtime on the CPU when measured faster, else PyTorch), "torch" or "onnx".

@@ -55,7 +55,9 @@ class ModelInfo:
             raise CheckpointError(f"{source}: model header is not valid JSON ({e})") from None
         version = d.get("schema_version")
         if version != SCHEMA_VERSION:
-            raise CheckpointError(f"{source}: schema_version {version!r}, this fashionlens reads {SCHEMA_VERSION}")
+            raise CheckpointError(
+                f"{source}: schema_version {version!r}, this fashionlens reads {SCHEMA_VERSION}"
+            )
         for key in ("spec", "label_names", "data_config"):
             if key not in d:
                 raise CheckpointError(f"{source}: model header has no {key!r}")
@@ -90,7 +92,9 @@ def read_info(path: str | Path) -> ModelInfo:
     except Exception as e:  # safetensors raises its own error types for corrupt headers
         raise CheckpointError(f"{path}: not a readable safetensors model file ({e})") from None
     if _META_KEY not in meta:
-        raise CheckpointError(f"{path}: safetensors file without a fashionlens header (not a fashionlens model)")
+        raise CheckpointError(
+            f"{path}: safetensors file without a fashionlens header (not a fashionlens model)"
+        )
     return ModelInfo.from_json(meta[_META_KEY], str(path))
 
 
@@ -115,17 +119,24 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
     if missing or unexpected:
-        raise CheckpointError(f"{path}: weights do not match the model spec (missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise CheckpointError(
+            f"{path}: weights do not match the model spec (missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]})"
+        )
     for name, t in tensors.items():
         if t.shape != own[name].shape:
-            raise CheckpointError(f"{path}: tensor {name} has shape {tuple(t.shape)}, expected {tuple(own[name].shape)}")
+            raise CheckpointError(
+                f"{path}: tensor {name} has shape {tuple(t.shape)}, expected {tuple(own[name].shape)}"
+            )
         if t.is_floating_point():
             tensors[name] = t.float()
     model.load_state_dict(tensors)
     return model.to(device).eval(), info
 
 
-def warm_start(model: FashionNet, label_names: dict[str, list[str]], path: str | Path) -> tuple[int, list[str]]:
+def warm_start(
+    model: FashionNet, label_names: dict[str, list[str]], path: str | Path
+) -> tuple[int, list[str]]:
     """Start ``model`` from a model file's weights (``model.init_from``): fine-tune a trained model.
 
     Every tensor of the file whose name and shape match is copied (cast to the model's dtype). A head
@@ -140,11 +151,20 @@ def warm_start(model: FashionNet, label_names: dict[str, list[str]], path: str |
     """
     info = read_info(path)
     tensors = _read_tensors(path)
-    other = {head for head, names in label_names.items() if list(info.label_names.get(head) or []) != list(names)}
+    other = {
+        head for head, names in label_names.items() if list(info.label_names.get(head) or []) != list(names)
+    }
     own = model.state_dict()
-    take = {name: t.to(own[name].dtype) for name, t in tensors.items()
-            if name in own and t.shape == own[name].shape and name.split(".")[:2] not in [["heads", h] for h in other]}
+    take = {
+        name: t.to(own[name].dtype)
+        for name, t in tensors.items()
+        if name in own
+        and t.shape == own[name].shape
+        and name.split(".")[:2] not in [["heads", h] for h in other]
+    }
     if not take:
-        raise CheckpointError(f"{path}: none of its {len(tensors)} tensors match this model (model.init_from)")
+        raise CheckpointError(
+            f"{path}: none of its {len(tensors)} tensors match this model (model.init_from)"
+        )
     model.load_state_dict(take, strict=False)
     return len(take), sorted(set(own) - set(take))

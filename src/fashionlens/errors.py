@@ -2,8 +2,10 @@
 
 Every typed error derives from :class:`FashionlensError` and keeps its builtin base too
 (``DataFormatError`` is still a ``ValueError``, ``fileio.OutputDirError`` an ``OSError``), so code that
-catches the builtin keeps working. The command line catches ``FashionlensError`` once, for every
-command, and prints its message as one ``error:`` line (exit code 2) instead of a traceback.
+catches the builtin keeps working. The command line catches ``FashionlensError`` once, around every
+command (:mod:`fashionlens.cli_common`), and prints its message as one ``error:`` line (exit code 2,
+or the error's own ``exit_code``) instead of a traceback; any other exception is a bug and keeps its
+traceback.
 
 Example:
     >>> from fashionlens.data.errors import DataFormatError
@@ -16,4 +18,17 @@ from __future__ import annotations
 
 
 class FashionlensError(Exception):
-    """Bad input, a bad file or a bad setting; the message names the file, line or field and what was expected."""
+    """Bad input, a bad file or a bad setting; the message names the file, line or field and what was
+    expected."""
+
+    exit_code = 2  # the command line's exit status when this error ends a command
+
+
+class ConfigError(FashionlensError, ValueError):
+    """A config key or value (or a command's setting) that fashionlens does not accept; the message names the
+    key."""
+
+
+class InputNotFoundError(FashionlensError, FileNotFoundError):
+    """A file or folder named as input (an argument, an option, a config value) that does not exist or holds
+    nothing."""

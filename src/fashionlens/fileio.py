@@ -56,7 +56,8 @@ def check_output_dir(folder: str | Path, option: str = "output directory", label
 
 
 def check_output_file(path: str | Path, option: str = "output file") -> Path:
-    """``path`` can be written (atomically, as :func:`atomic_write_bytes` does): not a folder, its folder writable.
+    """``path`` can be written (atomically, as :func:`atomic_write_bytes` does): not a folder, its folder
+    writable.
 
     Raises:
         OutputDirError: ``path`` is a folder, or its folder cannot be created or written.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fashionlens.errors import ConfigError
+
 
 def gaussian_targets(landmarks: torch.Tensor, size: tuple[int, int], sigma: float) -> torch.Tensor:
     """Gaussian heatmaps (B, L, h, w) with peak 1 at each landmark.
@@ -25,6 +27,12 @@ def gaussian_targets(landmarks: torch.Tensor, size: tuple[int, int], sigma: floa
 HEATMAP_LOSSES = ("mse", "softmax")
 
 
+def check_heatmap_loss(kind: str) -> None:
+    """Raise :class:`ConfigError` (a ValueError) naming ``loss.heatmap`` unless ``kind`` is a heatmap loss."""
+    if kind not in HEATMAP_LOSSES:
+        raise ConfigError(f"loss.heatmap must be one of {', '.join(HEATMAP_LOSSES)}, got {kind!r}")
+
+
 def heatmap_loss(pred: torch.Tensor, landmarks: torch.Tensor, visible: torch.Tensor, sigma: float,
                  kind: str = "mse") -> torch.Tensor:  # fmt: skip
     """Heatmap loss over visible landmarks only, averaged over them.
@@ -35,8 +43,7 @@ def heatmap_loss(pred: torch.Tensor, landmarks: torch.Tensor, visible: torch.Ten
     when the maps are near zero, where the MSE of an all-zero map is already small (about
     ``pi * sigma^2 / (h * w)``), so it learns in far fewer steps. The landmark is the map's peak either way.
     """
-    if kind not in HEATMAP_LOSSES:
-        raise ValueError(f"heatmap loss must be one of {HEATMAP_LOSSES}, got {kind!r}")
+    check_heatmap_loss(kind)
     target = gaussian_targets(landmarks, pred.shape[-2:], sigma)  # (B, L, h, w)
     if kind == "mse":
         per_map = ((pred.float() - target) ** 2).mean(dim=(2, 3))  # (B, L)
@@ -48,16 +55,27 @@ def heatmap_loss(pred: torch.Tensor, landmarks: torch.Tensor, visible: torch.Ten
     return (per_map * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def weighted_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None, pos_weight: torch.Tensor | None) -> torch.Tensor:
+def weighted_bce(
+    logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None, pos_weight: torch.Tensor | None
+) -> torch.Tensor:
     """Binary cross-entropy with per-attribute positive weights; unknown entries (mask 0) ignored."""
-    loss = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), pos_weight=pos_weight, reduction="none")
+    loss = F.binary_cross_entropy_with_logits(
+        logits.float(), targets.float(), pos_weight=pos_weight, reduction="none"
+    )
     if mask is None:
         return loss.mean()
     return (loss * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-MULTILABEL_DEFAULTS = {"kind": "bce", "gamma_neg": 4.0, "gamma_pos": 0.0, "clip": 0.05, "gamma": 2.0, "alpha": None,
-                       "detach_focus": True}
+MULTILABEL_DEFAULTS = {
+    "kind": "bce",
+    "gamma_neg": 4.0,
+    "gamma_pos": 0.0,
+    "clip": 0.05,
+    "gamma": 2.0,
+    "alpha": None,
+    "detach_focus": True,
+}
 MULTILABEL_KINDS = ("bce", "asl", "focal")
 
 
@@ -67,9 +85,16 @@ def _masked_mean(loss: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return (loss * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None,
-                    gamma_neg: float = 4.0, gamma_pos: float = 0.0, clip: float = 0.05,
-                    detach_focus: bool = True, eps: float = 1e-8) -> torch.Tensor:
+def asymmetric_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    gamma_neg: float = 4.0,
+    gamma_pos: float = 0.0,
+    clip: float = 0.05,
+    detach_focus: bool = True,
+    eps: float = 1e-8,
+) -> torch.Tensor:
     """ASL (Ridnik et al., ICCV 2021), the mean over the known entries.
 
     With ``p = sigmoid(logit)`` and the shifted negative probability ``p_m = max(p - clip, 0)``:
@@ -103,8 +128,13 @@ def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Ten
     return _masked_mean(-loss, mask)
 
 
-def focal_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None,
-               gamma: float = 2.0, alpha: float | None = None) -> torch.Tensor:
+def focal_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    gamma: float = 2.0,
+    alpha: float | None = None,
+) -> torch.Tensor:
     """Sigmoid focal loss (Lin et al., 2017), the mean over the known entries.
 
     ``-alpha_t (1 - p_t)^gamma log p_t`` with ``p_t`` the probability of the right answer and
@@ -122,34 +152,64 @@ def focal_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor |
 
 
 def check_multilabel_loss(settings: dict | None) -> dict:
-    """``loss.multilabel`` over its defaults, checked; raises ValueError naming the bad setting."""
+    """``loss.multilabel`` over its defaults, checked; raises :class:`ConfigError` (a ValueError) naming the
+    bad setting."""
     s = {**MULTILABEL_DEFAULTS, **(settings or {})}
     unknown = set(s) - set(MULTILABEL_DEFAULTS)
     if unknown:
-        raise ValueError(f"unknown loss.multilabel setting(s) {sorted(unknown)}; known: {', '.join(MULTILABEL_DEFAULTS)}")
+        raise ConfigError(
+            f"unknown loss.multilabel setting(s) {sorted(unknown)}; known: {', '.join(MULTILABEL_DEFAULTS)}"
+        )
     if s["kind"] not in MULTILABEL_KINDS:
-        raise ValueError(f"loss.multilabel.kind must be one of {', '.join(MULTILABEL_KINDS)}, got {s['kind']!r}")
+        raise ConfigError(
+            f"loss.multilabel.kind must be one of {', '.join(MULTILABEL_KINDS)}, got {s['kind']!r}"
+        )
+
+    def number(key: str) -> float:
+        try:
+            return float(s[key])
+        except (TypeError, ValueError):
+            raise ConfigError(f"loss.multilabel.{key} must be a number, got {s[key]!r}") from None
+
     for key in ("gamma_neg", "gamma_pos", "gamma"):
-        if float(s[key]) < 0:
-            raise ValueError(f"loss.multilabel.{key} must be >= 0, got {s[key]!r}")
-    if not 0 <= float(s["clip"]) < 1:
-        raise ValueError(f"loss.multilabel.clip must be in [0, 1), got {s['clip']!r}")
-    if s["alpha"] is not None and not 0 <= float(s["alpha"]) <= 1:
-        raise ValueError(f"loss.multilabel.alpha must be null or in [0, 1], got {s['alpha']!r}")
+        if number(key) < 0:
+            raise ConfigError(f"loss.multilabel.{key} must be >= 0, got {s[key]!r}")
+    if not 0 <= number("clip") < 1:
+        raise ConfigError(f"loss.multilabel.clip must be in [0, 1), got {s['clip']!r}")
+    if s["alpha"] is not None and not 0 <= number("alpha") <= 1:
+        raise ConfigError(f"loss.multilabel.alpha must be null or in [0, 1], got {s['alpha']!r}")
     return s
 
 
-def multilabel_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None,
-                    pos_weight: torch.Tensor | None = None, settings: dict | None = None) -> torch.Tensor:
+def multilabel_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    pos_weight: torch.Tensor | None = None,
+    settings: dict | None = None,
+) -> torch.Tensor:
     """The configured multi-label loss (``loss.multilabel``): bce (with ``pos_weight``), asl or focal."""
     s = check_multilabel_loss(settings)
     if s["kind"] == "asl":
-        return asymmetric_loss(logits, targets, mask, float(s["gamma_neg"]), float(s["gamma_pos"]), float(s["clip"]),
-                               bool(s["detach_focus"]))
+        return asymmetric_loss(
+            logits,
+            targets,
+            mask,
+            float(s["gamma_neg"]),
+            float(s["gamma_pos"]),
+            float(s["clip"]),
+            bool(s["detach_focus"]),
+        )
     if s["kind"] == "focal":
-        return focal_loss(logits, targets, mask, float(s["gamma"]), None if s["alpha"] is None else float(s["alpha"]))
+        return focal_loss(
+            logits, targets, mask, float(s["gamma"]), None if s["alpha"] is None else float(s["alpha"])
+        )
     return weighted_bce(logits, targets, mask, pos_weight)
-def weighted_mean_bce(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+
+
+def weighted_mean_bce(
+    logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None
+) -> torch.Tensor:
     """BCE averaged over *all* entries, each multiplied by its weight (1 without ``weights``).
 
     Unlike :func:`weighted_bce`'s mask, the weights are not renormalised: a sub-batch of product
@@ -159,7 +219,9 @@ def weighted_mean_bce(logits: torch.Tensor, targets: torch.Tensor, weights: torc
     return loss.mean() if weights is None else (loss * weights).mean()
 
 
-def pos_weight_from_targets(targets: torch.Tensor, mask: torch.Tensor | None = None, max_weight: float = 100.0) -> torch.Tensor:
+def pos_weight_from_targets(
+    targets: torch.Tensor, mask: torch.Tensor | None = None, max_weight: float = 100.0
+) -> torch.Tensor:
     """pos_weight[c] = negatives / positives of attribute c in the training set, clipped to [1, max]."""
     targets = targets.float()
     valid = torch.ones_like(targets) if mask is None else mask.float()
@@ -189,7 +251,9 @@ def compute_losses(
     """
     losses: dict[str, torch.Tensor] = {}
     if "category" in outputs and "category" in batch:
-        losses["category"] = F.cross_entropy(outputs["category"].float(), batch["category"], label_smoothing=label_smoothing)
+        losses["category"] = F.cross_entropy(
+            outputs["category"].float(), batch["category"], label_smoothing=label_smoothing
+        )
     for head in ("labels", "styles"):
         if head in outputs and head in batch:
             weights = batch.get(f"{head}_mask")
@@ -198,12 +262,15 @@ def compute_losses(
             else:  # ASL / focal: the weights act as a mask (a mean over the weighted entries)
                 losses[head] = multilabel_loss(outputs[head], batch[head], weights, settings=multilabel)
     if "attributes" in outputs and "attributes" in batch:
-        losses["attributes"] = multilabel_loss(outputs["attributes"], batch["attributes"], batch.get("attributes_mask"),
-                                               pos_weight, multilabel)
+        losses["attributes"] = multilabel_loss(
+            outputs["attributes"], batch["attributes"], batch.get("attributes_mask"), pos_weight, multilabel
+        )
     if "heatmaps" in outputs and "landmarks" in batch:
-        losses["landmarks"] = heatmap_loss(outputs["heatmaps"], batch["landmarks"], batch["landmark_visible"], heatmap_sigma,
-                                           heatmap)
+        losses["landmarks"] = heatmap_loss(
+            outputs["heatmaps"], batch["landmarks"], batch["landmark_visible"], heatmap_sigma, heatmap
+        )
     if "landmark_visibility" in outputs and "landmark_visible" in batch:
-        losses["visibility"] = F.binary_cross_entropy_with_logits(outputs["landmark_visibility"].float(),
-                                                                  batch["landmark_visible"].float())
+        losses["visibility"] = F.binary_cross_entropy_with_logits(
+            outputs["landmark_visibility"].float(), batch["landmark_visible"].float()
+        )
     return losses

@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
-from PIL import Image
 
 from fashionlens.data.errors import DataFormatError
+from fashionlens.data.images import IMAGE_EXTENSIONS, BadImageError, probe_image
 from fashionlens.data.multilabel import LabelledSet, Sample
+from fashionlens.errors import ConfigError
 
 DROPPED_LABELS = ("null", "skin", "hair")
-PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png")
 ANNOTATION_KINDS = ("image-level", "pixel-level")
 ANNOTATION_CHOICES = ("both", *ANNOTATION_KINDS)
 MIN_MASK_PIXELS = 100
@@ -51,7 +51,9 @@ def _load_variable(path: Path, name: str) -> np.ndarray:
     # scipy reports corrupt or unsupported files with many types (MatReadError, NotImplementedError
     # for v7.3 HDF5 files, zlib.error, struct.error, ...): all mean "not a readable .mat file".
     except Exception as e:  # noqa: BLE001
-        raise DataFormatError(path, None, f"cannot read variable '{name}' ({type(e).__name__}: {e})") from None
+        raise DataFormatError(
+            path, None, f"cannot read variable '{name}' ({type(e).__name__}: {e})"
+        ) from None
 
 
 def _cell_text(path: Path, cell) -> str:
@@ -59,7 +61,9 @@ def _cell_text(path: Path, cell) -> str:
     if not value.size:
         return ""
     if not isinstance(value[0], str):
-        raise DataFormatError(path, None, f"variable 'label_list': expected a cell array of names, found {value[0]!r}")
+        raise DataFormatError(
+            path, None, f"variable 'label_list': expected a cell array of names, found {value[0]!r}"
+        )
     return str(value[0])
 
 
@@ -72,7 +76,11 @@ def read_ccp_label_list(path: str | Path) -> list[str]:
 def _integer_values(path: Path, field: str, values: np.ndarray) -> None:
     if values.dtype.kind not in "iub" and not (values.dtype.kind == "f" and np.isfinite(values).all()
                                               and (values == np.round(values)).all()):  # fmt: skip
-        raise DataFormatError(path, None, f"field '{field}': expected integer label indices, found {values.dtype} {values.ravel()[:5]}")
+        raise DataFormatError(
+            path,
+            None,
+            f"field '{field}': expected integer label indices, found {values.dtype} {values.ravel()[:5]}",
+        )
 
 
 def _read_tags(path: Path, num_labels: int) -> list[int]:
@@ -81,7 +89,9 @@ def _read_tags(path: Path, num_labels: int) -> list[int]:
     indices = sorted({int(t) for t in tags.ravel()})
     if indices and (indices[0] < 0 or indices[-1] >= num_labels):
         raise DataFormatError(
-            path, None, f"field 'tags': index out of range {indices}; expected 0-based indices below {num_labels}"
+            path,
+            None,
+            f"field 'tags': index out of range {indices}; expected 0-based indices below {num_labels}",
         )
     return indices
 
@@ -101,21 +111,32 @@ def read_ccp_mask(path: str | Path, num_labels: int, photo: str | Path | None = 
     path = Path(path)
     mask = _load_variable(path, "groundtruth")
     if mask.ndim != 2 or not mask.size:
-        raise DataFormatError(path, None, f"field 'groundtruth': expected a 2-D H x W mask, found shape {mask.shape}")
+        raise DataFormatError(
+            path, None, f"field 'groundtruth': expected a 2-D H x W mask, found shape {mask.shape}"
+        )
     _integer_values(path, "groundtruth", mask)
     lo, hi = int(mask.min()), int(mask.max())
     if lo < 0 or hi >= num_labels:
-        raise DataFormatError(path, None, f"field 'groundtruth': label index {lo if lo < 0 else hi} out of range; "
-                                          f"expected 0-based indices below {num_labels}")
+        raise DataFormatError(
+            path,
+            None,
+            f"field 'groundtruth': label index {lo if lo < 0 else hi} out of range; "
+            f"expected 0-based indices below {num_labels}",
+        )
     if photo is not None:
         try:
-            with Image.open(photo) as img:
-                w, h = img.size
-        except Exception as e:  # noqa: BLE001 - any failure means the photo cannot be compared
-            raise DataFormatError(path, None, f"cannot read the size of its photo {photo} ({type(e).__name__}: {e})") from None
+            w, h = probe_image(photo, limit=False)  # a photo over the pixel limit is refused when decoded
+        except BadImageError as e:
+            raise DataFormatError(
+                path, None, f"cannot read the size of its photo {photo} ({e.reason})"
+            ) from None
         if mask.shape != (h, w):
-            raise DataFormatError(path, None, f"mask is {mask.shape[1]}x{mask.shape[0]} pixels but its photo "
-                                              f"{Path(photo).name} is {w}x{h}; expected the same size")
+            raise DataFormatError(
+                path,
+                None,
+                f"mask is {mask.shape[1]}x{mask.shape[0]} pixels but its photo "
+                f"{Path(photo).name} is {w}x{h}; expected the same size",
+            )
     return mask.astype(np.uint8, copy=False)
 
 
@@ -151,7 +172,11 @@ def garment_regions(mask: np.ndarray, names: Sequence[str], drop: Sequence[str] 
         if names[k] in dropped:
             continue
         ys, xs = np.nonzero(mask == k)
-        regions.append(GarmentRegion(names[k], int(k), int(areas[k]), (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))))
+        regions.append(
+            GarmentRegion(
+                names[k], int(k), int(areas[k]), (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
+            )
+        )
     return regions
 
 
@@ -162,7 +187,7 @@ def _photo_index(folder: Path) -> dict[str, Path]:
     return {
         os.path.splitext(e.name)[0]: Path(e.path)
         for e in os.scandir(folder)
-        if os.path.splitext(e.name)[1].lower() in PHOTO_EXTENSIONS
+        if os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
     }
 
 
@@ -204,7 +229,9 @@ def read_ccp_parts(
             mask whose size differs from its photo's.
     """
     if annotations not in ANNOTATION_CHOICES:
-        raise ValueError(f"annotations must be one of {ANNOTATION_CHOICES}, got {annotations!r}")
+        raise ConfigError(
+            f"annotations (data.ccp_annotations) must be one of {ANNOTATION_CHOICES}, got {annotations!r}"
+        )
     root = Path(root)
     names = read_ccp_label_list(root / "label_list.mat")
     photos = _photo_index(root / "photos")
@@ -223,14 +250,18 @@ def read_ccp_parts(
         anns = _annotation_files(folder)
         for ann in anns:
             if ann.stem not in photos:
-                raise DataFormatError(ann, None, f"annotation without a photo; expected {root / 'photos' / ann.stem}.jpg")
+                raise DataFormatError(
+                    ann, None, f"annotation without a photo; expected {root / 'photos' / ann.stem}.jpg"
+                )
         if kind == "image-level":
             tags = [_read_tags(ann, len(names)) for ann in anns]
         else:
             with ThreadPoolExecutor(max(1, workers)) as pool:
                 tags = list(pool.map(lambda a: _mask_tags(a, photos[a.stem], names, min_pixels), anns))
-        samples = [Sample(photos[a.stem], tuple(names[i] for i in t if names[i] not in dropped), None)
-                   for a, t in zip(anns, tags, strict=True)]
+        samples = [
+            Sample(photos[a.stem], tuple(names[i] for i in t if names[i] not in dropped), None)
+            for a, t in zip(anns, tags, strict=True)
+        ]
         if not samples:
             raise DataFormatError(f"no annotations (*.mat) in {folder}")
         parts[kind] = LabelledSet(samples, list(vocab), root)

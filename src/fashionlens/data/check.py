@@ -13,14 +13,11 @@ import csv
 import io
 import os
 import re
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-
-from PIL import Image, UnidentifiedImageError
 
 from fashionlens.data import multilabel as ml
 from fashionlens.data.ccp import ANNOTATION_KINDS, _read_tags, read_ccp_label_list, read_ccp_mask
@@ -33,14 +30,13 @@ from fashionlens.data.deepfashion import (
 )
 from fashionlens.data.errors import DataFormatError
 from fashionlens.data.image_folder import read_image_folder
-from fashionlens.data.images import pixel_limit_problem
+from fashionlens.data.images import BadImageError, probe_image
+from fashionlens.errors import ConfigError
 
-__all__ = ["FORMATS", "CheckResult", "Problem", "check_dataset", "detect_format", "probe_image", "run_check",
-           "scan_images"]  # fmt: skip
+__all__ = ["FORMATS", "CheckResult", "Problem", "check_dataset", "detect_format", "run_check", "scan_images"]
 
 FORMATS = ("auto", "deepfashion", "multilabel", "ccp", "clothing_dataset", "image_folder")
 SPLIT_FOLDERS = ("train", "val", "validation", "test")
-_JPEG_TAIL_BYTES = 1024  # the end-of-image marker must appear in the file's last KB
 
 
 @dataclass(frozen=True)
@@ -84,7 +80,9 @@ class CheckResult:
     def warnings(self) -> int:
         return sum(p.severity == "warning" for p in self.problems)
 
-    def add(self, path: str | Path, line: int | None, kind: str, message: str, severity: str = "error") -> None:
+    def add(
+        self, path: str | Path, line: int | None, kind: str, message: str, severity: str = "error"
+    ) -> None:
         self.problems.append(Problem(str(path), line, kind, message, severity))
 
     def summary(self) -> str:
@@ -95,44 +93,16 @@ class CheckResult:
 # ----------------------------------------------------------------------------- images
 
 
-def probe_image(path: str | Path) -> tuple[tuple[int, int] | None, str | None]:
-    """Cheap check of one image file: header, size limit, ``PIL.Image.verify`` and JPEG completeness.
+def _image_problem(path: Path) -> tuple[tuple[int, int] | None, str | None]:
+    """(size, None) for a usable image file, (None, why) for a bad one: :func:`probe_image` with ``verify``.
 
     Pixels are not decoded (fast), so a few corrupt files (damaged JPEG entropy data) still pass
     and are then skipped by the datasets' ``bad_images="skip"`` policy.
-
-    Returns:
-        ((width, height) of the stored pixel grid, or None when unknown; the reason the file is
-        bad, or None when it looks fine).
     """
-    p = Path(path)
     try:
-        n_bytes = p.stat().st_size
-    except OSError:
-        return None, "file not found"
-    if n_bytes == 0:
-        return None, "empty file (0 bytes)"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as img:
-                (w, h), fmt = img.size, img.format
-                too_big = pixel_limit_problem(w, h)
-                if too_big:
-                    return (w, h), too_big
-                img.verify()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        return None, f"decompression bomb refused ({e})"
-    except UnidentifiedImageError:
-        return None, "not an image file PIL can identify"
-    except Exception as e:  # noqa: BLE001 - a checker reports any failure of a broken file
-        return None, f"cannot decode image ({type(e).__name__}: {e})"
-    with open(p, "rb") as f:  # a JPEG ends with the end-of-image marker FF D9 (+ maybe some padding)
-        f.seek(max(0, n_bytes - _JPEG_TAIL_BYTES))
-        complete = fmt != "JPEG" or b"\xff\xd9" in f.read()
-    if not complete:
-        return (w, h), "truncated JPEG (no end-of-image marker)"
-    return (w, h), None
+        return probe_image(path, verify=True), None
+    except BadImageError as e:
+        return None, e.reason
 
 
 def _map(fn: Callable, paths: list[Path], workers: int) -> list:
@@ -157,7 +127,7 @@ def scan_images(paths: Iterable[str | Path], workers: int = 0) -> dict[str, str]
         >>> print(f"{len(bad)} unreadable images will be skipped")  # doctest: +SKIP
     """
     files = [Path(p) for p in paths]
-    reasons = [reason for _, reason in _map(probe_image, files, workers)]
+    reasons = [reason for _, reason in _map(_image_problem, files, workers)]
     return {str(p): r for p, r in zip(files, reasons, strict=True) if r}
 
 
@@ -167,7 +137,9 @@ def _check_images(
     """Probe ``(image, annotation file, line)`` triples; returns the size of every good image."""
     result.files.update(str(p) for p, _, _ in images)
     sizes = {}
-    for (img, anno, line), (size, reason) in zip(images, _map(probe_image, [p for p, _, _ in images], workers), strict=True):
+    for (img, anno, line), (size, reason) in zip(
+        images, _map(_image_problem, [p for p, _, _ in images], workers), strict=True
+    ):
         if reason == "file not found":
             result.add(anno, line, "missing_image", f"image file not found: {img}")
         elif reason:
@@ -181,8 +153,8 @@ def _check_images(
 
 
 def detect_format(path: str | Path) -> str:
-    """``Anno/`` -> deepfashion, ``label_list.mat`` -> ccp, ``images.csv`` -> clothing_dataset, a file -> multilabel,
-    else image_folder."""
+    """``Anno/`` -> deepfashion, ``label_list.mat`` -> ccp, ``images.csv`` -> clothing_dataset, a file
+    -> multilabel, else image_folder."""
     path = Path(path)
     if path.is_file():
         return "multilabel"
@@ -202,7 +174,7 @@ def run_check(
     """Check a data set; see :func:`check_dataset`. Returns the problems and the files looked at."""
     path = Path(path)
     if fmt not in FORMATS:
-        raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+        raise ConfigError(f"fmt must be one of {FORMATS}, got {fmt!r}")
     fmt = detect_format(path) if fmt == "auto" else fmt
     result = CheckResult(fmt)
     if not path.exists():
@@ -220,8 +192,10 @@ def check_dataset(
     """Validate a data set and return every problem found (not just the first).
 
     Args:
-        path: a DeepFashion root, a multi-label ``.csv`` / ``.jsonl``, a CCP root or an image folder.
-        fmt: "auto" (see :func:`detect_format`), "deepfashion", "multilabel", "ccp" or "image_folder".
+        path: a DeepFashion root, a multi-label ``.csv`` / ``.jsonl``, a CCP root, a clothing-dataset
+            folder or an image folder.
+        fmt: "auto" (see :func:`detect_format`), "deepfashion", "multilabel", "ccp", "clothing_dataset"
+            or "image_folder".
         check_images: also check image files: existence, header, size, completeness, and (DeepFashion)
             boxes against the image size. False: annotation files only.
         label_list: multilabel only: a vocabulary file; labels outside it are reported.
@@ -248,15 +222,27 @@ def _csv_rows(path: Path, text: str, result: CheckResult) -> Iterator[tuple[int,
             if not any(x.strip() for x in fields):
                 continue
             if len(fields) != len(columns):
-                result.add(path, reader.line_num, "columns", f"expected {len(columns)} fields {columns}, got {len(fields)}")
+                result.add(
+                    path,
+                    reader.line_num,
+                    "columns",
+                    f"expected {len(columns)} fields {columns}, got {len(fields)}",
+                )
                 continue
             row = dict(zip(columns, fields, strict=True))
-            yield reader.line_num, row["image"].strip(), row.get("main", "").strip() or None, ml._split_labels(row["labels"])
+            yield (
+                reader.line_num,
+                row["image"].strip(),
+                row.get("main", "").strip() or None,
+                ml._split_labels(row["labels"]),
+            )
     except csv.Error as e:
         result.add(path, reader.line_num, "value", f"malformed CSV ({e})")
 
 
-def _jsonl_rows(path: Path, text: str, result: CheckResult) -> Iterator[tuple[int, str, str | None, list[str]]]:
+def _jsonl_rows(
+    path: Path, text: str, result: CheckResult
+) -> Iterator[tuple[int, str, str | None, list[str]]]:
     for n, line in enumerate(io.StringIO(text, newline=None), start=1):
         if not line.strip():
             continue
@@ -268,7 +254,9 @@ def _jsonl_rows(path: Path, text: str, result: CheckResult) -> Iterator[tuple[in
         yield n, row.image, row.main, row.labels
 
 
-def _check_multilabel(path: Path, result: CheckResult, check_images: bool, label_list=None, workers: int = 0) -> None:
+def _check_multilabel(
+    path: Path, result: CheckResult, check_images: bool, label_list=None, workers: int = 0
+) -> None:
     result.files.add(str(path))
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".ndjson"):
@@ -292,10 +280,16 @@ def _check_multilabel(path: Path, result: CheckResult, check_images: bool, label
         key = os.path.abspath(path.parent / image)  # "a.jpg" and "./a.jpg" are the same image
         if not image or key in seen:
             first = f"duplicate row for '{image}' (first on line {seen.get(key)})"
-            result.add(path, line, "duplicate" if image else "value", first if image else "empty field 'image'")
+            result.add(
+                path, line, "duplicate" if image else "value", first if image else "empty field 'image'"
+            )
             continue
         seen[key] = line
-        unknown = [x for x in dict.fromkeys(([main] if main else []) + labels) if vocab is not None and x not in vocab]
+        unknown = [
+            x
+            for x in dict.fromkeys(([main] if main else []) + labels)
+            if vocab is not None and x not in vocab
+        ]
         if unknown:
             result.add(path, line, "label", f"unknown label(s) {unknown}; expected names from {label_list}")
         images.append((path.parent / image, path, line))
@@ -308,8 +302,11 @@ def _check_multilabel(path: Path, result: CheckResult, check_images: bool, label
 # ----------------------------------------------------------------------------- CCP
 
 
-def _check_ccp(root: Path, result: CheckResult, check_images: bool, label_list=None, workers: int = 0) -> None:
-    """Both annotation kinds: tags (image-level) and masks (pixel-level: readable, ids in range, photo size)."""
+def _check_ccp(
+    root: Path, result: CheckResult, check_images: bool, label_list=None, workers: int = 0
+) -> None:
+    """Both annotation kinds: tags (image-level) and masks (pixel-level: readable, ids in range, photo
+    size)."""
     label_file = root / "label_list.mat"
     result.files.add(str(label_file))
     try:
@@ -335,7 +332,12 @@ def _check_ccp(root: Path, result: CheckResult, check_images: bool, label_list=N
             if problem:
                 result.add(ann, None, *problem)
             if ann.stem not in photos:
-                result.add(ann, None, "missing_image", f"annotation without a photo; expected {photo_dir / ann.stem}.jpg")
+                result.add(
+                    ann,
+                    None,
+                    "missing_image",
+                    f"annotation without a photo; expected {photo_dir / ann.stem}.jpg",
+                )
             else:
                 images.append((photos[ann.stem], photos[ann.stem], None))
     if check_images:
@@ -353,11 +355,18 @@ def _ccp_tags(ann: Path, names: list[str] | None, photos: dict[str, Path]) -> tu
 
 
 def _ccp_mask(ann: Path, names: list[str] | None, photos: dict[str, Path]) -> tuple[str, str] | None:
-    """A readable 2-D mask, ids within label_list, the size of its photo (the header is read even with --no-images)."""
+    """A readable 2-D mask, ids within label_list, the size of its photo (the header is read even with
+    --no-images)."""
     try:
         read_ccp_mask(ann, len(names) if names is not None else 256, photos.get(ann.stem))
     except DataFormatError as e:
-        kind = "label" if "out of range" in e.message else "size" if "pixels but its photo" in e.message else "value"
+        kind = (
+            "label"
+            if "out of range" in e.message
+            else "size"
+            if "pixels but its photo" in e.message
+            else "value"
+        )
         return kind, e.message
     return None
 
@@ -365,7 +374,9 @@ def _ccp_mask(ann: Path, names: list[str] | None, photos: dict[str, Path]) -> tu
 # ----------------------------------------------------------------------------- clothing dataset
 
 
-def _check_clothing(root: Path, result: CheckResult, check_images: bool, label_list=None, workers: int = 0) -> None:
+def _check_clothing(
+    root: Path, result: CheckResult, check_images: bool, label_list=None, workers: int = 0
+) -> None:
     """images.csv rows (fields, duplicates, skipped labels as info) and their image files."""
     from fashionlens.data.clothing_dataset import SKIPPED_LABELS, image_files, read_clothing_rows
 
@@ -385,18 +396,30 @@ def _check_clothing(root: Path, result: CheckResult, check_images: bool, label_l
     images, skipped = [], 0
     for r in rows:
         if r.image in seen:
-            result.add(csv_path, r.line, "duplicate", f"image {r.image!r} is listed twice (first on line {seen[r.image]})")
+            result.add(
+                csv_path,
+                r.line,
+                "duplicate",
+                f"image {r.image!r} is listed twice (first on line {seen[r.image]})",
+            )
             continue
         seen[r.image] = r.line
         if r.label in SKIPPED_LABELS:
             skipped += 1
         elif r.image not in files:
-            result.add(csv_path, r.line, "missing_image", f"no image file for {r.image!r} in {root / 'images'}")
+            result.add(
+                csv_path, r.line, "missing_image", f"no image file for {r.image!r} in {root / 'images'}"
+            )
         else:
             images.append((files[r.image], csv_path, r.line))
     if skipped:
-        result.add(csv_path, None, "skipped", f"{skipped} rows labelled {'/'.join(SKIPPED_LABELS)} are skipped by the reader",
-                   "warning")
+        result.add(
+            csv_path,
+            None,
+            "skipped",
+            f"{skipped} rows labelled {'/'.join(SKIPPED_LABELS)} are skipped by the reader",
+            "warning",
+        )
     if check_images:
         _check_images(result, images, workers)
 
@@ -404,7 +427,9 @@ def _check_clothing(root: Path, result: CheckResult, check_images: bool, label_l
 # ----------------------------------------------------------------------------- image folder
 
 
-def _check_image_folder(root: Path, result: CheckResult, check_images: bool, label_list=None, workers: int = 0) -> None:
+def _check_image_folder(
+    root: Path, result: CheckResult, check_images: bool, label_list=None, workers: int = 0
+) -> None:
     splits = [root / s for s in SPLIT_FOLDERS if (root / s).is_dir()] or [root]
     images = []
     for folder in splits:
@@ -475,7 +500,9 @@ def _vocab_size(path: Path, max_type: int, result: CheckResult) -> int | None:
     return n if path.is_file() else None
 
 
-def _ints(path: Path, lineno: int, tokens: list[bytes], n: int | None, what: str, result: CheckResult) -> list[int] | None:
+def _ints(
+    path: Path, lineno: int, tokens: list[bytes], n: int | None, what: str, result: CheckResult
+) -> list[int] | None:
     if n is not None and len(tokens) != n:
         result.add(path, lineno, "columns", f"expected {n} {what} after the image name, found {len(tokens)}")
         return None
@@ -486,8 +513,11 @@ def _ints(path: Path, lineno: int, tokens: list[bytes], n: int | None, what: str
     return [int(t) for t in tokens]
 
 
-def _image_rows(path: Path, result: CheckResult, validate: Validate, master: dict | None) -> dict[str, tuple[int, object]]:
-    """image name -> (line, ``validate(...)``); reports duplicates and names missing from / not in ``master``."""
+def _image_rows(
+    path: Path, result: CheckResult, validate: Validate, master: dict | None
+) -> dict[str, tuple[int, object]]:
+    """image name -> (line, ``validate(...)``); reports duplicates and names missing from / not in
+    ``master``."""
     rows: dict[str, tuple[int, object]] = {}
     for lineno, line in _list_rows(path, result):
         name_b, *tokens = line.split()
@@ -495,14 +525,20 @@ def _image_rows(path: Path, result: CheckResult, validate: Validate, master: dic
         if not _utf8(path, lineno, name_b, result):
             continue
         if name in rows:
-            result.add(path, lineno, "duplicate", f"image {name!r} is listed twice (first on line {rows[name][0]})")
+            result.add(
+                path, lineno, "duplicate", f"image {name!r} is listed twice (first on line {rows[name][0]})"
+            )
         elif master is not None and name not in master:
-            result.add(path, lineno, "unknown_image", f"image {name!r} is not in {ANNO_FILES['category_img']}")
+            result.add(
+                path, lineno, "unknown_image", f"image {name!r} is not in {ANNO_FILES['category_img']}"
+            )
         else:
             rows[name] = (lineno, validate(path, lineno, tokens, result))
     for name, (mline, _) in (master or {}).items() if path.is_file() else ():
         if name not in rows:
-            result.add(path, None, "missing_row", f"no row for {name!r} ({ANNO_FILES['category_img']}:{mline})")
+            result.add(
+                path, None, "missing_row", f"no row for {name!r} ({ANNO_FILES['category_img']}:{mline})"
+            )
     return rows
 
 
@@ -512,9 +548,16 @@ def _category(n_cat: int | None, path: Path, lineno: int, tokens: list[bytes], r
         result.add(path, lineno, "label", f"unknown category label {v[0]}; expected 1..{n_cat}")
 
 
-def _attributes(n_attr: int | None, path: Path, lineno: int, tokens: list[bytes], result: CheckResult) -> None:
+def _attributes(
+    n_attr: int | None, path: Path, lineno: int, tokens: list[bytes], result: CheckResult
+) -> None:
     if n_attr is not None and len(tokens) != n_attr:
-        result.add(path, lineno, "columns", f"expected {n_attr} attribute values after the image name, found {len(tokens)}")
+        result.add(
+            path,
+            lineno,
+            "columns",
+            f"expected {n_attr} attribute values after the image name, found {len(tokens)}",
+        )
     elif not _ATTR_VALUES.issuperset(tokens):
         k = next(k for k, t in enumerate(tokens) if t not in _ATTR_VALUES)
         result.add(path, lineno, "value", f"attribute {k + 1}: expected 1, -1 or 0, found {_show(tokens[k])}")
@@ -532,26 +575,46 @@ def _landmarks(path: Path, lineno: int, tokens: list[bytes], result: CheckResult
     """-> [(slot, visibility, x, y)] of a valid row, else None."""
     v = _ints(path, lineno, tokens, None, "landmark values", result)
     if v is not None and len(v) % 3 == 0:
-        result.add(path, lineno, "columns", f"expected clothes_type [variation_type] then (visibility, x, y) triples, found {len(v)} values")
+        result.add(
+            path,
+            lineno,
+            "columns",
+            f"expected clothes_type [variation_type] then (visibility, x, y) triples, found {len(v)} values",
+        )
     if v is None or len(v) % 3 == 0:
         return None
     if v[0] not in CLOTHES_TYPE_SLOTS:
-        result.add(path, lineno, "value", f"unknown clothes type {v[0]} (expected 1 upper, 2 lower, 3 full body)")
+        result.add(
+            path, lineno, "value", f"unknown clothes type {v[0]} (expected 1 upper, 2 lower, 3 full body)"
+        )
         return None
     slots, start = CLOTHES_TYPE_SLOTS[v[0]], 1 if len(v) % 3 == 1 else 2
     if len(v) < start + 3 * len(slots):
-        result.add(path, lineno, "columns", f"clothes type {v[0]} needs {len(slots)} (visibility, x, y) triples, found {(len(v) - start) // 3}")
+        result.add(
+            path,
+            lineno,
+            "columns",
+            f"clothes type {v[0]} needs {len(slots)} (visibility, x, y) triples, found "
+            f"{(len(v) - start) // 3}",
+        )
         return None
     triples = [(s, *v[start + 3 * k : start + 3 * k + 3]) for k, s in enumerate(slots)]
     if any(t[1] not in (0, 1, 2) for t in triples):
-        result.add(path, lineno, "value", "landmark visibility must be 0 (visible), 1 (occluded) or 2 (cut off)")
+        result.add(
+            path, lineno, "value", "landmark visibility must be 0 (visible), 1 (occluded) or 2 (cut off)"
+        )
         return None
     return triples
 
 
 def _partition(path: Path, lineno: int, tokens: list[bytes], result: CheckResult) -> None:
     if len(tokens) != 1 or tokens[0].decode("utf-8", "replace") not in PARTITIONS:
-        result.add(path, lineno, "value", f"expected evaluation status train/val/test, found {_show(b' '.join(tokens))}")
+        result.add(
+            path,
+            lineno,
+            "value",
+            f"expected evaluation status train/val/test, found {_show(b' '.join(tokens))}",
+        )
 
 
 def _check_geometry(result: CheckResult, p: dict[str, Path], boxes: dict, marks: dict, sizes: dict) -> None:
@@ -564,15 +627,23 @@ def _check_geometry(result: CheckResult, p: dict[str, Path], boxes: dict, marks:
         box, size = boxes.get(name, (0, None))[1], sizes.get(name)
         for slot, _, x, y in (t for t in triples or () if t[1] != 2):  # cut-off ones: any place
             if size and not (0 <= x <= size[0] and 0 <= y <= size[1]):
-                result.add(p["landmarks"], line, "landmark", f"{LANDMARK_NAMES[slot]} ({x}, {y}) outside the {size[0]}x{size[1]} image")
+                result.add(
+                    p["landmarks"],
+                    line,
+                    "landmark",
+                    f"{LANDMARK_NAMES[slot]} ({x}, {y}) outside the {size[0]}x{size[1]} image",
+                )
             elif box and not (box[0] <= x <= box[2] and box[1] <= y <= box[3]):
                 tol = 0.05 * max(box[2] - box[0], box[3] - box[1])  # annotation noise: a warning only
                 far = not (box[0] - tol <= x <= box[2] + tol and box[1] - tol <= y <= box[3] + tol)
-                result.add(p["landmarks"], line, "landmark", f"{LANDMARK_NAMES[slot]} ({x}, {y}) outside the bbox {box}",
+                result.add(p["landmarks"], line, "landmark", f"{LANDMARK_NAMES[slot]} ({x}, {y}) outside the "
+                                                             f"bbox {box}",
                            "error" if far else "warning")  # fmt: skip
 
 
-def _check_deepfashion(root: Path, result: CheckResult, check_images: bool, label_list=None, workers: int = 0) -> None:
+def _check_deepfashion(
+    root: Path, result: CheckResult, check_images: bool, label_list=None, workers: int = 0
+) -> None:
     p = {k: root / v for k, v in ANNO_FILES.items()}
     n_cat = _vocab_size(p["category_cloth"], 3, result)
     n_attr = _vocab_size(p["attr_cloth"], max(ATTRIBUTE_TYPES), result)
@@ -584,6 +655,8 @@ def _check_deepfashion(root: Path, result: CheckResult, check_images: bool, labe
     _image_rows(p["partition"], result, _partition, master)
     sizes = {}
     if check_images and master:
-        found = _check_images(result, [(root / n, p["category_img"], line) for n, (line, _) in master.items()], workers)
+        found = _check_images(
+            result, [(root / n, p["category_img"], line) for n, (line, _) in master.items()], workers
+        )
         sizes = {n: found[root / n] for n in master if root / n in found}
     _check_geometry(result, p, boxes, marks, sizes)

@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from fashionlens.data.errors import DataFormatError
-from fashionlens.data.image_folder import IMAGE_EXTENSIONS, ClassificationSet
+from fashionlens.data.image_folder import ClassificationSet
+from fashionlens.data.images import IMAGE_EXTENSIONS
+from fashionlens.errors import ConfigError
 
 SKIPPED_LABELS = ("Not sure", "Other", "Skip")
 COLUMNS = ("image", "sender_id", "label", "kids")
@@ -56,7 +58,9 @@ class ClothingDataset:
 
     def subset(self, indices) -> ClothingDataset:
         idx = np.asarray(list(indices), dtype=np.int64)
-        return ClothingDataset(self.data.subset(idx.tolist()), self.kids[idx], self.senders[idx], Counter(self.skipped))
+        return ClothingDataset(
+            self.data.subset(idx.tolist()), self.kids[idx], self.senders[idx], Counter(self.skipped)
+        )
 
 
 @dataclass
@@ -84,7 +88,9 @@ def read_clothing_rows(path: Path) -> list[_Row]:
     except OSError as e:
         raise DataFormatError(path, None, f"cannot read ({e.strerror or e})") from None
     except UnicodeDecodeError as e:
-        raise DataFormatError(path, None, f"invalid UTF-8 at byte {e.start}; expected a UTF-8 CSV file") from None
+        raise DataFormatError(
+            path, None, f"invalid UTF-8 at byte {e.start}; expected a UTF-8 CSV file"
+        ) from None
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [h.strip().lower() for h in next(reader, [])]
@@ -96,12 +102,23 @@ def read_clothing_rows(path: Path) -> list[_Row]:
             if not any(f.strip() for f in fields):
                 continue
             if len(fields) != len(header):
-                raise DataFormatError(path, reader.line_num, f"expected {len(header)} fields {header}, found {len(fields)}")
+                raise DataFormatError(
+                    path, reader.line_num, f"expected {len(header)} fields {header}, found {len(fields)}"
+                )
             r = dict(zip(header, (f.strip() for f in fields), strict=True))
             if not r["image"] or not r["label"]:
-                raise DataFormatError(path, reader.line_num, f"empty field '{'image' if not r['image'] else 'label'}'")
-            rows.append(_Row(reader.line_num, r["image"], r.get("sender_id", ""), r["label"],
-                             _parse_kids(path, reader.line_num, r.get("kids", ""))))
+                raise DataFormatError(
+                    path, reader.line_num, f"empty field '{'image' if not r['image'] else 'label'}'"
+                )
+            rows.append(
+                _Row(
+                    reader.line_num,
+                    r["image"],
+                    r.get("sender_id", ""),
+                    r["label"],
+                    _parse_kids(path, reader.line_num, r.get("kids", "")),
+                )
+            )
     except csv.Error as e:
         raise DataFormatError(path, reader.line_num, f"malformed CSV ({e})") from None
     return rows
@@ -133,7 +150,9 @@ def read_clothing_dataset(root: str | Path) -> ClothingDataset:
     root = Path(root)
     csv_path = root / "images.csv"
     if not csv_path.is_file():
-        raise DataFormatError(f"{csv_path} not found; expected the clothing-dataset layout (images.csv, images/)")
+        raise DataFormatError(
+            f"{csv_path} not found; expected the clothing-dataset layout (images.csv, images/)"
+        )
     rows = read_clothing_rows(csv_path)
     files = image_files(root / "images")
     skipped: Counter = Counter()
@@ -141,24 +160,31 @@ def read_clothing_dataset(root: str | Path) -> ClothingDataset:
     kept = []
     for r in rows:
         if r.image in seen:
-            raise DataFormatError(csv_path, r.line, f"image {r.image!r} is listed twice (first on line {seen[r.image]})")
+            raise DataFormatError(
+                csv_path, r.line, f"image {r.image!r} is listed twice (first on line {seen[r.image]})"
+            )
         seen[r.image] = r.line
         if r.label in SKIPPED_LABELS:
             skipped[r.label] += 1
             continue
         if r.image not in files:
-            raise DataFormatError(csv_path, r.line, f"no image file for {r.image!r}; expected {root / 'images' / r.image}.jpg")
+            raise DataFormatError(
+                csv_path, r.line, f"no image file for {r.image!r}; expected {root / 'images' / r.image}.jpg"
+            )
         kept.append(r)
     if not kept:
         raise DataFormatError(csv_path, None, "no labelled photos (every row is empty or skipped)")
     names = sorted({r.label.lower() for r in kept})
     index = {n: k for k, n in enumerate(names)}
     data = ClassificationSet([(files[r.image], index[r.label.lower()]) for r in kept], names, root)
-    return ClothingDataset(data, np.array([r.kids for r in kept]), np.array([r.sender for r in kept]), skipped)
+    return ClothingDataset(
+        data, np.array([r.kids for r in kept]), np.array([r.sender for r in kept]), skipped
+    )
 
 
 def holdout_ids(path: str | Path) -> set[str]:
-    """Photo ids to hold out: the image file names (no extension) under a folder, or the lines of a text file."""
+    """Photo ids to hold out: the image file names (no extension) under a folder, or the lines of a text
+    file."""
     path = Path(path)
     if path.is_dir():
         return {p.stem for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS}
@@ -176,7 +202,10 @@ def split_clothing(ds: ClothingDataset, fractions=(0.8, 0.1, 0.1), seed: int = 0
     """
     fr = np.asarray(fractions, dtype=np.float64)
     if fr.shape != (3,) or (fr < 0).any() or abs(fr.sum() - 1.0) > 1e-6:
-        raise ValueError(f"fractions must be 3 non-negative numbers summing to 1, got {tuple(fractions)}")
+        raise ConfigError(
+            "fractions must be 3 non-negative numbers summing to 1 (data.split_fractions), got "
+            f"{tuple(fractions)}"
+        )
     rng = np.random.default_rng(seed)
     ids = [p.stem for p, _ in ds.data.samples]
     held = np.array([i in (holdout or ()) for i in ids])
@@ -189,4 +218,6 @@ def split_clothing(ds: ClothingDataset, fractions=(0.8, 0.1, 0.1), seed: int = 0
         assignment[members[: cuts[0]]] = 0
         assignment[members[cuts[0] : cuts[1]]] = 1
         assignment[members[cuts[1] :]] = 2
-    return {name: ds.subset(np.flatnonzero(assignment == k)) for k, name in enumerate(("train", "val", "test"))}
+    return {
+        name: ds.subset(np.flatnonzero(assignment == k)) for k, name in enumerate(("train", "val", "test"))
+    }

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from fashionlens.errors import ConfigError
+
 RESIZE_MODES = ("squash", "letterbox")
 
 
 def check_resize(resize: str, max_stretch: float) -> None:
-    """Raise ValueError unless ``resize`` is a known mode and ``max_stretch`` a number >= 1."""
+    """Raise :class:`ConfigError` (a ValueError) unless ``resize`` is a known mode and ``max_stretch`` a
+    number >= 1."""
     if resize not in RESIZE_MODES:
-        raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
+        raise ConfigError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
     if isinstance(max_stretch, bool) or not isinstance(max_stretch, (int, float)) or max_stretch < 1:
-        raise ValueError(f"max_stretch must be a number >= 1, got {max_stretch!r}")
+        raise ConfigError(f"max_stretch must be a number >= 1, got {max_stretch!r}")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from fashionlens.data.images import BadImageError, load_image, load_image_and_or
 from fashionlens.data.landmark_transforms import FLIP_PAIRS, JointTransform, build_joint_transforms
 from fashionlens.data.multilabel import LabelledSet
 from fashionlens.data.transforms import build_transforms, draft_size
+from fashionlens.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class _ImageDataset(Dataset):
 
     def __init__(self, paths: list[Path], transform: Transform | None, cfg: DataConfig, bad_images: str):
         if bad_images not in BAD_IMAGE_POLICIES:
-            raise ValueError(f"bad_images must be one of {BAD_IMAGE_POLICIES}, got {bad_images!r}")
+            raise ConfigError(f"bad_images must be one of {BAD_IMAGE_POLICIES}, got {bad_images!r}")
         self.paths = paths
         self.cfg = cfg
         self.transform = transform if transform is not None else build_transforms(cfg, train=False)
@@ -121,7 +122,8 @@ class ClassificationDataset(_ImageDataset):
         super().__init__([p for p, _ in classification_set.samples], transform, cfg, bad_images)
         self.class_names = list(classification_set.class_names)
         self.targets = torch.from_numpy(classification_set.targets())  # (N,) int64
-        # more targets that follow from the class: name -> (K, ...) tensor (e.g. a product photo's implied tags)
+        # more targets that follow from the class: name -> (K, ...) tensor (e.g. a product photo's implied
+        # tags)
         self.class_targets = class_targets or {}
 
     def _targets(self, index: int) -> dict[str, torch.Tensor]:
@@ -160,8 +162,8 @@ class DeepFashionDataset(Dataset):
         cfg: DataConfig | None = None,
         bad_images: str = "skip",
     ):
-        if bad_images not in ("skip", "fail"):
-            raise ValueError(f"bad_images must be 'skip' or 'fail', got {bad_images!r}")
+        if bad_images not in BAD_IMAGE_POLICIES:
+            raise ConfigError(f"bad_images must be 'skip' or 'fail', got {bad_images!r}")
         self.index, self.root = index, Path(root)
         self.cfg = cfg or DataConfig()
         self.transform = transform or build_joint_transforms(self.cfg, train=False)
@@ -187,13 +189,16 @@ class DeepFashionDataset(Dataset):
                 self.bad_files[str(path)] = e.reason
                 continue
             return self._sample(j, image, orientation)
-        raise BadImageError(str(self.root), f"no readable image in the data set ({len(self.bad_files)} bad files)")
+        raise BadImageError(
+            str(self.root), f"no readable image in the data set ({len(self.bad_files)} bad files)"
+        )
 
     def _sample(self, j: int, image, orientation: int = 1) -> dict[str, torch.Tensor | int]:
         idx = self.index
         # DeepFashion gives integer pixel indices; +0.5 = pixel centres (landmark_transforms' convention).
-        lm, vis, bbox = upright_annotations(idx.landmarks[j] + 0.5, idx.landmark_visible[j], idx.bbox[j],
-                                            orientation, image.size, FLIP_PAIRS)  # EXIF: same rotation
+        lm, vis, bbox = upright_annotations(
+            idx.landmarks[j] + 0.5, idx.landmark_visible[j], idx.bbox[j], orientation, image.size, FLIP_PAIRS
+        )  # EXIF: same rotation
         image_t, lm, vis = self.transform(image, lm, vis, bbox)
         attrs = torch.from_numpy(idx.attributes[j].astype(np.float32))  # (A,) in {1, -1, 0}
         return {

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from fashionlens.data.errors import DataFormatError
+from fashionlens.errors import ConfigError
 
 __all__ = ["ATTRIBUTE_TYPES", "CLOTHES_TYPE_SLOTS", "LANDMARK_NAMES", "DataFormatError", "DeepFashionIndex",
            "read_deepfashion"]  # fmt: skip
@@ -114,7 +115,9 @@ def _check_count(path: Path, first_line: str, n_rows: int | None) -> int:
     return expected
 
 
-def _parse_rows(path: Path, parse_chunk: Callable[[list[bytes], list[int]], Any]) -> tuple[list[str], list[Any], np.ndarray]:
+def _parse_rows(
+    path: Path, parse_chunk: Callable[[list[bytes], list[int]], Any]
+) -> tuple[list[str], list[Any], np.ndarray]:
     """Read ``name values...`` rows in chunks of about 64 MB.
 
     Returns the image names, ``parse_chunk(rests, linenos)`` of every chunk (``rests``: the text
@@ -230,17 +233,24 @@ def _slow_ints(path: Path, rests: list[bytes], linenos: list[int], n_values: int
         tokens = rest.split()
         if (n_values is not None and len(tokens) != n_values) or len(tokens) > out.shape[1]:
             want = n_values if n_values is not None else f"at most {width}"
-            raise DataFormatError(path, lineno, f"expected {want} {what} after the image name, found {len(tokens)}")
+            raise DataFormatError(
+                path, lineno, f"expected {want} {what} after the image name, found {len(tokens)}"
+            )
         values = [_int_or_none(t) for t in tokens]
-        bad = next((t for t, v in zip(tokens, values, strict=True) if v is None or not -_I32 <= v < _I32), None)
+        bad = next(
+            (t for t, v in zip(tokens, values, strict=True) if v is None or not -_I32 <= v < _I32), None
+        )
         if bad is not None:
-            raise DataFormatError(path, lineno, f"expected integer {what} (32-bit), found {bad[:60].decode(errors='replace')!r}")
+            raise DataFormatError(
+                path, lineno, f"expected integer {what} (32-bit), found {bad[:60].decode(errors='replace')!r}"
+            )
         out[k, : len(tokens)] = values
         lengths[k] = len(tokens)
     return out, lengths
 
 
-def _int_file(path: Path, n_values: int, what: str, fast=_fast_ints, value_range: tuple[int, int] | None = None,
+def _int_file(path: Path, n_values: int, what: str, fast=_fast_ints,
+              value_range: tuple[int, int] | None = None,
               dtype=np.int64) -> tuple[list[str], np.ndarray, np.ndarray]:  # fmt: skip
     """Every row ``name`` + ``n_values`` integers -> names, (N, n_values) values, line numbers."""
 
@@ -282,7 +292,9 @@ def _vocabulary(path: Path, max_type: int, what: str) -> tuple[np.ndarray, np.nd
         parts = row.rsplit(maxsplit=1)  # names contain spaces: the type is the last token
         if len(parts) != 2 or not parts[1].isdigit() or not 1 <= int(parts[1]) <= max_type:
             found = row.strip().decode("utf-8", "replace")
-            raise DataFormatError(path, lineno, f"expected '<{what} name> <type 1..{max_type}>', found {found!r}")
+            raise DataFormatError(
+                path, lineno, f"expected '<{what} name> <type 1..{max_type}>', found {found!r}"
+            )
         names.append(_utf8(path, lineno, parts[0].strip()))
         types.append(int(parts[1]))
     return np.asarray(names, dtype=object), np.asarray(types, dtype=np.int8)
@@ -310,7 +322,9 @@ def _parse_attr_img(path: Path, n_attr: int) -> tuple[list[str], np.ndarray]:
 
 
 def _parse_partition(path: Path) -> tuple[list[str], np.ndarray]:
-    names, outs, linenos = _parse_rows(path, lambda rests, _: [r.strip().decode("utf-8", "replace") for r in rests])
+    names, outs, linenos = _parse_rows(
+        path, lambda rests, _: [r.strip().decode("utf-8", "replace") for r in rests]
+    )
     part = np.asarray([p for chunk in outs for p in chunk], dtype=object)
     bad = ~np.isin(part, PARTITIONS)
     _fail_first(path, linenos, bad, lambda i: f"expected evaluation status train/val/test, found {part[i]!r}")
@@ -331,14 +345,29 @@ def _parse_landmarks(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.
     table = np.concatenate([o[0] for o in outs]) if outs else np.zeros((0, width), np.int64)
     lengths = np.concatenate([o[1] for o in outs]) if outs else np.zeros(0, np.int64)
     # Rows are "clothes_type [variation_type] (v x y)*": 1 mod 3 values, or 2 mod 3 with variation_type.
-    _fail_first(path, linenos, lengths % 3 == 0, lambda i: f"expected clothes_type [variation_type] then (visibility, x, y) triples, found {lengths[i]} values")
+    _fail_first(
+        path,
+        linenos,
+        lengths % 3 == 0,
+        lambda i: (
+            f"expected clothes_type [variation_type] then (visibility, x, y) triples, found {lengths[i]} "
+            "values"
+        ),
+    )
     clothes = table[:, 0]
     unknown = ~np.isin(clothes, list(CLOTHES_TYPE_SLOTS))
-    _fail_first(path, linenos, unknown, lambda i: f"unknown clothes type {clothes[i]} (expected 1 upper, 2 lower, 3 full body)")
+    _fail_first(
+        path,
+        linenos,
+        unknown,
+        lambda i: f"unknown clothes type {clothes[i]} (expected 1 upper, 2 lower, 3 full body)",
+    )
     return names, clothes.astype(np.int8), *_slot_landmarks(path, linenos, table, lengths)
 
 
-def _slot_landmarks(path: Path, linenos: np.ndarray, table: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _slot_landmarks(
+    path: Path, linenos: np.ndarray, table: np.ndarray, lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Map each row's (v, x, y) triples onto the 8 fixed slots by clothes type."""
     n = len(table)
     landmarks = np.zeros((n, 8, 2), dtype=np.float32)
@@ -352,11 +381,18 @@ def _slot_landmarks(path: Path, linenos: np.ndarray, table: np.ndarray, lengths:
             short = rows[lengths[rows] < start + 3 * len(slots)]
             if short.size:
                 i = int(short[0])
-                raise DataFormatError(path, int(linenos[i]), f"clothes type {ctype} needs {len(slots)} (visibility, x, y) triples, found {(lengths[i] - start) // 3}")
+                raise DataFormatError(
+                    path,
+                    int(linenos[i]),
+                    f"clothes type {ctype} needs {len(slots)} (visibility, x, y) triples, found "
+                    f"{(lengths[i] - start) // 3}",
+                )
             trip = table[rows, start : start + 3 * len(slots)].reshape(-1, len(slots), 3)
             bad_vis = np.flatnonzero(~np.isin(trip[..., 0], (0, 1, 2)).all(axis=1))
             if bad_vis.size:
-                raise DataFormatError(path, int(linenos[rows[bad_vis[0]]]), "landmark visibility must be 0, 1 or 2")
+                raise DataFormatError(
+                    path, int(linenos[rows[bad_vis[0]]]), "landmark visibility must be 0, 1 or 2"
+                )
             visibility[np.ix_(rows, slots)] = trip[..., 0]
             landmarks[np.ix_(rows, slots)] = trip[..., 1:]
     return landmarks, visibility
@@ -376,11 +412,15 @@ def _align(master: list[str], names: list[str], path: Path, master_path: Path) -
         raise DataFormatError(path, names.index(dup) + 3, f"image {dup!r} is listed twice")
     missing = [n for n in master if n not in pos]
     if missing:
-        raise DataFormatError(path, None, f"{len(missing)} images of {master_path.name} are missing, e.g. {missing[:3]}")
+        raise DataFormatError(
+            path, None, f"{len(missing)} images of {master_path.name} are missing, e.g. {missing[:3]}"
+        )
     master_set = set(master)
     extra = [n for n in names if n not in master_set]
     if extra or len(names) != len(master):
-        raise DataFormatError(master_path, None, f"{len(extra)} images of {path.name} are missing, e.g. {extra[:3]}")
+        raise DataFormatError(
+            master_path, None, f"{len(extra)} images of {path.name} are missing, e.g. {extra[:3]}"
+        )
     return np.fromiter((pos[n] for n in master), dtype=np.int64, count=len(master))
 
 
@@ -408,7 +448,7 @@ def read_deepfashion(
     """
     root = Path(root)
     if partition is not None and partition not in PARTITIONS:
-        raise ValueError(f"partition must be None or one of {PARTITIONS}, got {partition!r}")
+        raise ConfigError(f"partition must be None or one of {PARTITIONS}, got {partition!r}")
     p = {k: root / v for k, v in ANNO_FILES.items()}
     cat_names, cat_types = _vocabulary(p["category_cloth"], 3, "category")
     attr_names, attr_types = _vocabulary(p["attr_cloth"], max(ATTRIBUTE_TYPES), "attribute")
@@ -418,10 +458,10 @@ def read_deepfashion(
         order = _align(master, names, p[key], p["category_img"])
         return [a if order is None else a[order] for a in arrays]
 
-    attributes, = aligned("attr_img", *_parse_attr_img(p["attr_img"], len(attr_names)))
-    bbox, = aligned("bbox", *_parse_bbox(p["bbox"]))
+    (attributes,) = aligned("attr_img", *_parse_attr_img(p["attr_img"], len(attr_names)))
+    (bbox,) = aligned("bbox", *_parse_bbox(p["bbox"]))
     clothes, landmarks, visibility = aligned("landmarks", *_parse_landmarks(p["landmarks"]))
-    part, = aligned("partition", *_parse_partition(p["partition"]))
+    (part,) = aligned("partition", *_parse_partition(p["partition"]))
     index = DeepFashionIndex(
         image_names=np.asarray(master, dtype=object), category=category, category_names=cat_names,
         category_types=cat_types, attributes=attributes, attribute_names=attr_names,
@@ -438,14 +478,6 @@ def _check_images(root: Path, names: np.ndarray, linenos: np.ndarray, anno: Path
     missing = [(int(line), n) for line, n in zip(linenos, names, strict=True) if not (root / n).is_file()]
     if missing:
         shown = ", ".join(n for _, n in missing[:5])
-        raise DataFormatError(anno, missing[0][0], f"{len(missing)} image files not found under {root}: {shown}")
-
-
-def __getattr__(name: str):
-    # DeepFashionDataset now lives with the other datasets; ``from fashionlens.data.deepfashion import
-    # DeepFashionDataset`` keeps working (resolved lazily: data/datasets.py imports this module).
-    if name == "DeepFashionDataset":
-        from fashionlens.data.datasets import DeepFashionDataset
-
-        return DeepFashionDataset
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        raise DataFormatError(
+            anno, missing[0][0], f"{len(missing)} image files not found under {root}: {shown}"
+        )

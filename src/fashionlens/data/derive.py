@@ -50,7 +50,20 @@ CLOTHES_TYPES: dict[str, int] = {
 L_COLLAR, R_COLLAR, L_SLEEVE, R_SLEEVE, L_WAIST, R_WAIST, L_HEM, R_HEM = range(8)
 VISIBLE, OCCLUDED, CUT_OFF = 0, 1, 2
 
-COLOURS = ("black", "white", "grey", "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "beige")
+COLOURS = (
+    "black",
+    "white",
+    "grey",
+    "red",
+    "orange",
+    "yellow",
+    "green",
+    "blue",
+    "purple",
+    "pink",
+    "brown",
+    "beige",
+)
 PRESENT_SHARE, ABSENT_SHARE, MIN_COLOUR_PIXELS = 0.25, 0.05, 200
 
 
@@ -91,7 +104,8 @@ def _row_runs(row: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _body_runs(row: np.ndarray, person: np.ndarray) -> list[tuple[int, int]]:
-    """Runs of a garment row, joined across gaps the person fills (the shirt between an open coat's panels)."""
+    """Runs of a garment row, joined across gaps the person fills (the shirt between an open coat's
+    panels)."""
     runs = _row_runs(row)
     merged: list[tuple[int, int]] = []
     for a, b in runs:
@@ -107,10 +121,18 @@ def _run_at(row: np.ndarray, person: np.ndarray, cx: float) -> tuple[int, int] |
     runs = _body_runs(row, person)
     if not runs:
         return None
-    return min(runs, key=lambda r: (0.0 if r[0] <= cx <= r[1] else min(abs(r[0] - cx), abs(r[1] - cx)), r[0] + r[1] - 2 * cx))
+    return min(
+        runs,
+        key=lambda r: (
+            0.0 if r[0] <= cx <= r[1] else min(abs(r[0] - cx), abs(r[1] - cx)),
+            r[0] + r[1] - 2 * cx,
+        ),
+    )
 
 
-def _torso_runs(g: np.ndarray, person: np.ndarray, cx: float, start: int, stop: int) -> dict[int, tuple[int, int]]:
+def _torso_runs(
+    g: np.ndarray, person: np.ndarray, cx: float, start: int, stop: int
+) -> dict[int, tuple[int, int]]:
     """The torso's span per row, from row ``start`` down to ``stop`` (exclusive).
 
     It starts at the body run holding the centre line; below, it is the span of every body run that
@@ -150,18 +172,23 @@ def _face_skin(skin: np.ndarray, min_pixels: int) -> np.ndarray:
     big = np.flatnonzero(sizes >= min_pixels**2) + 1  # ignore specks
     if not big.size:
         return np.zeros_like(skin)
-    tops = ndimage.minimum(np.arange(skin.shape[0])[:, None] * np.ones_like(skin, dtype=np.int64), labels, big)
+    tops = ndimage.minimum(
+        np.arange(skin.shape[0])[:, None] * np.ones_like(skin, dtype=np.int64), labels, big
+    )
     return labels == big[int(np.argmin(tops))]
 
 
 def _leg_skin(skin: np.ndarray, person: np.ndarray) -> np.ndarray:
-    """Skin components reaching the person's lowest 30 %: legs and feet (hands hang no lower than mid-thigh)."""
+    """Skin components reaching the person's lowest 30 %: legs and feet (hands hang no lower than
+    mid-thigh)."""
     rows = np.flatnonzero(person.any(axis=1))
     if not rows.size or not skin.any():
         return np.zeros_like(skin)
     cut = rows[0] + 0.7 * (rows[-1] - rows[0] + 1)
     labels, n = ndimage.label(skin)
-    lowest = ndimage.maximum(np.arange(skin.shape[0])[:, None] * np.ones_like(skin, dtype=np.int64), labels, np.arange(1, n + 1))
+    lowest = ndimage.maximum(
+        np.arange(skin.shape[0])[:, None] * np.ones_like(skin, dtype=np.int64), labels, np.arange(1, n + 1)
+    )
     legs = np.flatnonzero(np.asarray(lowest) >= cut) + 1
     return np.isin(labels, legs)
 
@@ -182,7 +209,9 @@ class _Geometry:
         # a cuff touches a hand or an arm: never a leg, nor the face and neck (an inner layer's top edge
         # touches the neck while its sleeves are hidden under a coat)
         arms = skin & ~_leg_skin(skin, self.person) & ~face
-        self.skin_near = ndimage.distance_transform_edt(~arms) <= self.reach if arms.any() else np.zeros_like(skin)
+        self.skin_near = (
+            ndimage.distance_transform_edt(~arms) <= self.reach if arms.any() else np.zeros_like(skin)
+        )
         above = np.zeros_like(skin)
         for k in range(1, self.reach + 1):
             above[k:] |= face[:-k]
@@ -194,7 +223,9 @@ class _Geometry:
 
     def centre(self, lo: float, hi: float) -> float:
         """The person's centre line at these rows of G: the median column of the person within G's columns."""
-        rows = self.person[int(self.top + lo * self.h) : int(self.top + hi * self.h) + 1, self.left : self.right + 1]
+        rows = self.person[
+            int(self.top + lo * self.h) : int(self.top + hi * self.h) + 1, self.left : self.right + 1
+        ]
         _, xs = np.nonzero(rows)
         return float(self.left + np.median(xs)) if xs.size else float(np.median(self.xs))
 
@@ -300,7 +331,8 @@ def _waist_full(geo: _Geometry, cx: float, pts: _Points) -> float:
     return float(y)
 
 
-def derive_landmarks(garment: np.ndarray, skin: np.ndarray, clothes_type: int, others: np.ndarray | None = None,
+def derive_landmarks(garment: np.ndarray, skin: np.ndarray, clothes_type: int,
+                     others: np.ndarray | None = None,
                      person: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Landmarks of one garment from its mask, in the 8 fixed DeepFashion slots.
 
@@ -323,11 +355,15 @@ def derive_landmarks(garment: np.ndarray, skin: np.ndarray, clothes_type: int, o
     if clothes_type not in (1, 2, 3):
         raise ValueError(f"clothes_type must be 1 (upper), 2 (lower) or 3 (full body), got {clothes_type}")
     if any(a is not None and a.shape != garment.shape for a in (skin, others, person)):
-        raise ValueError(f"garment, skin, others and person must have the same shape, got {garment.shape}, {skin.shape}")
+        raise ValueError(
+            f"garment, skin, others and person must have the same shape, got {garment.shape}, {skin.shape}"
+        )
     g = _clean(np.asarray(garment, dtype=bool))
     if not g.any():
         raise ValueError("the garment mask is empty")
-    geo = _Geometry(g, np.asarray(skin, dtype=bool) & ~g, g if person is None else np.asarray(person, dtype=bool))
+    geo = _Geometry(
+        g, np.asarray(skin, dtype=bool) & ~g, g if person is None else np.asarray(person, dtype=bool)
+    )
     pts = _Points()
     if clothes_type == 2:
         cx = _waist_lower(geo, np.zeros_like(g) if others is None else np.asarray(others, bool) & ~g, pts)
@@ -379,7 +415,12 @@ def colour_names(rgb: np.ndarray) -> np.ndarray:
     s = np.divide(c, mx, out=np.zeros_like(mx), where=mx > 0)
     r, g, b = x.T
     safe = np.where(c > 0, c, 1.0)
-    hue = np.select([c == 0, mx == r, mx == g], [0.0, ((g - b) / safe) % 6, (b - r) / safe + 2], (r - g) / safe + 4) * 60.0
+    hue = (
+        np.select(
+            [c == 0, mx == r, mx == g], [0.0, ((g - b) / safe) % 6, (b - r) / safe + 2], (r - g) / safe + 4
+        )
+        * 60.0
+    )
     idx = {n: i for i, n in enumerate(COLOURS)}
     by_hue = np.select(
         [(hue < 15) | (hue >= 345), hue < 45, hue < 70, hue < 170, hue < 260, hue < 320],
@@ -388,8 +429,8 @@ def colour_names(rgb: np.ndarray) -> np.ndarray:
         idx["pink"],
     )  # fmt: skip
     return np.select(
-        [(v < 0.22) | ((v < 0.4) & (s < 0.35)), (s < 0.15) & (v > 0.8), s < 0.15, (hue >= 15) & (hue < 50) & (s < 0.4) & (v > 0.6),
-         ((hue < 45) | (hue >= 345)) & (v < 0.5)],
+        [(v < 0.22) | ((v < 0.4) & (s < 0.35)), (s < 0.15) & (v > 0.8), s < 0.15,
+         (hue >= 15) & (hue < 50) & (s < 0.4) & (v > 0.6), ((hue < 45) | (hue >= 345)) & (v < 0.5)],
         [idx["black"], idx["white"], idx["grey"], idx["beige"], idx["brown"]],
         by_hue,
     ).astype(np.int64)  # fmt: skip

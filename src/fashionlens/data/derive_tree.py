@@ -50,7 +50,7 @@ from fashionlens.data.garment_attributes import (
 )
 from fashionlens.data.images import BadImageError, load_stored_image
 from fashionlens.data.multilabel import LabelledSet, Sample, split_dataset
-from fashionlens.errors import FashionlensError
+from fashionlens.errors import ConfigError, FashionlensError
 from fashionlens.fileio import atomic_write_bytes, check_output_dir
 
 TYPE_NAMES = {1: "upper", 2: "lower", 3: "full body"}
@@ -95,16 +95,22 @@ class DeriveSummary:
         types = ", ".join(f"{TYPE_NAMES[t]} {self.per_type[t]}" for t in sorted(TYPE_NAMES))
         slots = ", ".join(f"{n} {self.visible_per_slot[n]}" for n in LANDMARK_NAMES)
         parts = ", ".join(f"{k} {self.partitions[k]}" for k in ("train", "val", "test"))
+        if self.attributes:
+            attributes = (f"attributes: {self.attributes[1]} of {self.garments} garments labelled by "
+                          f"{self.attributes[0]} (the others unknown)")
+        else:
+            attributes = "attributes: colours only (no garment attribute file)"
         return [f"{self.photos} photos -> {self.garments} garments ({types}); {parts}",
                 f"visible points per slot: {slots}",
                 f"skipped: {self.small} garment regions under the minimum area, {len(self.bad)} bad masks, "
                 f"{len(self.bad_photos)} bad photos",
-                *([f"attributes: {self.attributes[1]} of {self.garments} garments labelled by {self.attributes[0]}"
-                   " (the others unknown)"] if self.attributes else ["attributes: colours only (no garment attribute file)"]),
+                attributes,
                 f"{self.seconds:.0f} s"]  # fmt: skip
 
 
-def crop_box(box: tuple[int, int, int, int], margin: float, size: tuple[int, int]) -> tuple[int, int, int, int]:
+def crop_box(
+    box: tuple[int, int, int, int], margin: float, size: tuple[int, int]
+) -> tuple[int, int, int, int]:
     """``box`` (x1, y1, x2, y2 inclusive) grown by ``margin`` x its longer side on every side, clipped.
 
     Returns (left, top, right, bottom) with right/bottom exclusive, as ``PIL.Image.crop`` takes them.
@@ -121,8 +127,10 @@ def _garment_ids(names: list[str]) -> dict[int, int]:
 
 
 def derive_photo(photo_path: Path, mask: np.ndarray, names: list[str], margin: float, min_area: float,
-                 out_img: Path | None, photo: Image.Image | None = None) -> tuple[list[Garment], int]:  # fmt: skip
-    """The garments of one photo (crops saved under ``out_img`` when given); also returns how many were too small.
+                 out_img: Path | None,
+                 photo: Image.Image | None = None) -> tuple[list[Garment], int]:  # fmt: skip
+    """The garments of one photo (crops saved under ``out_img`` when given); also returns how many were
+    too small.
 
     ``photo``: its stored pixels already decoded (default: decoded here). Raises BadImageError for
     a photo that cannot be decoded (truncated, not an image).
@@ -149,8 +157,9 @@ def derive_photo(photo_path: Path, mask: np.ndarray, names: list[str], margin: f
             photo.crop((left, top, right, bottom)).save(out_img / Path(name).name, quality=95)
         x1, y1, x2, y2 = region.box
         local = np.where(vis[:, None] < 2, np.round(xy - (left, top)), 0)
-        garments.append(Garment(name, stem, region.label, types[region.index], (x1 - left, y1 - top, x2 - left, y2 - top),
-                                local.astype(np.int64), vis, garment_colours(pixels, g), (left, top)))  # fmt: skip
+        garments.append(Garment(name, stem, region.label, types[region.index],
+                                (x1 - left, y1 - top, x2 - left, y2 - top), local.astype(np.int64), vis,
+                                garment_colours(pixels, g), (left, top)))  # fmt: skip
     return garments, small
 
 
@@ -185,8 +194,10 @@ def derive_landmark_tree(ccp_root: str | Path, out: str | Path, margin: float = 
         out: the tree to write (``img/``, ``Anno/``, ``Eval/``); created, existing files replaced.
         margin: crop margin on every side, as a fraction of the garment box's longer side.
         min_area: garments covering less of the photo than this fraction are left out.
-        pose: refine the points with a human-pose model: not available (raises :class:`PoseUnavailable`, saying why).
-        split_seed, split_fractions: the CCP reader's split settings (``data.split_seed`` / ``split_fractions``).
+        pose: refine the points with a human-pose model: not available (raises :class:`PoseUnavailable`,
+            saying why).
+        split_seed, split_fractions: the CCP reader's split settings (``data.split_seed`` /
+            ``split_fractions``).
         bad_masks: what a bad mask or photo (truncated, not an image) does: "skip" (report and count
             each, go on) or "fail" (stop at the first, naming it).
         workers: processes.
@@ -203,29 +214,36 @@ def derive_landmark_tree(ccp_root: str | Path, out: str | Path, margin: float = 
         OutputDirError: ``out`` is a file or not writable (before any work).
     """
     if bad_masks not in ("skip", "fail"):
-        raise ValueError(f"bad_masks must be 'skip' or 'fail', got {bad_masks!r}")
+        raise ConfigError(f"bad_masks must be 'skip' or 'fail', got {bad_masks!r}")
     if pose:
         raise PoseUnavailable(
-            "--pose is not available: the only offline pose model (mediapipe 0.10.14, the last release that ships "
-            "pose_landmark_full.tflite) needs protobuf<5, and fashionlens's onnx needs protobuf>=6.31, so they cannot "
-            "share one environment; derive without --pose")
+            "--pose is not available: the only offline pose model (mediapipe 0.10.14, the last release that "
+            "ships pose_landmark_full.tflite) needs protobuf<5, and fashionlens's onnx needs protobuf>=6.31, "
+            "so they cannot share one environment; derive without --pose"
+        )
     if not 0 <= margin <= 2:
-        raise ValueError(f"margin must be in [0, 2] (a fraction of the garment box), got {margin}")
+        raise ConfigError(f"margin must be in [0, 2] (a fraction of the garment box), got {margin}")
     start = time.perf_counter()
     root, out = Path(ccp_root), Path(out)
     names = read_ccp_label_list(root / "label_list.mat")
     ann_dir = root / "annotations" / "pixel-level"
     if not ann_dir.is_dir():
-        raise DataFormatError(f"annotation folder not found: {ann_dir} (derive-landmarks needs CCP's pixel-level masks)")
+        raise DataFormatError(
+            f"annotation folder not found: {ann_dir} (derive-landmarks needs CCP's pixel-level masks)"
+        )
     photos = _photo_index(root / "photos")
     attribute_path = find_attributes_file(root, attributes)
     table = read_garment_attributes(attribute_path) if attribute_path else None
     anns = sorted(ann_dir.glob("*.mat"))
     if not anns:
-        raise DataFormatError(ann_dir, None, "no .mat masks: nothing to derive (expected CCP's pixel-level annotations)")
+        raise DataFormatError(
+            ann_dir, None, "no .mat masks: nothing to derive (expected CCP's pixel-level annotations)"
+        )
     missing = [a for a in anns if a.stem not in photos]
     if missing:
-        raise DataFormatError(missing[0], None, f"annotation without a photo; expected {root / 'photos' / missing[0].stem}.jpg")
+        raise DataFormatError(
+            missing[0], None, f"annotation without a photo; expected {root / 'photos' / missing[0].stem}.jpg"
+        )
     check_output_dir(out, "output folder")  # before any work: a file or a read-only folder is one error line
     check_output_dir(out / "img", "output folder")
     jobs = [(a, photos[a.stem], names, margin, min_area, out / "img") for a in anns]
@@ -260,11 +278,15 @@ def derive_landmark_tree(ccp_root: str | Path, out: str | Path, margin: float = 
 def _check_derived(results: dict, summary: DeriveSummary, masks: int, min_area: float) -> None:
     """Refuse to write an empty tree: every mask or photo was bad, or no garment reached ``min_area``."""
     if not results:
-        raise DataFormatError(f"nothing derived: all {masks} photos were skipped ({len(summary.bad)} bad masks, "
-                              f"{len(summary.bad_photos)} bad photos)")
+        raise DataFormatError(
+            f"nothing derived: all {masks} photos were skipped ({len(summary.bad)} bad masks, "
+            f"{len(summary.bad_photos)} bad photos)"
+        )
     if not any(garments for garments, _ in results.values()):
-        raise DataFormatError(f"nothing derived: no garment of the {len(results)} photos covers --min-area {min_area:g} "
-                              f"of its photo ({summary.small} smaller garment regions left out)")
+        raise DataFormatError(
+            f"nothing derived: no garment of the {len(results)} photos covers --min-area {min_area:g} "
+            f"of its photo ({summary.small} smaller garment regions left out)"
+        )
 
 
 def _run(jobs: list, workers: int, progress: bool):
@@ -283,7 +305,9 @@ def _run(jobs: list, workers: int, progress: bool):
     bar.close()
 
 
-def _partition(results: dict, photos: dict[str, Path], names: list[str], seed: int, fractions, root: Path) -> dict[str, str]:
+def _partition(
+    results: dict, photos: dict[str, Path], names: list[str], seed: int, fractions, root: Path
+) -> dict[str, str]:
     """Photo stem -> train / val / test, exactly as the CCP reader splits its pixel-level photos."""
     dropped = set(DROPPED_LABELS)
     samples = [Sample(photos[stem], tuple(names[i] for i in tags if names[i] not in dropped), None)
@@ -318,13 +342,17 @@ def write_annotations(out: Path, samples: list[Garment], partition: dict[str, st
         "Anno/list_category_img.txt": _table("image_name  category_label",
                                              [f"{s.name:<{width}}{cat_index[s.category]}" for s in samples]),
         "Anno/list_attr_cloth.txt": _table("attribute_name  attribute_type",
-                                           [f"{c:<16}{t}" for c, t in zip(attr_names, attr_types, strict=True)]),
+                                           [f"{c:<16}{t}"
+                                            for c, t in zip(attr_names, attr_types, strict=True)]),
         "Anno/list_attr_img.txt": _table("image_name  attribute_labels",
-                                         [f"{s.name:<{width}}" + " ".join(f"{v:2d}" for v in attr_values(s)) for s in samples]),
+                                         [f"{s.name:<{width}}" + " ".join(f"{v:2d}" for v in attr_values(s))
+                                          for s in samples]),
         "Anno/list_bbox.txt": _table("image_name  x_1  y_1  x_2  y_2",
-                                     [f"{s.name:<{width}}" + " ".join(f"{v:03d}" for v in s.bbox) for s in samples]),
+                                     [f"{s.name:<{width}}" + " ".join(f"{v:03d}" for v in s.bbox)
+                                      for s in samples]),
         "Anno/list_landmarks.txt": _table(
-            "image_name  clothes_type  " + "  ".join(f"landmark_visibility_{k} landmark_location_x_{k} landmark_location_y_{k}"
+            "image_name  clothes_type  " + "  ".join(f"landmark_visibility_{k} landmark_location_x_{k} "
+                                                     f"landmark_location_y_{k}"
                                                      for k in range(1, 9)),
             [f"{s.name:<{width}}{s.clothes_type}  " + _landmark_cells(s) for s in samples]),
         "Eval/list_eval_partition.txt": _table("image_name  evaluation_status",
@@ -338,6 +366,8 @@ def write_annotations(out: Path, samples: list[Garment], partition: dict[str, st
 def _landmark_cells(s: Garment) -> str:
     """The type's (visibility, x, y) triples in file order, padded with zeros to 8 like DeepFashion's rows."""
     slots = CLOTHES_TYPE_SLOTS[s.clothes_type]
-    cells = [f"{int(s.visibility[k])} {int(s.landmarks[k, 0]):03d} {int(s.landmarks[k, 1]):03d}" for k in slots]
+    cells = [
+        f"{int(s.visibility[k])} {int(s.landmarks[k, 0]):03d} {int(s.landmarks[k, 1]):03d}" for k in slots
+    ]
     cells += ["0 000 000"] * (8 - len(slots))
     return "  ".join(cells)

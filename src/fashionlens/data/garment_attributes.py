@@ -60,8 +60,12 @@ def read_attribute_vocabulary(path: str | Path) -> tuple[list[str], list[int]]:
         kind = parts[-1].lower() if len(parts) == 2 else ""
         number = int(kind) if kind.isdigit() else TYPE_NUMBERS.get(kind)
         if number is None or number not in ATTRIBUTE_TYPES:
-            raise DataFormatError(path, lineno, f"expected 'name type' with type one of {', '.join(TYPE_NUMBERS)} "
-                                                f"(or 1..{len(TYPE_NUMBERS)}), found {line.strip()!r}")
+            raise DataFormatError(
+                path,
+                lineno,
+                f"expected 'name type' with type one of {', '.join(TYPE_NUMBERS)} "
+                f"(or 1..{len(TYPE_NUMBERS)}), found {line.strip()!r}",
+            )
         if parts[0] in names:
             raise DataFormatError(path, lineno, f"attribute {parts[0]!r} is listed twice")
         names.append(parts[0])
@@ -90,14 +94,18 @@ def read_garment_attributes(path: str | Path, vocabulary: str | Path | None = No
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if header is None or tuple(h.strip() for h in header) != COLUMNS:
-        raise DataFormatError(path, 1, f"expected the header {','.join(COLUMNS)}, found {','.join(header or [])!r}")
+        raise DataFormatError(
+            path, 1, f"expected the header {','.join(COLUMNS)}, found {','.join(header or [])!r}"
+        )
     rows: dict[tuple[str, str], frozenset[str]] = {}
     first_line: dict[tuple[str, str], int] = {}
     for lineno, record in enumerate(reader, start=2):
         if not any(cell.strip() for cell in record):
             continue
         if len(record) != len(COLUMNS):
-            raise DataFormatError(path, lineno, f"expected {len(COLUMNS)} fields ({', '.join(COLUMNS)}), found {len(record)}")
+            raise DataFormatError(
+                path, lineno, f"expected {len(COLUMNS)} fields ({', '.join(COLUMNS)}), found {len(record)}"
+            )
         photo, garment, listed = (cell.strip() for cell in record)
         for field, value in (("photo", photo), ("garment", garment)):
             if not value:
@@ -105,11 +113,17 @@ def read_garment_attributes(path: str | Path, vocabulary: str | Path | None = No
         attributes = [a.strip() for a in listed.split("|") if a.strip()]
         unknown = [a for a in attributes if a not in known]
         if unknown:
-            raise DataFormatError(path, lineno, f"field 'attributes': unknown attribute(s) {unknown}; "
-                                                f"expected names from {Path(vocabulary or path.parent / VOCABULARY_FILE).name}")
+            raise DataFormatError(
+                path,
+                lineno,
+                f"field 'attributes': unknown attribute(s) {unknown}; "
+                f"expected names from {Path(vocabulary or path.parent / VOCABULARY_FILE).name}",
+            )
         key = (photo, garment)
         if key in rows:
-            raise DataFormatError(path, lineno, f"garment {photo}_{garment} is listed twice (first on line {first_line[key]})")
+            raise DataFormatError(
+                path, lineno, f"garment {photo}_{garment} is listed twice (first on line {first_line[key]})"
+            )
         rows[key], first_line[key] = frozenset(attributes), lineno
     return GarmentAttributes(names, types, rows)
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from fashionlens.data.errors import DataFormatError
+from fashionlens.data.images import IMAGE_EXTENSIONS
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 @dataclass
@@ -66,7 +66,9 @@ def _resolve_split(root: Path, split: str) -> Path:
         _is_image(f, IMAGE_EXTENSIONS) for d in _class_folders(root) for f in d.iterdir()
     ):
         return root
-    raise DataFormatError(f"split folder '{split}' not found in {root}; expected {root / split}/<class>/<image>")
+    raise DataFormatError(
+        f"split folder '{split}' not found in {root}; expected {root / split}/<class>/<image>"
+    )
 
 
 def read_image_folder(

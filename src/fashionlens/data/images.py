@@ -1,7 +1,9 @@
 """Robust, fast image decoding shared by every reader, the predictor and the web service.
 
 Every photo in fashionlens enters through :func:`load_image`, so EXIF orientation, colour modes,
-decompression bombs and draft-mode JPEG decoding are handled in exactly one place.
+decompression bombs and draft-mode JPEG decoding are handled in exactly one place. What counts as an
+image file (:data:`IMAGE_EXTENSIONS`) and the header-only look at one (:func:`probe_image`: its size,
+or why it is unusable) live here too, for every reader, checker and command that finds or probes photos.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fashionlens.errors import FashionlensError
+
+# File suffixes (lower case) of the image files fashionlens finds in folders: photo folders, image
+# folders, listings' folders, the labelling page, Label Studio imports, CCP's photos/.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 # Pixels above which an image is refused as a probable decompression bomb (PIL's own default,
 # about 9.5k x 9.5k); PIL would only warn below twice this, fashionlens refuses.
@@ -57,7 +63,92 @@ class BadImageError(FashionlensError, ValueError):
         self.reason = reason
 
 
+class ImageTooLargeError(BadImageError):
+    """An image with more pixels than :data:`MAX_IMAGE_PIXELS` (a probable decompression bomb)."""
+
+
 ImageSource = str | Path | bytes | BinaryIO | Image.Image | np.ndarray
+_JPEG_TAIL_BYTES = 1024  # a complete JPEG's end-of-image marker lies in its last KB
+
+
+def probe_image(src: str | Path | bytes, verify: bool = False, limit: bool = True,
+                name: str | None = None) -> tuple[int, int]:
+    """(width, height) of an image's stored pixel grid, read from its header: no pixels are decoded.
+
+    The one header probe: ``data check`` and the pre-training scan (with ``verify``), the CCP mask
+    check and the web service's upload check all call it.
+
+    Args:
+        src: an image file, or its bytes (an upload).
+        verify: also run ``PIL.Image.verify`` and, for a JPEG, look for its end-of-image marker:
+            finds most broken files, still without decoding (a few with damaged pixel data pass, and
+            are refused when decoded).
+        limit: refuse images above :data:`MAX_IMAGE_PIXELS`; False leaves only PIL's own hard limit
+            (twice that), for callers that only compare sizes.
+        name: how messages name the image (default: the path, or ``<bytes>``).
+
+    Raises:
+        BadImageError: naming the image: not found, empty, not an image, an unreadable header, or
+            (``verify``) a broken or truncated file. The PIL exception, if any, is its ``__cause__``.
+        ImageTooLargeError: more pixels than the limit (a BadImageError).
+
+    Example:
+        >>> import io
+        >>> buffer = io.BytesIO()
+        >>> Image.new("RGB", (40, 30)).save(buffer, "PNG")
+        >>> probe_image(buffer.getvalue())
+        (40, 30)
+        >>> probe_image(b"not an image", name="upload.jpg")
+        Traceback (most recent call last):
+        ...
+        fashionlens.data.images.BadImageError: upload.jpg: not an image file PIL can identify
+    """
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        name = name or f"<{type(src).__name__}>"
+        if len(src) == 0:
+            raise BadImageError(name, "empty upload (0 bytes)")
+        n_bytes, path, fp = len(src), None, io.BytesIO(src)
+    else:
+        path = Path(src)
+        name = name or str(src)
+        try:
+            n_bytes = path.stat().st_size
+        except OSError:
+            raise BadImageError(name, "file not found") from None
+        if n_bytes == 0:
+            raise BadImageError(name, "empty file (0 bytes)")
+        fp = None
+    try:
+        with warnings.catch_warnings():
+            if limit:
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(fp if fp is not None else path) as img:
+                (w, h), fmt = img.size, img.format
+                too_big = pixel_limit_problem(w, h) if limit else None
+                if too_big:
+                    raise ImageTooLargeError(name, too_big)
+                if verify:
+                    img.verify()
+    except BadImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageTooLargeError(name, f"decompression bomb refused ({e})") from e
+    except UnidentifiedImageError as e:
+        raise BadImageError(name, "not an image file PIL can identify") from e
+    except Exception as e:  # PIL raises many types for broken files; all mean "unusable"
+        raise BadImageError(name, f"cannot decode image ({type(e).__name__}: {e})") from e
+    if verify and fmt == "JPEG" and not _has_jpeg_end(src if path is None else path, n_bytes):
+        raise BadImageError(name, "truncated JPEG (no end-of-image marker)")
+    return w, h
+
+
+def _has_jpeg_end(src: Path | bytes, n_bytes: int) -> bool:
+    """A JPEG ends with the end-of-image marker FF D9 (maybe followed by some padding)."""
+    if not isinstance(src, Path):
+        return b"\xff\xd9" in bytes(src[-_JPEG_TAIL_BYTES:])
+    with open(src, "rb") as f:
+        f.seek(max(0, n_bytes - _JPEG_TAIL_BYTES))
+        return b"\xff\xd9" in f.read()
 
 
 def _describe(src: ImageSource) -> str:
@@ -68,7 +159,8 @@ def _describe(src: ImageSource) -> str:
 
 def _array_to_pil(arr: np.ndarray, name: str) -> Image.Image:
     if arr.dtype.kind not in "biuf":
-        raise BadImageError(name, f"expected an array of numbers (uint8, or floats in [0, 1] or [0, 255]), got dtype {arr.dtype}")
+        raise BadImageError(name, "expected an array of numbers (uint8, or floats in [0, 1] or [0, 255]), "
+                                  f"got dtype {arr.dtype}")
     if arr.ndim in (2, 3) and 0 in arr.shape[:2]:
         raise BadImageError(name, f"empty image ({arr.shape[1]}x{arr.shape[0]} pixels)")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
@@ -76,7 +168,9 @@ def _array_to_pil(arr: np.ndarray, name: str) -> Image.Image:
     if arr.ndim == 2:
         arr = np.stack([arr] * 3, axis=-1)
     if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
-        raise BadImageError(name, f"expected an array of shape (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
+        raise BadImageError(
+            name, f"expected an array of shape (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}"
+        )
     if arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)
     if arr.dtype != np.uint8:
@@ -172,8 +266,11 @@ def _load(src: ImageSource, draft_size: tuple[int, int] | None, upright: bool) -
     elif callable(getattr(src, "read", None)):
         fp = src
     else:
-        raise BadImageError(name, f"not an image input: {type(src).__name__} (expected a path, bytes, a binary file, "
-                                  "a PIL image or a numpy array)")
+        raise BadImageError(
+            name,
+            f"not an image input: {type(src).__name__} (expected a path, bytes, a binary file, "
+            "a PIL image or a numpy array)",
+        )
     try:
         return _decode(fp, name, draft_size, upright)
     finally:
@@ -206,7 +303,9 @@ def _oriented_rgb(img: Image.Image, name: str, upright: bool = True) -> tuple[Im
         raise BadImageError(name, f"unsupported image mode {img.mode!r} ({e})") from None
 
 
-def _decode(fp: BinaryIO, name: str, draft_size: tuple[int, int] | None, upright: bool) -> tuple[Image.Image, int]:
+def _decode(
+    fp: BinaryIO, name: str, draft_size: tuple[int, int] | None, upright: bool
+) -> tuple[Image.Image, int]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -265,7 +364,11 @@ def orient_points(points: np.ndarray, orientation: int, stored_size: tuple[int, 
 
 
 def upright_annotations(
-    landmarks: np.ndarray, visible: np.ndarray, bbox: np.ndarray, orientation: int, upright_size: tuple[int, int],
+    landmarks: np.ndarray,
+    visible: np.ndarray,
+    bbox: np.ndarray,
+    orientation: int,
+    upright_size: tuple[int, int],
     flip_pairs: tuple[tuple[int, int], ...] = (),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Move stored-grid annotations onto the EXIF-oriented image that :func:`load_image` returns.

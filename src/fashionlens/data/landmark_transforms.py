@@ -22,6 +22,7 @@ from PIL import Image
 
 from fashionlens.data.config import DataConfig
 from fashionlens.data.transforms import pil_filter
+from fashionlens.errors import ConfigError
 
 __all__ = [
     "FLIP_PAIRS",
@@ -203,9 +204,10 @@ def build_joint_transforms(cfg: DataConfig, train: bool, margin: float = 0.1) ->
         (0.0, 0.0)
     """
     if cfg.resize != "squash":
-        raise ValueError(f"DeepFashion training crops the bounding box and squashes it to the input; "
+        raise ConfigError(f"DeepFashion training crops the bounding box and squashes it to the input; "
                          f"data.resize={cfg.resize!r} is not supported with landmarks (use squash)")
-    common = dict(size=cfg.input_size, mean=cfg.mean, std=cfg.std, interpolation=cfg.interpolation, margin=margin)
+    common = dict(size=cfg.input_size, mean=cfg.mean, std=cfg.std, interpolation=cfg.interpolation,
+                  margin=margin)
     if not train:
         return JointTransform(**common)
     return JointTransform(**common, flip_p=0.5, jitter_scale=0.1, jitter_shift=0.05)

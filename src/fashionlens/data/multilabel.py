@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fashionlens.data.errors import DataFormatError
+from fashionlens.errors import ConfigError, InputNotFoundError
 from fashionlens.fileio import atomic_write_text
 
 __all__ = [
@@ -125,7 +126,12 @@ def _split_labels(text: str) -> list[str]:
 
 def _read_text(path: Path) -> str:
     """The file as text: UTF-8 (a leading byte-order mark, as Excel writes, is dropped)."""
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputNotFoundError(f"{path}: file not found") from None
+    except OSError as e:  # a folder, no permission
+        raise _fail(path, None, f"cannot be read ({e.strerror or e})") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -166,9 +172,13 @@ def _parse_json_line(path: Path, line: int, text: str) -> _Row:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
-        raise _fail(path, line, f"bad JSON ({e.msg} at column {e.colno}); expected one object per line") from None
+        raise _fail(
+            path, line, f"bad JSON ({e.msg} at column {e.colno}); expected one object per line"
+        ) from None
     except (ValueError, RecursionError) as e:  # e.g. an integer of over 4300 digits, absurd nesting
-        raise _fail(path, line, f"bad JSON ({type(e).__name__}: {str(e)[:80]}); expected one object per line") from None
+        raise _fail(
+            path, line, f"bad JSON ({type(e).__name__}: {str(e)[:80]}); expected one object per line"
+        ) from None
     if not isinstance(obj, dict):
         raise _fail(path, line, f"expected a JSON object, got {type(obj).__name__}")
     for key in ("image", "labels"):
@@ -214,14 +224,24 @@ def _rows_to_samples(path: Path, rows: list[_Row], base: Path, vocab: list[str] 
             raise _fail(path, row.line, "empty field 'image'; expected an image path")
         image_path = Path(os.path.abspath(base / row.image))
         if image_path in seen:
-            raise _fail(path, row.line, f"field 'image': duplicate row for '{row.image}' (first on line {seen[image_path]})")
+            raise _fail(
+                path,
+                row.line,
+                f"field 'image': duplicate row for '{row.image}' (first on line {seen[image_path]})",
+            )
         seen[image_path] = row.line
-        labels = list(dict.fromkeys(([row.main] if row.main and row.main not in row.labels else []) + row.labels))
+        labels = list(
+            dict.fromkeys(([row.main] if row.main and row.main not in row.labels else []) + row.labels)
+        )
         if known is not None:
             for field, names in (("main", [row.main] if row.main else []), ("labels", labels)):
                 unknown = [x for x in names if x not in known]
                 if unknown:
-                    raise _fail(path, row.line, f"field '{field}': unknown label(s) {unknown}; expected names from the label list")
+                    raise _fail(
+                        path,
+                        row.line,
+                        f"field '{field}': unknown label(s) {unknown}; expected names from the label list",
+                    )
         samples.append(Sample(image_path, tuple(labels), row.main))
     return samples
 
@@ -303,7 +323,9 @@ def _render(dataset: LabelledSet, folder: Path, jsonl: bool) -> str:
     return buf.getvalue()
 
 
-def write_multilabel(dataset: LabelledSet, path: str | Path, label_list_path: str | Path | None = None) -> None:
+def write_multilabel(
+    dataset: LabelledSet, path: str | Path, label_list_path: str | Path | None = None
+) -> None:
     """Write a data set as CSV or JSONL (by extension), atomically (temp file + ``os.replace``).
 
     Image paths are written relative to the file's folder so that :func:`read_multilabel` reads
@@ -317,7 +339,7 @@ def write_multilabel(dataset: LabelledSet, path: str | Path, label_list_path: st
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".ndjson"):
-        raise ValueError(f"{path}: unknown extension '{path.suffix}'; expected .csv or .jsonl")
+        raise _fail(path, None, f"unknown extension '{path.suffix}'; expected .csv or .jsonl")
     atomic_write_text(path, _render(dataset, path.parent.absolute(), jsonl=suffix != ".csv"))
     if label_list_path is not None:
         atomic_write_text(Path(label_list_path), "".join(f"{name}\n" for name in dataset.label_names))
@@ -330,13 +352,16 @@ def _most_frequent(counts: Counter, n: int) -> list[str]:
     return [name for name, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
 
 
-def select_top_labels(dataset: LabelledSet, n: int, counted: Sequence[LabelledSet] | None = None) -> LabelledSet:
+def select_top_labels(
+    dataset: LabelledSet, n: int, counted: Sequence[LabelledSet] | None = None
+) -> LabelledSet:
     """Keep the images of the ``n`` most frequent labels and restrict the vocabulary to them.
 
     With main labels (seed B's top-5 / top-7 protocol): the n most frequent *main* labels (ties
     broken by name) are kept, with the images whose main label is one of them; their sub labels
-    outside the n are dropped (as are images without a main label). Without any main label: the n most frequent labels overall, and the
-    images that have at least one of them. The vocabulary keeps its original order.
+    outside the n are dropped (as are images without a main label). Without any main label: the n most
+    frequent labels overall, and the images that have at least one of them. The vocabulary keeps its original
+    order.
 
     Args:
         dataset: the data set.
@@ -366,7 +391,7 @@ def _strata(dataset: LabelledSet, stratify: str | None) -> list[str]:
     if stratify is None:
         return [""] * len(dataset)
     if stratify not in ("main", "rarest"):
-        raise ValueError(f"stratify must be 'main', 'rarest' or None, got {stratify!r}")
+        raise ConfigError(f"stratify must be 'main', 'rarest' or None, got {stratify!r}")
     counts = Counter(x for s in dataset.samples for x in s.labels)
     order = dataset.label_index()
     keys = []
@@ -407,7 +432,10 @@ def split_dataset(
     """
     fr = np.asarray(fractions, dtype=np.float64)
     if fr.shape != (3,) or (fr < 0).any() or abs(fr.sum() - 1.0) > 1e-6:
-        raise ValueError(f"fractions must be 3 non-negative numbers summing to 1, got {tuple(fractions)}")
+        raise ConfigError(
+            "fractions must be 3 non-negative numbers summing to 1 (data.split_fractions), got "
+            f"{tuple(fractions)}"
+        )
     bounds = np.cumsum(fr / fr.sum())
     rng = np.random.default_rng(seed)
     groups: dict[str, list[int]] = {}
@@ -431,11 +459,19 @@ def concat_splits(splits: Sequence[dict[str, LabelledSet]]) -> dict[str, Labelle
     for other in splits[1:]:
         if list(other["train"].label_names) != list(first["train"].label_names):
             raise ValueError("concat_splits: the data sets have different label vocabularies")
-    return {name: LabelledSet([s for part in splits for s in part[name].samples], list(first[name].label_names),
-                              first[name].root) for name in first}
+    return {
+        name: LabelledSet(
+            [s for part in splits for s in part[name].samples],
+            list(first[name].label_names),
+            first[name].root,
+        )
+        for name in first
+    }
 
 
-def split_by_kind(kinds: Sequence[LabelledSet], fractions: tuple[float, float, float], seed: int = 0) -> dict[str, LabelledSet]:
+def split_by_kind(
+    kinds: Sequence[LabelledSet], fractions: tuple[float, float, float], seed: int = 0
+) -> dict[str, LabelledSet]:
     """Split each kind of annotation (e.g. CCP's image-level and pixel-level photos) on its own, with the
     same fractions and seed, and join the parts: adding a kind never moves a photo of another."""
     return concat_splits([split_dataset(k, tuple(fractions), seed=seed) for k in kinds])

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fashionlens.errors import ConfigError
+
 TOPS = ("top", "t-shirt", "shirt", "blouse")
 KNITS = ("sweater", "jumper", "sweatshirt", "cardigan", "hoodie")
 OUTER = ("jacket", "coat", "blazer", "suit", "cape", "vest", "cardigan")
@@ -68,10 +70,10 @@ def implied_tag_targets(class_names: Sequence[str], tag_names: Sequence[str],
     index = {t: j for j, t in enumerate(tag_names)}
     unknown = [c for c in class_names if c not in IMPLIED_TAGS]
     if unknown:
-        raise ValueError(f"no implied tags for classes {unknown}; known: {sorted(IMPLIED_TAGS)}")
+        raise ConfigError(f"no implied tags for classes {unknown}; known: {sorted(IMPLIED_TAGS)}")
     missing = sorted({t for c in class_names for group in IMPLIED_TAGS[c] for t in group} - set(index))
     if missing:
-        raise ValueError(f"implied tags {missing} are not in the tag vocabulary")
+        raise ConfigError(f"implied tags {missing} are not in the tag vocabulary")
     targets = np.zeros((len(class_names), len(tag_names)), dtype=np.float32)
     weights = np.full((len(class_names), len(tag_names)), float(weight), dtype=np.float32)
     for k, name in enumerate(class_names):

@@ -21,12 +21,21 @@ def _top_pairs(targets: np.ndarray, names: list[str], top: int) -> list[dict]:
     co = targets.T @ targets  # (C, C): co[i, j] = images with both i and j; diagonal = counts
     counts = np.diag(co)
     i, j = np.triu_indices(len(names), k=1)
-    order = sorted((k for k in range(len(i)) if co[i[k], j[k]] > 0), key=lambda k: (-co[i[k], j[k]], i[k], j[k]))
+    order = sorted(
+        (k for k in range(len(i)) if co[i[k], j[k]] > 0), key=lambda k: (-co[i[k], j[k]], i[k], j[k])
+    )
     pairs = []
     for k in order[:top]:
         a, b, n = int(i[k]), int(j[k]), int(co[i[k], j[k]])
-        pairs.append({"a": names[a], "b": names[b], "count": n,
-                      "p_b_given_a": n / float(counts[a]), "p_a_given_b": n / float(counts[b])})
+        pairs.append(
+            {
+                "a": names[a],
+                "b": names[b],
+                "count": n,
+                "p_b_given_a": n / float(counts[a]),
+                "p_a_given_b": n / float(counts[b]),
+            }
+        )
     return pairs
 
 
@@ -42,8 +51,9 @@ def _classification_stats(ds: ClassificationSet, rare_threshold: int) -> dict:
     }
 
 
-def multilabel_stats(ds: LabelledSet | ClassificationSet, top_pairs: int = 10,
-                     rare_threshold: int = RARE_THRESHOLD) -> dict:
+def multilabel_stats(
+    ds: LabelledSet | ClassificationSet, top_pairs: int = 10, rare_threshold: int = RARE_THRESHOLD
+) -> dict:
     """Counts that describe a data set.
 
     Args:
@@ -69,8 +79,11 @@ def multilabel_stats(ds: LabelledSet | ClassificationSet, top_pairs: int = 10,
         "kind": "multilabel",
         "num_images": len(ds),
         "num_labels": len(ds.label_names),
-        "labels_per_image": {"mean": float(per_image.mean()), "min": int(per_image.min()),
-                             "max": int(per_image.max())},
+        "labels_per_image": {
+            "mean": float(per_image.mean()),
+            "min": int(per_image.min()),
+            "max": int(per_image.max()),
+        },
         "label_counts": _sorted_counts(counts),
         "main_counts": _sorted_counts(dict(mains)) if mains else None,
         "top_pairs": _top_pairs(targets, ds.label_names, top_pairs),
@@ -84,7 +97,9 @@ def _table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> 
     widths = [max(len(str(r[c])) for r in [header, *rows]) for c in range(len(header))]
 
     def line(row: tuple[str, ...]) -> str:  # first column left-aligned, numbers right-aligned
-        return "  ".join(v.ljust(w) if c == 0 else v.rjust(w) for c, (v, w) in enumerate(zip(row, widths, strict=True)))
+        return "  ".join(
+            v.ljust(w) if c == 0 else v.rjust(w) for c, (v, w) in enumerate(zip(row, widths, strict=True))
+        )
 
     return ["", title, line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
 
@@ -101,19 +116,38 @@ def format_stats(d: dict) -> str:
         out += _table("images per class", _count_rows(d["class_counts"], n), ("class", "images", "%"))
     else:
         lpi = d["labels_per_image"]
-        out = [f"images: {n}   labels: {d['num_labels']}   labels per image: mean {lpi['mean']:.2f}, "
-               f"min {lpi['min']}, max {lpi['max']}"]
+        out = [
+            f"images: {n}   labels: {d['num_labels']}   labels per image: mean {lpi['mean']:.2f}, "
+            f"min {lpi['min']}, max {lpi['max']}"
+        ]
         if d.get("main_counts"):  # main vs sub: how often each label is a photo's main label, and a sub label
             mains = dict(d["main_counts"])
-            rows = [(*row, str(mains.get(name, 0)), str(c - mains.get(name, 0)))
-                    for row, (name, c) in zip(_count_rows(d["label_counts"], n), d["label_counts"], strict=True)]
-            out += _table("images per label (as the main label / as a sub label)", rows, ("label", "images", "%", "main", "sub"))
+            rows = [
+                (*row, str(mains.get(name, 0)), str(c - mains.get(name, 0)))
+                for row, (name, c) in zip(_count_rows(d["label_counts"], n), d["label_counts"], strict=True)
+            ]
+            out += _table(
+                "images per label (as the main label / as a sub label)",
+                rows,
+                ("label", "images", "%", "main", "sub"),
+            )
         else:
             out += _table("images per label", _count_rows(d["label_counts"], n), ("label", "images", "%"))
         if d["top_pairs"]:
-            rows = [(f"{p['a']} + {p['b']}", str(p["count"]), f"{p['p_b_given_a']:.2f}", f"{p['p_a_given_b']:.2f}")
-                    for p in d["top_pairs"]]
+            rows = [
+                (
+                    f"{p['a']} + {p['b']}",
+                    str(p["count"]),
+                    f"{p['p_b_given_a']:.2f}",
+                    f"{p['p_a_given_b']:.2f}",
+                )
+                for p in d["top_pairs"]
+            ]
             out += _table("most frequent label pairs", rows, ("pair a + b", "images", "P(b|a)", "P(a|b)"))
     rare = d["rare_labels"]
-    out += ["", f"{len(rare)} label(s) with < {d['rare_threshold']} images" + (f": {', '.join(rare)}" if rare else "")]
+    out += [
+        "",
+        f"{len(rare)} label(s) with < {d['rare_threshold']} images"
+        + (f": {', '.join(rare)}" if rare else ""),
+    ]
     return "\n".join(out)

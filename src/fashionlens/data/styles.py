@@ -21,6 +21,7 @@ import numpy as np
 
 from fashionlens.data.errors import DataFormatError
 from fashionlens.data.multilabel import LabelledSet, read_multilabel
+from fashionlens.errors import ConfigError
 
 STYLES_FILE = "styles.csv"
 VOCABULARY_FILE = "styles.txt"
@@ -48,7 +49,8 @@ def find_styles_file(root: str | Path, setting: str | bool | None) -> Path | Non
 
 
 def read_styles(path: str | Path, label_list: str | Path | Sequence[str] | None = None) -> LabelledSet:
-    """Read a style file; the vocabulary is ``label_list``, else ``styles.txt`` beside it, else the names used."""
+    """Read a style file; the vocabulary is ``label_list``, else ``styles.txt`` beside it, else the names
+    used."""
     path = Path(path)
     if label_list is None and (path.parent / VOCABULARY_FILE).is_file():
         label_list = path.parent / VOCABULARY_FILE
@@ -74,7 +76,7 @@ def style_targets(photos: Sequence[str | Path], styles: LabelledSet,
         photo without one (its styles are unknown, not absent).
     """
     if not 0.0 < sub_target <= 1.0:
-        raise ValueError(f"data.style_sub_target must be in (0, 1], got {sub_target!r}")
+        raise ConfigError(f"data.style_sub_target must be in (0, 1], got {sub_target!r}")
     index = styles.label_index()
     rows = {_key(s.path): s for s in styles.samples}
     targets = np.zeros((len(photos), len(styles.label_names)), dtype=np.float32)
@@ -89,7 +91,9 @@ def style_targets(photos: Sequence[str | Path], styles: LabelledSet,
     return targets, mask
 
 
-def annotator_scores(second: LabelledSet, photos: Sequence[str | Path], label_names: Sequence[str]) -> np.ndarray:
+def annotator_scores(
+    second: LabelledSet, photos: Sequence[str | Path], label_names: Sequence[str]
+) -> np.ndarray:
     """A second labelling as a ranking, to be scored like a model against the first.
 
     The main style ranks first (score 1.0), then the sub styles in the order the annotator listed
@@ -107,7 +111,11 @@ def annotator_scores(second: LabelledSet, photos: Sequence[str | Path], label_na
         if sample is None:
             continue
         out[i] = 0.0
-        ranked = [sample.main, *(x for x in sample.labels if x != sample.main)] if sample.main else list(sample.labels)
+        ranked = (
+            [sample.main, *(x for x in sample.labels if x != sample.main)]
+            if sample.main
+            else list(sample.labels)
+        )
         for rank, name in enumerate(ranked):
             if name in column:
                 out[i, column[name]] = max(1.0 - 0.1 * rank, 0.05)
@@ -122,7 +130,9 @@ def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float:
         0.5
     """
     if len(a) != len(b) or not a:
-        raise ValueError(f"cohen_kappa needs two equally long, non-empty label lists, got {len(a)} and {len(b)}")
+        raise ValueError(
+            f"cohen_kappa needs two equally long, non-empty label lists, got {len(a)} and {len(b)}"
+        )
     names = sorted(set(a) | set(b))
     n = len(a)
     observed = sum(x == y for x, y in zip(a, b, strict=True)) / n
@@ -153,8 +163,14 @@ def agreement(first: LabelledSet, second: LabelledSet, photos: Sequence[str | Pa
         "main_same": float(np.mean([x.main == y.main for x, y in pairs])),
         "main_kappa": cohen_kappa([x.main or "" for x, _ in pairs], [y.main or "" for _, y in pairs]),
         "top1_any": float(np.mean([y.main in x.labels for x, y in pairs])),
-        "top2_any": float(np.mean([bool(set(two) & set(x.labels)) for (x, _), two in zip(pairs, second_two, strict=True)])),
-        "jaccard": float(np.mean([len(set(x.labels) & set(y.labels)) / len(set(x.labels) | set(y.labels)) for x, y in pairs])),
+        "top2_any": float(
+            np.mean([bool(set(two) & set(x.labels)) for (x, _), two in zip(pairs, second_two, strict=True)])
+        ),
+        "jaccard": float(
+            np.mean(
+                [len(set(x.labels) & set(y.labels)) / len(set(x.labels) | set(y.labels)) for x, y in pairs]
+            )
+        ),
     }
 
 

@@ -55,7 +55,8 @@ __all__ = ["SIGNAL_ATTRIBUTES", "SynthRecord", "synth_categories", "synth_attrib
 _USED = {"Synth_Tee": 1, "Synth_Longsleeve": 1, "Synth_Shorts": 2, "Synth_Trousers": 2,
          "Synth_Dress": 3, "Synth_Jumpsuit": 3}  # fmt: skip
 _STYLE_COLOURS = {"red look": (200, 40, 45), "blue look": (40, 70, 190), "green look": (40, 150, 70),
-                  "yellow look": (230, 200, 40), "pink look": (240, 140, 185), "black look": (35, 35, 40)}  # fmt: skip
+                  "yellow look": (230, 200, 40), "pink look": (240, 140, 185),
+                  "black look": (35, 35, 40)}  # fmt: skip
 _COLLAR_COLOURS = {"white collar": (250, 250, 250), "orange collar": (250, 130, 20),
                    "purple collar": (130, 50, 160)}  # fmt: skip
 _OPTIONS = {  # attribute choices per part; None = no attribute for that part
@@ -71,7 +72,8 @@ SIGNAL_ATTRIBUTES: dict[str, int] = {
 }  # fmt: skip
 _ATTR_TYPE_COUNTS = {1: 156, 2: 218, 3: 180, 4: 216, 5: 230}  # the real file's proportions
 _FOLDER_WORDS = ("Airy", "Bold", "Crisp", "Dusky", "Easy", "Fresh", "Grand", "Hazy", "Ivory", "Jolly",
-                 "Keen", "Light", "Misty", "Neat", "Open", "Plush", "Quiet", "Rustic", "Sunny", "Tidy")  # fmt: skip
+                 "Keen", "Light", "Misty", "Neat", "Open", "Plush", "Quiet", "Rustic", "Sunny",
+                 "Tidy")  # fmt: skip
 
 
 def synth_categories() -> list[tuple[str, int]]:
@@ -79,7 +81,9 @@ def synth_categories() -> list[tuple[str, int]]:
     out = []
     for ctype, count, word in ((1, 20, "Top"), (2, 16, "Bottom"), (3, 14, "Onepiece")):
         used = [n for n, t in _USED.items() if t == ctype]
-        out += [(n, ctype) for n in used] + [(f"Synth_{word}_{k:02d}", ctype) for k in range(count - len(used))]
+        out += [(n, ctype) for n in used] + [
+            (f"Synth_{word}_{k:02d}", ctype) for k in range(count - len(used))
+        ]
     return out
 
 
@@ -143,7 +147,8 @@ def _upper_template(long_sleeves: bool) -> dict:
             (l_body, 1.0), (l_body, 0.06)]  # fmt: skip
     sleeve_mid = ((cuff[0][0] + cuff[1][0]) / 2, (cuff[0][1] + cuff[1][1]) / 2)
     return {
-        "body": body, "sleeves": [sleeve_l, _mirror(sleeve_l)], "neck": [(0.36, 0.0), (0.44, 0.10), (0.56, 0.10), (0.64, 0.0)],
+        "body": body, "sleeves": [sleeve_l, _mirror(sleeve_l)],
+        "neck": [(0.36, 0.0), (0.44, 0.10), (0.56, 0.10), (0.64, 0.0)],
         "hems": [((l_body, 1.0), (r_body, 1.0))],
         "lm": {0: (0.36, 0.0), 1: (0.64, 0.0), 2: sleeve_mid, 3: (1 - sleeve_mid[0], sleeve_mid[1]),
                6: (l_body, 1.0), 7: (r_body, 1.0)},
@@ -154,14 +159,17 @@ def _upper_template(long_sleeves: bool) -> dict:
 def _lower_template(kind: str) -> dict:
     if kind == "skirt":
         body = [(0.22, 0.0), (0.78, 0.0), (0.97, 1.0), (0.03, 1.0)]
-        return {"body": body, "hems": [((0.03, 1.0), (0.97, 1.0))], "panels": [[(0.12, 0.55), (0.88, 0.55), (0.97, 1.0), (0.03, 1.0)]],
-                "lm": {4: (0.22, 0.0), 5: (0.78, 0.0), 6: (0.03, 1.0), 7: (0.97, 1.0)}, "pocket": (0.28, 0.12, 0.42, 0.3)}  # fmt: skip
+        return {"body": body, "hems": [((0.03, 1.0), (0.97, 1.0))],
+                "panels": [[(0.12, 0.55), (0.88, 0.55), (0.97, 1.0), (0.03, 1.0)]],
+                "lm": {4: (0.22, 0.0), 5: (0.78, 0.0), 6: (0.03, 1.0), 7: (0.97, 1.0)},
+                "pocket": (0.28, 0.12, 0.42, 0.3)}  # fmt: skip
     out_x, in_x, crotch = (0.04, 0.46, 0.45) if kind == "shorts" else (0.14, 0.46, 0.28)
     s = (0.55 - crotch) / (1 - crotch)  # the panel (lower half of the leg) starts at v = 0.55
     panel_l = [(0.2 + (out_x - 0.2) * 0.55, 0.55), (0.5 + (in_x - 0.5) * s, 0.55), (in_x, 1.0), (out_x, 1.0)]
     hem_l = ((out_x + in_x) / 2, 1.0)
     return {
-        "body": [(0.2, 0.0), (0.8, 0.0), (1 - out_x, 1.0), (1 - in_x, 1.0), (0.5, crotch), (in_x, 1.0), (out_x, 1.0)],
+        "body": [(0.2, 0.0), (0.8, 0.0), (1 - out_x, 1.0), (1 - in_x, 1.0), (0.5, crotch), (in_x, 1.0),
+                 (out_x, 1.0)],
         "hems": [((out_x, 1.0), (in_x, 1.0)), ((1 - in_x, 1.0), (1 - out_x, 1.0))],
         "panels": [panel_l, _mirror(panel_l)],
         "lm": {4: (0.2, 0.0), 5: (0.8, 0.0), 6: hem_l, 7: (1 - hem_l[0], 1.0)},
@@ -196,7 +204,9 @@ _TEMPLATES = {  # category name -> (clothes type, template builder, box width / 
 # ----------------------------------------------------------------------------- planning
 
 
-def _place(rng: np.random.Generator, aspect: float, size: tuple[int, int]) -> tuple[float, float, float, float]:
+def _place(
+    rng: np.random.Generator, aspect: float, size: tuple[int, int]
+) -> tuple[float, float, float, float]:
     """Random garment box (x, y, w, h) inside an image of ``size`` = (H, W)."""
     height, width = size
     big = rng.uniform(0.6, 0.9) * min(height, width)
@@ -204,13 +214,16 @@ def _place(rng: np.random.Generator, aspect: float, size: tuple[int, int]) -> tu
     return rng.uniform(1, width - gw - 1), rng.uniform(1, height - gh - 1), gw, gh
 
 
-def _plan_one(rng: np.random.Generator, name: str, cat_name: str, cat_index: int, size: tuple[int, int]) -> SynthRecord:
+def _plan_one(
+    rng: np.random.Generator, name: str, cat_name: str, cat_index: int, size: tuple[int, int]
+) -> SynthRecord:
     ctype, build, aspect = _TEMPLATES[cat_name]
     tpl = build()
     x, y, gw, gh = _place(rng, aspect, size)
     px = lambda p: (x + p[0] * gw, y + p[1] * gh)  # noqa: E731 - unit box -> pixels
     shapes = {
-        "polys": [[px(p) for p in tpl[k]] for k in ("body", "body2") if k in tpl] + [[px(p) for p in s] for s in tpl.get("sleeves", [])],
+        "polys": [[px(p) for p in tpl[k]] for k in ("body", "body2") if k in tpl]
+                 + [[px(p) for p in s] for s in tpl.get("sleeves", [])],
         "sleeves": [[px(p) for p in s] for s in tpl.get("sleeves", [])],
         "panels": [[px(p) for p in s] for s in tpl.get("panels", [])],
         "hems": [(px(p), px(q)) for p, q in tpl["hems"]], "neck": [px(p) for p in tpl.get("neck", [])],
@@ -229,7 +242,8 @@ def _plan_one(rng: np.random.Generator, name: str, cat_name: str, cat_index: int
     positives += [k for k in ("contrast belt", "patch pocket") if style[k]]
     return SynthRecord(name=name, category=cat_index, clothes_type=ctype, landmarks=landmarks,
                        visibility=visibility, bbox=bbox, positives=positives,
-                       unknown=np.flatnonzero(rng.random(1000) < 0.002), shapes=shapes, style=style)  # fmt: skip
+                       unknown=np.flatnonzero(rng.random(1000) < 0.002), shapes=shapes,
+                       style=style)  # fmt: skip
 
 
 def _plan_style(rng: np.random.Generator, ctype: int) -> dict:
@@ -256,7 +270,8 @@ def synth_plan(n: int, seed: int = 0, image_size: tuple[int, int] = (128, 128)) 
     folders: set[str] = set()
     while len(records) < n:
         cat = used[int(rng.integers(len(used)))]
-        folder = f"{_FOLDER_WORDS[int(rng.integers(20))]}_{_FOLDER_WORDS[int(rng.integers(20))]}-{cat.split('_')[1]}"
+        first, second = _FOLDER_WORDS[int(rng.integers(20))], _FOLDER_WORDS[int(rng.integers(20))]
+        folder = f"{first}_{second}-{cat.split('_')[1]}"
         folder = f"{folder}_{cat}" if folder + f"_{cat}" not in folders else f"{folder}_{len(folders)}_{cat}"
         folders.add(folder)
         for k in range(min(int(rng.integers(1, 7)), n - len(records))):
@@ -279,7 +294,9 @@ def _contrast(colour: tuple[int, int, int]) -> tuple[int, int, int]:
 
 def _background(size: tuple[int, int], colour: tuple, rng: np.random.Generator) -> Image.Image:
     height, width = size
-    blobs = Image.fromarray(rng.integers(98, 158, (6, 6, 3), dtype=np.uint8)).resize((width, height), Image.Resampling.BILINEAR)
+    blobs = Image.fromarray(rng.integers(98, 158, (6, 6, 3), dtype=np.uint8)).resize(
+        (width, height), Image.Resampling.BILINEAR
+    )
     arr = np.asarray(blobs, dtype=np.int16) - 128 + np.asarray(colour, dtype=np.int16)
     arr += rng.integers(-8, 9, (height, width, 1), dtype=np.int16)  # grain
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
@@ -294,7 +311,9 @@ def _paste_through(img: Image.Image, layer: Image.Image, polys: list) -> None:
     img.paste(layer, mask=mask)
 
 
-def _pattern(img: Image.Image, kind: str, colour: tuple, period: int, rng: np.random.Generator) -> Image.Image:
+def _pattern(
+    img: Image.Image, kind: str, colour: tuple, period: int, rng: np.random.Generator
+) -> Image.Image:
     """A copy of ``img`` covered with a texture / fabric pattern."""
     layer = img.copy()
     draw = ImageDraw.Draw(layer)
@@ -318,7 +337,9 @@ def _pattern(img: Image.Image, kind: str, colour: tuple, period: int, rng: np.ra
         layer = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     elif kind == "satin fabric":
         x0 = int(rng.integers(width))
-        draw.polygon([(x0, 0), (x0 + width // 6, 0), (x0 - width // 3, height), (x0 - width // 2, height)], fill=colour)
+        draw.polygon(
+            [(x0, 0), (x0 + width // 6, 0), (x0 - width // 3, height), (x0 - width // 2, height)], fill=colour
+        )
     return layer
 
 
@@ -357,9 +378,18 @@ def _draw_garment(rec: SynthRecord, size: tuple[int, int]) -> Image.Image:
     if st["hem"]:
         _draw_hem(draw, st["hem"], sh["hems"], sh["gh"], contrast)
     if st["collar"]:
-        draw.line(sh["neck"], fill=_COLLAR_COLOURS[st["collar"]], width=max(2, round(0.06 * sh["gw"])), joint="curve")
+        draw.line(
+            sh["neck"],
+            fill=_COLLAR_COLOURS[st["collar"]],
+            width=max(2, round(0.06 * sh["gw"])),
+            joint="curve",
+        )
     if st["contrast belt"]:
-        draw.line([tuple(rec.landmarks[4]), tuple(rec.landmarks[5])], fill=(95, 55, 25), width=max(2, round(0.05 * sh["gh"])))
+        draw.line(
+            [tuple(rec.landmarks[4]), tuple(rec.landmarks[5])],
+            fill=(95, 55, 25),
+            width=max(2, round(0.05 * sh["gh"])),
+        )
     if st["patch pocket"]:
         draw.rectangle(sh["pocket"], fill=tuple(int(c * 0.6) for c in base), outline=contrast)
     for (x, y), v in zip(rec.landmarks, rec.visibility, strict=True):
@@ -383,30 +413,53 @@ def _write_annotations(out: Path, records: list[SynthRecord]) -> None:
     attrs = synth_attributes()
     attr_pos = {name: i for i, (name, _) in enumerate(attrs)}
     w = max(len(r.name) for r in records) + 3 if records else 20
-    _write_list(out / "Anno/list_category_cloth.txt", "category_name  category_type",
-                [f"{n:<29}{t}" for n, t in synth_categories()])
-    _write_list(out / "Anno/list_attr_cloth.txt", "attribute_name  attribute_type", [f"{n:<31}{t}" for n, t in attrs])
-    _write_list(out / "Anno/list_category_img.txt", "image_name  category_label",
-                [f"{r.name:<{w}}{r.category + 1}" for r in records])
+    _write_list(
+        out / "Anno/list_category_cloth.txt",
+        "category_name  category_type",
+        [f"{n:<29}{t}" for n, t in synth_categories()],
+    )
+    _write_list(
+        out / "Anno/list_attr_cloth.txt", "attribute_name  attribute_type", [f"{n:<31}{t}" for n, t in attrs]
+    )
+    _write_list(
+        out / "Anno/list_category_img.txt",
+        "image_name  category_label",
+        [f"{r.name:<{w}}{r.category + 1}" for r in records],
+    )
     values = np.full((len(records), len(attrs)), -1, dtype=np.int64)
     for i, r in enumerate(records):
         values[i, [attr_pos[a] for a in r.positives]] = 1
         values[i, r.unknown] = 0
-    _write_list(out / "Anno/list_attr_img.txt", "image_name  attribute_labels",
-                [f"{r.name:<{w}}" + " ".join(f"{v:2d}" for v in row) for r, row in zip(records, values.tolist(), strict=True)])
-    _write_list(out / "Anno/list_bbox.txt", "image_name  x_1  y_1  x_2  y_2",
-                [f"{r.name:<{w}}" + " ".join(f"{v:03d}" for v in r.bbox) for r in records])
+    _write_list(
+        out / "Anno/list_attr_img.txt",
+        "image_name  attribute_labels",
+        [
+            f"{r.name:<{w}}" + " ".join(f"{v:2d}" for v in row)
+            for r, row in zip(records, values.tolist(), strict=True)
+        ],
+    )
+    _write_list(
+        out / "Anno/list_bbox.txt",
+        "image_name  x_1  y_1  x_2  y_2",
+        [f"{r.name:<{w}}" + " ".join(f"{v:03d}" for v in r.bbox) for r in records],
+    )
     lm_header = "image_name  clothes_type  " + "  ".join(
-        f"landmark_visibility_{k}  landmark_location_x_{k}  landmark_location_y_{k}" for k in range(1, 9))
+        f"landmark_visibility_{k}  landmark_location_x_{k}  landmark_location_y_{k}" for k in range(1, 9)
+    )
     _write_list(out / "Anno/list_landmarks.txt", lm_header, [_landmark_row(r, w) for r in records])
-    _write_list(out / "Eval/list_eval_partition.txt", "image_name  evaluation_status",
-                [f"{r.name:<{w}}{r.partition}" for r in records])
+    _write_list(
+        out / "Eval/list_eval_partition.txt",
+        "image_name  evaluation_status",
+        [f"{r.name:<{w}}{r.partition}" for r in records],
+    )
 
 
 def _landmark_row(rec: SynthRecord, width: int) -> str:
     """Name, clothes type, the type's (v, x, y) triples in file order, zero-padded to 8 triples."""
     idx = rec.landmark_indices
-    triples = [f"{rec.visibility[s]} {idx[s, 0]:03d} {idx[s, 1]:03d}" for s in CLOTHES_TYPE_SLOTS[rec.clothes_type]]
+    triples = [
+        f"{rec.visibility[s]} {idx[s, 0]:03d} {idx[s, 1]:03d}" for s in CLOTHES_TYPE_SLOTS[rec.clothes_type]
+    ]
     triples += ["0 000 000"] * (8 - len(triples))
     return f"{rec.name:<{width}}{rec.clothes_type}  " + "  ".join(triples)
 

@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 from fashionlens.data.config import DataConfig, check_resize
+from fashionlens.errors import ConfigError
 
 _FILTERS = {
     "nearest": Image.Resampling.NEAREST,
@@ -43,7 +44,7 @@ def pil_filter(name: str) -> Image.Resampling:
     try:
         return _FILTERS[name.lower()]
     except KeyError:
-        raise ValueError(f"unknown interpolation {name!r}; expected one of {sorted(_FILTERS)}") from None
+        raise ConfigError(f"unknown interpolation {name!r}; expected one of {sorted(_FILTERS)}") from None
 
 
 def draft_size(cfg: DataConfig) -> tuple[int, int]:
@@ -55,7 +56,9 @@ def draft_size(cfg: DataConfig) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def letterbox_box(width: int, height: int, size: tuple[int, int], max_stretch: float = 1.0) -> tuple[int, int, int, int]:
+def letterbox_box(
+    width: int, height: int, size: tuple[int, int], max_stretch: float = 1.0
+) -> tuple[int, int, int, int]:
     """Where a ``width`` x ``height`` photo lands when letterboxed into ``size`` = (H, W).
 
     The photo is first stretched towards the input's aspect ratio by at most ``max_stretch``, then
@@ -123,7 +126,8 @@ def normalize_pixels(pixels: np.ndarray, mean, std) -> np.ndarray:
 
 
 def to_normalized_tensor(img: Image.Image, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """RGB PIL image -> float32 (3, H, W), scaled to [0, 1] then ``(x - mean) / std`` (see :func:`normalize_pixels`)."""
+    """RGB PIL image -> float32 (3, H, W), scaled to [0, 1] then ``(x - mean) / std`` (see
+    :func:`normalize_pixels`)."""
     return torch.from_numpy(normalize_pixels(np.asarray(img), mean.numpy(), std.numpy()))
 
 
@@ -144,8 +148,15 @@ class EvalTransform:
         max_stretch: letterbox only: stretch towards the input's aspect by up to this, then pad.
     """
 
-    def __init__(self, size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...],
-                 interpolation: str = "bilinear", resize: str = "squash", max_stretch: float = 1.0):
+    def __init__(
+        self,
+        size: tuple[int, int],
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        interpolation: str = "bilinear",
+        resize: str = "squash",
+        max_stretch: float = 1.0,
+    ):
         check_resize(resize, max_stretch)
         self.size = (int(size[0]), int(size[1]))
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
@@ -158,8 +169,11 @@ class EvalTransform:
         """The region ``box`` of ``img`` (default: all of it) resized to ``size`` by ``self.resize``."""
         height, width = self.size
         src_w, src_h = (box[2] - box[0], box[3] - box[1]) if box else img.size
-        left, top, w, h = (0, 0, width, height) if self.resize == "squash" else \
-            letterbox_box(src_w, src_h, self.size, self.max_stretch)
+        left, top, w, h = (
+            (0, 0, width, height)
+            if self.resize == "squash"
+            else letterbox_box(src_w, src_h, self.size, self.max_stretch)
+        )
         if (w, h) == (width, height):
             if box is None and img.size == (width, height):
                 return img
@@ -173,7 +187,8 @@ class EvalTransform:
         return to_normalized_tensor(self.fit(img), self.mean, self.std)
 
     def __repr__(self) -> str:
-        return f"EvalTransform(size={self.size}, resize={self.resize}, max_stretch={self.max_stretch}, filter={self.filter.name})"
+        return (f"EvalTransform(size={self.size}, resize={self.resize}, max_stretch={self.max_stretch}, "
+                f"filter={self.filter.name})")
 
 
 class TrainTransform(EvalTransform):
@@ -192,10 +207,19 @@ class TrainTransform(EvalTransform):
         jitter: maximum relative change of brightness, contrast and saturation.
     """
 
-    def __init__(self, size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...],
-                 interpolation: str = "bilinear", resize: str = "squash", max_stretch: float = 1.0,
-                 scale: tuple[float, float] = (0.6, 1.0), ratio_jitter: float = 1.15, flip_p: float = 0.5,
-                 jitter: float = 0.2):
+    def __init__(
+        self,
+        size: tuple[int, int],
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        interpolation: str = "bilinear",
+        resize: str = "squash",
+        max_stretch: float = 1.0,
+        scale: tuple[float, float] = (0.6, 1.0),
+        ratio_jitter: float = 1.15,
+        flip_p: float = 0.5,
+        jitter: float = 0.2,
+    ):
         super().__init__(size, mean, std, interpolation, resize, max_stretch)
         self.scale, self.ratio_jitter, self.flip_p, self.jitter = scale, ratio_jitter, flip_p, jitter
 
@@ -234,8 +258,11 @@ class TrainTransform(EvalTransform):
         return x.sub_(self.mean).div_(self.std)
 
     def __repr__(self) -> str:
-        return (f"TrainTransform(size={self.size}, resize={self.resize}, max_stretch={self.max_stretch}, scale={self.scale}, ratio_jitter={self.ratio_jitter}, "
-                f"flip_p={self.flip_p}, jitter={self.jitter}, filter={self.filter.name})")
+        return (
+            f"TrainTransform(size={self.size}, resize={self.resize}, max_stretch={self.max_stretch}, "
+            f"scale={self.scale}, ratio_jitter={self.ratio_jitter}, flip_p={self.flip_p}, "
+            f"jitter={self.jitter}, filter={self.filter.name})"
+        )
 
 
 def build_transforms(cfg: DataConfig, train: bool) -> Callable[[Image.Image], torch.Tensor]:
@@ -254,8 +281,14 @@ def build_transforms(cfg: DataConfig, train: bool) -> Callable[[Image.Image], to
         >>> tuple(t(Image.new("RGB", (50, 70))).shape)
         (3, 32, 24)
     """
-    kwargs = dict(size=cfg.input_size, mean=cfg.mean, std=cfg.std, interpolation=cfg.interpolation,
-                  resize=cfg.resize, max_stretch=cfg.max_stretch)
+    kwargs = dict(
+        size=cfg.input_size,
+        mean=cfg.mean,
+        std=cfg.std,
+        interpolation=cfg.interpolation,
+        resize=cfg.resize,
+        max_stretch=cfg.max_stretch,
+    )
     if not train:
         return EvalTransform(**kwargs)
     # cfg.extra["crop_scale"]: multi-label photos need milder crops (a crop can cut a labelled item off)

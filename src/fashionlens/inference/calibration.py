@@ -75,7 +75,9 @@ def product_tag_check(scores: np.ndarray, classes: np.ndarray, class_names: list
         ``no_tag`` (fraction with none returned), ``num_photos``; and ``per_class`` precision.
     """
     returned = returned_tags(scores, threshold, min_tags)  # (N, C)
-    right = np.array([[t in correct_tags(class_names[k]) for t in tag_names] for k in range(len(class_names))])
+    right = np.array(
+        [[t in correct_tags(class_names[k]) for t in tag_names] for k in range(len(class_names))]
+    )
     good = returned & right[np.asarray(classes)]
     n_returned = int(returned.sum())
     per_class = {}
@@ -94,8 +96,9 @@ def product_tag_check(scores: np.ndarray, classes: np.ndarray, class_names: list
 
 
 def choose_tag_threshold(street_scores: np.ndarray, street_targets: np.ndarray, product_scores: np.ndarray,
-                         product_targets: np.ndarray, product_weights: np.ndarray, min_precision: float = 0.85,
-                         grid: np.ndarray | None = None, min_tags: int = 0) -> tuple[float, dict]:  # fmt: skip
+                         product_targets: np.ndarray, product_weights: np.ndarray,
+                         min_precision: float = 0.85, grid: np.ndarray | None = None,
+                         min_tags: int = 0) -> tuple[float, dict]:  # fmt: skip
     """The one tag threshold for both kinds of photo (see the module docstring).
 
     Args:
@@ -131,7 +134,8 @@ def choose_tag_threshold(street_scores: np.ndarray, street_targets: np.ndarray, 
     return best[0], {"OF1": best[1], "product_precision": best[2], "precision_goal_met": bool(ok)}
 
 
-def choose_f1_threshold(scores: np.ndarray, targets: np.ndarray, known: np.ndarray | None = None, min_labels: int = 0,
+def choose_f1_threshold(scores: np.ndarray, targets: np.ndarray, known: np.ndarray | None = None,
+                        min_labels: int = 0,
                         grid: np.ndarray | None = None) -> tuple[float, dict]:  # fmt: skip
     """The threshold of best overall F1 (OF1) for a multi-label head, for the policy the Predictor runs.
 
@@ -155,8 +159,12 @@ def choose_f1_threshold(scores: np.ndarray, targets: np.ndarray, known: np.ndarr
     for t in grid:
         returned = returned_tags(scores, float(t), min_labels) & valid
         tp, fp, fn = (returned & truth).sum(), (returned & ~truth).sum(), (~returned & truth & valid).sum()
-        row = {"OF1": float(2 * tp / max(2 * tp + fp + fn, 1)), "OP": float(tp / max(tp + fp, 1)),
-               "OR": float(tp / max(tp + fn, 1)), "labels_per_photo": float(returned.sum(axis=1).mean())}
+        row = {
+            "OF1": float(2 * tp / max(2 * tp + fp + fn, 1)),
+            "OP": float(tp / max(tp + fp, 1)),
+            "OR": float(tp / max(tp + fn, 1)),
+            "labels_per_photo": float(returned.sum(axis=1).mean()),
+        }
         if best is None or row["OF1"] > best[1]["OF1"]:
             best = (float(t), row)
     return best

@@ -2,8 +2,8 @@
 
 The ``.onnx`` file has one input ``image`` (B, 3, H, W) (float32, normalised as the model's data
 config says; B dynamic by default) and one output per model output, named as the keys of
-``FashionNet.forward`` ("heatmaps", "category", "labels", "styles", "attributes", ...). The model's JSON header
-(:meth:`ModelInfo.to_json`) and a digest of graph + header are stored as ONNX ``metadata_props``.
+``FashionNet.forward`` ("heatmaps", "category", "labels", "styles", "attributes", ...). The model's JSON
+header (:meth:`ModelInfo.to_json`) and a digest of graph + header are stored as ONNX ``metadata_props``.
 
 Export uses the ``torch.export``-based exporter: the legacy TorchScript exporter produced wrong
 outputs (max abs diff ~2.5) for EfficientNet-Lite0's dynamic 'same' padding with a dynamic batch.
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from fashionlens.checkpoint import ModelInfo, load_model_file
-from fashionlens.errors import FashionlensError
+from fashionlens.errors import ConfigError, FashionlensError
 from fashionlens.fileio import atomic_write_bytes
 from fashionlens.inference.onnx_runner import (
     INPUT_NAME,
@@ -65,13 +65,23 @@ def _example_input(info: ModelInfo, batch: int, seed: int = 0) -> torch.Tensor:
 def _to_onnx(model: nn.Module, example: torch.Tensor, names: list[str], opset: int, dynamic_batch: bool):
     """torch.export-based export, quiet; returns an ``onnx.ModelProto``."""
     if opset < MIN_OPSET:
-        raise ValueError(f"opset {opset} is not supported: the exporter needs opset >= {MIN_OPSET}")
+        raise ConfigError(f"opset {opset} is not supported: the exporter needs opset >= {MIN_OPSET}")
     dynamic = ({0: torch.export.Dim("batch", min=1, max=65536)},) if dynamic_batch else None
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(_TupleOutputs(model, names).eval(), (example,), None, dynamo=True,
-                                    input_names=[INPUT_NAME], output_names=names, dynamic_shapes=dynamic,
-                                    opset_version=opset, optimize=True, verbose=False, external_data=False)
+        program = torch.onnx.export(
+            _TupleOutputs(model, names).eval(),
+            (example,),
+            None,
+            dynamo=True,
+            input_names=[INPUT_NAME],
+            output_names=names,
+            dynamic_shapes=dynamic,
+            opset_version=opset,
+            optimize=True,
+            verbose=False,
+            external_data=False,
+        )
     return program.model_proto
 
 
@@ -80,7 +90,10 @@ def attach_header(proto, info: ModelInfo) -> None:
     header = info.to_json()
     keep = [(p.key, p.value) for p in proto.metadata_props if p.key not in (META_HEADER, META_DIGEST)]
     del proto.metadata_props[:]
-    for key, value in keep + [(META_HEADER, header), (META_DIGEST, content_digest(graph_bytes(proto), header))]:
+    for key, value in keep + [
+        (META_HEADER, header),
+        (META_DIGEST, content_digest(graph_bytes(proto), header)),
+    ]:
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.producer_name = "fashionlens"
@@ -98,7 +111,9 @@ def max_abs_diff(model: nn.Module, runner: OnnxRunner, x: torch.Tensor) -> dict[
     return diffs
 
 
-def verify_onnx(model: nn.Module, runner: OnnxRunner, info: ModelInfo, batches=(1, 5), atol: float = 1e-4) -> None:
+def verify_onnx(
+    model: nn.Module, runner: OnnxRunner, info: ModelInfo, batches=(1, 5), atol: float = 1e-4
+) -> None:
     """Raise :class:`ExportError` unless ONNX Runtime matches PyTorch on random inputs.
 
     An output matches when ``max|onnx - torch| <= atol * max(1, max|torch|)``: absolute for
@@ -109,12 +124,20 @@ def verify_onnx(model: nn.Module, runner: OnnxRunner, info: ModelInfo, batches=(
         for name in (k for k in diffs if not k.endswith(".scale")):
             limit = atol * max(1.0, diffs[f"{name}.scale"])
             if not diffs[name] <= limit:  # also catches NaN
-                raise ExportError(f"ONNX output {name!r} differs from PyTorch by {diffs[name]:.3g} at batch {batch} "
-                                  f"(limit {limit:.3g}); the exported graph is wrong, do not use it")
+                raise ExportError(
+                    f"ONNX output {name!r} differs from PyTorch by {diffs[name]:.3g} at batch {batch} "
+                    f"(limit {limit:.3g}); the exported graph is wrong, do not use it"
+                )
 
 
-def export_module(model: nn.Module, info: ModelInfo, out_path: str | Path, opset: int = DEFAULT_OPSET,
-                  dynamic_batch: bool = True, atol: float = 1e-4) -> Path:
+def export_module(
+    model: nn.Module,
+    info: ModelInfo,
+    out_path: str | Path,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = True,
+    atol: float = 1e-4,
+) -> Path:
     """Export an in-memory FashionNet (see :func:`export_onnx`) and write it atomically."""
     model = model.float().eval().to(memory_format=torch.contiguous_format)
     example = _example_input(info, 2)
@@ -128,8 +151,9 @@ def export_module(model: nn.Module, info: ModelInfo, out_path: str | Path, opset
     return Path(out_path)
 
 
-def export_onnx(model_path: str | Path, out_path: str | Path, opset: int = DEFAULT_OPSET,
-                dynamic_batch: bool = True) -> Path:
+def export_onnx(
+    model_path: str | Path, out_path: str | Path, opset: int = DEFAULT_OPSET, dynamic_batch: bool = True
+) -> Path:
     """Export a ``.safetensors`` fashionlens model to ONNX, checked with ONNX Runtime.
 
     Args:

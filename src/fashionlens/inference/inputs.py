@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from fashionlens.data.images import IMAGE_EXTENSIONS
 from fashionlens.errors import FashionlensError
 
 URI_SCHEMES = ("s3", "gs", "gcs", "hdfs", "file")  # those pyarrow.fs.FileSystem.from_uri opens
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 LISTING_SUFFIXES = {".csv", ".parquet", ".pq"}
 PATH_COLUMNS = ("path", "image")  # the first one a listing has is used
 
@@ -36,7 +36,8 @@ class PredictArgumentError(FashionlensError, ValueError):
 
 
 def check_prediction_options(top_k: int, threshold: float | None) -> None:
-    """The one rule for ``top_k`` and ``threshold``: the Python API, the CLI, the Ray engine and the web service.
+    """The one rule for ``top_k`` and ``threshold``: the Python API, the CLI, the Ray engine and the web
+    service.
 
     Raises:
         PredictArgumentError: ``top_k`` is not an integer >= 1, or ``threshold`` is not None or a
@@ -69,9 +70,13 @@ def check_per_image(argument: str, values, count: int) -> None:
     if values is None:
         return
     if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
-        raise PredictArgumentError(f"{argument} must be a list with one entry per image, got {type(values).__name__}")
+        raise PredictArgumentError(
+            f"{argument} must be a list with one entry per image, got {type(values).__name__}"
+        )
     if len(values) != count:
-        raise PredictArgumentError(f"{argument} has {len(values)} entries for {count} images; expected one per image")
+        raise PredictArgumentError(
+            f"{argument} has {len(values)} entries for {count} images; expected one per image"
+        )
 
 
 def is_uri(path: str) -> bool:
@@ -100,7 +105,9 @@ def read_listing(path: str) -> list[str]:
 
     csv = _suffix(path) == ".csv"
     if not is_uri(path) and Path(path).stat().st_size == 0:
-        raise ListingError(f"{path}: empty file (0 bytes); a listing needs a header line with a 'path' column")
+        raise ListingError(
+            f"{path}: empty file (0 bytes); a listing needs a header line with a 'path' column"
+        )
     try:
         if csv:
             # one thread: pyarrow's CSV thread pool, left behind by a parse error, could abort the
@@ -113,11 +120,15 @@ def read_listing(path: str) -> list[str]:
         raise ListingError(f"{path}: not a readable listing ({type(e).__name__}: {e})") from None
     column = next((c for c in PATH_COLUMNS if c in table.column_names), None)
     if column is None:
-        raise ListingError(f"{path}: no 'path' column (columns: {', '.join(table.column_names) or 'none'}); "
-                           "a listing needs one photo path or URI per row in a column named 'path'")
+        raise ListingError(
+            f"{path}: no 'path' column (columns: {', '.join(table.column_names) or 'none'}); "
+            "a listing needs one photo path or URI per row in a column named 'path'"
+        )
     if table.column_names.count(column) > 1:
-        raise ListingError(f"{path}: {table.column_names.count(column)} columns named '{column}'; "
-                           "expected one column of photo paths")
+        raise ListingError(
+            f"{path}: {table.column_names.count(column)} columns named '{column}'; "
+            "expected one column of photo paths"
+        )
     values = table.column(column).to_pylist()
     base = None if is_uri(path) else Path(path).parent
     out = []
@@ -152,7 +163,9 @@ def expand_inputs(items: list[str]) -> list[str]:
         if is_listing(item):
             found += read_listing(item)
         elif not is_uri(item) and p.is_dir():
-            found += sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            found += sorted(
+                str(f) for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()
+            )
         elif not is_uri(item) and any(ch in item for ch in "*?["):
             found += sorted(glob.glob(item, recursive=True))
         else:
@@ -161,11 +174,13 @@ def expand_inputs(items: list[str]) -> list[str]:
 
 
 def source_problem(path: str) -> str | None:
-    """Why the photo ``path`` cannot be read, known before reading it: a folder or an unsupported URI scheme."""
+    """Why the photo ``path`` cannot be read, known before reading it: a folder or an unsupported URI
+    scheme."""
     if is_uri(path):
         scheme = path.partition("://")[0].lower()
         if scheme not in URI_SCHEMES:
-            return f"unsupported URI scheme '{scheme}://' (photos are local files or {', '.join(s + '://' for s in URI_SCHEMES)} URIs)"
+            schemes = ", ".join(s + "://" for s in URI_SCHEMES)
+            return f"unsupported URI scheme '{scheme}://' (photos are local files or {schemes} URIs)"
         return None
     if Path(path).is_dir():
         return "a folder, not an image file"

@@ -78,10 +78,14 @@ def read_onnx_model(path: str | Path):
         raise CheckpointError(f"{path}: not a readable ONNX file ({type(e).__name__}: {e})") from None
     meta = {p.key: p.value for p in model.metadata_props}
     if META_HEADER not in meta:
-        raise CheckpointError(f"{path}: ONNX file without a fashionlens header (export it with `fashionlens export`)")
+        raise CheckpointError(
+            f"{path}: ONNX file without a fashionlens header (export it with `fashionlens export`)"
+        )
     if meta.get(META_DIGEST) != content_digest(graph_bytes(model), meta[META_HEADER]):
-        raise CheckpointError(f"{path}: the ONNX graph or its fashionlens header was modified after export "
-                              "(digest mismatch); export the model again")
+        raise CheckpointError(
+            f"{path}: the ONNX graph or its fashionlens header was modified after export "
+            "(digest mismatch); export the model again"
+        )
     return model, ModelInfo.from_json(meta[META_HEADER], str(path))
 
 
@@ -121,7 +125,9 @@ class OnnxRunner:
         (2, 10)
     """
 
-    def __init__(self, model, threads: int | None = None, providers: list[str] | None = None, spin: bool = False):
+    def __init__(
+        self, model, threads: int | None = None, providers: list[str] | None = None, spin: bool = False
+    ):
         import onnxruntime as ort
 
         if hasattr(model, "SerializeToString"):
@@ -129,8 +135,9 @@ class OnnxRunner:
         elif isinstance(model, Path):
             model = str(model)
         self.threads = threads or cpu_cores()
-        self.session = ort.InferenceSession(model, session_options(self.threads, spin),
-                                            providers=providers or ["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            model, session_options(self.threads, spin), providers=providers or ["CPUExecutionProvider"]
+        )
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
 

@@ -24,11 +24,23 @@ def format_predictions(preds: list[Prediction], fmt: str) -> str:
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["path", "category", "category_score", "tags", "main_style", "styles", "attributes", "colours"])
+        w.writerow(
+            ["path", "category", "category_score", "tags", "main_style", "styles", "attributes", "colours"]
+        )
         for p in preds:
             top = p.category[0] if p.category else None
-            w.writerow([p.source, top.label if top else "", f"{top.score:.4f}" if top else "",
-                        _cell(p.tags), p.main_style or "", _cell(p.styles), _cell(p.attributes), _cell(p.colours)])
+            w.writerow(
+                [
+                    p.source,
+                    top.label if top else "",
+                    f"{top.score:.4f}" if top else "",
+                    _cell(p.tags),
+                    p.main_style or "",
+                    _cell(p.styles),
+                    _cell(p.attributes),
+                    _cell(p.colours),
+                ]
+            )
         return buf.getvalue()
     lines = []
     for p in preds:
@@ -37,7 +49,10 @@ def format_predictions(preds: list[Prediction], fmt: str) -> str:
             lines.append(f"  category:   {_labels(p.category)}")
         if p.tags is not None:
             below = any(t.score < p.tag_threshold for t in p.tags)  # the model's min_tags best guesses
-            lines.append(f"  tags (>= {p.tag_threshold:.2f}{', else the best' if below else ''}): {_labels(p.tags) or '-'}")
+            lines.append(
+                f"  tags (>= {p.tag_threshold:.2f}{', else the best' if below else ''}): "
+                f"{_labels(p.tags) or '-'}"
+            )
         if p.styles is not None:
             lines.append(f"  styles (main, then >= {p.style_threshold:.2f}): {_labels(p.styles) or '-'}")
         if p.attributes is not None:
@@ -47,8 +62,11 @@ def format_predictions(preds: list[Prediction], fmt: str) -> str:
         if p.landmarks is not None:
             shown = [lm for lm in p.landmarks if lm.visible is not False]
             hidden = len(p.landmarks) - len(shown)
-            lines.append("  landmarks:  " + ", ".join(f"{lm.name}=({lm.x:.0f},{lm.y:.0f})" for lm in shown)
-                         + (f" ({hidden} not visible)" if hidden else ""))
+            lines.append(
+                "  landmarks:  "
+                + ", ".join(f"{lm.name}=({lm.x:.0f},{lm.y:.0f})" for lm in shown)
+                + (f" ({hidden} not visible)" if hidden else "")
+            )
     return "\n".join(lines)
 
 
@@ -68,8 +86,12 @@ def prediction_row(pred: Prediction) -> dict:
         "styles": _scored(pred.styles),
         "attributes": _scored(pred.attributes),
         "colours": _scored(pred.colours),
-        "landmarks": None if pred.landmarks is None else
-        [{"name": lm.name, "x": lm.x, "y": lm.y, "score": lm.score, "visible": lm.visible} for lm in pred.landmarks],
+        "landmarks": None
+        if pred.landmarks is None
+        else [
+            {"name": lm.name, "x": lm.x, "y": lm.y, "score": lm.score, "visible": lm.visible}
+            for lm in pred.landmarks
+        ],
         "width": size[0],
         "height": size[1],
         "error": pred.error,
@@ -90,11 +112,31 @@ def arrow_schema():
     import pyarrow as pa
 
     scored = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))
-    landmark = pa.struct([("name", pa.string()), ("x", pa.float64()), ("y", pa.float64()), ("score", pa.float64()),
-                          ("visible", pa.bool_())])
-    return pa.schema([("path", pa.string()), ("category", pa.string()), ("scores", scored), ("tags", scored),
-                      ("main_style", pa.string()), ("styles", scored), ("attributes", scored), ("colours", scored), ("landmarks", pa.list_(landmark)),
-                      ("width", pa.int32()), ("height", pa.int32()), ("error", pa.string())])
+    landmark = pa.struct(
+        [
+            ("name", pa.string()),
+            ("x", pa.float64()),
+            ("y", pa.float64()),
+            ("score", pa.float64()),
+            ("visible", pa.bool_()),
+        ]
+    )
+    return pa.schema(
+        [
+            ("path", pa.string()),
+            ("category", pa.string()),
+            ("scores", scored),
+            ("tags", scored),
+            ("main_style", pa.string()),
+            ("styles", scored),
+            ("attributes", scored),
+            ("colours", scored),
+            ("landmarks", pa.list_(landmark)),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+            ("error", pa.string()),
+        ]
+    )
 
 
 def predictions_table(preds: list[Prediction]):

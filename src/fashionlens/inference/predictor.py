@@ -60,13 +60,15 @@ class Prediction:
     category: list[ScoredLabel] | None = None
     tags: list[ScoredLabel] | None = None
     tag_threshold: float | None = None
-    styles: list[ScoredLabel] | None = None  # the main style (the most likely) first, then sub styles >= style_threshold
+    # the main style (the most likely) first, then sub styles >= style_threshold
+    styles: list[ScoredLabel] | None = None
     style_threshold: float | None = None
     attributes: list[ScoredLabel] | None = None  # garment attributes (texture, fabric, shape, part, ...)
     colours: list[ScoredLabel] | None = None  # models with colour attributes: those at >= 0.5
     landmarks: list[Landmark] | None = None
     image_size: tuple[int, int] | None = None  # (width, height) of the upright photo, full resolution
-    box: tuple[int, int, int, int] | None = None  # the crop (x0, y0, x1, y1) predicted on, when a box was given
+    # the crop (x0, y0, x1, y1) predicted on, when a box was given
+    box: tuple[int, int, int, int] | None = None
     error: str | None = None
 
     @property
@@ -103,8 +105,16 @@ class Predictor:
         >>> predictor.predict(["photo.jpg"])[0].to_dict()       # doctest: +SKIP
     """
 
-    def __init__(self, model: torch.nn.Module | None, info: ModelInfo, device: str = "cpu", batch_size: int = 32,
-                 runner: Runner | None = None, backend: str | None = None, workers: int | None = None):
+    def __init__(
+        self,
+        model: torch.nn.Module | None,
+        info: ModelInfo,
+        device: str = "cpu",
+        batch_size: int = 32,
+        runner: Runner | None = None,
+        backend: str | None = None,
+        workers: int | None = None,
+    ):
         if model is None and runner is None:
             raise ValueError("a Predictor needs a model or a runner")
         self.model = None if model is None else model.to(device).eval().to(memory_format=torch.channels_last)
@@ -128,7 +138,9 @@ class Predictor:
             out = self.model(batch.to(self.device, memory_format=torch.channels_last))
         return {k: v.float().cpu().numpy() for k, v in out.items()}
 
-    def preprocess(self, src: ImageSource, box: Sequence[float] | None = None) -> tuple[torch.Tensor, tuple[int, int], Box | None]:
+    def preprocess(
+        self, src: ImageSource, box: Sequence[float] | None = None
+    ) -> tuple[torch.Tensor, tuple[int, int], Box | None]:
         """(input tensor, upright photo size, crop or None): the whole photo, or ``box`` with a margin.
 
         ``box`` is (x1, y1, x2, y2) in pixels of the upright photo; the crop grows it by the margin
@@ -143,9 +155,16 @@ class Predictor:
         crop = garment_crop(box, size, self.box_margin)
         return self.transform(img.crop(crop)), size, crop
 
-    def predict(self, images: ImageSource | Sequence[ImageSource], top_k: int = 5, threshold: float | None = None,
-                names: Sequence[str] | None = None, boxes: Sequence[Sequence[float] | None] | None = None) -> list[Prediction]:
-        """Predict every image; an unreadable image (or a box outside it) yields a Prediction with ``error`` set.
+    def predict(
+        self,
+        images: ImageSource | Sequence[ImageSource],
+        top_k: int = 5,
+        threshold: float | None = None,
+        names: Sequence[str] | None = None,
+        boxes: Sequence[Sequence[float] | None] | None = None,
+    ) -> list[Prediction]:
+        """Predict every image; an unreadable image (or a box outside it) yields a Prediction with ``error``
+        set.
 
         Each image is checked on its own (:func:`fashionlens.data.images.load_image`): ``None``, a
         number, an empty (0-pixel) or NaN array, a closed PIL image get a Prediction with ``error``
@@ -173,7 +192,8 @@ class Predictor:
 
     def iter_predict(self, images: Iterable[ImageSource], top_k: int = 5, threshold: float | None = None,
                      names: Sequence[str] | None = None,
-                     boxes: Sequence[Sequence[float] | None] | None = None) -> Iterator[Prediction]:  # fmt: skip
+                     boxes: Sequence[Sequence[float] | None] | None = None,
+                     ) -> Iterator[Prediction]:  # fmt: skip
         """Like :meth:`predict`, streaming results batch by batch (for progress bars).
 
         Each batch of ``batch_size`` images is decoded by ``workers`` threads, then run as one batch;
@@ -200,12 +220,16 @@ class Predictor:
                               pool.submit(self._try_preprocess, src, None if boxes is None else boxes[i]))
                              for i, src in chunk]  # fmt: skip
                 if pending:
-                    yield from self._run_chunk([n for n, _ in pending], [f.result() for _, f in pending], top_k, threshold)
+                    yield from self._run_chunk(
+                        [n for n, _ in pending], [f.result() for _, f in pending], top_k, threshold
+                    )
                 if not submitted:
                     return
                 pending = submitted
 
-    def _try_preprocess(self, src: ImageSource, box=None) -> tuple[torch.Tensor, tuple[int, int], Box | None] | BadImageError:
+    def _try_preprocess(
+        self, src: ImageSource, box=None
+    ) -> tuple[torch.Tensor, tuple[int, int], Box | None] | BadImageError:
         try:
             return self.preprocess(src, box)
         except BadImageError as e:
@@ -213,11 +237,22 @@ class Predictor:
         except BoxError as e:
             return BadImageError(_source_name(src, 0), str(e))
 
-    def _run_chunk(self, names: list[str], loaded: list, top_k: int, threshold: float | None) -> Iterator[Prediction]:
+    def _run_chunk(
+        self, names: list[str], loaded: list, top_k: int, threshold: float | None
+    ) -> Iterator[Prediction]:
         good = [i for i, item in enumerate(loaded) if not isinstance(item, BadImageError)]
-        preds = self.predict_batch(torch.stack([loaded[i][0] for i in good]), [names[i] for i in good],
-                                   [loaded[i][1] for i in good], top_k, threshold,
-                                   [loaded[i][2] for i in good]) if good else []
+        preds = (
+            self.predict_batch(
+                torch.stack([loaded[i][0] for i in good]),
+                [names[i] for i in good],
+                [loaded[i][1] for i in good],
+                top_k,
+                threshold,
+                [loaded[i][2] for i in good],
+            )
+            if good
+            else []
+        )
         rows = {i: row for row, i in enumerate(good)}
         for i, (name, item) in enumerate(zip(names, loaded, strict=True)):
             if isinstance(item, BadImageError):
@@ -240,8 +275,10 @@ class Predictor:
         """
         outputs = self.runner(batch)
         crops = crops if crops is not None else [None] * len(names)
-        return [self._decode(outputs, row, name, size, top_k, threshold, crop)
-                for row, (name, size, crop) in enumerate(zip(names, sizes, crops, strict=True))]
+        return [
+            self._decode(outputs, row, name, size, top_k, threshold, crop)
+            for row, (name, size, crop) in enumerate(zip(names, sizes, crops, strict=True))
+        ]
 
     def tag_threshold(self, threshold: float | None) -> float:
         return threshold if threshold is not None else float(self.info.extra.get("threshold", 0.5))
@@ -275,11 +312,16 @@ class Predictor:
             # the main style always (a photo has one), then the sub styles at or above the threshold
             thr = self.style_threshold(threshold)
             probs = _sigmoid(out["styles"][row])
-            kept = {names["styles"][i] for i in np.flatnonzero(returned_tags(probs[None], thr, 1 if threshold is None else 0)[0])}
+            kept = {
+                names["styles"][i]
+                for i in np.flatnonzero(returned_tags(probs[None], thr, 1 if threshold is None else 0)[0])
+            }
             pred.styles = [s for s in _top(probs, names["styles"], top_k) if s.label in kept]
             pred.style_threshold = thr
         if "attributes" in out:
-            pred.attributes, pred.colours = self._attributes(_sigmoid(out["attributes"][row]), top_k, threshold)
+            pred.attributes, pred.colours = self._attributes(
+                _sigmoid(out["attributes"][row]), top_k, threshold
+            )
         if "heatmaps" in out:
             pred.landmarks = self._landmarks(out, row, size, crop)
         return pred
@@ -311,14 +353,25 @@ class Predictor:
         if crop is None:
             xy = input_to_photo(xy, size, self.info.data_config)
         else:  # the input was the crop: map into it, then move by its corner
-            xy = input_to_photo(xy, (crop[2] - crop[0], crop[3] - crop[1]), self.info.data_config) + (crop[0], crop[1])
+            xy = input_to_photo(xy, (crop[2] - crop[0], crop[3] - crop[1]), self.info.data_config) + (
+                crop[0],
+                crop[1],
+            )
         if "landmark_visibility" in out:
             score = _sigmoid(out["landmark_visibility"][row])
             visible = [bool(p >= 0.5) for p in score]
         else:
             score, visible = hm.flatten(2).amax(-1)[0].numpy(), [None] * len(xy)
-        return [Landmark(LANDMARK_NAMES[i] if i < 8 else f"landmark_{i}", round(float(x), 2), round(float(y), 2),
-                         round(float(p), 6), v) for i, ((x, y), p, v) in enumerate(zip(xy, score, visible, strict=True))]
+        return [
+            Landmark(
+                LANDMARK_NAMES[i] if i < 8 else f"landmark_{i}",
+                round(float(x), 2),
+                round(float(y), 2),
+                round(float(p), 6),
+                v,
+            )
+            for i, ((x, y), p, v) in enumerate(zip(xy, score, visible, strict=True))
+        ]
 
 
 Box = tuple[int, int, int, int]
@@ -351,7 +404,8 @@ def box_margin(info: ModelInfo) -> float:
 
 
 def garment_crop(box: Sequence[float], size: tuple[int, int], margin: float) -> Box:
-    """``box`` (x1, y1, x2, y2) grown by ``margin`` of its width / height on each side, clamped to the photo."""
+    """``box`` (x1, y1, x2, y2) grown by ``margin`` of its width / height on each side, clamped to the
+    photo."""
     from fashionlens.data.landmark_transforms import crop_box
 
     try:
@@ -397,11 +451,18 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     if shipped.is_file():
         return shipped
     available = sorted(f.stem for f in SHIPPED_DIR.glob("*.safetensors")) if SHIPPED_DIR.is_dir() else []
-    raise ModelNotFoundError(f"no model named {str(name_or_path)!r}: not a file, and shipped models are {available or 'none'}")
+    raise ModelNotFoundError(
+        f"no model named {str(name_or_path)!r}: not a file, and shipped models are {available or 'none'}"
+    )
 
 
-def load_model(name_or_path: str | Path = "fashionlens-lite", device: str = "cpu", batch_size: int = 32,
-               backend: str = "auto", threads: int | None = None) -> Predictor:
+def load_model(
+    name_or_path: str | Path = "fashionlens-lite",
+    device: str = "cpu",
+    batch_size: int = 32,
+    backend: str = "auto",
+    threads: int | None = None,
+) -> Predictor:
     """Load a shipped model by name or a model file (``.safetensors`` or ``.onnx``) into a :class:`Predictor`.
 
     Args:
@@ -426,8 +487,10 @@ def load_model(name_or_path: str | Path = "fashionlens-lite", device: str = "cpu
     on_cpu = torch.device(device).type == "cpu"
     if path.suffix == ".onnx":
         if backend == "torch" or not on_cpu:
-            raise BackendError(f"{path}: an .onnx model runs with backend 'onnx' on the CPU only "
-                             "(use the .safetensors file for PyTorch)")
+            raise BackendError(
+                f"{path}: an .onnx model runs with backend 'onnx' on the CPU only "
+                "(use the .safetensors file for PyTorch)"
+            )
         return _onnx_predictor(path, batch_size, threads)
     if backend == "onnx" and not on_cpu:
         raise BackendError("backend 'onnx' runs on the CPU only; use backend 'torch' for other devices")
@@ -443,7 +506,9 @@ def _onnx_predictor(onnx_path: Path, batch_size: int, threads: int | None = None
     from fashionlens.inference.onnx_runner import OnnxRunner, read_onnx_model
 
     proto, info = read_onnx_model(onnx_path)
-    return Predictor(None, info, batch_size=batch_size, runner=OnnxRunner(proto, threads=threads), backend="onnx")
+    return Predictor(
+        None, info, batch_size=batch_size, runner=OnnxRunner(proto, threads=threads), backend="onnx"
+    )
 
 
 def _cached_export(path: Path, required: bool) -> Path | None:
@@ -471,8 +536,10 @@ def _onnx_is_faster(path: Path, onnx_path: Path, batch_size: int) -> bool:
         onnx_pred = _onnx_predictor(onnx_path, batch_size)
         model, info = load_model_file(path)
         batch = torch.randn(min(batch_size, 8), 3, *info.data_config.input_size)
-        timings = {name: _best_time(runner, batch) for name, runner in
-                   (("torch", Predictor(model, info).runner), ("onnx", onnx_pred.runner))}
+        timings = {
+            name: _best_time(runner, batch)
+            for name, runner in (("torch", Predictor(model, info).runner), ("onnx", onnx_pred.runner))
+        }
         notes[key] = {"seconds_per_batch": timings, "onnx_faster": timings["onnx"] < timings["torch"]}
         write_sidecar(onnx_path, notes)
     return bool(notes[key]["onnx_faster"])

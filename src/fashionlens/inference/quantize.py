@@ -23,9 +23,15 @@ import numpy as np
 from fashionlens.checkpoint import ModelInfo
 from fashionlens.data.images import BadImageError, ImageSource, load_image
 from fashionlens.data.transforms import build_transforms, draft_size
+from fashionlens.errors import ConfigError, FashionlensError
 from fashionlens.fileio import atomic_write_bytes
 from fashionlens.inference.export import ExportError, attach_header, cached_onnx
 from fashionlens.inference.onnx_runner import INPUT_NAME, OnnxRunner, read_onnx_model
+
+
+class QuantizeError(FashionlensError, ValueError):
+    """int8 quantisation cannot start: no readable calibration photo, or a model that is already quantised."""
+
 
 DEFAULT_MAX_IMAGES = 256  # MinMax ranges settle after ~100 photos; more only costs time
 MIN_AGREEMENT = 0.9  # top-1 agreement with fp32 on the calibration photos below this: refuse to write
@@ -54,7 +60,7 @@ def calibration_inputs(info: ModelInfo, photos: Sequence[ImageSource], max_image
         except BadImageError:
             bad += 1
     if not arrays:
-        raise ValueError(f"none of the {len(photos)} calibration photos could be read")
+        raise QuantizeError(f"none of the {len(photos)} calibration photos could be read")
     return np.stack(arrays), bad
 
 
@@ -82,8 +88,10 @@ def _fp32_onnx(model_path: Path) -> tuple[Path, ModelInfo]:
     if model_path.suffix == ".onnx":
         _, info = read_onnx_model(model_path)
         if "quantization" in info.extra:
-            raise ValueError(f"{model_path} is already quantised ({info.extra['quantization'].get('format')}); "
-                             "quantise the fp32 model")
+            raise QuantizeError(
+                f"{model_path} is already quantised ({info.extra['quantization'].get('format')}); "
+                "quantise the fp32 model"
+            )
         return model_path, info
     onnx_path = cached_onnx(model_path)
     return onnx_path, read_onnx_model(onnx_path)[1]
@@ -115,8 +123,14 @@ def _run_batched(runner: OnnxRunner, x: np.ndarray, batch: int = 32) -> dict[str
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
-def quantize_int8(model_path: str | Path, out_path: str | Path, calibration: Sequence[ImageSource],
-                  max_images: int = DEFAULT_MAX_IMAGES, method: str = "minmax", seed: int = 0) -> dict:
+def quantize_int8(
+    model_path: str | Path,
+    out_path: str | Path,
+    calibration: Sequence[ImageSource],
+    max_images: int = DEFAULT_MAX_IMAGES,
+    method: str = "minmax",
+    seed: int = 0,
+) -> dict:
     """Write a statically quantised (QDQ) int8 ONNX model of ``model_path``, checked against fp32.
 
     Args:
@@ -142,32 +156,50 @@ def quantize_int8(model_path: str | Path, out_path: str | Path, calibration: Seq
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     fp32_path, info = _fp32_onnx(Path(model_path))
     x, bad = calibration_inputs(info, calibration, max_images, seed)
-    calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-                 "entropy": CalibrationMethod.Entropy}[method]
+    calibrate = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }[method]
     with tempfile.TemporaryDirectory(prefix="fashionlens-int8-") as tmp:
         prepared, quantised = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
         # shape inference + ORT's basic graph optimisations (constant folding: the ML-GCN classifiers)
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         # reduce_range: 7-bit weights, so that ORT's uint8 x int8 kernels cannot saturate their 16-bit
         # sums on x86 CPUs without VNNI (the int8 file may run on another CPU than the one that made it)
-        quantize_static(str(prepared), str(quantised), _reader(x), quant_format=QuantFormat.QDQ, per_channel=True,
-                        reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=calibrate)
+        quantize_static(
+            str(prepared),
+            str(quantised),
+            _reader(x),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=calibrate,
+        )
         import onnx
 
         proto = onnx.load(str(quantised))
-    report = {"format": "QDQ", "weights": "int8 (7-bit range), per channel", "activations": "uint8, per tensor",
-              "calibration": {"method": method, "images": int(len(x)), "unreadable": bad, "seed": seed},
-              "runtime": _ort_version()}
-    report["fp32_agreement_on_calibration"] = agreement(_run_batched(OnnxRunner(fp32_path), x),
-                                                        _run_batched(OnnxRunner(proto.SerializeToString()), x))
+    report = {
+        "format": "QDQ",
+        "weights": "int8 (7-bit range), per channel",
+        "activations": "uint8, per tensor",
+        "calibration": {"method": method, "images": int(len(x)), "unreadable": bad, "seed": seed},
+        "runtime": _ort_version(),
+    }
+    report["fp32_agreement_on_calibration"] = agreement(
+        _run_batched(OnnxRunner(fp32_path), x), _run_batched(OnnxRunner(proto.SerializeToString()), x)
+    )
     top1 = report["fp32_agreement_on_calibration"].get("category_top1", 1.0)
     if top1 < MIN_AGREEMENT:
-        raise ExportError(f"the int8 model picks another category than fp32 for {1 - top1:.0%} of the calibration "
-                          f"photos (limit {1 - MIN_AGREEMENT:.0%}); not written")
+        raise ExportError(
+            f"the int8 model picks another category than fp32 for {1 - top1:.0%} of the calibration "
+            f"photos (limit {1 - MIN_AGREEMENT:.0%}); not written"
+        )
     qinfo = copy.deepcopy(info)
     qinfo.extra["quantization"] = report
     attach_header(proto, qinfo)
@@ -179,4 +211,3 @@ def _ort_version() -> str:
     import onnxruntime
 
     return f"onnxruntime {onnxruntime.__version__}"
-

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fashionlens.errors import ConfigError, FashionlensError
 from fashionlens.fileio import OutputDirError, atomic_write_bytes, check_output_dir
 from fashionlens.inference.inputs import check_prediction_options
 
@@ -42,8 +43,13 @@ BATCHES_PER_BLOCK = 2  # photos per decoding task = 2 batches: an actor takes on
 ACTOR_MEMORY = 2 << 30  # bytes reserved per actor: Ray measured up to 1.3 GiB for Lite0 at batch 32
 
 
-class RayEngineError(RuntimeError):
-    """Ray could not be started or joined, or the job failed (what was written so far is kept)."""
+class RayEngineError(FashionlensError, RuntimeError):
+    """Ray could not be started or joined, or the job failed (what was written so far is kept).
+
+    The command line reports it as one line with exit code 1 (not 2): the inputs were fine, the run was not.
+    """
+
+    exit_code = 1
 
 
 @dataclass
@@ -55,7 +61,8 @@ class RayOptions:
     batch_size: int = 32
     num_actors: int = 1
     num_gpus_per_actor: float = 0.0
-    cpus_per_actor: float | None = None  # None: min(1, (cluster CPUs - 1) / actors), leaving a CPU for decoding
+    # None: min(1, (cluster CPUs - 1) / actors), leaving a CPU for decoding
+    cpus_per_actor: float | None = None
     threads_per_actor: int | None = None  # None: cluster CPUs / actors, capped at the node's cores
     backend: str = "auto"
     top_k: int = 5
@@ -131,7 +138,9 @@ def exclusive(out_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise OutputDirError(f"{out_dir}: another fashionlens predict is writing to this folder") from None
+            raise OutputDirError(
+                f"{out_dir}: another fashionlens predict is writing to this folder"
+            ) from None
         yield
 
 
@@ -172,7 +181,9 @@ class ShardWriter:
         table, rest = buffered.slice(0, rows), buffered.slice(rows)
         buf = pa.BufferOutputStream()
         pq.write_table(table, buf, compression="zstd")
-        atomic_write_bytes(self.out_dir / f"part-{self.run_id}-{self.shards:05d}.parquet", buf.getvalue().to_pybytes())
+        atomic_write_bytes(
+            self.out_dir / f"part-{self.run_id}-{self.shards:05d}.parquet", buf.getvalue().to_pybytes()
+        )
         self.written += table.num_rows
         self.errors += table.num_rows - table.column("error").null_count
         self.shards += 1
@@ -209,15 +220,28 @@ def decode_batch(batch: dict[str, np.ndarray], data_config: dict) -> dict[str, n
             errors[i] = e.reason
         except (OSError, ValueError) as e:  # a URI pyarrow cannot open (its errors derive from these)
             errors[i] = f"cannot read ({type(e).__name__}: {e})"
-    return {"path": np.asarray(paths, dtype=object), "pixels": pixels, "size": sizes,
-            "error": np.asarray(errors, dtype=object)}
+    return {
+        "path": np.asarray(paths, dtype=object),
+        "pixels": pixels,
+        "size": sizes,
+        "error": np.asarray(errors, dtype=object),
+    }
 
 
 class PredictActor:
     """Ray actor: one Predictor (ONNX Runtime session or PyTorch model) for the actor's lifetime."""
 
-    def __init__(self, model_ref: list, suffix: str, backend: str, device: str, threads: int,
-                 batch_size: int, top_k: int, threshold: float | None):
+    def __init__(
+        self,
+        model_ref: list,
+        suffix: str,
+        backend: str,
+        device: str,
+        threads: int,
+        batch_size: int,
+        top_k: int,
+        threshold: float | None,
+    ):
         import ray
         import torch
 
@@ -229,7 +253,9 @@ class PredictActor:
         path.write_bytes(ray.get(model_ref[0]))  # a list, so Ray passes the reference and not the bytes
         threads = max(1, min(threads, cpu_cores()))
         torch.set_num_threads(threads)
-        self.predictor = load_model(path, device=device, backend=backend, batch_size=batch_size, threads=threads)
+        self.predictor = load_model(
+            path, device=device, backend=backend, batch_size=batch_size, threads=threads
+        )
         self.mean, self.std = self.predictor.info.data_config.mean, self.predictor.info.data_config.std
         self.top_k, self.threshold = top_k, threshold
 
@@ -242,12 +268,17 @@ class PredictActor:
 
         paths, errors = [str(p) for p in batch["path"]], [str(e) for e in batch["error"]]
         good = [i for i, e in enumerate(errors) if not e]
-        preds: list[Prediction] = [Prediction(source=p, error=e or None) for p, e in zip(paths, errors, strict=True)]
+        preds: list[Prediction] = [
+            Prediction(source=p, error=e or None) for p, e in zip(paths, errors, strict=True)
+        ]
         if good:
             x = torch.from_numpy(normalize_pixels(batch["pixels"][good], self.mean, self.std))
             sizes = [tuple(int(v) for v in batch["size"][i]) for i in good]
-            for i, pred in zip(good, self.predictor.predict_batch(x, [paths[i] for i in good], sizes, self.top_k,
-                                                                  self.threshold), strict=True):
+            for i, pred in zip(
+                good,
+                self.predictor.predict_batch(x, [paths[i] for i in good], sizes, self.top_k, self.threshold),
+                strict=True,
+            ):
                 preds[i] = pred
         return predictions_table(preds)
 
@@ -264,12 +295,12 @@ def actor_model(model: str, backend: str, gpus: bool, batch_size: int) -> tuple[
     Raises:
         FileNotFoundError, ValueError, CheckpointError: as :func:`fashionlens.load_model`.
     """
-    from fashionlens.inference.predictor import load_model, resolve_model_path
+    from fashionlens.inference.predictor import BackendError, load_model, resolve_model_path
 
     path = resolve_model_path(model)
     if gpus:
         if path.suffix == ".onnx":
-            raise ValueError(f"{path}: GPU actors run the PyTorch model; pass its .safetensors file")
+            raise BackendError(f"{path}: GPU actors run the PyTorch model; pass its .safetensors file")
         predictor = load_model(path, backend="torch")
         return path, "torch", predictor.info.data_config.to_dict()
     predictor = load_model(path, backend=backend, batch_size=batch_size)
@@ -281,7 +312,8 @@ def actor_model(model: str, backend: str, gpus: bool, batch_size: int) -> tuple[
 
 
 def init_ray(address: str | None) -> None:
-    """Join ``address`` (or ``$RAY_ADDRESS``) or start Ray on this machine; quiet logs, no Ray progress bars."""
+    """Join ``address`` (or ``$RAY_ADDRESS``) or start Ray on this machine; quiet logs, no Ray progress
+    bars."""
     import logging
 
     import ray
@@ -289,11 +321,18 @@ def init_ray(address: str | None) -> None:
     if not ray.is_initialized():
         target = address or os.environ.get("RAY_ADDRESS") or None
         try:
-            ray.init(address=target, logging_level=logging.WARNING, log_to_driver=False, include_dashboard=False,
-                     configure_logging=True)
+            ray.init(
+                address=target,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+                include_dashboard=False,
+                configure_logging=True,
+            )
         except Exception as e:  # noqa: BLE001 - Ray raises plain Exception for a start-up timeout
             where = f"join the Ray cluster at {target}" if target else "start Ray on this machine"
-            hint = "" if target else "; on a very busy machine Ray's processes can start too slowly: try again"
+            hint = (
+                "" if target else "; on a very busy machine Ray's processes can start too slowly: try again"
+            )
             raise RayEngineError(f"could not {where} ({type(e).__name__}: {_first_line(e)}){hint}") from None
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # ours counts photos written, theirs count blocks per operator
@@ -334,8 +373,9 @@ def pool_sizes(opts: RayOptions, cluster_cpus: float) -> tuple[float, int]:
     return float(cpus), int(threads)
 
 
-def build_dataset(paths: list[str], opts: RayOptions, model_path: Path, backend: str, data_config: dict,
-                  cluster_cpus: float):
+def build_dataset(
+    paths: list[str], opts: RayOptions, model_path: Path, backend: str, data_config: dict, cluster_cpus: float
+):
     """The Ray Data pipeline from paths to result tables (lazy; nothing runs until iterated)."""
     import pyarrow as pa
     import ray
@@ -343,21 +383,38 @@ def build_dataset(paths: list[str], opts: RayOptions, model_path: Path, backend:
     per_block = BATCHES_PER_BLOCK * max(8, opts.batch_size)  # >= 16 photos: a Ray task costs milliseconds
     blocks = max(math.ceil(len(paths) / per_block), min(len(paths), 2 * max(1, opts.num_actors)))
     ds = ray.data.from_arrow(pa.table({"path": pa.array(paths, pa.string())}), override_num_blocks=blocks)
-    ds = ds.map_batches(decode_batch, batch_size=None, fn_kwargs={"data_config": data_config},
-                        compute=ray.data.TaskPoolStrategy(), num_cpus=1, batch_format="numpy")
+    ds = ds.map_batches(
+        decode_batch,
+        batch_size=None,
+        fn_kwargs={"data_config": data_config},
+        compute=ray.data.TaskPoolStrategy(),
+        num_cpus=1,
+        batch_format="numpy",
+    )
     cpus, threads = pool_sizes(opts, cluster_cpus)
     gpus = opts.num_gpus_per_actor > 0
     return ds.map_batches(
-        PredictActor, batch_size=opts.batch_size, batch_format="numpy",
+        PredictActor,
+        batch_size=opts.batch_size,
+        batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=max(1, opts.num_actors)),
-        fn_constructor_kwargs={"model_ref": [ray.put(model_path.read_bytes())], "suffix": model_path.suffix, "backend": backend,
-                               "device": "cuda" if gpus else "cpu", "threads": threads,
-                               "batch_size": opts.batch_size, "top_k": opts.top_k, "threshold": opts.threshold},
-        num_cpus=cpus, num_gpus=opts.num_gpus_per_actor or None,
+        fn_constructor_kwargs={
+            "model_ref": [ray.put(model_path.read_bytes())],
+            "suffix": model_path.suffix,
+            "backend": backend,
+            "device": "cuda" if gpus else "cpu",
+            "threads": threads,
+            "batch_size": opts.batch_size,
+            "top_k": opts.top_k,
+            "threshold": opts.threshold,
+        },
+        num_cpus=cpus,
+        num_gpus=opts.num_gpus_per_actor or None,
         # a memory reservation (a model replica, its runtime's arenas and a batch's activations) also
         # keeps Ray from fusing the decoding tasks into the actors (it fuses map stages whose
         # resources are equal), so decoding scales with the cluster's CPUs, not with the replicas
-        memory=None if opts.fuse_decode else ACTOR_MEMORY)
+        memory=None if opts.fuse_decode else ACTOR_MEMORY,
+    )
 
 
 def _check_gpus(opts: RayOptions) -> None:
@@ -369,15 +426,34 @@ def _check_gpus(opts: RayOptions) -> None:
 
     have = float(ray.cluster_resources().get("GPU", 0.0))
     if opts.num_gpus_per_actor > have and not (opts.address or os.environ.get("RAY_ADDRESS")):
-        raise ValueError(f"--num-gpus-per-actor {opts.num_gpus_per_actor:g}: Ray on this machine has {have:g} GPU(s)")
+        raise ConfigError(
+            f"--num-gpus-per-actor {opts.num_gpus_per_actor:g}: Ray on this machine has {have:g} GPU(s)"
+        )
 
 
-def _summary(inputs: int, todo: int, writer: ShardWriter, seconds: float, first: float | None,
-             backend: str, opts: RayOptions) -> RunSummary:
+def _summary(
+    inputs: int,
+    todo: int,
+    writer: ShardWriter,
+    seconds: float,
+    first: float | None,
+    backend: str,
+    opts: RayOptions,
+) -> RunSummary:
     rate = writer.written / seconds if seconds > 0 else 0.0
-    return RunSummary(inputs, inputs - todo, writer.written, writer.errors, writer.shards, round(seconds, 3),
-                      round(first if first is not None else seconds, 3), round(rate, 2), str(writer.out_dir),
-                      backend, max(1, opts.num_actors))
+    return RunSummary(
+        inputs,
+        inputs - todo,
+        writer.written,
+        writer.errors,
+        writer.shards,
+        round(seconds, 3),
+        round(first if first is not None else seconds, 3),
+        round(rate, 2),
+        str(writer.out_dir),
+        backend,
+        max(1, opts.num_actors),
+    )
 
 
 def run(paths: list[str], opts: RayOptions) -> RunSummary:
@@ -402,8 +478,9 @@ def run(paths: list[str], opts: RayOptions) -> RunSummary:
     out_dir = check_output_dir(opts.out_dir, "--out")
     with exclusive(out_dir):
         todo = pending_paths(paths, finished_paths(out_dir))
-        model_path, backend, data_config = actor_model(opts.model, opts.backend, opts.num_gpus_per_actor > 0,
-                                                       opts.batch_size)
+        model_path, backend, data_config = actor_model(
+            opts.model, opts.backend, opts.num_gpus_per_actor > 0, opts.batch_size
+        )
         writer = ShardWriter(out_dir, opts.shard_rows)
         seconds, first = _tag(todo, opts, model_path, backend, data_config, writer) if todo else (0.0, None)
         summary = _summary(len(set(paths)), len(todo), writer, seconds, first, backend, opts)
@@ -411,15 +488,18 @@ def run(paths: list[str], opts: RayOptions) -> RunSummary:
     return summary
 
 
-def _tag(todo: list[str], opts: RayOptions, model_path: Path, backend: str, data_config: dict,
-         writer: ShardWriter) -> tuple[float, float | None]:
+def _tag(
+    todo: list[str], opts: RayOptions, model_path: Path, backend: str, data_config: dict, writer: ShardWriter
+) -> tuple[float, float | None]:
     """Run the pipeline over ``todo`` into ``writer``: (seconds, seconds until the first results)."""
     import ray
     from tqdm import tqdm
 
     init_ray(opts.address)
     _check_gpus(opts)
-    ds = build_dataset(todo, opts, model_path, backend, data_config, float(ray.cluster_resources().get("CPU", 1.0)))
+    ds = build_dataset(
+        todo, opts, model_path, backend, data_config, float(ray.cluster_resources().get("CPU", 1.0))
+    )
     start, first = time.perf_counter(), None
     with tqdm(total=len(todo), unit="img", file=sys.stderr, disable=not opts.progress) as bar:
         try:
@@ -430,8 +510,10 @@ def _tag(todo: list[str], opts: RayOptions, model_path: Path, backend: str, data
         except Exception as e:  # noqa: BLE001 - Ray wraps task and actor failures in its own types
             writer.flush()  # the rows received are complete: keep them
             cause = _root_cause(e)
-            raise RayEngineError(f"the Ray job failed after {writer.written} photos were written "
-                                 f"({type(cause).__name__}: {_first_line(cause)}); rerun the same command "
-                                 "to tag the rest") from e
+            raise RayEngineError(
+                f"the Ray job failed after {writer.written} photos were written "
+                f"({type(cause).__name__}: {_first_line(cause)}); rerun the same command "
+                "to tag the rest"
+            ) from e
     writer.flush()
     return time.perf_counter() - start, first

@@ -30,8 +30,8 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from fashionlens.data.image_folder import IMAGE_EXTENSIONS
-from fashionlens.data.images import BadImageError
+from fashionlens.data.images import IMAGE_EXTENSIONS, BadImageError
+from fashionlens.errors import ConfigError, FashionlensError, InputNotFoundError
 from fashionlens.label.photos import (
     THUMB_SIDE,
     VIEW_SIDE,
@@ -75,17 +75,19 @@ def open_session(photos_dir: str | Path, labels: str | Path, out: str | Path, mo
     """Read the vocabulary, find the photos, read an existing output, and score photos with ``model``.
 
     Raises:
-        LabelSessionError, DataFormatError, NotADirectoryError, FileNotFoundError, ValueError: a
-            one-line reason the session cannot start.
+        FashionlensError: a one-line reason the session cannot start (LabelSessionError,
+            DataFormatError, ConfigError, PhotoFolderError, InputNotFoundError, OutputDirError, ...).
     """
     if order not in ORDERS:
-        raise ValueError(f"--order must be one of {', '.join(ORDERS)}, got {order!r}")
+        raise ConfigError(f"--order must be one of {', '.join(ORDERS)}, got {order!r}")
     if order == "uncertain" and model is None:
-        raise ValueError("--order uncertain needs --model (the uncertainty comes from the model's scores)")
+        raise ConfigError("--order uncertain needs --model (the uncertainty comes from the model's scores)")
     vocab = read_vocabulary(labels)
     photos = find_photos(photos_dir)
     if not photos.items:
-        raise FileNotFoundError(f"no photos in {photos.root} (looked for {' '.join(IMAGE_EXTENSIONS)} files)")
+        raise InputNotFoundError(
+            f"no photos in {photos.root} (looked for {' '.join(IMAGE_EXTENSIONS)} files)"
+        )
     store = LabelStore(out, vocab, photos)
     try:
         session = LabelSession(store, list(range(len(photos.items))))
@@ -100,14 +102,20 @@ def open_session(photos_dir: str | Path, labels: str | Path, out: str | Path, mo
 
 def _describe(session: LabelSession) -> None:
     counts, photos = session.store.counts(), session.photos
-    session.notes.append(f"{counts['total']} photos in {photos.root}; {counts['labelled']} already labelled, "
-                         f"{counts['skipped']} skipped; writing {session.store.out}")
+    session.notes.append(
+        f"{counts['total']} photos in {photos.root}; {counts['labelled']} already labelled, "
+        f"{counts['skipped']} skipped; writing {session.store.out}"
+    )
     if counts["other_rows"]:
-        session.notes.append(f"{counts['other_rows']} rows of {session.store.out.name} name photos outside "
-                             f"{photos.root}: kept as they are")
+        session.notes.append(
+            f"{counts['other_rows']} rows of {session.store.out.name} name photos outside "
+            f"{photos.root}: kept as they are"
+        )
     if photos.escaped:
         shown = ", ".join(photos.escaped[:5]) + (" ..." if len(photos.escaped) > 5 else "")
-        session.notes.append(f"left out {len(photos.escaped)} link(s) pointing outside the photo folder: {shown}")
+        session.notes.append(
+            f"left out {len(photos.escaped)} link(s) pointing outside the photo folder: {shown}"
+        )
 
 
 def _add_suggestions(session: LabelSession, model: str, order: str, progress: bool) -> None:
@@ -119,8 +127,10 @@ def _add_suggestions(session: LabelSession, model: str, order: str, progress: bo
     session.suggestions = suggest(predictor, paths, session.store.vocab, indices=todo, progress=progress)
     session.notes.append(session.suggestions.note())
     if session.suggestions.errors:
-        session.notes.append(f"the model could not read {len(session.suggestions.errors)} photo(s); "
-                             "they are shown last and without suggestions")
+        session.notes.append(
+            f"the model could not read {len(session.suggestions.errors)} photo(s); "
+            "they are shown last and without suggestions"
+        )
     if order == "uncertain":
         session.order = uncertain_first(session.order, session.suggestions)
         session.notes.append("order: most uncertain first")
@@ -151,7 +161,9 @@ class _PhotoCache:
 async def _json_body(request: Request) -> dict:
     """The request's JSON object, within MAX_BODY_BYTES; 415 / 413 / 400 otherwise."""
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-        raise ClientError(415, "expected a JSON body (Content-Type: application/json); nothing is uploaded here")
+        raise ClientError(
+            415, "expected a JSON body (Content-Type: application/json); nothing is uploaded here"
+        )
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -168,7 +180,9 @@ async def _json_body(request: Request) -> dict:
 
 def _photo_index(session: LabelSession, value) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < len(session.photos.items):
-        raise ClientError(404, f"no photo {value!r}: expected an index from 0 to {len(session.photos.items) - 1}")
+        raise ClientError(
+            404, f"no photo {value!r}: expected an index from 0 to {len(session.photos.items) - 1}"
+        )
     return value
 
 
@@ -177,13 +191,24 @@ def _state(session: LabelSession) -> dict:
     photos = []
     for i, photo in enumerate(session.photos.items):
         record = store.record(i)
-        item = {"name": photo.rel, "record": record.to_json() if record else None, "skipped": store.is_skipped(i)}
+        item = {
+            "name": photo.rel,
+            "record": record.to_json() if record else None,
+            "skipped": store.is_skipped(i),
+        }
         if sugg is not None and i in sugg.by_photo:
             item["suggestion"] = sugg.by_photo[i].to_json()
         photos.append(item)
-    return {"labels": store.vocab, "photos": photos, "order": session.order, "start": store.resume_at(session.order),
-            "counts": store.counts(), "version": store.version, "out": store.out.name,
-            "suggestions": sugg.note() if sugg else None}
+    return {
+        "labels": store.vocab,
+        "photos": photos,
+        "order": session.order,
+        "start": store.resume_at(session.order),
+        "counts": store.counts(),
+        "version": store.version,
+        "out": store.out.name,
+        "suggestions": sugg.note() if sugg else None,
+    }
 
 
 def _progress(session: LabelSession, after: int | None) -> dict:
@@ -210,7 +235,9 @@ def _add_api_routes(app: FastAPI, session: LabelSession) -> None:
         except PhotoAccessError as e:
             raise ClientError(403, str(e)) from None
         except (BadImageError, OSError) as e:
-            raise ClientError(422, f"{item.rel}: cannot show this photo ({getattr(e, 'reason', e)}); skip it") from None
+            raise ClientError(
+                422, f"{item.rel}: cannot show this photo ({getattr(e, 'reason', e)}); skip it"
+            ) from None
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"})
 
     @app.post("/api/save")
@@ -219,8 +246,11 @@ def _add_api_routes(app: FastAPI, session: LabelSession) -> None:
         body = await _json_body(request)
         index = _photo_index(session, body.get("photo"))
         labels, main = body.get("labels", []), body.get("main")
-        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels) or \
-                not (main is None or isinstance(main, str)):
+        if (
+            not isinstance(labels, list)
+            or not all(isinstance(x, str) for x in labels)
+            or not (main is None or isinstance(main, str))
+        ):
             raise ClientError(400, "expected 'labels': a list of names and 'main': a name or null")
         try:
             record = await run_in_threadpool(store.save, index, main, labels)
@@ -251,8 +281,12 @@ def _add_api_routes(app: FastAPI, session: LabelSession) -> None:
         if index is None:
             raise ClientError(409, "nothing to undo in this session")
         record = store.record(index)
-        return {"photo": index, "record": record.to_json() if record else None, "skipped": store.is_skipped(index),
-                **_progress(session, index)}
+        return {
+            "photo": index,
+            "record": record.to_json() if record else None,
+            "skipped": store.is_skipped(index),
+            **_progress(session, index),
+        }
 
 
 def create_label_app(session: LabelSession, allowed_hosts: list[str] | None = None) -> FastAPI:
@@ -272,6 +306,10 @@ def create_label_app(session: LabelSession, allowed_hosts: list[str] | None = No
     return app
 
 
+class ListenError(FashionlensError, OSError):
+    """The page's address cannot be listened on (the port is taken, the host is not this machine's)."""
+
+
 def bind_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host:port`` (port 0: one the OS picks), for uvicorn to serve on."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -279,25 +317,38 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-        sock.listen(128)  # connections wait in the backlog until uvicorn runs: the announced URL works at once
+        # connections wait in the backlog until uvicorn runs: the announced URL works at once
+        sock.listen(128)
     except OSError as e:
         sock.close()
-        raise OSError(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port") from None
+        raise ListenError(
+            f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port"
+        ) from None
     return sock
 
 
-def run_label_server(session: LabelSession, host: str, port: int, announce: Callable[[str], None] = print) -> None:
+def run_label_server(
+    session: LabelSession, host: str, port: int, announce: Callable[[str], None] = print
+) -> None:
     """Serve the page until interrupted (Ctrl-C); ``announce`` gets the URL once listening is set up."""
     import uvicorn
 
     sock = bind_socket(host, port)
     loopback = host in LOOPBACK
-    app = create_label_app(session, allowed_hosts=["127.0.0.1", "localhost", "[::1]", "::1"] if loopback else None)
+    app = create_label_app(
+        session, allowed_hosts=["127.0.0.1", "localhost", "[::1]", "::1"] if loopback else None
+    )
     if not loopback:
-        log.warning("labelling page on %s: anyone who can reach it can see the photos and change the labels", host)
+        log.warning(
+            "labelling page on %s: anyone who can reach it can see the photos and change the labels", host
+        )
     shown = f"[{host}]" if ":" in host else host
-    announce(f"labelling page: http://{shown}:{sock.getsockname()[1]}/  (Ctrl-C stops it; every save is on disk)")
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", server_header=False, timeout_keep_alive=5))
+    announce(
+        f"labelling page: http://{shown}:{sock.getsockname()[1]}/  (Ctrl-C stops it; every save is on disk)"
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", server_header=False, timeout_keep_alive=5)
+    )
     # uvicorn re-raises the signal that stopped it once it has shut down; SIGTERM then ends the process
     # before the caller can release the output lock, so it is turned into a KeyboardInterrupt, like Ctrl-C.
     main = threading.current_thread() is threading.main_thread()

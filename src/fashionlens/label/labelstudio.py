@@ -24,7 +24,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 from xml.sax.saxutils import quoteattr
 
 from fashionlens.data.errors import DataFormatError
-from fashionlens.data.image_folder import IMAGE_EXTENSIONS
+from fashionlens.data.images import IMAGE_EXTENSIONS
+from fashionlens.errors import InputNotFoundError
 from fashionlens.label.store import LabelValueError, Record, make_record
 
 MAX_LISTED = 10
@@ -37,13 +38,13 @@ def labelstudio_config(vocab: Sequence[str], main_field: str = "main", labels_fi
     choices = "".join(f"    <Choice value={quoteattr(name)}/>\n" for name in vocab)
     return (
         "<View>\n"
-        f"  <Image name=\"photo\" value=\"${image_field}\" zoom=\"true\"/>\n"
-        "  <Header value=\"Main label (one)\"/>\n"
-        f"  <Choices name={quoteattr(main_field)} toName=\"photo\" choice=\"single-radio\" required=\"true\" "
-        "showInline=\"true\">\n"
+        f'  <Image name="photo" value="${image_field}" zoom="true"/>\n'
+        '  <Header value="Main label (one)"/>\n'
+        f'  <Choices name={quoteattr(main_field)} toName="photo" choice="single-radio" required="true" '
+        'showInline="true">\n'
         f"{choices}  </Choices>\n"
-        "  <Header value=\"Sub labels (any)\"/>\n"
-        f"  <Choices name={quoteattr(labels_field)} toName=\"photo\" choice=\"multiple\" showInline=\"true\">\n"
+        '  <Header value="Sub labels (any)"/>\n'
+        f'  <Choices name={quoteattr(labels_field)} toName="photo" choice="multiple" showInline="true">\n'
         f"{choices}  </Choices>\n"
         "</View>\n"
     )
@@ -84,10 +85,14 @@ class PhotoIndex:
 
     def find(self, ref: str) -> tuple[Path | None, str]:
         """The photo for ``ref``, or None and why not."""
-        parts = [p for p in self.reference_path(ref).replace("\\", "/").split("/") if p not in ("", ".", "..")]
+        parts = [
+            p for p in self.reference_path(ref).replace("\\", "/").split("/") if p not in ("", ".", "..")
+        ]
         if not parts:
             return None, "no file name in it"
-        names = [parts[-1]] + ([_UPLOAD_PREFIX.sub("", parts[-1], count=1)] if _UPLOAD_PREFIX.match(parts[-1]) else [])
+        names = [parts[-1]] + (
+            [_UPLOAD_PREFIX.sub("", parts[-1], count=1)] if _UPLOAD_PREFIX.match(parts[-1]) else []
+        )
         for name in names:
             for k in range(len(parts) - 1):  # longest trailing sub-path first
                 candidate = self.root.joinpath(*parts[k:-1], name)
@@ -108,8 +113,10 @@ def _choices(result: list, field_name: str) -> list[str] | None:
             value = item.get("value") or {}
             picked = value.get("choices")
             if not isinstance(picked, list) or not all(isinstance(x, str) for x in picked):
-                raise ValueError(f"field '{field_name}' has no list of choices (type {item.get('type')!r}); "
-                                 "expected a Choices control")
+                raise ValueError(
+                    f"field '{field_name}' has no list of choices (type {item.get('type')!r}); "
+                    "expected a Choices control"
+                )
             return picked
     return None
 
@@ -132,8 +139,7 @@ def _pick_annotation(task: dict, result: ImportResult) -> dict | None:
     return (truth or sorted(done, key=lambda a: str(a.get("updated_at") or a.get("created_at") or "")))[-1]
 
 
-def _task_record(annotation: dict, main_field: str, labels_field: str,
-                 vocab: Sequence[str] | None) -> Record:
+def _task_record(annotation: dict, main_field: str, labels_field: str, vocab: Sequence[str] | None) -> Record:
     picked = annotation.get("result")
     if not isinstance(picked, list):
         raise ValueError("annotation has no 'result' list")
@@ -141,8 +147,10 @@ def _task_record(annotation: dict, main_field: str, labels_field: str,
     subs = _choices(picked, labels_field) or []
     if main is None or len(main) != 1:
         fields = sorted({str(r.get("from_name")) for r in picked if isinstance(r, dict)})
-        raise ValueError(f"expected one choice in field '{main_field}', got "
-                         f"{'none' if main is None else main} (fields in this task: {fields})")
+        raise ValueError(
+            f"expected one choice in field '{main_field}', got "
+            f"{'none' if main is None else main} (fields in this task: {fields})"
+        )
     allowed = vocab if vocab is not None else list(dict.fromkeys(main + subs))
     try:
         return make_record(main[0], [main[0], *subs], allowed)
@@ -151,6 +159,8 @@ def _task_record(annotation: dict, main_field: str, labels_field: str,
 
 
 def _load_tasks(path: Path) -> list:
+    if not path.is_file():
+        raise InputNotFoundError(f"Label Studio export not found: {path}")
     try:
         tasks = json.loads(path.read_text(encoding="utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
@@ -158,15 +168,22 @@ def _load_tasks(path: Path) -> list:
     if isinstance(tasks, dict):
         tasks = [tasks]
     if not isinstance(tasks, list):
-        raise DataFormatError(path, None, "expected a JSON list of tasks (Label Studio export, format 'JSON')")
+        raise DataFormatError(
+            path, None, "expected a JSON list of tasks (Label Studio export, format 'JSON')"
+        )
     if tasks and isinstance(tasks[0], dict) and "data" not in tasks[0] and "annotation_id" in tasks[0]:
         raise DataFormatError(path, None, "this is a 'JSON-MIN' export; export the project as 'JSON' instead")
     return tasks
 
 
-def import_labelstudio(path: str | Path, photos: str | Path, main_field: str = "main",
-                       labels_field: str = "labels", image_field: str = "image",
-                       vocab: Sequence[str] | None = None) -> ImportResult:
+def import_labelstudio(
+    path: str | Path,
+    photos: str | Path,
+    main_field: str = "main",
+    labels_field: str = "labels",
+    image_field: str = "image",
+    vocab: Sequence[str] | None = None,
+) -> ImportResult:
     """Read a Label Studio JSON export of a choices task.
 
     Args:
@@ -206,7 +223,8 @@ def import_labelstudio(path: str | Path, photos: str | Path, main_field: str = "
         except ValueError as e:
             problems.append(f"task {task_id}: {e}")
     if problems:
-        listed = "; ".join(problems[:MAX_LISTED]) + (f" ... and {len(problems) - MAX_LISTED} more"
-                                                     if len(problems) > MAX_LISTED else "")
+        listed = "; ".join(problems[:MAX_LISTED]) + (
+            f" ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+        )
         raise DataFormatError(path, None, f"{len(problems)} task(s) cannot be mapped: {listed}")
     return result

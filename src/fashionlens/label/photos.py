@@ -17,8 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fashionlens.data.image_folder import IMAGE_EXTENSIONS
-from fashionlens.data.images import BadImageError, load_image
+from fashionlens.data.images import IMAGE_EXTENSIONS, BadImageError, load_image
 from fashionlens.errors import FashionlensError
 
 VIEW_SIDE = 1280  # longest side of the photo shown large; the browser scales it down to fit
@@ -27,6 +26,10 @@ THUMB_SIDE = 240  # longest side of a grid thumbnail
 
 class PhotoAccessError(FashionlensError):
     """A photo that may not be read: it resolves outside the photo folder."""
+
+
+class PhotoFolderError(FashionlensError, NotADirectoryError):
+    """The photo folder does not exist or is not a folder."""
 
 
 @dataclass(frozen=True)
@@ -70,11 +73,11 @@ def find_photos(root: str | Path) -> PhotoList:
         ``root`` are listed in ``escaped`` and left out.
 
     Raises:
-        NotADirectoryError: ``root`` is not a folder.
+        PhotoFolderError: ``root`` is not a folder (a NotADirectoryError).
     """
     root = Path(os.path.abspath(root))
     if not root.is_dir():
-        raise NotADirectoryError(f"photo folder not found: {root}")
+        raise PhotoFolderError(f"photo folder not found: {root}")
     root_real = os.path.realpath(root)
     items, escaped = [], []
     visited = {root_real}  # real folders already walked: a link loop is walked once

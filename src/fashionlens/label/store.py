@@ -26,7 +26,7 @@ from pathlib import Path
 from fashionlens.data import multilabel as ml
 from fashionlens.data.errors import DataFormatError
 from fashionlens.errors import FashionlensError
-from fashionlens.fileio import atomic_write_bytes, remove_stale_temporaries
+from fashionlens.fileio import OutputDirError, atomic_write_bytes, remove_stale_temporaries
 from fashionlens.label.photos import PhotoList
 
 try:  # the lock file needs flock (POSIX); elsewhere sessions are not guarded against each other
@@ -75,8 +75,12 @@ def read_vocabulary(path: str | Path) -> list[str]:
     names = ml.read_label_list(path)
     for n, line in enumerate(io.StringIO(ml._read_text(path), newline=None), start=1):
         if ml.LABEL_SEPARATOR in line:
-            raise DataFormatError(path, n, f"label '{line.strip()}' contains '{ml.LABEL_SEPARATOR}', the separator "
-                                           "of the labels column; rename it")
+            raise DataFormatError(
+                path,
+                n,
+                f"label '{line.strip()}' contains '{ml.LABEL_SEPARATOR}', the separator "
+                "of the labels column; rename it",
+            )
     return names
 
 
@@ -128,8 +132,10 @@ class _OutputLock:
         except BlockingIOError:
             holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
             os.close(fd)
-            raise LabelSessionError(f"{out} is open in another labelling session (process {holder}, lock file "
-                                    f"{self.path}); stop that one first") from None
+            raise LabelSessionError(
+                f"{out} is open in another labelling session (process {holder}, lock file "
+                f"{self.path}); stop that one first"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self.fd = fd
@@ -152,21 +158,30 @@ class LabelStore:
     Raises:
         LabelSessionError: wrong extension, the file in use by another session, or a bad existing
             file (the message names file:line).
+        OutputDirError: the output's folder cannot be created or written (its lock file).
     """
 
     def __init__(self, out: str | Path, vocab: Sequence[str], photos: PhotoList):
         self.out = Path(os.path.abspath(out))
         if self.out.suffix.lower() not in OUTPUT_SUFFIXES:
-            raise LabelSessionError(f"{self.out}: unknown extension '{self.out.suffix}'; expected .csv or .jsonl")
+            raise LabelSessionError(
+                f"{self.out}: unknown extension '{self.out.suffix}'; expected .csv or .jsonl"
+            )
         self.vocab = list(vocab)
         self.photos = photos
         self.keys = [os.path.abspath(p.path) for p in photos.items]
         self._lock = threading.Lock()
         self._undo: list[_Change] = []
         self.version = 0  # bumped by every change: a tab seeing a jump knows another tab wrote
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self._file_lock = _OutputLock(self.out)
-        for path in (self.out, skipped_path(self.out)):  # ours alone now: a killed session's half-written saves
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self._file_lock = _OutputLock(self.out)
+        except OSError as e:  # a read-only folder, a file where the folder should be
+            raise OutputDirError(
+                f"--out {self.out}: its folder is not writable ({e.strerror or e})"
+            ) from None
+        # ours alone now: a killed session's half-written saves
+        for path in (self.out, skipped_path(self.out)):
             remove_stale_temporaries(path)
         try:
             self._rows = self._read_rows()
@@ -210,8 +225,12 @@ class LabelStore:
         """Photos of this session labelled and skipped, the total, and rows kept for other photos."""
         labelled = sum(k in self._rows for k in self.keys)
         skipped = sum(self.is_skipped(i) for i in range(len(self.keys)))
-        return {"labelled": labelled, "skipped": skipped, "total": len(self.keys),
-                "other_rows": len(self._rows) - labelled}
+        return {
+            "labelled": labelled,
+            "skipped": skipped,
+            "total": len(self.keys),
+            "other_rows": len(self._rows) - labelled,
+        }
 
     def next_open(self, order: Sequence[int], after: int | None) -> int | None:
         """The first open photo after ``after`` in ``order``, wrapping round; None when none is left."""

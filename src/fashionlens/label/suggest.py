@@ -4,9 +4,9 @@ A trained model (any ``fashionlens.load_model`` file) scores every photo still t
 whose label names match the vocabulary best is used: a multi-label ``labels`` head pre-selects every
 label scoring at least the model's threshold (the highest one as main); a ``styles`` head its most
 likely style as main and the others at least its style threshold as subs (the shipped model's
-policy); a ``category`` head pre-selects its top class when its probability is at least 0.5. Names are matched ignoring case and
-``_``/``-``/space differences; vocabulary names the model does not know get no suggestion, and
-the start-up message says which.
+policy); a ``category`` head pre-selects its top class when its probability is at least 0.5. Names are matched
+ignoring case and ``_``/``-``/space differences; vocabulary names the model does not know get no suggestion,
+and the start-up message says which.
 
 Uncertainty (for ``--order uncertain``, a simple form of active learning): the distance of the
 closest score to the decision threshold (labels head), the margin between the two best classes
@@ -25,6 +25,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from fashionlens.errors import FashionlensError
+
+
+class ModelVocabularyError(FashionlensError, ValueError):
+    """A model none of whose heads names a label of the vocabulary (its scores cannot suggest any)."""
+
 
 CATEGORY_MIN_PROB = 0.5
 
@@ -55,8 +62,10 @@ class Suggestions:
 
     def note(self) -> str:
         """One line for the terminal and the page: which labels get suggestions."""
-        text = f"suggestions from the model's '{self.head}' head for {len(self.matched)} of " \
-               f"{len(self.matched) + len(self.missing)} labels"
+        text = (
+            f"suggestions from the model's '{self.head}' head for {len(self.matched)} of "
+            f"{len(self.matched) + len(self.missing)} labels"
+        )
         if self.missing:
             shown = ", ".join(self.missing[:8]) + (" ..." if len(self.missing) > 8 else "")
             text += f"; none for labels the model does not know: {shown}"
@@ -72,7 +81,7 @@ def match_head(label_names: dict[str, list[str]], vocab: Sequence[str]) -> tuple
     """The model head whose names cover most of the vocabulary, and model name -> vocabulary name.
 
     Raises:
-        ValueError: no head of the model has a name from the vocabulary.
+        ModelVocabularyError: no head of the model has a name from the vocabulary (a ValueError).
     """
     wanted = {normalise(v): v for v in vocab}
     best: tuple[str, dict[str, str]] | None = None
@@ -82,8 +91,10 @@ def match_head(label_names: dict[str, list[str]], vocab: Sequence[str]) -> tuple
             best = (head, mapping)
     if best is None:
         known = {h: names[:6] for h, names in label_names.items() if h in ("labels", "styles", "category")}
-        raise ValueError(f"none of the model's label names {known} is in the label list ({list(vocab)[:6]} ...); "
-                         "train a model on these labels or leave out --model")
+        raise ModelVocabularyError(
+            f"none of the model's label names {known} is in the label list ({list(vocab)[:6]} ...); "
+            "train a model on these labels or leave out --model"
+        )
     return best
 
 
@@ -99,11 +110,18 @@ def _from_scores(head: str, scores: dict[str, float], threshold: float) -> tuple
     else:
         chosen = [ranked[0][0]] if ranked[0][1] >= CATEGORY_MIN_PROB else []
         margin = ranked[0][1] - (ranked[1][1] if len(ranked) > 1 else 0.0)
-    return Suggestion(chosen[0] if chosen else None, chosen, {k: round(v, 4) for k, v in scores.items()}), margin
+    return Suggestion(
+        chosen[0] if chosen else None, chosen, {k: round(v, 4) for k, v in scores.items()}
+    ), margin
 
 
-def suggest(predictor, paths: Sequence[Path], vocab: Sequence[str], indices: Sequence[int] | None = None,
-            progress: bool = True) -> Suggestions:
+def suggest(
+    predictor,
+    paths: Sequence[Path],
+    vocab: Sequence[str],
+    indices: Sequence[int] | None = None,
+    progress: bool = True,
+) -> Suggestions:
     """Score ``paths`` with ``predictor`` (a :class:`~fashionlens.inference.predictor.Predictor`).
 
     Args:
@@ -120,13 +138,22 @@ def suggest(predictor, paths: Sequence[Path], vocab: Sequence[str], indices: Seq
 
     head, mapping = match_head(predictor.info.label_names, vocab)
     matched = set(mapping.values())
-    threshold = {"labels": predictor.tag_threshold(None), "styles": predictor.style_threshold(None)}.get(head, CATEGORY_MIN_PROB)
-    result = Suggestions(head, [v for v in vocab if v in matched], [v for v in vocab if v not in matched], threshold)
+    threshold = {"labels": predictor.tag_threshold(None), "styles": predictor.style_threshold(None)}.get(
+        head, CATEGORY_MIN_PROB
+    )
+    result = Suggestions(
+        head, [v for v in vocab if v in matched], [v for v in vocab if v not in matched], threshold
+    )
     keys = list(indices) if indices is not None else list(range(len(paths)))
     n_names = len(predictor.info.label_names[head])
     stream = predictor.iter_predict([str(p) for p in paths], top_k=n_names, threshold=0.0)
-    with tqdm(total=len(paths), unit="photo", desc="model suggestions", file=sys.stderr,
-              disable=not progress or not paths) as bar:
+    with tqdm(
+        total=len(paths),
+        unit="photo",
+        desc="model suggestions",
+        file=sys.stderr,
+        disable=not progress or not paths,
+    ) as bar:
         for key, pred in zip(keys, stream, strict=True):
             bar.update(1)
             if pred.error:
@@ -139,6 +166,7 @@ def suggest(predictor, paths: Sequence[Path], vocab: Sequence[str], indices: Seq
 
 
 def uncertain_first(order: Sequence[int], suggestions: Suggestions) -> list[int]:
-    """``order`` with the scored photos first, most uncertain (smallest margin) first; the rest after, in order."""
+    """``order`` with the scored photos first, most uncertain (smallest margin) first; the rest after, in
+    order."""
     scored = sorted((i for i in order if i in suggestions.margin), key=lambda i: (suggestions.margin[i], i))
     return scored + [i for i in order if i not in suggestions.margin]

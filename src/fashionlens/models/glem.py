@@ -15,7 +15,9 @@ def conv_bn_relu(cin: int, cout: int, kernel: int = 3) -> nn.Sequential:
     with ``*conv_bn_relu(...)``.
     """
     return nn.Sequential(
-        nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+        nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
     )
 
 
@@ -71,9 +73,17 @@ class HeatmapHead(nn.Module):
 
     def __init__(self, in_channels: int, num_landmarks: int = 8, num_upsample: int = 1, width: int = 64):
         super().__init__()
-        layers: list[nn.Module] = [conv_bn_relu(in_channels, width, 1), conv_bn_relu(width, width), conv_bn_relu(width, width)]
+        layers: list[nn.Module] = [
+            conv_bn_relu(in_channels, width, 1),
+            conv_bn_relu(width, width),
+            conv_bn_relu(width, width),
+        ]
         for _ in range(num_upsample):
-            layers += [nn.ConvTranspose2d(width, width, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            layers += [
+                nn.ConvTranspose2d(width, width, 4, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
         layers.append(nn.Conv2d(width, num_landmarks, 1))
         self.net = nn.Sequential(*layers)
 

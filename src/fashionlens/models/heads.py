@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fashionlens.errors import ConfigError
 from fashionlens.models.glem import conv_bn_relu
 from fashionlens.models.query_heads import (
     MLDECODER_DEFAULTS,
@@ -29,7 +30,7 @@ class GlobalPool(nn.Module):
     def __init__(self, kind: str = "avg"):
         super().__init__()
         if kind not in ("avg", "max"):
-            raise ValueError(f"pool must be 'avg' or 'max', got {kind!r}")
+            raise ConfigError(f"pool must be 'avg' or 'max', got {kind!r}")
         self.kind = kind
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,12 +69,22 @@ class GCNClassifier(nn.Module):
         embeddings: torch.Tensor | None = None,
     ):
         super().__init__()
-        adjacency = torch.eye(num_classes) if adjacency is None else torch.as_tensor(adjacency, dtype=torch.float32)
-        embeddings = torch.zeros(num_classes, embed_dim) if embeddings is None else torch.as_tensor(embeddings, dtype=torch.float32)
+        adjacency = (
+            torch.eye(num_classes) if adjacency is None else torch.as_tensor(adjacency, dtype=torch.float32)
+        )
+        embeddings = (
+            torch.zeros(num_classes, embed_dim)
+            if embeddings is None
+            else torch.as_tensor(embeddings, dtype=torch.float32)
+        )
         if adjacency.shape != (num_classes, num_classes):
-            raise ValueError(f"adjacency must be ({num_classes}, {num_classes}), got {tuple(adjacency.shape)}")
+            raise ValueError(
+                f"adjacency must be ({num_classes}, {num_classes}), got {tuple(adjacency.shape)}"
+            )
         if embeddings.shape != (num_classes, embed_dim):
-            raise ValueError(f"embeddings must be ({num_classes}, {embed_dim}), got {tuple(embeddings.shape)}")
+            raise ValueError(
+                f"embeddings must be ({num_classes}, {embed_dim}), got {tuple(embeddings.shape)}"
+            )
         self.register_buffer("adjacency", adjacency)
         self.register_buffer("embeddings", embeddings)
         self.gc1 = GraphConvolution(embed_dim, hidden)
@@ -162,26 +173,33 @@ class RecognitionHead(nn.Module):
     ):
         super().__init__()
         if kind not in HEAD_KINDS:
-            raise ValueError(f"head kind must be one of {', '.join(HEAD_KINDS)}, got {kind!r}")
+            raise ConfigError(f"head kind must be one of {', '.join(HEAD_KINDS)}, got {kind!r}")
         if not 0.0 <= float(grad_scale) <= 1.0:
-            raise ValueError(f"head grad_scale must be in [0, 1], got {grad_scale!r}")
+            raise ConfigError(f"head grad_scale must be in [0, 1], got {grad_scale!r}")
         if norm not in ("none", "layer"):
-            raise ValueError(f"head norm must be 'none' or 'layer', got {norm!r}")
+            raise ConfigError(f"head norm must be 'none' or 'layer', got {norm!r}")
         if query_init not in QUERY_INITS:
-            raise ValueError(f"head query_init must be one of {', '.join(QUERY_INITS)}, got {query_init!r}")
+            raise ConfigError(f"head query_init must be one of {', '.join(QUERY_INITS)}, got {query_init!r}")
         self.kind = kind
         self.spatial = kind in SPATIAL_KINDS
         if not self.spatial and (decoder or query_init != "random"):
-            raise ValueError(f"decoder / query_init are settings of the mldecoder and query2label heads, not of {kind!r}")
+            raise ConfigError(
+                f"decoder / query_init are settings of the mldecoder and query2label heads, not of {kind!r}"
+            )
         if self.spatial and norm != "none":
-            raise ValueError("norm applies to pooled features; the mldecoder and query2label heads have their own LayerNorms")
+            raise ConfigError(
+                "norm applies to pooled features; the mldecoder and query2label heads have their own "
+                "LayerNorms"
+            )
         self.grad_scale = 0.0 if detach else float(grad_scale)
         self.conv = conv_bn_relu(in_channels, conv_channels) if conv_channels else nn.Identity()
         features = conv_channels or in_channels
         self.pool = GlobalPool(pool)
         self.norm = nn.LayerNorm(features) if norm == "layer" else nn.Identity()
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.classifier = _make_classifier(kind, features, num_classes, embed_dim, gcn_hidden, query_init, decoder or {})
+        self.classifier = _make_classifier(
+            kind, features, num_classes, embed_dim, gcn_hidden, query_init, decoder or {}
+        )
 
     def set_prior(self, frequencies, softmax: bool = False) -> None:
         """Start every output at its training prior: bias = log(p / (1 - p)), or log p for softmax."""
@@ -210,8 +228,15 @@ class RecognitionHead(nn.Module):
         return self.classifier(self.features(x))
 
 
-def _make_classifier(kind: str, features: int, num_classes: int, embed_dim: int, gcn_hidden: int,
-                     query_init: str, decoder: dict) -> nn.Module:
+def _make_classifier(
+    kind: str,
+    features: int,
+    num_classes: int,
+    embed_dim: int,
+    gcn_hidden: int,
+    query_init: str,
+    decoder: dict,
+) -> nn.Module:
     if kind == "linear":
         linear = nn.Linear(features, num_classes)
         nn.init.normal_(linear.weight, std=0.01)  # small start: predictions begin at the bias
@@ -219,15 +244,21 @@ def _make_classifier(kind: str, features: int, num_classes: int, embed_dim: int,
         return linear
     if kind == "gcn" or query_init == "embeddings":
         if embed_dim <= 0:
-            raise ValueError(f"a {kind} head {'with query_init: embeddings ' if kind != 'gcn' else ''}needs "
-                             "embed_dim > 0 (the width of the label embeddings)")
+            raise ValueError(
+                f"a {kind} head {'with query_init: embeddings ' if kind != 'gcn' else ''}needs "
+                "embed_dim > 0 (the width of the label embeddings)"
+            )
     if kind == "gcn":
         return GCNClassifier(features, num_classes, embed_dim, gcn_hidden)
     defaults = MLDECODER_DEFAULTS if kind == "mldecoder" else QUERY2LABEL_DEFAULTS
     unknown = set(decoder) - set(defaults)
     if unknown:
-        raise ValueError(f"unknown {kind} decoder setting(s) {sorted(unknown)}; known: {', '.join(sorted(defaults))}")
+        raise ConfigError(
+            f"unknown {kind} decoder setting(s) {sorted(unknown)}; known: {', '.join(sorted(defaults))}"
+        )
     kw = {**defaults, **decoder}
     if kind == "mldecoder":
-        return MLDecoderClassifier(features, num_classes, embed_dim=embed_dim if query_init == "embeddings" else 0, **kw)
+        return MLDecoderClassifier(
+            features, num_classes, embed_dim=embed_dim if query_init == "embeddings" else 0, **kw
+        )
     return Query2LabelClassifier(features, num_classes, **kw)

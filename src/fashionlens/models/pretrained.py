@@ -13,11 +13,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fashionlens.errors import FashionlensError
+from fashionlens.errors import FashionlensError, InputNotFoundError
 
 
 class PretrainedWeightsUnavailable(FashionlensError, RuntimeError):
     """Pretrained weights were asked for but cannot be had here."""
+
+
+class PretrainedWeightsError(FashionlensError, ValueError):
+    """A weights file (``model.pretrained``) that cannot be read or does not fit the backbone."""
 
 
 def hub_reachable(host: str = "huggingface.co", timeout: float = 2.0) -> bool:
@@ -45,17 +49,24 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a weights file (.safetensors, or .pth/.pt/.bin loaded with ``weights_only=True``)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"pretrained weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        raise InputNotFoundError(f"pretrained weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path))
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # safetensors and torch.load raise their own types for a corrupt file
+        raise PretrainedWeightsError(
+            f"{path}: not a readable weights file ({type(e).__name__}: {e})"
+        ) from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
             sd = sd[key]
     if not isinstance(sd, dict):
-        raise ValueError(f"{path}: expected a state dict (name -> tensor), got {type(sd).__name__}")
+        raise PretrainedWeightsError(
+            f"{path}: expected a state dict (name -> tensor), got {type(sd).__name__}"
+        )
     return sd
 
 
@@ -68,11 +79,13 @@ def load_matching(module: nn.Module, state_dict: dict[str, torch.Tensor], source
     loaded = {}
     for key, value in state_dict.items():
         for prefix in ("", "module.", "model.", "backbone.", "features."):
-            name = key[len(prefix):] if key.startswith(prefix) else None
+            name = key[len(prefix) :] if key.startswith(prefix) else None
             if name is not None and name in own and own[name].shape == value.shape:
                 loaded[name] = value
                 break
     if not loaded:
-        raise ValueError(f"{source}: none of its {len(state_dict)} tensors match this backbone's parameters")
+        raise PretrainedWeightsError(
+            f"{source}: none of its {len(state_dict)} tensors match this backbone's parameters"
+        )
     module.load_state_dict(loaded, strict=False)
     return len(loaded)

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fashionlens.errors import ConfigError
+
 MLDECODER_DEFAULTS = {"width": 768, "num_heads": 8, "ffn": 2048, "dropout": 0.1, "num_queries": 100}
 QUERY2LABEL_DEFAULTS = {"width": 256, "num_heads": 4, "ffn": 1024, "dropout": 0.1, "encoder_layers": 1,
                         "decoder_layers": 2}
@@ -43,7 +45,7 @@ def sine_position_encoding(height: int, width: int, dim: int, temperature: float
     head works at any input size.
     """
     if dim % 4:
-        raise ValueError(f"the positional encoding needs a width divisible by 4, got {dim}")
+        raise ConfigError(f"the positional encoding needs a width divisible by 4, got {dim}")
     half = dim // 2
     y = (torch.arange(height, dtype=torch.float32) + 1) / height * 2 * math.pi  # (H,)
     x = (torch.arange(width, dtype=torch.float32) + 1) / width * 2 * math.pi  # (W,)
@@ -72,7 +74,11 @@ class CrossAttentionLayer(nn.Module):
         self.linear2 = nn.Linear(ffn, width)
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(width), nn.LayerNorm(width), nn.LayerNorm(width)
         self.dropout = nn.Dropout(dropout)
-        self.dropout1, self.dropout2, self.dropout3 = nn.Dropout(dropout), nn.Dropout(dropout), nn.Dropout(dropout)
+        self.dropout1, self.dropout2, self.dropout3 = (
+            nn.Dropout(dropout),
+            nn.Dropout(dropout),
+            nn.Dropout(dropout),
+        )
 
     def forward(self, queries: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:  # (B, K, d), (B, N, d)
         q = self.norm1(queries + self.dropout1(queries))
@@ -99,11 +105,20 @@ class MLDecoderClassifier(nn.Module):
             form; K is then C.
     """
 
-    def __init__(self, in_features: int, num_classes: int, width: int = 768, num_heads: int = 8, ffn: int = 2048,
-                 dropout: float = 0.1, num_queries: int = 100, embed_dim: int = 0):
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        width: int = 768,
+        num_heads: int = 8,
+        ffn: int = 2048,
+        dropout: float = 0.1,
+        num_queries: int = 100,
+        embed_dim: int = 0,
+    ):
         super().__init__()
         if num_queries < 1:
-            raise ValueError(f"mldecoder num_queries must be >= 1, got {num_queries}")
+            raise ConfigError(f"mldecoder num_queries must be >= 1, got {num_queries}")
         self.num_classes = num_classes
         self.num_queries = num_classes if embed_dim > 0 else min(int(num_queries), num_classes)
         self.group_size = math.ceil(num_classes / self.num_queries)
@@ -157,22 +172,40 @@ class Query2LabelClassifier(nn.Module):
         decoder_layers: transformer decoder layers.
     """
 
-    def __init__(self, in_features: int, num_classes: int, width: int = 256, num_heads: int = 4, ffn: int = 1024,
-                 dropout: float = 0.1, encoder_layers: int = 1, decoder_layers: int = 2):
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        width: int = 256,
+        num_heads: int = 4,
+        ffn: int = 1024,
+        dropout: float = 0.1,
+        encoder_layers: int = 1,
+        decoder_layers: int = 2,
+    ):
         super().__init__()
         if decoder_layers < 1 or encoder_layers < 0:
-            raise ValueError(f"query2label needs decoder_layers >= 1 and encoder_layers >= 0, got {decoder_layers}, {encoder_layers}")
+            raise ConfigError(
+                f"query2label needs decoder_layers >= 1 and encoder_layers >= 0, got {decoder_layers}, "
+                f"{encoder_layers}"
+            )
         if width % 4:
-            raise ValueError(f"query2label width must be divisible by 4 (2-D sine encoding), got {width}")
+            raise ConfigError(f"query2label width must be divisible by 4 (2-D sine encoding), got {width}")
         self.width = width
         self.input_proj = nn.Linear(in_features, width)
         layer = dict(d_model=width, nhead=num_heads, dim_feedforward=ffn, dropout=dropout, batch_first=True)
         # enable_nested_tensor=False: the nested-tensor fast path is for padded batches; ours are dense
-        self.encoder = (nn.TransformerEncoder(nn.TransformerEncoderLayer(**layer), encoder_layers, enable_nested_tensor=False)
-                        if encoder_layers else None)
+        self.encoder = (
+            nn.TransformerEncoder(
+                nn.TransformerEncoderLayer(**layer), encoder_layers, enable_nested_tensor=False
+            )
+            if encoder_layers
+            else None
+        )
         self.decoder = nn.TransformerDecoder(nn.TransformerDecoderLayer(**layer), decoder_layers)
         self.queries = nn.Parameter(torch.randn(num_classes, width))  # nn.Embedding's N(0, 1) start
-        self.weight = nn.Parameter(torch.randn(num_classes, width) * 0.01)  # small start: predictions = priors
+        # small start: predictions = priors
+        self.weight = nn.Parameter(torch.randn(num_classes, width) * 0.01)
         self.bias = nn.Parameter(torch.zeros(num_classes))
 
     @torch.no_grad()

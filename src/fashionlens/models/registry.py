@@ -11,7 +11,15 @@ from collections.abc import Callable
 
 from torch import nn
 
+from fashionlens.errors import FashionlensError
+
 _BACKBONES: dict[str, Callable[..., nn.Module]] = {}
+
+
+class UnknownBackboneError(FashionlensError, KeyError):
+    """A backbone name that is not registered (a KeyError, as a missing registry key)."""
+
+    __str__ = Exception.__str__  # the message itself, not KeyError's quoted repr of it
 
 
 def register_backbone(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -42,5 +50,7 @@ def create_backbone(name: str, pretrained: bool | str = False, **kwargs) -> nn.M
         (32, 4)
     """
     if name not in _BACKBONES:
-        raise KeyError(f"unknown backbone {name!r}; registered backbones: {', '.join(list_backbones())}")
+        raise UnknownBackboneError(
+            f"unknown backbone {name!r}; registered backbones: {', '.join(list_backbones())}"
+        )
     return _BACKBONES[name](pretrained=pretrained, **kwargs)

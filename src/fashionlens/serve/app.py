@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import io
 import logging
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -29,15 +27,14 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from PIL import Image
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from fashionlens.data.images import pixel_limit_problem
-from fashionlens.errors import FashionlensError
+from fashionlens.data.images import BadImageError, ImageTooLargeError, probe_image
+from fashionlens.errors import ConfigError, FashionlensError
 from fashionlens.inference.predictor import Predictor
 
 MiB = 1024 * 1024
@@ -76,7 +73,7 @@ class Limits:
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1 or self.max_files < 1:
-            raise ValueError("max_upload_bytes and max_files must be >= 1")
+            raise ConfigError("max_upload_bytes and max_files must be >= 1")
         if self.max_request_bytes is None:
             self.max_request_bytes = min(self.max_files, 4) * (self.max_upload_bytes + 4096) + 65536
 
@@ -162,7 +159,8 @@ async def read_uploads(request: Request, limits: Limits) -> list[Upload]:
         raise UploadError(400, "malformed multipart body (no boundary in the Content-Type header)")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limits.max_request_bytes:
-        raise UploadError(413, f"request body of {declared} bytes exceeds the limit of {limits.max_request_bytes}")
+        raise UploadError(413, f"request body of {declared} bytes exceeds the limit of "
+                               f"{limits.max_request_bytes}")
     collector = _MultipartCollector(limits)
     try:
         parser = MultipartParser(params[b"boundary"], collector.callbacks())
@@ -171,7 +169,9 @@ async def read_uploads(request: Request, limits: Limits) -> list[Upload]:
             async for chunk in request.stream():
                 received += len(chunk)
                 if received > limits.max_request_bytes:
-                    raise UploadError(413, f"request body exceeds the limit of {limits.max_request_bytes} bytes")
+                    raise UploadError(
+                        413, f"request body exceeds the limit of {limits.max_request_bytes} bytes"
+                    )
                 parser.write(chunk)
     except TimeoutError:
         raise UploadError(408, f"upload not received within {limits.read_timeout_s:g} s") from None
@@ -189,8 +189,15 @@ async def read_uploads(request: Request, limits: Limits) -> list[Upload]:
 def sniff_image_format(data: bytes | bytearray) -> str | None:
     """The image format named by the file's magic bytes, or None if it is not one we decode."""
     head = bytes(data[:12])
-    signatures = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"GIF87a": "GIF", b"GIF89a": "GIF",
-                  b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
+    signatures = {
+        b"\xff\xd8\xff": "JPEG",
+        b"\x89PNG\r\n\x1a\n": "PNG",
+        b"GIF87a": "GIF",
+        b"GIF89a": "GIF",
+        b"BM": "BMP",
+        b"II*\x00": "TIFF",
+        b"MM\x00*": "TIFF",
+    }
     for magic, fmt in signatures.items():
         if head.startswith(magic):
             return fmt
@@ -208,17 +215,14 @@ def check_upload(upload: Upload) -> UploadError | None:
     if sniff_image_format(upload.data) is None:
         return UploadError(415, f"{name}: not an image (expected JPEG, PNG, GIF, WebP, BMP or TIFF)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(upload.data)) as img:  # reads the header only
-                width, height = img.size
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return UploadError(413, f"{name}: image has too many pixels (decompression bomb refused)")
-    except Exception as e:  # PIL raises many types for broken headers; all mean "unreadable"
-        return UploadError(422, f"{name}: cannot read the image header ({type(e).__name__})")
-    too_big = pixel_limit_problem(width, height)
-    if too_big:
-        return UploadError(413, f"{name}: {too_big}")
+        probe_image(upload.data, name=name)  # reads the header only
+    except ImageTooLargeError as e:
+        too_many = (
+            e.reason if e.__cause__ is None else "image has too many pixels (decompression bomb refused)"
+        )
+        return UploadError(413, f"{name}: {too_many}")
+    except BadImageError as e:
+        return UploadError(422, f"{name}: cannot read the image header ({type(e.__cause__ or e).__name__})")
     return None
 
 
@@ -227,16 +231,20 @@ class _Gate:
 
     def __init__(self, max_concurrency: int, max_queue: int):
         if max_concurrency < 1 or max_queue < 0:
-            raise ValueError("max_concurrency must be >= 1 and max_queue >= 0")
+            raise ConfigError("max_concurrency must be >= 1 and max_queue >= 0")
         self.max_in_flight = max_concurrency + max_queue
         self.in_flight = 0
         self.semaphore = asyncio.Semaphore(max_concurrency)
-        self.executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="fashionlens-infer")
+        self.executor = ThreadPoolExecutor(
+            max_workers=max_concurrency, thread_name_prefix="fashionlens-infer"
+        )
 
     @asynccontextmanager
     async def admit(self):
         if self.in_flight >= self.max_in_flight:
-            raise UploadError(503, "server busy: too many requests in flight, retry shortly", {"Retry-After": "1"})
+            raise UploadError(
+                503, "server busy: too many requests in flight, retry shortly", {"Retry-After": "1"}
+            )
         self.in_flight += 1
         try:
             yield
@@ -261,8 +269,14 @@ def parse_box(text: str | None) -> tuple[float, float, float, float] | None:
     return values  # type: ignore[return-value]
 
 
-async def predict_uploads(predictor: Predictor, gate: _Gate, uploads: list[Upload], top_k: int,
-                          threshold: float | None, box: tuple[float, float, float, float] | None = None) -> list[dict]:
+async def predict_uploads(
+    predictor: Predictor,
+    gate: _Gate,
+    uploads: list[Upload],
+    top_k: int,
+    threshold: float | None,
+    box: tuple[float, float, float, float] | None = None,
+) -> list[dict]:
     """One record per upload, in order; a lone upload that fails raises its UploadError instead."""
     problems = [check_upload(u) for u in uploads]
     if len(uploads) == 1 and problems[0] is not None:
@@ -270,23 +284,45 @@ async def predict_uploads(predictor: Predictor, gate: _Gate, uploads: list[Uploa
     good = [u for u, p in zip(uploads, problems, strict=True) if p is None]
 
     def infer() -> list:
-        return predictor.predict([bytes(u.data) for u in good], top_k=top_k, threshold=threshold,
-                                 names=[u.filename for u in good], boxes=None if box is None else [box] * len(good))
+        return predictor.predict(
+            [bytes(u.data) for u in good],
+            top_k=top_k,
+            threshold=threshold,
+            names=[u.filename for u in good],
+            boxes=None if box is None else [box] * len(good),
+        )
 
     predictions = iter(await gate.run(infer) if good else [])
-    records = [next(predictions).to_dict() if p is None else {"path": u.filename, "error": p.message}
-               for u, p in zip(uploads, problems, strict=True)]
+    records = [
+        next(predictions).to_dict() if p is None else {"path": u.filename, "error": p.message}
+        for u, p in zip(uploads, problems, strict=True)
+    ]
     if len(uploads) == 1 and "error" in records[0]:
         raise UploadError(422, f"{uploads[0].filename}: {records[0]['error']}")
     return records
 
 
-_PREDICT_OPENAPI = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["files"],
-    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
+_PREDICT_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                    },
+                }
+            }
+        },
+    }
+}
 
 
-def _error_response(status: int, message: str, headers: dict[str, str] | None = None, **extra) -> JSONResponse:
+def _error_response(
+    status: int, message: str, headers: dict[str, str] | None = None, **extra
+) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
 
 
@@ -303,7 +339,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        msgs = ["{}: {}".format(".".join(str(p) for p in e.get("loc", ())), e.get("msg", "")) for e in exc.errors()]
+        msgs = [
+            "{}: {}".format(".".join(str(p) for p in e.get("loc", ())), e.get("msg", ""))
+            for e in exc.errors()
+        ]
         return _error_response(422, "invalid request: " + "; ".join(msgs))
 
     @app.exception_handler(Exception)
@@ -336,8 +375,11 @@ def add_page_routes(app: FastAPI, static_dir: Path = STATIC_DIR, files: dict[str
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
-        return FileResponse(static_dir / "index.html", media_type="text/html; charset=utf-8",
-                            headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
+        return FileResponse(
+            static_dir / "index.html",
+            media_type="text/html; charset=utf-8",
+            headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"},
+        )
 
     @app.get("/static/{name}", include_in_schema=False)
     async def static(name: str) -> FileResponse:
@@ -346,28 +388,45 @@ def add_page_routes(app: FastAPI, static_dir: Path = STATIC_DIR, files: dict[str
         return FileResponse(static_dir / name, media_type=files[name], headers={"Cache-Control": "no-cache"})
 
 
-def _add_api_routes(app: FastAPI, predictor: Predictor, gate: _Gate, limits: Limits, name: str,
-                    api_key: str | None) -> None:
+def _add_api_routes(
+    app: FastAPI, predictor: Predictor, gate: _Gate, limits: Limits, name: str, api_key: str | None
+) -> None:
     """``GET /healthz`` and ``POST /v1/predict`` (behind the optional API key)."""
     has_landmarks = bool(predictor.info.spec.get("landmarks"))
 
-    async def require_key(x_api_key: str | None = Header(None, description="the API key, when the service has one")) -> None:
+    async def require_key(
+        x_api_key: str | None = Header(None, description="the API key, when the service has one"),
+    ) -> None:
         if api_key is not None and not hmac.compare_digest((x_api_key or "").encode(), api_key.encode()):
             raise UploadError(401, "missing or wrong API key (header X-API-Key)")
 
     @app.get("/healthz")
     async def healthz() -> dict:
         """Liveness and what the model predicts."""
-        return {"status": "ok", "model": name, "heads": predictor.heads, "landmarks": has_landmarks,
-                "api_key_required": api_key is not None,
-                "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_files": limits.max_files,
-                           "max_request_bytes": limits.max_request_bytes}}
+        return {
+            "status": "ok",
+            "model": name,
+            "heads": predictor.heads,
+            "landmarks": has_landmarks,
+            "api_key_required": api_key is not None,
+            "limits": {
+                "max_upload_bytes": limits.max_upload_bytes,
+                "max_files": limits.max_files,
+                "max_request_bytes": limits.max_request_bytes,
+            },
+        }
 
     @app.post("/v1/predict", dependencies=[Depends(require_key)], openapi_extra=_PREDICT_OPENAPI)
-    async def predict(request: Request, top_k: int = Query(5, ge=1, le=50),
-                      threshold: float | None = Query(None, ge=0.0, le=1.0),
-                      box: str | None = Query(None, description="a garment box 'x1,y1,x2,y2' in pixels of the photo: "
-                                              "predict on that garment (its landmarks in photo pixels)")) -> dict:
+    async def predict(
+        request: Request,
+        top_k: int = Query(5, ge=1, le=50),
+        threshold: float | None = Query(None, ge=0.0, le=1.0),
+        box: str | None = Query(
+            None,
+            description="a garment box 'x1,y1,x2,y2' in pixels of the photo: "
+            "predict on that garment (its landmarks in photo pixels)",
+        ),
+    ) -> dict:
         """Predict every uploaded photo (multipart field ``files``); one record per photo, in order."""
         garment = parse_box(box)
         async with gate.admit():
@@ -376,14 +435,22 @@ def _add_api_routes(app: FastAPI, predictor: Predictor, gate: _Gate, limits: Lim
         return {"model": name, "results": records}
 
 
-def create_app(predictor: Predictor, api_key: str | None = None, max_upload_bytes: int = 10 * MiB,
-               max_files: int = 16, max_concurrency: int = 2, max_queue: int = 16,
-               model_name: str | None = None, read_timeout_s: float = 30.0) -> FastAPI:
+def create_app(
+    predictor: Predictor,
+    api_key: str | None = None,
+    max_upload_bytes: int = 10 * MiB,
+    max_files: int = 16,
+    max_concurrency: int = 2,
+    max_queue: int = 16,
+    model_name: str | None = None,
+    read_timeout_s: float = 30.0,
+) -> FastAPI:
     """The FastAPI app serving ``predictor``.
 
     Args:
         predictor: the loaded model (see :func:`fashionlens.inference.predictor.load_model`).
-        api_key: when set, ``POST /v1/predict`` needs the header ``X-API-Key`` (``/`` and ``/healthz`` stay open).
+        api_key: when set, ``POST /v1/predict`` needs the header ``X-API-Key`` (``/`` and ``/healthz`` stay
+            open).
         max_upload_bytes: largest accepted file; larger uploads stop being read at that byte (413).
         max_files: most files in one request (413 beyond).
         max_concurrency: inference calls running at once (each in a worker thread).
@@ -400,8 +467,12 @@ def create_app(predictor: Predictor, api_key: str | None = None, max_upload_byte
         yield
         gate.executor.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="fashionlens", version="1", lifespan=lifespan,
-                  description="Fashion image recognition: categories, tags, attributes and landmarks.")
+    app = FastAPI(
+        title="fashionlens",
+        version="1",
+        lifespan=lifespan,
+        description="Fashion image recognition: categories, tags, attributes and landmarks.",
+    )
     _install_error_handlers(app)
     add_page_routes(app)
     _add_api_routes(app, predictor, gate, limits, name, api_key)
@@ -409,9 +480,15 @@ def create_app(predictor: Predictor, api_key: str | None = None, max_upload_byte
     return app
 
 
-def serve_command(host: str = "127.0.0.1", port: int = 8000, model: str = "fashionlens-lite",
-                  api_key: str | None = None, max_upload_mb: float = 10.0, max_concurrency: int = 2,
-                  max_queue: int = 16) -> None:
+def serve_command(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    model: str = "fashionlens-lite",
+    api_key: str | None = None,
+    max_upload_mb: float = 10.0,
+    max_concurrency: int = 2,
+    max_queue: int = 16,
+) -> None:
     """Load ``model`` and serve it with uvicorn until interrupted (the ``fashionlens serve`` command).
 
     Args:
@@ -428,9 +505,22 @@ def serve_command(host: str = "127.0.0.1", port: int = 8000, model: str = "fashi
     from fashionlens.inference.predictor import load_model
 
     predictor = load_model(model)
-    app = create_app(predictor, api_key=api_key, max_upload_bytes=int(max_upload_mb * MiB),
-                     max_concurrency=max_concurrency, max_queue=max_queue, model_name=Path(model).stem)
+    app = create_app(
+        predictor,
+        api_key=api_key,
+        max_upload_bytes=int(max_upload_mb * MiB),
+        max_concurrency=max_concurrency,
+        max_queue=max_queue,
+        model_name=Path(model).stem,
+    )
     if host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
         log.warning("serving on %s without an API key: anyone who can reach it can use it", host)
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False, timeout_keep_alive=5,
-                limit_concurrency=64 + max_concurrency + max_queue)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        server_header=False,
+        timeout_keep_alive=5,
+        limit_concurrency=64 + max_concurrency + max_queue,
+    )

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fashionlens.errors import ConfigError
 from fashionlens.fileio import atomic_write_bytes, check_output_dir
 from fashionlens.metrics import (
     attribute_recall_at_k,
@@ -29,6 +30,7 @@ from fashionlens.metrics import (
     topk_recall,
 )
 from fashionlens.train.compare_plots import plot_ap_deltas, plot_cases
+from fashionlens.train.data import DataMismatchError
 
 HEADS = ("category", "labels", "styles", "attributes")
 
@@ -61,9 +63,13 @@ def head_metrics(head: str, num_classes: int) -> dict:
     if head == "attributes":
         return {"mAP": mean_average_precision, "recall@3": lambda s, t: attribute_recall_at_k(s, t, 3),
                 "recall@5": lambda s, t: attribute_recall_at_k(s, t, 5)}
-    return {"mAP": mean_average_precision, "CF1": lambda s, t: multilabel_prf(s, t)["CF1"],
-            "OF1": lambda s, t: multilabel_prf(s, t)["OF1"], "top-1 any": lambda s, t: topk_recall(s, t, 1, "any"),
-            "top-3 any": lambda s, t: topk_recall(s, t, 3, "any")}
+    return {
+        "mAP": mean_average_precision,
+        "CF1": lambda s, t: multilabel_prf(s, t)["CF1"],
+        "OF1": lambda s, t: multilabel_prf(s, t)["OF1"],
+        "top-1 any": lambda s, t: topk_recall(s, t, 1, "any"),
+        "top-3 any": lambda s, t: topk_recall(s, t, 3, "any"),
+    }
 
 
 def photo_correctness(head: str, scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -94,43 +100,63 @@ def gather_outputs(results: list[dict], names: list[str]) -> tuple[list[HeadOutp
     notes = []
     heads = [h for h in HEADS if all(f"{h}_scores" in r["outputs"] for r in results)]
     if not heads:
-        raise ValueError("the models share no head with targets in this data: "
-                         + "; ".join(f"{n}: {sorted(r['info'].label_names)}" for n, r in zip(names, results, strict=True)))
+        raise DataMismatchError(
+            "the models share no head with targets in this data: "
+            + "; ".join(f"{n}: {sorted(r['info'].label_names)}" for n, r in zip(names, results, strict=True))
+        )
     outs = []
     for head in heads:
         label_names = list(results[0]["info"].label_names[head])
         for name, r in zip(names[1:], results[1:], strict=True):
             other = set(r["info"].label_names[head])
             if head == "category" and other != set(label_names):
-                raise ValueError(f"{head}: {name} has other classes than {names[0]} "
-                                 f"({len(other)} vs {len(label_names)}); they cannot be compared class by class")
-            if other != set(label_names):  # e.g. a colour-only attribute head against one with colours + garment attributes
+                raise DataMismatchError(
+                    f"{head}: {name} has other classes than {names[0]} "
+                    f"({len(other)} vs {len(label_names)}); they cannot be compared class by class"
+                )
+            # e.g. a colour-only attribute head against one with colours + garment attributes
+            if other != set(label_names):
                 shared_names = [n for n in label_names if n in other]
                 if not shared_names:
-                    raise ValueError(f"{head}: {name} and {names[0]} share no label; they cannot be compared label by label")
-                notes.append(f"{head}: compared on the {len(shared_names)} labels both models have "
-                             f"(of {len(label_names)} and {len(other)})")
+                    raise DataMismatchError(
+                        f"{head}: {name} and {names[0]} share no label; they cannot be compared label by "
+                        "label"
+                    )
+                notes.append(
+                    f"{head}: compared on the {len(shared_names)} labels both models have "
+                    f"(of {len(label_names)} and {len(other)})"
+                )
                 label_names = shared_names
         rows = [_rows_by_path(r["outputs"], head) for r in results]
         shared = [p for p in rows[0] if all(p in other for other in rows[1:])]
         if not shared:
-            raise ValueError(f"{head}: the models were scored on different photos (other splits?); nothing to compare")
+            raise DataMismatchError(
+                f"{head}: the models were scored on different photos (other splits?); nothing to compare"
+            )
         if any(len(r) != len(shared) for r in rows):
-            notes.append(f"{head}: {len(shared)} photos shared by all models (of {', '.join(str(len(r)) for r in rows)})")
+            notes.append(
+                f"{head}: {len(shared)} photos shared by all models (of "
+                f"{', '.join(str(len(r)) for r in rows)})"
+            )
         scores = []
         for r, by_path in zip(results, rows, strict=True):
             cols = [list(r["info"].label_names[head]).index(n) for n in label_names]
             s = r["outputs"][f"{head}_scores"][[by_path[p] for p in shared]]
             scores.append(s[:, cols])  # columns in the first model's label order
         first = results[0]["outputs"]
-        own = [list(results[0]["info"].label_names[head]).index(n) for n in label_names] if head != "category" else None
+        own = (
+            [list(results[0]["info"].label_names[head]).index(n) for n in label_names]
+            if head != "category"
+            else None
+        )
         targets = first[f"{head}_targets"][[rows[0][p] for p in shared]]
         if head == "attributes":
             mask = first["attributes_mask"][[rows[0][p] for p in shared]]
             targets = np.where(mask > 0, targets, 0)
         if own is not None:
             targets = targets[:, own]
-        targets = (targets > 0).astype(np.int64) if head != "category" else targets.astype(np.int64)  # soft sub styles: present
+        # soft sub styles: present
+        targets = (targets > 0).astype(np.int64) if head != "category" else targets.astype(np.int64)
         outs.append(HeadOutputs(head, label_names, scores, targets, shared))
     return outs, notes
 
@@ -146,37 +172,70 @@ def compare_head(out: HeadOutputs, resamples: int, seed: int = 0) -> dict:
     metrics = {}
     for metric, fn in head_metrics(out.head, len(out.label_names)).items():
         b = paired_bootstrap(fn, out.scores, out.targets, resamples, seed)
-        metrics[metric] = {"value": b.observed.tolist(), "interval": [b.interval(m) for m in range(len(out.scores))],
-                           "difference": [None] + [b.difference(m, 0) for m in range(1, len(out.scores))]}
+        metrics[metric] = {
+            "value": b.observed.tolist(),
+            "interval": [b.interval(m) for m in range(len(out.scores))],
+            "difference": [None] + [b.difference(m, 0) for m in range(1, len(out.scores))],
+        }
     truth = out.multi_hot()
     ap = [average_precision(s, truth) for s in out.scores]
-    return {"num_photos": len(out.paths), "metrics": metrics,
-            "per_label": {"support": truth.sum(0).tolist(), "AP": [a.tolist() for a in ap]}}
+    return {
+        "num_photos": len(out.paths),
+        "metrics": metrics,
+        "per_label": {"support": truth.sum(0).tolist(), "AP": [a.tolist() for a in ap]},
+    }
 
 
-def compare(paths: list[str | Path], data: str | Path, out_dir: str | Path, split: str = "val", batch_size: int = 32,
-            data_format: str | None = None, resamples: int = 1000, cases: int = 12,
-            trainer_kwargs: dict | None = None) -> dict:
+def compare(
+    paths: list[str | Path],
+    data: str | Path,
+    out_dir: str | Path,
+    split: str = "val",
+    batch_size: int = 32,
+    data_format: str | None = None,
+    resamples: int = 1000,
+    cases: int = 12,
+    trainer_kwargs: dict | None = None,
+) -> dict:
     """Evaluate each model and write the comparison to ``out_dir``; returns the ``compare.json`` content."""
     from fashionlens.train.evaluate import evaluate_model, model_name
 
     if len(paths) < 2:
-        raise ValueError("compare needs at least two models")
+        raise ConfigError("compare needs at least two models")
     out = check_output_dir(out_dir, "--out")  # before evaluating the models, not after
     results, names = [], []
     for path in paths:
-        _, ctx = evaluate_model(path, data, split, batch_size, {"enable_progress_bar": False, **(trainer_kwargs or {})},
-                                data_format=data_format)
+        _, ctx = evaluate_model(
+            path,
+            data,
+            split,
+            batch_size,
+            {"enable_progress_bar": False, **(trainer_kwargs or {})},
+            data_format=data_format,
+        )
         results.append(ctx)
         names.append(_unique(model_name(path, ctx["info"]), names))
     heads, notes = gather_outputs(results, names)
-    summary = {"split": split, "data": str(data), "models": dict(zip(names, map(str, paths), strict=True)),
-               "resamples": resamples, "notes": notes, "heads": {}}
+    summary = {
+        "split": split,
+        "data": str(data),
+        "models": dict(zip(names, map(str, paths), strict=True)),
+        "resamples": resamples,
+        "notes": notes,
+        "heads": {},
+    }
     for h in heads:
         summary["heads"][h.head] = compare_head(h, resamples)
-        _write_per_label_csv(out / f"{h.head}_per_label_ap.csv", h, names, summary["heads"][h.head]["per_label"])
-        plot_ap_deltas(h.label_names, summary["heads"][h.head]["per_label"], names, out / f"{h.head}_ap_delta.png",
-                       f"{h.head}: per-label AP, each model minus {names[0]} ({split} split)")
+        _write_per_label_csv(
+            out / f"{h.head}_per_label_ap.csv", h, names, summary["heads"][h.head]["per_label"]
+        )
+        plot_ap_deltas(
+            h.label_names,
+            summary["heads"][h.head]["per_label"],
+            names,
+            out / f"{h.head}_ap_delta.png",
+            f"{h.head}: per-label AP, each model minus {names[0]} ({split} split)",
+        )
         chosen = disagreement_order(h)[:cases]
         plot_cases(h, names, chosen, out / f"{h.head}_cases.png")
         summary["heads"][h.head]["cases"] = [h.paths[i] for i in chosen]
@@ -206,7 +265,11 @@ def _write_per_label_csv(path: Path, h: HeadOutputs, names: list[str], per_label
     w.writerow(["label", "support"] + [f"AP {n}" for n in names] + [f"delta {n}" for n in names[1:]])
     ap = per_label["AP"]
     for c, label in enumerate(h.label_names):
-        row = [label, per_label["support"][c]] + [_fmt(a[c]) for a in ap] + [_fmt(a[c] - ap[0][c]) for a in ap[1:]]
+        row = (
+            [label, per_label["support"][c]]
+            + [_fmt(a[c]) for a in ap]
+            + [_fmt(a[c] - ap[0][c]) for a in ap[1:]]
+        )
         w.writerow(row)
     atomic_write_bytes(path, buf.getvalue().encode())
 
@@ -217,25 +280,46 @@ def _fmt(x: float) -> str:
 
 def markdown(summary: dict, heads: list[HeadOutputs], names: list[str]) -> str:
     """The report: per head a metrics table (value [95 % interval]; difference from the first model)."""
-    lines = [f"# fashionlens compare: {' vs '.join(names)}", "",
-             f"{summary['split']} split of `{summary['data']}`. Intervals: 95 % percentile intervals of a paired bootstrap "
-             f"over the photos ({summary['resamples']} rounds; every model scored on the same resampled photos). "
-             f"Δ: the model minus {names[0]}; p: the share of rounds in which it was not better.", ""]
+    lines = [
+        f"# fashionlens compare: {' vs '.join(names)}",
+        "",
+        f"{summary['split']} split of `{summary['data']}`. Intervals: 95 % percentile intervals of a paired "
+        f"bootstrap over the photos ({summary['resamples']} rounds; every model scored on the same resampled "
+        f"photos). Δ: the model minus {names[0]}; p: the share of rounds in which it was not better.",
+        "",
+    ]
     lines += [f"- {n}: `{p}`" for n, p in summary["models"].items()] + [""]
     lines += [f"Note: {n}" for n in summary["notes"]]
     for h in heads:
         s = summary["heads"][h.head]
-        lines += [f"## {h.head} ({len(h.label_names)} {'classes' if h.head == 'category' else 'labels'}, {s['num_photos']} photos)", ""]
+        lines += [
+            f"## {h.head} ({len(h.label_names)} {'classes' if h.head == 'category' else 'labels'}, "
+            f"{s['num_photos']} photos)",
+            "",
+        ]
         header = ["metric"] + names + [f"Δ {n} [95 % CI] (p)" for n in names[1:]]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for metric, m in s["metrics"].items():
-            cells = [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, (lo, hi) in zip(m["value"], m["interval"], strict=True)]
-            cells += [f"{d['delta']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] ({d['p_not_better']:.3f})" for d in m["difference"][1:]]
+            cells = [
+                f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, (lo, hi) in zip(m["value"], m["interval"], strict=True)
+            ]
+            cells += [
+                f"{d['delta']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] ({d['p_not_better']:.3f})"
+                for d in m["difference"][1:]
+            ]
             lines.append(f"| {metric} | " + " | ".join(cells) + " |")
-        lines += ["", _ap_sentence(h, s["per_label"], names), "",
-                  f"![per-label AP differences]({h.head}_ap_delta.png)", "",
-                  f"The {len(s['cases'])} photos on which the models disagree most (each model's top labels, ✓ = true; "
-                  "then the truth):", "", f"![cases]({h.head}_cases.png)", ""]
+        lines += [
+            "",
+            _ap_sentence(h, s["per_label"], names),
+            "",
+            f"![per-label AP differences]({h.head}_ap_delta.png)",
+            "",
+            f"The {len(s['cases'])} photos on which the models disagree most (each model's top labels, ✓ = "
+            "true; then the truth):",
+            "",
+            f"![cases]({h.head}_cases.png)",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -249,6 +333,8 @@ def _ap_sentence(h: HeadOutputs, per_label: dict, names: list[str]) -> str:
         labels = np.asarray(h.label_names)[ok]
         best = ", ".join(f"{labels[i]} {d[ok][i]:+.2f}" for i in order[::-1][:3])
         worst = ", ".join(f"{labels[i]} {d[ok][i]:+.2f}" for i in order[:3])
-        parts.append(f"{names[m]} vs {names[0]}: AP higher on {int((d[ok] > 0).sum())} of {int(ok.sum())} "
-                     f"{'classes' if h.head == 'category' else 'labels'} (most: {best}; least: {worst}).")
+        parts.append(
+            f"{names[m]} vs {names[0]}: AP higher on {int((d[ok] > 0).sum())} of {int(ok.sum())} "
+            f"{'classes' if h.head == 'category' else 'labels'} (most: {best}; least: {worst})."
+        )
     return " ".join(parts)

@@ -81,7 +81,8 @@ def _is_true(head: str, targets_row, names: list[str], label: str) -> bool:
 
 
 def plot_cases(out, names: list[str], rows: np.ndarray, path: Path, columns: int = 4, k: int = 3) -> None:
-    """Seed B's Fig. 7: each photo with every model's top-k labels (true ones in green, ticked) and the truth."""
+    """Seed B's Fig. 7: each photo with every model's top-k labels (true ones in green, ticked) and the
+    truth."""
     from fashionlens.data.images import BadImageError, load_image
 
     plt = _pyplot()
@@ -89,8 +90,12 @@ def plot_cases(out, names: list[str], rows: np.ndarray, path: Path, columns: int
     columns = min(columns, n)
     grid_rows = -(-n // columns)
     text_lines = len(names) * 1 + 1
-    fig, axes = plt.subplots(grid_rows, columns, figsize=(3.3 * columns, 3.3 * grid_rows + 0.42 * text_lines * grid_rows),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        grid_rows,
+        columns,
+        figsize=(3.3 * columns, 3.3 * grid_rows + 0.42 * text_lines * grid_rows),
+        squeeze=False,
+    )
     for ax in axes.flat:
         ax.axis("off")
     for ax, row in zip(axes.flat, rows, strict=False):
@@ -103,13 +108,25 @@ def plot_cases(out, names: list[str], rows: np.ndarray, path: Path, columns: int
         ax.set_title(Path(out.paths[row]).name, fontsize=7)
         y = -0.03
         for name, scores in zip(names, out.scores, strict=True):
-            parts = [(f"{label} {score:.2f}" + (" ✓" if _is_true(out.head, out.targets[row], out.label_names, label) else ""),
-                      _is_true(out.head, out.targets[row], out.label_names, label))
-                     for label, score in top_labels(out.head, scores[row], out.label_names, k)]
+            parts = [
+                (
+                    f"{label} {score:.2f}"
+                    + (" ✓" if _is_true(out.head, out.targets[row], out.label_names, label) else ""),
+                    _is_true(out.head, out.targets[row], out.label_names, label),
+                )
+                for label, score in top_labels(out.head, scores[row], out.label_names, k)
+            ]
             _coloured_line(ax, y, f"{name}: ", parts)
             y -= 0.075
-        ax.text(0.0, y, "truth: " + truth_text(out.head, out.targets[row], out.label_names), transform=ax.transAxes,
-                fontsize=7, va="top", fontweight="bold")
+        ax.text(
+            0.0,
+            y,
+            "truth: " + truth_text(out.head, out.targets[row], out.label_names),
+            transform=ax.transAxes,
+            fontsize=7,
+            va="top",
+            fontweight="bold",
+        )
     fig.tight_layout(h_pad=3.0)
     _save(fig, path, dpi=100)
 
@@ -118,5 +135,12 @@ def _coloured_line(ax, y: float, prefix: str, parts: list[tuple[str, bool]]) -> 
     """One text line under a photo; each label coloured by whether it is true."""
     text = ax.text(0.0, y, prefix, transform=ax.transAxes, fontsize=7, va="top")
     for i, (label, ok) in enumerate(parts):
-        text = ax.annotate(label + (", " if i < len(parts) - 1 else ""), xycoords=text, xy=(1, 0), va="bottom",
-                           fontsize=7, color=TRUE if ok else WRONG, fontweight="bold" if ok else "normal")
+        text = ax.annotate(
+            label + (", " if i < len(parts) - 1 else ""),
+            xycoords=text,
+            xy=(1, 0),
+            va="bottom",
+            fontsize=7,
+            color=TRUE if ok else WRONG,
+            fontweight="bold" if ok else "normal",
+        )

@@ -1,7 +1,9 @@
 """Experiment configs: YAML files merged over documented defaults, with ``key=value`` overrides.
 
 Every key a config may hold is in ``DEFAULTS`` below; an unknown key is an error that names it, so a
-typo never silently trains the wrong experiment.
+typo never silently trains the wrong experiment. The values with a fixed set of choices (data format,
+backbone, optimiser, scheduler, loss kinds, resize mode, bad-image policy) are checked when the config
+is loaded, before any data is read: a bad one is a :class:`~fashionlens.errors.ConfigError` naming its key.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ from typing import Any
 
 import yaml
 
-from fashionlens.errors import FashionlensError
+from fashionlens.errors import ConfigError
+
+# The choices of the config values that have a fixed set of them (checked by load_config).
+DATA_FORMATS = ("ccp", "multilabel", "image_folder", "clothing_dataset", "deepfashion", "mixed")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("cosine", "step", "none")
 
 DEFAULTS: dict[str, Any] = {
     "experiment": "experiment",
@@ -39,34 +46,46 @@ DEFAULTS: dict[str, Any] = {
         "crop_scale": [0.6, 1.0],  # training crops: area range as a fraction of the photo
         "ccp_annotations": "both",  # ccp: both | image-level | pixel-level (each kind is split on its own)
         "min_mask_pixels": 100,  # ccp pixel-level: a label covering fewer pixels is not a tag
-        "styles": None,  # ccp: style labels of the photos (a CSV/JSONL image,main,labels; "auto": the root's styles.csv) -> "styles" head
-        "style_sub_target": 1.0,  # ccp styles: the target of a sub style (1: as the main style; < 1: a soft target)
-        "holdout": None,  # clothing_dataset: folder of photos (or file of ids) kept for validation, never trained on
-        "implied_tags": 0.0,  # mixed, clothing_dataset source: loss weight of the tags a product photo's class implies
-        "targets": None,  # mixed: the targets a source supplies (category, labels, styles, attributes, landmarks); default all
+        # ccp: style labels of the photos (a CSV/JSONL image,main,labels; "auto": the root's styles.csv) ->
+        # "styles" head
+        "styles": None,
+        # ccp styles: the target of a sub style (1: as the main style; < 1: a soft target)
+        "style_sub_target": 1.0,
+        # clothing_dataset: folder of photos (or file of ids) kept for validation, never trained on
+        "holdout": None,
+        # mixed, clothing_dataset source: loss weight of the tags a product photo's class implies
+        "implied_tags": 0.0,
+        # mixed: the targets a source supplies (category, labels, styles, attributes, landmarks); default all
+        "targets": None,
     },
     "model": {
         "backbone": "efficientnet_lite0",
         "pretrained": True,  # true | false | path to a weights file
         "backbone_kwargs": {},
-        "heads": {},  # name -> {kind, pool, conv_channels, dropout, gcn_hidden}
-        "landmarks": None,  # {num_glem, num_upsample, fuse} for seed A's landmark branch
-        "init_from": None,  # a model file or shipped name: start from its weights (fine-tune a trained model)
+        # name -> RecognitionHead settings: {kind, pool, conv_channels, dropout, gcn_hidden, ...}
+        "heads": {},
+        # seed A's landmark branch: {num_glem, num_upsample, fuse, channels, visibility, stride}
+        "landmarks": None,
+        # a model file or shipped name: start from its weights (fine-tune a trained model)
+        "init_from": None,
     },
     "labels": {
         "graph": {"kind": "cooccurrence", "tau": 0.4, "p": 0.2},  # or kind: identity
         "embeddings": {"provider": "glove", "path": None, "aliases": {}},
     },
     "loss": {
-        "weights": {"category": 1.0, "labels": 1.0, "styles": 1.0, "attributes": 1.0, "landmarks": 1.0, "visibility": 1.0},
+        "weights": {"category": 1.0, "labels": 1.0, "styles": 1.0, "attributes": 1.0, "landmarks": 1.0,
+                    "visibility": 1.0},
         "attribute_pos_weight": "frequency",  # frequency | none
         "heatmap_sigma": 1.5,
-        "heatmap": "mse",  # mse (seed A) | softmax (cross-entropy over each map's positions: learns in fewer steps)
+        # mse (seed A) | softmax (cross-entropy over each map's positions: learns in fewer steps)
+        "heatmap": "mse",
         "label_smoothing": 0.0,  # category cross-entropy
         # labels / attributes heads: bce (attributes: weighted by attribute_pos_weight) | asl | focal
         "multilabel": {"kind": "bce", "gamma_neg": 4.0, "gamma_pos": 0.0, "clip": 0.05,  # asl
                        "gamma": 2.0, "alpha": None,  # focal
-                       "detach_focus": True},  # asl: no gradient through the focusing weights (ASL's recipe)
+                       # asl: no gradient through the focusing weights (ASL's recipe)
+                       "detach_focus": True},
     },
     "optim": {
         "name": "adam",  # adam | adamw | sgd
@@ -91,7 +110,8 @@ DEFAULTS: dict[str, Any] = {
         "num_nodes": 1,
         "strategy": "auto",  # auto | ddp | ddp_spawn ...
         "log_every_n_steps": 10,
-        "checkpoint_every_n_steps": 50,  # also rewrite checkpoints/last.ckpt every n training steps (0: per epoch only)
+        # also rewrite checkpoints/last.ckpt every n training steps (0: per epoch only)
+        "checkpoint_every_n_steps": 50,
         "limit_train_batches": None,
         "limit_val_batches": None,
         "monitor": None,  # metric that picks the best checkpoint; default per task
@@ -100,16 +120,16 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class ConfigError(FashionlensError, ValueError):
-    """A config key or value that fashionlens does not understand."""
-
-
 def _merge(base: dict, update: dict, where: str) -> dict:
     out = copy.deepcopy(base)
     for key, value in update.items():
         if key not in base:
-            raise ConfigError(f"unknown config key {where}{key!r}; known keys here: {', '.join(sorted(base))}")
-        free_form = key in ("heads", "backbone_kwargs", "aliases", "landmarks", "sources") or base[key] is None
+            raise ConfigError(
+                f"unknown config key {where}{key!r}; known keys here: {', '.join(sorted(base))}"
+            )
+        free_form = (
+            key in ("heads", "backbone_kwargs", "aliases", "landmarks", "sources") or base[key] is None
+        )
         if isinstance(base[key], dict) and isinstance(value, dict) and not free_form:
             out[key] = _merge(base[key], value, f"{where}{key}.")
         else:
@@ -131,7 +151,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), parsed
 
 
-_FREE_FORM = (("data", "sources"), ("model", "heads"), ("model", "backbone_kwargs"), ("model", "landmarks"), ("labels", "embeddings", "aliases"))
+_FREE_FORM = (
+    ("data", "sources"),
+    ("model", "heads"),
+    ("model", "backbone_kwargs"),
+    ("model", "landmarks"),
+    ("labels", "embeddings", "aliases"),
+)
 
 
 def apply_override(cfg: dict, keys: list[str], value: Any) -> None:
@@ -151,7 +177,13 @@ def apply_override(cfg: dict, keys: list[str], value: Any) -> None:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
-    """Defaults, then the YAML file (which may name a ``base:`` file it extends), then overrides."""
+    """Defaults, then the YAML file (which may name a ``base:`` file it extends), then overrides; values
+    checked.
+
+    Raises:
+        ConfigError: a missing or malformed file, an unknown key, or a value outside its choices (each
+            naming the key).
+    """
     cfg = copy.deepcopy(DEFAULTS)
     if path is not None:
         cfg = _merge(cfg, _read_yaml_with_base(Path(path)), "")
@@ -161,27 +193,72 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if cfg["data"]["path"] is None and os.environ.get("FASHIONLENS_DATA"):
         cfg["data"]["path"] = os.environ["FASHIONLENS_DATA"]
     _check_data_values(cfg["data"])
+    _check_model_values(cfg["model"])
+    _check_optim_values(cfg["optim"])
     _check_loss_values(cfg["loss"])
+    _check_labels_values(cfg["labels"])
     return cfg
+
+
+def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Raise :class:`ConfigError` naming ``key`` and its allowed values unless ``value`` is one of
+    ``choices``.
+
+    Example:
+        >>> check_choice("optim.name", "lion", OPTIMIZERS)
+        Traceback (most recent call last):
+        ...
+        fashionlens.errors.ConfigError: optim.name must be adam, adamw or sgd, got 'lion'
+    """
+    if value not in choices:
+        allowed = f"{', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1 else choices[0]
+        raise ConfigError(f"{key} must be {allowed}, got {value!r}")
 
 
 def _check_data_values(data: dict) -> None:
     """Values the data section must have before anything is built, named by their key."""
     from fashionlens.data.config import check_resize
+    from fashionlens.data.datasets import BAD_IMAGE_POLICIES
 
+    check_choice("data.format", data["format"], DATA_FORMATS)
+    check_choice("data.bad_images", data["bad_images"], BAD_IMAGE_POLICIES)
     try:
         check_resize(data["resize"], data["max_stretch"])
-    except ValueError as e:
+    except ConfigError as e:
         raise ConfigError(f"data.{e}") from None
 
 
-def _check_loss_values(loss: dict) -> None:
-    from fashionlens.losses import check_multilabel_loss
+def _check_model_values(model: dict) -> None:
+    from fashionlens.models import list_backbones
 
-    try:
-        check_multilabel_loss(loss["multilabel"])
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    if model["backbone"] not in list_backbones():
+        raise ConfigError(
+            f"model.backbone must be a registered backbone ({', '.join(list_backbones())}), "
+            f"got {model['backbone']!r}"
+        )
+
+
+def _check_optim_values(optim: dict) -> None:
+    check_choice("optim.name", str(optim["name"]).lower(), OPTIMIZERS)
+    check_choice("optim.scheduler", str(optim["scheduler"] or "none").lower(), SCHEDULERS)
+
+
+def _check_loss_values(loss: dict) -> None:
+    from fashionlens.losses import check_heatmap_loss, check_multilabel_loss
+
+    check_heatmap_loss(loss["heatmap"])
+    check_multilabel_loss(loss["multilabel"])
+
+
+def _check_labels_values(labels: dict) -> None:
+    from fashionlens.labels.embeddings import available_providers
+    from fashionlens.labels.graph import GRAPH_KINDS, check_unit_interval
+
+    graph = labels["graph"]
+    check_choice("labels.graph.kind", graph["kind"], GRAPH_KINDS)
+    for key in ("tau", "p"):
+        check_unit_interval(f"labels.graph.{key}", graph[key])
+    check_choice("labels.embeddings.provider", labels["embeddings"]["provider"], tuple(available_providers()))
 
 
 def _read_yaml_with_base(path: Path) -> dict:

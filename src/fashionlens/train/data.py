@@ -15,11 +15,17 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fashionlens.data.config import DataConfig
-from fashionlens.errors import FashionlensError
+from fashionlens.errors import ConfigError, FashionlensError
+from fashionlens.train.config import DATA_FORMATS, check_choice
 
 
 class DataPathError(FashionlensError, ValueError):
     """No data path was given, or it does not exist."""
+
+
+class DataMismatchError(FashionlensError, ValueError):
+    """A model and a data set (or two models) that cannot be scored together: no split or head in common,
+    other label names, other photos."""
 
 
 @dataclass
@@ -44,7 +50,9 @@ def resolve_data_path(cfg: dict) -> Path:
                 "image_folder": "a folder with train/<class>/*.jpg",
                 "clothing_dataset": "the clothing-dataset folder (images.csv, images/)",
                 "multilabel": "a CSV or JSONL file (image,main,labels)"}.get(fmt, "the data")
-        raise DataPathError(f"no data path: pass --data PATH (or data.path=..., or env FASHIONLENS_DATA) pointing at {hint}")
+        raise DataPathError(
+            f"no data path: pass --data PATH (or data.path=..., or env FASHIONLENS_DATA) pointing at {hint}"
+        )
     p = Path(path).expanduser()
     if not p.exists():
         raise DataPathError(f"data path does not exist: {p}")
@@ -54,7 +62,10 @@ def resolve_data_path(cfg: dict) -> Path:
 def build_data(cfg: dict, data_config: DataConfig, splits=("train", "val", "test")) -> DataBundle:
     """Read the configured data set, split it and wrap each split in a Dataset."""
     fmt = cfg["data"]["format"]
-    data_config = data_config.replace(extra={**data_config.extra, "crop_scale": list(cfg["data"]["crop_scale"])})
+    check_choice("data.format", fmt, DATA_FORMATS)
+    data_config = data_config.replace(
+        extra={**data_config.extra, "crop_scale": list(cfg["data"]["crop_scale"])}
+    )
     if fmt == "mixed":
         return _mixed_bundle(cfg, data_config, splits)
     root = resolve_data_path(cfg)
@@ -64,10 +75,8 @@ def build_data(cfg: dict, data_config: DataConfig, splits=("train", "val", "test
         bundle = _image_folder_bundle(cfg, root, data_config, splits)
     elif fmt == "clothing_dataset":
         bundle = _clothing_bundle(cfg, root, data_config, splits)
-    elif fmt == "deepfashion":
-        bundle = _deepfashion_bundle(cfg, root, data_config, splits)
     else:
-        raise ValueError(f"data.format must be ccp, multilabel, image_folder, clothing_dataset, deepfashion or mixed, got {fmt!r}")
+        bundle = _deepfashion_bundle(cfg, root, data_config, splits)
     return select_targets(bundle, cfg["data"]["targets"]) if cfg["data"]["targets"] else bundle
 
 
@@ -79,14 +88,19 @@ def source_config(cfg: dict, name: str) -> dict:
     settings = cfg["data"]["sources"][name]
     unknown = set(settings) - set(cfg["data"])
     if unknown:
-        raise ValueError(f"data.sources.{name}: unknown key(s) {sorted(unknown)}")
+        raise ConfigError(f"data.sources.{name}: unknown key(s) {sorted(unknown)}")
     sub["data"].update(settings)
     sub["data"]["sources"] = {}
     return sub
 
 
-TARGET_KEYS = {"category": ("category",), "labels": ("labels", "labels_mask"), "styles": ("styles", "styles_mask"),
-               "attributes": ("attributes", "attributes_mask"), "landmarks": ("landmarks", "landmark_visible")}
+TARGET_KEYS = {
+    "category": ("category",),
+    "labels": ("labels", "labels_mask"),
+    "styles": ("styles", "styles_mask"),
+    "attributes": ("attributes", "attributes_mask"),
+    "landmarks": ("landmarks", "landmark_visible"),
+}
 
 
 def _mixed_bundle(cfg: dict, data_config: DataConfig, splits) -> DataBundle:
@@ -97,13 +111,17 @@ def _mixed_bundle(cfg: dict, data_config: DataConfig, splits) -> DataBundle:
     sources that observed them (implied tags are not observations of which tags occur together).
     """
     if not cfg["data"]["sources"]:
-        raise ValueError("data.format: mixed needs data.sources (name -> {format, path, ...})")
-    sources = {name: build_data(source_config(cfg, name), data_config, splits) for name in cfg["data"]["sources"]}
+        raise ConfigError("data.format: mixed needs data.sources (name -> {format, path, ...})")
+    sources = {
+        name: build_data(source_config(cfg, name), data_config, splits) for name in cfg["data"]["sources"]
+    }
     merged = DataBundle({}, {}, {}, {}, sources=sources)
     for name, b in sources.items():
         for head, names in b.label_names.items():
             if head in merged.label_names and list(merged.label_names[head]) != list(names):
-                raise ValueError(f"data.sources.{name} labels head {head!r} with other names than another source")
+                raise ConfigError(
+                    f"data.sources.{name} labels head {head!r} with other names than another source"
+                )
             merged.label_names[head] = list(names)
         for head, targets in b.train_targets.items():
             old = merged.train_targets.get(head)
@@ -112,7 +130,9 @@ def _mixed_bundle(cfg: dict, data_config: DataConfig, splits) -> DataBundle:
             merged.attribute_groups, merged.attribute_masks = b.attribute_groups, b.attribute_masks
     for name, settings in cfg["data"]["sources"].items():
         if settings.get("implied_tags"):
-            _attach_implied_tags(name, sources[name], merged.label_names.get("labels"), float(settings["implied_tags"]))
+            _attach_implied_tags(
+                name, sources[name], merged.label_names.get("labels"), float(settings["implied_tags"])
+            )
     return merged
 
 
@@ -121,7 +141,9 @@ def _attach_implied_tags(name: str, bundle: DataBundle, tag_names: list[str] | N
     from fashionlens.data.product_tags import implied_tag_targets
 
     if tag_names is None or "train" not in bundle.datasets:
-        raise ValueError(f"data.sources.{name}.implied_tags needs another source that labels tags (e.g. ccp)")
+        raise ConfigError(
+            f"data.sources.{name}.implied_tags needs another source that labels tags (e.g. ccp)"
+        )
     dataset = getattr(bundle.datasets["train"], "dataset", bundle.datasets["train"])  # under a SelectTargets
     targets, weights = implied_tag_targets(bundle.label_names["category"], tag_names, weight)
     dataset.class_targets = {"labels": torch.from_numpy(targets), "labels_mask": torch.from_numpy(weights)}
@@ -148,10 +170,11 @@ class SelectTargets(Dataset):
 
 
 def select_targets(bundle: DataBundle, heads) -> DataBundle:
-    """Keep only ``heads`` ("category", "labels", "styles", "attributes", "landmarks") of a source's targets."""
+    """Keep only ``heads`` ("category", "labels", "styles", "attributes", "landmarks") of a source's
+    targets."""
     unknown = sorted(set(heads) - set(TARGET_KEYS))
     if unknown:
-        raise ValueError(f"data.targets: unknown target(s) {unknown}; known: {sorted(TARGET_KEYS)}")
+        raise ConfigError(f"data.targets: unknown target(s) {unknown}; known: {sorted(TARGET_KEYS)}")
     bundle.datasets = {s: SelectTargets(ds, heads) for s, ds in bundle.datasets.items()}
     bundle.label_names = {h: n for h, n in bundle.label_names.items() if h in heads}
     bundle.train_targets = {h: t for h, t in bundle.train_targets.items() if h in heads}
@@ -170,7 +193,11 @@ def _multilabel_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -
     if d["format"] == "ccp":
         # Each annotation kind is split on its own (same seed and fractions), so the image-level
         # photos keep exactly the split they had before the pixel-level ones were added.
-        kinds = list(read_ccp_parts(root, annotations=d["ccp_annotations"], min_pixels=int(d["min_mask_pixels"])).values())
+        kinds = list(
+            read_ccp_parts(
+                root, annotations=d["ccp_annotations"], min_pixels=int(d["min_mask_pixels"])
+            ).values()
+        )
     else:
         kinds = [read_multilabel(root, images_root=d["images_root"], label_list=d["label_list"])]
     if d["top_labels"]:
@@ -189,13 +216,17 @@ def _multilabel_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -
     for split in ("train", *(s for s in splits if s != "train")):
         if split not in parts or len(parts[split]) == 0:
             continue
-        extra = _style_targets(parts[split], styles, float(d["style_sub_target"])) if styles is not None else None
+        extra = (
+            _style_targets(parts[split], styles, float(d["style_sub_target"])) if styles is not None else None
+        )
         if extra is not None and split == "train":  # graphs and priors: the photos whose styles are known
             train_targets["styles"] = (extra["styles"] > 0).astype(np.float32)[extra["styles_mask"][:, 0] > 0]
         if split not in splits:
             continue
         tf = build_transforms(data_config, train=split == "train")
-        datasets[split] = MultiLabelDataset(parts[split], tf, data_config, bad_images=d["bad_images"], extra_targets=extra)
+        datasets[split] = MultiLabelDataset(
+            parts[split], tf, data_config, bad_images=d["bad_images"], extra_targets=extra
+        )
         paths[split] = [str(s.path) for s in parts[split].samples]
     return DataBundle(datasets, label_names, train_targets, paths)
 
@@ -241,7 +272,10 @@ def _clothing_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -> 
     d = cfg["data"]
     full = read_clothing_dataset(root)
     held = holdout_ids(Path(d["holdout"]).expanduser()) if d["holdout"] else None
-    parts = {k: v.data for k, v in split_clothing(full, tuple(d["split_fractions"]), int(d["split_seed"]), held).items()}
+    parts = {
+        k: v.data
+        for k, v in split_clothing(full, tuple(d["split_fractions"]), int(d["split_seed"]), held).items()
+    }
     return _classification_bundle(d, parts, data_config, splits)
 
 
@@ -282,7 +316,10 @@ def _deepfashion_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) 
     train = parts["train"]
     return DataBundle(
         datasets=datasets,
-        label_names={"category": [str(n) for n in index.category_names], "attributes": [str(n) for n in index.attribute_names]},
+        label_names={
+            "category": [str(n) for n in index.category_names],
+            "attributes": [str(n) for n in index.attribute_names],
+        },
         train_targets={"category": train.category, "attributes": (train.attributes > 0).astype(np.float32)},
         paths=paths,
         attribute_groups=np.asarray(index.attribute_types, dtype=np.int64),
@@ -291,7 +328,7 @@ def _deepfashion_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) 
 
 
 def num_workers(setting) -> int:
-    """"auto" = one worker per CPU core this process may use, leaving one for the main process."""
+    """ "auto" = one worker per CPU core this process may use, leaving one for the main process."""
     if setting != "auto":
         return int(setting)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -314,4 +351,6 @@ def make_loader(dataset: Dataset, batch_size: int, workers, train: bool, seed: i
     drop_last = len(dataset) > batch_size
     batches = ResumableBatchSampler(EpochShuffleSampler(len(dataset), seed), batch_size, drop_last)
     # own generator: creating an iterator draws the workers' base seed from it, not from the global RNG
-    return ResumableDataLoader(dataset, batch_sampler=batches, generator=torch.Generator().manual_seed(seed), **common)
+    return ResumableDataLoader(
+        dataset, batch_sampler=batches, generator=torch.Generator().manual_seed(seed), **common
+    )

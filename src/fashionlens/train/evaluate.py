@@ -7,7 +7,6 @@ import dataclasses
 import io
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 
@@ -15,8 +14,8 @@ from fashionlens.checkpoint import load_model_file
 from fashionlens.data.images import BadImageError
 from fashionlens.fileio import atomic_write_bytes, check_output_dir
 from fashionlens.train.config import load_config
-from fashionlens.train.data import build_data, make_loader
-from fashionlens.train.fit import write_json
+from fashionlens.train.data import DataMismatchError, build_data, make_loader
+from fashionlens.train.fit import lightning_trainer, write_json
 from fashionlens.train.tables import markdown_report, plot_correlation, plot_landmarks, plot_per_label_recall
 from fashionlens.train.task import FashionTask
 
@@ -49,16 +48,36 @@ def evaluate_model(path: str | Path, data: str | Path, split: str = "val", batch
     cfg = config_for_model(info, data, batch_size, overrides, data_format)
     bundle = build_data(cfg, info.data_config, splits=("train", split))
     if split not in bundle.datasets:
-        raise ValueError(f"the data has no {split!r} split (it has {sorted(bundle.datasets)})")
+        raise DataMismatchError(f"the data has no {split!r} split (it has {sorted(bundle.datasets)})")
     check_split_images(bundle.paths[split], split, cfg["data"]["num_workers"])
     align_targets(bundle, info.label_names, split)
-    groups = np.asarray(info.extra["attribute_groups"]) if "attribute_groups" in info.extra else bundle.attribute_groups
-    task = FashionTask(model, info.label_names, cfg["optim"], cfg["loss"], attribute_groups=groups,
-                       channels_last=bool(cfg["trainer"]["channels_last"]))
-    kw = {"accelerator": "auto", "devices": 1, "logger": False, "enable_model_summary": False, **(trainer_kwargs or {})}
-    trainer = L.Trainer(**kw)
+    groups = (
+        np.asarray(info.extra["attribute_groups"])
+        if "attribute_groups" in info.extra
+        else bundle.attribute_groups
+    )
+    task = FashionTask(
+        model,
+        info.label_names,
+        cfg["optim"],
+        cfg["loss"],
+        attribute_groups=groups,
+        channels_last=bool(cfg["trainer"]["channels_last"]),
+    )
+    kw = {
+        "accelerator": "auto",
+        "devices": 1,
+        "logger": False,
+        "enable_model_summary": False,
+        **(trainer_kwargs or {}),
+    }
+    trainer = lightning_trainer(**kw)
     try:
-        trainer.test(task, make_loader(bundle.datasets[split], batch_size, cfg["data"]["num_workers"], False), verbose=False)
+        trainer.test(
+            task,
+            make_loader(bundle.datasets[split], batch_size, cfg["data"]["num_workers"], False),
+            verbose=False,
+        )
     except RuntimeError as e:  # a DataLoader worker's BadImageError comes back as a RuntimeError
         bad = _worker_bad_image(e)
         if bad is None:
@@ -66,14 +85,19 @@ def evaluate_model(path: str | Path, data: str | Path, split: str = "val", batch
         raise bad from None
     gathered = dict(task.last_outputs)
     if not gathered:
-        raise ValueError(f"the model's heads {sorted(info.label_names)} have no targets in this {cfg['data']['format']} data")
+        raise DataMismatchError(
+            f"the model's heads {sorted(info.label_names)} have no targets in this {cfg['data']['format']} "
+            "data"
+        )
     index = next(v for k, v in gathered.items() if k.endswith("_index")).astype(int)
     gathered["index"] = index
     gathered["paths"] = np.asarray([bundle.paths[split][i] for i in index])
     gathered["train_targets"] = bundle.train_targets
     report = task.last_report
     if "landmarks_target" in gathered and "train" in bundle.datasets:
-        report["deepfashion"]["landmarks"]["NE_mean_baseline"] = mean_landmark_baseline(bundle.datasets["train"], gathered)
+        report["deepfashion"]["landmarks"]["NE_mean_baseline"] = mean_landmark_baseline(
+            bundle.datasets["train"], gathered
+        )
     return report, {"outputs": gathered, "info": info, "trainer": trainer, "dataset": bundle.datasets[split]}
 
 
@@ -90,7 +114,9 @@ def check_split_images(paths: list, split: str, workers) -> dict[str, str]:
     bad = scan_images(paths, workers=max(1, num_workers(workers)))
     listed = "; ".join(f"{p}: {r}" for p, r in list(bad.items())[:3]) + (" ..." if len(bad) > 3 else "")
     if paths and len(bad) == len(paths):
-        raise BadImageError(f"the {split} split", f"all {len(bad)} photos are unreadable, nothing to evaluate ({listed})")
+        raise BadImageError(
+            f"the {split} split", f"all {len(bad)} photos are unreadable, nothing to evaluate ({listed})"
+        )
     if bad:
         print(f"{len(bad)} of {len(paths)} photos of the {split} split are unreadable and skipped: {listed}")
     return bad
@@ -121,16 +147,22 @@ def align_targets(bundle, model_names: dict[str, list[str]], split: str) -> None
         unknown = [n for n in names if n not in position]
         if unknown or (head != "category" and len(names) != len(position)):
             missing = [n for n in model_names[head] if n not in set(names)]
-            raise ValueError(f"the data's {head} names do not match the model's: unknown to the model {unknown[:5]}"
-                             + (f", missing from the data {missing[:5]}" if head != "category" and missing else ""))
+            raise DataMismatchError(
+                f"the data's {head} names do not match the model's: unknown to the model {unknown[:5]}"
+                + (f", missing from the data {missing[:5]}" if head != "category" and missing else "")
+            )
         order = np.asarray([position[n] for n in names])
         dataset = bundle.datasets[split]
         if head == "styles":
             for key in ("styles", "styles_mask"):
-                dataset.extra_targets[key] = torch.as_tensor(_reorder(dataset.extra_targets[key].numpy(), order, head, len(position)))
+                dataset.extra_targets[key] = torch.as_tensor(
+                    _reorder(dataset.extra_targets[key].numpy(), order, head, len(position))
+                )
         else:
             dataset.targets = torch.as_tensor(_reorder(dataset.targets.numpy(), order, head, len(position)))
-        bundle.train_targets[head] = _reorder(np.asarray(bundle.train_targets[head]), order, head, len(position))
+        bundle.train_targets[head] = _reorder(
+            np.asarray(bundle.train_targets[head]), order, head, len(position)
+        )
         bundle.label_names[head] = list(model_names[head])
     _align_attributes(bundle, model_names, split)
 
@@ -144,13 +176,19 @@ def _align_attributes(bundle, model_names: dict[str, list[str]], split: str) -> 
     position = {n: i for i, n in enumerate(names)}
     unknown = [n for n in model_names["attributes"] if n not in position]
     if unknown:
-        raise ValueError(f"the model's attributes {unknown[:5]} are not in the data's attributes ({list(names)[:5]} ...)")
+        raise DataMismatchError(
+            f"the model's attributes {unknown[:5]} are not in the data's attributes ({list(names)[:5]} ...)"
+        )
     cols = np.asarray([position[n] for n in model_names["attributes"]])
     dataset = bundle.datasets[split]
     dataset = getattr(dataset, "dataset", dataset)  # under a SelectTargets
     index = dataset.index
-    dataset.index = dataclasses.replace(index, attributes=index.attributes[:, cols], attribute_names=index.attribute_names[cols],
-                                        attribute_types=index.attribute_types[cols])
+    dataset.index = dataclasses.replace(
+        index,
+        attributes=index.attributes[:, cols],
+        attribute_names=index.attribute_names[cols],
+        attribute_types=index.attribute_types[cols],
+    )
     bundle.train_targets["attributes"] = np.asarray(bundle.train_targets["attributes"])[:, cols]
     if bundle.attribute_groups is not None:
         bundle.attribute_groups = np.asarray(bundle.attribute_groups)[cols]
@@ -190,9 +228,16 @@ def mean_landmark_baseline(train_dataset, gathered: dict, max_images: int = 2000
     return float(ne)
 
 
-def evaluate(paths: list[str | Path], data: str | Path, out_dir: str | Path, split: str = "val",
-             batch_size: int = 32, overrides: list[str] | None = None, data_format: str | None = None,
-             trainer_kwargs: dict | None = None) -> dict[str, dict]:
+def evaluate(
+    paths: list[str | Path],
+    data: str | Path,
+    out_dir: str | Path,
+    split: str = "val",
+    batch_size: int = 32,
+    overrides: list[str] | None = None,
+    data_format: str | None = None,
+    trainer_kwargs: dict | None = None,
+) -> dict[str, dict]:
     """Evaluate each model; write one report with a row per model; return {model name: report}."""
     out = check_output_dir(out_dir, "--out")  # before any work
     reports: dict[str, dict] = {}
@@ -207,7 +252,9 @@ def evaluate(paths: list[str | Path], data: str | Path, out_dir: str | Path, spl
         write_predictions(sub / "predictions.csv", ctx["outputs"], ctx["info"].label_names)
         write_plots(sub, report, ctx["outputs"], ctx["info"].label_names, name)
         if "landmarks_pred" in ctx["outputs"]:
-            plot_landmarks(ctx["dataset"], ctx["outputs"], ctx["info"].data_config, sub / "landmarks.png", name)
+            plot_landmarks(
+                ctx["dataset"], ctx["outputs"], ctx["info"].data_config, sub / "landmarks.png", name
+            )
     if reports:
         write_json(out / "metrics.json", {"split": split, "data": str(data), "models": reports})
         text = markdown_report(reports, f"fashionlens evaluation ({split} split of {data})")
@@ -225,8 +272,11 @@ def write_predictions(path: Path, outputs: dict, label_names: dict[str, list[str
     """One row per image: path, then for each head its top predictions and its true labels."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    heads = [h for h in ("category", "labels", "styles", "attributes")
-             if f"{h}_scores" in outputs and np.array_equal(outputs[f"{h}_index"], outputs["index"])]
+    heads = [
+        h
+        for h in ("category", "labels", "styles", "attributes")
+        if f"{h}_scores" in outputs and np.array_equal(outputs[f"{h}_index"], outputs["index"])
+    ]
     writer.writerow(["image"] + [c for h in heads for c in (f"{h}_predicted", f"{h}_true")])
     for row, image in enumerate(outputs["paths"]):
         cells = [image]
@@ -236,22 +286,34 @@ def write_predictions(path: Path, outputs: dict, label_names: dict[str, list[str
             order = np.argsort(-scores, kind="stable")[:top]
             cells.append("|".join(f"{names[i]}:{scores[i]:.3f}" for i in order))
             t = outputs[f"{h}_targets"][row]
-            cells.append(names[int(t)] if h == "category" else "|".join(names[i] for i in np.flatnonzero(t > 0)))
+            cells.append(
+                names[int(t)] if h == "category" else "|".join(names[i] for i in np.flatnonzero(t > 0))
+            )
         writer.writerow(cells)
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
 def write_plots(out: Path, report: dict, outputs: dict, label_names: dict[str, list[str]], name: str) -> None:
-    """Seed B's Fig. 6 (co-occurrence P(j|i) on the training split) and per-label top-2 all-recall, per multi-label head."""
+    """Seed B's Fig. 6 (co-occurrence P(j|i) on the training split) and per-label top-2 all-recall, per
+    multi-label head."""
     from fashionlens.labels import cooccurrence
 
     for head, stem, what in (("labels", "label", "Label"), ("styles", "style", "Style")):
         if head not in report or head not in outputs["train_targets"]:
             continue
         counts, nums = cooccurrence(outputs["train_targets"][head])
-        conditional = np.divide(counts, nums[:, None], out=np.zeros_like(counts, dtype=np.float64), where=nums[:, None] > 0)
+        conditional = np.divide(
+            counts, nums[:, None], out=np.zeros_like(counts, dtype=np.float64), where=nums[:, None] > 0
+        )
         np.fill_diagonal(conditional, 1.0)
-        plot_correlation(conditional, label_names[head], out / f"{stem}_correlation.png",
-                         f"{what} correlation P(j|i), training split ({name})")
-        plot_per_label_recall(report[head]["per_label_top2_all"], out / f"per_{stem}_recall.png",
-                              f"Per-{stem} top-2 all-recall ({name})")
+        plot_correlation(
+            conditional,
+            label_names[head],
+            out / f"{stem}_correlation.png",
+            f"{what} correlation P(j|i), training split ({name})",
+        )
+        plot_per_label_recall(
+            report[head]["per_label_top2_all"],
+            out / f"per_{stem}_recall.png",
+            f"Per-{stem} top-2 all-recall ({name})",
+        )

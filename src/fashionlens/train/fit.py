@@ -15,6 +15,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from fashionlens.checkpoint import ModelInfo, save_model
+from fashionlens.errors import ConfigError
 from fashionlens.fileio import OutputDirError, atomic_write_bytes
 from fashionlens.fileio import check_output_dir as check_writable_dir
 from fashionlens.losses import pos_weight_from_targets
@@ -47,11 +48,18 @@ def train(cfg: dict, out_dir: str | Path, resume: bool = True) -> dict:
     out = Path(out_dir)
     check_output_dir(out)
     L.seed_everything(int(cfg["seed"]), workers=True)
-    backbone = create_backbone(cfg["model"]["backbone"], pretrained=cfg["model"]["pretrained"], **_backbone_kwargs(cfg))
+    backbone = create_backbone(
+        cfg["model"]["backbone"], pretrained=cfg["model"]["pretrained"], **_backbone_kwargs(cfg)
+    )
     backbone.data_config = data_config = backbone.data_config.replace(
-        resize=cfg["data"]["resize"], max_stretch=cfg["data"]["max_stretch"])
+        resize=cfg["data"]["resize"], max_stretch=cfg["data"]["max_stretch"]
+    )
     bundle = build_data(cfg, data_config)
-    prescanned = prescan_images(bundle, cfg["data"]["bad_images"], cfg["data"]["num_workers"]) if cfg["data"]["prescan"] else {}
+    prescanned = (
+        prescan_images(bundle, cfg["data"]["bad_images"], cfg["data"]["num_workers"])
+        if cfg["data"]["prescan"]
+        else {}
+    )
     model, info = build_model_for_data(cfg, bundle, backbone)
     if cfg["model"]["init_from"]:
         _warm_start(model, info, cfg["model"]["init_from"])
@@ -73,7 +81,10 @@ def train(cfg: dict, out_dir: str | Path, resume: bool = True) -> dict:
     report = export.best_report or task.last_report
     if trainer.is_global_zero:
         _report_bad_files(bundle, prescanned)
-        write_json(out / "metrics.json", {"split": "val", "monitor": monitor, "best": export.best_value, "report": report})
+        write_json(
+            out / "metrics.json",
+            {"split": "val", "monitor": monitor, "best": export.best_value, "report": report},
+        )
     return report
 
 
@@ -84,7 +95,10 @@ def _warm_start(model: FashionNet, info: ModelInfo, source: str) -> None:
     path = resolve_model_path(source)
     copied, fresh = warm_start(model, info.label_names, path)
     heads = sorted({".".join(n.split(".")[:2]) for n in fresh})
-    print(f"model.init_from: {copied} tensors from {path}" + (f"; starting fresh: {', '.join(heads)}" if fresh else ""))
+    print(
+        f"model.init_from: {copied} tensors from {path}"
+        + (f"; starting fresh: {', '.join(heads)}" if fresh else "")
+    )
 
 
 def checkpoint_callbacks(ckpt_dir: Path, every_n_steps: int = 0) -> list[ModelCheckpoint]:
@@ -93,7 +107,13 @@ def checkpoint_callbacks(ckpt_dir: Path, every_n_steps: int = 0) -> list[ModelCh
     Lightning wants epoch and step triggers on separate ``ModelCheckpoint`` callbacks; both write the
     same file, atomically (see :class:`AtomicCheckpointIO`). ``every_n_steps`` 0: per epoch only.
     """
-    common = {"dirpath": ckpt_dir, "filename": "last", "save_last": False, "save_top_k": 1, "enable_version_counter": False}
+    common = {
+        "dirpath": ckpt_dir,
+        "filename": "last",
+        "save_last": False,
+        "save_top_k": 1,
+        "enable_version_counter": False,
+    }
     callbacks = [ModelCheckpoint(every_n_epochs=1, **common)]
     if every_n_steps > 0:
         callbacks.append(ModelCheckpoint(every_n_train_steps=every_n_steps, every_n_epochs=0, **common))
@@ -113,7 +133,9 @@ def make_loaders(cfg: dict, bundle: DataBundle):
     trains, vals = {}, []
     for name, sub in bundle.sources.items():
         d = source_config(cfg, name)["data"]
-        trains[name] = make_loader(sub.datasets["train"], d["batch_size"], d["num_workers"], True, cfg["seed"])
+        trains[name] = make_loader(
+            sub.datasets["train"], d["batch_size"], d["num_workers"], True, cfg["seed"]
+        )
         vals.append(make_loader(sub.datasets["val"], d["batch_size"], d["num_workers"], False))
     return CombinedLoader(trains, mode="max_size_cycle"), vals
 
@@ -125,7 +147,9 @@ def _backbone_kwargs(cfg: dict) -> dict:
     return kw
 
 
-def build_model_for_data(cfg: dict, bundle: DataBundle, backbone: torch.nn.Module) -> tuple[FashionNet, ModelInfo]:
+def build_model_for_data(
+    cfg: dict, bundle: DataBundle, backbone: torch.nn.Module
+) -> tuple[FashionNet, ModelInfo]:
     """Size the heads from the data; label graph and embeddings for the heads that use them.
 
     A ``gcn`` head gets the label word embeddings and the co-occurrence graph; an ``mldecoder`` or
@@ -136,24 +160,35 @@ def build_model_for_data(cfg: dict, bundle: DataBundle, backbone: torch.nn.Modul
     embeddings = {}
     for name, head_cfg in cfg["model"]["heads"].items():
         if name not in bundle.label_names:
-            raise ValueError(f"model.heads.{name}: the {cfg['data']['format']} data has no {name!r} targets "
-                             f"(it has {sorted(bundle.label_names)})")
+            raise ConfigError(
+                f"model.heads.{name}: the {cfg['data']['format']} data has no {name!r} targets "
+                f"(it has {sorted(bundle.label_names)})"
+            )
         kw = {"kind": "linear", **(head_cfg or {}), "num_classes": len(bundle.label_names[name])}
         if kw["kind"] == "gcn":
-            emb, adjacency, graph_extra[name] = label_graph_inputs(cfg, bundle.label_names[name], bundle.train_targets[name])
+            emb, adjacency, graph_extra[name] = label_graph_inputs(
+                cfg, bundle.label_names[name], bundle.train_targets[name]
+            )
             embeddings[name] = (emb, adjacency)
         elif kw.get("query_init") == "embeddings":
             emb = label_word_embeddings(cfg, bundle.label_names[name])
-            graph_extra[name] = {"embeddings": cfg["labels"]["embeddings"]["provider"], "embed_dim": int(emb.shape[1])}
+            graph_extra[name] = {
+                "embeddings": cfg["labels"]["embeddings"]["provider"],
+                "embed_dim": int(emb.shape[1]),
+            }
             embeddings[name] = (emb, None)
         if name in embeddings:
             kw["embed_dim"] = int(embeddings[name][0].shape[1])
         heads[name] = kw
     landmarks = cfg["model"]["landmarks"]
-    model = FashionNet(cfg["model"]["backbone"], heads, landmarks, _backbone_kwargs(cfg), backbone_module=backbone)
+    model = FashionNet(
+        cfg["model"]["backbone"], heads, landmarks, _backbone_kwargs(cfg), backbone_module=backbone
+    )
     for name in heads:
-        model.heads[name].set_prior(label_frequencies(bundle.train_targets[name], len(bundle.label_names[name]), name == "category"),
-                                    softmax=name == "category")
+        model.heads[name].set_prior(
+            label_frequencies(bundle.train_targets[name], len(bundle.label_names[name]), name == "category"),
+            softmax=name == "category",
+        )
     for name, (emb, adjacency) in embeddings.items():
         clf = model.heads[name].classifier
         if adjacency is None:
@@ -167,8 +202,17 @@ def build_model_for_data(cfg: dict, bundle: DataBundle, backbone: torch.nn.Modul
     return model, ModelInfo(model.spec, label_names, backbone.data_config, extra)
 
 
-_SPLIT_KEYS = ("format", "top_labels", "split_fractions", "split_seed", "crop_margin", "ccp_annotations", "min_mask_pixels",
-               "holdout", "targets")
+_SPLIT_KEYS = (
+    "format",
+    "top_labels",
+    "split_fractions",
+    "split_seed",
+    "crop_margin",
+    "ccp_annotations",
+    "min_mask_pixels",
+    "holdout",
+    "targets",
+)
 
 
 def data_description(cfg: dict) -> dict:
@@ -178,11 +222,18 @@ def data_description(cfg: dict) -> dict:
     if d["label_list"]:  # the vocabulary order decides the columns (and ties of the split): keep the names
         from fashionlens.data.multilabel import read_label_list
 
-        out["label_list"] = list(d["label_list"]) if isinstance(d["label_list"], list) else read_label_list(d["label_list"])
+        out["label_list"] = (
+            list(d["label_list"]) if isinstance(d["label_list"], list) else read_label_list(d["label_list"])
+        )
     if d["format"] == "mixed":
-        out["sources"] = {s.get("format", d["format"]): {k: s.get(k, d[k]) for k in _SPLIT_KEYS} for s in d["sources"].values()}
-        out["sources"] = {fmt: {**src, **_styles_description(s)} for (fmt, src), s in
-                          zip(out["sources"].items(), d["sources"].values(), strict=True)}
+        out["sources"] = {
+            s.get("format", d["format"]): {k: s.get(k, d[k]) for k in _SPLIT_KEYS}
+            for s in d["sources"].values()
+        }
+        out["sources"] = {
+            fmt: {**src, **_styles_description(s)}
+            for (fmt, src), s in zip(out["sources"].items(), d["sources"].values(), strict=True)
+        }
     out.update(_styles_description(d))
     return out
 
@@ -207,15 +258,23 @@ def label_word_embeddings(cfg: dict, names: list[str]) -> np.ndarray:
     return label_embeddings(names, provider=e["provider"], path=e["path"], aliases=e["aliases"] or None)
 
 
-def label_graph_inputs(cfg: dict, names: list[str], targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+def label_graph_inputs(
+    cfg: dict, names: list[str], targets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """Word embeddings (C, d) and the normalised co-occurrence adjacency (C, C) for a GCN head."""
     from fashionlens.labels import build_label_graph
 
     g = cfg["labels"]["graph"]
     emb = label_word_embeddings(cfg, names)
     graph = build_label_graph(targets, tau=g["tau"], p=g["p"], kind=g["kind"])
-    extra = {"kind": g["kind"], "tau": g["tau"], "p": g["p"], "num_edges": int(graph.num_edges),
-             "embeddings": cfg["labels"]["embeddings"]["provider"], "embed_dim": int(emb.shape[1])}
+    extra = {
+        "kind": g["kind"],
+        "tau": g["tau"],
+        "p": g["p"],
+        "num_edges": int(graph.num_edges),
+        "embeddings": cfg["labels"]["embeddings"]["provider"],
+        "embed_dim": int(emb.shape[1]),
+    }
     return emb, graph.adjacency, extra
 
 
@@ -224,8 +283,16 @@ def make_task(cfg: dict, model: FashionNet, bundle: DataBundle) -> FashionTask:
     if "attributes" in model.heads and cfg["loss"]["attribute_pos_weight"] == "frequency":
         mask = None if bundle.attribute_masks is None else torch.as_tensor(bundle.attribute_masks)
         pos_weight = pos_weight_from_targets(torch.as_tensor(bundle.train_targets["attributes"]), mask)
-    return FashionTask(model, bundle.label_names, cfg["optim"], cfg["loss"], pos_weight, bundle.attribute_groups,
-                       int(cfg["trainer"]["max_epochs"]), channels_last=bool(cfg["trainer"]["channels_last"]))
+    return FashionTask(
+        model,
+        bundle.label_names,
+        cfg["optim"],
+        cfg["loss"],
+        pos_weight,
+        bundle.attribute_groups,
+        int(cfg["trainer"]["max_epochs"]),
+        channels_last=bool(cfg["trainer"]["channels_last"]),
+    )
 
 
 def monitor_metric(cfg: dict) -> tuple[str, str]:
@@ -242,11 +309,23 @@ def monitor_metric(cfg: dict) -> tuple[str, str]:
     return "val/lm_NE", "min"
 
 
+def lightning_trainer(**settings) -> L.Trainer:
+    """``L.Trainer(**settings)``; settings Lightning refuses (accelerator, strategy, precision names) are a
+    ConfigError."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return L.Trainer(**settings)
+    # Lightning's message names the setting and its choices
+    except (ValueError, MisconfigurationException) as e:
+        raise ConfigError(str(e)) from None
+
+
 def make_trainer(cfg: dict, out: Path, callbacks: list[Callback]) -> L.Trainer:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     t = cfg["trainer"]
-    return L.Trainer(
+    return lightning_trainer(
         default_root_dir=out,
         max_epochs=int(t["max_epochs"]),
         precision=t["precision"],
@@ -261,7 +340,10 @@ def make_trainer(cfg: dict, out: Path, callbacks: list[Callback]) -> L.Trainer:
         deterministic=bool(t["deterministic"]),
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
-        logger=[CSVLogger(out, name="logs", version=""), TensorBoardLogger(out, name="tensorboard", version="")],
+        logger=[
+            CSVLogger(out, name="logs", version=""),
+            TensorBoardLogger(out, name="tensorboard", version=""),
+        ],
         num_sanity_val_steps=0,
         enable_model_summary=False,
     )
@@ -279,7 +361,9 @@ class ExportBest(Callback):
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return
         value = float(trainer.callback_metrics[self.monitor])
-        better = self.best_value is None or (value > self.best_value if self.mode == "max" else value < self.best_value)
+        better = self.best_value is None or (
+            value > self.best_value if self.mode == "max" else value < self.best_value
+        )
         if not better or not np.isfinite(value):
             return
         self.best_value, self.best_report = value, pl_module.last_report
@@ -304,7 +388,9 @@ def check_output_dir(out: Path) -> None:
         check_writable_dir(folder)
     free = shutil.disk_usage(out).free
     if free < MIN_FREE_BYTES:
-        raise OutputDirError(f"only {free / 2**20:.0f} MiB free under {out}; need at least {MIN_FREE_BYTES / 2**20:.0f} MiB")
+        raise OutputDirError(
+            f"only {free / 2**20:.0f} MiB free under {out}; need at least {MIN_FREE_BYTES / 2**20:.0f} MiB"
+        )
 
 
 def keep_previous_logs(log_dir: Path) -> Path | None:
@@ -359,7 +445,13 @@ def prescan_images(bundle: DataBundle, policy: str, workers) -> dict[str, str]:
 
 def _report_bad_files(bundle: DataBundle, prescanned: dict[str, str] | None = None) -> None:
     bundles = list(bundle.sources.values()) or [bundle]
-    bad = sorted({str(p) for b in bundles for ds in b.datasets.values() for p in getattr(ds, "bad_files", ())}
-                 | set(prescanned or {}))
+    bad = sorted(
+        {str(p) for b in bundles for ds in b.datasets.values() for p in getattr(ds, "bad_files", ())}
+        | set(prescanned or {})
+    )
     if bad:
-        print(f"skipped {len(bad)} unreadable image(s): " + ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
+        print(
+            f"skipped {len(bad)} unreadable image(s): "
+            + ", ".join(bad[:10])
+            + (" ..." if len(bad) > 10 else "")
+        )

@@ -100,38 +100,57 @@ def build_feature_cache(cfg: dict, out_path: str | Path, batch_size: int = 32, s
         The cache. Unreadable photos are left out (and said so).
     """
     from fashionlens.models.registry import create_backbone
-    from fashionlens.train.data import build_data, make_loader
+    from fashionlens.train.data import DataMismatchError, build_data, make_loader
     from fashionlens.train.fit import _backbone_kwargs
 
     if model_file is not None:
         from fashionlens.checkpoint import load_model_file
 
         model, info = load_model_file(model_file)
-        backbone, data_config, name = model.backbone, info.data_config, f"{info.spec['backbone']} of {model_file}"
+        backbone, data_config, name = (
+            model.backbone,
+            info.data_config,
+            f"{info.spec['backbone']} of {model_file}",
+        )
     else:
-        backbone = create_backbone(cfg["model"]["backbone"], pretrained=cfg["model"]["pretrained"], **_backbone_kwargs(cfg))
-        data_config = backbone.data_config.replace(resize=cfg["data"]["resize"], max_stretch=cfg["data"]["max_stretch"])
+        backbone = create_backbone(
+            cfg["model"]["backbone"], pretrained=cfg["model"]["pretrained"], **_backbone_kwargs(cfg)
+        )
+        data_config = backbone.data_config.replace(
+            resize=cfg["data"]["resize"], max_stretch=cfg["data"]["max_stretch"]
+        )
         name = cfg["model"]["backbone"]
     bundle = build_data(cfg, data_config, splits=tuple(splits))
     head = head or next((h for h in ("labels", "attributes") if h in bundle.label_names), None)
     if head not in bundle.label_names:
-        raise ValueError(f"the {cfg['data']['format']} data has no {head or 'multi-label'} targets to cache "
-                         f"(it has {sorted(bundle.label_names)})")
+        raise DataMismatchError(
+            f"the {cfg['data']['format']} data has no {head or 'multi-label'} targets to cache "
+            f"(it has {sorted(bundle.label_names)})"
+        )
     backbone.eval()
     cached = {}
     for split, dataset in bundle.datasets.items():
-        targets, mask = _eval_targets(dataset, data_config, cfg, head)  # eval transforms, the training split too
+        # eval transforms, the training split too
+        targets, mask = _eval_targets(dataset, data_config, cfg, head)
         loader = make_loader(dataset, batch_size, cfg["data"]["num_workers"], False)
         cached[split] = _cache_split(backbone, loader, targets, mask, bundle.paths[split], split)
-    meta = {"backbone": name, "input_size": list(data_config.input_size), "head": head,
-            "data": {k: cfg["data"][k] for k in ("format", "split_fractions", "split_seed", "ccp_annotations", "resize")}}
+    meta = {
+        "backbone": name,
+        "input_size": list(data_config.input_size),
+        "head": head,
+        "data": {
+            k: cfg["data"][k]
+            for k in ("format", "split_fractions", "split_seed", "ccp_annotations", "resize")
+        },
+    }
     cache = FeatureCache(list(bundle.label_names[head]), cached, meta)
     cache.save(out_path)
     return cache
 
 
 def _eval_targets(dataset, data_config, cfg: dict, head: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Give the dataset its eval transform (no crops); its (N, C) targets and, for attributes, the known mask."""
+    """Give the dataset its eval transform (no crops); its (N, C) targets and, for attributes, the known
+    mask."""
     if head in ("labels", "styles"):
         from fashionlens.data.transforms import build_transforms
 
@@ -141,12 +160,16 @@ def _eval_targets(dataset, data_config, cfg: dict, head: str) -> tuple[torch.Ten
         return dataset.targets.float(), None
     from fashionlens.data.landmark_transforms import build_joint_transforms
 
-    dataset.transform = build_joint_transforms(data_config, train=False, margin=float(cfg["data"]["crop_margin"]))
+    dataset.transform = build_joint_transforms(
+        data_config, train=False, margin=float(cfg["data"]["crop_margin"])
+    )
     values = torch.as_tensor(np.asarray(dataset.index.attributes))  # 1 present, -1 absent, 0 unknown
     return (values > 0).float(), (values != 0).float()
 
 
-def _cache_split(backbone, loader, targets: torch.Tensor, mask: torch.Tensor | None, paths: list[str], split: str) -> dict:
+def _cache_split(
+    backbone, loader, targets: torch.Tensor, mask: torch.Tensor | None, paths: list[str], split: str
+) -> dict:
     features, filled = None, torch.zeros(len(paths), dtype=torch.bool)
     for batch in tqdm(loader, desc=f"caching {split}", unit="batch"):
         x, index = batch["image"], batch["index"]
@@ -154,7 +177,8 @@ def _cache_split(backbone, loader, targets: torch.Tensor, mask: torch.Tensor | N
         if features is None:
             features = torch.zeros(len(paths), *views.shape[1:], dtype=torch.float16)
         features[index] = views
-        filled[index] = True  # an unreadable photo's slot is served by another photo, under that photo's index
+        # an unreadable photo's slot is served by another photo, under that photo's index
+        filled[index] = True
     if not filled.all():
         print(f"{split}: {int((~filled).sum())} unreadable photo(s) left out of the cache")
     keep = torch.nonzero(filled).flatten()
@@ -164,7 +188,9 @@ def _cache_split(backbone, loader, targets: torch.Tensor, mask: torch.Tensor | N
     return part
 
 
-def _head_and_embeddings(cache: FeatureCache, head: dict, labels_cfg: dict, targets: np.ndarray) -> RecognitionHead:
+def _head_and_embeddings(
+    cache: FeatureCache, head: dict, labels_cfg: dict, targets: np.ndarray
+) -> RecognitionHead:
     """A head sized for the cache, with its label graph / word embeddings when its kind uses them."""
     from fashionlens.train.fit import label_graph_inputs, label_word_embeddings
 
@@ -187,9 +213,20 @@ def _head_and_embeddings(cache: FeatureCache, head: dict, labels_cfg: dict, targ
     return model
 
 
-def train_head_on_cache(cache: FeatureCache, head: dict, loss: dict | None = None, seed: int = 0, epochs: int = 20,
-                        lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 32, grad_clip: float = 10.0,
-                        eval_split: str = "val", labels_cfg: dict | None = None, progress: bool = True) -> dict:
+def train_head_on_cache(
+    cache: FeatureCache,
+    head: dict,
+    loss: dict | None = None,
+    seed: int = 0,
+    epochs: int = 20,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    batch_size: int = 32,
+    grad_clip: float = 10.0,
+    eval_split: str = "val",
+    labels_cfg: dict | None = None,
+    progress: bool = True,
+) -> dict:
     """Train one head on the cached maps (AdamW, cosine schedule, per-photo random mirror); score a split.
 
     Args:
@@ -204,7 +241,8 @@ def train_head_on_cache(cache: FeatureCache, head: dict, loss: dict | None = Non
         progress: show a progress bar over the epochs.
 
     Returns:
-        ``{"report": multilabel_report, "scores": (N, C) probabilities, "targets", "paths", "seconds", "model"}``.
+        ``{"report": multilabel_report, "scores": (N, C) probabilities, "targets", "paths", "seconds",
+        "model"}``.
     """
     import time
 
@@ -214,24 +252,32 @@ def train_head_on_cache(cache: FeatureCache, head: dict, loss: dict | None = Non
     torch.manual_seed(seed)
     train = cache.splits["train"]
     targets = train["targets"]
-    model = _head_and_embeddings(cache, head, _merge(DEFAULTS["labels"], labels_cfg or {}, "labels."),
-                                  targets.numpy())
+    model = _head_and_embeddings(
+        cache, head, _merge(DEFAULTS["labels"], labels_cfg or {}, "labels."), targets.numpy()
+    )
     optim_cfg = {"name": "adamw", "weight_decay": weight_decay, "momentum": 0.9, "scheduler": "cosine"}
-    optimizer = _make_optimizer([{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}], optim_cfg)
+    optimizer = _make_optimizer(
+        [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}], optim_cfg
+    )
     scheduler = _make_scheduler(optimizer, optim_cfg, epochs)
     name, mask = cache.meta.get("head", "labels"), train.get("mask")
     # attributes + BCE: the engine's per-attribute positive weights (loss.attribute_pos_weight: frequency)
     pos_weight = pos_weight_from_targets(targets, mask) if name == "attributes" else None
     gen = torch.Generator().manual_seed(seed)
     n, start = len(targets), time.perf_counter()
-    for _ in tqdm(range(epochs), desc=f"{head.get('kind', 'linear')}", unit="epoch", disable=not progress, leave=False):
+    for _ in tqdm(
+        range(epochs), desc=f"{head.get('kind', 'linear')}", unit="epoch", disable=not progress, leave=False
+    ):
         model.train()
         order = torch.randperm(n, generator=gen)
         views = torch.randint(0, train["features"].shape[1], (n,), generator=gen)
-        for i in range(0, n - batch_size + 1 if n > batch_size else n, batch_size):  # drop the last partial batch
+        # drop the last partial batch
+        for i in range(0, n - batch_size + 1 if n > batch_size else n, batch_size):
             rows = order[i : i + batch_size]
             x = train["features"][rows, views[rows]].float()  # (B, D, h, w)
-            batch = {name: targets[rows]} if mask is None else {name: targets[rows], f"{name}_mask": mask[rows]}
+            batch = (
+                {name: targets[rows]} if mask is None else {name: targets[rows], f"{name}_mask": mask[rows]}
+            )
             terms = compute_losses({name: model(x)}, batch, pos_weight=pos_weight, multilabel=loss)
             optimizer.zero_grad(set_to_none=True)
             terms[name].backward()
@@ -243,21 +289,29 @@ def train_head_on_cache(cache: FeatureCache, head: dict, loss: dict | None = Non
     return {**score_split(model, cache, eval_split, batch_size), "seconds": seconds, "model": model}
 
 
-def rebuild_head(cache: FeatureCache, head: dict, state: dict, labels_cfg: dict | None = None) -> RecognitionHead:
+def rebuild_head(
+    cache: FeatureCache, head: dict, state: dict, labels_cfg: dict | None = None
+) -> RecognitionHead:
     """A head trained by :func:`train_head_on_cache` from its settings and saved weights."""
     from fashionlens.train.config import DEFAULTS, _merge
 
-    model = _head_and_embeddings(cache, head, _merge(DEFAULTS["labels"], labels_cfg or {}, "labels."),
-                                 cache.splits["train"]["targets"].numpy())
+    model = _head_and_embeddings(
+        cache,
+        head,
+        _merge(DEFAULTS["labels"], labels_cfg or {}, "labels."),
+        cache.splits["train"]["targets"].numpy(),
+    )
     model.load_state_dict(state)
     return model
 
 
 def score_split(model: torch.nn.Module, cache: FeatureCache, split: str, batch_size: int = 64) -> dict:
-    """Scores, targets, paths and the multilabel report of a head on one cached split (the photos, not mirrors)."""
+    """Scores, targets, paths and the multilabel report of a head on one cached split (the photos, not
+    mirrors)."""
     part = cache.splits[split]
     scores = predict_on_cache(model, part["features"][:, 0], batch_size)
-    targets = part["targets"] if "mask" not in part else part["targets"] * part["mask"]  # unknown: not a positive
+    # unknown: not a positive
+    targets = part["targets"] if "mask" not in part else part["targets"] * part["mask"]
     report = multilabel_report(scores, targets.numpy(), cache.label_names)
     return {"report": report, "scores": scores, "targets": targets.numpy(), "paths": list(part["paths"])}
 
@@ -266,5 +320,8 @@ def score_split(model: torch.nn.Module, cache: FeatureCache, split: str, batch_s
 def predict_on_cache(model: torch.nn.Module, features: torch.Tensor, batch_size: int = 64) -> np.ndarray:
     """Sigmoid scores (N, C) of a head on cached maps (N, D, h, w)."""
     model.eval()
-    out = [torch.sigmoid(model(features[i : i + batch_size].float())) for i in range(0, len(features), batch_size)]
+    out = [
+        torch.sigmoid(model(features[i : i + batch_size].float()))
+        for i in range(0, len(features), batch_size)
+    ]
     return torch.cat(out).numpy()

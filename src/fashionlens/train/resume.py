@@ -43,7 +43,9 @@ from fashionlens.train.task import NonFiniteLossError
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoint I/O that never leaves a partial file and never unpickles code."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
         """Serialise to bytes, then write them atomically (temp file, fsync, rename).
 
         Raises:
@@ -53,13 +55,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} does not take storage_options")
         bad = non_finite_tensors(checkpoint.get("state_dict", {}))
         if bad:
-            raise NonFiniteLossError(f"not saving {path}: non-finite weights in {', '.join(bad[:5])}; "
-                                     "the last good checkpoint is kept. Lower optim.lr or check the data.")
+            raise NonFiniteLossError(
+                f"not saving {path}: non-finite weights in {', '.join(bad[:5])}; "
+                "the last good checkpoint is kept. Lower optim.lr or check the data."
+            )
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         atomic_write_bytes(Path(path), buffer.getvalue())
 
-    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path: Any, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
         """Load with ``weights_only=True`` unless told otherwise; a damaged file names itself.
 
         Raises:
@@ -69,18 +75,25 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint file not found: {path}")
         try:
-            return torch.load(path, map_location=map_location or "cpu", weights_only=weights_only is not False)
+            return torch.load(
+                path, map_location=map_location or "cpu", weights_only=weights_only is not False
+            )
         except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError... for damaged files
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CheckpointError(f"cannot resume from {path}: the checkpoint is truncated, corrupt or not a "
-                                  f"fashionlens checkpoint ({first_line}). Delete it, or train with --no-resume "
-                                  "to start over.") from None
+            raise CheckpointError(
+                f"cannot resume from {path}: the checkpoint is truncated, corrupt or not a "
+                f"fashionlens checkpoint ({first_line}). Delete it, or train with --no-resume "
+                "to start over."
+            ) from None
 
 
 def non_finite_tensors(state_dict: dict[str, Any]) -> list[str]:
     """Names of the floating-point tensors of ``state_dict`` that hold NaN or inf."""
-    return [name for name, t in state_dict.items()
-            if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    return [
+        name
+        for name, t in state_dict.items()
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -149,7 +162,10 @@ class ResumableDataLoader(DataLoader):
 
     def state_dict(self) -> dict[str, int]:
         """Where this loader is: ``{"epoch": e, "batches": batches yielded in epoch e}``."""
-        return {"epoch": int(getattr(self._resumable_batch_sampler().sampler, "epoch", 0)), "batches": int(self._yielded)}
+        return {
+            "epoch": int(getattr(self._resumable_batch_sampler().sampler, "epoch", 0)),
+            "batches": int(self._yielded),
+        }
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         """Arrange for the next pass to continue epoch ``state["epoch"]`` after ``state["batches"]``."""
@@ -164,8 +180,10 @@ class ResumableDataLoader(DataLoader):
 
     def _resumable_batch_sampler(self) -> ResumableBatchSampler:
         if not isinstance(self.batch_sampler, ResumableBatchSampler):
-            raise TypeError(f"{type(self).__name__} needs batch_sampler=ResumableBatchSampler(...), "
-                            f"got {type(self.batch_sampler).__name__}")
+            raise TypeError(
+                f"{type(self).__name__} needs batch_sampler=ResumableBatchSampler(...), "
+                f"got {type(self.batch_sampler).__name__}"
+            )
         return self.batch_sampler
 
 
@@ -186,7 +204,11 @@ class RngStateCallback(Callback):
         return {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(_plain, np_state[2:])),
+            "numpy": (
+                np_state[0],
+                torch.from_numpy(np_state[1].astype(np.int64)),
+                *map(_plain, np_state[2:]),
+            ),
             "python": random.getstate(),
         }
 

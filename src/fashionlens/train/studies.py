@@ -18,12 +18,19 @@ def run_name(path: str | Path) -> tuple[str, int]:
     return row, int(seed)
 
 
-def save_attribute_scores(out: str | Path, scores, positive, known, paths: Sequence[str], names: Sequence[str],
-                          groups) -> None:
+def save_attribute_scores(
+    out: str | Path, scores, positive, known, paths: Sequence[str], names: Sequence[str], groups
+) -> None:
     """One scored run as ``tools/garment_study.py table`` reads it: ``scores``, ``positive``, ``known``
     (N, A), ``paths`` (N,), ``names``, ``groups`` (A,); crops sorted by path, so rows pair crop by crop."""
     order = np.argsort(np.asarray(paths, dtype=str))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, scores=np.asarray(scores, dtype=np.float64)[order], positive=np.asarray(positive, dtype=bool)[order],
-             known=np.asarray(known, dtype=bool)[order], paths=np.asarray(paths, dtype=str)[order],
-             names=np.asarray(names, dtype=str), groups=np.asarray(groups, dtype=np.int64))
+    np.savez(
+        out,
+        scores=np.asarray(scores, dtype=np.float64)[order],
+        positive=np.asarray(positive, dtype=bool)[order],
+        known=np.asarray(known, dtype=bool)[order],
+        paths=np.asarray(paths, dtype=str)[order],
+        names=np.asarray(names, dtype=str),
+        groups=np.asarray(groups, dtype=np.int64),
+    )

@@ -13,11 +13,51 @@ from fashionlens.data.deepfashion import ATTRIBUTE_TYPES
 
 # Seed A, table 1-2 (DeepFashion, top-3 / top-5, percent): published, for reference only.
 PUBLISHED_SEED_A = {
-    "[1] FashionNet (CVPR'16)": ("82.58/90.17", "45.52/54.61", "37.46/49.52", "39.30/49.84", "39.41/48.59", "44.13/54.02", "66.43/73.16"),
-    "[2] Wang et al. (CVPR'18)": ("90.99/95.78", "51.53/60.95", "50.31/65.48", "40.31/48.23", "53.32/61.05", "40.65/56.32", "68.70/74.25"),
-    "[3] GLE (ICCVW'19)": ("91.37/95.26", "47.70/57.28", "56.95/66.24", "44.03/54.21", "56.87/66.25", "44.89/55.15", "33.98/42.21"),
-    "[4] Liu & Lu (ECCVW'18)": ("91.16/96.12", "54.69/63.74", "56.17/65.83", "43.20/53.52", "58.28/67.80", "46.97/57.42", "68.82/74.13"),
-    "Seed A (Ours)": ("90.46/95.27", "27.30/35.61", "57.07/66.47", "44.52/55.17", "59.52/68.62", "47.93/58.28", "33.67/42.57"),
+    "[1] FashionNet (CVPR'16)": (
+        "82.58/90.17",
+        "45.52/54.61",
+        "37.46/49.52",
+        "39.30/49.84",
+        "39.41/48.59",
+        "44.13/54.02",
+        "66.43/73.16",
+    ),
+    "[2] Wang et al. (CVPR'18)": (
+        "90.99/95.78",
+        "51.53/60.95",
+        "50.31/65.48",
+        "40.31/48.23",
+        "53.32/61.05",
+        "40.65/56.32",
+        "68.70/74.25",
+    ),
+    "[3] GLE (ICCVW'19)": (
+        "91.37/95.26",
+        "47.70/57.28",
+        "56.95/66.24",
+        "44.03/54.21",
+        "56.87/66.25",
+        "44.89/55.15",
+        "33.98/42.21",
+    ),
+    "[4] Liu & Lu (ECCVW'18)": (
+        "91.16/96.12",
+        "54.69/63.74",
+        "56.17/65.83",
+        "43.20/53.52",
+        "58.28/67.80",
+        "46.97/57.42",
+        "68.82/74.13",
+    ),
+    "Seed A (Ours)": (
+        "90.46/95.27",
+        "27.30/35.61",
+        "57.07/66.47",
+        "44.52/55.17",
+        "59.52/68.62",
+        "47.93/58.28",
+        "33.67/42.57",
+    ),
 }
 PUBLISHED_SEED_B = {  # top-5 labels / top-7 labels
     "Basic CNN": ("63.85 / 56.87", "61.08 / 54.39", "79.98 / 72.48", "78.10 / 71.89", "89.49 / 81.67"),
@@ -39,14 +79,40 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def multilabel_tables(runs: dict[str, dict], what: str = "Multi-label recognition") -> list[str]:
     """Seed B tables 3-5: top-k any/all recall per model, ML-GCN metrics, per-label top-2 all recall."""
     out = [f"## {what} (seed B protocol, percent)", ""]
-    header = ["Model", "Top-1 any", "Top-2 all", "Top-2 any", "Top-3 all", "Top-3 any", "mAP", "CF1", "OF1", "CF1 (top-3)", "OF1 (top-3)"]
+    header = [
+        "Model",
+        "Top-1 any",
+        "Top-2 all",
+        "Top-2 any",
+        "Top-3 all",
+        "Top-3 any",
+        "mAP",
+        "CF1",
+        "OF1",
+        "CF1 (top-3)",
+        "OF1 (top-3)",
+    ]
     rows = []
     for name, r in runs.items():
         t = r["topk"]
-        rows.append([name] + [pct(t.get(k)) for k in ("top1_any", "top2_all", "top2_any", "top3_all", "top3_any")]
-                    + [pct(r["mAP"]), pct(r["prf"]["CF1"]), pct(r["prf"]["OF1"]), pct(r["prf_top3"]["CF1"]), pct(r["prf_top3"]["OF1"])])
+        rows.append(
+            [name]
+            + [pct(t.get(k)) for k in ("top1_any", "top2_all", "top2_any", "top3_all", "top3_any")]
+            + [
+                pct(r["mAP"]),
+                pct(r["prf"]["CF1"]),
+                pct(r["prf"]["OF1"]),
+                pct(r["prf_top3"]["CF1"]),
+                pct(r["prf_top3"]["OF1"]),
+            ]
+        )
     out += _table(header, rows)
-    out += ["", "Published (seed B, its own 23-style SNS data set, top-5 / top-7 label subsets; not comparable data):", ""]
+    out += [
+        "",
+        "Published (seed B, its own 23-style SNS data set, top-5 / top-7 label subsets; not comparable "
+        "data):",
+        "",
+    ]
     out += _table(header[:6], [[f"{k} (published)"] + list(v) for k, v in PUBLISHED_SEED_B.items()])
     out += ["", "### Per-label top-2 all-recall (support)", ""]
     names = list(next(iter(runs.values()))["per_label_top2_all"])
@@ -70,7 +136,9 @@ def classification_table(runs: dict[str, dict]) -> list[str]:
 def deepfashion_tables(runs: dict[str, dict], category: dict[str, dict]) -> list[str]:
     """Seed A tables 1-2: category and attribute top-3/top-5 per type, then landmark NE."""
     out = ["## DeepFashion category and attributes (top-3/top-5, percent)", ""]
-    header = ["Method", "Category"] + [f"Attr. {t}" if t == "all" else t.capitalize() for t in ATTRIBUTE_COLUMNS]
+    header = ["Method", "Category"] + [
+        f"Attr. {t}" if t == "all" else t.capitalize() for t in ATTRIBUTE_COLUMNS
+    ]
     rows = []
     for name, r in runs.items():
         cat = category.get(name, {})
@@ -82,17 +150,29 @@ def deepfashion_tables(runs: dict[str, dict], category: dict[str, dict]) -> list
         rows.append([name] + cells)
     rows += [[f"{k} (published)"] + list(v) for k, v in PUBLISHED_SEED_A.items()]
     out += _table(header, rows)
-    types = [t for t in ATTRIBUTE_COLUMNS if any("mAP" in (r.get("attributes", {}).get(t) or {}) for r in runs.values())]
+    types = [
+        t
+        for t in ATTRIBUTE_COLUMNS
+        if any("mAP" in (r.get("attributes", {}).get(t) or {}) for r in runs.values())
+    ]
     if types:
         out += ["", "## Attribute mAP per type (percent; unknown entries left out)", ""]
-        out += _table(["Method"] + types, [[n] + [pct((r.get("attributes", {}).get(t) or {}).get("mAP")) for t in types]
-                                           for n, r in runs.items()])
+        out += _table(
+            ["Method"] + types,
+            [
+                [n] + [pct((r.get("attributes", {}).get(t) or {}).get("mAP")) for t in types]
+                for n, r in runs.items()
+            ],
+        )
     lm = {n: r["landmarks"] for n, r in runs.items() if "landmarks" in r}
     if lm:
         out += ["", "## Landmarks (normalised error, lower is better)", ""]
         slots = ["L collar", "R collar", "L sleeve", "R sleeve", "L waist", "R waist", "L hem", "R hem"]
-        rows = [[n, f"{v['NE']:.4f}", _ne(v.get("NE_mean_baseline")), pct(v.get("detection_rate"))]
-                + [_ne(x) for x in v["NE_per_landmark"]] for n, v in lm.items()]
+        rows = [
+            [n, f"{v['NE']:.4f}", _ne(v.get("NE_mean_baseline")), pct(v.get("detection_rate"))]
+            + [_ne(x) for x in v["NE_per_landmark"]]
+            for n, v in lm.items()
+        ]
         out += _table(["Model", "NE", "NE of mean landmark", "Det. rate"] + slots, rows)
         out += ["", "Published NE: FashionNet 0.0872, Wang et al. 0.0484, Liu & Lu 0.0474, GLE 0.0393."]
     return out
@@ -114,8 +194,10 @@ def markdown_report(reports: dict[str, dict], title: str) -> str:
     if "category" in first and "deepfashion" not in first:
         lines += classification_table({n: r["category"] for n, r in reports.items()}) + [""]
     if "deepfashion" in first:
-        lines += deepfashion_tables({n: r["deepfashion"] for n, r in reports.items()},
-                                    {n: r.get("category", {}) for n, r in reports.items()}) + [""]
+        lines += deepfashion_tables(
+            {n: r["deepfashion"] for n, r in reports.items()},
+            {n: r.get("category", {}) for n, r in reports.items()},
+        ) + [""]
     return "\n".join(lines)
 
 
@@ -179,7 +261,9 @@ def plot_landmarks(dataset, outputs: dict, data_config, path: Path, title: str, 
         ax.imshow(np.clip(img, 0, 1))
         true, pred = outputs["landmarks_target"][row], outputs["landmarks_pred"][row]
         vis = outputs["landmarks_visible"][row] > 0
-        ax.scatter(true[vis, 0] * w, true[vis, 1] * h, s=28, facecolors="none", edgecolors="lime", linewidths=1.5)
+        ax.scatter(
+            true[vis, 0] * w, true[vis, 1] * h, s=28, facecolors="none", edgecolors="lime", linewidths=1.5
+        )
         ax.scatter(pred[vis, 0] * w, pred[vis, 1] * h, s=28, marker="x", c="red", linewidths=1.5)
         ax.axis("off")
     fig.suptitle(f"{title}: predicted (x) vs true (o) landmarks", fontsize=9)

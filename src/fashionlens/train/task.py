@@ -14,7 +14,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from fashionlens.errors import FashionlensError
+from fashionlens.errors import ConfigError, FashionlensError
 from fashionlens.losses import compute_losses
 from fashionlens.metrics import ScoreCollector, classification_report, deepfashion_report, multilabel_report
 from fashionlens.models.fashion_net import FashionNet
@@ -72,7 +72,9 @@ class FashionTask(L.LightningModule):
         self.loss_cfg = loss
         self.max_epochs = max_epochs
         self.attribute_groups = attribute_groups
-        self.register_buffer("pos_weight", pos_weight if pos_weight is not None else torch.empty(0), persistent=False)
+        self.register_buffer(
+            "pos_weight", pos_weight if pos_weight is not None else torch.empty(0), persistent=False
+        )
         self.val_scores = _collectors(model)
         self.test_scores = _collectors(model)
         self.last_report: dict = {}
@@ -104,9 +106,15 @@ class FashionTask(L.LightningModule):
     # -- training ---------------------------------------------------------------------------------
     def _train_one(self, batch: dict, source: str) -> torch.Tensor:
         outputs = self(batch["image"])
-        terms = compute_losses(outputs, batch, self.pos_weight if self.pos_weight.numel() else None,
-                               self.loss_cfg["heatmap_sigma"], self.loss_cfg.get("label_smoothing", 0.0),
-                               self.loss_cfg.get("heatmap", "mse"), self.loss_cfg.get("multilabel"))
+        terms = compute_losses(
+            outputs,
+            batch,
+            self.pos_weight if self.pos_weight.numel() else None,
+            self.loss_cfg["heatmap_sigma"],
+            self.loss_cfg.get("label_smoothing", 0.0),
+            self.loss_cfg.get("heatmap", "mse"),
+            self.loss_cfg.get("multilabel"),
+        )
         weights = self.loss_cfg["weights"]
         total = sum(weights.get(name, 1.0) * value for name, value in terms.items())
         if not torch.isfinite(total):
@@ -213,7 +221,7 @@ def _make_optimizer(groups: list[dict], cfg: dict) -> torch.optim.Optimizer:
         return torch.optim.AdamW(groups, weight_decay=cfg["weight_decay"])
     if name == "sgd":
         return torch.optim.SGD(groups, momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
-    raise ValueError(f"optim.name must be adam, adamw or sgd, got {cfg['name']!r}")
+    raise ConfigError(f"optim.name must be adam, adamw or sgd, got {cfg['name']!r}")
 
 
 def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, max_epochs: int):
@@ -226,20 +234,28 @@ def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, max_epochs: int
         return torch.optim.lr_scheduler.StepLR(optimizer, cfg["step_size"], cfg["gamma"])
     if kind in ("none", ""):
         return None
-    raise ValueError(f"optim.scheduler must be cosine, step or none, got {kind!r}")
+    raise ConfigError(f"optim.scheduler must be cosine, step or none, got {kind!r}")
 
 
-def build_report(gathered: dict[str, np.ndarray], label_names: dict[str, list[str]], attribute_groups=None) -> dict:
+def build_report(
+    gathered: dict[str, np.ndarray], label_names: dict[str, list[str]], attribute_groups=None
+) -> dict:
     """The full metrics report for whichever heads were evaluated."""
     counts = [len(v) for k, v in gathered.items() if k.endswith("_index")]
     report: dict = {"num_images": int(max(counts, default=0))}
     if "labels_scores" in gathered:
-        report["labels"] = multilabel_report(gathered["labels_scores"], gathered["labels_targets"], label_names["labels"])
+        report["labels"] = multilabel_report(
+            gathered["labels_scores"], gathered["labels_targets"], label_names["labels"]
+        )
     if "styles_scores" in gathered:  # soft sub-style targets count as present
-        report["styles"] = multilabel_report(gathered["styles_scores"], gathered["styles_targets"] > 0, label_names["styles"])
+        report["styles"] = multilabel_report(
+            gathered["styles_scores"], gathered["styles_targets"] > 0, label_names["styles"]
+        )
     if "category_scores" in gathered:
         report["category"] = classification_report(
-            gathered["category_scores"], gathered["category_targets"].astype(np.int64), label_names["category"]
+            gathered["category_scores"],
+            gathered["category_targets"].astype(np.int64),
+            label_names["category"],
         )
     if "attributes_scores" in gathered or "landmarks_pred" in gathered:
         attr_targets = None
@@ -270,7 +286,9 @@ def flatten_headline(report: dict) -> dict[str, float]:
     if "styles" in report:
         r = report["styles"]
         out["styles_mAP"] = r["mAP"]
-        out.update({f"styles_{k}": v for k, v in r["topk"].items() if k in ("top1_any", "top2_all", "top3_any")})
+        out.update(
+            {f"styles_{k}": v for k, v in r["topk"].items() if k in ("top1_any", "top2_all", "top3_any")}
+        )
     if "category" in report:
         out.update({f"cat_{k}": v for k, v in report["category"].items() if k.startswith("top")})
     if "deepfashion" in report:
@@ -281,4 +299,6 @@ def flatten_headline(report: dict) -> dict[str, float]:
             out["attr_mAP"] = d["attributes"]["all"].get("mAP")
         if "landmarks" in d:
             out["lm_NE"] = d["landmarks"]["NE"]
-    return {k: float(v) for k, v in out.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+    return {
+        k: float(v) for k, v in out.items() if v is not None and not (isinstance(v, float) and math.isnan(v))
+    }
