@@ -11,6 +11,7 @@ import asyncio
 import csv
 import json
 import logging
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -135,21 +136,33 @@ def _colour_folder(root: Path) -> Path:
 
 def test_evaluate_format_reads_data_of_another_format(tmp_path, multilabel_format_model):
     folder = _colour_folder(tmp_path / "folder")
-    # without --data-format the model's own format (multi-label CSV) is expected: a folder is refused
-    result = invoke("evaluate", multilabel_format_model, "--data", folder, "--out", tmp_path / "own")
+    # --data-format names the format: the model's own (multi-label CSV) refuses a folder
+    result = invoke(
+        "evaluate", multilabel_format_model, "--data", folder, "--out", tmp_path / "own",
+        "--data-format", "multilabel",
+    )  # fmt: skip
     assert result.exit_code == 2, result.output + repr(result.exception)
     assert result.output == f"error: {folder}: unknown extension ''; expected .csv or .jsonl\n"
-    ev = tmp_path / "ev"
-    result = invoke(
-        "evaluate", multilabel_format_model, "--data", folder, "--out", ev, "--data-format", "image_folder"
-    )
+    # without it, the format is detected from the path (a class-folder tree), named or not
+    for name, extra in (("ev", ["--data-format", "image_folder"]), ("detected", [])):
+        ev = tmp_path / name
+        result = invoke("evaluate", multilabel_format_model, "--data", folder, "--out", ev, *extra)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        report = json.loads((ev / "metrics.json").read_text())["models"]["cat_model"]
+        assert report["num_images"] == 5 and 0 <= report["category"]["top1"] <= 1
+        with open(ev / "predictions.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        truth = sorted((Path(r["image"]).parent.name, r["category_true"]) for r in rows)
+        assert truth == [("blue", "blue")] * 2 + [("red", "red")] * 3  # the val/ folder's class names
+    # issue 24's repro: compare on a class-folder tree reads the folder
+    other = tmp_path / "other.safetensors"
+    shutil.copy(multilabel_format_model, other)
+    result = invoke("compare", multilabel_format_model, other, "--data", folder, "--out", tmp_path / "cmp")
     assert result.exit_code == 0, result.output + repr(result.exception)
-    report = json.loads((ev / "metrics.json").read_text())["models"]["cat_model"]
-    assert report["num_images"] == 5 and 0 <= report["category"]["top1"] <= 1
-    with open(ev / "predictions.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    truth = sorted((Path(r["image"]).parent.name, r["category_true"]) for r in rows)
-    assert truth == [("blue", "blue")] * 2 + [("red", "red")] * 3  # the val/ folder, its class names as truth
+    assert "images.csv" not in result.output
+    compared = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert len(compared["models"]) == 2 and list(compared["heads"]) == ["category"]
+    assert len(compared["heads"]["category"]["cases"]) == 5  # the 5 photos of the val/ folder
     result = invoke(
         "evaluate", multilabel_format_model, "--data", folder, "--out", ev, "--data-format", "coco"
     )

@@ -58,7 +58,7 @@ def evaluate(
     checkpoints: Annotated[
         list[Path], typer.Argument(help="model file(s) (model.safetensors); one table row each")
     ],
-    data: Annotated[str, typer.Option("--data", help="data path, same format the model was trained on")],
+    data: Annotated[str, typer.Option("--data", help="data path (format detected, see --data-format)")],
     out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("eval"),
     split: Annotated[str, typer.Option("--split", help="val | test | train")] = "val",
     batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
@@ -66,8 +66,8 @@ def evaluate(
         str | None,
         typer.Option(
             "--data-format",
-            help="data format if not the model's own "
-            "(ccp | multilabel | image_folder | clothing_dataset | deepfashion)",
+            help="data format (ccp | multilabel | image_folder | clothing_dataset | deepfashion); "
+            "default: detected from the path, the model's own format where the path has its layout",
         ),
     ] = None,
     devices: Annotated[str, typer.Option("--devices", help="devices per node (e.g. 2 under torchrun)")] = "1",
@@ -110,8 +110,8 @@ def compare(
         str | None,
         typer.Option(
             "--data-format",
-            help="data format if not the models' own "
-            "(ccp | multilabel | image_folder | clothing_dataset | deepfashion)",
+            help="data format (ccp | multilabel | image_folder | clothing_dataset | deepfashion); "
+            "default: detected from the path, the models' own format where the path has its layout",
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 32,

@@ -42,8 +42,8 @@ from fashionlens.label.photos import (
 )
 from fashionlens.label.store import LabelStore, LabelValueError, read_vocabulary
 from fashionlens.label.suggest import Suggestions, suggest, uncertain_first
-from fashionlens.serve.app import UploadError as ClientError
-from fashionlens.serve.app import _install_error_handlers, _SecurityHeaders, add_page_routes
+from fashionlens.serve.webkit import SecurityHeaders, add_page_routes, install_error_handlers
+from fashionlens.serve.webkit import UploadError as ClientError
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_FILES = {"label.js": "text/javascript; charset=utf-8", "label.css": "text/css; charset=utf-8"}
@@ -297,12 +297,12 @@ def create_label_app(session: LabelSession, allowed_hosts: list[str] | None = No
         allowed_hosts: answer only requests whose ``Host`` is one of these (None: any).
     """
     app = FastAPI(title="fashionlens label", version="1", docs_url=None, redoc_url=None, openapi_url=None)
-    _install_error_handlers(app)
+    install_error_handlers(app)
     add_page_routes(app, STATIC_DIR, STATIC_FILES, ClientError)
     _add_api_routes(app, session)
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
-    app.add_middleware(_SecurityHeaders)
+    app.add_middleware(SecurityHeaders)
     return app
 
 

@@ -25,37 +25,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Header, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.datastructures import MutableHeaders
-from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from fashionlens.data.images import BadImageError, ImageTooLargeError, probe_image
-from fashionlens.errors import ConfigError, FashionlensError
+from fashionlens.errors import ConfigError
 from fashionlens.inference.predictor import Predictor
+from fashionlens.serve.webkit import (
+    SecurityHeaders,
+    UploadError,
+    add_page_routes,
+    install_error_handlers,
+)
 
 MiB = 1024 * 1024
 UPLOAD_FIELDS = ("files", "file")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_FILES = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
-PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-            "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
 # Content types a browser or curl may declare for a photo; anything else is refused before sniffing.
 _GENERIC_TYPES = ("", "application/octet-stream")
 log = logging.getLogger("fashionlens.serve")
-
-
-class UploadError(FashionlensError):
-    """A request refused with a 4xx status and a message for the client."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
 
 
 @dataclass
@@ -320,74 +310,6 @@ _PREDICT_OPENAPI = {
 }
 
 
-def _error_response(
-    status: int, message: str, headers: dict[str, str] | None = None, **extra
-) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    """Every error leaves as JSON ``{"error": ...}``; an unexpected one is logged and becomes a 500."""
-
-    @app.exception_handler(UploadError)
-    async def upload_error(request: Request, exc: UploadError) -> JSONResponse:
-        return _error_response(exc.status, exc.message, exc.headers)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return _error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        msgs = [
-            "{}: {}".format(".".join(str(p) for p in e.get("loc", ())), e.get("msg", ""))
-            for e in exc.errors()
-        ]
-        return _error_response(422, "invalid request: " + "; ".join(msgs))
-
-    @app.exception_handler(Exception)
-    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error serving %s", request.url.path)
-        return _error_response(500, "internal server error")
-
-
-class _SecurityHeaders:
-    """ASGI middleware: nosniff and no-referrer on every response."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        async def send_with_headers(message):
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers.setdefault("X-Content-Type-Options", "nosniff")
-                headers.setdefault("Referrer-Policy", "no-referrer")
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
-
-
-def add_page_routes(app: FastAPI, static_dir: Path = STATIC_DIR, files: dict[str, str] = STATIC_FILES,
-                    not_found: type[Exception] = HTTPException) -> None:  # fmt: skip
-    """``/`` (``static_dir/index.html``) and the static ``files`` (name -> media type), from that fixed
-    list: no path from the request touches the disk. The web service's page and the labelling page."""
-
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(
-            static_dir / "index.html",
-            media_type="text/html; charset=utf-8",
-            headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"},
-        )
-
-    @app.get("/static/{name}", include_in_schema=False)
-    async def static(name: str) -> FileResponse:
-        if name not in files:
-            raise not_found(404, "not found")
-        return FileResponse(static_dir / name, media_type=files[name], headers={"Cache-Control": "no-cache"})
-
-
 def _add_api_routes(
     app: FastAPI, predictor: Predictor, gate: _Gate, limits: Limits, name: str, api_key: str | None
 ) -> None:
@@ -473,10 +395,10 @@ def create_app(
         lifespan=lifespan,
         description="Fashion image recognition: categories, tags, attributes and landmarks.",
     )
-    _install_error_handlers(app)
-    add_page_routes(app)
+    install_error_handlers(app)
+    add_page_routes(app, STATIC_DIR, STATIC_FILES)
     _add_api_routes(app, predictor, gate, limits, name, api_key)
-    app.add_middleware(_SecurityHeaders)
+    app.add_middleware(SecurityHeaders)
     return app
 
 
