@@ -340,7 +340,7 @@ def test_probe_image_reads_uploads_too_and_says_too_large_apart(files: dict[str,
 def test_every_photo_finder_uses_the_one_list_of_image_extensions(tmp_path: Path) -> None:
     from fashionlens.data.images import IMAGE_EXTENSIONS
     from fashionlens.inference.inputs import expand_inputs
-    from fashionlens.label.photos import find_photos
+    from fashionlens.labelling.photos import find_photos
 
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -19,9 +19,9 @@ from fashionlens.data.images import BadImageError
 from fashionlens.errors import FashionlensError
 from fashionlens.fileio import OutputDirError
 from fashionlens.inference.export import ExportError
-from fashionlens.label.photos import PhotoAccessError
-from fashionlens.label.store import LabelSessionError, LabelValueError
-from fashionlens.labels.embeddings import LabelEmbeddingError
+from fashionlens.labelgraph.embeddings import LabelEmbeddingError
+from fashionlens.labelling.photos import PhotoAccessError
+from fashionlens.labelling.store import LabelSessionError, LabelValueError
 from fashionlens.models.pretrained import PretrainedWeightsUnavailable
 from fashionlens.serve.app import UploadError
 from fashionlens.train.config import ConfigError

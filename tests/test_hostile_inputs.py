@@ -317,8 +317,8 @@ def test_compare_checks_out_before_evaluating(folder_model, tmp_path, monkeypatc
 
 
 def test_a_killed_sessions_temporary_files_are_removed_at_start(tmp_path):
-    from fashionlens.label.photos import find_photos
-    from fashionlens.label.store import LabelStore
+    from fashionlens.labelling.photos import find_photos
+    from fashionlens.labelling.store import LabelStore
     from label_fixtures import VOCAB, colour_photos
 
     colour_photos(tmp_path / "photos", 2)

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from fashionlens.cli import app as cli_app
 from fashionlens.data.multilabel import read_multilabel
-from fashionlens.label import store as store_mod
-from fashionlens.label.app import create_label_app, open_session
+from fashionlens.labelling import store as store_mod
+from fashionlens.labelling.app import create_label_app, open_session
 from label_fixtures import VOCAB, ServerPool, colour_photos, tiny_model, write_vocab
 from serve_fixtures import serve_in_thread
 

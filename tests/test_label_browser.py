@@ -19,7 +19,7 @@ from browser_fixtures import launch_chromium, open_page
 from fashionlens.checkpoint import read_info
 from fashionlens.cli import app as cli_app
 from fashionlens.data.multilabel import read_multilabel
-from fashionlens.label.app import create_label_app, open_session
+from fashionlens.labelling.app import create_label_app, open_session
 from label_fixtures import VOCAB, ServerPool, colour_photos, tiny_model, write_vocab
 from serve_fixtures import serve_in_thread
 

@@ -11,9 +11,9 @@ import pytest
 
 from fashionlens.data.errors import DataFormatError
 from fashionlens.data.multilabel import read_multilabel
-from fashionlens.label import store as store_mod
-from fashionlens.label.photos import PhotoAccessError, find_photos, read_inside
-from fashionlens.label.store import (
+from fashionlens.labelling import store as store_mod
+from fashionlens.labelling.photos import PhotoAccessError, find_photos, read_inside
+from fashionlens.labelling.store import (
     LabelSessionError,
     LabelStore,
     LabelValueError,
@@ -21,7 +21,7 @@ from fashionlens.label.store import (
     read_vocabulary,
     skipped_path,
 )
-from fashionlens.label.suggest import _from_scores, match_head, normalise, suggest, uncertain_first
+from fashionlens.labelling.suggest import _from_scores, match_head, normalise, suggest, uncertain_first
 from label_fixtures import VOCAB, colour_photos, tiny_model
 
 
@@ -335,7 +335,7 @@ def test_the_shipped_model_suggests_ccp_styles_from_its_styles_head():
 
 
 def test_category_head_suggests_its_top_class(tmp_path):
-    from fashionlens.label.suggest import Suggestion, _from_scores
+    from fashionlens.labelling.suggest import Suggestion, _from_scores
 
     s, margin = _from_scores("category", {"red": 0.7, "blue": 0.2, "green": 0.1}, 0.5)
     assert s == Suggestion(

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from fashionlens.cli import app as cli_app
 from fashionlens.data.errors import DataFormatError
 from fashionlens.data.multilabel import read_multilabel
-from fashionlens.label.labelstudio import PhotoIndex, import_labelstudio, labelstudio_config
+from fashionlens.labelling.labelstudio import PhotoIndex, import_labelstudio, labelstudio_config
 from label_fixtures import VOCAB, colour_photos, write_vocab
 
 runner = CliRunner()

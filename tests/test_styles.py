@@ -287,7 +287,7 @@ def test_styles_survive_onnx_export(styles_model, tmp_path):
 def test_label_page_preselects_the_models_styles(styles_model, tmp_path):
     model, ccp = styles_model
     from fashionlens.inference.predictor import load_model
-    from fashionlens.label.suggest import suggest, uncertain_first
+    from fashionlens.labelling.suggest import suggest, uncertain_first
 
     predictor = load_model(model, backend="torch")
     photos = sorted((ccp / "photos").glob("*.jpg"))[:6]
@@ -300,7 +300,7 @@ def test_label_page_preselects_the_models_styles(styles_model, tmp_path):
     order = uncertain_first(list(range(6)), got)
     assert [got.margin[i] for i in order] == sorted(got.margin.values())
     # the command: --model with the style vocabulary starts and says which head it uses
-    from fashionlens.label.app import open_session
+    from fashionlens.labelling.app import open_session
 
     (tmp_path / "photos").mkdir()
     for p in photos:

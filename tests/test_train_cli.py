@@ -96,7 +96,7 @@ def _edges_by_hand(tmp_path, model, colour_csv, tau: float) -> int:
     """Edges i -> j with P(j | i) >= tau, counted over the training split's true labels.
 
     ``evaluate --split train`` lists the training images with their true labels; the counting is
-    done here with plain loops, independently of fashionlens.labels.
+    done here with plain loops, independently of fashionlens.labelgraph.
     """
     ev = tmp_path / "eval_train"
     result = runner.invoke(

@@ -235,7 +235,7 @@ def cmd_figures(args) -> None:
     """Fig. 6: P(j | i) over the training split of the top-5, top-7 and all styles; Fig. 7: a case grid."""
     from fashionlens.data.multilabel import select_top_labels, split_dataset
     from fashionlens.data.styles import read_styles
-    from fashionlens.labels import cooccurrence
+    from fashionlens.labelgraph import cooccurrence
     from fashionlens.train.tables import plot_correlation
 
     styles = read_styles(args.data)

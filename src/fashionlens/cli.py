@@ -15,7 +15,7 @@ import typer
 
 from fashionlens.cli_common import FashionlensTyper
 from fashionlens.cli_common import fail as _fail
-from fashionlens.label import cli as _label_cli
+from fashionlens.labelling import cli as _label_cli
 
 app = FashionlensTyper(
     help="fashionlens: fashion image recognition (landmark-aware recognition, ML-GCN multi-label).",

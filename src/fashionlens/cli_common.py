@@ -6,7 +6,7 @@ input, a bad file, a bad setting) is printed as one ``error:`` line and ends the
 error's ``exit_code`` (2 unless the error says otherwise); any other exception is a bug and keeps its
 traceback. Commands call :func:`fail` for the checks of their own options.
 
-``fashionlens.cli`` (the app) and ``fashionlens.label.cli`` (the labelling commands) both import from
+``fashionlens.cli`` (the app) and ``fashionlens.labelling.cli`` (the labelling commands) both import from
 here, so neither imports the other's module for these.
 """
 

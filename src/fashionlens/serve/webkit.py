@@ -1,5 +1,5 @@
 """The web kit both pages share (the web service, ``serve/app.py``, and the labelling page,
-``label/app.py``): the 4xx error a request is refused with, JSON error handlers, security headers, and
+``labelling/app.py``): the 4xx error a request is refused with, JSON error handlers, security headers, and
 the page routes that serve a fixed list of static files.
 """
 

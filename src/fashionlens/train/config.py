@@ -251,8 +251,8 @@ def _check_loss_values(loss: dict) -> None:
 
 
 def _check_labels_values(labels: dict) -> None:
-    from fashionlens.labels.embeddings import available_providers
-    from fashionlens.labels.graph import GRAPH_KINDS, check_unit_interval
+    from fashionlens.labelgraph.embeddings import available_providers
+    from fashionlens.labelgraph.graph import GRAPH_KINDS, check_unit_interval
 
     graph = labels["graph"]
     check_choice("labels.graph.kind", graph["kind"], GRAPH_KINDS)

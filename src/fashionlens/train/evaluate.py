@@ -303,7 +303,7 @@ def write_predictions(path: Path, outputs: dict, label_names: dict[str, list[str
 def write_plots(out: Path, report: dict, outputs: dict, label_names: dict[str, list[str]], name: str) -> None:
     """Seed B's Fig. 6 (co-occurrence P(j|i) on the training split) and per-label top-2 all-recall, per
     multi-label head."""
-    from fashionlens.labels import cooccurrence
+    from fashionlens.labelgraph import cooccurrence
 
     for head, stem, what in (("labels", "label", "Label"), ("styles", "style", "Style")):
         if head not in report or head not in outputs["train_targets"]:

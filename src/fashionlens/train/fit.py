@@ -252,7 +252,7 @@ def label_frequencies(targets: np.ndarray, num_classes: int, single_label: bool)
 
 def label_word_embeddings(cfg: dict, names: list[str]) -> np.ndarray:
     """The (C, d) word embeddings of the label names, as ``labels.embeddings`` configures them."""
-    from fashionlens.labels import label_embeddings
+    from fashionlens.labelgraph import label_embeddings
 
     e = cfg["labels"]["embeddings"]
     return label_embeddings(names, provider=e["provider"], path=e["path"], aliases=e["aliases"] or None)
@@ -262,7 +262,7 @@ def label_graph_inputs(
     cfg: dict, names: list[str], targets: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Word embeddings (C, d) and the normalised co-occurrence adjacency (C, C) for a GCN head."""
-    from fashionlens.labels import build_label_graph
+    from fashionlens.labelgraph import build_label_graph
 
     g = cfg["labels"]["graph"]
     emb = label_word_embeddings(cfg, names)

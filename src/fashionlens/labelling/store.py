@@ -27,7 +27,7 @@ from fashionlens.data import multilabel as ml
 from fashionlens.data.errors import DataFormatError
 from fashionlens.errors import FashionlensError
 from fashionlens.fileio import OutputDirError, atomic_write_bytes, remove_stale_temporaries
-from fashionlens.label.photos import PhotoList
+from fashionlens.labelling.photos import PhotoList
 
 try:  # the lock file needs flock (POSIX); elsewhere sessions are not guarded against each other
     import fcntl

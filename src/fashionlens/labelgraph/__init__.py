@@ -2,14 +2,14 @@
 
 Example:
     >>> import numpy as np
-    >>> from fashionlens.labels import build_label_graph, label_embeddings
+    >>> from fashionlens.labelgraph import build_label_graph, label_embeddings
     >>> graph = build_label_graph(np.array([[1, 1, 0], [1, 0, 1], [1, 1, 0]]), tau=0.4, p=0.2)
     >>> emb = label_embeddings(["Casual", "Sexy", "Romantic"], provider="onehot")
     >>> graph.adjacency.shape, emb.shape
     ((3, 3), (3, 3))
 """
 
-from fashionlens.labels.embeddings import (
+from fashionlens.labelgraph.embeddings import (
     DEFAULT_ALIASES,
     EmbeddingProvider,
     GloveProvider,
@@ -27,7 +27,7 @@ from fashionlens.labels.embeddings import (
     split_label_name,
     word_break,
 )
-from fashionlens.labels.graph import (
+from fashionlens.labelgraph.graph import (
     GRAPH_KINDS,
     LabelGraph,
     binarize,

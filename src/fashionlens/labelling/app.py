@@ -32,7 +32,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from fashionlens.data.images import IMAGE_EXTENSIONS, BadImageError
 from fashionlens.errors import ConfigError, FashionlensError, InputNotFoundError
-from fashionlens.label.photos import (
+from fashionlens.labelling.photos import (
     THUMB_SIDE,
     VIEW_SIDE,
     PhotoAccessError,
@@ -40,8 +40,8 @@ from fashionlens.label.photos import (
     find_photos,
     render_photo,
 )
-from fashionlens.label.store import LabelStore, LabelValueError, read_vocabulary
-from fashionlens.label.suggest import Suggestions, suggest, uncertain_first
+from fashionlens.labelling.store import LabelStore, LabelValueError, read_vocabulary
+from fashionlens.labelling.suggest import Suggestions, suggest, uncertain_first
 from fashionlens.serve.webkit import SecurityHeaders, add_page_routes, install_error_handlers
 from fashionlens.serve.webkit import UploadError as ClientError
 
@@ -50,7 +50,7 @@ STATIC_FILES = {"label.js": "text/javascript; charset=utf-8", "label.css": "text
 MAX_BODY_BYTES = 16 * 1024
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 ORDERS = ("file", "uncertain")
-log = logging.getLogger("fashionlens.label")
+log = logging.getLogger("fashionlens.labelling")
 
 
 @dataclass

@@ -17,8 +17,8 @@ from fashionlens.cli_common import fail as _fail
 
 def _export_config(labels: Path, target: Path) -> None:
     from fashionlens.fileio import atomic_write_bytes, check_output_file
-    from fashionlens.label.labelstudio import labelstudio_config
-    from fashionlens.label.store import read_vocabulary
+    from fashionlens.labelling.labelstudio import labelstudio_config
+    from fashionlens.labelling.store import read_vocabulary
 
     config = labelstudio_config(read_vocabulary(labels))
     # a folder or a read-only folder: an OutputDirError line
@@ -64,7 +64,7 @@ def label_command(
 ) -> None:
     """Label photos in the browser (one main label, any sub labels), keyboard first; writes the multi-label
     CSV."""
-    from fashionlens.label.app import open_session, run_label_server
+    from fashionlens.labelling.app import open_session, run_label_server
 
     if export_labelstudio is not None:
         _export_config(labels, export_labelstudio)
@@ -114,8 +114,8 @@ def import_labelstudio_command(
     """Read a Label Studio JSON export (one main choice + a multi-choice field) into image,main,labels."""
     from fashionlens.data import multilabel as ml
     from fashionlens.data.errors import DataFormatError
-    from fashionlens.label.labelstudio import import_labelstudio
-    from fashionlens.label.store import read_vocabulary
+    from fashionlens.labelling.labelstudio import import_labelstudio
+    from fashionlens.labelling.store import read_vocabulary
 
     if out.exists() and not overwrite:
         _fail(f"{out} exists; pass --overwrite to replace it")

@@ -26,7 +26,7 @@ from xml.sax.saxutils import quoteattr
 from fashionlens.data.errors import DataFormatError
 from fashionlens.data.images import IMAGE_EXTENSIONS
 from fashionlens.errors import InputNotFoundError
-from fashionlens.label.store import LabelValueError, Record, make_record
+from fashionlens.labelling.store import LabelValueError, Record, make_record
 
 MAX_LISTED = 10
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")  # Label Studio prefixes uploaded files with 8 hex digits
