@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
                     attr_known=known,
                 )
             if args.scores:
-                from fashionlens.train.studies import save_attribute_scores
+                from fashionlens.evaluate.studies import save_attribute_scores
 
                 known = y_va["attributes_mask"] > 0
                 groups = (

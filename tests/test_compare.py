@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 from fashionlens.checkpoint import ModelInfo, save_model
 from fashionlens.cli import app
 from fashionlens.data.synth import synth_deepfashion
+from fashionlens.evaluate.compare import HeadOutputs, disagreement_order, photo_correctness
+from fashionlens.evaluate.evaluate import evaluate_model
 from fashionlens.models import FashionNet, create_backbone
-from fashionlens.train.compare import HeadOutputs, disagreement_order, photo_correctness
 from fashionlens.train.config import load_config
-from fashionlens.train.evaluate import evaluate_model
 from fashionlens.train.fit import data_description
 
 runner = CliRunner()

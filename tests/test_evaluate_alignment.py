@@ -11,8 +11,8 @@ import torch
 import yaml
 
 from fashionlens.checkpoint import read_info
+from fashionlens.evaluate.evaluate import align_targets, evaluate_model
 from fashionlens.train.config import load_config
-from fashionlens.train.evaluate import align_targets, evaluate_model
 from fashionlens.train.fit import train
 
 

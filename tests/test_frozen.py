@@ -173,7 +173,7 @@ def test_study_tool_runs_resumes_and_tabulates(tmp_path, cache_file, colour_csv,
             "exported",
         ]
     )
-    from fashionlens.train.evaluate import evaluate_model
+    from fashionlens.evaluate.evaluate import evaluate_model
 
     val_all = json.loads((out / "val" / "all" / "gcn__bce__s1.json").read_text())
     _, ctx = evaluate_model(model, colour_csv, "val", trainer_kwargs={"enable_progress_bar": False})

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fashionlens.data.garment_attributes import GarmentAttributes
-from fashionlens.train.studies import save_attribute_scores
+from fashionlens.evaluate.studies import save_attribute_scores
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "garment_study.py"
 

@@ -301,7 +301,7 @@ def test_evaluate_checks_out_before_any_work(folder_model, tmp_path):
 
 
 def test_compare_checks_out_before_evaluating(folder_model, tmp_path, monkeypatch):
-    import fashionlens.train.evaluate as evaluate
+    import fashionlens.evaluate.evaluate as evaluate
 
     model, data = folder_model
     monkeypatch.setattr(evaluate, "evaluate_model", lambda *a, **k: pytest.fail("a model was evaluated"))

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fashionlens.evaluate.studies import run_name, save_attribute_scores
 from fashionlens.fileio import atomic_write_bytes
-from fashionlens.train.studies import run_name, save_attribute_scores
 
 TYPES = {1: "texture", 2: "fabric", 3: "shape", 4: "part", 6: "colour"}
 LOCAL, GLOBAL = ("fabric", "part"), ("texture", "shape")  # seed A's claim: the branch helps the local types
@@ -56,8 +56,8 @@ def crop_key(path: str | Path) -> tuple[str, str]:
 
 
 def cmd_score(args) -> None:
+    from fashionlens.evaluate.evaluate import evaluate_model
     from fashionlens.inference.predictor import resolve_model_path
-    from fashionlens.train.evaluate import evaluate_model
 
     if args.row and len(args.models) != 1:
         raise SystemExit("error: --row names the row of one model file")

@@ -194,8 +194,8 @@ def cmd_score(args) -> None:
 def cmd_score_models(args) -> None:
     """Score fine-tuned model files (``.../HEAD-LOSS-sSEED/model.safetensors``) on one split, as runs
     ``table`` reads."""
+    from fashionlens.evaluate.evaluate import evaluate_model
     from fashionlens.metrics.reports import multilabel_report
-    from fashionlens.train.evaluate import evaluate_model
 
     torch.set_num_threads(args.threads)
     for path in args.models:

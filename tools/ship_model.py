@@ -42,6 +42,7 @@ import torch
 
 from fashionlens.checkpoint import load_model_file, save_model
 from fashionlens.data.product_tags import implied_tag_targets
+from fashionlens.evaluate.evaluate import config_for_model, evaluate_model
 from fashionlens.inference.calibration import (
     choose_f1_threshold,
     choose_tag_threshold,
@@ -54,7 +55,6 @@ from fashionlens.inference.predictor import colour_columns
 from fashionlens.metrics import average_precision, expected_calibration_error, multilabel_prf, topk_accuracy
 from fashionlens.models import build_model
 from fashionlens.train.data import build_data, make_loader
-from fashionlens.train.evaluate import config_for_model, evaluate_model
 
 
 def head_outputs(model: torch.nn.Module, info, data: str, fmt: str, split: str = "val") -> dict:

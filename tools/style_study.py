@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fashionlens.evaluate.studies import run_name
 from fashionlens.fileio import atomic_write_bytes
-from fashionlens.train.studies import run_name
 
 COLUMNS = ("top1_any", "top2_all", "top2_any", "top3_all", "top3_any", "mAP")
 ROWS = {  # table order and the row's name in seed B's terms
@@ -43,8 +43,8 @@ PAIRS = (("mlgcn", "lite0"), ("mlgcn_lite2", "lite2"), ("query2label", "lite0"))
 def cmd_score(args) -> None:
     """Each model's scores on one split, photos in one (sorted) order, as ``table`` reads them."""
     from fashionlens.checkpoint import read_info
+    from fashionlens.evaluate.evaluate import evaluate_model
     from fashionlens.metrics import multilabel_report
-    from fashionlens.train.evaluate import evaluate_model
 
     for path in args.models:
         row, seed = run_name(path)
@@ -235,8 +235,8 @@ def cmd_figures(args) -> None:
     """Fig. 6: P(j | i) over the training split of the top-5, top-7 and all styles; Fig. 7: a case grid."""
     from fashionlens.data.multilabel import select_top_labels, split_dataset
     from fashionlens.data.styles import read_styles
+    from fashionlens.evaluate.tables import plot_correlation
     from fashionlens.labelgraph import cooccurrence
-    from fashionlens.train.tables import plot_correlation
 
     styles = read_styles(args.data)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -263,8 +263,8 @@ def cmd_figures(args) -> None:
 def _case_grid(runs: dict[str, list[dict]], rows: list[str], path: Path, n: int) -> None:
     """Seed B's Fig. 7: the photos where the rows disagree most (seed 0 of each), top-3 styles and the
     truth."""
-    from fashionlens.train.compare import HeadOutputs, disagreement_order
-    from fashionlens.train.compare_plots import plot_cases
+    from fashionlens.evaluate.compare import HeadOutputs, disagreement_order
+    from fashionlens.evaluate.compare_plots import plot_cases
 
     missing = [r for r in rows if r not in runs]
     if missing:

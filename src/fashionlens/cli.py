@@ -82,7 +82,7 @@ def evaluate(
     --strategy ddp``) each rank evaluates a shard, the outputs are gathered before any metric is
     computed, and only rank 0 writes files.
     """
-    from fashionlens.train.evaluate import evaluate as run_evaluate
+    from fashionlens.evaluate.evaluate import evaluate as run_evaluate
 
     trainer_kwargs = {
         "devices": int(devices) if devices.isdigit() else devices,
@@ -124,7 +124,7 @@ def compare(
 ) -> None:
     """Compare models on the same photos: metrics with bootstrap intervals, per-label AP deltas, a case
     grid."""
-    from fashionlens.train.compare import compare as run_compare
+    from fashionlens.evaluate.compare import compare as run_compare
 
     if len(models) < 2:
         _fail("compare needs at least two model files")

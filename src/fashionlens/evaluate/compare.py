@@ -4,7 +4,7 @@ One report (``report.md`` + PNGs + ``compare.json``) per comparison: for each he
 (category, labels/tags, attributes), the metrics with paired-bootstrap intervals and each model's
 difference from the first, the per-label AP differences as a sorted bar chart, and a case grid like
 seed B's Fig. 7: the photos on which the models disagree most, each with every model's top labels
-and the truth. Outputs come from :func:`fashionlens.train.evaluate.evaluate_model`, so each model
+and the truth. Outputs come from :func:`fashionlens.evaluate.evaluate.evaluate_model`, so each model
 sees its own input size and the split its header describes.
 """
 
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from fashionlens.errors import ConfigError
+from fashionlens.evaluate.compare_plots import plot_ap_deltas, plot_cases
 from fashionlens.fileio import atomic_write_bytes, check_output_dir
 from fashionlens.metrics import (
     attribute_recall_at_k,
@@ -29,7 +30,6 @@ from fashionlens.metrics import (
     topk_accuracy,
     topk_recall,
 )
-from fashionlens.train.compare_plots import plot_ap_deltas, plot_cases
 from fashionlens.train.data import DataMismatchError
 
 HEADS = ("category", "labels", "styles", "attributes")
@@ -198,7 +198,7 @@ def compare(
     trainer_kwargs: dict | None = None,
 ) -> dict:
     """Evaluate each model and write the comparison to ``out_dir``; returns the ``compare.json`` content."""
-    from fashionlens.train.evaluate import evaluate_model, model_name
+    from fashionlens.evaluate.evaluate import evaluate_model, model_name
 
     if len(paths) < 2:
         raise ConfigError("compare needs at least two models")

@@ -12,11 +12,16 @@ import torch
 
 from fashionlens.checkpoint import load_model_file
 from fashionlens.data.images import BadImageError
+from fashionlens.evaluate.tables import (
+    markdown_report,
+    plot_correlation,
+    plot_landmarks,
+    plot_per_label_recall,
+)
 from fashionlens.fileio import atomic_write_bytes, check_output_dir
 from fashionlens.train.config import load_config
 from fashionlens.train.data import DataMismatchError, build_data, make_loader
 from fashionlens.train.fit import lightning_trainer, write_json
-from fashionlens.train.tables import markdown_report, plot_correlation, plot_landmarks, plot_per_label_recall
 from fashionlens.train.task import FashionTask
 
 
