@@ -243,18 +243,16 @@ def cmd_export(args) -> None:
     """A head trained on the cache + the cache's backbone = an ordinary model file (evaluate, compare,
     predict)."""
     from fashionlens.checkpoint import ModelInfo, save_model
-    from fashionlens.models import FashionNet, create_backbone
+    from fashionlens.models import FashionNet
     from fashionlens.train.config import load_config
-    from fashionlens.train.fit import _backbone_kwargs, data_description
+    from fashionlens.train.fit import backbone_kwargs, build_backbone, data_description
 
     summary = json.loads(args.run.read_text())
     state = torch.load(args.run.with_suffix(".pt"), map_location="cpu", weights_only=True)
     cfg = load_config(args.config)
     if summary["settings"]["subset"] != "all":
         cfg["data"]["top_labels"] = int(summary["settings"]["subset"].removeprefix("top"))
-    backbone = create_backbone(
-        cfg["model"]["backbone"], pretrained=cfg["model"]["pretrained"], **_backbone_kwargs(cfg)
-    )
+    backbone = build_backbone(cfg)
     backbone.data_config = backbone.data_config.replace(
         resize=cfg["data"]["resize"], max_stretch=cfg["data"]["max_stretch"]
     )
@@ -265,7 +263,7 @@ def cmd_export(args) -> None:
     model = FashionNet(
         cfg["model"]["backbone"],
         {"labels": head},
-        backbone_kwargs=_backbone_kwargs(cfg),
+        backbone_kwargs=backbone_kwargs(cfg),
         backbone_module=backbone,
     )
     model.heads["labels"].load_state_dict(state)

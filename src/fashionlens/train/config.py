@@ -120,7 +120,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _merge(base: dict, update: dict, where: str) -> dict:
+def merge_config(base: dict, update: dict, where: str) -> dict:
+    """``update`` over ``base``; an unknown key is a ConfigError naming ``where`` + key."""
     out = copy.deepcopy(base)
     for key, value in update.items():
         if key not in base:
@@ -131,7 +132,7 @@ def _merge(base: dict, update: dict, where: str) -> dict:
             key in ("heads", "backbone_kwargs", "aliases", "landmarks", "sources") or base[key] is None
         )
         if isinstance(base[key], dict) and isinstance(value, dict) and not free_form:
-            out[key] = _merge(base[key], value, f"{where}{key}.")
+            out[key] = merge_config(base[key], value, f"{where}{key}.")
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -186,7 +187,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """
     cfg = copy.deepcopy(DEFAULTS)
     if path is not None:
-        cfg = _merge(cfg, _read_yaml_with_base(Path(path)), "")
+        cfg = merge_config(cfg, _read_yaml_with_base(Path(path)), "")
     for text in overrides or []:
         keys, value = parse_override(text)
         apply_override(cfg, keys, value)

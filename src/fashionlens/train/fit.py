@@ -48,9 +48,7 @@ def train(cfg: dict, out_dir: str | Path, resume: bool = True) -> dict:
     out = Path(out_dir)
     check_output_dir(out)
     L.seed_everything(int(cfg["seed"]), workers=True)
-    backbone = create_backbone(
-        cfg["model"]["backbone"], pretrained=cfg["model"]["pretrained"], **_backbone_kwargs(cfg)
-    )
+    backbone = build_backbone(cfg)
     backbone.data_config = data_config = backbone.data_config.replace(
         resize=cfg["data"]["resize"], max_stretch=cfg["data"]["max_stretch"]
     )
@@ -140,7 +138,14 @@ def make_loaders(cfg: dict, bundle: DataBundle):
     return CombinedLoader(trains, mode="max_size_cycle"), vals
 
 
-def _backbone_kwargs(cfg: dict) -> dict:
+def build_backbone(cfg: dict) -> torch.nn.Module:
+    """The backbone a config names (``model.backbone``, ``model.pretrained``), sized for its input."""
+    model = cfg["model"]
+    return create_backbone(model["backbone"], pretrained=model["pretrained"], **backbone_kwargs(cfg))
+
+
+def backbone_kwargs(cfg: dict) -> dict:
+    """``model.backbone_kwargs`` plus the config's input size."""
     kw = dict(cfg["model"]["backbone_kwargs"])
     if cfg["data"]["input_size"]:
         kw["input_size"] = tuple(cfg["data"]["input_size"])
@@ -182,7 +187,7 @@ def build_model_for_data(
         heads[name] = kw
     landmarks = cfg["model"]["landmarks"]
     model = FashionNet(
-        cfg["model"]["backbone"], heads, landmarks, _backbone_kwargs(cfg), backbone_module=backbone
+        cfg["model"]["backbone"], heads, landmarks, backbone_kwargs(cfg), backbone_module=backbone
     )
     for name in heads:
         model.heads[name].set_prior(

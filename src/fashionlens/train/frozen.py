@@ -99,9 +99,8 @@ def build_feature_cache(cfg: dict, out_path: str | Path, batch_size: int = 32, s
     Returns:
         The cache. Unreadable photos are left out (and said so).
     """
-    from fashionlens.models.registry import create_backbone
     from fashionlens.train.data import DataMismatchError, build_data, make_loader
-    from fashionlens.train.fit import _backbone_kwargs
+    from fashionlens.train.fit import build_backbone
 
     if model_file is not None:
         from fashionlens.checkpoint import load_model_file
@@ -113,9 +112,7 @@ def build_feature_cache(cfg: dict, out_path: str | Path, batch_size: int = 32, s
             f"{info.spec['backbone']} of {model_file}",
         )
     else:
-        backbone = create_backbone(
-            cfg["model"]["backbone"], pretrained=cfg["model"]["pretrained"], **_backbone_kwargs(cfg)
-        )
+        backbone = build_backbone(cfg)
         data_config = backbone.data_config.replace(
             resize=cfg["data"]["resize"], max_stretch=cfg["data"]["max_stretch"]
         )
@@ -246,20 +243,20 @@ def train_head_on_cache(
     """
     import time
 
-    from fashionlens.train.config import DEFAULTS, _merge
-    from fashionlens.train.task import _make_optimizer, _make_scheduler
+    from fashionlens.train.config import DEFAULTS, merge_config
+    from fashionlens.train.task import make_optimizer, make_scheduler
 
     torch.manual_seed(seed)
     train = cache.splits["train"]
     targets = train["targets"]
     model = _head_and_embeddings(
-        cache, head, _merge(DEFAULTS["labels"], labels_cfg or {}, "labels."), targets.numpy()
+        cache, head, merge_config(DEFAULTS["labels"], labels_cfg or {}, "labels."), targets.numpy()
     )
     optim_cfg = {"name": "adamw", "weight_decay": weight_decay, "momentum": 0.9, "scheduler": "cosine"}
-    optimizer = _make_optimizer(
+    optimizer = make_optimizer(
         [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}], optim_cfg
     )
-    scheduler = _make_scheduler(optimizer, optim_cfg, epochs)
+    scheduler = make_scheduler(optimizer, optim_cfg, epochs)
     name, mask = cache.meta.get("head", "labels"), train.get("mask")
     # attributes + BCE: the engine's per-attribute positive weights (loss.attribute_pos_weight: frequency)
     pos_weight = pos_weight_from_targets(targets, mask) if name == "attributes" else None
@@ -293,12 +290,12 @@ def rebuild_head(
     cache: FeatureCache, head: dict, state: dict, labels_cfg: dict | None = None
 ) -> RecognitionHead:
     """A head trained by :func:`train_head_on_cache` from its settings and saved weights."""
-    from fashionlens.train.config import DEFAULTS, _merge
+    from fashionlens.train.config import DEFAULTS, merge_config
 
     model = _head_and_embeddings(
         cache,
         head,
-        _merge(DEFAULTS["labels"], labels_cfg or {}, "labels."),
+        merge_config(DEFAULTS["labels"], labels_cfg or {}, "labels."),
         cache.splits["train"]["targets"].numpy(),
     )
     model.load_state_dict(state)

@@ -206,14 +206,15 @@ class FashionTask(L.LightningModule):
         groups = [{"params": head_params, "lr": cfg["head_lr"]}]
         if body_params:
             groups.append({"params": body_params, "lr": cfg["lr"]})
-        optimizer = _make_optimizer(groups, cfg)
-        scheduler = _make_scheduler(optimizer, cfg, self.max_epochs)
+        optimizer = make_optimizer(groups, cfg)
+        scheduler = make_scheduler(optimizer, cfg, self.max_epochs)
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
 
-def _make_optimizer(groups: list[dict], cfg: dict) -> torch.optim.Optimizer:
+def make_optimizer(groups: list[dict], cfg: dict) -> torch.optim.Optimizer:
+    """The optimizer ``optim.name`` names (the ``optim`` section is ``cfg``) over parameter groups."""
     name = cfg["name"].lower()
     if name == "adam":
         return torch.optim.Adam(groups, weight_decay=cfg["weight_decay"])
@@ -224,7 +225,8 @@ def _make_optimizer(groups: list[dict], cfg: dict) -> torch.optim.Optimizer:
     raise ConfigError(f"optim.name must be adam, adamw or sgd, got {cfg['name']!r}")
 
 
-def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, max_epochs: int):
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, max_epochs: int):
+    """The per-epoch learning-rate schedule ``optim.scheduler`` names (cosine, step or none)."""
     kind = (cfg.get("scheduler") or "none").lower()
     if kind == "cosine":
         return torch.optim.lr_scheduler.LambdaLR(
