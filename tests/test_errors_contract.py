@@ -168,8 +168,8 @@ def _imports(path: Path) -> set[str]:
 
 def test_cli_modules_share_a_helper_module_instead_of_importing_each_other():
     src = Path(fashionlens.__file__).parent
-    assert "fashionlens.cli" not in _imports(src / "label" / "cli.py")
-    assert "fashionlens.cli_common" in _imports(src / "label" / "cli.py") & _imports(src / "cli.py")
+    assert "fashionlens.cli" not in _imports(src / "labelling" / "cli.py")
+    assert "fashionlens.cli_common" in _imports(src / "labelling" / "cli.py") & _imports(src / "cli.py")
 
 
 def test_no_module_level_getattr_shims():
