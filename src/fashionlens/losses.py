@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fashionlens.data.transforms import MASK_IGNORE
 from fashionlens.errors import ConfigError
 
 
@@ -245,7 +246,8 @@ def compute_losses(
     (BCE by default, each entry weighted by ``labels_mask`` / ``styles_mask`` when the batch has one:
     implied tags, photos whose styles are unknown); "attributes":
     the same loss over the known entries (BCE weighted by ``pos_weight``); "landmarks": heatmap L2 (or
-    spatial cross-entropy) over visible landmarks; "visibility": BCE of the landmark visibility logits.
+    spatial cross-entropy) over visible landmarks; "visibility": BCE of the landmark visibility logits;
+    "parsing": per-pixel cross-entropy over the labelled pixels (a batch without any has no term).
     A head without targets in this batch is skipped,
     so one model can learn from data sets that label different heads.
     """
@@ -273,4 +275,14 @@ def compute_losses(
         losses["visibility"] = F.binary_cross_entropy_with_logits(
             outputs["landmark_visibility"].float(), batch["landmark_visible"].float()
         )
+    if "parsing" in outputs and "parsing" in batch and bool((batch["parsing"] != MASK_IGNORE).any()):
+        losses["parsing"] = parsing_loss(outputs["parsing"], batch["parsing"])
     return losses
+
+
+def parsing_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-pixel cross-entropy of (B, K, h, w) logits, upsampled to the (B, H, W) target, over its labelled
+    pixels (:data:`MASK_IGNORE` elsewhere)."""
+    if logits.shape[-2:] != target.shape[-2:]:
+        logits = F.interpolate(logits.float(), size=target.shape[-2:], mode="bilinear", align_corners=False)
+    return F.cross_entropy(logits.float(), target.long(), ignore_index=MASK_IGNORE)

@@ -54,6 +54,9 @@ class _ImageDataset(Dataset):
     def _targets(self, index: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def _sample(self, index: int, img: Image.Image) -> dict[str, torch.Tensor]:
+        return {"image": self.transform(img), **self._targets(index)}
+
     def _load(self, index: int) -> Image.Image | None:
         """The decoded image, or None when it is bad and bad images are skipped."""
         path = self.paths[index]
@@ -76,7 +79,7 @@ class _ImageDataset(Dataset):
             j = (index + offset) % n
             img = self._load(j)
             if img is not None:
-                return {"image": self.transform(img), **self._targets(j), "index": j}
+                return {**self._sample(j, img), "index": j}
         raise BadImageError(str(self.paths[index]), f"all {n} images of the dataset are bad")
 
 
@@ -90,11 +93,19 @@ class MultiLabelDataset(_ImageDataset):
         cfg: the model's data config (draft-mode decoding size, default transform).
         bad_images: "skip" (warn once, return the next good sample) or "fail" (raise BadImageError).
         extra_targets: name -> (N, ...) array of more targets of the same photos.
+        masks: per photo, its pixel-level annotation (a CCP ``.mat``) or None; with ``mask_lut`` each
+            sample gets ``parsing``: (H / 4, W / 4) int64 garment groups through the photo's own crop
+            and flip, 255 where unlabelled (every pixel of a photo without a mask).
+        mask_lut: mask label index -> group index (``fashionlens.garments.groups.label_to_group``).
     """
 
     def __init__(self, labelled_set: LabelledSet, transform: Transform | None, cfg: DataConfig,
-                 bad_images: str = "skip", extra_targets: dict[str, np.ndarray] | None = None):
+                 bad_images: str = "skip", extra_targets: dict[str, np.ndarray] | None = None,
+                 masks: list[Path | None] | None = None, mask_lut: np.ndarray | None = None):
         super().__init__([s.path for s in labelled_set.samples], transform, cfg, bad_images)
+        if masks is not None and (mask_lut is None or len(masks) != len(self.paths)):
+            raise ValueError(f"masks: expected one entry per photo ({len(self.paths)}) and a mask_lut")
+        self.masks, self.mask_lut = masks, mask_lut
         self.label_names = list(labelled_set.label_names)
         self.targets = torch.from_numpy(labelled_set.targets())  # (N, C) float32
         # more targets of the same photos, e.g. {"styles": (N, S), "styles_mask": (N, S)}
@@ -105,6 +116,25 @@ class MultiLabelDataset(_ImageDataset):
 
     def _targets(self, index: int) -> dict[str, torch.Tensor]:
         return {"labels": self.targets[index], **{k: v[index] for k, v in self.extra_targets.items()}}
+
+    def _sample(self, index: int, img: Image.Image) -> dict[str, torch.Tensor]:
+        if self.masks is None:
+            return super()._sample(index, img)
+        from fashionlens.data.ccp import read_ccp_mask
+        from fashionlens.data.transforms import MASK_IGNORE, MASK_STRIDE
+
+        path = self.masks[index]
+        if path is None:
+            height, width = self.cfg.input_size
+            image = self.transform(img)
+            target = torch.full((height // MASK_STRIDE, width // MASK_STRIDE), MASK_IGNORE, dtype=torch.int64)
+        else:
+            groups = self.mask_lut[read_ccp_mask(path, len(self.mask_lut))]  # (H, W) group per pixel
+            mask = Image.fromarray(np.ascontiguousarray(groups))  # mode "L"
+            if mask.size != img.size:  # the photo was decoded in JPEG draft mode, at a reduced scale
+                mask = mask.resize(img.size, Image.Resampling.NEAREST)
+            image, target = self.transform.with_mask(img, mask)
+        return {"image": image, "parsing": target, **self._targets(index)}
 
 
 class ClassificationDataset(_ImageDataset):

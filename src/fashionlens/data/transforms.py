@@ -39,6 +39,10 @@ _FILTERS = {
 }
 
 
+MASK_IGNORE = 255  # a mask pixel without a label (letterbox padding, photos without a mask)
+MASK_STRIDE = 4  # mask targets are a quarter of the network input's size
+
+
 def pil_filter(name: str) -> Image.Resampling:
     """The PIL resampling filter called ``name`` ("bilinear", "bicubic", "nearest", "lanczos")."""
     try:
@@ -165,9 +169,13 @@ class EvalTransform:
         self.resize, self.max_stretch = resize, max_stretch
         self._pad = tuple(round(255 * v) for v in mean)  # normalises to (about) zero
 
-    def fit(self, img: Image.Image, box: tuple[int, int, int, int] | None = None) -> Image.Image:
-        """The region ``box`` of ``img`` (default: all of it) resized to ``size`` by ``self.resize``."""
+    def fit(self, img: Image.Image, box: tuple[int, int, int, int] | None = None,
+            resample: Image.Resampling | None = None, fill=None) -> Image.Image:
+        """The region ``box`` of ``img`` (default: all of it) resized to ``size`` by ``self.resize``
+        (with ``resample``, default the config's filter; letterbox padding ``fill``, default the mean
+        colour)."""
         height, width = self.size
+        resample = self.filter if resample is None else resample
         src_w, src_h = (box[2] - box[0], box[3] - box[1]) if box else img.size
         left, top, w, h = (
             (0, 0, width, height)
@@ -177,14 +185,30 @@ class EvalTransform:
         if (w, h) == (width, height):
             if box is None and img.size == (width, height):
                 return img
-            return img.resize((width, height), self.filter, box=box)
-        canvas = Image.new("RGB", (width, height), self._pad)
-        canvas.paste(img.resize((w, h), self.filter, box=box), (left, top))
+            return img.resize((width, height), resample, box=box)
+        canvas = Image.new(img.mode, (width, height), self._pad if fill is None else fill)
+        canvas.paste(img.resize((w, h), resample, box=box), (left, top))
         return canvas
+
+    def mask_target(self, mask: Image.Image, box: tuple[int, int, int, int] | None = None,
+                    flip: bool = False) -> torch.Tensor:
+        """A label mask (mode "L") through the same geometry as its photo: (H / 4, W / 4) int64, nearest
+        neighbour; letterbox padding is :data:`MASK_IGNORE` (no label)."""
+        height, width = self.size
+        fitted = self.fit(mask, box, Image.Resampling.NEAREST, MASK_IGNORE)
+        small = fitted.resize(
+            (max(1, width // MASK_STRIDE), max(1, height // MASK_STRIDE)), Image.Resampling.NEAREST
+        )
+        target = torch.from_numpy(np.asarray(small, dtype=np.uint8).astype(np.int64))
+        return target.flip(-1) if flip else target
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
         img = img.convert("RGB") if img.mode != "RGB" else img
         return to_normalized_tensor(self.fit(img), self.mean, self.std)
+
+    def with_mask(self, img: Image.Image, mask: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        """The photo's tensor and its label mask's target (see :meth:`mask_target`)."""
+        return self(img), self.mask_target(mask)
 
     def __repr__(self) -> str:
         return (f"EvalTransform(size={self.size}, resize={self.resize}, max_stretch={self.max_stretch}, "
@@ -248,14 +272,27 @@ class TrainTransform(EvalTransform):
         return x.clamp_(0.0, 1.0)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
+        return self._augment(img, None)[0]
+
+    def with_mask(self, img: Image.Image, mask: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        """The augmented photo and its label mask through the same crop and flip."""
+        x, target = self._augment(img, mask)
+        return x, target
+
+    def _augment(
+        self, img: Image.Image, mask: Image.Image | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         img = img.convert("RGB") if img.mode != "RGB" else img
-        img = self.fit(img, box=self.crop_box(*img.size))
+        box = self.crop_box(*img.size)
+        img = self.fit(img, box=box)
         x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
-        if float(torch.rand(())) < self.flip_p:
+        flip = float(torch.rand(())) < self.flip_p
+        if flip:
             x = x.flip(-1)
         if self.jitter > 0:
             x = self._colour_jitter(x)
-        return x.sub_(self.mean).div_(self.std)
+        target = None if mask is None else self.mask_target(mask, box, flip)
+        return x.sub_(self.mean).div_(self.std), target
 
     def __repr__(self) -> str:
         return (

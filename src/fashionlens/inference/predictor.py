@@ -53,6 +53,22 @@ class Landmark:
 
 
 @dataclass
+class GarmentPrediction:
+    """One garment the parser found in a photo (see :mod:`fashionlens.garments`)."""
+
+    label: str  # its garment group: upper, outer, dress, skirt, pants, shorts, shoes, bag, hat, ...
+    score: float  # the group's mean probability over the garment's pixels
+    box: tuple[int, int, int, int]  # (x0, y0, x1, y1) in pixels of the upright photo; x1, y1 exclusive
+    mask: dict  # COCO run-length encoding over the upright photo: {"size": [H, W], "counts": str}
+    # upper, outer, dress, skirt, pants, shorts (and shoes, hat for the category): from the garment's own
+    # crop, as the model's garment crops were trained
+    category: list[ScoredLabel] | None = None  # the category head's classes that fit the group
+    colours: list[ScoredLabel] | None = None  # share of the garment's own pixels per colour name
+    attributes: list[ScoredLabel] | None = None
+    landmarks: list[Landmark] | None = None  # only the groups that have them (not shoes, bags, hats, ...)
+
+
+@dataclass
 class Prediction:
     """What one image was predicted to show; ``None`` for heads the model does not have."""
 
@@ -69,6 +85,8 @@ class Prediction:
     image_size: tuple[int, int] | None = None  # (width, height) of the upright photo, full resolution
     # the crop (x0, y0, x1, y1) predicted on, when a box was given
     box: tuple[int, int, int, int] | None = None
+    # models with a parsing head, on a whole photo: every garment it shows, largest first
+    garments: list[GarmentPrediction] | None = None
     error: str | None = None
 
     @property
@@ -92,6 +110,8 @@ class Prediction:
             d["image_size"] = list(self.image_size)
         if self.box is not None:
             d["box"] = list(self.box)
+        if self.garments is not None:
+            d["garments"] = [_garment_dict(g) for g in self.garments]
         if self.error is not None:
             d["error"] = self.error
         return d
@@ -128,6 +148,7 @@ class Predictor:
         self.workers = workers or min(cpu_cores(), 4)  # threads decoding images (PIL releases the GIL)
         self.box_margin = box_margin(info)
         self._colour_columns = colour_columns(info)
+        self.parsing = info.extra.get("parsing")  # {"groups", "garments", "landmark_groups"} or None
 
     @property
     def heads(self) -> list[str]:
@@ -146,14 +167,18 @@ class Predictor:
         ``box`` is (x1, y1, x2, y2) in pixels of the upright photo; the crop grows it by the margin
         the model's garment crops were trained with on every side and is clamped to the photo.
         """
+        return self._preprocess(src, box)[:3]
+
+    def _preprocess(self, src: ImageSource, box: Sequence[float] | None = None):
+        """:meth:`preprocess` plus the decoded photo (for the garments' crops and colours), or None."""
         src = read_source(src)  # a URI's bytes; a folder or an unsupported scheme is a BadImageError
         if box is None:
             img = load_image(src, draft_size=self._draft)
-            return self.transform(img), photo_size(img), None
+            return self.transform(img), photo_size(img), None, img
         img = load_image(src)  # full resolution: a garment may be a small part of the photo
         size = photo_size(img)
         crop = garment_crop(box, size, self.box_margin)
-        return self.transform(img.crop(crop)), size, crop
+        return self.transform(img.crop(crop)), size, crop, None
 
     def predict(
         self,
@@ -162,6 +187,7 @@ class Predictor:
         threshold: float | None = None,
         names: Sequence[str] | None = None,
         boxes: Sequence[Sequence[float] | None] | None = None,
+        garments: bool = True,
     ) -> list[Prediction]:
         """Predict every image; an unreadable image (or a box outside it) yields a Prediction with ``error``
         set.
@@ -180,6 +206,8 @@ class Predictor:
             boxes: per image, None (the whole photo) or a garment box (x1, y1, x2, y2) in pixels of the
                 upright photo: the model then sees that garment (plus a margin), and its landmarks
                 are returned in photo pixels.
+            garments: models with a parsing head: also find every garment of each whole photo
+                (``Prediction.garments``); False skips it (faster). Ignored for boxes.
 
         Raises:
             PredictArgumentError: before any work: ``top_k`` < 1, ``threshold`` outside [0, 1] or
@@ -188,11 +216,12 @@ class Predictor:
         if not isinstance(images, (list, tuple)):
             images = [images]
             boxes = None if boxes is None else [boxes]
-        return list(self.iter_predict(images, top_k, threshold, names, boxes))
+        return list(self.iter_predict(images, top_k, threshold, names, boxes, garments))
 
     def iter_predict(self, images: Iterable[ImageSource], top_k: int = 5, threshold: float | None = None,
                      names: Sequence[str] | None = None,
                      boxes: Sequence[Sequence[float] | None] | None = None,
+                     garments: bool = True,
                      ) -> Iterator[Prediction]:  # fmt: skip
         """Like :meth:`predict`, streaming results batch by batch (for progress bars).
 
@@ -207,10 +236,11 @@ class Predictor:
             images = list(images)
             check_per_image("boxes", boxes, len(images))
             check_per_image("names", names, len(images))
-        return self._iter_predict(images, top_k, threshold, names, boxes)
+        return self._iter_predict(images, top_k, threshold, names, boxes, garments)
 
     def _iter_predict(self, images: Iterable[ImageSource], top_k: int, threshold: float | None,
-                      names: Sequence[str] | None, boxes) -> Iterator[Prediction]:  # fmt: skip
+                      names: Sequence[str] | None, boxes,
+                      garments: bool = True) -> Iterator[Prediction]:  # fmt: skip
         indexed = enumerate(images)
         pending: list[tuple[str, Future]] = []  # the batch submitted last, decoding in the pool
         with ThreadPoolExecutor(self.workers) as pool:
@@ -221,7 +251,7 @@ class Predictor:
                              for i, src in chunk]  # fmt: skip
                 if pending:
                     yield from self._run_chunk(
-                        [n for n, _ in pending], [f.result() for _, f in pending], top_k, threshold
+                        [n for n, _ in pending], [f.result() for _, f in pending], top_k, threshold, garments
                     )
                 if not submitted:
                     return
@@ -229,16 +259,16 @@ class Predictor:
 
     def _try_preprocess(
         self, src: ImageSource, box=None
-    ) -> tuple[torch.Tensor, tuple[int, int], Box | None] | BadImageError:
+    ) -> tuple[torch.Tensor, tuple[int, int], Box | None, object] | BadImageError:
         try:
-            return self.preprocess(src, box)
+            return self._preprocess(src, box)
         except BadImageError as e:
             return e
         except BoxError as e:
             return BadImageError(_source_name(src, 0), str(e))
 
     def _run_chunk(
-        self, names: list[str], loaded: list, top_k: int, threshold: float | None
+        self, names: list[str], loaded: list, top_k: int, threshold: float | None, garments: bool = True
     ) -> Iterator[Prediction]:
         good = [i for i, item in enumerate(loaded) if not isinstance(item, BadImageError)]
         preds = (
@@ -249,6 +279,7 @@ class Predictor:
                 top_k,
                 threshold,
                 [loaded[i][2] for i in good],
+                images=[loaded[i][3] for i in good] if garments else None,
             )
             if good
             else []
@@ -262,7 +293,8 @@ class Predictor:
 
     def predict_batch(self, batch: torch.Tensor, names: Sequence[str], sizes: Sequence[tuple[int, int]],
                       top_k: int = 5, threshold: float | None = None,
-                      crops: Sequence[Box | None] | None = None) -> list[Prediction]:  # fmt: skip
+                      crops: Sequence[Box | None] | None = None,
+                      images: Sequence | None = None) -> list[Prediction]:  # fmt: skip
         """Predict a batch that is already decoded and transformed (what the Ray engine's actors run).
 
         Args:
@@ -272,13 +304,86 @@ class Predictor:
             top_k: categories/tags/attributes per image.
             threshold: tag threshold (default: the model's own).
             crops: per photo, the crop (x0, y0, x1, y1) the input was made from, or None (the whole photo).
+            images: models with a parsing head: per photo, the decoded PIL image (the whole photo) or None;
+                given, each whole photo's garments are found (:meth:`_garments`). None: no garments.
         """
         outputs = self.runner(batch)
         crops = crops if crops is not None else [None] * len(names)
-        return [
+        preds = [
             self._decode(outputs, row, name, size, top_k, threshold, crop)
             for row, (name, size, crop) in enumerate(zip(names, sizes, crops, strict=True))
         ]
+        if images is not None and self.parsing and "parsing" in outputs:
+            self._garments(preds, outputs, images, top_k, threshold)
+        return preds
+
+    def _garments(self, preds: list[Prediction], outputs: dict[str, np.ndarray], images: Sequence,
+                  top_k: int, threshold: float | None) -> None:  # fmt: skip
+        """Fill ``pred.garments`` of each whole photo: the parser's garments, and for the garment groups that
+        have a category (and landmarks), the model's answers on the garment's own crop.
+
+        A garment whose crop (box plus the garment-crop margin) covers at least
+        :data:`WHOLE_PHOTO_SHARE` of the photo (a product photo of one garment) takes the whole photo's
+        answers instead of a second pass: the crop would be nearly the same input.
+        """
+        from fashionlens.garments.decode import GROUP_CATEGORIES, photo_garments
+        from fashionlens.garments.rle import encode_rle
+
+        pending: list[tuple[GarmentPrediction, int, Box]] = []  # garments that need a pass on their crop
+        for row, (pred, img) in enumerate(zip(preds, images, strict=True)):
+            if img is None or pred.box is not None:
+                continue
+            found = photo_garments(outputs["parsing"][row], pred.image_size, self.info.data_config,
+                                   self.parsing["groups"], self.parsing["garments"])  # fmt: skip
+            pixels = np.asarray(img.convert("RGB"))
+            pred.garments = []
+            for g in found:
+                garment = GarmentPrediction(g.label, round(g.score, 6), g.box, encode_rle(g.mask),
+                                            colours=_pixel_colours(pixels, g.mask, top_k))  # fmt: skip
+                pred.garments.append(garment)
+                if g.label not in GROUP_CATEGORIES:
+                    continue
+                crop = garment_crop(g.box, pred.image_size, self.box_margin)
+                share = (crop[2] - crop[0]) * (crop[3] - crop[1]) / (pred.image_size[0] * pred.image_size[1])
+                if share >= WHOLE_PHOTO_SHARE:
+                    answer = self._decode(outputs, row, pred.source, pred.image_size, top_k, threshold)
+                    self._describe(garment, outputs, row, answer, top_k)
+                else:
+                    pending.append((garment, row, crop))
+        if not pending:
+            return
+        scaled = []
+        for _, row, crop in pending:  # the decoded photo may be a JPEG draft, smaller than the photo
+            img = images[row]
+            sx, sy = img.size[0] / preds[row].image_size[0], img.size[1] / preds[row].image_size[1]
+            scaled.append(self.transform(img.crop((crop[0] * sx, crop[1] * sy, crop[2] * sx, crop[3] * sy))))
+        for start in range(0, len(pending), self.batch_size):
+            part = pending[start : start + self.batch_size]
+            out = self.runner(torch.stack(scaled[start : start + self.batch_size]))
+            for k, (garment, row, crop) in enumerate(part):
+                size = preds[row].image_size
+                answer = self._decode(out, k, preds[row].source, size, top_k, threshold, crop)
+                self._describe(garment, out, k, answer, top_k)
+
+    def _describe(self, garment: GarmentPrediction, out: dict[str, np.ndarray], row: int, answer: Prediction,
+                  top_k: int) -> None:  # fmt: skip
+        """A garment's category (among its group's classes, from row ``row`` of ``out``), attributes and
+        landmarks (from ``answer``, that row decoded)."""
+        from fashionlens.garments.decode import GROUP_CATEGORIES
+
+        if "category" in out:
+            allowed = GROUP_CATEGORIES[garment.label]
+            names = self.info.label_names["category"]
+            temperature = float(self.info.extra.get("temperature", 1.0))
+            probs = _softmax(out["category"][row] / temperature)
+            keep = np.array([n in allowed for n in names])
+            if keep.any():
+                sub = probs[keep] / probs[keep].sum()
+                garment.category = _top(sub, [n for n, k in zip(names, keep, strict=True) if k], top_k)
+        if garment.label in self.parsing.get("landmark_groups", ()):
+            garment.attributes = answer.attributes
+            garment.landmarks = answer.landmarks
+
 
     def tag_threshold(self, threshold: float | None) -> float:
         return threshold if threshold is not None else float(self.info.extra.get("threshold", 0.5))
@@ -375,6 +480,33 @@ class Predictor:
 
 
 Box = tuple[int, int, int, int]
+WHOLE_PHOTO_SHARE = 0.6  # a garment crop covering this share of the photo reuses the whole photo's answers
+
+
+def _garment_dict(g: GarmentPrediction) -> dict:
+    d = {"label": g.label, "score": g.score, "box": list(g.box), "mask": g.mask}
+    for key in ("category", "colours", "attributes", "landmarks"):
+        value = getattr(g, key)
+        if value is not None:
+            d[key] = [asdict(v) for v in value]
+    return d
+
+
+def _pixel_colours(pixels: np.ndarray, mask: np.ndarray, top_k: int) -> list[ScoredLabel]:
+    """The colour names (``data.derive.COLOURS``) covering at least a quarter of a garment's own pixels,
+    scored by their share. ``mask`` is over the photo; ``pixels`` may be a smaller (JPEG draft) decode."""
+    from PIL import Image
+
+    from fashionlens.data.derive import COLOURS, PRESENT_SHARE, colour_names
+
+    if mask.shape != pixels.shape[:2]:
+        mask = np.asarray(
+            Image.fromarray(mask.astype(np.uint8) * 255).resize(pixels.shape[1::-1], Image.Resampling.NEAREST)
+        ) > 0
+    if not mask.any():
+        return []
+    share = np.bincount(colour_names(pixels[mask]), minlength=len(COLOURS)) / mask.sum()
+    return [s for s in _top(share, list(COLOURS), top_k) if s.score >= PRESENT_SHARE]
 
 
 class BoxError(FashionlensError, ValueError):

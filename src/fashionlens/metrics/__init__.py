@@ -8,12 +8,14 @@ from fashionlens.metrics.collector import ScoreCollector
 from fashionlens.metrics.functional import (
     attribute_recall_at_k,
     average_precision,
+    confusion_matrix,
     expected_calibration_error,
     landmark_detection_rate,
     landmark_normalized_error,
     mean_average_precision,
     multilabel_prf,
     per_label_topk_recall,
+    segmentation_scores,
     topk_accuracy,
     topk_recall,
 )
@@ -22,6 +24,7 @@ from fashionlens.metrics.reports import (
     classification_report,
     deepfashion_report,
     multilabel_report,
+    parsing_report,
 )
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "attribute_recall_at_k",
     "average_precision",
     "classification_report",
+    "confusion_matrix",
     "deepfashion_report",
     "expected_calibration_error",
     "landmark_detection_rate",
@@ -38,6 +42,8 @@ __all__ = [
     "mean_average_precision",
     "multilabel_prf",
     "multilabel_report",
+    "parsing_report",
+    "segmentation_scores",
     "paired_bootstrap",
     "per_label_topk_recall",
     "topk_accuracy",

@@ -545,3 +545,47 @@ def expected_calibration_error(scores: ArrayLike, labels: ArrayLike, n_bins: int
         sel = bins == b
         total += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
     return float(round(total, 12))
+
+
+def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int, ignore: int = 255) -> np.ndarray:
+    """Pixel counts ``C[t, p]`` of true class ``t`` predicted as ``p`` over every pixel whose target is not
+    ``ignore``: (K, K) int64.
+
+    Example:
+        >>> confusion_matrix(np.array([[0, 1], [1, 1]]), np.array([[0, 0], [1, 255]]), 2).tolist()
+        [[1, 1], [0, 1]]
+    """
+    pred, target = np.asarray(pred).ravel(), np.asarray(target).ravel()
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target differ in size: {pred.size} vs {target.size}")
+    keep = target != ignore
+    t, p = target[keep].astype(np.int64), pred[keep].astype(np.int64)
+    if t.size and (t.max() >= num_classes or p.max() >= num_classes or min(t.min(), p.min()) < 0):
+        raise ValueError(f"class indices must be in [0, {num_classes}) (or {ignore} in the target)")
+    counts = np.bincount(t * num_classes + p, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)
+
+
+def segmentation_scores(confusion: np.ndarray) -> dict[str, Any]:
+    """Pixel accuracy, per-class IoU and mean IoU of a (K, K) confusion matrix (rows: truth).
+
+    ``IoU_k = C[k, k] / (sum_t C[t, k] + sum_p C[k, p] - C[k, k])``; the mean is over the classes whose
+    union is not empty (a class neither present nor predicted has IoU NaN and is left out). Pixel
+    accuracy = trace / total.
+
+    Example:
+        >>> s = segmentation_scores(np.array([[1, 1], [0, 1]]))
+        >>> round(s["pixel_accuracy"], 4), [round(v, 4) for v in s["iou"]], round(s["mIoU"], 4)
+        (0.6667, [0.5, 0.5], 0.5)
+    """
+    c = np.asarray(confusion, dtype=np.float64)
+    inter = np.diag(c)
+    union = c.sum(0) + c.sum(1) - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, inter / union, np.nan)
+    total = c.sum()
+    return {
+        "pixel_accuracy": float(inter.sum() / total) if total else float("nan"),
+        "iou": iou.tolist(),
+        "mIoU": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
+    }

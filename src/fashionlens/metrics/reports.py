@@ -22,15 +22,19 @@ from fashionlens.metrics.functional import (
     _to_numpy,
     attribute_recall_at_k,
     average_precision,
+    confusion_matrix,
     landmark_detection_rate,
     landmark_normalized_error,
     multilabel_prf,
     per_label_topk_recall,
+    segmentation_scores,
     topk_accuracy,
     topk_recall,
 )
 
-__all__ = ["ATTRIBUTE_TYPES", "classification_report", "deepfashion_report", "multilabel_report"]
+__all__ = [
+    "ATTRIBUTE_TYPES", "classification_report", "deepfashion_report", "multilabel_report", "parsing_report"
+]
 
 
 def _float_or_none(x: float) -> float | None:
@@ -255,3 +259,59 @@ def deepfashion_report(
     elif lm_visible is not None:
         raise ValueError("lm_visible given without lm_pred and lm_target")
     return report
+
+
+def parsing_report(
+    pred: np.ndarray,
+    target: np.ndarray,
+    group_names: Sequence[str],
+    garment_groups: Sequence[str] | None = None,
+    ignore: int = 255,
+) -> dict[str, Any]:
+    """Per-pixel and per-garment scores of predicted garment-group maps.
+
+    Args:
+        pred: (N, H, W) predicted group per pixel.
+        target: (N, H, W) true group per pixel, ``ignore`` where unlabelled.
+        group_names: the K group names (index order).
+        garment_groups: the groups that are garments; given, the report also has ``garments``:
+            instances of each map (``fashionlens.garments.garments_from_labels``, its default rule) matched
+            to the true ones (box IoU >= 0.5, same group; truth: garments covering >= 2 % of the photo).
+
+    Returns:
+        ``{"num_images", "pixel_accuracy", "mIoU", "iou": {group: IoU or None}, "garments": {...}}``.
+    """
+    # the collectors hand back floats
+    pred, target = np.asarray(pred).astype(np.int64), np.asarray(target).astype(np.int64)
+    if pred.shape != target.shape or pred.ndim != 3:
+        raise ValueError(f"pred and target must both be (N, H, W); got {pred.shape} and {target.shape}")
+    k = len(group_names)
+    confusion = sum((confusion_matrix(p, t, k, ignore) for p, t in zip(pred, target, strict=True)),
+                    np.zeros((k, k), dtype=np.int64))
+    scores = segmentation_scores(confusion)
+    report: dict[str, Any] = {
+        "num_images": int(len(pred)),
+        "pixel_accuracy": _float_or_none(scores["pixel_accuracy"]),
+        "mIoU": _float_or_none(scores["mIoU"]),
+        "iou": {name: _float_or_none(v) for name, v in zip(group_names, scores["iou"], strict=True)},
+    }
+    if garment_groups is not None:
+        from fashionlens.garments.instances import garments_from_labels
+        from fashionlens.garments.matching import garment_detection_report, match_garments
+
+        per_photo = []
+        for p, t in zip(pred, target, strict=True):
+            known = t != ignore
+            found = garments_from_labels(np.where(known, p, 0), group_names, garment_groups)
+            truth = garments_from_labels(np.where(known, t, 0), group_names, garment_groups)
+            per_photo.append(match_garments(found, truth))
+        report["garments"] = _none_for_nan(garment_detection_report(per_photo))
+    return report
+
+
+def _none_for_nan(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _none_for_nan(v) for k, v in value.items()}
+    if isinstance(value, float):
+        return _float_or_none(value)
+    return value

@@ -45,19 +45,24 @@ class Backbone(nn.Module):
         return self.body(x)
 
     def tap(self, stride: int) -> int:
-        """Also keep the feature map at ``stride`` (e.g. 16) for :meth:`forward_with_tap`; returns its
-        channels."""
+        """Also keep the feature map at ``stride`` (e.g. 16) for :meth:`forward_with_taps`; returns its
+        channels. Several strides may be tapped (the landmark branch and the parsing decoder)."""
         if not hasattr(self.body, "tap_info"):
             raise ConfigError(
-                f"landmarks.stride: backbone {type(self.body).__name__} has no intermediate maps; "
-                "use an EfficientNet backbone or leave landmarks.stride unset"
+                f"backbone {type(self.body).__name__} has no intermediate maps (asked for stride {stride}); "
+                "use an EfficientNet backbone, or leave landmarks.stride / parsing.strides unset"
             )
-        self._tap, channels = self.body.tap_info(int(stride))
+        stage, channels = self.body.tap_info(int(stride))
+        taps = getattr(self, "_taps", {})
+        taps[int(stride)] = stage
+        self._taps = taps
         return channels
 
-    def forward_with_tap(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(last map (B, C, H/s, W/s), the tapped map (B, C', H/t, W/t))."""
-        return self.body.forward_tap(x, self._tap)
+    def forward_with_taps(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """(last map (B, C, H/s, W/s), {stride t: the tapped map (B, C_t, H/t, W/t)})."""
+        strides = list(getattr(self, "_taps", {}))
+        last, maps = self.body.forward_tap(x, [self._taps[t] for t in strides])
+        return last, dict(zip(strides, maps, strict=True))
 
     def freeze_stages(self, n: int) -> None:
         """Freeze the stem and the first ``n`` stages: no gradients, and no backward pass through them.
@@ -98,7 +103,7 @@ class _TimmFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.frozen_stages:
             return self.model.forward_features(x)
-        return self.forward_tap(x, None)[0]
+        return self.forward_tap(x, [])[0]
 
     def tap_info(self, stride: int) -> tuple[int, int]:
         """(block stage index, channels) of the last feature map at ``stride`` (timm's feature_info)."""
@@ -110,19 +115,22 @@ class _TimmFeatures(nn.Module):
             f"{sorted({i['reduction'] for i in self.model.feature_info})}"
         )
 
-    def forward_tap(self, x: torch.Tensor, tap: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The last map and the output of block stage ``tap`` (None: no tap)."""
+    def forward_tap(self, x: torch.Tensor, taps: list[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The last map and the outputs of the block stages ``taps`` (in that order)."""
         m = self.model
-        tapped = None
+        wanted = set(taps)
+        tapped: dict[int, torch.Tensor] = {}
         with torch.no_grad() if self.frozen_stages else contextlib.nullcontext():
             x = m.bn1(m.conv_stem(x))  # frozen stages: nothing to back-propagate into, so build no graph
             for i, block in enumerate(m.blocks[: self.frozen_stages]):
                 x = block(x)
-                tapped = x if i == tap else tapped
+                if i in wanted:
+                    tapped[i] = x
         for i, block in enumerate(m.blocks[self.frozen_stages :], start=self.frozen_stages):
             x = block(x)
-            tapped = x if i == tap else tapped
-        return m.bn2(m.conv_head(x)), tapped
+            if i in wanted:
+                tapped[i] = x
+        return m.bn2(m.conv_head(x)), [tapped[i] for i in taps]
 
 
 def _load_local(body: nn.Module, pretrained: bool | str) -> None:

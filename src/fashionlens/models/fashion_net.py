@@ -4,6 +4,7 @@
           -> [landmark branch: F (or a finer map) -> GLEM x n -> G (B, C', h', w') -> heatmap head
               -> (B, L, h'', w''); optional visibility logits (B, L)]
           -> head input: F, or concat(G, F) when fused (B, C' + C, h, w)
+          -> [parsing head: the last map + the stride-16 and -8 maps -> (B, K, H/8, W/8) garment-group logits]
           -> heads: "category" (softmax), "labels" (multi-label tags), "styles" (multi-label styles),
                     "attributes" (multi-label, weighted BCE); each linear or ML-GCN on pooled
                     features, or ML-Decoder / Query2Label on the map
@@ -25,6 +26,7 @@ from fashionlens.data.config import DataConfig
 from fashionlens.errors import ConfigError
 from fashionlens.models.glem import GLEM, HeatmapHead, conv_bn_relu
 from fashionlens.models.heads import RecognitionHead
+from fashionlens.models.parsing import PARSING_DEFAULTS, ParsingHead
 from fashionlens.models.registry import create_backbone
 
 HEAD_NAMES = ("category", "labels", "styles", "attributes")
@@ -67,6 +69,9 @@ class FashionNet(nn.Module):
             reads the backbone's last map, as seed A's shared conv4) or a finer stride (e.g. 16) of
             an EfficientNet's intermediate map, for finer landmarks; fused features are then
             average-pooled to the last map's size.
+        parsing: None for no parsing head, else ``num_classes`` (the garment groups), ``kind``
+            ("lraspp" or "linear"), ``channels`` and ``strides`` (the intermediate maps it reads, coarse
+            to fine; [] for the last map only): per-pixel logits, output ``parsing`` (B, K, H/s, W/s).
         backbone_kwargs: passed to the backbone builder (e.g. ``input_size``).
         pretrained: backbone weights: False, True (its default source) or a local file path.
         backbone_module: an already built backbone of that name (saves building it twice).
@@ -89,19 +94,20 @@ class FashionNet(nn.Module):
         pretrained: bool | str = False,
         backbone_module: nn.Module | None = None,
         tta: str = "none",
+        parsing: dict | None = None,
     ):
         super().__init__()
-        if not heads and not landmarks:
-            raise ConfigError("FashionNet needs at least one head or a landmark branch")
+        if not heads and not landmarks and parsing is None:
+            raise ConfigError("FashionNet needs at least one head, a landmark branch or a parsing head")
         unknown = set(heads) - set(HEAD_NAMES)
         if unknown:
             raise ConfigError(f"unknown head(s) {sorted(unknown)}; heads are {HEAD_NAMES}")
         if tta not in ("none", "flip"):
             raise ConfigError(f"tta must be 'none' or 'flip', got {tta!r}")
-        if tta == "flip" and landmarks:
+        if tta == "flip" and (landmarks or parsing is not None):
             raise ConfigError(
-                "tta='flip' is for models without a landmark branch (flipped heatmaps would need left/right "
-                "swaps)"
+                "tta='flip' is for models without a landmark branch or parsing head (flipped heatmaps "
+                "would need left/right swaps)"
             )
         self.tta = tta
         self._spec = {
@@ -112,6 +118,13 @@ class FashionNet(nn.Module):
         }
         if tta != "none":
             self._spec["tta"] = tta
+        if parsing is not None:
+            unknown = sorted(set(parsing) - set(PARSING_DEFAULTS))
+            if unknown:
+                raise ConfigError(
+                    f"model.parsing: unknown setting(s) {unknown}; known: {sorted(PARSING_DEFAULTS)}"
+                )
+            self._spec["parsing"] = {**PARSING_DEFAULTS, **parsing}
         self.backbone = backbone_module or create_backbone(
             backbone, pretrained=pretrained, **self._spec["backbone_kwargs"]
         )
@@ -128,6 +141,12 @@ class FashionNet(nn.Module):
             if lm["visibility"]:
                 self.visibility_head = nn.Linear(width, lm["num_landmarks"])
         head_in = channels + width if self.fuse else channels
+        ps = self._spec.get("parsing")
+        if ps is not None:
+            skip_channels = [self.backbone.tap(int(t)) for t in ps["strides"]]
+            self.parsing_head = ParsingHead(
+                channels, skip_channels, int(ps["num_classes"]), ps["kind"], int(ps["channels"])
+            )
         self.heads = nn.ModuleDict({name: _build_head(name, head_in, kw) for name, kw in heads.items()})
 
     @property
@@ -148,12 +167,16 @@ class FashionNet(nn.Module):
 
     def _forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         lm = self._spec["landmarks"]
-        if lm and lm["stride"]:
-            # (B, C, h, w), (B, C'', h', w') at the finer stride
-            feats, fine = self.backbone.forward_with_tap(x)
+        ps = self._spec.get("parsing")
+        if (lm and lm["stride"]) or (ps and ps["strides"]):
+            # (B, C, h, w), {stride t: (B, C_t, H/t, W/t)}
+            feats, taps = self.backbone.forward_with_taps(x)
         else:
-            feats = fine = self.backbone(x)  # (B, C, h, w)
+            feats, taps = self.backbone(x), {}  # (B, C, h, w)
+        fine = taps[int(lm["stride"])] if lm and lm["stride"] else feats
         out: dict[str, torch.Tensor] = {}
+        if ps is not None:
+            out["parsing"] = self.parsing_head(feats, [taps[int(t)] for t in ps["strides"]])  # (B, K, h', w')
         head_in = feats
         if lm:
             context = self.glem(fine)  # (B, C', h', w'), C' = landmarks.channels or the map's
@@ -178,4 +201,5 @@ def build_model(spec: dict, pretrained: bool | str = False) -> FashionNet:
         backbone_kwargs=spec.get("backbone_kwargs"),
         pretrained=pretrained,
         tta=spec.get("tta", "none"),
+        parsing=spec.get("parsing"),
     )

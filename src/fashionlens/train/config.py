@@ -46,6 +46,8 @@ DEFAULTS: dict[str, Any] = {
         "crop_scale": [0.6, 1.0],  # training crops: area range as a fraction of the photo
         "ccp_annotations": "both",  # ccp: both | image-level | pixel-level (each kind is split on its own)
         "min_mask_pixels": 100,  # ccp pixel-level: a label covering fewer pixels is not a tag
+        # ccp: per-pixel garment groups of the pixel-level photos (garments/groups.py) -> "parsing"
+        "parsing": False,
         # ccp: style labels of the photos (a CSV/JSONL image,main,labels; "auto": the root's styles.csv) ->
         # "styles" head
         "styles": None,
@@ -66,6 +68,8 @@ DEFAULTS: dict[str, Any] = {
         "heads": {},
         # seed A's landmark branch: {num_glem, num_upsample, fuse, channels, visibility, stride}
         "landmarks": None,
+        # the garment parser: {kind: lraspp | linear, channels, strides} (models/parsing.py); data.parsing
+        "parsing": None,
         # a model file or shipped name: start from its weights (fine-tune a trained model)
         "init_from": None,
     },
@@ -75,7 +79,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "loss": {
         "weights": {"category": 1.0, "labels": 1.0, "styles": 1.0, "attributes": 1.0, "landmarks": 1.0,
-                    "visibility": 1.0},
+                    "visibility": 1.0, "parsing": 1.0},
         "attribute_pos_weight": "frequency",  # frequency | none
         "heatmap_sigma": 1.5,
         # mse (seed A) | softmax (cross-entropy over each map's positions: learns in fewer steps)
@@ -157,6 +161,7 @@ _FREE_FORM = (
     ("model", "heads"),
     ("model", "backbone_kwargs"),
     ("model", "landmarks"),
+    ("model", "parsing"),
     ("labels", "embeddings", "aliases"),
 )
 

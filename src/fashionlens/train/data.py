@@ -100,6 +100,7 @@ TARGET_KEYS = {
     "styles": ("styles", "styles_mask"),
     "attributes": ("attributes", "attributes_mask"),
     "landmarks": ("landmarks", "landmark_visible"),
+    "parsing": ("parsing",),
 }
 
 
@@ -190,13 +191,17 @@ def _multilabel_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -
     from fashionlens.data.transforms import build_transforms
 
     d = cfg["data"]
+    masks = None
     if d["format"] == "ccp":
         # Each annotation kind is split on its own (same seed and fractions), so the image-level
         # photos keep exactly the split they had before the pixel-level ones were added.
-        kinds = list(
-            read_ccp_parts(
-                root, annotations=d["ccp_annotations"], min_pixels=int(d["min_mask_pixels"])
-            ).values()
+        by_kind = read_ccp_parts(root, annotations=d["ccp_annotations"], min_pixels=int(d["min_mask_pixels"]))
+        kinds = list(by_kind.values())
+        if d["parsing"]:
+            masks = _ccp_mask_files(root, by_kind, d["ccp_annotations"])
+    elif d["parsing"]:
+        raise ConfigError(
+            f"data.parsing needs CCP's pixel-level masks (data.format: ccp), not {d['format']!r}"
         )
     else:
         kinds = [read_multilabel(root, images_root=d["images_root"], label_list=d["label_list"])]
@@ -212,6 +217,13 @@ def _multilabel_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -
     train_targets = {"labels": parts["train"].targets()}
     if styles is not None:
         label_names["styles"] = list(styles.label_names)
+    mask_lut = None
+    if masks is not None:
+        from fashionlens.data.ccp import read_ccp_label_list
+        from fashionlens.garments.groups import GROUP_NAMES, label_to_group
+
+        label_names["parsing"] = list(GROUP_NAMES)
+        mask_lut = label_to_group(read_ccp_label_list(root / "label_list.mat"))
     datasets, paths = {}, {}
     for split in ("train", *(s for s in splits if s != "train")):
         if split not in parts or len(parts[split]) == 0:
@@ -225,10 +237,23 @@ def _multilabel_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -
             continue
         tf = build_transforms(data_config, train=split == "train")
         datasets[split] = MultiLabelDataset(
-            parts[split], tf, data_config, bad_images=d["bad_images"], extra_targets=extra
+            parts[split], tf, data_config, bad_images=d["bad_images"], extra_targets=extra,
+            masks=None if masks is None else [masks.get(s.path.stem) for s in parts[split].samples],
+            mask_lut=mask_lut,
         )
         paths[split] = [str(s.path) for s in parts[split].samples]
     return DataBundle(datasets, label_names, train_targets, paths)
+
+
+def _ccp_mask_files(root: Path, by_kind: dict, annotations: str) -> dict[str, Path]:
+    """Photo stem -> its pixel-level annotation, for the photos read from the pixel-level kind."""
+    if "pixel-level" not in by_kind:
+        raise ConfigError(
+            f"data.parsing needs CCP's pixel-level masks ({root / 'annotations' / 'pixel-level'}; "
+            f"data.ccp_annotations is {annotations!r})"
+        )
+    folder = root / "annotations" / "pixel-level"
+    return {s.path.stem: folder / f"{s.path.stem}.mat" for s in by_kind["pixel-level"].samples}
 
 
 def _read_styles(d: dict, root: Path):

@@ -186,8 +186,17 @@ def build_model_for_data(
             kw["embed_dim"] = int(embeddings[name][0].shape[1])
         heads[name] = kw
     landmarks = cfg["model"]["landmarks"]
+    parsing = cfg["model"]["parsing"]
+    if parsing is not None:
+        if "parsing" not in bundle.label_names:
+            raise ConfigError(
+                "model.parsing: the data has no parsing masks; set data.parsing: true on a ccp source "
+                "with pixel-level annotations"
+            )
+        parsing = {**parsing, "num_classes": len(bundle.label_names["parsing"])}
     model = FashionNet(
-        cfg["model"]["backbone"], heads, landmarks, backbone_kwargs(cfg), backbone_module=backbone
+        cfg["model"]["backbone"], heads, landmarks, backbone_kwargs(cfg), backbone_module=backbone,
+        parsing=parsing,
     )
     for name in heads:
         model.heads[name].set_prior(
@@ -203,6 +212,11 @@ def build_model_for_data(
     extra = {"graph": graph_extra, "data": data_description(cfg), "experiment": cfg["experiment"]}
     if bundle.attribute_groups is not None:
         extra["attribute_groups"] = [int(g) for g in bundle.attribute_groups]
+    if parsing is not None:
+        from fashionlens.garments.groups import GARMENT_GROUPS, LANDMARK_GROUPS
+
+        extra["parsing"] = {"groups": list(bundle.label_names["parsing"]), "garments": list(GARMENT_GROUPS),
+                            "landmark_groups": list(LANDMARK_GROUPS)}
     label_names = {k: v for k, v in bundle.label_names.items() if k in heads}
     return model, ModelInfo(model.spec, label_names, backbone.data_config, extra)
 
@@ -215,6 +229,7 @@ _SPLIT_KEYS = (
     "crop_margin",
     "ccp_annotations",
     "min_mask_pixels",
+    "parsing",
     "holdout",
     "targets",
 )
@@ -311,6 +326,8 @@ def monitor_metric(cfg: dict) -> tuple[str, str]:
         return "val/attr_top3", "max"
     if "category" in heads:
         return ("val/cat_top3", "max") if cfg["data"]["format"] == "deepfashion" else ("val/cat_top1", "max")
+    if cfg["model"]["parsing"] is not None and not cfg["model"]["landmarks"]:
+        return "val/parse_mIoU", "max"
     return "val/lm_NE", "min"
 
 

@@ -13,10 +13,18 @@ import math
 import lightning as L
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from fashionlens.data.transforms import MASK_IGNORE
 from fashionlens.errors import ConfigError, FashionlensError
 from fashionlens.losses import compute_losses
-from fashionlens.metrics import ScoreCollector, classification_report, deepfashion_report, multilabel_report
+from fashionlens.metrics import (
+    ScoreCollector,
+    classification_report,
+    deepfashion_report,
+    multilabel_report,
+    parsing_report,
+)
 from fashionlens.models.fashion_net import FashionNet
 from fashionlens.models.glem import heatmaps_to_landmarks
 
@@ -32,6 +40,8 @@ def collector_groups(model: FashionNet) -> dict[str, list[str]]:
         groups["attributes"].append("attributes_mask")
     if model.spec["landmarks"]:
         groups["landmarks"] = ["index", "landmarks_pred", "landmarks_target", "landmarks_visible"]
+    if model.spec.get("parsing"):
+        groups["parsing"] = ["index", "parsing_pred", "parsing_target"]
     return groups
 
 
@@ -152,6 +162,18 @@ class FashionTask(L.LightningModule):
                     continue
                 found = {k: v[known] for k, v in found.items()}
             collectors[head].update(**found)
+        if "parsing" in outputs and "parsing" in batch:
+            target = batch["parsing"]
+            known = (target != MASK_IGNORE).flatten(1).any(1)  # photos with a mask
+            if known.any():
+                logits = F.interpolate(
+                    outputs["parsing"][known].float(), size=target.shape[-2:], mode="bilinear",
+                    align_corners=False,
+                )
+                collectors["parsing"].update(
+                    index=index[known], parsing_pred=logits.argmax(1).to(torch.uint8),
+                    parsing_target=target[known].to(torch.uint8),
+                )
         if "heatmaps" in outputs and "landmarks" in batch:
             collectors["landmarks"].update(
                 index=index,
@@ -259,6 +281,14 @@ def build_report(
             gathered["category_targets"].astype(np.int64),
             label_names["category"],
         )
+    if "parsing_pred" in gathered:
+        from fashionlens.garments.groups import GARMENT_GROUPS, GROUP_NAMES
+
+        names = label_names.get("parsing", list(GROUP_NAMES))
+        report["parsing"] = parsing_report(
+            gathered["parsing_pred"], gathered["parsing_target"], names,
+            [g for g in GARMENT_GROUPS if g in names],
+        )
     if "attributes_scores" in gathered or "landmarks_pred" in gathered:
         attr_targets = None
         if "attributes_targets" in gathered:
@@ -301,6 +331,12 @@ def flatten_headline(report: dict) -> dict[str, float]:
             out["attr_mAP"] = d["attributes"]["all"].get("mAP")
         if "landmarks" in d:
             out["lm_NE"] = d["landmarks"]["NE"]
+    if "parsing" in report:
+        p = report["parsing"]
+        out["parse_mIoU"], out["parse_pixel_acc"] = p["mIoU"], p["pixel_accuracy"]
+        if "garments" in p:
+            out["garment_recall"] = p["garments"]["recall"]
+            out["garment_precision"] = p["garments"]["precision"]
     return {
         k: float(v) for k, v in out.items() if v is not None and not (isinstance(v, float) and math.isnan(v))
     }
