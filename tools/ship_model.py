@@ -80,6 +80,19 @@ def head_outputs(model: torch.nn.Module, info, data: str, fmt: str, split: str =
     return result
 
 
+def parsing_checks(p: dict) -> dict:
+    """The parser's headline numbers on CCP's validation masks (pixel accuracy, mIoU, garments found / real)."""
+    g = p.get("garments", {})
+    return {
+        "photos": p["num_images"],
+        "pixel_accuracy": p["pixel_accuracy"],
+        "mIoU": p["mIoU"],
+        "garment_recall": g.get("recall"),
+        "garment_precision": g.get("precision"),
+        "iou": p["iou"],
+    }
+
+
 def calibrate_temperature(logits: np.ndarray, labels: np.ndarray) -> dict:
     """The temperature, and ECE before / after with two-fold cross-fitting (seeded halves)."""
     order = np.random.default_rng(0).permutation(len(labels))
@@ -121,6 +134,8 @@ def check_model(model_path: str, ccp: str, small: str, garments: str | None) -> 
             model_path, ccp, "val", data_format="ccp", trainer_kwargs={"enable_progress_bar": False}
         )
         r = ev["labels"]
+        if "parsing" in ev:  # models with a parsing head: CCP's validation masks (issue 26)
+            report["parsing_val"] = parsing_checks(ev["parsing"])
         report["ccp_val"] = {
             "mAP": r["mAP"],
             "CF1": r["prf"]["CF1"],

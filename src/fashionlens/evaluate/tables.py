@@ -198,7 +198,30 @@ def markdown_report(reports: dict[str, dict], title: str) -> str:
             {n: r["deepfashion"] for n, r in reports.items()},
             {n: r.get("category", {}) for n, r in reports.items()},
         ) + [""]
+    if "parsing" in first:
+        lines += parsing_tables({n: r["parsing"] for n, r in reports.items()}) + [""]
     return "\n".join(lines)
+
+
+def parsing_tables(reports: dict[str, dict]) -> list[str]:
+    """The garment parser: pixel accuracy, mean IoU and garments found / real; then IoU per group."""
+
+    def pct(v) -> str:
+        return "-" if v is None else f"{100 * v:.1f}"
+
+    lines = ["## Garment parsing", "",
+             "| model | photos | pixel acc | mIoU | garments found (recall) | returned garments real (precision) |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for name, r in reports.items():
+        g = r.get("garments", {})
+        lines.append(f"| {name} | {r['num_images']} | {pct(r['pixel_accuracy'])} | {pct(r['mIoU'])} | "
+                     f"{pct(g.get('recall'))} | {pct(g.get('precision'))} |")  # fmt: skip
+    groups = list(next(iter(reports.values()))["iou"])
+    lines += ["", "IoU per group (%):", "", "| model | " + " | ".join(groups) + " |",
+              "|---|" + "---|" * len(groups)]  # fmt: skip
+    for name, r in reports.items():
+        lines.append(f"| {name} | " + " | ".join(pct(r["iou"][k]) for k in groups) + " |")
+    return lines
 
 
 def plot_correlation(conditional: np.ndarray, names: list[str], path: Path, title: str) -> None:
