@@ -28,6 +28,7 @@ import fashionlens  # noqa: E402
 from fashionlens.checkpoint import ModelInfo, save_model  # noqa: E402
 from fashionlens.cli import app  # noqa: E402
 from fashionlens.data.config import DataConfig  # noqa: E402
+from fashionlens.garments.instances import box_iou  # noqa: E402
 from fashionlens.inference.ray_engine import OutputDirError, RayOptions, finished_paths, pending_paths, run  # noqa: E402
 from fashionlens.models import FashionNet  # noqa: E402
 
@@ -44,6 +45,7 @@ COLUMNS = [
     "attributes",
     "colours",
     "landmarks",
+    "garments",
     "width",
     "height",
     "error",
@@ -155,9 +157,52 @@ def test_ray_engine_gives_the_local_engines_predictions(ray_address, tiny_model,
             atol=1e-3,
         )
         assert row["attributes"] is None and row["colours"] is None  # heads this model does not have
+        assert row["garments"] is None  # no parsing head
     assert rows[missing]["error"] == "file not found"
     assert rows[photos[-1]]["error"].startswith("empty file")
     assert rows[photos[-3]]["width"] == 50  # the landscape PNG: its own size, not the input's
+
+
+def test_ray_engine_carries_the_garments_the_local_engine_finds(ray_address, tmp_path):
+    """A model with a parsing head (red pixels are "upper"): the decoded photos travel to the actors, and
+    each row's garments are the local engine's (box, mask, category, colours, landmarks)."""
+    from fashionlens.inference.output import prediction_row
+    from fashionlens.inference.ray_engine import PHOTO_MAX_SCALE
+    from serve_fixtures import RED_BOX, make_parsing_model, red_garment_photo
+
+    model = make_parsing_model(tmp_path / "parsing.safetensors")
+    photos = []
+    # within PHOTO_MAX_SCALE x the 32-pixel input (the photo as decoded locally), then a larger PNG
+    for name, size in (("a.png", (64, 96)), ("b.jpg", (80, 120)), ("big.png", (200, 300))):
+        Image.fromarray(red_garment_photo(size)).save(tmp_path / name, quality=95)
+        photos.append(str(tmp_path / name))
+    assert max(200, 300) > PHOTO_MAX_SCALE * 32 >= 120
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    opts = RayOptions(model=str(model), out_dir=tmp_path / "out", batch_size=2, backend="torch", top_k=3,
+                      progress=False)  # fmt: skip
+    summary = run(photos + [str(tmp_path / "broken.jpg")], opts)
+    assert (summary.written, summary.errors) == (4, 1)
+    rows = _rows(tmp_path / "out")
+    local = {p.source: prediction_row(p) for p in fashionlens.load_model(model, backend="torch").predict(
+        photos, top_k=3)}  # fmt: skip
+    for path, (w, h) in zip(photos, ((64, 96), (80, 120), (200, 300)), strict=True):
+        (got,), (want,) = rows[path]["garments"], local[path]["garments"]
+        assert got["label"] == want["label"] == "upper"
+        red = [round(v * w / 64) for v in RED_BOX]
+        assert got["box"] == want["box"] and box_iou(tuple(got["box"]), tuple(red)) > 0.7
+        assert (got["mask_size"], got["mask_counts"]) == ([h, w], want["mask_counts"])
+        assert got["score"] == pytest.approx(want["score"], abs=1e-5)
+        assert [c["label"] for c in got["category"]] == ["t-shirt"] and got["colours"][0]["label"] == "red"
+        assert len(got["landmarks"]) == 8
+        if path.endswith("big.png"):
+            continue  # reduced for the trip to the actors: its crop's answers may differ a little
+        assert got["colours"] == want["colours"]
+        np.testing.assert_allclose([[lm["x"], lm["y"]] for lm in got["landmarks"]],
+                                   [[lm["x"], lm["y"]] for lm in want["landmarks"]], atol=1e-3)  # fmt: skip
+    assert rows[str(tmp_path / "broken.jpg")]["garments"] is None
+
+    off = run(photos[:1], RayOptions(**{**opts.__dict__, "out_dir": tmp_path / "off", "garments": False}))
+    assert off.written == 1 and _rows(tmp_path / "off")[photos[0]]["garments"] is None
 
 
 def test_rerun_skips_what_is_written_and_tags_only_new_photos(ray_address, tiny_model, photos, tmp_path):

@@ -58,6 +58,7 @@ def test_healthz(client):
     assert body["status"] == "ok" and body["model"] == "test_tiny"
     assert body["heads"] == ["category", "labels"] and body["landmarks"] is True
     assert body["api_key_required"] is False and body["limits"]["max_files"] == 16
+    assert body["garments"] is False  # no parsing head
 
 
 def test_predict_one_jpeg(client):
@@ -318,3 +319,45 @@ def test_serve_command_binds_loopback_by_default(monkeypatch, tmp_path):
     assert health["limits"]["max_upload_bytes"] == 512 * 1024
     serve_app.serve_command(host="0.0.0.0", port=9999, model=str(model), max_queue=0)
     assert calls["host"] == "0.0.0.0" and calls["port"] == 9999 and calls["limit_concurrency"] == 66
+
+
+# ----------------------------------------------------------------------------- garments
+
+
+def _coco_decode(rle: dict):
+    from pycocotools import mask as coco_mask
+
+    return coco_mask.decode({"size": rle["size"], "counts": rle["counts"].encode()}).astype(bool)
+
+
+def test_garments_in_the_api_and_garments_false_skips_them():
+    """A model with a parsing head: each photo's garments (boxes, masks as COCO RLE) unless garments=false."""
+    import numpy as np
+
+    from serve_fixtures import SHOES_BOX, UPPER_BOX, expected_mask, garment_photo_png, garment_predictor
+
+    files = [("files", (name, garment_photo_png(), "image/png")) for name in ("a.png", "b.png")]
+    with TestClient(create_app(garment_predictor(), model_name="parser")) as client:
+        assert client.get("/healthz").json()["garments"] is True
+        r = client.post("/v1/predict", files=files, params={"top_k": 2})
+        assert r.status_code == 200, r.text
+        for rec in r.json()["results"]:
+            assert [(g["label"], g["box"]) for g in rec["garments"]] == [
+                ("upper", list(UPPER_BOX)), ("shoes", list(SHOES_BOX))
+            ]  # fmt: skip
+            upper, shoes = rec["garments"]
+            np.testing.assert_array_equal(_coco_decode(upper["mask"]), expected_mask(UPPER_BOX))
+            np.testing.assert_array_equal(_coco_decode(shoes["mask"]), expected_mask(SHOES_BOX))
+            assert [c["label"] for c in upper["category"]] == ["t-shirt", "shirt"]  # top_k 2
+            assert upper["colours"] == [{"label": "blue", "score": 1.0}] and len(upper["landmarks"]) == 8
+            assert "landmarks" not in shoes
+        off = client.post("/v1/predict", files=files, params={"garments": "false"})
+        assert off.status_code == 200, off.text
+        assert all("garments" not in rec and rec["category"] for rec in off.json()["results"])
+        on = client.post("/v1/predict", files=files[:1], params={"garments": "true"})
+        assert len(on.json()["results"][0]["garments"]) == 2
+        boxed = client.post("/v1/predict", files=files[:1], params={"box": "16,12,48,48"})
+        assert boxed.status_code == 200 and "garments" not in boxed.json()["results"][0]  # one garment asked
+        bad = client.post("/v1/predict", files=files[:1], params={"garments": "maybe"})
+        assert_error(bad, (422,))
+        assert "garments" in bad.json()["error"]

@@ -19,13 +19,24 @@ from PIL import Image
 from browser_fixtures import launch_chromium, open_page
 from fashionlens.inference.predictor import load_model
 from fashionlens.serve.app import create_app
-from serve_fixtures import CATEGORY_NAMES, TAG_NAMES, make_tiny_model, photo_bytes, serve_in_thread
+from serve_fixtures import (
+    CATEGORY_NAMES,
+    TAG_NAMES,
+    garment_photo_png,
+    garment_predictor,
+    make_tiny_model,
+    photo_bytes,
+    serve_in_thread,
+)
 
 # Waits use selectors, not wait_for_function: the page's CSP (no 'unsafe-eval') blocks string predicates.
 
 VIEWPORT = {"width": 1100, "height": 760}
 CATEGORY_BAR_RGB = (0x25, 0x63, 0xEB)  # --category in style.css
 LANDMARK_RGB = (0xF9, 0x73, 0x16)  # --landmark in style.css
+UPPER_RGB = (0xE1, 0x1D, 0x48)  # GROUP_COLOURS.upper in app.js
+SHOES_RGB = (0x15, 0x80, 0x3D)  # GROUP_COLOURS.shoes
+GARMENTS_SCREENSHOT = Path("/tmp/fashionlens_serve_garments.png")  # for a person to look at
 SCREENSHOT_COPY = Path("/tmp/fashionlens_serve_page.png")  # for a person to look at
 
 
@@ -235,3 +246,63 @@ def test_styles_beside_the_tags_and_garment_attributes_with_colours(page, tmp_pa
         box = card.locator(".head-tag").bounding_box(), card.locator(".head-style").bounding_box()
         assert box[1]["y"] > box[0]["y"]  # styles shown right after the tags
     assert page.problems == []
+
+
+def test_garments_drawn_with_outlines_names_colours_and_a_toggle_per_layer(page, tmp_path):
+    """A model with a parsing head: each garment's mask outline (decoded from its COCO RLE in the page)
+    and name over the photo, its colour chips beside it, the landmarks of the top only; the masks,
+    names and landmarks toggles each hide their layer."""
+    photo = tmp_path / "outfit.png"
+    photo.write_bytes(garment_photo_png())  # 64 x 96: the top at [16,12,48,48], the shoes at [8,72,24,96]
+    with serve_in_thread(create_app(garment_predictor(), model_name="parser")) as base:
+        page.goto(base + "/")
+        page.wait_for_selector("#model-info:has-text('garments')")
+        assert page.locator("#show-masks").is_visible() and page.locator("#show-labels").is_visible()
+        page.set_input_files("#files", str(photo))
+        page.wait_for_selector(".card canvas.garment-masks", timeout=15_000)
+        card = page.locator(".card")
+        img = card.locator(".photo img").bounding_box()
+        sx, sy = img["width"] / 64, img["height"] / 96
+
+        def drawn(x: float, y: float) -> np.ndarray:
+            """The screen's pixels around photo pixel (x, y)."""
+            clip = {"x": img["x"] + x * sx - 3, "y": img["y"] + y * sy - 3, "width": 6, "height": 6}
+            return np.asarray(Image.open(io.BytesIO(page.screenshot(clip=clip))).convert("RGB"))
+
+        labels = card.locator("svg.garment-labels text.garment-label")
+        assert labels.all_text_contents() == ["upper", "shoes"]
+        first = labels.nth(0).bounding_box()  # at the top's box's top-left corner, inside the box
+        assert img["x"] + 16 * sx <= first["x"] <= img["x"] + 18 * sx
+        assert img["y"] + 11 * sy <= first["y"] <= img["y"] + 14 * sy
+        rows = card.locator(".head-garments .garment").all_inner_texts()
+        assert len(rows) == 2
+        assert "upper 99%" in rows[0] and "t-shirt 73%" in rows[0] and "blue 100%" in rows[0]
+        assert "shoes 98%" in rows[1] and "black 100%" in rows[1]
+        # the top's 8 landmarks, inside its crop; not the whole photo's, not the shoes'
+        dots = card.locator("svg.landmarks circle.landmark")
+        assert dots.count() == 8
+        # the outlines: the top's left edge (x 16) and the shoes' left edge (x 8), not the grey between
+        assert _has_colour(drawn(16.25, 30), UPPER_RGB, tol=12)
+        assert _has_colour(drawn(8.25, 84), SHOES_RGB, tol=12)
+        assert not _has_colour(drawn(4, 30), UPPER_RGB, tol=40)
+        GARMENTS_SCREENSHOT.write_bytes(page.screenshot())
+
+        page.uncheck("#show-masks")
+        assert card.locator("canvas.garment-masks").is_hidden() and labels.nth(0).is_visible()
+        assert not _has_colour(drawn(16.25, 30), UPPER_RGB, tol=40)
+        page.uncheck("#show-labels")
+        assert labels.nth(0).is_hidden() and dots.nth(0).is_visible()
+        page.uncheck("#show-landmarks")
+        assert dots.nth(0).is_hidden()
+        page.check("#show-masks")
+        assert card.locator("canvas.garment-masks").is_visible()
+        assert _has_colour(drawn(16.25, 30), UPPER_RGB, tol=12)
+    assert page.problems == []
+
+
+def test_garment_toggles_are_hidden_for_a_model_without_a_parsing_head(predictor, page):
+    with serve_in_thread(create_app(predictor)) as base:
+        page.goto(base + "/")
+        page.wait_for_selector("#model-info:has-text('test_tiny')")
+        assert page.locator("#show-masks").is_hidden() and page.locator("#show-labels").is_hidden()
+        assert page.locator("#show-landmarks").is_visible()

@@ -351,6 +351,14 @@ def predict(
             "--backend", help="auto | torch | onnx (auto: ONNX Runtime on the CPU when measured faster)"
         ),
     ] = "auto",
+    no_garments: Annotated[
+        bool,
+        typer.Option(
+            "--no-garments",
+            help="models with a parsing head: do not find each photo's garments "
+            "(box, mask, category, colours, landmarks; faster)",
+        ),
+    ] = False,
     engine: Annotated[
         str,
         typer.Option(
@@ -389,7 +397,9 @@ def predict(
     """Tag photos (files, folders, globs, CSV/Parquet listings with a path column) with a trained model.
 
     Unreadable images are reported and skipped. ``--engine ray --out OUT_DIR`` runs on Ray Data and
-    writes Parquet shards; rerunning it skips the photos OUT_DIR already has.
+    writes Parquet shards; rerunning it skips the photos OUT_DIR already has. A model with a parsing
+    head also lists every garment of each photo (JSON and Parquet with its mask as COCO RLE);
+    ``--no-garments`` skips that.
     """
     from fashionlens.fileio import check_output_file
     from fashionlens.inference.inputs import check_prediction_options
@@ -425,6 +435,7 @@ def predict(
                 threshold=threshold,
                 shard_rows=shard_rows,
                 address=address,
+                garments=not no_garments,
             ),
         )
         return
@@ -433,7 +444,7 @@ def predict(
     from tqdm import tqdm
 
     with tqdm(total=len(files), unit="img", disable=len(files) < 2 * batch_size, file=sys.stderr) as bar:
-        for pred in predictor.iter_predict(files, top_k=top_k, threshold=threshold):
+        for pred in predictor.iter_predict(files, top_k=top_k, threshold=threshold, garments=not no_garments):
             if pred.error:
                 typer.secho(f"skipped {pred.source}: {pred.error}", fg=typer.colors.YELLOW, err=True)
             else:

@@ -5,7 +5,9 @@ The pipeline::
     photo paths (driver: folders, globs, listings; minus those OUT_DIR already has)
       -> ray.data.from_arrow                      blocks of paths
       -> map_batches(decode_batch), CPU tasks     read bytes (local or s3:// gs://), decode, resize: uint8
+                                                  (+ the decoded photo, for a model with a parsing head)
       -> map_batches(PredictActor), actor pool    normalise, the same Predictor / ONNX Runtime session
+                                                  (+ each photo's garments from the decoded photo)
       -> driver: iter_batches -> ShardWriter      Parquet shards in OUT_DIR, each written atomically
 
 Rerunning the same command skips every photo a finished shard already holds, so a crash or a kill
@@ -41,6 +43,11 @@ FLUSH_SECONDS = 30.0  # a shard is also written when this much time passed since
 BATCHES_PER_BLOCK = 2  # photos per decoding task = 2 batches: an actor takes one block per call, so
 # small blocks keep every actor busy and results flowing (and at least 2 blocks per actor)
 ACTOR_MEMORY = 2 << 30  # bytes reserved per actor: Ray measured up to 1.3 GiB for Lite0 at batch 32
+# garments: the decoded photo travels to the actors (its garments' crops and colours are taken from it),
+# reduced by an integer factor until its longer side is at most this many times the input's longer side.
+# A JPEG decoded in draft mode is already within it (as the local engine decodes it: the same answers);
+# a large PNG or WebP is reduced, so that a block of photos stays a few MiB per photo in Ray's store
+PHOTO_MAX_SCALE = 4
 
 
 class RayEngineError(FashionlensError, RuntimeError):
@@ -71,6 +78,7 @@ class RayOptions:
     address: str | None = None
     progress: bool = True
     fuse_decode: bool = False  # let Ray run the decoding inside the actors (measured in bench/ray_engine.py)
+    garments: bool = True  # models with a parsing head: each photo's garments (False: skipped, faster)
 
 
 @dataclass
@@ -193,11 +201,20 @@ class ShardWriter:
 # ---------------------------------------------------------------- Ray stages
 
 
-def decode_batch(batch: dict[str, np.ndarray], data_config: dict) -> dict[str, np.ndarray]:
+def decode_batch(
+    batch: dict[str, np.ndarray], data_config: dict, photos: bool = False
+) -> dict[str, np.ndarray]:
     """Ray task: read and decode each photo, resize it as the model's eval transform does (uint8).
 
     Sending the resized uint8 pixels (not normalised floats) to the actors moves 4x fewer bytes.
     A photo that cannot be read gets zero pixels and its reason in ``error`` ("" when fine).
+
+    Args:
+        batch: ``path``: the photos' paths or URIs.
+        data_config: the model's data config (``DataConfig.to_dict()``).
+        photos: also return each decoded photo (for the garments of a model with a parsing head):
+            ``photo`` its RGB bytes (H x W x 3 uint8, empty for a photo that cannot be read) and
+            ``photo_shape`` its (H, W), at most :data:`PHOTO_MAX_SCALE` x the input's longer side.
     """
     from fashionlens.data.config import DataConfig
     from fashionlens.data.images import BadImageError, load_image, photo_size
@@ -211,21 +228,43 @@ def decode_batch(batch: dict[str, np.ndarray], data_config: dict) -> dict[str, n
     pixels = np.zeros((len(paths), height, width, 3), dtype=np.uint8)
     sizes = np.zeros((len(paths), 2), dtype=np.int32)
     errors = [""] * len(paths)
+    decoded = [b""] * len(paths)
+    shapes = np.zeros((len(paths), 2), dtype=np.int32)
     for i, path in enumerate(paths):
         try:
             img = load_image(read_source(path), draft_size=draft)
             pixels[i] = np.asarray(transform.fit(img))
             sizes[i] = photo_size(img)
+            if photos:
+                photo = _reduced(img, PHOTO_MAX_SCALE * max(height, width))
+                decoded[i], shapes[i] = photo.tobytes(), (photo.height, photo.width)
         except BadImageError as e:
             errors[i] = e.reason
         except (OSError, ValueError) as e:  # a URI pyarrow cannot open (its errors derive from these)
             errors[i] = f"cannot read ({type(e).__name__}: {e})"
-    return {
+    out = {
         "path": np.asarray(paths, dtype=object),
         "pixels": pixels,
         "size": sizes,
         "error": np.asarray(errors, dtype=object),
     }
+    if photos:
+        out["photo"], out["photo_shape"] = np.asarray(decoded, dtype=object), shapes
+    return out
+
+
+def _reduced(img, max_side: int):
+    """``img`` (RGB) reduced by the smallest integer factor that brings its longer side to ``max_side``."""
+    factor = math.ceil(max(img.size) / max_side)
+    return img.reduce(factor) if factor > 1 else img
+
+
+def _photo(data: bytes, shape: np.ndarray):
+    """A decoded photo sent by :func:`decode_batch`, as a PIL image."""
+    from PIL import Image
+
+    h, w = (int(v) for v in shape)
+    return Image.fromarray(np.frombuffer(data, dtype=np.uint8).reshape(h, w, 3), "RGB")
 
 
 class PredictActor:
@@ -241,6 +280,7 @@ class PredictActor:
         batch_size: int,
         top_k: int,
         threshold: float | None,
+        garments: bool = False,
     ):
         import ray
         import torch
@@ -258,6 +298,7 @@ class PredictActor:
         )
         self.mean, self.std = self.predictor.info.data_config.mean, self.predictor.info.data_config.std
         self.top_k, self.threshold = top_k, threshold
+        self.garments = garments  # the batches carry the decoded photos (decode_batch(photos=True))
 
     def __call__(self, batch: dict[str, np.ndarray]):
         import torch
@@ -274,9 +315,15 @@ class PredictActor:
         if good:
             x = torch.from_numpy(normalize_pixels(batch["pixels"][good], self.mean, self.std))
             sizes = [tuple(int(v) for v in batch["size"][i]) for i in good]
+            images = (
+                [_photo(batch["photo"][i], batch["photo_shape"][i]) for i in good]
+                if self.garments and "photo" in batch
+                else None
+            )
+            names = [paths[i] for i in good]
             for i, pred in zip(
                 good,
-                self.predictor.predict_batch(x, [paths[i] for i in good], sizes, self.top_k, self.threshold),
+                self.predictor.predict_batch(x, names, sizes, self.top_k, self.threshold, images=images),
                 strict=True,
             ):
                 preds[i] = pred
@@ -286,8 +333,9 @@ class PredictActor:
 # ---------------------------------------------------------------- driver
 
 
-def actor_model(model: str, backend: str, gpus: bool, batch_size: int) -> tuple[Path, str, dict]:
-    """The model file the actors load, their backend, and the model's data config.
+def actor_model(model: str, backend: str, gpus: bool, batch_size: int) -> tuple[Path, str, dict, bool]:
+    """The model file the actors load, their backend, the model's data config, and whether it has a
+    parsing head (it finds garments).
 
     Resolved once on the driver: for ONNX Runtime the export (and the "auto" timing) is done here
     and cached, instead of once per actor.
@@ -302,13 +350,18 @@ def actor_model(model: str, backend: str, gpus: bool, batch_size: int) -> tuple[
         if path.suffix == ".onnx":
             raise BackendError(f"{path}: GPU actors run the PyTorch model; pass its .safetensors file")
         predictor = load_model(path, backend="torch")
-        return path, "torch", predictor.info.data_config.to_dict()
+        return path, "torch", predictor.info.data_config.to_dict(), _has_parsing(predictor)
     predictor = load_model(path, backend=backend, batch_size=batch_size)
     if predictor.backend == "onnx" and path.suffix != ".onnx":
         from fashionlens.inference.export import cached_onnx
 
         path = cached_onnx(path)
-    return path, predictor.backend, predictor.info.data_config.to_dict()
+    return path, predictor.backend, predictor.info.data_config.to_dict(), _has_parsing(predictor)
+
+
+def _has_parsing(predictor) -> bool:
+    """Whether the model finds garments: a parsing head and its group names (``extra["parsing"]``)."""
+    return bool(predictor.info.extra.get("parsing")) and "parsing" in predictor.info.spec
 
 
 def init_ray(address: str | None) -> None:
@@ -374,9 +427,19 @@ def pool_sizes(opts: RayOptions, cluster_cpus: float) -> tuple[float, int]:
 
 
 def build_dataset(
-    paths: list[str], opts: RayOptions, model_path: Path, backend: str, data_config: dict, cluster_cpus: float
+    paths: list[str],
+    opts: RayOptions,
+    model_path: Path,
+    backend: str,
+    data_config: dict,
+    cluster_cpus: float,
+    garments: bool = False,
 ):
-    """The Ray Data pipeline from paths to result tables (lazy; nothing runs until iterated)."""
+    """The Ray Data pipeline from paths to result tables (lazy; nothing runs until iterated).
+
+    ``garments``: the decoding tasks also send each decoded photo and the actors find its garments
+    (a model with a parsing head, and ``opts.garments``).
+    """
     import pyarrow as pa
     import ray
 
@@ -386,7 +449,7 @@ def build_dataset(
     ds = ds.map_batches(
         decode_batch,
         batch_size=None,
-        fn_kwargs={"data_config": data_config},
+        fn_kwargs={"data_config": data_config, "photos": garments},
         compute=ray.data.TaskPoolStrategy(),
         num_cpus=1,
         batch_format="numpy",
@@ -407,6 +470,7 @@ def build_dataset(
             "batch_size": opts.batch_size,
             "top_k": opts.top_k,
             "threshold": opts.threshold,
+            "garments": garments,
         },
         num_cpus=cpus,
         num_gpus=opts.num_gpus_per_actor or None,
@@ -478,18 +542,27 @@ def run(paths: list[str], opts: RayOptions) -> RunSummary:
     out_dir = check_output_dir(opts.out_dir, "--out")
     with exclusive(out_dir):
         todo = pending_paths(paths, finished_paths(out_dir))
-        model_path, backend, data_config = actor_model(
+        model_path, backend, data_config, parsing = actor_model(
             opts.model, opts.backend, opts.num_gpus_per_actor > 0, opts.batch_size
         )
         writer = ShardWriter(out_dir, opts.shard_rows)
-        seconds, first = _tag(todo, opts, model_path, backend, data_config, writer) if todo else (0.0, None)
+        garments = parsing and opts.garments
+        seconds, first = (
+            _tag(todo, opts, model_path, backend, data_config, writer, garments) if todo else (0.0, None)
+        )
         summary = _summary(len(set(paths)), len(todo), writer, seconds, first, backend, opts)
         atomic_write_bytes(out_dir / "_summary.json", json.dumps(asdict(summary), indent=1).encode())
     return summary
 
 
 def _tag(
-    todo: list[str], opts: RayOptions, model_path: Path, backend: str, data_config: dict, writer: ShardWriter
+    todo: list[str],
+    opts: RayOptions,
+    model_path: Path,
+    backend: str,
+    data_config: dict,
+    writer: ShardWriter,
+    garments: bool = False,
 ) -> tuple[float, float | None]:
     """Run the pipeline over ``todo`` into ``writer``: (seconds, seconds until the first results)."""
     import ray
@@ -498,7 +571,7 @@ def _tag(
     init_ray(opts.address)
     _check_gpus(opts)
     ds = build_dataset(
-        todo, opts, model_path, backend, data_config, float(ray.cluster_resources().get("CPU", 1.0))
+        todo, opts, model_path, backend, data_config, float(ray.cluster_resources().get("CPU", 1.0)), garments
     )
     start, first = time.perf_counter(), None
     with tqdm(total=len(todo), unit="img", file=sys.stderr, disable=not opts.progress) as bar:

@@ -12,6 +12,9 @@ Example:
     >>> from fashionlens.inference.predictor import load_model      # doctest: +SKIP
     >>> app = create_app(load_model("model.safetensors"))           # doctest: +SKIP
     $ curl -F files=@photo.jpg 'http://127.0.0.1:8000/v1/predict?top_k=3'
+
+A model with a parsing head also returns each photo's ``garments`` (box, COCO RLE mask, category, colours,
+landmarks; ``GET /healthz`` says ``"garments": true``); ``?garments=false`` skips them.
 """
 
 from __future__ import annotations
@@ -266,8 +269,12 @@ async def predict_uploads(
     top_k: int,
     threshold: float | None,
     box: tuple[float, float, float, float] | None = None,
+    garments: bool = True,
 ) -> list[dict]:
-    """One record per upload, in order; a lone upload that fails raises its UploadError instead."""
+    """One record per upload, in order; a lone upload that fails raises its UploadError instead.
+
+    ``garments``: a model with a parsing head also finds each whole photo's garments (not for a ``box``).
+    """
     problems = [check_upload(u) for u in uploads]
     if len(uploads) == 1 and problems[0] is not None:
         raise problems[0]
@@ -280,6 +287,7 @@ async def predict_uploads(
             threshold=threshold,
             names=[u.filename for u in good],
             boxes=None if box is None else [box] * len(good),
+            garments=garments,
         )
 
     predictions = iter(await gate.run(infer) if good else [])
@@ -315,6 +323,7 @@ def _add_api_routes(
 ) -> None:
     """``GET /healthz`` and ``POST /v1/predict`` (behind the optional API key)."""
     has_landmarks = bool(predictor.info.spec.get("landmarks"))
+    has_garments = bool(predictor.info.extra.get("parsing"))  # a parsing head and its garment groups
 
     async def require_key(
         x_api_key: str | None = Header(None, description="the API key, when the service has one"),
@@ -330,6 +339,7 @@ def _add_api_routes(
             "model": name,
             "heads": predictor.heads,
             "landmarks": has_landmarks,
+            "garments": has_garments,
             "api_key_required": api_key is not None,
             "limits": {
                 "max_upload_bytes": limits.max_upload_bytes,
@@ -348,12 +358,17 @@ def _add_api_routes(
             description="a garment box 'x1,y1,x2,y2' in pixels of the photo: "
             "predict on that garment (its landmarks in photo pixels)",
         ),
+        garments: bool = Query(
+            True,
+            description="models with a parsing head: also find every garment of each photo (its box, "
+            "mask as COCO RLE, category, colours, landmarks); false skips it (faster)",
+        ),
     ) -> dict:
         """Predict every uploaded photo (multipart field ``files``); one record per photo, in order."""
         garment = parse_box(box)
         async with gate.admit():
             uploads = await read_uploads(request, limits)
-            records = await predict_uploads(predictor, gate, uploads, top_k, threshold, garment)
+            records = await predict_uploads(predictor, gate, uploads, top_k, threshold, garment, garments)
         return {"model": name, "results": records}
 
 
@@ -393,7 +408,7 @@ def create_app(
         title="fashionlens",
         version="1",
         lifespan=lifespan,
-        description="Fashion image recognition: categories, tags, attributes and landmarks.",
+        description="Fashion image recognition: categories, tags, attributes, landmarks and garments.",
     )
     install_error_handlers(app)
     add_page_routes(app, STATIC_DIR, STATIC_FILES)
