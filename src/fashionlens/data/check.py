@@ -23,14 +23,13 @@ from fashionlens.data.ccp import read_ccp_parts
 from fashionlens.data.clothing_dataset import SKIPPED_LABELS, read_clothing_dataset
 from fashionlens.data.deepfashion import ANNO_FILES, LANDMARK_NAMES, read_deepfashion
 from fashionlens.data.errors import Problem, Problems
+from fashionlens.data.formats import detect_format, format_names, get_format
 from fashionlens.data.image_folder import read_image_folder, split_folders
 from fashionlens.data.images import BadImageError, probe_image
 from fashionlens.data.multilabel import read_multilabel
 from fashionlens.errors import ConfigError
 
-__all__ = ["FORMATS", "CheckResult", "Problem", "check_dataset", "detect_format", "run_check", "scan_images"]
-
-FORMATS = ("auto", "deepfashion", "multilabel", "ccp", "clothing_dataset", "image_folder")
+__all__ = ["CheckResult", "Problem", "check_dataset", "detect_format", "run_check", "scan_images"]
 
 
 @dataclass
@@ -126,37 +125,21 @@ def _check_images(
 # ----------------------------------------------------------------------------- dispatch
 
 
-def detect_format(path: str | Path) -> str:
-    """``Anno/`` -> deepfashion, ``label_list.mat`` -> ccp, ``images.csv`` -> clothing_dataset, a file
-    -> multilabel, else image_folder."""
-    path = Path(path)
-    if path.is_file():
-        return "multilabel"
-    if (path / "Anno").is_dir():
-        return "deepfashion"
-    if (path / "label_list.mat").is_file():
-        return "ccp"
-    if (path / "images.csv").is_file():
-        return "clothing_dataset"
-    return "image_folder"
-
-
 def run_check(
     path: str | Path, fmt: str = "auto", check_images: bool = True, label_list: str | Path | None = None,
     workers: int = 0,
 ) -> CheckResult:  # fmt: skip
     """Check a data set; see :func:`check_dataset`. Returns the problems and the files looked at."""
     path = Path(path)
-    if fmt not in FORMATS:
-        raise ConfigError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+    choices = ("auto", *format_names(detection_order=True))
+    if fmt not in choices:
+        raise ConfigError(f"fmt must be one of {choices}, got {fmt!r}")
     fmt = detect_format(path) if fmt == "auto" else fmt
     result = CheckResult(fmt)
     if not path.exists():
         result.add(path, None, "file", "path does not exist")
         return result
-    checkers = {"deepfashion": _check_deepfashion, "multilabel": _check_multilabel, "ccp": _check_ccp,
-                "clothing_dataset": _check_clothing, "image_folder": _check_image_folder}  # fmt: skip
-    checkers[fmt](path, result, check_images, label_list=label_list, workers=workers)
+    get_format(fmt).run_check(path, result, check_images, label_list=label_list, workers=workers)
     return result
 
 
@@ -168,8 +151,9 @@ def check_dataset(
     Args:
         path: a DeepFashion root, a multi-label ``.csv`` / ``.jsonl``, a CCP root, a clothing-dataset
             folder or an image folder.
-        fmt: "auto" (see :func:`detect_format`), "deepfashion", "multilabel", "ccp", "clothing_dataset"
-            or "image_folder".
+        fmt: "auto" (see :func:`~fashionlens.data.formats.detect_format`) or a registered format
+            (:mod:`fashionlens.data.formats`: "deepfashion", "multilabel", "ccp", "clothing_dataset",
+            "image_folder").
         check_images: also check image files: existence, header, size, completeness, and (DeepFashion)
             boxes against the image size. False: annotation files only.
         label_list: multilabel only: a vocabulary file; labels outside it are reported.
@@ -181,11 +165,13 @@ def check_dataset(
 
 
 # ----------------------------------------------------------------------------- the formats
+# Each format's check (registered in data/formats.py): its reader in collecting mode, then the images.
 
 
-def _check_multilabel(
+def check_multilabel(
     path: Path, result: CheckResult, check_images: bool, label_list=None, workers: int = 0
 ) -> None:
+    """Every row of a CSV / JSONL file (fields, duplicates, labels outside ``label_list``) and its image."""
     found = Problems()
     dataset = read_multilabel(path, label_list=label_list, check_images=False, problems=found)
     result.take(found)
@@ -193,9 +179,7 @@ def _check_multilabel(
         _check_images(result, [(s.path, path, s.line) for s in dataset.samples], workers)
 
 
-def _check_ccp(
-    root: Path, result: CheckResult, check_images: bool, label_list=None, workers: int = 0
-) -> None:
+def check_ccp(root: Path, result: CheckResult, check_images: bool, label_list=None, workers: int = 0) -> None:
     """Both annotation kinds: tags (image-level) and masks (pixel-level: readable, ids in range, photo
     size; the photo's header is read even with --no-images)."""
     found = Problems()
@@ -206,7 +190,7 @@ def _check_ccp(
         _check_images(result, [(p, p, None) for p in photos], workers)
 
 
-def _check_clothing(
+def check_clothing(
     root: Path, result: CheckResult, check_images: bool, label_list=None, workers: int = 0
 ) -> None:
     """images.csv rows (fields, duplicates, skipped labels as a warning) and their image files."""
@@ -222,9 +206,10 @@ def _check_clothing(
         _check_images(result, [(p, root / "images.csv", line) for (p, _), line in rows], workers)
 
 
-def _check_image_folder(
+def check_image_folder(
     root: Path, result: CheckResult, check_images: bool, label_list=None, workers: int = 0
 ) -> None:
+    """Each split folder (class folders, empty classes as warnings) and every image in it."""
     images = []
     for folder in split_folders(root):
         found = Problems()
@@ -236,9 +221,11 @@ def _check_image_folder(
         _check_images(result, images, workers)
 
 
-def _check_deepfashion(
+def check_deepfashion(
     root: Path, result: CheckResult, check_images: bool, label_list=None, workers: int = 0
 ) -> None:
+    """Every list file (count lines, rows, values, duplicates, missing rows), every image, and boxes and
+    landmarks against their image."""
     found = Problems()
     index = read_deepfashion(root, problems=found)
     result.take(found)
