@@ -15,6 +15,7 @@ import typer
 
 from fashionlens.cli_common import FashionlensTyper
 from fashionlens.cli_common import fail as _fail
+from fashionlens.data.formats import detect_format, format_names, get_format
 from fashionlens.labelling import cli as _label_cli
 
 app = FashionlensTyper(
@@ -26,6 +27,11 @@ data_app = FashionlensTyper(help="Inspect, check and generate data sets.", no_ar
 app.add_typer(data_app, name="data")
 app.command("label")(_label_cli.label_command)
 data_app.command("import-labelstudio")(_label_cli.import_labelstudio_command)
+
+# --data-format choices, from the registry (data/formats.py)
+_FORMAT_LIST = " | ".join(format_names())
+_CHECK_FORMATS = ("auto", *format_names(detection_order=True))
+_STATS_FORMATS = ("auto", *format_names(detection_order=True, stats=True))
 
 
 @app.command()
@@ -66,7 +72,7 @@ def evaluate(
         str | None,
         typer.Option(
             "--data-format",
-            help="data format (ccp | multilabel | image_folder | clothing_dataset | deepfashion); "
+            help=f"data format ({_FORMAT_LIST}); "
             "default: detected from the path, the model's own format where the path has its layout",
         ),
     ] = None,
@@ -110,7 +116,7 @@ def compare(
         str | None,
         typer.Option(
             "--data-format",
-            help="data format (ccp | multilabel | image_folder | clothing_dataset | deepfashion); "
+            help=f"data format ({_FORMAT_LIST}); "
             "default: detected from the path, the models' own format where the path has its layout",
         ),
     ] = None,
@@ -148,9 +154,7 @@ def data_stats(
         Path,
         typer.Argument(help="CCP folder, clothing-dataset folder, multi-label CSV/JSONL, or image folder"),
     ],
-    data_format: Annotated[
-        str, typer.Option("--data-format", help="auto | ccp | clothing_dataset | multilabel | image_folder")
-    ] = "auto",
+    data_format: Annotated[str, typer.Option("--data-format", help=" | ".join(_STATS_FORMATS))] = "auto",
     label_list: Annotated[
         Path | None,
         typer.Option(
@@ -176,9 +180,7 @@ def data_check(
     ],
     data_format: Annotated[
         str,
-        typer.Option(
-            "--data-format", help="auto | deepfashion | multilabel | ccp | clothing_dataset | image_folder"
-        ),
+        typer.Option("--data-format", help=" | ".join(_CHECK_FORMATS)),
     ] = "auto",
     images: Annotated[
         bool, typer.Option("--images/--no-images", help="also check the image files (headers)")
@@ -189,10 +191,10 @@ def data_check(
     workers: Annotated[int, typer.Option("--workers", help="threads reading image headers")] = 4,
 ) -> None:
     """List every problem of a data set (file:line, what was expected); exit code 1 if any error."""
-    from fashionlens.data.check import FORMATS, run_check
+    from fashionlens.data.check import run_check
 
-    if data_format not in FORMATS:
-        _fail(f"--data-format must be one of {', '.join(FORMATS)}, got {data_format!r}")
+    if data_format not in _CHECK_FORMATS:
+        _fail(f"--data-format must be one of {', '.join(_CHECK_FORMATS)}, got {data_format!r}")
     if not path.exists():
         _fail(f"path does not exist: {path}")
     result = run_check(path, data_format, check_images=images, label_list=label_list, workers=workers)
@@ -204,36 +206,17 @@ def data_check(
 
 
 def _read_any(path: Path, fmt: str, label_list: Path | None = None):
-    """The data set at ``path`` and notes on what its reader did (annotation kinds, skipped rows)."""
-    from fashionlens.data.ccp import MIN_MASK_PIXELS, read_ccp_parts
-    from fashionlens.data.check import detect_format
-    from fashionlens.data.clothing_dataset import read_clothing_dataset
-    from fashionlens.data.image_folder import read_image_folder
-    from fashionlens.data.multilabel import LabelledSet, read_multilabel
-
+    """The data set at ``path`` and notes on what its reader did (annotation kinds, skipped rows): the
+    format's ``read`` (data/formats.py)."""
     if not path.exists():
         _fail(f"path does not exist: {path}")
-    formats = ("ccp", "clothing_dataset", "multilabel", "image_folder")
     fmt = detect_format(path) if fmt == "auto" else fmt
-    if fmt not in formats:
-        _fail(f"--data-format must be auto, {', '.join(formats)}, got {fmt!r}")
-    if fmt == "ccp":
-        parts = read_ccp_parts(path)
-        samples = sorted((s for p in parts.values() for s in p.samples), key=lambda s: s.path.name)
-        kinds = ", ".join(f"{len(p)} {k}" for k, p in parts.items())
-        first = next(iter(parts.values()))
-        return LabelledSet(samples, first.label_names, path), [
-            f"\nannotations: {kinds} (a mask label is a tag from {MIN_MASK_PIXELS} pixels)"
-        ]
-    if fmt == "clothing_dataset":
-        ds = read_clothing_dataset(path)
-        skipped = ", ".join(f"{k} {v}" for k, v in sorted(ds.skipped.items())) or "none"
-        return ds.data, [f"\nskipped rows: {skipped}; kids' clothes: {int(ds.kids.sum())} of {len(ds)}"]
-    if label_list is not None and fmt != "multilabel":
+    if fmt not in _STATS_FORMATS[1:]:
+        _fail(f"--data-format must be {', '.join(_STATS_FORMATS)}, got {fmt!r}")
+    data_format = get_format(fmt)
+    if label_list is not None and not data_format.label_list:
         _fail(f"--label-list is for multilabel data, not {fmt}")
-    return (
-        read_multilabel(path, label_list=label_list) if fmt == "multilabel" else read_image_folder(path)
-    ), []
+    return data_format.read(path, label_list)
 
 
 @data_app.command("synth-deepfashion")

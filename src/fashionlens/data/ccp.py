@@ -21,7 +21,7 @@ hundred pixels). On the released 753 masks this gives 5.26 tags per photo (5.27 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from fashionlens.data.errors import DataFormatError
+from fashionlens.data.errors import DataFormatError, Problems, report
 from fashionlens.data.images import IMAGE_EXTENSIONS, BadImageError, probe_image
 from fashionlens.data.multilabel import LabelledSet, Sample
 from fashionlens.errors import ConfigError
@@ -43,7 +43,9 @@ MIN_MASK_PIXELS = 100
 def _load_variable(path: Path, name: str) -> np.ndarray:
     """One variable of a MATLAB file; a missing or corrupt file or a missing variable is a DataFormatError."""
     if not path.is_file():
-        raise DataFormatError(path, None, "file not found" if not path.exists() else "not a file")
+        raise DataFormatError(
+            path, None, "file not found" if not path.exists() else "not a file", kind="file"
+        )
     try:
         return np.asarray(scipy.io.loadmat(path, variable_names=[name])[name])
     except KeyError:
@@ -62,7 +64,7 @@ def _cell_text(path: Path, cell) -> str:
         return ""
     if not isinstance(value[0], str):
         raise DataFormatError(
-            path, None, f"variable 'label_list': expected a cell array of names, found {value[0]!r}"
+            path, None, f"expected a cell array of names, found {value[0]!r}", field="label_list"
         )
     return str(value[0])
 
@@ -79,7 +81,8 @@ def _integer_values(path: Path, field: str, values: np.ndarray) -> None:
         raise DataFormatError(
             path,
             None,
-            f"field '{field}': expected integer label indices, found {values.dtype} {values.ravel()[:5]}",
+            f"expected integer label indices, found {values.dtype} {values.ravel()[:5]}",
+            field=field,
         )
 
 
@@ -91,7 +94,10 @@ def _read_tags(path: Path, num_labels: int) -> list[int]:
         raise DataFormatError(
             path,
             None,
-            f"field 'tags': index out of range {indices}; expected 0-based indices below {num_labels}",
+            f"tag indices {indices} outside 0..{num_labels - 1}; expected 0-based indices into "
+            "label_list.mat",
+            kind="label",
+            field="tags",
         )
     return indices
 
@@ -112,7 +118,7 @@ def read_ccp_mask(path: str | Path, num_labels: int, photo: str | Path | None = 
     mask = _load_variable(path, "groundtruth")
     if mask.ndim != 2 or not mask.size:
         raise DataFormatError(
-            path, None, f"field 'groundtruth': expected a 2-D H x W mask, found shape {mask.shape}"
+            path, None, f"expected a 2-D H x W mask, found shape {mask.shape}", field="groundtruth"
         )
     _integer_values(path, "groundtruth", mask)
     lo, hi = int(mask.min()), int(mask.max())
@@ -120,8 +126,9 @@ def read_ccp_mask(path: str | Path, num_labels: int, photo: str | Path | None = 
         raise DataFormatError(
             path,
             None,
-            f"field 'groundtruth': label index {lo if lo < 0 else hi} out of range; "
-            f"expected 0-based indices below {num_labels}",
+            f"label index {lo if lo < 0 else hi} out of range; expected 0-based indices below {num_labels}",
+            kind="label",
+            field="groundtruth",
         )
     if photo is not None:
         try:
@@ -136,6 +143,7 @@ def read_ccp_mask(path: str | Path, num_labels: int, photo: str | Path | None = 
                 None,
                 f"mask is {mask.shape[1]}x{mask.shape[0]} pixels but its photo "
                 f"{Path(photo).name} is {w}x{h}; expected the same size",
+                kind="size",
             )
     return mask.astype(np.uint8, copy=False)
 
@@ -180,10 +188,11 @@ def garment_regions(mask: np.ndarray, names: Sequence[str], drop: Sequence[str] 
     return regions
 
 
-def _photo_index(folder: Path) -> dict[str, Path]:
-    """Photo file by stem, from one directory listing (fast: no per-file stat)."""
+def _photo_index(folder: Path, problems: Problems | None = None) -> dict[str, Path] | None:
+    """Photo file by stem, from one directory listing (fast: no per-file stat); None: no folder."""
     if not folder.is_dir():
-        raise DataFormatError(f"photos folder not found: {folder}")
+        report(problems, DataFormatError(folder, None, "folder not found", kind="file"))
+        return None
     return {
         os.path.splitext(e.name)[0]: Path(e.path)
         for e in os.scandir(folder)
@@ -195,9 +204,17 @@ def _annotation_files(folder: Path) -> list[Path]:
     return sorted(Path(e.path) for e in os.scandir(folder) if e.name.endswith(".mat"))
 
 
-def _mask_tags(ann: Path, photo: Path, names: list[str], min_pixels: int) -> list[int]:
-    areas = mask_label_areas(read_ccp_mask(ann, len(names), photo), len(names))
+def _mask_tags(ann: Path, photo: Path | None, num_labels: int, min_pixels: int) -> list[int]:
+    areas = mask_label_areas(read_ccp_mask(ann, num_labels, photo), num_labels)
     return np.flatnonzero(areas >= max(int(min_pixels), 1)).tolist()
+
+
+def _attempt(call: Callable[[], list[int]]) -> list[int] | DataFormatError:
+    """``call()``, or the DataFormatError it raised (reported in file order by the caller)."""
+    try:
+        return call()
+    except DataFormatError as e:
+        return e
 
 
 def read_ccp_parts(
@@ -206,6 +223,7 @@ def read_ccp_parts(
     annotations: str = "both",
     min_pixels: int = MIN_MASK_PIXELS,
     workers: int = 4,
+    problems: Problems | None = None,
 ) -> dict[str, LabelledSet]:
     """Read CCP's annotations as one multi-label data set per annotation kind.
 
@@ -219,52 +237,79 @@ def read_ccp_parts(
         annotations: "both", "image-level" or "pixel-level".
         min_pixels: a mask label with fewer pixels is not a tag of that photo.
         workers: threads reading the masks (decompression releases the GIL).
+        problems: None (strict: the first problem raises) or a collector: every problem is recorded
+            there and reading goes on; the parts then hold the annotations that could be read.
 
     Returns:
         ``{"image-level": set, "pixel-level": set}`` (only the kinds asked for and present), each
         sorted by file name, all with the same 56-label vocabulary.
 
     Raises:
-        DataFormatError: missing folders or files, an unreadable ``.mat``, an out-of-range index, a
-            mask whose size differs from its photo's.
+        DataFormatError: strict only: missing folders or files, an unreadable ``.mat``, an
+            out-of-range index, a mask whose size differs from its photo's.
     """
     if annotations not in ANNOTATION_CHOICES:
         raise ConfigError(
             f"annotations (data.ccp_annotations) must be one of {ANNOTATION_CHOICES}, got {annotations!r}"
         )
     root = Path(root)
-    names = read_ccp_label_list(root / "label_list.mat")
-    photos = _photo_index(root / "photos")
-    dropped = set(drop)
-    vocab = [n for n in names if n not in dropped]
+    label_file = root / "label_list.mat"
+    names: list[str] | None = None
+    try:
+        names = read_ccp_label_list(label_file)
+    except DataFormatError as e:
+        report(problems, e)
+    if problems is not None and label_file.is_file():
+        problems.files.add(str(label_file))
+    photos = _photo_index(root / "photos", problems)
     kinds = ANNOTATION_KINDS if annotations == "both" else (annotations,)
     folders = {k: root / "annotations" / k for k in kinds}
     if not any(f.is_dir() for f in folders.values()):
-        raise DataFormatError(f"annotation folder not found: {' or '.join(str(f) for f in folders.values())}")
+        first, *others = folders.values()
+        nor = f" (nor {' or '.join(str(f) for f in others)})" if others else ""
+        report(problems, DataFormatError(first, None, f"folder not found{nor}", kind="file"))
+        return {}
+    if photos is None:  # collecting (strict: raised)
+        return {}
+    n_labels = len(names) if names is not None else 1 << 30  # without label_list.mat: parse only
+    dropped = set(drop)
     parts = {}
     for kind, folder in folders.items():
         if not folder.is_dir():
             if annotations != "both" or kind == "image-level":
-                raise DataFormatError(f"annotation folder not found: {folder}")
+                report(problems, DataFormatError(folder, None, "folder not found", kind="file"))
             continue
         anns = _annotation_files(folder)
+        if problems is not None:
+            problems.files.update(str(a) for a in anns)
         for ann in anns:
             if ann.stem not in photos:
-                raise DataFormatError(
-                    ann, None, f"annotation without a photo; expected {root / 'photos' / ann.stem}.jpg"
-                )
+                expected = f"expected {root / 'photos' / ann.stem}.jpg"
+                report(problems, DataFormatError(ann, None, f"annotation without a photo; {expected}",
+                                                 kind="missing_image"))  # fmt: skip
         if kind == "image-level":
-            tags = [_read_tags(ann, len(names)) for ann in anns]
+            tags = [_attempt(lambda a=ann: _read_tags(a, n_labels)) for ann in anns]
         else:
+
+            def mask_tags(a: Path, n: int = min(n_labels, 256)) -> list[int] | DataFormatError:
+                return _attempt(lambda: _mask_tags(a, photos.get(a.stem), n, min_pixels))
+
             with ThreadPoolExecutor(max(1, workers)) as pool:
-                tags = list(pool.map(lambda a: _mask_tags(a, photos[a.stem], names, min_pixels), anns))
+                tags = list(pool.map(mask_tags, anns))
+        for t in tags:
+            if isinstance(t, DataFormatError):
+                report(problems, t)
+        if not anns:
+            report(problems, DataFormatError(folder, None, "no annotations (*.mat)", kind="file"))
+        if names is None:  # collecting without label names: nothing to name the tags with
+            continue
         samples = [
             Sample(photos[a.stem], tuple(names[i] for i in t if names[i] not in dropped), None)
             for a, t in zip(anns, tags, strict=True)
+            if a.stem in photos and not isinstance(t, DataFormatError)
         ]
-        if not samples:
-            raise DataFormatError(f"no annotations (*.mat) in {folder}")
-        parts[kind] = LabelledSet(samples, list(vocab), root)
+        if samples:
+            parts[kind] = LabelledSet(samples, [n for n in names if n not in dropped], root)
     return parts
 
 

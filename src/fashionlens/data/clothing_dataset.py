@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionlens.data.errors import DataFormatError
+from fashionlens.data.errors import DataFormatError, Problems, report
 from fashionlens.data.image_folder import ClassificationSet
 from fashionlens.data.images import IMAGE_EXTENSIONS
 from fashionlens.errors import ConfigError
@@ -46,20 +46,23 @@ class ClothingDataset:
         kids: (N,) bool, True for children's clothes.
         senders: (N,) str, who contributed each photo.
         skipped: label -> number of rows skipped for it (``Not sure``, ``Other``, ``Skip``).
+        lines: (N,) int64, the line of ``images.csv`` each photo was read from (empty: unknown).
     """
 
     data: ClassificationSet
     kids: np.ndarray
     senders: np.ndarray
     skipped: Counter = field(default_factory=Counter)
+    lines: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def __len__(self) -> int:
         return len(self.data)
 
     def subset(self, indices) -> ClothingDataset:
         idx = np.asarray(list(indices), dtype=np.int64)
+        lines = self.lines[idx] if len(self.lines) else self.lines
         return ClothingDataset(
-            self.data.subset(idx.tolist()), self.kids[idx], self.senders[idx], Counter(self.skipped)
+            self.data.subset(idx.tolist()), self.kids[idx], self.senders[idx], Counter(self.skipped), lines
         )
 
 
@@ -78,69 +81,90 @@ def _parse_kids(path: Path, line: int, text: str) -> bool:
         return True
     if value in ("false", "0", "no", ""):
         return False
-    raise DataFormatError(path, line, f"field 'kids': expected True or False, found {text!r}")
+    raise DataFormatError(path, line, f"expected True or False, found {text!r}", field="kids")
 
 
-def read_clothing_rows(path: Path) -> list[_Row]:
-    """The rows of ``images.csv`` (skipped labels included), each checked for its fields."""
+def read_clothing_rows(path: Path, problems: Problems | None = None) -> list[_Row]:
+    """The rows of ``images.csv`` (skipped labels included), each checked for its fields.
+
+    Args:
+        path: the ``images.csv`` file.
+        problems: None (strict: the first problem raises) or a collector: each bad row is recorded
+            there and left out.
+    """
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except OSError as e:
-        raise DataFormatError(path, None, f"cannot read ({e.strerror or e})") from None
+        report(problems, DataFormatError(path, None, f"cannot read ({e.strerror or e})", kind="file"))
+        return []
     except UnicodeDecodeError as e:
-        raise DataFormatError(
-            path, None, f"invalid UTF-8 at byte {e.start}; expected a UTF-8 CSV file"
-        ) from None
+        message = f"invalid UTF-8 at byte {e.start}; expected a UTF-8 CSV file"
+        report(problems, DataFormatError(path, None, message, kind="encoding"))
+        return []
+    if problems is not None:
+        problems.files.add(str(path))
     reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[_Row] = []
     try:
-        header = [h.strip().lower() for h in next(reader, [])]
-        missing = [c for c in ("image", "label") if c not in header]
-        if missing:
-            raise DataFormatError(path, 1, f"header {header} lacks {missing}; expected {','.join(COLUMNS)}")
-        rows = []
-        for fields in reader:
-            if not any(f.strip() for f in fields):
-                continue
-            if len(fields) != len(header):
-                raise DataFormatError(
-                    path, reader.line_num, f"expected {len(header)} fields {header}, found {len(fields)}"
-                )
-            r = dict(zip(header, (f.strip() for f in fields), strict=True))
-            if not r["image"] or not r["label"]:
-                raise DataFormatError(
-                    path, reader.line_num, f"empty field '{'image' if not r['image'] else 'label'}'"
-                )
-            rows.append(
-                _Row(
-                    reader.line_num,
-                    r["image"],
-                    r.get("sender_id", ""),
-                    r["label"],
-                    _parse_kids(path, reader.line_num, r.get("kids", "")),
-                )
-            )
-    except csv.Error as e:
-        raise DataFormatError(path, reader.line_num, f"malformed CSV ({e})") from None
+        _rows(path, reader, rows, problems)
+    except csv.Error as e:  # the rest of the file cannot be read
+        report(problems, DataFormatError(path, reader.line_num, f"malformed CSV ({e})"))
     return rows
 
 
-def image_files(folder: Path) -> dict[str, Path]:
+def _rows(path: Path, reader, rows: list[_Row], problems: Problems | None) -> None:
+    header = [h.strip().lower() for h in next(reader, [])]
+    missing = [c for c in ("image", "label") if c not in header]
+    if missing:
+        message = f"header {header} lacks {missing}; expected {','.join(COLUMNS)}"
+        report(problems, DataFormatError(path, 1, message, kind="columns"))
+        return
+    for fields in reader:
+        if not any(f.strip() for f in fields):
+            continue
+        line = reader.line_num
+        if len(fields) != len(header):
+            message = f"expected {len(header)} fields {header}, found {len(fields)}"
+            report(problems, DataFormatError(path, line, message, kind="columns"))
+            continue
+        r = dict(zip(header, (f.strip() for f in fields), strict=True))
+        if not r["image"] or not r["label"]:
+            report(
+                problems,
+                DataFormatError(path, line, f"empty field '{'image' if not r['image'] else 'label'}'"),
+            )
+            continue
+        try:
+            kids = _parse_kids(path, line, r.get("kids", ""))
+        except DataFormatError as e:
+            report(problems, e)
+            continue
+        rows.append(_Row(line, r["image"], r.get("sender_id", ""), r["label"], kids))
+
+
+def image_files(folder: Path, problems: Problems | None = None) -> dict[str, Path]:
     """Image file by id (file name without extension), from one directory listing."""
     if not folder.is_dir():
-        raise DataFormatError(f"images folder not found: {folder}")
+        report(problems, DataFormatError(folder, None, "images folder not found", kind="file"))
+        return {}
     return {os.path.splitext(e.name)[0]: Path(e.path) for e in os.scandir(folder)
             if os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS}  # fmt: skip
 
 
-def read_clothing_dataset(root: str | Path) -> ClothingDataset:
+def read_clothing_dataset(root: str | Path, problems: Problems | None = None) -> ClothingDataset:
     """Read ``root/images.csv`` and ``root/images/``.
+
+    Args:
+        root: the data set folder.
+        problems: None (strict: the first problem raises) or a collector: every problem is recorded
+            there and reading goes on; the data set then holds the photos that could be read.
 
     Returns:
         The photos in file order, classes = sorted lower-cased labels.
 
     Raises:
-        DataFormatError: a missing file or column, a malformed row, a duplicate id, or an image id
-            without a file (naming the line).
+        DataFormatError: strict only: a missing file or column, a malformed row, a duplicate id, or
+            an image id without a file (naming the line).
 
     Example:
         >>> ds = read_clothing_dataset("../shared/data/clothing-full")  # doctest: +SKIP
@@ -149,37 +173,44 @@ def read_clothing_dataset(root: str | Path) -> ClothingDataset:
     """
     root = Path(root)
     csv_path = root / "images.csv"
+    errors = problems.errors if problems is not None else 0
     if not csv_path.is_file():
-        raise DataFormatError(
-            f"{csv_path} not found; expected the clothing-dataset layout (images.csv, images/)"
-        )
-    rows = read_clothing_rows(csv_path)
-    files = image_files(root / "images")
+        message = "file not found; expected the clothing-dataset layout (images.csv, images/)"
+        report(problems, DataFormatError(csv_path, None, message, kind="file"))
+        rows = []
+    else:
+        rows = read_clothing_rows(csv_path, problems)
+    files = image_files(root / "images", problems) if csv_path.is_file() else {}
     skipped: Counter = Counter()
     seen: dict[str, int] = {}
     kept = []
     for r in rows:
         if r.image in seen:
-            raise DataFormatError(
-                csv_path, r.line, f"image {r.image!r} is listed twice (first on line {seen[r.image]})"
-            )
+            message = f"image {r.image!r} is listed twice (first on line {seen[r.image]})"
+            report(problems, DataFormatError(csv_path, r.line, message, kind="duplicate"))
+            continue
         seen[r.image] = r.line
         if r.label in SKIPPED_LABELS:
             skipped[r.label] += 1
             continue
         if r.image not in files:
-            raise DataFormatError(
-                csv_path, r.line, f"no image file for {r.image!r}; expected {root / 'images' / r.image}.jpg"
-            )
+            if (root / "images").is_dir():
+                expected = f"expected {root / 'images' / r.image}.jpg"
+                message = f"no image file for {r.image!r}; {expected}"
+                report(problems, DataFormatError(csv_path, r.line, message, kind="missing_image"))
+            continue
         kept.append(r)
-    if not kept:
-        raise DataFormatError(csv_path, None, "no labelled photos (every row is empty or skipped)")
+    if not kept and (problems is None or problems.errors == errors):
+        message = "no labelled photos (every row is empty or skipped)"
+        report(problems, DataFormatError(csv_path, None, message))
     names = sorted({r.label.lower() for r in kept})
     index = {n: k for k, n in enumerate(names)}
     data = ClassificationSet([(files[r.image], index[r.label.lower()]) for r in kept], names, root)
-    return ClothingDataset(
-        data, np.array([r.kids for r in kept]), np.array([r.sender for r in kept]), skipped
+    kids, senders = (
+        np.array([r.kids for r in kept], dtype=bool),
+        np.array([r.sender for r in kept], dtype=str),
     )
+    return ClothingDataset(data, kids, senders, skipped, np.array([r.line for r in kept], dtype=np.int64))
 
 
 def holdout_ids(path: str | Path) -> set[str]:

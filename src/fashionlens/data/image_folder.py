@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionlens.data.errors import DataFormatError
+from fashionlens.data.errors import DataFormatError, Problems, report, warn
 from fashionlens.data.images import IMAGE_EXTENSIONS
 
 logger = logging.getLogger(__name__)
-
+SPLIT_FOLDERS = ("train", "val", "validation", "test")
 
 
 @dataclass
@@ -61,14 +61,21 @@ def _resolve_split(root: Path, split: str) -> Path:
     if (root / split).is_dir():
         return root / split
     if not root.is_dir():
-        raise DataFormatError(f"folder not found: {root}")
+        raise DataFormatError(root, None, "folder not found", kind="file")
     if root.name == split or any(
         _is_image(f, IMAGE_EXTENSIONS) for d in _class_folders(root) for f in d.iterdir()
     ):
         return root
     raise DataFormatError(
-        f"split folder '{split}' not found in {root}; expected {root / split}/<class>/<image>"
+        root, None, f"split folder '{split}' not found; expected {root / split}/<class>/<image>", kind="file"
     )
+
+
+def split_folders(root: str | Path) -> list[Path]:
+    """The split folders of a data set (``train``, ``val``, ``validation``, ``test``), or ``[root]`` itself
+    when it has none."""
+    root = Path(root)
+    return [root / s for s in SPLIT_FOLDERS if (root / s).is_dir()] or [root]
 
 
 def read_image_folder(
@@ -76,6 +83,7 @@ def read_image_folder(
     split: str = "train",
     class_names: Sequence[str] | None = None,
     extensions: Sequence[str] = IMAGE_EXTENSIONS,
+    problems: Problems | None = None,
 ) -> ClassificationSet:
     """Read ``root/<split>/<class>/*`` (or ``root/<class>/*`` when ``root`` is the split folder).
 
@@ -87,28 +95,45 @@ def read_image_folder(
         class_names: fix the class order (e.g. the training split's, so that a validation split
             with a missing class keeps the same indices); a folder not in it is an error.
         extensions: file suffixes counted as images (case-insensitive).
+        problems: None (strict: the first problem raises) or a collector: the problem is recorded
+            there (with a warning for each class folder without images) and an empty set returned.
 
     Returns:
         The data set, samples sorted by class then path.
 
     Raises:
-        DataFormatError: no class folders, no images, or a folder outside ``class_names``.
+        DataFormatError: strict only: no class folders, no images, or a folder outside ``class_names``.
     """
-    folder = _resolve_split(Path(root), split)
+    try:
+        return _read_split(Path(root), split, class_names, extensions, problems)
+    except DataFormatError as e:
+        report(problems, e)
+        return ClassificationSet([], list(class_names or ()), Path(root))
+
+
+def _read_split(root: Path, split: str, class_names: Sequence[str] | None, extensions: Sequence[str],
+                problems: Problems | None) -> ClassificationSet:  # fmt: skip
+    folder = _resolve_split(root, split)
     folders = {p.name: p for p in _class_folders(folder)}
     if not folders:
-        raise DataFormatError(f"no class folders in {folder}; expected {folder}/<class>/<image>")
+        raise DataFormatError(
+            folder, None, f"no class folders; expected {folder}/<class>/<image>", kind="file"
+        )
     names = sorted(folders) if class_names is None else list(class_names)
     unknown = sorted(set(folders) - set(names))
     if unknown:
-        raise DataFormatError(f"class folders {unknown} in {folder} are not in class_names {names}")
+        raise DataFormatError(folder, None, f"class folders {unknown} are not in class_names {names}")
     exts = tuple(e.lower() for e in extensions)
     samples = []
     for k, name in enumerate(names):
         files = sorted(p for p in folders[name].rglob("*") if _is_image(p, exts)) if name in folders else []
         if not files:
             logger.warning("class '%s' has no images in %s", name, folder)
+            warn(
+                problems,
+                DataFormatError(folder / name, None, "class folder without images", kind="empty_class"),
+            )
         samples.extend((p, k) for p in files)
     if not samples:
-        raise DataFormatError(f"no images with extensions {list(exts)} under {folder}")
+        raise DataFormatError(folder, None, f"no images with extensions {list(exts)}", kind="file")
     return ClassificationSet(samples, names, folder)

@@ -19,12 +19,12 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from fashionlens.data.errors import DataFormatError
+from fashionlens.data.errors import DataFormatError, Problems, report
 from fashionlens.errors import ConfigError, InputNotFoundError
 from fashionlens.fileio import atomic_write_text
 
@@ -54,11 +54,13 @@ class Sample:
         path: absolute path of the image file.
         labels: label names, main label included, without duplicates.
         main: the main label, or None when the data set has none.
+        line: the line of the file it was read from (None: not read from a file); not compared.
     """
 
     path: Path
     labels: tuple[str, ...]
     main: str | None = None
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -105,6 +107,9 @@ class LabelledSet:
 
 
 # ----------------------------------------------------------------------------------------- reading
+#
+# Strict by default (the first problem raises a DataFormatError naming file:line and field); with
+# ``problems`` every problem is recorded there and reading goes on (``fashionlens data check``).
 
 
 @dataclass
@@ -115,57 +120,73 @@ class _Row:
     labels: list[str]
 
 
-def _fail(path: Path, line: int | None, message: str) -> DataFormatError:
+def _fail(
+    path: Path, line: int | None, message: str, kind: str = "value", field: str | None = None
+) -> DataFormatError:
     """The shared error: its text is ``path:line: message`` (``path: message`` without a line)."""
-    return DataFormatError(path, line, message)
+    return DataFormatError(path, line, message, kind=kind, field=field)
 
 
 def _split_labels(text: str) -> list[str]:
     return [t.strip() for t in text.split(LABEL_SEPARATOR) if t.strip()]
 
 
-def _read_text(path: Path) -> str:
-    """The file as text: UTF-8 (a leading byte-order mark, as Excel writes, is dropped)."""
+def _read_text(path: Path, problems: Problems | None = None) -> str | None:
+    """The file as text: UTF-8 (a leading byte-order mark, as Excel writes, is dropped); None when it
+    cannot be read (collecting)."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise InputNotFoundError(f"{path}: file not found") from None
     except OSError as e:  # a folder, no permission
-        raise _fail(path, None, f"cannot be read ({e.strerror or e})") from None
+        report(problems, _fail(path, None, f"cannot be read ({e.strerror or e})", "file"))
+        return None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        raise _fail(path, line, f"invalid UTF-8 at byte {e.start}; expected a UTF-8 text file") from None
+        report(
+            problems,
+            _fail(path, line, f"invalid UTF-8 at byte {e.start}; expected a UTF-8 text file", "encoding"),
+        )
+        return None
 
 
-def _parse_csv(path: Path) -> list[_Row]:
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+def _parse_csv(path: Path, problems: Problems | None = None) -> list[_Row]:
+    text = _read_text(path, problems)
+    if text is None:
+        return []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[_Row] = []
     try:
-        return _csv_rows(path, reader)
-    except csv.Error as e:
-        raise _fail(path, reader.line_num, f"malformed CSV ({e})") from None
+        _csv_rows(path, reader, rows, problems)
+    except csv.Error as e:  # the rest of the file cannot be read
+        report(problems, _fail(path, reader.line_num, f"malformed CSV ({e})"))
+    return rows
 
 
-def _csv_rows(path: Path, reader) -> list[_Row]:
+def _csv_rows(path: Path, reader, rows: list[_Row], problems: Problems | None) -> None:
     header = next(reader, None)
     if header is None:
-        raise _fail(path, 1, "empty file; expected the header 'image,main,labels'")
+        report(problems, _fail(path, 1, "empty file; expected the header 'image,main,labels'", "columns"))
+        return
     columns = [h.strip().lower() for h in header]
     for name in REQUIRED_CSV_COLUMNS:
         if name not in columns:
-            raise _fail(path, 1, f"missing column '{name}' in header {header}; expected 'image,main,labels'")
+            message = f"missing column '{name}' in header {header}; expected 'image,main,labels'"
+            report(problems, _fail(path, 1, message, "columns"))
+            return
     col = {name: columns.index(name) for name in ("image", "main", "labels") if name in columns}
-    rows = []
     for fields in reader:
         if not fields or all(not x.strip() for x in fields):
             continue
         if len(fields) != len(columns):
-            raise _fail(path, reader.line_num, f"expected {len(columns)} fields {columns}, got {len(fields)}")
+            message = f"expected {len(columns)} fields {columns}, got {len(fields)}"
+            report(problems, _fail(path, reader.line_num, message, "columns"))
+            continue
         main = fields[col["main"]].strip() if "main" in col else ""
         labels = _split_labels(fields[col["labels"]])
         rows.append(_Row(reader.line_num, fields[col["image"]].strip(), main or None, labels))
-    return rows
 
 
 def _parse_json_line(path: Path, line: int, text: str) -> _Row:
@@ -194,9 +215,16 @@ def _parse_json_line(path: Path, line: int, text: str) -> _Row:
     return _Row(line, image.strip(), (main or "").strip() or None, [x.strip() for x in labels if x.strip()])
 
 
-def _parse_jsonl(path: Path) -> list[_Row]:
-    lines = io.StringIO(_read_text(path), newline=None)
-    return [_parse_json_line(path, n, text) for n, text in enumerate(lines, start=1) if text.strip()]
+def _parse_jsonl(path: Path, problems: Problems | None = None) -> list[_Row]:
+    text = _read_text(path, problems)
+    rows = []
+    for n, line in enumerate(io.StringIO(text or "", newline=None), start=1):
+        if line.strip():
+            try:
+                rows.append(_parse_json_line(path, n, line))
+            except DataFormatError as e:
+                report(problems, e)
+    return rows
 
 
 def read_label_list(path: str | Path) -> list[str]:
@@ -208,50 +236,54 @@ def read_label_list(path: str | Path) -> list[str]:
         if not name:
             continue
         if name in names:
-            raise _fail(path, n, f"label '{name}' listed twice; expected unique names")
+            raise _fail(path, n, f"label '{name}' listed twice; expected unique names", "duplicate")
         names.append(name)
     if not names:
         raise _fail(path, None, "no label names; expected one name per line")
     return names
 
 
-def _rows_to_samples(path: Path, rows: list[_Row], base: Path, vocab: list[str] | None) -> list[Sample]:
+def _rows_to_samples(path: Path, rows: list[_Row], base: Path, vocab: list[str] | None,
+                     problems: Problems | None = None) -> list[Sample]:  # fmt: skip
+    """Collecting, a row without an image or with an image seen before is left out; a row with unknown
+    labels keeps its known ones."""
     known = set(vocab) if vocab is not None else None
     seen: dict[Path, int] = {}
     samples = []
     for row in rows:
         if not row.image:
-            raise _fail(path, row.line, "empty field 'image'; expected an image path")
+            report(problems, _fail(path, row.line, "empty field 'image'; expected an image path"))
+            continue
         image_path = Path(os.path.abspath(base / row.image))
         if image_path in seen:
-            raise _fail(
-                path,
-                row.line,
-                f"field 'image': duplicate row for '{row.image}' (first on line {seen[image_path]})",
-            )
+            message = f"duplicate row for '{row.image}' (first on line {seen[image_path]})"
+            report(problems, _fail(path, row.line, message, "duplicate", "image"))
+            continue
         seen[image_path] = row.line
         labels = list(
             dict.fromkeys(([row.main] if row.main and row.main not in row.labels else []) + row.labels)
         )
+        main = row.main
         if known is not None:
-            for field, names in (("main", [row.main] if row.main else []), ("labels", labels)):
-                unknown = [x for x in names if x not in known]
+            unknown_main = [row.main] if row.main and row.main not in known else []
+            for name, names in (("main", unknown_main), ("labels", [x for x in labels if x not in known])):
+                unknown = [x for x in names if name == "main" or x not in unknown_main]
                 if unknown:
-                    raise _fail(
-                        path,
-                        row.line,
-                        f"field '{field}': unknown label(s) {unknown}; expected names from the label list",
-                    )
-        samples.append(Sample(image_path, tuple(labels), row.main))
+                    message = f"unknown label(s) {unknown}; expected names from the label list"
+                    report(problems, _fail(path, row.line, message, "label", name))
+            labels = [x for x in labels if x in known]
+            main = None if unknown_main else main
+        samples.append(Sample(image_path, tuple(labels), main, row.line))
     return samples
 
 
-def _check_images(path: Path, rows: list[_Row], samples: list[Sample]) -> None:
-    missing = [(row.line, s.path) for row, s in zip(rows, samples, strict=True) if not s.path.is_file()]
+def _check_images(path: Path, samples: list[Sample], problems: Problems | None = None) -> None:
+    missing = [(s.line, s.path) for s in samples if not s.path.is_file()]
     if missing:
         listed = "; ".join(f"line {line}: {p}" for line, p in missing[:MAX_LISTED_MISSING])
         more = f" and {len(missing) - MAX_LISTED_MISSING} more" if len(missing) > MAX_LISTED_MISSING else ""
-        raise _fail(path, missing[0][0], f"{len(missing)} image file(s) not found: {listed}{more}")
+        message = f"{len(missing)} image file(s) not found: {listed}{more}"
+        report(problems, _fail(path, missing[0][0], message, "missing_image"))
 
 
 def read_multilabel(
@@ -259,6 +291,7 @@ def read_multilabel(
     images_root: str | Path | None = None,
     label_list: str | Path | Sequence[str] | None = None,
     check_images: bool = True,
+    problems: Problems | None = None,
 ) -> LabelledSet:
     """Read a multi-label data set from a CSV (``image,main,labels``) or JSONL file.
 
@@ -268,32 +301,52 @@ def read_multilabel(
         label_list: a vocabulary file (one name per line) or a list of names. The vocabulary then
             has that order and an unknown label is an error. Default: the sorted set of names used.
         check_images: verify that every image file exists.
+        problems: None (strict: the first problem raises) or a collector: every problem is recorded
+            there and reading goes on; the data set then holds the rows that could be read (each
+            sample's ``line`` names its row), with their known labels.
 
     Returns:
         The data set, image paths made absolute.
 
     Raises:
-        DataFormatError: malformed file, unknown label, duplicate image or missing image files;
-            the message names ``file:line``, the field and what was expected.
+        DataFormatError: strict only: malformed file, unknown label, duplicate image or missing image
+            files; the message names ``file:line``, the field and what was expected.
+        InputNotFoundError: ``path`` or the ``label_list`` file does not exist.
     """
     path = Path(path)
+    base = Path(images_root) if images_root is not None else path.parent
+    if problems is not None:
+        problems.files.add(str(path))
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".ndjson"):
-        raise _fail(path, None, f"unknown extension '{path.suffix}'; expected .csv or .jsonl")
-    rows = _parse_csv(path) if suffix == ".csv" else _parse_jsonl(path)
-    if not rows:
-        raise _fail(path, None, "no samples; expected at least one row after the header")
-    if isinstance(label_list, (str, Path)):
-        vocab: list[str] | None = read_label_list(label_list)
-    else:
-        vocab = list(label_list) if label_list is not None else None
-    base = Path(images_root) if images_root is not None else path.parent
-    samples = _rows_to_samples(path, rows, base, vocab)
+        report(
+            problems, _fail(path, None, f"unknown extension '{path.suffix}'; expected .csv or .jsonl", "file")
+        )
+        return LabelledSet([], [], Path(os.path.abspath(base)))
+    errors = problems.errors if problems is not None else 0
+    rows = _parse_csv(path, problems) if suffix == ".csv" else _parse_jsonl(path, problems)
+    if not rows and (problems is None or problems.errors == errors):
+        report(problems, _fail(path, None, "no samples; expected at least one row after the header"))
+    vocab = _vocabulary(label_list, problems)
+    samples = _rows_to_samples(path, rows, base, vocab, problems)
     if check_images:
-        _check_images(path, rows, samples)
+        _check_images(path, samples, problems)
     if vocab is None:
         vocab = sorted({name for s in samples for name in s.labels})
     return LabelledSet(samples, vocab, Path(os.path.abspath(base)))
+
+
+def _vocabulary(label_list: str | Path | Sequence[str] | None, problems: Problems | None) -> list[str] | None:
+    """The given vocabulary; collecting, an unreadable label list file is one problem (and no vocabulary)."""
+    if not isinstance(label_list, (str, Path)):
+        return list(label_list) if label_list is not None else None
+    try:
+        return read_label_list(label_list)
+    except (DataFormatError, InputNotFoundError) as e:
+        if problems is None:
+            raise
+        problems.add(DataFormatError(label_list, None, str(e), kind="file"))
+        return None
 
 
 # ----------------------------------------------------------------------------------------- writing

@@ -31,13 +31,13 @@ def config_for_model(info, data_path: str | Path, batch_size: int, overrides: li
 
     ``data_format`` evaluates a model on data of another format (e.g. one source of a model trained
     on several): only the heads that data has targets for are evaluated. Without it, the format is
-    detected from ``data_path`` (``data.check.detect_format``); the model's own format is the fallback:
+    detected from ``data_path`` (``data.formats.detect_format``); the model's own format is the fallback:
     it is kept when the path has its layout, and always for a model trained on several formats (mixed).
     """
     cfg = load_config(None, overrides)
     saved = info.extra.get("data", {})
     if data_format is None and saved.get("format", "mixed") != "mixed":
-        from fashionlens.data.check import detect_format
+        from fashionlens.data.formats import detect_format
 
         detected = detect_format(data_path) if Path(data_path).exists() else saved["format"]
         data_format = None if detected == saved["format"] else detected

@@ -15,10 +15,11 @@ from typing import Any
 
 import yaml
 
+from fashionlens.data.formats import format_names
 from fashionlens.errors import ConfigError
 
 # The choices of the config values that have a fixed set of them (checked by load_config).
-DATA_FORMATS = ("ccp", "multilabel", "image_folder", "clothing_dataset", "deepfashion", "mixed")
+DATA_FORMATS = (*format_names(), "mixed")  # the registered formats (data/formats.py), then mixed
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("cosine", "step", "none")
 

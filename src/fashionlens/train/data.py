@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fashionlens.data.config import DataConfig
+from fashionlens.data.formats import FORMATS
 from fashionlens.errors import ConfigError, FashionlensError
 from fashionlens.train.config import DATA_FORMATS, check_choice
 
@@ -45,11 +46,7 @@ def resolve_data_path(cfg: dict) -> Path:
     path = cfg["data"]["path"]
     fmt = cfg["data"]["format"]
     if not path:
-        hint = {"ccp": "the Clothing Co-Parsing folder (photos/, annotations/, label_list.mat)",
-                "deepfashion": "the DeepFashion Category and Attribute Prediction root (img/, Anno/, Eval/)",
-                "image_folder": "a folder with train/<class>/*.jpg",
-                "clothing_dataset": "the clothing-dataset folder (images.csv, images/)",
-                "multilabel": "a CSV or JSONL file (image,main,labels)"}.get(fmt, "the data")
+        hint = FORMATS[fmt].layout if fmt in FORMATS else "the data"
         raise DataPathError(
             f"no data path: pass --data PATH (or data.path=..., or env FASHIONLENS_DATA) pointing at {hint}"
         )
@@ -69,14 +66,7 @@ def build_data(cfg: dict, data_config: DataConfig, splits=("train", "val", "test
     if fmt == "mixed":
         return _mixed_bundle(cfg, data_config, splits)
     root = resolve_data_path(cfg)
-    if fmt in ("ccp", "multilabel"):
-        bundle = _multilabel_bundle(cfg, root, data_config, splits)
-    elif fmt == "image_folder":
-        bundle = _image_folder_bundle(cfg, root, data_config, splits)
-    elif fmt == "clothing_dataset":
-        bundle = _clothing_bundle(cfg, root, data_config, splits)
-    else:
-        bundle = _deepfashion_bundle(cfg, root, data_config, splits)
+    bundle = FORMATS[fmt].build_bundle(cfg, root, data_config, splits)
     return select_targets(bundle, cfg["data"]["targets"]) if cfg["data"]["targets"] else bundle
 
 
@@ -184,7 +174,13 @@ def select_targets(bundle: DataBundle, heads) -> DataBundle:
     return bundle
 
 
-def _multilabel_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -> DataBundle:
+# ----------------------------------------------------------------------------- the formats' bundles
+# Registered in data/formats.py (``DataFormat.bundle``): (cfg, root, data_config, splits) -> DataBundle.
+
+
+def multilabel_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -> DataBundle:
+    """A multi-label CSV / JSONL file or CCP (each annotation kind split on its own), top-n labels,
+    seeded split; CCP's style labels when ``data.styles`` finds them."""
     from fashionlens.data.ccp import read_ccp_parts
     from fashionlens.data.datasets import MultiLabelDataset
     from fashionlens.data.multilabel import read_multilabel, select_top_labels, split_by_kind
@@ -271,7 +267,7 @@ def _style_targets(part, styles, sub_target: float) -> dict[str, np.ndarray]:
     return {"styles": targets, "styles_mask": mask}
 
 
-def _image_folder_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -> DataBundle:
+def image_folder_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -> DataBundle:
     """train/ is the training split; validation/ (or val/) the validation split, else a seeded 10%."""
     from fashionlens.data.image_folder import read_image_folder
 
@@ -290,7 +286,7 @@ def _image_folder_bundle(cfg: dict, root: Path, data_config: DataConfig, splits)
     return _classification_bundle(d, parts, data_config, splits)
 
 
-def _clothing_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -> DataBundle:
+def clothing_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -> DataBundle:
     """images.csv + images/: a seeded split by class; ``data.holdout`` photos are validation only."""
     from fashionlens.data.clothing_dataset import holdout_ids, read_clothing_dataset, split_clothing
 
@@ -320,7 +316,7 @@ def _classification_bundle(d: dict, parts: dict, data_config: DataConfig, splits
     return DataBundle(datasets, {"category": list(train.class_names)}, {"category": train.targets()}, paths)
 
 
-def _deepfashion_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -> DataBundle:
+def deepfashion_bundle(cfg: dict, root: Path, data_config: DataConfig, splits) -> DataBundle:
     """DeepFashion (or a synthetic tree in its layout): ``Eval/list_eval_partition.txt`` fixes the splits."""
     from fashionlens.data.datasets import DeepFashionDataset
     from fashionlens.data.deepfashion import read_deepfashion
