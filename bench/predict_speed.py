@@ -6,6 +6,12 @@
         --backbone efficientnet_lite2:320x224
 
 Real CCP JPEGs from ../shared/data/ccp/photos; one warm-up at the timed batch shape, best of 2 passes.
+A model with a parsing head is timed with its garments (the default of ``predict``) and without
+(``--no-garments``); ``--baseline OLD`` times another model in the same run and prints each row's ratio to
+its batch-32 rate (issue 26's goal: with garments >= 0.75x the previous shipped model, batch 32, ONNX):
+
+    .venv/bin/python bench/predict_speed.py --model runs/lite-joint-shipped.safetensors \
+        --baseline runs/lite3-shipped.safetensors --backends auto
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
         metavar="NAME[:HxW]",
         help="also time the model on this backbone (untrained; repeatable)",
     )
+    ap.add_argument("--baseline", help="also time this model (e.g. the previous shipped one) in the same run")
+    ap.add_argument("--backends", default="auto,torch", help="comma-separated: auto, torch, onnx")
     args = ap.parse_args(argv)
     files = find_jpegs(args.images)
     if not files:
@@ -60,16 +68,25 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
         models = [(args.model, args.model)] + [
             (b, with_backbone(args.model, b, Path(tmp))) for b in args.backbone
         ]
+        if args.baseline:
+            models.append((args.baseline, args.baseline))
         for label, path in models:
-            backends = ("auto", "torch") if not args.backbone else ("auto",)
+            backends = args.backends.split(",") if not args.backbone else ("auto",)
             for backend in backends:
                 for batch in (1, 32):
                     pred = load_model(path, backend=backend, batch_size=batch)
-                    best, _ = predict_rate(pred, files, passes=2)
-                    rows.append([label, pred.backend, batch, round(best, 1)])
+                    for garments in (True, False) if pred.parsing else (None,):
+                        kw = {} if garments is None else {"garments": garments}
+                        best, _ = predict_rate(pred, files, passes=2, **kw)
+                        shown = "-" if garments is None else ("on" if garments else "off")
+                        rows.append([label, pred.backend, batch, shown, round(best, 1)])
+    if args.baseline:  # each row over the baseline's rate at the same backend and batch
+        base = {(r[1], r[2]): r[4] for r in rows if r[0] == args.baseline}
+        rows = [r + [round(r[4] / base[(r[1], r[2])], 2) if (r[1], r[2]) in base else ""] for r in rows]
     print("\n".join(f"- {k}: {v}" for k, v in machine_facts().items()))
     print(f"- {len(files)} photos; model {args.model}\n")
-    print(markdown_table(["model", "backend", "batch", "images/s"], rows))
+    head = ["model", "backend", "batch", "garments", "images/s"] + (["x baseline"] if args.baseline else [])
+    print(markdown_table(head, rows))
     return rows
 
 

@@ -22,6 +22,7 @@ from PIL import Image
 
 from fashionlens.data.config import DataConfig
 from fashionlens.data.transforms import letterbox_box
+from fashionlens.garments.groups import GARMENT_RULE
 from fashionlens.garments.instances import Garment, garments_from_labels
 
 # which of the category head's classes (clothing-dataset's 17) a garment of each group may be
@@ -36,6 +37,7 @@ GROUP_CATEGORIES: dict[str, tuple[str, ...]] = {
     "hat": ("hat",),
 }
 DECODE_SCALE = 4  # the label map is found at 4x the logits' resolution (stride 2 of the input)
+RETURN_MIN_SCORE = 0.0  # a garment is returned when its mean probability is at least this (chosen on val)
 
 
 @dataclass
@@ -56,7 +58,8 @@ def photo_garments(
     cfg: DataConfig,
     names: Sequence[str],
     garment_groups: Sequence[str],
-    min_fraction: float = 0.005,
+    min_fraction: float | None = None,
+    min_score: float = RETURN_MIN_SCORE,
 ) -> list[PhotoGarment]:
     """The garments of one photo from its (K, h, w) parsing logits.
 
@@ -65,7 +68,8 @@ def photo_garments(
         photo_size: (width, height) of the upright photo.
         cfg: the model's data config (input size and resize mode: where the photo lies in the input).
         names: the K group names; garment_groups: those returned as garments.
-        min_fraction: smaller regions are fragments (see :func:`garments_from_labels`).
+        min_fraction: smaller regions are fragments (default: :data:`GARMENT_RULE`'s).
+        min_score: garments whose mean group probability is lower are not returned.
     """
     t = torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))[None]
     h, w = t.shape[-2] * DECODE_SCALE, t.shape[-1] * DECODE_SCALE
@@ -76,8 +80,9 @@ def photo_garments(
         y0, x0 = round(top * sy), round(left * sx)
         probs = probs[:, y0 : max(y0 + 1, round((top + ph) * sy)), x0 : max(x0 + 1, round((left + pw) * sx))]
     labels = probs.argmax(0).numpy().astype(np.uint8)
-    found = garments_from_labels(labels, names, garment_groups, probs.numpy(), min_fraction=min_fraction)
-    return [_to_photo(g, labels.shape, photo_size) for g in found]
+    rule = {**GARMENT_RULE, "min_fraction": GARMENT_RULE["min_fraction"] if min_fraction is None else min_fraction}
+    found = garments_from_labels(labels, names, garment_groups, probs.numpy(), **rule)
+    return [_to_photo(g, labels.shape, photo_size) for g in found if g.score >= min_score]
 
 
 def _to_photo(g: Garment, shape: tuple[int, int], photo_size: tuple[int, int]) -> PhotoGarment:

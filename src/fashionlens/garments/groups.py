@@ -69,6 +69,18 @@ GARMENT_GROUPS: tuple[str, ...] = GROUP_NAMES[3:]
 # the garment groups with seed A's 8 landmarks (collar, sleeves, waist, hem); shoes, bags, hats... have none
 LANDMARK_GROUPS: tuple[str, ...] = ("upper", "outer", "dress", "skirt", "pants", "shorts")
 
+# the rule that cuts a label map into garments (``garments_from_labels``), used for the predicted and the
+# true garments alike; chosen on CCP's validation photos (docs/garments.md). One photo shows one person, so
+# each group but bags and accessories is one garment: an open jacket's two panels, a top split by a bag strap
+# or the two shoes of a pair are one garment each; a piece under ``min_share`` of its group's largest piece
+# is a stray patch, not a garment.
+GARMENT_RULE: dict = {
+    "min_fraction": 0.005,
+    "merge_radius": 0.02,
+    "pairs": tuple(g for g in GARMENT_GROUPS if g not in ("bag", "accessory")),
+    "min_share": 0.2,
+}
+
 
 class GroupMappingError(FashionlensError, ValueError):
     """A mask label that no garment group takes."""

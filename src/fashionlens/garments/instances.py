@@ -11,7 +11,8 @@ are not garments):
    labelling; the distance holds to within about one cell (measured at the default on 550 x 830:
    gaps up to 20 px are joined, gaps of 24 px or more never). The instance's mask is the group's own
    pixels inside its dilated component; ``merge_radius=0`` gives the plain 8-connected regions.
-2. **Drop fragments.** An instance with fewer than ``min_fraction`` x H x W pixels is dropped.
+2. **Drop fragments.** An instance with fewer than ``min_fraction`` x H x W pixels is dropped, and
+   one smaller than ``min_share`` x the group's largest instance (default 0: none).
 3. **Pairs.** A group named in ``pairs`` (shoes) is one garment per photo: all its kept instances
    together (a pair of shoes is one "shoes" garment, its box spanning both).
 
@@ -174,6 +175,7 @@ def garments_from_labels(
     min_fraction: float = 0.005,
     merge_radius: float = 0.02,
     pairs: Sequence[str] = ("shoes",),
+    min_share: float = 0.0,
 ) -> list[Garment]:
     """The garments of a label map, by the module's rule (join, drop fragments, one garment per pair group).
 
@@ -185,6 +187,7 @@ def garments_from_labels(
         min_fraction: an instance with fewer than this share of the photo's pixels is dropped.
         merge_radius: regions of a group closer than this share of the photo's diagonal are joined.
         pairs: group names that make at most one garment per photo (all their kept instances).
+        min_share: an instance smaller than this share of its group's largest one is dropped.
 
     Returns:
         The garments, sorted by area, largest first.
@@ -219,7 +222,8 @@ def garments_from_labels(
             parts = [(0, 0, crop.shape[0], crop.shape[1], crop, total)]
         else:
             areas = np.bincount(instances.ravel(), minlength=n + 1)
-            kept = [k for k in range(1, n + 1) if areas[k] and areas[k] >= min_pixels]
+            floor = max(min_pixels, min_share * float(areas[1:].max()))
+            kept = [k for k in range(1, n + 1) if areas[k] and areas[k] >= floor]
             boxes = ndimage.find_objects(instances, max_label=n)
             groups = [kept] if name in paired and kept else [[k] for k in kept]
             parts = []

@@ -296,14 +296,15 @@ def parsing_report(
         "iou": {name: _float_or_none(v) for name, v in zip(group_names, scores["iou"], strict=True)},
     }
     if garment_groups is not None:
+        from fashionlens.garments.groups import GARMENT_RULE
         from fashionlens.garments.instances import garments_from_labels
         from fashionlens.garments.matching import garment_detection_report, match_garments
 
         per_photo = []
         for p, t in zip(pred, target, strict=True):
             known = t != ignore
-            found = garments_from_labels(np.where(known, p, 0), group_names, garment_groups)
-            truth = garments_from_labels(np.where(known, t, 0), group_names, garment_groups)
+            found = garments_from_labels(np.where(known, p, 0), group_names, garment_groups, **GARMENT_RULE)
+            truth = garments_from_labels(np.where(known, t, 0), group_names, garment_groups, **GARMENT_RULE)
             per_photo.append(match_garments(found, truth))
         report["garments"] = _none_for_nan(garment_detection_report(per_photo))
     return report
