@@ -240,6 +240,16 @@ def test_tiny_train_evaluate_predict_garments(tmp_path, monkeypatch):
     evaluated = next(iter(evaluated["models"].values()))
     assert evaluated["parsing"]["mIoU"] == pytest.approx(p["mIoU"], abs=1e-6)
     assert "mIoU" in (out / "report.md").read_text()
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(model.read_bytes())
+    result = runner.invoke(app, ["compare", str(model), str(other), "--data", str(data), "--out",
+                                 str(tmp_path / "cmp")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    compared = json.loads((tmp_path / "cmp" / "compare.json").read_text())["parsing"]
+    first, second = compared["models"]  # both named after the experiment: parse-tiny, parse-tiny-2
+    assert compared["num_photos"] == 4 and compared["models"][second]["mIoU"] == pytest.approx(p["mIoU"])
+    assert compared["mIoU_difference"][second]["delta"] == 0.0
+    assert "## parsing" in (tmp_path / "cmp" / "report.md").read_text()
 
     pred = load_model(model, backend="torch").predict([data / "photos" / "0001.jpg"], top_k=3)[0]
     assert pred.garments is not None and pred.garments, pred

@@ -99,6 +99,8 @@ def gather_outputs(results: list[dict], names: list[str]) -> tuple[list[HeadOutp
     """Put every model's outputs on the photos they share, in one order; returns notes on what was dropped."""
     notes = []
     heads = [h for h in HEADS if all(f"{h}_scores" in r["outputs"] for r in results)]
+    if not heads and all("parsing_pred" in r["outputs"] for r in results):
+        return [], notes  # parsers only: compare_parsing compares them
     if not heads:
         raise DataMismatchError(
             "the models share no head with targets in this data: "
@@ -161,6 +163,62 @@ def gather_outputs(results: list[dict], names: list[str]) -> tuple[list[HeadOutp
     return outs, notes
 
 
+def compare_parsing(results: list[dict], names: list[str], resamples: int, seed: int = 0) -> dict | None:
+    """The parsers of the models that have one, on the photos they share: pixel accuracy, mIoU and garment
+    recall / precision each, and a paired bootstrap over the photos of each mIoU minus the first parser's."""
+    from fashionlens.garments.groups import GARMENT_GROUPS, GROUP_NAMES
+    from fashionlens.metrics import confusion_matrix, parsing_report, segmentation_scores
+
+    have = [(n, r) for n, r in zip(names, results, strict=True) if "parsing_pred" in r["outputs"]]
+    if not have:
+        return None
+    rows = [_rows_by_path(r["outputs"], "parsing") for _, r in have]
+    shared = [p for p in rows[0] if all(p in other for other in rows[1:])]
+    if not shared:
+        raise DataMismatchError("parsing: the models were scored on different photos; nothing to compare")
+    k = len(GROUP_NAMES)
+    target = have[0][1]["outputs"]["parsing_target"][[rows[0][p] for p in shared]].astype(np.int64)
+    out: dict = {"num_photos": len(shared), "models": {}, "mIoU_difference": {}}
+    per_photo = []
+    for (name, r), by_path in zip(have, rows, strict=True):
+        pred = r["outputs"]["parsing_pred"][[by_path[p] for p in shared]].astype(np.int64)
+        rep = parsing_report(pred, target, GROUP_NAMES, GARMENT_GROUPS)
+        g = rep.get("garments", {})
+        out["models"][name] = {"pixel_accuracy": rep["pixel_accuracy"], "mIoU": rep["mIoU"],
+                               "garment_recall": g.get("recall"), "garment_precision": g.get("precision")}
+        per_photo.append(np.stack([confusion_matrix(a, b, k) for a, b in zip(pred, target, strict=True)]))
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(shared), size=(resamples, len(shared)))
+    miou = np.array([[segmentation_scores(c[d].sum(0))["mIoU"] for d in draws] for c in per_photo])
+    for m, (name, _) in enumerate(have[1:], start=1):
+        delta = miou[m] - miou[0]
+        out["mIoU_difference"][name] = {
+            "delta": out["models"][name]["mIoU"] - out["models"][have[0][0]]["mIoU"],
+            "lo": float(np.percentile(delta, 2.5)), "hi": float(np.percentile(delta, 97.5)),
+            "p_not_better": float((delta <= 0).mean()),
+        }  # fmt: skip
+    return out
+
+
+def _parsing_markdown(p: dict) -> list[str]:
+    names = list(p["models"])
+    lines = [f"## parsing (garment groups, {p['num_photos']} photos)", "",
+             "| model | pixel acc | mIoU | garments found (recall) | returned real (precision) | "
+             f"Δ mIoU vs {names[0]} [95 % CI] (p) |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for n, m in p["models"].items():
+        d = p["mIoU_difference"].get(n)
+        diff = (
+            "" if d is None else f"{d['delta']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] ({d['p_not_better']:.3f})"
+        )
+        cells = [_fmt3(m[k]) for k in ("pixel_accuracy", "mIoU", "garment_recall", "garment_precision")]
+        lines.append(f"| {n} | " + " | ".join(cells) + f" | {diff} |")
+    return lines + [""]
+
+
+def _fmt3(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
 def _rows_by_path(outputs: dict, head: str) -> dict[str, int]:
     index = outputs[f"{head}_index"].astype(int)
     position = {int(i): row for row, i in enumerate(outputs["index"].astype(int))}
@@ -216,6 +274,7 @@ def compare(
         results.append(ctx)
         names.append(_unique(model_name(path, ctx["info"]), names))
     heads, notes = gather_outputs(results, names)
+    parsing = compare_parsing(results, names, resamples)
     summary = {
         "split": split,
         "data": str(data),
@@ -239,6 +298,8 @@ def compare(
         chosen = disagreement_order(h)[:cases]
         plot_cases(h, names, chosen, out / f"{h.head}_cases.png")
         summary["heads"][h.head]["cases"] = [h.paths[i] for i in chosen]
+    if parsing is not None:
+        summary["parsing"] = parsing
     atomic_write_bytes(out / "compare.json", json.dumps(summary, indent=1, default=_json_float).encode())
     atomic_write_bytes(out / "report.md", markdown(summary, heads, names).encode())
     return summary
@@ -290,6 +351,8 @@ def markdown(summary: dict, heads: list[HeadOutputs], names: list[str]) -> str:
     ]
     lines += [f"- {n}: `{p}`" for n, p in summary["models"].items()] + [""]
     lines += [f"Note: {n}" for n in summary["notes"]]
+    if "parsing" in summary:
+        lines += _parsing_markdown(summary["parsing"])
     for h in heads:
         s = summary["heads"][h.head]
         lines += [
