@@ -263,3 +263,15 @@ def test_tiny_train_evaluate_predict_garments(tmp_path, monkeypatch):
     assert all(g.landmarks is None for g in pred.garments)  # the tiny model has no landmark branch
     none = load_model(model, backend="torch").predict([data / "photos" / "0001.jpg"], garments=False)[0]
     assert none.garments is None
+
+    # ONNX and int8 exports carry the parser: the same garments from ONNX Runtime
+    from fashionlens.inference.export import export_onnx
+    from fashionlens.inference.quantize import quantize_int8
+
+    onnx = export_onnx(model, tmp_path / "parser.onnx")
+    int8 = tmp_path / "parser.int8.onnx"
+    quantize_int8(model, int8, sorted((data / "photos").glob("*.jpg"))[:8])
+    for path in (onnx, int8):
+        got = load_model(path, backend="onnx").predict([data / "photos" / "0001.jpg"], top_k=3)[0]
+        boxes = {g.label: g.box for g in got.garments}
+        assert "upper" in boxes and max(abs(a - b) for a, b in zip(boxes["upper"], upper[0].box)) <= 4, path
