@@ -25,12 +25,13 @@ def graft(base_path: str, donor_path: str, out: str, tolerance: float = 1e-3) ->
     if "parsing" not in donor.spec:
         raise SystemExit(f"error: {donor_path} has no parsing head")
     base_sd, donor_sd = base.state_dict(), donor.state_dict()
-    worst = max(
-        (float((base_sd[k].float() - v.float()).abs().max()) for k, v in donor_sd.items() if k.startswith("backbone.")),
-        default=float("inf"),
-    )
+    diffs = [float((base_sd[k].float() - v.float()).abs().max()) for k, v in donor_sd.items()
+             if k.startswith("backbone.")]  # fmt: skip
+    worst = max(diffs, default=float("inf"))
     if worst > tolerance:  # fp16 shipped weights round-trip exactly; anything more is another backbone
-        raise SystemExit(f"error: the backbones differ (max |diff| {worst:.3g}); train the donor on {base_path}")
+        raise SystemExit(
+            f"error: the backbones differ (max |diff| {worst:.3g}); train the donor on {base_path}"
+        )
     spec = {**base.spec, "parsing": donor.spec["parsing"]}
     model = build_model(spec)
     state = {**base_sd, **{k: v for k, v in donor_sd.items() if k.startswith("parsing_head.")}}
@@ -45,7 +46,8 @@ def graft(base_path: str, donor_path: str, out: str, tolerance: float = 1e-3) ->
         data["parsing"] = True
     info = ModelInfo(model.spec, base_info.label_names, base_info.data_config, extra)
     save_model(model, info, out, half=True)
-    return {"backbone_max_abs_diff": worst, "parsing_tensors": sum(k.startswith("parsing_head.") for k in state)}
+    grafted = sum(k.startswith("parsing_head.") for k in state)
+    return {"backbone_max_abs_diff": worst, "parsing_tensors": grafted}
 
 
 def main(argv=None) -> int:
