@@ -62,7 +62,8 @@ def test_confusion_and_iou_match_sklearn():
     c = confusion_matrix(pred, target, 5)
     np.testing.assert_array_equal(c, sk_confusion(target[keep], pred[keep], labels=range(5)))
     s = segmentation_scores(c)
-    np.testing.assert_allclose(s["iou"], jaccard_score(target[keep], pred[keep], labels=range(5), average=None))
+    reference = jaccard_score(target[keep], pred[keep], labels=range(5), average=None)
+    np.testing.assert_allclose(s["iou"], reference)
     assert s["mIoU"] == pytest.approx(jaccard_score(target[keep], pred[keep], average="macro"))
     assert s["pixel_accuracy"] == pytest.approx((pred[keep] == target[keep]).mean())
 
@@ -95,7 +96,8 @@ def test_parsing_report_counts_garments():
 def test_parsing_head_shapes_and_spec_round_trip():
     from fashionlens.models import build_model
 
-    net = FashionNet("test_tiny", heads={"labels": {"num_classes": 3}}, parsing={"strides": [], "num_classes": 5})
+    net = FashionNet("test_tiny", heads={"labels": {"num_classes": 3}},
+                     parsing={"strides": [], "num_classes": 5})  # fmt: skip
     out = net(torch.zeros(2, 3, 32, 32))
     assert out["parsing"].shape == (2, 5, 8, 8) and out["labels"].shape == (2, 3)
     again = build_model(net.spec)
@@ -111,7 +113,8 @@ def test_parsing_head_reads_the_finer_maps_of_an_efficientnet():
 
 @pytest.mark.parametrize(
     "parsing, message",
-    [({"strides": [], "colour": 1}, "unknown setting"), ({"strides": [], "kind": "fcn"}, "model.parsing.kind"),
+    [({"strides": [], "colour": 1}, "unknown setting"),
+     ({"strides": [], "kind": "fcn"}, "model.parsing.kind"),
      ({"strides": [8]}, "no intermediate maps")],
 )  # fmt: skip
 def test_bad_parsing_settings_are_config_errors(parsing, message):
@@ -140,7 +143,8 @@ def test_eval_mask_target_is_a_quarter_nearest_and_letterbox_pads_with_ignore():
     assert target[:, :2].eq(1).all() and target[:, 3:].eq(2).all()
     wide = EvalTransform((40, 64), (0.5,) * 3, (0.5,) * 3, resize="letterbox")
     padded = wide.mask_target(mask)  # a 32x40 photo in a 64x40 input: bands left and right
-    assert padded.shape == (10, 16) and padded[:, 0].eq(MASK_IGNORE).all() and padded[:, -1].eq(MASK_IGNORE).all()
+    assert padded.shape == (10, 16)
+    assert padded[:, 0].eq(MASK_IGNORE).all() and padded[:, -1].eq(MASK_IGNORE).all()
     assert set(padded.unique().tolist()) == {1, 2, MASK_IGNORE}
 
 
@@ -179,7 +183,8 @@ def _tiny_ccp(root, n=16):
     for kind in ("pixel-level", "image-level"):
         (root / "annotations" / kind).mkdir(parents=True)
     (root / "photos").mkdir()
-    colour = {"null": (230, 230, 230), "t-shirt": (200, 30, 30), "jeans": (30, 30, 200), "dress": (30, 160, 30),
+    colour = {"null": (230, 230, 230), "t-shirt": (200, 30, 30), "jeans": (30, 30, 200),
+              "dress": (30, 160, 30),
               "heels": (20, 20, 20), "skin": (230, 180, 150)}  # fmt: skip
     for i in range(n):
         mask = np.zeros((96, 64), np.uint8)
@@ -234,7 +239,9 @@ def test_tiny_train_evaluate_predict_garments(tmp_path, monkeypatch):
     assert p["pixel_accuracy"] > 0.8 and p["iou"]["background"] > 0.8
     model = tmp_path / "run" / "model.safetensors"
     out = tmp_path / "eval"
-    result = runner.invoke(app, ["evaluate", str(model), "--data", str(data), "--split", "val", "--out", str(out)])
+    result = runner.invoke(
+        app, ["evaluate", str(model), "--data", str(data), "--split", "val", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     evaluated = json.loads((out / "metrics.json").read_text())
     evaluated = next(iter(evaluated["models"].values()))
@@ -274,4 +281,4 @@ def test_tiny_train_evaluate_predict_garments(tmp_path, monkeypatch):
     for path in (onnx, int8):
         got = load_model(path, backend="onnx").predict([data / "photos" / "0001.jpg"], top_k=3)[0]
         boxes = {g.label: g.box for g in got.garments}
-        assert "upper" in boxes and max(abs(a - b) for a, b in zip(boxes["upper"], upper[0].box)) <= 4, path
+        assert "upper" in boxes and max(abs(a - b) for a, b in zip(boxes["upper"], upper[0].box, strict=True)) <= 4, path

@@ -208,7 +208,9 @@ def _parsing_markdown(p: dict) -> list[str]:
     for n, m in p["models"].items():
         d = p["mIoU_difference"].get(n)
         diff = (
-            "" if d is None else f"{d['delta']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] ({d['p_not_better']:.3f})"
+            ""
+            if d is None
+            else f"{d['delta']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] ({d['p_not_better']:.3f})"
         )
         cells = [_fmt3(m[k]) for k in ("pixel_accuracy", "mIoU", "garment_recall", "garment_precision")]
         lines.append(f"| {n} | " + " | ".join(cells) + f" | {diff} |")

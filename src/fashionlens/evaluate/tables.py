@@ -210,7 +210,7 @@ def parsing_tables(reports: dict[str, dict]) -> list[str]:
         return "-" if v is None else f"{100 * v:.1f}"
 
     lines = ["## Garment parsing", "",
-             "| model | photos | pixel acc | mIoU | garments found (recall) | returned garments real (precision) |",
+             "| model | photos | pixel acc | mIoU | garments found (recall) | returned real (precision) |",
              "|---|---|---|---|---|---|"]  # fmt: skip
     for name, r in reports.items():
         g = r.get("garments", {})

@@ -80,7 +80,9 @@ def photo_garments(
         y0, x0 = round(top * sy), round(left * sx)
         probs = probs[:, y0 : max(y0 + 1, round((top + ph) * sy)), x0 : max(x0 + 1, round((left + pw) * sx))]
     labels = probs.argmax(0).numpy().astype(np.uint8)
-    rule = {**GARMENT_RULE, "min_fraction": GARMENT_RULE["min_fraction"] if min_fraction is None else min_fraction}
+    rule = dict(GARMENT_RULE)
+    if min_fraction is not None:
+        rule["min_fraction"] = min_fraction
     found = garments_from_labels(labels, names, garment_groups, probs.numpy(), **rule)
     return [_to_photo(g, labels.shape, photo_size) for g in found if g.score >= min_score]
 
