@@ -81,7 +81,7 @@ def head_outputs(model: torch.nn.Module, info, data: str, fmt: str, split: str =
 
 
 def parsing_checks(p: dict) -> dict:
-    """The parser's headline numbers on CCP's validation masks (pixel accuracy, mIoU, garments found, real)."""
+    """The parser's headline numbers on CCP's validation masks (pixel accuracy, mIoU, garments found)."""
     g = p.get("garments", {})
     return {
         "photos": p["num_images"],
