@@ -343,9 +343,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = ap.parse_args(argv)
     if args.check_only:
-        print(
-            json.dumps(check_model(args.model, args.ccp, args.small, args.garments), indent=2, default=float)
-        )
+        checks = json.dumps(check_model(args.model, args.ccp, args.small, args.garments), indent=2, default=float)
+        print(checks)
+        if args.report:
+            Path(args.report).write_text(checks + "\n")
         return
     model, info = load_model_file(args.model)
     if args.weights:
