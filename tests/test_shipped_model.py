@@ -122,3 +122,33 @@ def test_landmarks_of_upper_garments_put_the_collar_above_the_hem(torch_predicti
             hem = (at["left_hem"].y + at["right_hem"].y) / 2
             ordered.append(collar < hem - 0.1 * height)
     assert len(ordered) == 12 and sum(ordered) >= 10, ordered
+
+
+def test_the_shipped_model_finds_the_garments_of_street_photos():
+    """Six CCP street photos with masks: the parser's garments against the masks' (same rule), in photo
+    pixels; no landmarks on shoes or bags; every mask decodes to the photo's size."""
+    from fashionlens.data.ccp import read_ccp_label_list, read_ccp_mask
+    from fashionlens.garments import box_iou, decode_rle, garments_from_labels
+    from fashionlens.garments.groups import GARMENT_GROUPS, GARMENT_RULE, GROUP_NAMES, label_to_group
+
+    ccp = shared_path("ccp")
+    lut = label_to_group(read_ccp_label_list(ccp / "label_list.mat"))
+    stems = sorted(p.stem for p in (ccp / "annotations" / "pixel-level").glob("*.mat"))[:6]
+    preds = fashionlens.load_model("fashionlens-lite", backend="torch").predict(
+        [ccp / "photos" / f"{s}.jpg" for s in stems], top_k=3
+    )
+    found = truth_count = 0
+    for stem, pred in zip(stems, preds, strict=True):
+        groups = lut[read_ccp_mask(ccp / "annotations" / "pixel-level" / f"{stem}.mat", len(lut))]
+        truth = [g for g in garments_from_labels(groups, GROUP_NAMES, GARMENT_GROUPS, **GARMENT_RULE)
+                 if g.fraction >= 0.02]  # fmt: skip
+        assert pred.garments, stem
+        for g in pred.garments:
+            assert decode_rle(g.mask).shape == groups.shape
+            if g.label in ("shoes", "bag", "hat"):
+                assert g.landmarks is None and g.attributes is None, (stem, g.label)
+        truth_count += len(truth)
+        found += sum(
+            any(p.label == t.label and box_iou(p.box, t.box) >= 0.5 for p in pred.garments) for t in truth
+        )
+    assert truth_count >= 12 and found / truth_count >= 0.6, (found, truth_count)

@@ -50,6 +50,7 @@ class PhotoGarment:
     box: tuple[int, int, int, int]
     mask: np.ndarray
     fraction: float  # of the photo's pixels
+    small_mask: np.ndarray | None = None  # the same garment on the (h, w) map it was found on (colours)
 
 
 def photo_garments(
@@ -95,4 +96,4 @@ def _to_photo(g: Garment, shape: tuple[int, int], photo_size: tuple[int, int]) -
     ) > 0
     x0, y0, x1, y1 = g.box
     box = (int(x0 * sx), int(y0 * sy), min(width, int(np.ceil(x1 * sx))), min(height, int(np.ceil(y1 * sy))))
-    return PhotoGarment(g.label, float(g.score), box, mask, float(g.area / (shape[0] * shape[1])))
+    return PhotoGarment(g.label, float(g.score), box, mask, float(g.area / (shape[0] * shape[1])), g.mask)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from fashionlens.checkpoint import ModelInfo, load_model_file
 from fashionlens.data.deepfashion import LANDMARK_NAMES
@@ -335,11 +336,15 @@ class Predictor:
                 continue
             found = photo_garments(outputs["parsing"][row], pred.image_size, self.info.data_config,
                                    self.parsing["groups"], self.parsing["garments"])  # fmt: skip
-            pixels = np.asarray(img.convert("RGB"))
+            # colours at the resolution the garments were found at (a half of the input): the same shares
+            small = found[0].small_mask.shape if found else None
+            pixels = None
+            if small:
+                pixels = np.asarray(img.convert("RGB").resize(small[::-1], Image.Resampling.BILINEAR))
             pred.garments = []
             for g in found:
                 garment = GarmentPrediction(g.label, round(g.score, 6), g.box, encode_rle(g.mask),
-                                            colours=_pixel_colours(pixels, g.mask, top_k))  # fmt: skip
+                                            colours=_pixel_colours(pixels, g.small_mask, top_k))  # fmt: skip
                 pred.garments.append(garment)
                 if g.label not in GROUP_CATEGORIES:
                     continue
