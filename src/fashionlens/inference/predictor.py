@@ -321,7 +321,9 @@ class Predictor:
     def _garments(self, preds: list[Prediction], outputs: dict[str, np.ndarray], images: Sequence,
                   top_k: int, threshold: float | None) -> None:  # fmt: skip
         """Fill ``pred.garments`` of each whole photo: the parser's garments, and for the garment groups that
-        have a category (and landmarks), the model's answers on the garment's own crop.
+        have landmarks (upper, outer, dress, skirt, pants, shorts), the model's category (among the group's
+        classes), attributes and landmarks on the garment's own crop; shoes and hats (one class each, no
+        landmarks) take their category from the whole photo's scores, without a second pass.
 
         A garment whose crop (box plus the garment-crop margin) covers at least
         :data:`WHOLE_PHOTO_SHARE` of the photo (a product photo of one garment) takes the whole photo's
@@ -350,7 +352,9 @@ class Predictor:
                     continue
                 crop = garment_crop(g.box, pred.image_size, self.box_margin)
                 share = (crop[2] - crop[0]) * (crop[3] - crop[1]) / (pred.image_size[0] * pred.image_size[1])
-                if share >= WHOLE_PHOTO_SHARE:
+                if g.label not in self.parsing.get("landmark_groups", ()):  # shoes, hat: one class, no crop
+                    self._describe(garment, outputs, row, None, top_k)
+                elif share >= WHOLE_PHOTO_SHARE:
                     answer = self._decode(outputs, row, pred.source, pred.image_size, top_k, threshold)
                     self._describe(garment, outputs, row, answer, top_k)
                 else:
@@ -370,10 +374,10 @@ class Predictor:
                 answer = self._decode(out, k, preds[row].source, size, top_k, threshold, crop)
                 self._describe(garment, out, k, answer, top_k)
 
-    def _describe(self, garment: GarmentPrediction, out: dict[str, np.ndarray], row: int, answer: Prediction,
-                  top_k: int) -> None:  # fmt: skip
+    def _describe(self, garment: GarmentPrediction, out: dict[str, np.ndarray], row: int,
+                  answer: Prediction | None, top_k: int) -> None:  # fmt: skip
         """A garment's category (among its group's classes, from row ``row`` of ``out``), attributes and
-        landmarks (from ``answer``, that row decoded)."""
+        landmarks (from ``answer``, that row decoded; None: the garment's group has none)."""
         from fashionlens.garments.decode import GROUP_CATEGORIES
 
         if "category" in out:
@@ -385,7 +389,7 @@ class Predictor:
             if keep.any():
                 sub = probs[keep] / probs[keep].sum()
                 garment.category = _top(sub, [n for n, k in zip(names, keep, strict=True) if k], top_k)
-        if garment.label in self.parsing.get("landmark_groups", ()):
+        if answer is not None and garment.label in self.parsing.get("landmark_groups", ()):
             garment.attributes = answer.attributes
             garment.landmarks = answer.landmarks
 
