@@ -172,3 +172,19 @@ def test_mixed_training_trains_every_head(tmp_path, sources):
         "train/loss_visibility",
     ):
         assert term in logged, logged
+
+
+def test_a_mixed_model_is_evaluated_on_the_source_whose_layout_the_path_has(tmp_path, sources):
+    """No --data-format: a clothing-dataset folder scores the category head, a DeepFashion tree the
+    attributes and landmarks (each source of the mixed model, detected from the path)."""
+    from fashionlens.evaluate.evaluate import evaluate_model
+
+    path = tmp_path / "mixed.yaml"
+    path.write_text(yaml.safe_dump(_mixed_config(sources)))
+    train(load_config(path), tmp_path / "run")
+    model = tmp_path / "run" / "model.safetensors"
+    quiet = {"enable_progress_bar": False}
+    on_clothing, _ = evaluate_model(model, sources["clothing"], "val", 8, quiet)
+    assert "category" in on_clothing and "deepfashion" not in on_clothing
+    on_garments, _ = evaluate_model(model, sources["garments"], "val", 8, quiet)
+    assert "landmarks" in on_garments["deepfashion"] and "labels" not in on_garments

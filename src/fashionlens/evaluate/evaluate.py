@@ -32,15 +32,20 @@ def config_for_model(info, data_path: str | Path, batch_size: int, overrides: li
     ``data_format`` evaluates a model on data of another format (e.g. one source of a model trained
     on several): only the heads that data has targets for are evaluated. Without it, the format is
     detected from ``data_path`` (``data.formats.detect_format``); the model's own format is the fallback:
-    it is kept when the path has its layout, and always for a model trained on several formats (mixed).
+    it is kept when the path has its layout. A model trained on several formats (mixed) is evaluated on
+    the one of its sources whose layout the path has (e.g. its CCP source on a CCP folder).
     """
     cfg = load_config(None, overrides)
     saved = info.extra.get("data", {})
-    if data_format is None and saved.get("format", "mixed") != "mixed":
+    if data_format is None and Path(data_path).exists():
         from fashionlens.data.formats import detect_format
 
-        detected = detect_format(data_path) if Path(data_path).exists() else saved["format"]
-        data_format = None if detected == saved["format"] else detected
+        own = saved.get("format", "mixed")
+        detected = detect_format(data_path)
+        if own != "mixed":
+            data_format = None if detected == own else detected
+        elif detected in saved.get("sources", {}):
+            data_format = detected
     if data_format and data_format != saved.get("format"):
         saved = {**saved.get("sources", {}).get(data_format, {}), "format": data_format}
     for key, value in saved.items():
