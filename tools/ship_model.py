@@ -343,7 +343,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = ap.parse_args(argv)
     if args.check_only:
-        checks = json.dumps(check_model(args.model, args.ccp, args.small, args.garments), indent=2, default=float)
+        found = check_model(args.model, args.ccp, args.small, args.garments)
+        checks = json.dumps(found, indent=2, default=float)
         print(checks)
         if args.report:
             Path(args.report).write_text(checks + "\n")
