@@ -162,7 +162,7 @@ def test_shipped_configs_parse():
     assert len(configs) >= 10
     for path in configs:
         cfg = load_config(path)
-        assert cfg["model"]["heads"] or cfg["model"]["landmarks"], path
+        assert cfg["model"]["heads"] or cfg["model"]["landmarks"] or cfg["model"]["parsing"] is not None, path
 
 
 def test_bad_images_are_reported_before_training(tmp_path, colour_csv):
