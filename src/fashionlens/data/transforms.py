@@ -276,8 +276,7 @@ class TrainTransform(EvalTransform):
 
     def with_mask(self, img: Image.Image, mask: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
         """The augmented photo and its label mask through the same crop and flip."""
-        x, target = self._augment(img, mask)
-        return x, target
+        return self._augment(img, mask)
 
     def _augment(
         self, img: Image.Image, mask: Image.Image | None

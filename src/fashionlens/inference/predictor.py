@@ -355,8 +355,7 @@ class Predictor:
                 if g.label not in self.parsing.get("landmark_groups", ()):  # shoes, hat: one class, no crop
                     self._describe(garment, outputs, row, None, top_k)
                 elif share >= WHOLE_PHOTO_SHARE:
-                    answer = self._decode(outputs, row, pred.source, pred.image_size, top_k, threshold)
-                    self._describe(garment, outputs, row, answer, top_k)
+                    self._describe(garment, outputs, row, pred, top_k)  # pred: that row, decoded already
                 else:
                     pending.append((garment, row, crop))
         if not pending:
@@ -503,15 +502,9 @@ def _garment_dict(g: GarmentPrediction) -> dict:
 
 def _pixel_colours(pixels: np.ndarray, mask: np.ndarray, top_k: int) -> list[ScoredLabel]:
     """The colour names (``data.derive.COLOURS``) covering at least a quarter of a garment's own pixels,
-    scored by their share. ``mask`` is over the photo; ``pixels`` may be a smaller (JPEG draft) decode."""
-    from PIL import Image
-
+    scored by their share. ``pixels`` (h, w, 3) and ``mask`` (h, w) are on the garment's map."""
     from fashionlens.data.derive import COLOURS, PRESENT_SHARE, colour_names
 
-    if mask.shape != pixels.shape[:2]:
-        mask = np.asarray(
-            Image.fromarray(mask.astype(np.uint8) * 255).resize(pixels.shape[1::-1], Image.Resampling.NEAREST)
-        ) > 0
     if not mask.any():
         return []
     share = np.bincount(colour_names(pixels[mask]), minlength=len(COLOURS)) / mask.sum()
