@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq  # a required dependency: imported, never skipped
 import pytest
 import torch
 from PIL import Image
@@ -22,7 +23,6 @@ from typer.testing import CliRunner
 ray = pytest.importorskip(
     "ray", reason="Ray is an extra: pip install 'fashionlens[ray]' (make test installs it)"
 )
-pq = pytest.importorskip("pyarrow.parquet")
 
 import fashionlens  # noqa: E402
 from fashionlens.checkpoint import ModelInfo, save_model  # noqa: E402
@@ -236,7 +236,6 @@ def test_two_actors_with_half_a_cpu_each(ray_address, tiny_model, photos, tmp_pa
 
 
 def test_int8_model_runs_on_the_ray_engine(ray_address, tiny_model, photos, tmp_path):
-    pytest.importorskip("onnxruntime.quantization")
     from fashionlens.inference.quantize import quantize_int8
 
     int8 = tmp_path / "tiny.int8.onnx"
