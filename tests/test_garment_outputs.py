@@ -174,6 +174,13 @@ def test_predict_command_writes_garments_in_each_format(fake_model, tmp_path):
     assert result.exit_code == 0, result.output
     row = next(csv.DictReader(io.StringIO((tmp_path / "p.csv").read_text())))
     assert row["garments"] == "upper:0.9894@16,12,48,48|shoes:0.9842@8,72,24,96"
+    parquet = tmp_path / "p.parquet"
+    result = runner.invoke(app, ["predict", str(photo), "--format", "parquet", "--out", str(parquet)])
+    assert result.exit_code == 0, result.output
+    garments = pq.read_table(parquet).to_pylist()[0]["garments"]
+    assert [(g["label"], g["box"]) for g in garments] == [
+        ("upper", list(UPPER_BOX)), ("shoes", list(SHOES_BOX))
+    ]  # fmt: skip
     result = runner.invoke(app, ["predict", str(photo)])
     assert result.exit_code == 0, result.output
     assert "  garment:    upper 0.99 [16,12,48,48] t-shirt 0.73 · blue 1.00 · 8 landmarks" in result.output

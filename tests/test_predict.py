@@ -12,6 +12,7 @@ import time
 import urllib.request
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 from PIL import Image
@@ -181,6 +182,20 @@ def test_predict_cli_table_csv_and_out(tiny_model, photos, tmp_path):
     assert float(rows[0]["category_score"]) == pytest.approx(ref.category[0].score, abs=1e-4)
     assert rows[0]["tags"] == "|".join(f"{t.label}:{t.score:.4f}" for t in ref.tags)
 
+    # --format parquet: one file in the Ray engine's schema; it needs --out
+    result = runner.invoke(app, ["predict", photo, "--model", str(tiny_model), "--format", "parquet"])
+    assert result.exit_code == 2 and "--format parquet writes a file: give --out" in result.stderr
+    out = tmp_path / "preds.parquet"
+    args = ["predict", photo, str(photos / "p1.jpg"), "--model", str(tiny_model), "--format", "parquet"]
+    result = runner.invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0 and f"wrote 2 predictions to {out}" in result.stderr, result.output
+    table = pq.read_table(out).to_pylist()
+    assert [r["path"] for r in table] == [photo, str(photos / "p1.jpg")]
+    assert table[0]["category"] == ref.category[0].label
+    assert [c["label"] for c in table[0]["scores"]] == [c.label for c in ref.category]
+    assert table[0]["scores"][0]["score"] == pytest.approx(ref.category[0].score, abs=1e-6)
+    assert [t["label"] for t in table[0]["tags"]] == [t.label for t in ref.tags]
+
 
 def test_predict_cli_errors(tiny_model, tmp_path):
     result = runner.invoke(app, ["predict", str(tmp_path / "nothing*.jpg"), "--model", str(tiny_model)])
@@ -191,7 +206,8 @@ def test_predict_cli_errors(tiny_model, tmp_path):
     result = runner.invoke(
         app, ["predict", str(tmp_path / "a.jpg"), "--model", str(tiny_model), "--format", "xml"]
     )
-    assert result.exit_code == 2 and "--format must be table, json or csv, got 'xml'" in result.stderr
+    assert result.exit_code == 2
+    assert "--format must be table, json, csv or parquet, got 'xml'" in result.stderr
     assert result.stdout == ""
 
 

@@ -325,8 +325,16 @@ def predict(
     threshold: Annotated[
         float | None, typer.Option("--threshold", help="tag threshold (default: the model's)")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table | json | csv")] = "table",
-    out: Annotated[Path | None, typer.Option("--out", help="write to this file instead of stdout")] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="table | json | csv | parquet (parquet: needs --out FILE)")
+    ] = "table",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="local engine: write to this file instead of stdout; ray: the folder of its Parquet shards",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
     backend: Annotated[
         str,
@@ -391,12 +399,14 @@ def predict(
 
     if engine not in ("local", "ray"):
         _fail(f"--engine must be local or ray, got {engine!r}")
-    if fmt not in ("table", "json", "csv") or (engine == "ray" and fmt != "table"):
+    if fmt not in ("table", "json", "csv", "parquet") or (engine == "ray" and fmt != "table"):
         _fail(
-            f"--format must be table, json or csv, got {fmt!r}"
+            f"--format must be table, json, csv or parquet, got {fmt!r}"
             if engine == "local"
             else "--engine ray writes Parquet shards to --out; --format does not apply"
         )
+    if fmt == "parquet" and not out:
+        _fail("--format parquet writes a file: give --out FILE.parquet")
     check_prediction_options(top_k, threshold)  # the API's rule (PredictArgumentError: one error line)
     if out and engine == "local":
         check_output_file(out, "--out")  # before the work, not after it (the Ray engine checks its folder)
@@ -433,19 +443,31 @@ def predict(
             else:
                 results.append(pred)
             bar.update(1)
-    text = format_predictions(results, fmt)
+    data = _parquet_bytes(results) if fmt == "parquet" else format_predictions(results, fmt).encode()
     if out:
         from fashionlens.fileio import atomic_write_bytes
 
         try:
-            atomic_write_bytes(out, text.encode())
+            atomic_write_bytes(out, data)
         except OSError as e:  # checked before the work; the disk may still fill up meanwhile
             _fail(f"--out {out} could not be written: {e.strerror or e}")
         typer.echo(f"wrote {len(results)} predictions to {out}", err=True)
     else:
-        typer.echo(text)
+        typer.echo(data.decode())
     if len(results) < len(files):
         typer.echo(f"{len(files) - len(results)} of {len(files)} images could not be read", err=True)
+
+
+def _parquet_bytes(preds) -> bytes:
+    """The predictions as one Parquet file, in the Ray engine's shard schema (``output.arrow_schema``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fashionlens.inference.output import predictions_table
+
+    buf = pa.BufferOutputStream()
+    pq.write_table(predictions_table(preds), buf)
+    return buf.getvalue().to_pybytes()
 
 
 def _predict_ray(files: list[str], opts) -> None:
