@@ -334,3 +334,17 @@ def test_image_size_and_landmarks_refer_to_the_photo_not_its_draft_decode(tiny_m
     assert full.image_size == (400, 200)
     for a, b in zip(plain.landmarks, full.landmarks, strict=True):
         assert (a.x, a.y) == pytest.approx((b.x, b.y), abs=1e-3)
+
+
+def test_package_load_model_is_the_predictors_with_every_argument(monkeypatch):
+    import inspect
+
+    from fashionlens.inference import predictor as predictor_module
+
+    real = inspect.signature(predictor_module.load_model)
+    assert list(inspect.signature(fashionlens.load_model).parameters) == list(real.parameters)
+    seen = {}
+    monkeypatch.setattr(predictor_module, "load_model", lambda *a, **kw: seen.update(args=a, kwargs=kw))
+    fashionlens.load_model("m.safetensors", device="cpu", batch_size=4, backend="onnx", threads=3)
+    assert seen["args"] == ("m.safetensors",)
+    assert seen["kwargs"] == {"device": "cpu", "batch_size": 4, "backend": "onnx", "threads": 3}

@@ -11,12 +11,17 @@ __version__ = "0.1.0"
 
 
 def load_model(
-    name_or_path="fashionlens-lite", device: str = "cpu", batch_size: int = 32, backend: str = "auto"
+    name_or_path="fashionlens-lite",
+    device: str = "cpu",
+    batch_size: int = 32,
+    backend: str = "auto",
+    threads: int | None = None,
 ):
     """Load a shipped model by name, or a model file, into a :class:`~fashionlens.inference.Predictor`.
 
-    ``backend``: "auto" (ONNX Runtime on the CPU when measured faster, else PyTorch), "torch" or "onnx".
+    :func:`fashionlens.inference.predictor.load_model`, imported on first use (``import fashionlens``
+    stays light); its arguments, the same signature (a test holds the two together).
     """
     from fashionlens.inference.predictor import load_model as _load
 
-    return _load(name_or_path, device=device, batch_size=batch_size, backend=backend)
+    return _load(name_or_path, device=device, batch_size=batch_size, backend=backend, threads=threads)
