@@ -223,6 +223,7 @@ def train_head_on_cache(
     eval_split: str = "val",
     labels_cfg: dict | None = None,
     progress: bool = True,
+    init: dict | None = None,
 ) -> dict:
     """Train one head on the cached maps (AdamW, cosine schedule, per-photo random mirror); score a split.
 
@@ -236,6 +237,8 @@ def train_head_on_cache(
         labels_cfg: the config's ``labels`` section (graph and word embeddings), for gcn heads and
             label-embedding queries.
         progress: show a progress bar over the epochs.
+        init: the head's starting weights (a state dict of a head with the same settings, e.g. a trained
+            model's own head) instead of the training priors.
 
     Returns:
         ``{"report": multilabel_report, "scores": (N, C) probabilities, "targets", "paths", "seconds",
@@ -252,6 +255,8 @@ def train_head_on_cache(
     model = _head_and_embeddings(
         cache, head, merge_config(DEFAULTS["labels"], labels_cfg or {}, "labels."), targets.numpy()
     )
+    if init is not None:
+        model.load_state_dict(init)
     optim_cfg = {"name": "adamw", "weight_decay": weight_decay, "momentum": 0.9, "scheduler": "cosine"}
     optimizer = make_optimizer(
         [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}], optim_cfg
