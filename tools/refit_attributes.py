@@ -24,7 +24,6 @@ the head sees exactly what it sees inside the model; no other output of the mode
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 from pathlib import Path
@@ -32,10 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fashionlens.checkpoint import ModelInfo, load_model_file, save_model
+from fashionlens.checkpoint import load_model_file
 from fashionlens.train.frozen import FeatureCache
 
 HEAD_PREFIX = "heads.attributes."
+META_KEY = "fashionlens"  # the safetensors metadata key of the model header
 TYPES = {1: "texture", 2: "fabric", 3: "shape", 4: "part", 6: "colour"}
 
 
@@ -102,7 +102,7 @@ def build_cache(model_path: str, data: str, aug: int, extend: str | None, seed: 
             splits[split] = {**view, "features": view["features"][:, None], "paths": bundle.paths[split]}
         meta = {"model": str(path), "crop_margin": margin, "head": "attributes",
                 "input_size": list(info.data_config.input_size), "views": ["eval"],
-                "groups": [int(g) for g in info.extra["attribute_groups"]]}
+                "groups": list(info.attributes.groups)}
         cache = FeatureCache(list(info.label_names["attributes"]), splits, meta)
     train = cache.splits["train"]
     tf = build_joint_transforms(info.data_config, train=True, margin=margin)
@@ -195,32 +195,41 @@ def parse_head(items: list[str]) -> dict:
 
 
 def graft(base_path: str, head_file: str, out: str) -> dict:
-    """Write the base model with the refit attribute head; every other tensor and the header unchanged."""
+    """Write the base model with the refit attribute head; every other tensor and the header unchanged.
+
+    The base file's tensors are copied as stored (no float32 round trip) and its JSON header as written,
+    but for ``spec.heads.attributes``; so the graft does not depend on the header's schema. How the head
+    was fitted goes into the file's own metadata key ``attribute_refit`` (loaders read only
+    ``fashionlens``).
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save
+
+    from fashionlens.fileio import atomic_write_bytes
     from fashionlens.inference.predictor import resolve_model_path
-    from fashionlens.models import build_model
 
     base_path = str(resolve_model_path(base_path))
-    base, base_info = load_model_file(base_path)
+    with safe_open(base_path, framework="pt") as f:
+        meta = dict(f.metadata() or {})
+    header = json.loads(meta[META_KEY])
     saved = torch.load(head_file, map_location="cpu", weights_only=True)
-    spec = copy.deepcopy(base.spec)
-    spec["heads"]["attributes"] = {**saved["head"], "num_classes": len(base_info.label_names["attributes"])}
-    model = build_model(spec)
-    state = {k: v for k, v in base.state_dict().items() if not k.startswith(HEAD_PREFIX)}
-    state.update({HEAD_PREFIX + k: v for k, v in saved["state"].items()})
-    model.load_state_dict(state, strict=True)
-    extra = copy.deepcopy(base_info.extra)
-    extra["attribute_refit"] = saved["provenance"]
-    info = ModelInfo(model.spec, base_info.label_names, base_info.data_config, extra)
-    save_model(model, info, out, half=True)
-    return {**check_graft(base_path, out), "head": spec["heads"]["attributes"]}
+    num = len(header["label_names"]["attributes"])
+    header["spec"]["heads"]["attributes"] = {**saved["head"], "num_classes": num}
+    tensors = {k: v for k, v in load_file(base_path).items() if not k.startswith(HEAD_PREFIX)}
+    for name, t in saved["state"].items():  # float16 like the base (save_model's half), counters as they are
+        half = t.is_floating_point() and "num_batches_tracked" not in name
+        tensors[HEAD_PREFIX + name] = (t.half() if half else t).detach().contiguous().clone()
+    meta.update({META_KEY: json.dumps(header), "attribute_refit": json.dumps(saved["provenance"])})
+    atomic_write_bytes(out, save(tensors, metadata=meta))
+    load_model_file(out)  # the model builds from the file alone, every tensor of the head's shape
+    return {**check_graft(base_path, out), "head": header["spec"]["heads"]["attributes"]}
 
 
 def check_graft(base_path: str, grafted_path: str) -> dict:
-    """Every tensor outside the attribute head byte-identical, same dtype; the header the same but for the
-    attribute head's spec and ``extra.attribute_refit``. Raises SystemExit naming what differs."""
+    """Every tensor outside the attribute head byte-identical, same dtype; the header the same but for
+    ``spec.heads.attributes``. Raises SystemExit naming what differs."""
+    from safetensors import safe_open
     from safetensors.torch import load_file
-
-    from fashionlens.checkpoint import read_info
 
     a, b = load_file(base_path), load_file(grafted_path)
     others = sorted(k for k in a if not k.startswith(HEAD_PREFIX))
@@ -229,16 +238,15 @@ def check_graft(base_path: str, grafted_path: str) -> dict:
     changed = [k for k in others if a[k].dtype != b[k].dtype or not torch.equal(a[k], b[k])]
     if changed:
         raise SystemExit(f"error: {len(changed)} tensor(s) outside the attribute head changed: {changed[:5]}")
-    ia, ib = read_info(base_path), read_info(grafted_path)
-    spec_a, spec_b = copy.deepcopy(ia.spec), copy.deepcopy(ib.spec)
-    spec_a["heads"].pop("attributes")
-    spec_b["heads"].pop("attributes")
-    extra_b = {k: v for k, v in ib.extra.items() if k != "attribute_refit"}
-    same = (spec_a == spec_b, ia.label_names == ib.label_names, ia.data_config == ib.data_config,
-            ia.extra == extra_b)
-    if not all(same):
-        raise SystemExit(f"error: the headers differ beyond the attribute head (spec, labels, data, extra: "
-                         f"{same})")
+    headers = []
+    for path in (base_path, grafted_path):
+        with safe_open(path, framework="pt") as f:
+            header = json.loads(f.metadata()[META_KEY])
+        header["spec"]["heads"].pop("attributes")
+        headers.append(header)
+    if headers[0] != headers[1]:
+        keys = sorted(k for k in {*headers[0], *headers[1]} if headers[0].get(k) != headers[1].get(k))
+        raise SystemExit(f"error: the headers differ beyond the attribute head: {keys}")
     return {"identical_tensors": len(others), "head_tensors": sum(k.startswith(HEAD_PREFIX) for k in b)}
 
 
