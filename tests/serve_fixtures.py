@@ -100,12 +100,12 @@ UPPER_RGB = (30, 30, 220)
 SHOES_RGB = (10, 10, 10)
 
 
-def parsing_extra() -> dict:
-    """``ModelInfo.extra`` of a model with a parsing head: its group names, garments, landmark groups."""
+def parsing_section():
+    """The header's ``parsing`` of a model with a parsing head: its group names, garments, landmark groups."""
     from fashionlens.garments.groups import GARMENT_GROUPS, GROUP_NAMES, LANDMARK_GROUPS
+    from fashionlens.model_header import Parsing
 
-    return {"parsing": {"groups": list(GROUP_NAMES), "garments": list(GARMENT_GROUPS),
-                        "landmark_groups": list(LANDMARK_GROUPS)}}  # fmt: skip
+    return Parsing(GROUP_NAMES, GARMENT_GROUPS, LANDMARK_GROUPS)
 
 
 def garment_photo_png() -> bytes:
@@ -161,7 +161,7 @@ def garment_predictor():
 
     info = ModelInfo({"backbone": "test_parsing", "landmarks": {"fuse": False}},
                      {"category": list(GARMENT_CATEGORIES)}, DataConfig(input_size=(32, 32)),
-                     parsing_extra())  # fmt: skip
+                     parsing=parsing_section())  # fmt: skip
     return Predictor(None, info, runner=_parsing_runner)
 
 
@@ -207,5 +207,5 @@ def make_parsing_model(path: Path) -> Path:
         head.weight[GROUP_NAMES.index("upper"), 0] = 10.0
         head.bias[GROUP_NAMES.index("upper")] = -10.0
     info = ModelInfo(net.spec, {"category": ["dress", "t-shirt", "shoes"]}, DataConfig(input_size=(32, 32)),
-                     parsing_extra())  # fmt: skip
+                     parsing=parsing_section())  # fmt: skip
     return save_model(net.eval(), info, path)

@@ -31,6 +31,7 @@ from fashionlens.cli import app
 from fashionlens.data.config import DataConfig
 from fashionlens.inference.onnx_runner import OnnxRunner
 from fashionlens.inference.predictor import Predictor
+from fashionlens.model_header import Training
 from fashionlens.models import FashionNet
 from fashionlens.train.config import load_config
 from fashionlens.train.fit import data_description
@@ -114,11 +115,8 @@ def multilabel_format_model(tmp_path_factory) -> Path:
     """A tiny category model whose header says it was trained on multi-label CSV data."""
     torch.manual_seed(0)
     net = FashionNet("test_tiny", heads={"category": {"num_classes": 2}}).eval()
-    extra = {
-        "experiment": "cat_model",
-        "data": data_description(load_config(None, ["data.format=multilabel"])),
-    }
-    info = ModelInfo(net.spec, {"category": FOLDER_CLASSES}, DataConfig(input_size=(32, 32)), extra)
+    training = Training("cat_model", data_description(load_config(None, ["data.format=multilabel"])))
+    info = ModelInfo(net.spec, {"category": FOLDER_CLASSES}, DataConfig((32, 32)), training=training)
     return save_model(net, info, tmp_path_factory.mktemp("eval_model") / "model.safetensors")
 
 

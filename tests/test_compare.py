@@ -15,6 +15,7 @@ from fashionlens.cli import app
 from fashionlens.data.synth import synth_deepfashion
 from fashionlens.evaluate.compare import HeadOutputs, disagreement_order, photo_correctness
 from fashionlens.evaluate.evaluate import evaluate_model
+from fashionlens.model_header import Attributes, Training
 from fashionlens.models import FashionNet, create_backbone
 from fashionlens.train.config import load_config
 from fashionlens.train.fit import data_description
@@ -23,7 +24,7 @@ runner = CliRunner()
 COLOURS = ["blue", "green", "red", "yellow"]
 
 
-def _tiny_model(path, name, heads, label_names, data_overrides, seed, extra=None):
+def _tiny_model(path, name, heads, label_names, data_overrides, seed, attributes=None):
     torch.manual_seed(seed)
     net = FashionNet("test_tiny", heads=heads).eval()
     data_config = create_backbone("test_tiny").data_config.replace(input_size=(32, 32))
@@ -32,7 +33,8 @@ def _tiny_model(path, name, heads, label_names, data_overrides, seed, extra=None
         net.spec,
         label_names,
         data_config,
-        {"data": data_description(cfg), "experiment": name, **(extra or {})},
+        training=Training(name, data_description(cfg)),
+        attributes=attributes or Attributes(),
     )
     return save_model(net, info, path)
 
@@ -177,7 +179,7 @@ def _df_model(tmp_path, tree, seed, kind="linear"):
         names,
         ["data.format=deepfashion"],
         seed,
-        {"attribute_groups": [int(g) for g in index.attribute_types]},
+        Attributes.for_names(names["attributes"], index.attribute_types),
     )
 
 

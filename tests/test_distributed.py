@@ -14,6 +14,7 @@ from fashionlens.checkpoint import ModelInfo, save_model
 from fashionlens.cli import app
 from fashionlens.data.config import DataConfig
 from fashionlens.data.multilabel import read_multilabel, split_dataset
+from fashionlens.model_header import Training
 from fashionlens.models import FashionNet
 
 
@@ -31,7 +32,7 @@ def _random_model(path):
         net.spec,
         {"labels": ["blue", "green", "red", "yellow"]},
         DataConfig(input_size=(32, 32)),
-        {"data": data, "experiment": "ddp_check"},
+        training=Training("ddp_check", data),
     )
     return save_model(net.eval(), info, path)
 

@@ -69,7 +69,7 @@ def test_unsorted_label_list_evaluates_the_same_columns_as_training(tmp_path, co
     assert report["labels"]["AP"] == pytest.approx(trained["AP"], abs=1e-6)
     info = read_info(tmp_path / "run" / "model.safetensors")
     assert info.label_names["labels"] == order
-    assert info.extra["data"]["label_list"] == order
+    assert info.training.data["label_list"] == order
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"]["label_list"] == str(
         tmp_path / "labels.txt"
     )

@@ -23,6 +23,7 @@ from fashionlens.data.config import DataConfig
 from fashionlens.inference.export import ExportError, export_module, export_onnx, verify_onnx
 from fashionlens.inference.onnx_runner import META_DIGEST, META_HEADER, OnnxRunner, read_onnx_model
 from fashionlens.inference.predictor import load_model
+from fashionlens.model_header import Calibration
 from fashionlens.models.fashion_net import FashionNet
 
 CATEGORIES = ["blouse", "skirt", "jacket"]
@@ -57,7 +58,7 @@ def tiny(tmp_path_factory):
         net.spec,
         {"category": CATEGORIES, "labels": TAGS},
         DataConfig(input_size=(32, 24)),
-        extra={"threshold": 0.4},
+        calibration=Calibration(threshold=0.4),
     )
     path = save_model(net, info, root / "tiny.safetensors")
     return path, export_onnx(path, root / "tiny.onnx"), net
@@ -89,7 +90,7 @@ def test_onnx_carries_the_header(tiny):
     assert header["label_names"] == {"category": CATEGORIES, "labels": TAGS}
     info = read_onnx_info(onnx_path)
     assert info.data_config.input_size == (32, 24)
-    assert info.extra["threshold"] == 0.4
+    assert info.calibration.threshold == 0.4
     assert info.spec["heads"]["labels"]["kind"] == "gcn"
 
 

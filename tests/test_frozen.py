@@ -177,7 +177,7 @@ def test_study_tool_runs_resumes_and_tabulates(tmp_path, cache_file, colour_csv,
 
     val_all = json.loads((out / "val" / "all" / "gcn__bce__s1.json").read_text())
     _, ctx = evaluate_model(model, colour_csv, "val", trainer_kwargs={"enable_progress_bar": False})
-    assert ctx["info"].extra["experiment"] == "exported"
+    assert ctx["info"].training.experiment == "exported"
     with np.load(out / "val" / "all" / "gcn__bce__s1.npz") as z:
         assert list(ctx["outputs"]["paths"]) == list(z["paths"])
         np.testing.assert_allclose(ctx["outputs"]["labels_scores"], z["scores"], atol=2e-3)

@@ -218,14 +218,15 @@ def folder_model(tmp_path):
 
     from fashionlens.checkpoint import ModelInfo, save_model
     from fashionlens.data.config import DataConfig
+    from fashionlens.model_header import Training
     from fashionlens.models import FashionNet
     from fashionlens.train.config import load_config
     from fashionlens.train.fit import data_description
 
     torch.manual_seed(0)
     net = FashionNet("test_tiny", heads={"category": {"num_classes": 2}}).eval()
-    extra = {"experiment": "m", "data": data_description(load_config(None, ["data.format=image_folder"]))}
-    info = ModelInfo(net.spec, {"category": ["blue", "red"]}, DataConfig(input_size=(32, 32)), extra)
+    training = Training("m", data_description(load_config(None, ["data.format=image_folder"])))
+    info = ModelInfo(net.spec, {"category": ["blue", "red"]}, DataConfig((32, 32)), training=training)
     model = save_model(net, info, tmp_path / "model.safetensors")
     for split in ("train", "val"):
         for name in ("blue", "red"):

@@ -29,6 +29,7 @@ from fashionlens.inference.export import ExportError, export_onnx  # noqa: E402
 from fashionlens.inference.onnx_runner import OnnxRunner, read_onnx_model  # noqa: E402
 from fashionlens.inference.quantize import agreement, calibration_inputs, quantize_int8  # noqa: E402
 from fashionlens.metrics import mean_average_precision  # noqa: E402
+from fashionlens.model_header import Calibration  # noqa: E402
 from fashionlens.models import FashionNet  # noqa: E402
 
 cli = CliRunner()
@@ -84,7 +85,9 @@ def models(tmp_path_factory):
     net = _train(*train)
     model = save_model(
         net,
-        ModelInfo(net.spec, {"category": NAMES, "labels": NAMES}, CONFIG, {"threshold": 0.4}),
+        ModelInfo(
+            net.spec, {"category": NAMES, "labels": NAMES}, CONFIG, calibration=Calibration(threshold=0.4)
+        ),
         root / "tiny.safetensors",
     )
     fp32 = export_onnx(model, root / "tiny.onnx")
@@ -114,8 +117,8 @@ def test_the_export_is_an_int8_graph_with_the_models_header(models):
     ]
     assert per_channel  # per-channel weight scales
     assert info.label_names == {"category": NAMES, "labels": NAMES}
-    assert info.data_config.input_size == (32, 24) and info.extra["threshold"] == 0.4
-    q = info.extra["quantization"]
+    assert info.data_config.input_size == (32, 24) and info.calibration.threshold == 0.4
+    q = info.quantization
     assert q["format"] == "QDQ" and q["calibration"] == {
         "method": "minmax",
         "images": 64,
@@ -211,7 +214,7 @@ def test_cli_int8_export(models, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "int8, calibrated on 96 photos" in result.output and "category_top1" in result.output
-    assert read_onnx_model(out)[1].extra["quantization"]["calibration"]["images"] == 96
+    assert read_onnx_model(out)[1].quantization["calibration"]["images"] == 96
     default = Path(model).with_suffix(".int8.onnx")
     result = cli.invoke(app, ["export", str(model), "--int8", "--calibration", f"{folder}/00*.jpg"])
     assert result.exit_code == 0 and default.is_file(), result.output  # default name: MODEL.int8.onnx

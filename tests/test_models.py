@@ -8,6 +8,7 @@ import torch
 from conftest import missing_extra
 from fashionlens.checkpoint import CheckpointError, ModelInfo, load_model_file, read_info, save_model
 from fashionlens.data.config import DataConfig
+from fashionlens.model_header import Training
 from fashionlens.models import (
     GLEM,
     FashionNet,
@@ -185,7 +186,8 @@ def _tiny_model():
     net = FashionNet("test_tiny", heads=heads, landmarks={"fuse": True})
     net.heads["labels"].classifier.adjacency.copy_(torch.rand(3, 3))
     net.heads["labels"].classifier.embeddings.copy_(torch.randn(3, 4))
-    info = ModelInfo(net.spec, {"labels": ["a", "b", "c"]}, DataConfig(input_size=(32, 32)), {"note": "x"})
+    info = ModelInfo(net.spec, {"labels": ["a", "b", "c"]}, DataConfig(input_size=(32, 32)),
+                     training=Training(note="x"))
     return net.eval(), info
 
 

@@ -22,7 +22,9 @@ import fashionlens
 from fashionlens.checkpoint import ModelInfo, save_model
 from fashionlens.cli import app
 from fashionlens.data.config import DataConfig
+from fashionlens.data.deepfashion import LANDMARK_NAMES
 from fashionlens.inference.output import format_predictions
+from fashionlens.model_header import Calibration, Landmarks
 from fashionlens.models import FashionNet
 
 runner = CliRunner()
@@ -42,7 +44,8 @@ def tiny_model(tmp_path_factory):
         net.spec,
         {"category": CATEGORIES, "labels": TAGS},
         DataConfig(input_size=(32, 32)),
-        {"threshold": 0.3},
+        calibration=Calibration(threshold=0.3),
+        landmarks=Landmarks(LANDMARK_NAMES),
     )
     return save_model(net.eval(), info, tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
@@ -89,8 +92,8 @@ def test_min_tags_returns_each_photos_best_tag_below_the_models_threshold(tmp_pa
         probs = torch.sigmoid(net(torch.zeros(1, 3, 32, 32))["labels"])[0]
     assert probs.max() < 0.99  # so the threshold below passes nothing
     for min_tags, want in ((0, 0), (1, 1), (2, 2)):
-        extra = {"threshold": 0.99, "min_tags": min_tags} if min_tags else {"threshold": 0.99}
-        info = ModelInfo(net.spec, {"labels": TAGS}, DataConfig(input_size=(32, 32)), extra)
+        calibration = Calibration(threshold=0.99, min_tags=min_tags)
+        info = ModelInfo(net.spec, {"labels": TAGS}, DataConfig(input_size=(32, 32)), calibration=calibration)
         predictor = fashionlens.load_model(save_model(net, info, tmp_path / f"m{min_tags}.safetensors"))
         assert predictor.min_tags == min_tags
         ranked = predictor.predict(files, top_k=4, threshold=0.0)  # every tag, most likely first
@@ -295,7 +298,7 @@ def test_letterbox_model_pads_landscape_photos_and_maps_landmarks_back(tmp_path,
     net = FashionNet("test_tiny", heads={"category": {"num_classes": 3}}, landmarks={"fuse": True}).eval()
     cfg = DataConfig(input_size=(32, 32), resize="letterbox")
     path = save_model(
-        net, ModelInfo(net.spec, {"category": CATEGORIES}, cfg, {}), tmp_path / "lb.safetensors"
+        net, ModelInfo(net.spec, {"category": CATEGORIES}, cfg), tmp_path / "lb.safetensors"
     )
     predictor = fashionlens.load_model(path, backend="torch")
     photo = Image.open(photos / "sub" / "q.png").convert("RGB")  # 50 x 20 landscape

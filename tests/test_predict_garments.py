@@ -12,14 +12,16 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from fashionlens.checkpoint import ModelInfo
+from fashionlens.colours import COLOURS
 from fashionlens.data.config import DataConfig
-from fashionlens.data.derive import COLOURS
+from fashionlens.data.deepfashion import LANDMARK_NAMES
 from fashionlens.inference.predictor import Predictor, garment_crop
+from fashionlens.model_header import Attributes, Calibration, Landmarks
 from fashionlens.models.fashion_net import FashionNet
 from fashionlens.serve.app import create_app
 
 
-def _predictor(extra: dict | None = None) -> Predictor:
+def _predictor(calibration: Calibration | None = None) -> Predictor:
     torch.manual_seed(0)
     net = FashionNet(
         "test_tiny",
@@ -30,7 +32,9 @@ def _predictor(extra: dict | None = None) -> Predictor:
         net.spec,
         {"category": ["dress", "skirt", "t-shirt"], "attributes": list(COLOURS)},
         DataConfig(input_size=(32, 32)),
-        extra or {},
+        calibration=calibration or Calibration(),
+        landmarks=Landmarks(LANDMARK_NAMES),
+        attributes=Attributes.for_names(COLOURS),
     )
     return Predictor(net.eval(), info)
 
@@ -78,7 +82,7 @@ def test_visibility_scores_and_flags():
 
 
 def test_category_scores_use_the_calibrated_temperature():
-    plain, warm = _predictor(), _predictor({"temperature": 2.0})
+    plain, warm = _predictor(), _predictor(Calibration(temperature=2.0))
     photo = _photo()
     logits = plain.model(plain.preprocess(photo)[0][None])["category"][0].detach().numpy()
     want = np.exp(logits / 2) / np.exp(logits / 2).sum()

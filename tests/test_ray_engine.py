@@ -28,8 +28,10 @@ import fashionlens  # noqa: E402
 from fashionlens.checkpoint import ModelInfo, save_model  # noqa: E402
 from fashionlens.cli import app  # noqa: E402
 from fashionlens.data.config import DataConfig  # noqa: E402
+from fashionlens.data.deepfashion import LANDMARK_NAMES  # noqa: E402
 from fashionlens.garments.instances import box_iou  # noqa: E402
 from fashionlens.inference.ray_engine import OutputDirError, RayOptions, finished_paths, pending_paths, run  # noqa: E402
+from fashionlens.model_header import Calibration, Landmarks  # noqa: E402
 from fashionlens.models import FashionNet  # noqa: E402
 
 cli = CliRunner()
@@ -83,7 +85,8 @@ def tiny_model(tmp_path_factory):
         net.spec,
         {"category": CATEGORIES, "labels": TAGS},
         DataConfig(input_size=(32, 24)),
-        {"threshold": 0.3},
+        calibration=Calibration(threshold=0.3),
+        landmarks=Landmarks(LANDMARK_NAMES),
     )
     return save_model(net.eval(), info, tmp_path_factory.mktemp("model") / "tiny.safetensors")
 

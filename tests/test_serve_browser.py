@@ -153,8 +153,10 @@ def test_garment_model_draws_named_landmarks_and_colour_swatches(page, tmp_path)
     import torch
 
     from fashionlens.checkpoint import ModelInfo, save_model
+    from fashionlens.colours import COLOURS
     from fashionlens.data.config import DataConfig
-    from fashionlens.data.derive import COLOURS
+    from fashionlens.data.deepfashion import LANDMARK_NAMES
+    from fashionlens.model_header import Attributes, Landmarks
     from fashionlens.models.fashion_net import FashionNet
 
     torch.manual_seed(1)
@@ -172,6 +174,8 @@ def test_garment_model_draws_named_landmarks_and_colour_swatches(page, tmp_path)
             net.spec,
             {"category": list(CATEGORY_NAMES), "attributes": list(COLOURS)},
             DataConfig(input_size=(32, 32)),
+            landmarks=Landmarks(LANDMARK_NAMES),
+            attributes=Attributes.for_names(COLOURS),
         ),
         tmp_path / "garments.safetensors",
     )
@@ -200,6 +204,7 @@ def test_styles_beside_the_tags_and_garment_attributes_with_colours(page, tmp_pa
 
     from fashionlens.checkpoint import ModelInfo, save_model
     from fashionlens.data.config import DataConfig
+    from fashionlens.model_header import Attributes, Calibration
     from fashionlens.models.fashion_net import FashionNet
 
     styles = ["Casual", "Romantic", "Retro", "Modern"]
@@ -221,7 +226,8 @@ def test_styles_beside_the_tags_and_garment_attributes_with_colours(page, tmp_pa
         net.spec,
         {"labels": TAG_NAMES, "styles": styles, "attributes": attributes},
         DataConfig(input_size=(32, 32)),
-        {"attribute_groups": [1, 2, 4, 6, 6], "attribute_threshold": 0.5, "style_threshold": 0.5},
+        calibration=Calibration(attribute_threshold=0.5, style_threshold=0.5),
+        attributes=Attributes.for_names(attributes, [1, 2, 4, 6, 6]),
     )
     model = save_model(net, info, tmp_path / "styles.safetensors")
     photo = tmp_path / "outfit.jpg"

@@ -44,7 +44,7 @@ def test_shipped_model_loads_offline_and_knows_its_heads():
     assert len(names["attributes"]) == 53 and names["attributes"][41:] == list(COLOURS)
     assert {"denim", "striped"} <= set(names["attributes"][:41])
     assert 0.0 < predictor.tag_threshold(None) < 1.0 and 0.0 < predictor.style_threshold(None) < 1.0
-    assert 0.0 < float(predictor.info.extra["attribute_threshold"]) < 1.0
+    assert 0.0 < predictor.info.calibration.attribute_threshold < 1.0
     assert predictor.model.heatmap_head is not None and predictor.model.visibility_head.out_features == 8
 
 

@@ -211,7 +211,7 @@ def test_styles_head_trains_and_evaluates(styles_model, tmp_path):
 
     info = read_info(model)
     assert info.label_names["styles"] == STYLES and "styles" in info.spec["heads"]
-    assert info.extra["data"]["styles"] == "auto"  # evaluate finds the root's styles.csv again
+    assert info.training.data["styles"] == "auto"  # evaluate finds the root's styles.csv again
     result = runner.invoke(app, ["evaluate", str(model), "--data", str(ccp), "--out", str(tmp_path / "ev"),
                                  "--split", "train", "--accelerator", "cpu"])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -326,6 +326,7 @@ def test_colour_and_garment_attributes_are_told_apart_by_their_type(tmp_path):
     from fashionlens.checkpoint import ModelInfo, save_model
     from fashionlens.data.config import DataConfig
     from fashionlens.inference.predictor import load_model
+    from fashionlens.model_header import Attributes, Calibration
     from fashionlens.models.fashion_net import FashionNet
 
     names = ["striped", "denim", "long-sleeve", "black", "white"]
@@ -342,7 +343,8 @@ def test_colour_and_garment_attributes_are_told_apart_by_their_type(tmp_path):
         net.spec,
         {"attributes": names},
         DataConfig(input_size=(32, 32)),
-        {"attribute_groups": [1, 2, 4, 6, 6], "attribute_threshold": 0.5},
+        calibration=Calibration(attribute_threshold=0.5),
+        attributes=Attributes.for_names(names, [1, 2, 4, 6, 6]),
     )
     model = save_model(net, info, tmp_path / "m.safetensors")
     photo = tmp_path / "x.jpg"

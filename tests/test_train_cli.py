@@ -53,12 +53,12 @@ def test_train_then_evaluate_gcn(tmp_path, colour_csv):
     model = out / "model.safetensors"
     info = read_info(model)
     assert info.label_names["labels"] == ["blue", "green", "red", "yellow"]
-    graph = info.extra["graph"]["labels"]
-    assert graph["tau"] == 0.3 and graph["embed_dim"] == 4
-    assert graph["num_edges"] == _edges_by_hand(tmp_path, model, colour_csv, tau=0.3)
+    graph = info.label_graph["labels"]
+    assert graph.kind == "cooccurrence" and graph.tau == 0.3 and graph.embed_dim == 4
+    assert graph.num_edges == _edges_by_hand(tmp_path, model, colour_csv, tau=0.3)
     # the adjacency buffer the head uses has exactly those edges off its diagonal
     adjacency = next(t for k, t in load_file(model).items() if k.endswith("adjacency"))
-    assert int((adjacency * (1 - torch.eye(4)) != 0).sum()) == graph["num_edges"]
+    assert int((adjacency * (1 - torch.eye(4)) != 0).sum()) == graph.num_edges
     assert (out / "checkpoints" / "last.ckpt").is_file()
     assert (out / "logs" / "metrics.csv").is_file()
 

@@ -85,7 +85,7 @@ def cmd_score(args) -> None:
             known,
             o["paths"],
             info.label_names["attributes"],
-            info.extra["attribute_groups"],
+            list(info.attributes.groups),
         )
         context = {
             "model": str(path),

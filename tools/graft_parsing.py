@@ -12,10 +12,10 @@ data description gains ``parsing: true`` on its CCP source, so ``fashionlens eva
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import sys
 
-from fashionlens.checkpoint import ModelInfo, load_model_file, save_model
+from fashionlens.checkpoint import load_model_file, save_model
 from fashionlens.models import build_model
 
 
@@ -36,15 +36,9 @@ def graft(base_path: str, donor_path: str, out: str, tolerance: float = 1e-3) ->
     model = build_model(spec)
     state = {**base_sd, **{k: v for k, v in donor_sd.items() if k.startswith("parsing_head.")}}
     model.load_state_dict(state, strict=True)
-    extra = copy.deepcopy(base_info.extra)
-    extra["parsing"] = donor_info.extra["parsing"]
-    data = extra.setdefault("data", {})
-    for source in data.get("sources", {}).values():
-        if source.get("format") == "ccp":
-            source["parsing"] = True
-    if data.get("format") == "ccp":
-        data["parsing"] = True
-    info = ModelInfo(model.spec, base_info.label_names, base_info.data_config, extra)
+    info = dataclasses.replace(
+        base_info, spec=model.spec, parsing=donor_info.parsing, training=base_info.training.with_ccp_parsing()
+    )
     save_model(model, info, out, half=True)
     grafted = sum(k.startswith("parsing_head.") for k in state)
     return {"backbone_max_abs_diff": worst, "parsing_tensors": grafted}

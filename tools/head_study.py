@@ -243,6 +243,7 @@ def cmd_export(args) -> None:
     """A head trained on the cache + the cache's backbone = an ordinary model file (evaluate, compare,
     predict)."""
     from fashionlens.checkpoint import ModelInfo, save_model
+    from fashionlens.model_header import Training
     from fashionlens.models import FashionNet
     from fashionlens.train.config import load_config
     from fashionlens.train.fit import backbone_kwargs, build_backbone, data_description
@@ -272,11 +273,11 @@ def cmd_export(args) -> None:
         model.spec,
         {"labels": names},
         backbone.data_config,
-        {
-            "data": data_description(cfg),
-            "experiment": experiment,
-            "note": f"head trained on frozen features (tools/head_study.py): {args.run}",
-        },
+        training=Training(
+            experiment,
+            data_description(cfg),
+            note=f"head trained on frozen features (tools/head_study.py): {args.run}",
+        ),
     )
     save_model(model.eval(), info, args.out)
     print(f"wrote {args.out} ({experiment})")

@@ -34,6 +34,7 @@ epoch the run's monitor picked; ``--tta flip`` stores flip test-time augmentatio
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -53,6 +54,7 @@ from fashionlens.inference.calibration import (
 )
 from fashionlens.inference.predictor import colour_columns
 from fashionlens.metrics import average_precision, expected_calibration_error, multilabel_prf, topk_accuracy
+from fashionlens.model_header import Best
 from fashionlens.models import build_model
 from fashionlens.train.data import build_data, make_loader
 
@@ -143,7 +145,7 @@ def check_model(model_path: str, ccp: str, small: str, garments: str | None) -> 
             **r["topk"],
             "photos": ev["num_images"],
         }
-        threshold, min_tags = float(info.extra.get("threshold", 0.5)), int(info.extra.get("min_tags", 0))
+        threshold, min_tags = info.calibration.threshold, info.calibration.min_tags
         out = head_outputs(model, info, small, "image_folder")
         tags = 1 / (1 + np.exp(-out["labels"]))
         report["product_tags_clothing_small_val"] = {
@@ -214,7 +216,7 @@ def style_checks(model, info, ccp: str) -> dict:
             "styles": top,
             "per_style_top2_all": {k: v["recall"] for k, v in r["per_label_top2_all"].items()},
         }
-    threshold = float(info.extra.get("style_threshold", 0.5))
+    threshold = info.calibration.style_threshold
     report["OF1_returned"] = multilabel_prf(
         returned_tags(scores, threshold, 1).astype(float), targets, threshold=0.5
     )["OF1"]
@@ -228,7 +230,7 @@ def _style_headline(r: dict) -> dict:
 def attribute_checks(report: dict, names: list[str]) -> dict:
     """Per-type attribute recall@3/@5 and mAP of a DeepFashion report; colours apart (or all, for a
     colour-only model)."""
-    from fashionlens.data.derive import COLOURS
+    from fashionlens.colours import COLOURS
 
     attrs = report["attributes"]
     colour = attrs.get("colour") or (attrs["all"] if set(names) <= set(COLOURS) else None)
@@ -352,7 +354,8 @@ def main(argv: list[str] | None = None) -> None:
     model, info = load_model_file(args.model)
     if args.weights:
         epoch = load_lightning_weights(model, args.weights)
-        info.extra["best"] = {"epoch": epoch, "note": f"weights of {Path(args.weights).name} (epoch {epoch})"}
+        note = f"weights of {Path(args.weights).name} (epoch {epoch})"
+        info.training = dataclasses.replace(info.training, best=Best(epoch, note=note))
     if args.tta:
         rebuilt = build_model({**model.spec, "tta": args.tta})
         rebuilt.load_state_dict(model.state_dict())
@@ -360,18 +363,19 @@ def main(argv: list[str] | None = None) -> None:
     calibration = calibrate(
         model, info, args.clothing, args.ccp, args.min_precision, args.min_tags, args.garments
     )
-    info.extra["temperature"] = calibration["category"]["temperature"]
+    found = {"temperature": calibration["category"]["temperature"]}
     if "styles" in calibration:
-        info.extra["style_threshold"] = calibration["styles"]["threshold"]
+        found["style_threshold"] = calibration["styles"]["threshold"]
     if "attributes" in calibration:
-        info.extra["attribute_threshold"] = calibration["attributes"]["threshold"]
+        found["attribute_threshold"] = calibration["attributes"]["threshold"]
     if "tags" in calibration:
-        info.extra["threshold"] = calibration["tags"]["threshold"]
-        info.extra["min_tags"] = args.min_tags
-        info.extra["threshold_selection"] = (
+        found["threshold"] = calibration["tags"]["threshold"]
+        found["min_tags"] = args.min_tags
+        found["threshold_selection"] = (
             f"max OF1 on CCP + product validation photos with product precision >= "
             f"{args.min_precision}: {calibration['tags']}"
         )
+    info.calibration = dataclasses.replace(info.calibration, **found)
     out = save_model(model, info, args.out, half=True)
     checks = check_model(str(out), args.ccp, args.small, args.garments)
     summary = {"calibration": calibration, "checks": checks}

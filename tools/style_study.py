@@ -48,7 +48,7 @@ def cmd_score(args) -> None:
 
     for path in args.models:
         row, seed = run_name(path)
-        subset = f"top{read_info(path).extra['data'].get('top_labels') or 'all'}"
+        subset = f"top{read_info(path).training.top_labels or 'all'}"
         out = args.out / args.split / subset / f"{row}__s{seed}"
         if out.with_suffix(".json").is_file():
             continue

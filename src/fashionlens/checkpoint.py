@@ -1,15 +1,19 @@
 """Self-describing model files: safetensors weights + one JSON header, no pickle anywhere.
 
 The JSON (stored in the safetensors metadata under "fashionlens") holds the schema version, the model
-spec (backbone name and kwargs, heads, landmark branch), label names per head, the data config and
-how the label graph was built. Graph buffers (adjacency, embeddings) are ordinary tensors of the
-state dict. Loading needs the file alone.
+spec (backbone name and kwargs, heads, landmark branch), label names per head, the data config and one
+typed section per concern (:mod:`fashionlens.model_header`: training data and its split, calibration,
+label graph, quantisation, landmark names, attribute meaning, garment parsing). Graph buffers
+(adjacency, embeddings) are ordinary tensors of the state dict. Loading needs the file alone.
+
+A schema-1 file (its sections in one untyped ``extra`` dict) is refused with the command that
+upgrades it: ``python tools/upgrade_model.py OLD [NEW]`` (:func:`upgrade_model_file`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 import torch
@@ -17,10 +21,21 @@ import torch
 from fashionlens.data.config import DataConfig
 from fashionlens.errors import FashionlensError
 from fashionlens.fileio import atomic_write_bytes  # the home of atomic writes; still importable from here
+from fashionlens.model_header import (
+    SCHEMA_VERSION,
+    SECTIONS,
+    Attributes,
+    Calibration,
+    HeadGraph,
+    Landmarks,
+    Parsing,
+    Training,
+    upgrade_header,
+)
 from fashionlens.models.fashion_net import FashionNet, build_model
 
-SCHEMA_VERSION = 1
 _META_KEY = "fashionlens"
+UPGRADE_COMMAND = "python tools/upgrade_model.py"
 
 
 class CheckpointError(FashionlensError, ValueError):
@@ -29,12 +44,20 @@ class CheckpointError(FashionlensError, ValueError):
 
 @dataclass
 class ModelInfo:
-    """Everything about a model except its weights."""
+    """Everything about a model except its weights: spec, label names, data config, and the typed
+    header sections (keyword-only; see :mod:`fashionlens.model_header`)."""
 
     spec: dict
     label_names: dict[str, list[str]]
     data_config: DataConfig
-    extra: dict = field(default_factory=dict)
+    _: KW_ONLY
+    training: Training = field(default_factory=Training)
+    calibration: Calibration = field(default_factory=Calibration)
+    label_graph: dict[str, HeadGraph] = field(default_factory=dict)
+    quantization: dict | None = None  # the int8 report (inference/quantize.py) of a quantised ONNX model
+    landmarks: Landmarks = field(default_factory=Landmarks)
+    attributes: Attributes = field(default_factory=Attributes)
+    parsing: Parsing | None = None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -43,7 +66,13 @@ class ModelInfo:
                 "spec": self.spec,
                 "label_names": self.label_names,
                 "data_config": self.data_config.to_dict(),
-                "extra": self.extra,
+                "training": self.training.to_dict(),
+                "calibration": self.calibration.to_dict(),
+                "label_graph": {head: g.to_dict() for head, g in self.label_graph.items()},
+                "quantization": self.quantization,
+                "landmarks": self.landmarks.to_dict(),
+                "attributes": self.attributes.to_dict(),
+                "parsing": None if self.parsing is None else self.parsing.to_dict(),
             }
         )
 
@@ -54,6 +83,11 @@ class ModelInfo:
         except json.JSONDecodeError as e:
             raise CheckpointError(f"{source}: model header is not valid JSON ({e})") from None
         version = d.get("schema_version")
+        if version == 1:
+            raise CheckpointError(
+                f"{source}: a schema-1 model file (this fashionlens reads schema {SCHEMA_VERSION}); upgrade "
+                f"it with `{UPGRADE_COMMAND} {source}` (tensors unchanged)"
+            )
         if version != SCHEMA_VERSION:
             raise CheckpointError(
                 f"{source}: schema_version {version!r}, this fashionlens reads {SCHEMA_VERSION}"
@@ -61,7 +95,29 @@ class ModelInfo:
         for key in ("spec", "label_names", "data_config"):
             if key not in d:
                 raise CheckpointError(f"{source}: model header has no {key!r}")
-        return cls(d["spec"], d["label_names"], DataConfig.from_dict(d["data_config"]), d.get("extra", {}))
+        unknown = sorted(set(d) - {"schema_version", "spec", "label_names", "data_config", *SECTIONS})
+        if unknown:
+            raise CheckpointError(f"{source}: model header has unknown key(s) {unknown}")
+        try:
+            return cls._from_header(d)
+        except (TypeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{source}: model header is malformed ({e})") from None
+
+    @classmethod
+    def _from_header(cls, d: dict) -> ModelInfo:
+        parsing = d.get("parsing")
+        return cls(
+            d["spec"],
+            d["label_names"],
+            DataConfig.from_dict(d["data_config"]),
+            training=Training.from_dict(d.get("training", {})),
+            calibration=Calibration.from_dict(d.get("calibration", {})),
+            label_graph={head: HeadGraph.from_dict(g) for head, g in d.get("label_graph", {}).items()},
+            quantization=d.get("quantization"),
+            landmarks=Landmarks.from_dict(d.get("landmarks", {})),
+            attributes=Attributes.from_dict(d.get("attributes", {})),
+            parsing=None if parsing is None else Parsing.from_dict(parsing),
+        )
 
 
 def save_model(model: FashionNet, info: ModelInfo, path: str | Path, half: bool = False) -> Path:
@@ -96,6 +152,46 @@ def read_info(path: str | Path) -> ModelInfo:
             f"{path}: safetensors file without a fashionlens header (not a fashionlens model)"
         )
     return ModelInfo.from_json(meta[_META_KEY], str(path))
+
+
+def upgraded_header(text: str, source: str = "<model>") -> str:
+    """A schema-1 header (JSON text) rewritten as schema 2 (:func:`fashionlens.model_header.upgrade_header`),
+    checked by reading it back.
+
+    Raises:
+        CheckpointError: not a schema-1 header, or one whose ``extra`` a schema-2 section cannot take.
+    """
+    try:
+        new = json.dumps(upgrade_header(json.loads(text)))
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{source}: cannot upgrade its header ({e})") from None
+    ModelInfo.from_json(new, source)
+    return new
+
+
+def upgrade_model_file(old: str | Path, new: str | Path | None = None) -> Path:
+    """Rewrite a schema-1 ``.safetensors`` model's header as schema 2, written atomically to ``new``
+    (default: in place). Only the header changes: the tensor bytes are copied as they are.
+
+    Raises:
+        CheckpointError: ``old`` is no safetensors file with a schema-1 fashionlens header.
+    """
+    old = Path(old)
+    raw = old.read_bytes() if old.is_file() else b""
+    n = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else -1
+    try:
+        header = json.loads(raw[8 : 8 + n]) if 0 < n <= len(raw) - 8 else None
+    except ValueError:
+        header = None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or _META_KEY not in meta:
+        raise CheckpointError(f"{old}: not a safetensors model file with a fashionlens header")
+    meta[_META_KEY] = upgraded_header(meta[_META_KEY], str(old))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # safetensors aligns the tensor data to 8 bytes
+    out = Path(new) if new is not None else old
+    atomic_write_bytes(out, len(text).to_bytes(8, "little") + text + raw[8 + n :])
+    return out
 
 
 def _read_tensors(path: str | Path) -> dict[str, torch.Tensor]:

@@ -14,6 +14,7 @@ import logging
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,13 +22,15 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from fashionlens.data.config import DataConfig
-from fashionlens.data.deepfashion import DeepFashionIndex
 from fashionlens.data.image_folder import ClassificationSet
 from fashionlens.data.images import BadImageError, load_image, load_image_and_orientation, upright_annotations
 from fashionlens.data.landmark_transforms import FLIP_PAIRS, JointTransform, build_joint_transforms
 from fashionlens.data.multilabel import LabelledSet
 from fashionlens.data.transforms import build_transforms, draft_size
 from fashionlens.errors import ConfigError
+
+if TYPE_CHECKING:  # a type only: inference imports this package without the DeepFashion reader
+    from fashionlens.data.deepfashion import DeepFashionIndex
 
 logger = logging.getLogger(__name__)
 

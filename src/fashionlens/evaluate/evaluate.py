@@ -36,19 +36,11 @@ def config_for_model(info, data_path: str | Path, batch_size: int, overrides: li
     the one of its sources whose layout the path has (e.g. its CCP source on a CCP folder).
     """
     cfg = load_config(None, overrides)
-    saved = info.extra.get("data", {})
     if data_format is None and Path(data_path).exists():
         from fashionlens.data.formats import detect_format
 
-        own = saved.get("format", "mixed")
-        detected = detect_format(data_path)
-        if own != "mixed":
-            data_format = None if detected == own else detected
-        elif detected in saved.get("sources", {}):
-            data_format = detected
-    if data_format and data_format != saved.get("format"):
-        saved = {**saved.get("sources", {}).get(data_format, {}), "format": data_format}
-    for key, value in saved.items():
+        data_format = info.training.format_for(detect_format(data_path))
+    for key, value in info.training.split_for(data_format).items():
         if key in cfg["data"]:
             cfg["data"][key] = value
     cfg["data"]["path"] = str(data_path)
@@ -68,11 +60,7 @@ def evaluate_model(path: str | Path, data: str | Path, split: str = "val", batch
         raise DataMismatchError(f"the data has no {split!r} split (it has {sorted(bundle.datasets)})")
     check_split_images(bundle.paths[split], split, cfg["data"]["num_workers"])
     align_targets(bundle, info.label_names, split)
-    groups = (
-        np.asarray(info.extra["attribute_groups"])
-        if "attribute_groups" in info.extra
-        else bundle.attribute_groups
-    )
+    groups = bundle.attribute_groups if info.attributes.groups is None else np.asarray(info.attributes.groups)
     task = FashionTask(
         model,
         info.label_names,
@@ -281,7 +269,7 @@ def evaluate(
 
 def model_name(path: str | Path, info) -> str:
     p = Path(path)
-    exp = info.extra.get("experiment")
+    exp = info.training.experiment
     return exp if exp and exp != "experiment" else (p.parent.name if p.stem == "model" else p.stem)
 
 

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from fashionlens.checkpoint import ModelInfo, load_model_file
-from fashionlens.data.deepfashion import LANDMARK_NAMES
+from fashionlens.colours import COLOURS, PRESENT_SHARE, colour_names
 from fashionlens.data.images import BadImageError, ImageSource, load_image, photo_size
 from fashionlens.data.transforms import build_transforms, draft_size, input_to_photo
 from fashionlens.errors import FashionlensError
@@ -147,9 +147,9 @@ class Predictor:
         self.runner: Runner = runner or self._torch_forward
         self.backend = backend or ("torch" if runner is None else "custom")
         self.workers = workers or min(cpu_cores(), 4)  # threads decoding images (PIL releases the GIL)
-        self.box_margin = box_margin(info)
+        self.box_margin = info.training.box_margin  # the margin its garment crops were trained with
         self._colour_columns = colour_columns(info)
-        self.parsing = info.extra.get("parsing")  # {"groups", "garments", "landmark_groups"} or None
+        self.parsing = info.parsing  # the garment parser's groups, garments, landmark_groups; or None
 
     @property
     def heads(self) -> list[str]:
@@ -337,7 +337,7 @@ class Predictor:
             if img is None or pred.box is not None:
                 continue
             found = photo_garments(outputs["parsing"][row], pred.image_size, self.info.data_config,
-                                   self.parsing["groups"], self.parsing["garments"])  # fmt: skip
+                                   list(self.parsing.groups), list(self.parsing.garments))  # fmt: skip
             # colours at the resolution the garments were found at (a half of the input): the same shares
             small = found[0].small_mask.shape if found else None
             pixels = None
@@ -352,7 +352,7 @@ class Predictor:
                     continue
                 crop = garment_crop(g.box, pred.image_size, self.box_margin)
                 share = (crop[2] - crop[0]) * (crop[3] - crop[1]) / (pred.image_size[0] * pred.image_size[1])
-                if g.label not in self.parsing.get("landmark_groups", ()):  # shoes, hat: one class, no crop
+                if g.label not in self.parsing.landmark_groups:  # shoes, hat: one class, no crop
                     self._describe(garment, outputs, row, None, top_k)
                 elif share >= WHOLE_PHOTO_SHARE:
                     self._describe(garment, outputs, row, pred, top_k)  # pred: that row, decoded already
@@ -382,35 +382,35 @@ class Predictor:
         if "category" in out:
             allowed = GROUP_CATEGORIES[garment.label]
             names = self.info.label_names["category"]
-            temperature = float(self.info.extra.get("temperature", 1.0))
+            temperature = self.info.calibration.temperature
             probs = _softmax(out["category"][row] / temperature)
             keep = np.array([n in allowed for n in names])
             if keep.any():
                 sub = probs[keep] / probs[keep].sum()
                 garment.category = _top(sub, [n for n, k in zip(names, keep, strict=True) if k], top_k)
-        if answer is not None and garment.label in self.parsing.get("landmark_groups", ()):
+        if answer is not None and garment.label in self.parsing.landmark_groups:
             garment.attributes = answer.attributes
             garment.landmarks = answer.landmarks
 
 
     def tag_threshold(self, threshold: float | None) -> float:
-        return threshold if threshold is not None else float(self.info.extra.get("threshold", 0.5))
+        return threshold if threshold is not None else self.info.calibration.threshold
 
     def style_threshold(self, threshold: float | None) -> float:
         """The threshold of sub styles: ``threshold``, else the model's calibrated one (0.5 if none)."""
-        return threshold if threshold is not None else float(self.info.extra.get("style_threshold", 0.5))
+        return threshold if threshold is not None else self.info.calibration.style_threshold
 
     @property
     def min_tags(self) -> int:
         """Tags returned even below the model's threshold (its most likely ones; 0 unless calibrated so)."""
-        return int(self.info.extra.get("min_tags", 0))
+        return self.info.calibration.min_tags
 
     def _decode(self, out: dict[str, np.ndarray], row: int, name: str, size, top_k: int, threshold,
                 crop: Box | None = None) -> Prediction:  # fmt: skip
         pred = Prediction(source=name, image_size=size, box=crop)
         names = self.info.label_names
         if "category" in out:
-            temperature = float(self.info.extra.get("temperature", 1.0))  # calibrated: tools/ship_model.py
+            temperature = self.info.calibration.temperature  # calibrated: tools/ship_model.py
             pred.category = _top(_softmax(out["category"][row] / temperature), names["category"], top_k)
         if "labels" in out:
             thr = self.tag_threshold(threshold)
@@ -455,7 +455,7 @@ class Predictor:
             colours = [s for s in _top(probs[colour], list(names[colour]), top_k) if s.score >= thr]
         if colour.all():
             return _top(probs, list(names), top_k), colours
-        thr = threshold if threshold is not None else self.info.extra.get("attribute_threshold")
+        thr = threshold if threshold is not None else self.info.calibration.attribute_threshold
         attributes = _top(probs[~colour], list(names[~colour]), top_k)
         return [s for s in attributes if thr is None or s.score >= float(thr)], colours
 
@@ -477,7 +477,7 @@ class Predictor:
             score, visible = hm.flatten(2).amax(-1)[0].numpy(), [None] * len(xy)
         return [
             Landmark(
-                LANDMARK_NAMES[i] if i < 8 else f"landmark_{i}",
+                self.info.landmarks.name(i),
                 round(float(x), 2),
                 round(float(y), 2),
                 round(float(p), 6),
@@ -501,10 +501,8 @@ def _garment_dict(g: GarmentPrediction) -> dict:
 
 
 def _pixel_colours(pixels: np.ndarray, mask: np.ndarray, top_k: int) -> list[ScoredLabel]:
-    """The colour names (``data.derive.COLOURS``) covering at least a quarter of a garment's own pixels,
-    scored by their share. ``pixels`` (h, w, 3) and ``mask`` (h, w) are on the garment's map."""
-    from fashionlens.data.derive import COLOURS, PRESENT_SHARE, colour_names
-
+    """The colour names (``fashionlens.colours.COLOURS``) covering at least a quarter of a garment's own
+    pixels, scored by their share. ``pixels`` (h, w, 3) and ``mask`` (h, w) are on the garment's map."""
     if not mask.any():
         return []
     share = np.bincount(colour_names(pixels[mask]), minlength=len(COLOURS)) / mask.sum()
@@ -515,26 +513,9 @@ class BoxError(FashionlensError, ValueError):
     """A garment box that is malformed or outside its photo."""
 
 
-COLOUR_TYPE = 6  # the attribute type of colours (DeepFashion's types are 1-5), see data/deepfashion.py
-
-
 def colour_columns(info: ModelInfo) -> np.ndarray:
-    """Which attribute columns are colours: those of the colour type, or (models written before the
-    type existed) every column when all the attribute names are colour names."""
-    names = info.label_names.get("attributes", [])
-    groups = info.extra.get("attribute_groups")
-    if groups is not None and COLOUR_TYPE in groups:
-        return np.asarray(groups) == COLOUR_TYPE
-    from fashionlens.data.derive import COLOURS
-
-    return np.full(len(names), bool(names) and set(names) <= set(COLOURS))
-
-
-def box_margin(info: ModelInfo) -> float:
-    """The margin a garment box gets before the model sees it: the one its garment crops were trained with."""
-    data = info.extra.get("data", {})
-    garments = data.get("sources", {}).get("deepfashion", data if data.get("format") == "deepfashion" else {})
-    return float(garments.get("crop_margin", 0.1))
+    """Which attribute columns are colours (the header's ``attributes.colours``)."""
+    return info.attributes.colour_mask(len(info.label_names.get("attributes", [])))
 
 
 def garment_crop(box: Sequence[float], size: tuple[int, int], margin: float) -> Box:

@@ -5,7 +5,7 @@ per-channel weights, uint8 activations whose ranges (min / max) are measured by 
 model on real photos prepared by the model's own eval transform. ONNX Runtime fuses the QDQ pairs
 into integer kernels (QLinearConv, QLinearAdd, QGemm), which use the AVX-512 VNNI / AVX-VNNI dot
 product instructions where the CPU has them. The file carries the model's header like any
-fashionlens ``.onnx`` file, plus ``extra["quantization"]``: how it was made and how closely it
+fashionlens ``.onnx`` file, plus the header's ``quantization``: how it was made and how closely it
 agreed with the fp32 model on the calibration photos, so ``load_model``, ``predict``, ``serve`` and
 ``predict --engine ray`` take it as they take any other model.
 """
@@ -13,6 +13,7 @@ agreed with the fp32 model on the calibration photos, so ``load_model``, ``predi
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 import tempfile
 from collections.abc import Sequence
@@ -87,9 +88,9 @@ def _fp32_onnx(model_path: Path) -> tuple[Path, ModelInfo]:
     """The fp32 ONNX file of a ``.safetensors`` model (exported once, cached) or of an ``.onnx`` model."""
     if model_path.suffix == ".onnx":
         _, info = read_onnx_model(model_path)
-        if "quantization" in info.extra:
+        if info.quantization is not None:
             raise QuantizeError(
-                f"{model_path} is already quantised ({info.extra['quantization'].get('format')}); "
+                f"{model_path} is already quantised ({info.quantization.get('format')}); "
                 "quantise the fp32 model"
             )
         return model_path, info
@@ -143,7 +144,7 @@ def quantize_int8(
         seed: the calibration sample.
 
     Returns:
-        ``extra["quantization"]`` of the written model: settings, photos used, and its agreement
+        the header's ``quantization`` of the written model: settings, photos used, and its agreement
         with the fp32 model on them (see :func:`agreement`).
 
     Raises:
@@ -200,8 +201,7 @@ def quantize_int8(
             f"the int8 model picks another category than fp32 for {1 - top1:.0%} of the calibration "
             f"photos (limit {1 - MIN_AGREEMENT:.0%}); not written"
         )
-    qinfo = copy.deepcopy(info)
-    qinfo.extra["quantization"] = report
+    qinfo = dataclasses.replace(info, quantization=copy.deepcopy(report))
     attach_header(proto, qinfo)
     atomic_write_bytes(out_path, proto.SerializeToString())
     return report

@@ -360,8 +360,8 @@ def actor_model(model: str, backend: str, gpus: bool, batch_size: int) -> tuple[
 
 
 def _has_parsing(predictor) -> bool:
-    """Whether the model finds garments: a parsing head and its group names (``extra["parsing"]``)."""
-    return bool(predictor.info.extra.get("parsing")) and "parsing" in predictor.info.spec
+    """Whether the model finds garments: a parsing head and its group names (the header's ``parsing``)."""
+    return predictor.info.parsing is not None and "parsing" in predictor.info.spec
 
 
 def init_ray(address: str | None) -> None:

@@ -323,7 +323,7 @@ def _add_api_routes(
 ) -> None:
     """``GET /healthz`` and ``POST /v1/predict`` (behind the optional API key)."""
     has_landmarks = bool(predictor.info.spec.get("landmarks"))
-    has_garments = bool(predictor.info.extra.get("parsing"))  # a parsing head and its garment groups
+    has_garments = predictor.info.parsing is not None  # a parsing head and its garment groups
 
     async def require_key(
         x_api_key: str | None = Header(None, description="the API key, when the service has one"),

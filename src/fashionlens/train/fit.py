@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -19,6 +20,7 @@ from fashionlens.errors import ConfigError
 from fashionlens.fileio import OutputDirError, atomic_write_bytes
 from fashionlens.fileio import check_output_dir as check_writable_dir
 from fashionlens.losses import pos_weight_from_targets
+from fashionlens.model_header import Attributes, Best, HeadGraph, Landmarks, Parsing, Training, data_section
 from fashionlens.models.fashion_net import FashionNet
 from fashionlens.models.registry import create_backbone
 from fashionlens.train.data import DataBundle, build_data, make_loader
@@ -161,7 +163,7 @@ def build_model_for_data(
     ``query2label`` head with ``query_init: embeddings`` gets the embeddings.
     """
     heads = {}
-    graph_extra = {}
+    graphs = {}
     embeddings = {}
     for name, head_cfg in cfg["model"]["heads"].items():
         if name not in bundle.label_names:
@@ -171,16 +173,13 @@ def build_model_for_data(
             )
         kw = {"kind": "linear", **(head_cfg or {}), "num_classes": len(bundle.label_names[name])}
         if kw["kind"] == "gcn":
-            emb, adjacency, graph_extra[name] = label_graph_inputs(
+            emb, adjacency, graphs[name] = label_graph_inputs(
                 cfg, bundle.label_names[name], bundle.train_targets[name]
             )
             embeddings[name] = (emb, adjacency)
         elif kw.get("query_init") == "embeddings":
             emb = label_word_embeddings(cfg, bundle.label_names[name])
-            graph_extra[name] = {
-                "embeddings": cfg["labels"]["embeddings"]["provider"],
-                "embed_dim": int(emb.shape[1]),
-            }
+            graphs[name] = HeadGraph(cfg["labels"]["embeddings"]["provider"], int(emb.shape[1]))
             embeddings[name] = (emb, None)
         if name in embeddings:
             kw["embed_dim"] = int(embeddings[name][0].shape[1])
@@ -209,58 +208,35 @@ def build_model_for_data(
             clf.load_label_embeddings(emb)
         else:
             clf.load_label_embeddings(emb, adjacency)
-    extra = {"graph": graph_extra, "data": data_description(cfg), "experiment": cfg["experiment"]}
-    if bundle.attribute_groups is not None:
-        extra["attribute_groups"] = [int(g) for g in bundle.attribute_groups]
-    if parsing is not None:
-        from fashionlens.garments.groups import GARMENT_GROUPS, LANDMARK_GROUPS
-
-        extra["parsing"] = {"groups": list(bundle.label_names["parsing"]), "garments": list(GARMENT_GROUPS),
-                            "landmark_groups": list(LANDMARK_GROUPS)}
     label_names = {k: v for k, v in bundle.label_names.items() if k in heads}
-    return model, ModelInfo(model.spec, label_names, backbone.data_config, extra)
+    return model, ModelInfo(
+        model.spec, label_names, backbone.data_config,
+        training=Training(cfg["experiment"], data_section(cfg)),
+        label_graph=graphs,
+        landmarks=_landmark_names(model.spec["landmarks"]),
+        attributes=Attributes.for_names(label_names.get("attributes", []), bundle.attribute_groups),
+        parsing=None if parsing is None else _garment_parsing(bundle.label_names["parsing"]),
+    )  # fmt: skip
 
 
-_SPLIT_KEYS = (
-    "format",
-    "top_labels",
-    "split_fractions",
-    "split_seed",
-    "crop_margin",
-    "ccp_annotations",
-    "min_mask_pixels",
-    "parsing",
-    "holdout",
-    "targets",
-)
+def _landmark_names(landmarks: dict | None) -> Landmarks:
+    """The names of the landmark slots (DeepFashion's, the one landmark format), for the header."""
+    if landmarks is None:
+        return Landmarks()
+    from fashionlens.data.deepfashion import LANDMARK_NAMES
+
+    return Landmarks(LANDMARK_NAMES[: landmarks.get("num_landmarks", len(LANDMARK_NAMES))])
+
+
+def _garment_parsing(groups: list[str]) -> Parsing:
+    from fashionlens.garments.groups import GARMENT_GROUPS, LANDMARK_GROUPS
+
+    return Parsing(tuple(groups), tuple(GARMENT_GROUPS), tuple(LANDMARK_GROUPS))
 
 
 def data_description(cfg: dict) -> dict:
-    """What the evaluator needs to rebuild the same splits (no paths: data moves between machines)."""
-    d = cfg["data"]
-    out = {k: d[k] for k in _SPLIT_KEYS}
-    if d["label_list"]:  # the vocabulary order decides the columns (and ties of the split): keep the names
-        from fashionlens.data.multilabel import read_label_list
-
-        out["label_list"] = (
-            list(d["label_list"]) if isinstance(d["label_list"], list) else read_label_list(d["label_list"])
-        )
-    if d["format"] == "mixed":
-        out["sources"] = {
-            s.get("format", d["format"]): {k: s.get(k, d[k]) for k in _SPLIT_KEYS}
-            for s in d["sources"].values()
-        }
-        out["sources"] = {
-            fmt: {**src, **_styles_description(s)}
-            for (fmt, src), s in zip(out["sources"].items(), d["sources"].values(), strict=True)
-        }
-    out.update(_styles_description(d))
-    return out
-
-
-def _styles_description(d: dict) -> dict:
-    """A data section with style labels is rebuilt with the data root's own ``styles.csv`` ("auto")."""
-    return {"styles": "auto", "style_sub_target": d.get("style_sub_target", 1.0)} if d.get("styles") else {}
+    """What the evaluator needs to rebuild the same splits (:func:`fashionlens.model_header.data_section`)."""
+    return data_section(cfg)
 
 
 def label_frequencies(targets: np.ndarray, num_classes: int, single_label: bool) -> np.ndarray:
@@ -280,22 +256,18 @@ def label_word_embeddings(cfg: dict, names: list[str]) -> np.ndarray:
 
 def label_graph_inputs(
     cfg: dict, names: list[str], targets: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, dict]:
+) -> tuple[np.ndarray, np.ndarray, HeadGraph]:
     """Word embeddings (C, d) and the normalised co-occurrence adjacency (C, C) for a GCN head."""
     from fashionlens.labelgraph import build_label_graph
 
     g = cfg["labels"]["graph"]
     emb = label_word_embeddings(cfg, names)
     graph = build_label_graph(targets, tau=g["tau"], p=g["p"], kind=g["kind"])
-    extra = {
-        "kind": g["kind"],
-        "tau": g["tau"],
-        "p": g["p"],
-        "num_edges": int(graph.num_edges),
-        "embeddings": cfg["labels"]["embeddings"]["provider"],
-        "embed_dim": int(emb.shape[1]),
-    }
-    return emb, graph.adjacency, extra
+    built = HeadGraph(
+        cfg["labels"]["embeddings"]["provider"], int(emb.shape[1]), g["kind"], g["tau"], g["p"],
+        int(graph.num_edges),
+    )
+    return emb, graph.adjacency, built
 
 
 def make_task(cfg: dict, model: FashionNet, bundle: DataBundle) -> FashionTask:
@@ -390,7 +362,8 @@ class ExportBest(Callback):
             return
         self.best_value, self.best_report = value, pl_module.last_report
         if trainer.is_global_zero:
-            self.info.extra["best"] = {"epoch": trainer.current_epoch, self.monitor: value}
+            best = Best(trainer.current_epoch, self.monitor, value)
+            self.info.training = replace(self.info.training, best=best)
             save_model(pl_module.model, self.info, self.path)
 
     def state_dict(self) -> dict:
