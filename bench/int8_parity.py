@@ -57,8 +57,8 @@ INT8_OPS = {
 
 def ccp_split(info: ModelInfo, split: str):
     """The CCP split the model was trained / selected on (split settings from its header)."""
-    sources = info.extra.get("data", {}).get("sources", {})
-    settings = sources.get("ccp", info.extra.get("data", {}))
+    training = info.training
+    settings = training.split_for("ccp") if "ccp" in training.source_formats else training.data
     # as training splits it: each annotation kind on its own, with the same fractions and seed
     kinds = read_ccp_parts(
         SHARED / "ccp",

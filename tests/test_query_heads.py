@@ -245,7 +245,7 @@ def test_query_head_model_file_roundtrip(tmp_path, kind):
     }
     net = FashionNet("test_tiny", heads=heads).eval()
     net.heads["labels"].classifier.load_label_embeddings(np.random.default_rng(0).normal(size=(3, 4)))
-    info = ModelInfo(net.spec, {"labels": ["a", "b", "c"]}, DataConfig(input_size=(32, 32)), {})
+    info = ModelInfo(net.spec, {"labels": ["a", "b", "c"]}, DataConfig(input_size=(32, 32)))
     loaded, _ = load_model_file(save_model(net, info, tmp_path / "m.safetensors"))
     x = torch.randn(2, 3, 32, 32)
     assert torch.allclose(loaded.eval()(x)["labels"], net(x)["labels"], atol=1e-6)
