@@ -169,7 +169,7 @@ def bootstrap_table(runs: dict[str, list[dict]], resamples: int) -> list[str]:
                 resamples,
                 seed=0,
             )
-            d = result.difference(0, 1)
+            d = result.difference(1, 0)  # scores were given as [b, a]: a minus b
             cells.append(
                 f"{d['delta'] * 100:+.1f} [{d['lo'] * 100:+.1f}, {d['hi'] * 100:+.1f}] "
                 f"({d['p_not_better']:.3f})"
