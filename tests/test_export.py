@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 
 import numpy as np
 
@@ -125,15 +126,37 @@ def test_predictor_onnx_equals_torch(tiny, source):
             assert (la.x, la.y) == pytest.approx((lb.x, lb.y), abs=1e-3)
 
 
-def test_auto_backend_measures_once_and_caches(tiny, tmp_path):
+def test_auto_backend_measures_once_and_caches(tiny, tmp_path, caplog):
     path, _, _ = tiny
-    pred = load_model(path, backend="auto")
+    with caplog.at_level(logging.INFO, logger="fashionlens"):
+        pred = load_model(path, backend="auto")
     assert pred.backend in ("torch", "onnx")
     sidecars = list((tmp_path / "cache" / "onnx").glob("*.json"))
     assert len(sidecars) == 1 and list((tmp_path / "cache" / "onnx").glob("*.onnx"))
     (entry,) = json.loads(sidecars[0].read_text()).values()
     assert pred.backend == ("onnx" if entry["onnx_faster"] else "torch")
-    assert load_model(path, backend="auto").backend == pred.backend  # from the remembered choice
+    # the first load says what it did: the export, then the timing and where the choice is kept
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(lines) == 2 and lines[0].startswith(f"exporting {path} to ONNX once (kept in ")
+    assert lines[1].startswith(f"backend auto: timed {path.name} once") and str(sidecars[0]) in lines[1]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="fashionlens"):
+        assert load_model(path, backend="auto").backend == pred.backend  # from the remembered choice
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO]  # nothing new to say
+
+
+def test_predict_says_on_stderr_what_the_auto_backend_did_at_first_load(tiny, tmp_path):
+    path, _, _ = tiny
+    photo = tmp_path / "p.jpg"
+    Image.new("RGB", (48, 64), (200, 30, 30)).save(photo)
+    first = CliRunner().invoke(app, ["predict", str(photo), "--model", str(path), "--format", "json"])
+    assert first.exit_code == 0, first.output
+    assert f"exporting {path} to ONNX once (kept in {tmp_path / 'cache' / 'onnx'})" in first.stderr
+    assert f"backend auto: timed {path.name} once" in first.stderr
+    assert "--backend torch|onnx pins it" in first.stderr
+    json.loads(first.stdout)  # stdout stays the predictions alone
+    again = CliRunner().invoke(app, ["predict", str(photo), "--model", str(path), "--format", "json"])
+    assert again.exit_code == 0 and "exporting" not in again.stderr and "timed" not in again.stderr
 
 
 def test_backend_errors(tiny):

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from fashionlens.cli_common import FashionlensTyper
+from fashionlens.cli_common import FashionlensTyper, show_info_lines
 from fashionlens.cli_common import fail as _fail
 from fashionlens.data.formats import detect_format, format_names, get_format
 from fashionlens.labelling import cli as _label_cli
@@ -432,6 +432,7 @@ def predict(
             ),
         )
         return
+    show_info_lines()  # the "auto" backend's first-load export and timing, said on stderr
     predictor = load_model(model, batch_size=batch_size, backend=backend)
     results = []
     from tqdm import tqdm
@@ -510,6 +511,7 @@ def serve(
     """Serve a model over HTTP: POST /v1/predict, GET /healthz, and an upload page at /."""
     from fashionlens.serve.app import serve_command
 
+    show_info_lines()
     serve_command(host, port, model, api_key, max_upload_mb, max_concurrency)
 
 

@@ -13,6 +13,8 @@ here, so neither imports the other's module for these.
 from __future__ import annotations
 
 import functools
+import logging
+import sys
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -53,3 +55,23 @@ class FashionlensTyper(typer.Typer):
     def command(self, *args, **kwargs):
         register = super().command(*args, **kwargs)
         return lambda f: register(one_line_errors(f))
+
+
+class _StderrLines(logging.Handler):
+    """Each record as one line on the current ``sys.stderr`` (looked up at each line, so a replaced
+    stderr, e.g. a test runner's, gets it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(record.getMessage(), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never break the command
+            self.handleError(record)
+
+
+def show_info_lines() -> None:
+    """Show fashionlens' INFO log lines (e.g. the "auto" backend's one-time ONNX export and timing) on
+    stderr, once per process; a library user keeps the usual logging defaults."""
+    log = logging.getLogger("fashionlens")
+    if not any(isinstance(h, _StderrLines) for h in log.handlers):
+        log.addHandler(_StderrLines())
+        log.setLevel(logging.INFO)

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -34,6 +35,8 @@ from fashionlens.inference.onnx_runner import (
     content_digest,
     graph_bytes,
 )
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 18  # the torch.export-based exporter emits 18; its down-conversion to 17 fails (ReduceMax axes)
@@ -206,6 +209,7 @@ def cached_onnx(model_path: str | Path, opset: int = DEFAULT_OPSET) -> Path:
     key = f"{file_sha256(model_path)[:24]}-opset{opset}-ort{onnxruntime.__version__}"
     out = cache_dir() / "onnx" / f"{key}.onnx"
     if not out.is_file():
+        logger.info("exporting %s to ONNX once (kept in %s)", model_path, out.parent)
         export_onnx(model_path, out, opset=opset)
     return out
 

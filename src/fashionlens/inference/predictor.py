@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -25,6 +26,7 @@ from fashionlens.inference.onnx_runner import cpu_cores, onnxruntime_available
 from fashionlens.models.glem import heatmaps_to_landmarks
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
+logger = logging.getLogger(__name__)  # the "auto" backend's one-time export and timing (the CLI shows INFO)
 BACKENDS = ("auto", "torch", "onnx")
 
 
@@ -657,7 +659,14 @@ def _onnx_is_faster(path: Path, onnx_path: Path, batch_size: int) -> bool:
         }
         notes[key] = {"seconds_per_batch": timings, "onnx_faster": timings["onnx"] < timings["torch"]}
         write_sidecar(onnx_path, notes)
-    return bool(notes[key]["onnx_faster"])
+        logger.info(
+            "backend auto: timed %s once (batch %d): PyTorch %.3f s, ONNX Runtime %.3f s a batch; "
+            "remembered in %s (--backend torch|onnx pins it)",
+            path.name, len(batch), timings["torch"], timings["onnx"], onnx_path.with_suffix(".json"),
+        )  # fmt: skip
+    onnx_faster = bool(notes[key]["onnx_faster"])
+    logger.debug("backend auto: %s runs on %s", path.name, "ONNX Runtime" if onnx_faster else "PyTorch")
+    return onnx_faster
 
 
 def _best_time(runner: Runner, batch: torch.Tensor, repeats: int = 3) -> float:
