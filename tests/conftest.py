@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -16,6 +18,15 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # (comma-separated), so a broken install step fails the suite instead of turning into skips.
 REQUIRED_EXTRAS = frozenset(filter(None, os.environ.get("FASHIONLENS_TEST_REQUIRE", "").split(",")))
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (230, 220, 20)}
+
+
+def load_tool(name: str) -> ModuleType:
+    """``tools/<name>.py`` imported as a module (the tools are scripts, not a package)."""
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def shared_path(name: str) -> Path:

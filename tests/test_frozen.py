@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
 
+from conftest import load_tool
 from fashionlens.models import create_backbone
 from fashionlens.train.config import load_config
 from fashionlens.train.frozen import FeatureCache, build_feature_cache, train_head_on_cache
-
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "head_study.py"
 
 
 def _cfg(colour_csv):
@@ -84,10 +81,7 @@ def test_top_label_subset(cache_file):
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("head_study", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("head_study")
 
 
 def test_study_tool_runs_resumes_and_tabulates(tmp_path, cache_file, colour_csv, capsys):

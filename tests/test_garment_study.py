@@ -3,24 +3,19 @@ annotator row, and the table with its bootstrap on made-up score files."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import load_tool
 from fashionlens.data.garment_attributes import GarmentAttributes
 from fashionlens.evaluate.studies import save_attribute_scores
-
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "garment_study.py"
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("garment_study", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("garment_study")
 
 
 GROUPS = np.array([1, 1, 2, 2, 6])  # a, b texture; c, d fabric; e a colour

@@ -3,7 +3,6 @@ differs), the head settings parser, the view selection, and the head's start at 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,20 +10,16 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from conftest import load_tool
 from fashionlens.checkpoint import ModelInfo, load_model_file, save_model
 from fashionlens.models import FashionNet
 from fashionlens.models.heads import RecognitionHead
 from fashionlens.train.frozen import FeatureCache, train_head_on_cache
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "refit_attributes.py"
-
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("refit_attributes", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("refit_attributes")
 
 
 def _base(path: Path) -> Path:
