@@ -394,7 +394,7 @@ def predict(
     """
     from fashionlens.fileio import check_output_file
     from fashionlens.inference.inputs import check_prediction_options
-    from fashionlens.inference.output import format_predictions
+    from fashionlens.inference.output import format_predictions, parquet_bytes, predictions_table
     from fashionlens.inference.predictor import load_model
 
     if engine not in ("local", "ray"):
@@ -444,7 +444,11 @@ def predict(
             else:
                 results.append(pred)
             bar.update(1)
-    data = _parquet_bytes(results) if fmt == "parquet" else format_predictions(results, fmt).encode()
+    # parquet: one file in the Ray engine's shard schema (output.arrow_schema)
+    if fmt == "parquet":
+        data = parquet_bytes(predictions_table(results))
+    else:
+        data = format_predictions(results, fmt).encode()
     if out:
         from fashionlens.fileio import atomic_write_bytes
 
@@ -457,18 +461,6 @@ def predict(
         typer.echo(data.decode())
     if len(results) < len(files):
         typer.echo(f"{len(files) - len(results)} of {len(files)} images could not be read", err=True)
-
-
-def _parquet_bytes(preds) -> bytes:
-    """The predictions as one Parquet file, in the Ray engine's shard schema (``output.arrow_schema``)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from fashionlens.inference.output import predictions_table
-
-    buf = pa.BufferOutputStream()
-    pq.write_table(predictions_table(preds), buf)
-    return buf.getvalue().to_pybytes()
 
 
 def _predict_ray(files: list[str], opts) -> None:

@@ -214,3 +214,14 @@ def predictions_table(preds: list[Prediction]):
     import pyarrow as pa
 
     return pa.Table.from_pylist([prediction_row(p) for p in preds], schema=arrow_schema())
+
+
+def parquet_bytes(table) -> bytes:
+    """A ``pyarrow.Table`` as the bytes of one Parquet file (zstd): ``predict --format parquet`` and the
+    Ray engine's shards."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue().to_pybytes()

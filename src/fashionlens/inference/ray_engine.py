@@ -182,16 +182,14 @@ class ShardWriter:
     def _write(self, rows: int) -> None:
         """Write the first ``rows`` buffered rows as one shard; keep the rest buffered."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
+
+        from fashionlens.inference.output import parquet_bytes
 
         self.last_flush = time.monotonic()
         buffered = pa.concat_tables(self.tables)
         table, rest = buffered.slice(0, rows), buffered.slice(rows)
-        buf = pa.BufferOutputStream()
-        pq.write_table(table, buf, compression="zstd")
-        atomic_write_bytes(
-            self.out_dir / f"part-{self.run_id}-{self.shards:05d}.parquet", buf.getvalue().to_pybytes()
-        )
+        shard = self.out_dir / f"part-{self.run_id}-{self.shards:05d}.parquet"
+        atomic_write_bytes(shard, parquet_bytes(table))
         self.written += table.num_rows
         self.errors += table.num_rows - table.column("error").null_count
         self.shards += 1
