@@ -188,7 +188,7 @@ def garment_regions(mask: np.ndarray, names: Sequence[str], drop: Sequence[str] 
     return regions
 
 
-def _photo_index(folder: Path, problems: Problems | None = None) -> dict[str, Path] | None:
+def photo_index(folder: Path, problems: Problems | None = None) -> dict[str, Path] | None:
     """Photo file by stem, from one directory listing (fast: no per-file stat); None: no folder."""
     if not folder.is_dir():
         report(problems, DataFormatError(folder, None, "folder not found", kind="file"))
@@ -261,7 +261,7 @@ def read_ccp_parts(
         report(problems, e)
     if problems is not None and label_file.is_file():
         problems.files.add(str(label_file))
-    photos = _photo_index(root / "photos", problems)
+    photos = photo_index(root / "photos", problems)
     kinds = ANNOTATION_KINDS if annotations == "both" else (annotations,)
     folders = {k: root / "annotations" / k for k in kinds}
     if not any(f.is_dir() for f in folders.values()):

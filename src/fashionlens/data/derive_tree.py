@@ -35,8 +35,8 @@ from PIL import Image
 from fashionlens.data.ccp import (
     DROPPED_LABELS,
     MIN_MASK_PIXELS,
-    _photo_index,
     garment_regions,
+    photo_index,
     read_ccp_label_list,
     read_ccp_mask,
 )
@@ -231,7 +231,7 @@ def derive_landmark_tree(ccp_root: str | Path, out: str | Path, margin: float = 
         raise DataFormatError(
             f"annotation folder not found: {ann_dir} (derive-landmarks needs CCP's pixel-level masks)"
         )
-    photos = _photo_index(root / "photos")
+    photos = photo_index(root / "photos")
     attribute_path = find_attributes_file(root, attributes)
     table = read_garment_attributes(attribute_path) if attribute_path else None
     anns = sorted(ann_dir.glob("*.mat"))

@@ -18,6 +18,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from fashionlens.metrics.inputs import as_binary, as_labels, as_scores, to_numpy
+
 ArrayLike = np.ndarray | torch.Tensor
 
 __all__ = [
@@ -33,75 +35,6 @@ __all__ = [
     "topk_accuracy",
     "topk_recall",
 ]
-
-
-# --------------------------------------------------------------------------------------------------
-# input handling
-# --------------------------------------------------------------------------------------------------
-
-
-def _to_numpy(x: Any, name: str) -> np.ndarray:
-    """Return ``x`` as a numpy array on the CPU; fp16/bf16 become float32 (order-preserving)."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach()
-        if x.dtype in (torch.float16, torch.bfloat16):
-            x = x.float()  # numpy has no bfloat16; widening keeps every value exactly
-        return x.cpu().numpy()
-    try:
-        arr = np.asarray(x)
-    except Exception as err:  # pragma: no cover - exotic inputs
-        raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(x).__name__}") from err
-    if arr.dtype == np.float16:
-        arr = arr.astype(np.float32)
-    return arr
-
-
-def _as_scores(x: Any, name: str = "scores", ndim: int = 2) -> np.ndarray:
-    arr = _to_numpy(x, name)
-    if arr.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(arr.shape)}")
-    if arr.dtype.kind not in "fiub":
-        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
-    if arr.dtype.kind != "f":
-        arr = arr.astype(np.float64)
-    if np.isnan(arr).any():
-        raise ValueError(f"{name} contains NaN; rankings of NaN scores are undefined")
-    return arr
-
-
-def _as_binary(x: Any, name: str, shape: tuple[int, ...], like: str = "scores") -> np.ndarray:
-    """Return a bool array of ``shape`` from a 0/1 (or bool) array; anything else is an error."""
-    arr = _to_numpy(x, name)
-    if tuple(arr.shape) != tuple(shape):
-        raise ValueError(f"{like} has shape {tuple(shape)} but {name} has shape {tuple(arr.shape)}")
-    if arr.dtype == np.bool_:
-        return arr
-    if arr.dtype.kind not in "fiu":
-        raise ValueError(f"{name} must be 0/1 or bool, got dtype {arr.dtype}")
-    if not ((arr == 0) | (arr == 1)).all():
-        found = np.unique(arr[(arr != 0) & (arr != 1)])[:5].tolist()
-        raise ValueError(
-            f"{name} must contain only 0 and 1, found {found}; for DeepFashion -1/0/1 attribute "
-            f"labels pass (targets == 1)"
-        )
-    return arr == 1
-
-
-def _as_labels(labels: Any, scores_shape: tuple[int, ...]) -> np.ndarray:
-    """Return ``labels`` as an int64 array ``(N,)`` of class indices valid for ``scores_shape``."""
-    n, c = scores_shape
-    y = _to_numpy(labels, "labels")
-    if y.shape != (n,):
-        raise ValueError(
-            f"labels must have shape ({n},) to match scores {tuple(scores_shape)}, got {tuple(y.shape)}"
-        )
-    if y.dtype.kind not in "iu":
-        if y.dtype.kind != "f" or not np.array_equal(y, np.round(y)):
-            raise ValueError(f"labels must be integer class indices, got dtype {y.dtype}")
-        y = y.astype(np.int64)
-    if y.size and (y.min() < 0 or y.max() >= c):
-        raise ValueError(f"labels must lie in [0, {c}), found [{y.min()}, {y.max()}]")
-    return y.astype(np.int64, copy=False)
 
 
 def _check_k(k: int) -> int:
@@ -148,8 +81,8 @@ def _topk_mask(scores: np.ndarray, k: int) -> np.ndarray:
 
 def _image_hits(scores: Any, targets: Any, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per image: (#true labels in the top k, #true labels, bool targets)."""
-    s = _as_scores(scores)
-    t = _as_binary(targets, "targets", s.shape)
+    s = as_scores(scores)
+    t = as_binary(targets, "targets", s.shape)
     hits = (_topk_mask(s, _check_k(k)) & t).sum(axis=1)
     return hits, t.sum(axis=1), t
 
@@ -189,8 +122,8 @@ def topk_accuracy(scores: ArrayLike, labels: ArrayLike, k: int) -> float:
         >>> topk_accuracy(scores, np.array([2, 1]), k=1), topk_accuracy(scores, np.array([2, 1]), k=2)
         (0.0, 1.0)
     """
-    s = _as_scores(scores)
-    y = _as_labels(labels, s.shape)
+    s = as_scores(scores)
+    y = as_labels(labels, s.shape)
     hit = _topk_mask(s, _check_k(k))[np.arange(s.shape[0]), y]
     return _fraction(hit.sum(), hit.size)
 
@@ -287,10 +220,10 @@ def average_precision(scores: ArrayLike, targets: ArrayLike, known: ArrayLike | 
         >>> average_precision(scores, targets).round(4).tolist()  # (1/2 + 2/3) / 2
         [0.5833, nan]
     """
-    s = _as_scores(scores)
-    t = _as_binary(targets, "targets", s.shape)
+    s = as_scores(scores)
+    t = as_binary(targets, "targets", s.shape)
     if known is not None:  # unknown entries rank below every known one and hold no positive
-        k = _as_binary(known, "known", s.shape) > 0
+        k = as_binary(known, "known", s.shape) > 0
         s, t = np.where(k, s, -np.inf), np.where(k, t, 0)
     n, c = s.shape
     ap = np.full(c, np.nan)
@@ -356,8 +289,8 @@ def multilabel_prf(
         >>> multilabel_prf(probs, targets)  # CP = (1/1 + 1/2) / 2, OP = 2/3
         {'CP': 0.75, 'CR': 1.0, 'CF1': 0.8571428571428571, 'OP': 0.6666666666666666, 'OR': 1.0, 'OF1': 0.8}
     """
-    p = _as_scores(probs, "probs")
-    t = _as_binary(targets, "targets", p.shape, like="probs")
+    p = as_scores(probs, "probs")
+    t = as_binary(targets, "targets", p.shape, like="probs")
     pred = p >= threshold
     if top_k is not None:
         pred &= _topk_mask(p, _check_k(top_k))
@@ -410,12 +343,12 @@ def attribute_recall_at_k(
         >>> attribute_recall_at_k(scores, targets, k=1, groups=np.array([1, 1, 2, 2]))
         {1: 0.0, 2: 0.0}
     """
-    s = _as_scores(scores)
-    t = _as_binary(targets, "targets", s.shape)
+    s = as_scores(scores)
+    t = as_binary(targets, "targets", s.shape)
     k = _check_k(k)
     if groups is None:
         return _pooled_recall(s, t, k)
-    g = _to_numpy(groups, "groups")
+    g = to_numpy(groups, "groups")
     if g.shape != (s.shape[1],):
         raise ValueError(
             f"groups must have shape ({s.shape[1]},) to match scores {tuple(s.shape)}, got {tuple(g.shape)}"
@@ -442,14 +375,14 @@ def _landmark_distances(pred: Any, target: Any, visible: Any) -> tuple[np.ndarra
         raise ValueError(f"pred must have shape (N, L, 2), got {tuple(p.shape)}")
     if q.shape != p.shape:
         raise ValueError(f"pred has shape {tuple(p.shape)} but target has shape {tuple(q.shape)}")
-    vis = _as_binary(visible, "visible", p.shape[:2], like="pred[..., 0]")
+    vis = as_binary(visible, "visible", p.shape[:2], like="pred[..., 0]")
     # invisible coordinates may hold anything (NaN, -1, garbage): they must count nowhere
     diff = np.where(vis[..., None], p - q, 0.0)
     return np.sqrt((diff**2).sum(axis=-1)), vis
 
 
 def _to_float(x: Any, name: str) -> np.ndarray:
-    arr = _to_numpy(x, name)
+    arr = to_numpy(x, name)
     if arr.ndim != 3:
         raise ValueError(f"{name} must have shape (N, L, 2), got {tuple(arr.shape)}")
     if arr.dtype.kind not in "fiu":
@@ -533,8 +466,8 @@ def expected_calibration_error(scores: ArrayLike, labels: ArrayLike, n_bins: int
         >>> expected_calibration_error(probs, np.array([0, 0]), n_bins=2)
         0.35
     """
-    s = _as_scores(scores)
-    y = _as_labels(labels, s.shape)
+    s = as_scores(scores)
+    y = as_labels(labels, s.shape)
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
     conf = s.max(axis=1)

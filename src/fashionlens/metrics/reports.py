@@ -16,10 +16,6 @@ import numpy as np
 from fashionlens.data.deepfashion import ATTRIBUTE_TYPES
 from fashionlens.metrics.functional import (
     ArrayLike,
-    _as_binary,
-    _as_labels,
-    _as_scores,
-    _to_numpy,
     attribute_recall_at_k,
     average_precision,
     confusion_matrix,
@@ -31,6 +27,7 @@ from fashionlens.metrics.functional import (
     topk_accuracy,
     topk_recall,
 )
+from fashionlens.metrics.inputs import as_binary, as_labels, as_scores, to_numpy
 
 __all__ = [
     "ATTRIBUTE_TYPES", "classification_report", "deepfashion_report", "multilabel_report", "parsing_report"
@@ -79,13 +76,13 @@ def multilabel_report(
         >>> report["mAP"], report["AP"]["c"], report["topk"]["top1_all"]
         (1.0, None, 1.0)
     """
-    probs = _as_scores(scores)
+    probs = as_scores(scores)
     if probs.size and (probs.min() < 0 or probs.max() > 1):
         raise ValueError(
             f"scores must be probabilities in [0, 1] (apply sigmoid first), found values in "
             f"[{probs.min():.3g}, {probs.max():.3g}]"
         )
-    truth = _as_binary(targets, "targets", probs.shape)
+    truth = as_binary(targets, "targets", probs.shape)
     names = _check_names(label_names, probs.shape[1], "scores")
     ap = average_precision(probs, truth)
     exists = ~np.isnan(ap)
@@ -132,10 +129,10 @@ def classification_report(
         >>> report["top1"], "top3" in report, report["confusion"]
         (0.6666666666666666, False, [[1, 0], [1, 1]])
     """
-    s = _as_scores(scores)
+    s = as_scores(scores)
     names = _check_names(label_names, s.shape[1], "scores")
     out: dict[str, Any] = {f"top{k}": topk_accuracy(s, labels, k) for k in ks if k <= s.shape[1]}
-    y = _as_labels(labels, s.shape)
+    y = as_labels(labels, s.shape)
     num = s.shape[1]
     confusion = np.zeros((num, num), dtype=np.int64)
     np.add.at(confusion, (y, s.argmax(axis=1)), 1)  # argmax takes the first (lowest) index on ties
@@ -162,8 +159,8 @@ def _attribute_section(
     ks: Sequence[int],
     known: ArrayLike | None = None,
 ) -> dict[str, dict[str, float]]:
-    s = _as_scores(scores, "attr_scores")
-    t = _to_numpy(targets, "attr_targets")
+    s = as_scores(scores, "attr_scores")
+    t = to_numpy(targets, "attr_targets")
     if t.shape != s.shape:
         raise ValueError(
             f"attr_scores has shape {tuple(s.shape)} but attr_targets has shape {tuple(t.shape)}"
@@ -171,7 +168,7 @@ def _attribute_section(
     positive = t == 1  # DeepFashion: 1 positive, -1 negative, 0 unknown
     if known is None:  # -1/0/1 coding: 0 is unknown; 0/1 coding: every entry is known
         known = t != 0 if (t < 0).any() else np.ones(t.shape, dtype=bool)
-    known = _to_numpy(known, "attr_known") > 0
+    known = to_numpy(known, "attr_known") > 0
     ap = average_precision(s, positive, known)
 
     def mean_ap(cols) -> float | None:
@@ -183,7 +180,7 @@ def _attribute_section(
     }
     if groups is None:
         return section
-    g = _to_numpy(groups, "attr_groups")
+    g = to_numpy(groups, "attr_groups")
     unknown = sorted(set(np.unique(g).tolist()) - set(ATTRIBUTE_TYPES))
     if unknown:
         raise ValueError(
@@ -249,7 +246,7 @@ def deepfashion_report(
         raise ValueError("attr_groups given without attr_scores and attr_targets")
     if _both_or_neither(lm_pred=lm_pred, lm_target=lm_target):
         if lm_visible is None:
-            lm_visible = np.ones(_to_numpy(lm_pred, "lm_pred").shape[:2], dtype=bool)
+            lm_visible = np.ones(to_numpy(lm_pred, "lm_pred").shape[:2], dtype=bool)
         per, mean = landmark_normalized_error(lm_pred, lm_target, lm_visible)
         report["landmarks"] = {
             "NE": _float_or_none(mean),
