@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import pathlib
 
 import numpy as np
 
@@ -143,6 +144,39 @@ def test_auto_backend_measures_once_and_caches(tiny, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="fashionlens"):
         assert load_model(path, backend="auto").backend == pred.backend  # from the remembered choice
     assert not [r for r in caplog.records if r.levelno >= logging.INFO]  # nothing new to say
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx", "auto"])
+def test_load_model_reads_the_model_file_once(tiny, backend, monkeypatch):
+    """resolve -> read (once) -> choose the backend -> build: the export, its cache key, the timing and
+    the PyTorch model all use the bytes read once, at a first load (export and timing) and after it."""
+    import safetensors
+    import safetensors.torch
+
+    from fashionlens.inference import export
+
+    path, _, _ = tiny
+    reads = []
+    read_bytes = pathlib.Path.read_bytes
+
+    def counting(self):
+        if self == path:
+            reads.append(self)
+        return read_bytes(self)
+
+    def no_other_read(*args, **kwargs):
+        raise AssertionError("the model file was read a second time")
+
+    monkeypatch.setattr(pathlib.Path, "read_bytes", counting)
+    monkeypatch.setattr(safetensors, "safe_open", no_other_read)
+    monkeypatch.setattr(safetensors.torch, "load_file", no_other_read)
+    monkeypatch.setattr(export, "file_sha256", no_other_read)
+    for _ in range(2):  # the first load exports and times (auto), the second uses the cache
+        reads.clear()
+        pred = load_model(path, backend=backend)
+        assert len(reads) == 1
+        assert pred.backend == backend or backend == "auto"
+        assert pred.predict([np.full((40, 30, 3), 128, np.uint8)])[0].error is None
 
 
 def test_predict_says_on_stderr_what_the_auto_backend_did_at_first_load(tiny, tmp_path):

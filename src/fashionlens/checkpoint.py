@@ -12,6 +12,7 @@ upgrades it: ``python tools/upgrade_model.py OLD [NEW]`` (:func:`upgrade_model_f
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
@@ -194,22 +195,62 @@ def upgrade_model_file(old: str | Path, new: str | Path | None = None) -> Path:
     return out
 
 
-def _read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
+class ModelFile:
+    """A ``.safetensors`` model file read once: its bytes, its header, its digest and its weights.
 
-    try:
-        return load_file(str(path), device="cpu")
-    except Exception as e:
-        raise CheckpointError(f"{path}: weights are truncated or corrupt ({e})") from None
+    The loading path (:func:`fashionlens.load_model`) reads the file here, once, and every later step
+    (the ONNX cache key, the export, the backend timing, the PyTorch model) uses these bytes.
 
-
-def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[FashionNet, ModelInfo]:
-    """Rebuild the model from the file alone and load its weights (cast back to float32).
-
-    The low-level loader (model + header); :func:`fashionlens.load_model` gives a ``Predictor``.
+    Raises (at construction):
+        CheckpointError: the file is missing, is no safetensors file, or has no fashionlens header.
     """
-    info = read_info(path)
-    tensors = _read_tensors(path)
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CheckpointError(f"model file not found: {self.path}")
+        self.data = self.path.read_bytes()
+        self.info = ModelInfo.from_json(_header_text(self.data, self.path), str(self.path))
+        self._sha256: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the file's bytes (computed once)."""
+        if self._sha256 is None:
+            self._sha256 = hashlib.sha256(self.data).hexdigest()
+        return self._sha256
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        from safetensors.torch import load
+
+        try:
+            return load(self.data)
+        except Exception as e:
+            raise CheckpointError(f"{self.path}: weights are truncated or corrupt ({e})") from None
+
+    def model(self, device: str | torch.device = "cpu") -> FashionNet:
+        """The model its header describes, with its weights (cast back to float32), in eval mode."""
+        return _build_with_weights(self.info, self.tensors(), self.path).to(device).eval()
+
+
+def _header_text(raw: bytes, path: Path) -> str:
+    """The fashionlens JSON header inside a safetensors file's bytes."""
+    n = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else -1
+    try:
+        header = json.loads(raw[8 : 8 + n]) if 0 < n <= len(raw) - 8 else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: not a readable safetensors model file (its header is not JSON)")
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict) or _META_KEY not in meta:
+        raise CheckpointError(
+            f"{path}: safetensors file without a fashionlens header (not a fashionlens model)"
+        )
+    return meta[_META_KEY]
+
+
+def _build_with_weights(info: ModelInfo, tensors: dict[str, torch.Tensor], path: Path) -> FashionNet:
     model = build_model(info.spec, pretrained=False)
     own = model.state_dict()
     missing = sorted(set(own) - set(tensors))
@@ -227,7 +268,16 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
         if t.is_floating_point():
             tensors[name] = t.float()
     model.load_state_dict(tensors)
-    return model.to(device).eval(), info
+    return model
+
+
+def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[FashionNet, ModelInfo]:
+    """Rebuild the model from the file alone and load its weights (cast back to float32).
+
+    The low-level loader (model + header); :func:`fashionlens.load_model` gives a ``Predictor``.
+    """
+    file = ModelFile(path)
+    return file.model(device), file.info
 
 
 def warm_start(
@@ -245,8 +295,8 @@ def warm_start(
     Raises:
         CheckpointError: the file cannot be read or none of its tensors match the model.
     """
-    info = read_info(path)
-    tensors = _read_tensors(path)
+    file = ModelFile(path)
+    info, tensors = file.info, file.tensors()
     other = {
         head for head, names in label_names.items() if list(info.label_names.get(head) or []) != list(names)
     }

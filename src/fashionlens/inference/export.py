@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fashionlens.checkpoint import ModelInfo, load_model_file
+from fashionlens.checkpoint import ModelFile, ModelInfo
 from fashionlens.errors import ConfigError, FashionlensError
 from fashionlens.fileio import atomic_write_bytes
 from fashionlens.inference.onnx_runner import (
@@ -155,12 +155,15 @@ def export_module(
 
 
 def export_onnx(
-    model_path: str | Path, out_path: str | Path, opset: int = DEFAULT_OPSET, dynamic_batch: bool = True
+    model_path: str | Path | ModelFile,
+    out_path: str | Path,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = True,
 ) -> Path:
     """Export a ``.safetensors`` fashionlens model to ONNX, checked with ONNX Runtime.
 
     Args:
-        model_path: the model file.
+        model_path: the model file (or a :class:`~fashionlens.checkpoint.ModelFile` already read).
         out_path: where to write the ``.onnx`` file (atomically).
         opset: ONNX opset version (>= 18).
         dynamic_batch: a dynamic batch dimension (else fixed at 2, the export example's batch).
@@ -178,8 +181,8 @@ def export_onnx(
         >>> export_onnx("runs/lite/model.safetensors", "lite.onnx")   # doctest: +SKIP
         PosixPath('lite.onnx')
     """
-    model, info = load_model_file(model_path)
-    return export_module(model, info, out_path, opset=opset, dynamic_batch=dynamic_batch)
+    file = model_path if isinstance(model_path, ModelFile) else ModelFile(model_path)
+    return export_module(file.model(), file.info, out_path, opset=opset, dynamic_batch=dynamic_batch)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -198,18 +201,21 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fashionlens"
 
 
-def cached_onnx(model_path: str | Path, opset: int = DEFAULT_OPSET) -> Path:
+def cached_onnx(model_path: str | Path | ModelFile, opset: int = DEFAULT_OPSET) -> Path:
     """The ONNX export of a ``.safetensors`` model, made once and kept in :func:`cache_dir`.
 
     The cache file is named by the model file's SHA-256 (and the opset and onnxruntime version),
-    so a retrained model never reuses a stale export.
+    so a retrained model never reuses a stale export. ``model_path`` may be a
+    :class:`~fashionlens.checkpoint.ModelFile` already read (its digest and weights are reused).
     """
     import onnxruntime
 
-    key = f"{file_sha256(model_path)[:24]}-opset{opset}-ort{onnxruntime.__version__}"
+    digest = model_path.sha256 if isinstance(model_path, ModelFile) else file_sha256(model_path)
+    key = f"{digest[:24]}-opset{opset}-ort{onnxruntime.__version__}"
     out = cache_dir() / "onnx" / f"{key}.onnx"
     if not out.is_file():
-        logger.info("exporting %s to ONNX once (kept in %s)", model_path, out.parent)
+        name = model_path.path if isinstance(model_path, ModelFile) else model_path
+        logger.info("exporting %s to ONNX once (kept in %s)", name, out.parent)
         export_onnx(model_path, out, opset=opset)
     return out
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fashionlens.checkpoint import ModelInfo, load_model_file
+from fashionlens.checkpoint import ModelFile, ModelInfo
 from fashionlens.colours import COLOURS, PRESENT_SHARE, colour_names
 from fashionlens.data.images import BadImageError, ImageSource, load_image, photo_size
 from fashionlens.data.transforms import build_transforms, draft_size, input_to_photo
@@ -611,12 +611,12 @@ def load_model(
         return _onnx_predictor(path, batch_size, threads)
     if backend == "onnx" and not on_cpu:
         raise BackendError("backend 'onnx' runs on the CPU only; use backend 'torch' for other devices")
+    file = ModelFile(path)  # read once: its header, digest and weights serve every step below
     if backend == "onnx" or (backend == "auto" and on_cpu and onnxruntime_available()):
-        onnx_path = _cached_export(path, required=backend == "onnx")
-        if onnx_path is not None and (backend == "onnx" or _onnx_is_faster(path, onnx_path, batch_size)):
+        onnx_path = _cached_export(file, required=backend == "onnx")
+        if onnx_path is not None and (backend == "onnx" or _onnx_is_faster(file, onnx_path, batch_size)):
             return _onnx_predictor(onnx_path, batch_size, threads)
-    model, info = load_model_file(path, device=device)
-    return Predictor(model, info, device=device, batch_size=batch_size)
+    return Predictor(file.model(device), file.info, device=device, batch_size=batch_size)
 
 
 def _onnx_predictor(onnx_path: Path, batch_size: int, threads: int | None = None) -> Predictor:
@@ -628,20 +628,22 @@ def _onnx_predictor(onnx_path: Path, batch_size: int, threads: int | None = None
     )
 
 
-def _cached_export(path: Path, required: bool) -> Path | None:
-    """The cached ONNX export of ``path``; ``None`` (with a warning) if "auto" cannot export it."""
+def _cached_export(file: ModelFile, required: bool) -> Path | None:
+    """The cached ONNX export of ``file``; ``None`` (with a warning) if "auto" cannot export it."""
     from fashionlens.inference.export import cached_onnx
 
     if required:
-        return cached_onnx(path)
+        return cached_onnx(file)
     try:
-        return cached_onnx(path)
+        return cached_onnx(file)
     except Exception as e:  # noqa: BLE001 - "auto" falls back to PyTorch whatever went wrong
-        warnings.warn(f"ONNX export of {path} failed, using PyTorch ({type(e).__name__}: {e})", stacklevel=3)
+        warnings.warn(
+            f"ONNX export of {file.path} failed, using PyTorch ({type(e).__name__}: {e})", stacklevel=3
+        )
         return None
 
 
-def _onnx_is_faster(path: Path, onnx_path: Path, batch_size: int) -> bool:
+def _onnx_is_faster(file: ModelFile, onnx_path: Path, batch_size: int) -> bool:
     """Time both backends once per model, machine and library versions; remember the answer."""
     import onnxruntime
 
@@ -651,21 +653,23 @@ def _onnx_is_faster(path: Path, onnx_path: Path, batch_size: int) -> bool:
     notes = read_sidecar(onnx_path)
     if key not in notes:
         onnx_pred = _onnx_predictor(onnx_path, batch_size)
-        model, info = load_model_file(path)
-        batch = torch.randn(min(batch_size, 8), 3, *info.data_config.input_size)
+        batch = torch.randn(min(batch_size, 8), 3, *file.info.data_config.input_size)
         timings = {
             name: _best_time(runner, batch)
-            for name, runner in (("torch", Predictor(model, info).runner), ("onnx", onnx_pred.runner))
+            for name, runner in (
+                ("torch", Predictor(file.model(), file.info).runner),
+                ("onnx", onnx_pred.runner),
+            )
         }
         notes[key] = {"seconds_per_batch": timings, "onnx_faster": timings["onnx"] < timings["torch"]}
         write_sidecar(onnx_path, notes)
         logger.info(
             "backend auto: timed %s once (batch %d): PyTorch %.3f s, ONNX Runtime %.3f s a batch; "
             "remembered in %s (--backend torch|onnx pins it)",
-            path.name, len(batch), timings["torch"], timings["onnx"], onnx_path.with_suffix(".json"),
+            file.path.name, len(batch), timings["torch"], timings["onnx"], onnx_path.with_suffix(".json"),
         )  # fmt: skip
     onnx_faster = bool(notes[key]["onnx_faster"])
-    logger.debug("backend auto: %s runs on %s", path.name, "ONNX Runtime" if onnx_faster else "PyTorch")
+    logger.debug("backend auto: %s runs on %s", file.path.name, "ONNX Runtime" if onnx_faster else "PyTorch")
     return onnx_faster
 
 
