@@ -145,6 +145,7 @@ class Predictor:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.transform = build_transforms(info.data_config, train=False)
+        self.crop_transform = self.transform  # the parser's second pass on each garment's crop
         self._draft = draft_size(info.data_config)
         self.runner: Runner = runner or self._torch_forward
         self.backend = backend or ("torch" if runner is None else "custom")
@@ -366,7 +367,7 @@ class Predictor:
         for _, row, crop in pending:  # the decoded photo may be a JPEG draft, smaller than the photo
             img = images[row]
             sx, sy = img.size[0] / preds[row].image_size[0], img.size[1] / preds[row].image_size[1]
-            scaled.append(self.transform(img.crop((crop[0] * sx, crop[1] * sy, crop[2] * sx, crop[3] * sy))))
+            scaled.append(self.crop_transform(img.crop((crop[0] * sx, crop[1] * sy, crop[2] * sx, crop[3] * sy))))
         for start in range(0, len(pending), self.batch_size):
             part = pending[start : start + self.batch_size]
             out = self.runner(torch.stack(scaled[start : start + self.batch_size]))
