@@ -37,6 +37,14 @@ ROWS = {  # table order and the row's name in seed B's terms
     "mlgcn_lite2": "ML-GCN on Lite2 (fine-tuned)",
     "query2label": "Query2Label + ASL on Lite0 (fine-tuned)",
 }
+SHORT = {  # the rows' names in the case grid, short enough for a line under a photo
+    "basic_cnn": "basic CNN",
+    "lite0": "Lite0 linear",
+    "lite2": "Lite2 linear",
+    "mlgcn": "Lite0 ML-GCN",
+    "mlgcn_lite2": "Lite2 ML-GCN",
+    "query2label": "Lite0 Q2L",
+}
 PAIRS = (("mlgcn", "lite0"), ("mlgcn_lite2", "lite2"), ("query2label", "lite0"))  # (a, b): a minus b
 
 
@@ -277,7 +285,7 @@ def _case_grid(runs: dict[str, list[dict]], rows: list[str], path: Path, n: int)
         first["targets"].astype(np.int64),
         first["paths"],
     )
-    plot_cases(out, [ROWS.get(r, r).split(" (")[0] for r in rows], disagreement_order(out)[:n], path)
+    plot_cases(out, [SHORT.get(r, r) for r in rows], disagreement_order(out)[:n], path, columns=3)
     print(f"wrote {path}")
 
 

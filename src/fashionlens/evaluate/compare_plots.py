@@ -24,7 +24,7 @@ def _pyplot():
 
 def _save(fig, path: Path, dpi: int = 110) -> None:
     buf = io.BytesIO()
-    fig.savefig(buf, dpi=dpi, format="png")
+    fig.savefig(buf, dpi=dpi, format="png", bbox_inches="tight")  # text under a photo may pass the edge
     _pyplot().close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
