@@ -153,8 +153,6 @@ def test_load_model_reads_the_model_file_once(tiny, backend, monkeypatch):
     import safetensors
     import safetensors.torch
 
-    from fashionlens.inference import export
-
     path, _, _ = tiny
     reads = []
     read_bytes = pathlib.Path.read_bytes
@@ -170,7 +168,6 @@ def test_load_model_reads_the_model_file_once(tiny, backend, monkeypatch):
     monkeypatch.setattr(pathlib.Path, "read_bytes", counting)
     monkeypatch.setattr(safetensors, "safe_open", no_other_read)
     monkeypatch.setattr(safetensors.torch, "load_file", no_other_read)
-    monkeypatch.setattr(export, "file_sha256", no_other_read)
     for _ in range(2):  # the first load exports and times (auto), the second uses the cache
         reads.clear()
         pred = load_model(path, backend=backend)

@@ -179,12 +179,9 @@ def upgrade_model_file(old: str | Path, new: str | Path | None = None) -> Path:
     """
     old = Path(old)
     raw = old.read_bytes() if old.is_file() else b""
-    n = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else -1
-    try:
-        header = json.loads(raw[8 : 8 + n]) if 0 < n <= len(raw) - 8 else None
-    except ValueError:
-        header = None
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    header = _raw_header(raw)
+    n = int.from_bytes(raw[:8], "little")  # _raw_header checked it (else header is None)
+    meta = header.get("__metadata__") if header is not None else None
     if not isinstance(meta, dict) or _META_KEY not in meta:
         raise CheckpointError(f"{old}: not a safetensors model file with a fashionlens header")
     meta[_META_KEY] = upgraded_header(meta[_META_KEY], str(old))
@@ -233,14 +230,21 @@ class ModelFile:
         return _build_with_weights(self.info, self.tensors(), self.path).to(device).eval()
 
 
-def _header_text(raw: bytes, path: Path) -> str:
-    """The fashionlens JSON header inside a safetensors file's bytes."""
+def _raw_header(raw: bytes) -> dict | None:
+    """The JSON header of a safetensors file's bytes (an 8-byte little-endian length, then that many bytes
+    of JSON), or None when the bytes hold none."""
     n = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else -1
     try:
         header = json.loads(raw[8 : 8 + n]) if 0 < n <= len(raw) - 8 else None
     except ValueError:
-        header = None
-    if not isinstance(header, dict):
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def _header_text(raw: bytes, path: Path) -> str:
+    """The fashionlens JSON header inside a safetensors file's bytes."""
+    header = _raw_header(raw)
+    if header is None:
         raise CheckpointError(f"{path}: not a readable safetensors model file (its header is not JSON)")
     meta = header.get("__metadata__") or {}
     if not isinstance(meta, dict) or _META_KEY not in meta:

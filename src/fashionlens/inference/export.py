@@ -12,7 +12,6 @@ outputs (max abs diff ~2.5) for EfficientNet-Lite0's dynamic 'same' padding with
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -185,15 +184,6 @@ def export_onnx(
     return export_module(file.model(), file.info, out_path, opset=opset, dynamic_batch=dynamic_batch)
 
 
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def cache_dir() -> Path:
     """``$FASHIONLENS_CACHE`` or ``$XDG_CACHE_HOME/fashionlens`` (default ``~/.cache/fashionlens``)."""
     if os.environ.get("FASHIONLENS_CACHE"):
@@ -210,13 +200,12 @@ def cached_onnx(model_path: str | Path | ModelFile, opset: int = DEFAULT_OPSET) 
     """
     import onnxruntime
 
-    digest = model_path.sha256 if isinstance(model_path, ModelFile) else file_sha256(model_path)
-    key = f"{digest[:24]}-opset{opset}-ort{onnxruntime.__version__}"
+    file = model_path if isinstance(model_path, ModelFile) else ModelFile(model_path)  # read once
+    key = f"{file.sha256[:24]}-opset{opset}-ort{onnxruntime.__version__}"
     out = cache_dir() / "onnx" / f"{key}.onnx"
     if not out.is_file():
-        name = model_path.path if isinstance(model_path, ModelFile) else model_path
-        logger.info("exporting %s to ONNX once (kept in %s)", name, out.parent)
-        export_onnx(model_path, out, opset=opset)
+        logger.info("exporting %s to ONNX once (kept in %s)", file.path, out.parent)
+        export_onnx(file, out, opset=opset)
     return out
 
 

@@ -367,7 +367,8 @@ class Predictor:
         for _, row, crop in pending:  # the decoded photo may be a JPEG draft, smaller than the photo
             img = images[row]
             sx, sy = img.size[0] / preds[row].image_size[0], img.size[1] / preds[row].image_size[1]
-            scaled.append(self.crop_transform(img.crop((crop[0] * sx, crop[1] * sy, crop[2] * sx, crop[3] * sy))))
+            box = (crop[0] * sx, crop[1] * sy, crop[2] * sx, crop[3] * sy)
+            scaled.append(self.crop_transform(img.crop(box)))
         for start in range(0, len(pending), self.batch_size):
             part = pending[start : start + self.batch_size]
             out = self.runner(torch.stack(scaled[start : start + self.batch_size]))
